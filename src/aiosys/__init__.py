@@ -1,0 +1,34 @@
+"""aiosys: an AI operating system. Durable, governed, observable workflows.
+
+The public surface; everything else is internal and free to move.
+"""
+
+from .errors import (
+    AiosysError,
+    ChildFailed,
+    InvalidInput,
+    NonDeterminismError,
+    PermanentError,
+    RunFailed,
+    TransientError,
+    UnknownWorkflow,
+    WaitTimeout,
+)
+from .kernel import App, Context, Retry, RunHandle, current_step
+
+__all__ = [
+    "AiosysError",
+    "App",
+    "ChildFailed",
+    "Context",
+    "InvalidInput",
+    "NonDeterminismError",
+    "PermanentError",
+    "Retry",
+    "RunFailed",
+    "RunHandle",
+    "TransientError",
+    "UnknownWorkflow",
+    "WaitTimeout",
+    "current_step",
+]

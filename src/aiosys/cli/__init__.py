@@ -1,0 +1,5 @@
+"""The ``aiosys`` command."""
+
+from .main import main
+
+__all__ = ["main"]

@@ -1,0 +1,7 @@
+import typer
+
+cli = typer.Typer()
+
+
+def main() -> None:
+    cli()

@@ -1,0 +1,124 @@
+"""The one exception hierarchy of aiosys.
+
+::
+
+    AiosysError                         base of everything aiosys raises on purpose
+    ├── TransientError                  retried by the step's Retry policy
+    │   └── StepTimeout                 a step ran past its timeout
+    ├── PermanentError                  never retried; ends the run as ``dead`` unless caught
+    │   ├── NotSerializable             a step returned something that is not JSON
+    │   ├── WaitTimeout                 ``ctx.wait_for`` reached its timeout
+    │   └── ChildFailed                 a child workflow ended without success
+    ├── ConfigError                     a bad store URL, app path or setting
+    ├── UnknownWorkflow                 no workflow (or version) of that name is registered
+    ├── InvalidInput                    the input does not fit the workflow's type hints
+    ├── RunNotFound                     no run has that id
+    ├── RunFailed                       awaiting a run's result that ended without success
+    ├── RunTimedOut                     a run passed its per-run timeout
+    ├── InvalidRunState                 the action does not apply to the run's status
+    └── NonDeterminismError             replay met a different effect than the one recorded
+
+    RunCancelled (BaseException)        control flow: the run was cancelled; user code must
+                                        not swallow it, so it is not an ``Exception``
+"""
+
+from __future__ import annotations
+
+
+class AiosysError(Exception):
+    """Base of every error aiosys raises on purpose."""
+
+
+class TransientError(AiosysError):
+    """A failure that may go away: the step is retried under its ``Retry`` policy."""
+
+
+class StepTimeout(TransientError):
+    """A step ran longer than its ``timeout``."""
+
+
+class PermanentError(AiosysError):
+    """A failure that will not go away by retrying: the step is not retried."""
+
+
+class NotSerializable(PermanentError):
+    """A step returned a value that cannot be recorded as JSON."""
+
+
+class WaitTimeout(PermanentError):
+    """``ctx.wait_for`` waited ``timeout`` seconds and no signal came."""
+
+
+class ChildFailed(PermanentError):
+    """A child workflow ended ``failed``, ``dead`` or ``cancelled``."""
+
+    def __init__(self, message: str, *, child_id: str = "", status: str = "") -> None:
+        super().__init__(message)
+        self.child_id = child_id
+        self.status = status
+
+
+class ConfigError(AiosysError):
+    """A store URL, app reference or setting is wrong."""
+
+
+class UnknownWorkflow(AiosysError):
+    """No workflow of that name (or version) is registered in this app."""
+
+
+class InvalidInput(AiosysError):
+    """The input does not validate against the workflow's parameters."""
+
+
+class RunNotFound(AiosysError):
+    """No run has that id."""
+
+
+class RunFailed(AiosysError):
+    """The awaited run ended ``failed``, ``dead`` or ``cancelled``; ``error`` is its record."""
+
+    def __init__(self, message: str, *, run_id: str, status: str, error: dict[str, object]):
+        super().__init__(message)
+        self.run_id = run_id
+        self.status = status
+        self.error = error
+
+
+class RunTimedOut(AiosysError):
+    """The run passed its per-run ``timeout``."""
+
+
+class InvalidRunState(AiosysError):
+    """The action does not apply to a run in its current status."""
+
+
+class NonDeterminismError(AiosysError):
+    """Replay met an effect that differs from the one recorded at that position."""
+
+
+class RunCancelled(BaseException):
+    """Raised inside a workflow whose run was cancelled; it stops at its next effect."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+__all__ = [
+    "AiosysError",
+    "ChildFailed",
+    "ConfigError",
+    "InvalidInput",
+    "InvalidRunState",
+    "NonDeterminismError",
+    "NotSerializable",
+    "PermanentError",
+    "RunCancelled",
+    "RunFailed",
+    "RunNotFound",
+    "RunTimedOut",
+    "StepTimeout",
+    "TransientError",
+    "UnknownWorkflow",
+    "WaitTimeout",
+]

@@ -1,0 +1,25 @@
+"""Durable execution: App, Context, the runtime that replays runs, workers and the gate."""
+
+from .app import App, QueueSpec, RunHandle, WorkflowSpec
+from .context import ChildHandle, Context
+from .effects import StepInfo, current_step
+from .gate import EffectCall, Gate, Interceptor, Next
+from .retry import Retry
+from .worker import Worker
+
+__all__ = [
+    "App",
+    "ChildHandle",
+    "Context",
+    "EffectCall",
+    "Gate",
+    "Interceptor",
+    "Next",
+    "QueueSpec",
+    "Retry",
+    "RunHandle",
+    "StepInfo",
+    "Worker",
+    "WorkflowSpec",
+    "current_step",
+]

@@ -1,0 +1,122 @@
+"""``Context``: what a workflow uses to wait, signal, spawn children and stay deterministic.
+
+Workflow code gets time, randomness and ids from here, never from the clock or ``uuid4()``:
+replay must take the same path every time.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections.abc import Callable, Generator
+from typing import Any
+
+from .retry import NO_RETRY, Retry
+from .runtime import Execution
+
+
+class Context:
+    def __init__(self, execution: Execution) -> None:
+        self._ex = execution
+
+    @property
+    def run_id(self) -> str:
+        return self._ex.run.id
+
+    @property
+    def workflow(self) -> str:
+        return self._ex.run.workflow
+
+    @property
+    def version(self) -> str:
+        return self._ex.run.version
+
+    @property
+    def tenant(self) -> str:
+        return self._ex.run.tenant
+
+    @property
+    def parent_id(self) -> str | None:
+        return self._ex.run.parent_id
+
+    async def sleep(self, seconds: float) -> None:
+        """Park the run durably for ``seconds``; a restart neither shortens nor loses it."""
+        await self._ex.effect("sleep", "sleep", params={"seconds": float(seconds)})
+
+    async def wait_for(self, signal: str, timeout: float | None = None) -> Any:
+        """Wait (durably, holding no worker) for a signal sent to this run and return its
+        payload; raise ``WaitTimeout`` after ``timeout`` seconds."""
+        return await self._ex.effect("signal", signal, params={"timeout": timeout})
+
+    async def start_child(
+        self,
+        workflow: str,
+        input: dict[str, Any] | None = None,
+        *,
+        version: str | None = None,
+        queue: str | None = None,
+    ) -> ChildHandle:
+        """Start a child run (exactly once, even across replays); await the handle for its
+        result."""
+        child_id = await self._ex.effect(
+            "child_start",
+            workflow,
+            params={"workflow": workflow, "input": input, "version": version, "queue": queue},
+        )
+        return ChildHandle(self._ex, child_id, workflow)
+
+    async def child(self, workflow: str, input: dict[str, Any] | None = None) -> Any:
+        """Start a child run and wait for its result."""
+        return await (await self.start_child(workflow, input)).result()
+
+    async def step(
+        self,
+        fn: Callable[..., Any],
+        *args: Any,
+        name: str | None = None,
+        retry: Retry = NO_RETRY,
+        timeout: float | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Run any function as a recorded step without decorating it."""
+        return await self._ex.effect(
+            "step",
+            name or str(getattr(fn, "__qualname__", repr(fn))),
+            fn=fn,
+            args=args,
+            kwargs=kwargs,
+            retry=retry,
+            timeout=timeout,
+        )
+
+    async def now(self) -> float:
+        """The wall clock, recorded: replay sees the same instant."""
+        value: float = await self._ex.effect("now", "now")
+        return value
+
+    def random(self) -> random.Random:
+        """A random generator seeded by the run: the same numbers on every replay."""
+        return self._ex.random
+
+    def uuid(self) -> str:
+        """A UUID that is the same on every replay of this run."""
+        return str(uuid.UUID(int=self._ex.random.getrandbits(128), version=4))
+
+
+class ChildHandle:
+    def __init__(self, execution: Execution, child_id: str, workflow: str) -> None:
+        self._ex = execution
+        self.id = child_id
+        self.workflow = workflow
+
+    async def result(self) -> Any:
+        """Wait (durably) for the child to end; its result, or ``ChildFailed``."""
+        return await self._ex.effect(
+            "child_result", self.workflow, params={"child_id": self.id}, retry=NO_RETRY
+        )
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        return self.result().__await__()
+
+
+__all__ = ["ChildHandle", "Context"]

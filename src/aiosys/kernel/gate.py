@@ -1,0 +1,109 @@
+"""The gate: every effect a workflow makes passes through one chain of interceptors.
+
+An interceptor is a callable ``(call, next) -> result`` that may look at or change the
+call, short-circuit it (a recorded outcome, a cache hit, a policy denial) or wrap ``next``
+(retry, tracing, metering). The chain ends in the executor for the effect's kind. The
+kernel installs the effect log (outermost, so replay never reaches anything else) and
+retry (innermost); governance, models and observability insert theirs in between without
+touching the engine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from ..errors import ConfigError
+from .retry import NO_RETRY, Retry
+
+if TYPE_CHECKING:
+    from .runtime import Execution
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class EffectCall:
+    """One effect, as the interceptors see it."""
+
+    execution: Execution
+    seq: int
+    kind: str  # step, sleep, signal, child_start, child_result, now, ...
+    name: str
+    fn: Callable[..., Any] | None = None
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    retry: Retry = NO_RETRY
+    timeout: float | None = None
+    returns: Any = None  # the annotation the output is decoded to on replay
+    params: dict[str, Any] = field(default_factory=dict)  # kind-specific arguments
+    meta: dict[str, Any] = field(default_factory=dict)  # filled in by interceptors
+
+    @property
+    def run_id(self) -> str:
+        return self.execution.run.id
+
+    @property
+    def idempotency_key(self) -> str:
+        """Stable across retries and replays: pass it to the outside world."""
+        return f"{self.execution.run.id}:{self.seq}"
+
+
+Next = Callable[[EffectCall], Awaitable[Any]]
+
+
+class Interceptor(Protocol):
+    async def __call__(self, call: EffectCall, next: Next) -> Any: ...
+
+
+Executor = Callable[[EffectCall], Awaitable[Any]]
+
+
+class Gate:
+    """The chain, composed once (not per call) and recomposed when an interceptor is added."""
+
+    def __init__(self) -> None:
+        self._interceptors: list[tuple[str, Interceptor]] = []
+        self._executors: dict[str, Executor] = {}
+        self._chain: Next = self._execute
+
+    def add(self, name: str, interceptor: Interceptor, *, before: str | None = None) -> None:
+        """Insert an interceptor, before the one named ``before`` (else at the end)."""
+        names = [n for n, _ in self._interceptors]
+        if name in names:
+            raise ConfigError(f"the gate already has an interceptor named {name!r}")
+        at = names.index(before) if before in names else len(names)
+        self._interceptors.insert(at, (name, interceptor))
+        self._compose()
+
+    @property
+    def names(self) -> list[str]:
+        return [n for n, _ in self._interceptors]
+
+    def register(self, kind: str, executor: Executor) -> None:
+        """The executor that really performs effects of ``kind``."""
+        self._executors[kind] = executor
+
+    def _compose(self) -> None:
+        chain: Next = self._execute
+        for _, interceptor in reversed(self._interceptors):
+            chain = _link(interceptor, chain)
+        self._chain = chain
+
+    async def _execute(self, call: EffectCall) -> Any:
+        try:
+            executor = self._executors[call.kind]
+        except KeyError:
+            raise ConfigError(
+                f"no executor is registered for effects of kind {call.kind!r}"
+            ) from None
+        return await executor(call)
+
+    def __call__(self, call: EffectCall) -> Awaitable[Any]:
+        return self._chain(call)
+
+
+def _link(interceptor: Interceptor, nxt: Next) -> Next:
+    def step(call: EffectCall) -> Awaitable[Any]:
+        return interceptor(call, nxt)
+
+    return step

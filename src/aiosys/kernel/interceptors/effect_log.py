@@ -1,0 +1,83 @@
+"""The effect log: replay returns recorded outcomes; new outcomes are recorded durably.
+
+It is the outermost interceptor, so an effect whose outcome is recorded never reaches
+policy, cache, retry or the executor again. A new outcome is acknowledged to the workflow
+only once it is committed (group commit batches it with other runs' records).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ...errors import NonDeterminismError
+from ...store.base import EffectRow, RecordEffect, now
+from .. import serde
+from ..control import LeaseLost, Parked
+from ..gate import EffectCall, Next
+from ..retry import is_transient
+
+
+class EffectLog:
+    async def __call__(self, call: EffectCall, next: Next) -> Any:
+        ex = call.execution
+        recorded = ex.history.effects.get(call.seq)
+        if recorded is not None:
+            if recorded.kind != call.kind or recorded.name != call.name:
+                raise NonDeterminismError(
+                    f"run {ex.run.id} of {ex.run.workflow}@{ex.run.version}: effect #{call.seq} "
+                    f"was recorded as {recorded.kind} {recorded.name!r} but the code now calls "
+                    f"{call.kind} {call.name!r}; the workflow code changed under a running "
+                    "version (register the change as a new version)"
+                )
+            if recorded.status == "ok":
+                return serde.loads(recorded.output, call.returns)
+            if recorded.status == "error":
+                assert recorded.error is not None
+                exc = serde.rebuild_error(recorded.error)
+                ex.note_failed_effect(exc, call.seq)
+                raise exc
+            call.meta["pending"] = json.loads(recorded.output or "{}")
+        ex.check_cancelled()
+        started = now()
+        try:
+            output = await next(call)
+            text = serde.dumps(output, f"the output of {call.kind} {call.name!r}")
+        except Parked as parked:
+            if recorded is None:
+                await self._record(call, started, "pending", output=json.dumps(parked.state))
+            raise
+        except Exception as exc:
+            error = serde.dump_error(exc, transient=is_transient(exc))
+            await self._record(call, started, "error", error=error)
+            ex.note_failed_effect(exc, call.seq)
+            raise
+        await self._record(call, started, "ok", output=text)
+        return output
+
+    async def _record(
+        self,
+        call: EffectCall,
+        started: float,
+        status: str,
+        *,
+        output: str | None = None,
+        error: str | None = None,
+    ) -> None:
+        ex = call.execution
+        row = EffectRow(
+            run_id=ex.run.id,
+            seq=call.seq,
+            kind=call.kind,
+            name=call.name,
+            status=status,
+            output=output,
+            error=error,
+            attempt=call.meta.get("attempt", 1),
+            started_at=started,
+            finished_at=None if status == "pending" else now(),
+        )
+        write = RecordEffect(ex.owner, row, consume_signal=call.meta.get("consume_signal"))
+        result = await ex.committer.submit(write)
+        if not result.ok:
+            raise LeaseLost(ex.run.id)

@@ -1,0 +1,69 @@
+"""Retry policies and the transient/permanent classification of errors."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pydantic
+
+from ..errors import PermanentError, TransientError
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    """How a step is retried after a transient error.
+
+    ``attempts`` counts the first try; the n-th retry waits
+    ``min(cap, backoff * multiplier**(n-1))``, spread by +/- ``jitter`` (a fraction) so that
+    many runs failing together do not retry in lockstep.
+    """
+
+    attempts: int = 3
+    backoff: float = 0.5
+    multiplier: float = 2.0
+    cap: float = 30.0
+    jitter: float = 0.2
+
+    def __post_init__(self) -> None:
+        if self.attempts < 1:
+            raise ValueError("Retry.attempts counts the first try and must be at least 1")
+        if self.backoff < 0 or self.cap < 0 or not 0 <= self.jitter <= 1:
+            raise ValueError("Retry.backoff and cap must be >= 0 and jitter within [0, 1]")
+
+    def delay(self, retry_number: int, rng: Callable[[], float] = random.random) -> float:
+        """Seconds to wait before retry ``retry_number`` (1 for the first retry)."""
+        base = min(self.cap, self.backoff * self.multiplier ** (retry_number - 1))
+        return max(0.0, base * (1 + self.jitter * (2 * rng() - 1)))
+
+
+NO_RETRY = Retry(attempts=1)
+
+# Classifiers added by other layers (e.g. HTTP errors: 429/5xx transient, 4xx permanent).
+# Each returns True (transient), False (permanent) or None (no opinion).
+_classifiers: list[Callable[[BaseException], bool | None]] = []
+
+
+def add_classifier(fn: Callable[[BaseException], bool | None]) -> None:
+    _classifiers.append(fn)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Transient: ``TransientError``, timeouts, connection errors, and errors aiosys does
+    not know (retried under the step's policy, as Temporal does). Permanent:
+    ``PermanentError`` and validation errors."""
+    if isinstance(exc, PermanentError):
+        return False
+    if isinstance(exc, TransientError):
+        return True
+    for fn in _classifiers:
+        verdict = fn(exc)
+        if verdict is not None:
+            return verdict
+    if isinstance(exc, pydantic.ValidationError):
+        return False
+    if isinstance(exc, TimeoutError | asyncio.TimeoutError | ConnectionError):
+        return True
+    return True

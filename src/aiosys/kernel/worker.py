@@ -1,0 +1,201 @@
+"""The worker: claims runs under a lease, executes them, and keeps the lease alive.
+
+A worker serves named queues with a concurrency limit of its own. It sleeps until there is
+work: a run started in this process, a notification from the store (PostgreSQL's
+LISTEN/NOTIFY), the next timer or expiring lease, or a poll. Parked runs hold no slot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import uuid
+from collections import Counter
+from typing import TYPE_CHECKING
+
+from ..store.base import Claim, History, Release, RunRow, now
+from .commit import Committer
+from .runtime import Execution
+
+if TYPE_CHECKING:
+    from .app import App, WorkflowSpec
+
+log = logging.getLogger("aiosys.worker")
+
+
+class Worker:
+    def __init__(
+        self,
+        app: App,
+        *,
+        queues: list[str] | None = None,
+        concurrency: int | None = None,
+        lease: float | None = None,
+        idle_poll: float = 1.0,
+    ) -> None:
+        self.app = app
+        self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.queues = queues or list(app.queues)
+        self.concurrency = concurrency or app.concurrency
+        self.lease = lease or app.lease
+        self.idle_poll = idle_poll
+        self.committer = Committer(app.store)
+        self._active: dict[str, tuple[asyncio.Task[None], str]] = {}
+        self._executions: dict[str, Execution] = {}
+        self._per_queue: Counter[str] = Counter()
+        self._kick = asyncio.Event()
+        self._more = True  # the last claim filled every slot: more work may be waiting
+        self._loops: list[asyncio.Task[None]] = []
+        self.stopped = asyncio.Event()
+
+    # ---- lifecycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.committer.start()
+        loop = asyncio.get_running_loop()
+        self._loops = [
+            loop.create_task(self._claim_loop(), name="aiosys-claim"),
+            loop.create_task(self._heartbeat_loop(), name="aiosys-heartbeat"),
+            loop.create_task(self._listen_loop(), name="aiosys-listen"),
+        ]
+        log.info("worker %s serving queues %s", self.id, ", ".join(self.queues))
+
+    async def stop(self) -> None:
+        """Stop claiming, interrupt runs in flight and give them back to the queue."""
+        for task in self._loops:
+            task.cancel()
+        await asyncio.gather(*self._loops, return_exceptions=True)
+        running = dict(self._active)
+        for task, _ in running.values():
+            task.cancel()
+        await asyncio.gather(*(t for t, _ in running.values()), return_exceptions=True)
+        releases = [self.committer.submit(Release(self.id, run_id)) for run_id in running]
+        await asyncio.gather(*releases, return_exceptions=True)
+        await self.committer.stop()
+        self.stopped.set()
+
+    async def run_forever(self) -> None:
+        await self.start()
+        try:
+            await self.stopped.wait()
+        finally:
+            if not self.stopped.is_set():
+                await self.stop()
+
+    # ---- taking work --------------------------------------------------------------------
+
+    def kick(self) -> None:
+        self._more = True
+        self._kick.set()
+
+    def _free(self, queue: str) -> int:
+        free = self.concurrency - len(self._active)
+        limit = self.app.queues.get(queue)
+        if limit is not None and limit.worker_concurrency is not None:
+            free = min(free, limit.worker_concurrency - self._per_queue[queue])
+        return free
+
+    def can_take(self, queue: str) -> bool:
+        """Whether a run started in this process can be leased to this worker directly."""
+        spec = self.app.queues.get(queue)
+        return (
+            queue in self.queues
+            and (spec is None or spec.concurrency is None)
+            and self._free(queue) > 0
+            and not self.stopped.is_set()
+        )
+
+    def adopt_new(self, row: RunRow, spec: WorkflowSpec) -> None:
+        """Execute a run this worker leased at creation: it has no history to read."""
+        self._spawn(row, History(run=row, effects={}, signals=[]))
+
+    def cancel_local(self, run_id: str, reason: str) -> None:
+        ex = self._executions.get(run_id)
+        if ex is not None:
+            ex.cancel_reason = reason
+
+    def _spawn(self, row: RunRow, history: History | None) -> None:
+        task = asyncio.get_running_loop().create_task(self._execute(row, history))
+        self._active[row.id] = (task, row.queue)
+        self._per_queue[row.queue] += 1
+
+    async def _execute(self, row: RunRow, history: History | None) -> None:
+        try:
+            if history is None:
+                history = await self.app.store.load_history(row.id)
+                if history is None:
+                    return
+            spec = self.app.spec(history.run.workflow, history.run.version)
+            ex = Execution(self.app, self.id, self.committer, history, spec)
+            self._executions[row.id] = ex
+            await ex.execute()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # The store failed under us: leave the run to its lease; another claim replays it.
+            log.exception("run %s: worker could not finish it; its lease will expire", row.id)
+        finally:
+            self._active.pop(row.id, None)
+            self._executions.pop(row.id, None)
+            self._per_queue[row.queue] -= 1
+            if self._more:
+                self._kick.set()
+
+    async def _claim_loop(self) -> None:
+        while True:
+            slots = {q: n for q in self.queues if (n := self._free(q)) > 0}
+            next_at: float | None = None
+            if slots:
+                claim = Claim(
+                    owner=self.id,
+                    wf_keys=self.app.wf_keys,
+                    slots=slots,
+                    global_limits={
+                        q: s.concurrency
+                        for q, s in self.app.queues.items()
+                        if s.concurrency is not None and q in slots
+                    },
+                    lease=self.lease,
+                )
+                try:
+                    rows, next_at = await self.app.store.claim(claim)
+                except Exception as exc:
+                    log.warning("worker %s: claim failed (%s); retrying", self.id, exc)
+                    await asyncio.sleep(self.idle_poll)
+                    continue
+                for row in rows:
+                    self._spawn(row, None)
+                self._more = len(rows) >= sum(slots.values())
+                if self._more:
+                    continue
+            timeout = self.idle_poll
+            if next_at is not None:
+                timeout = max(0.0, min(timeout, next_at - now()))
+            try:
+                await asyncio.wait_for(self._kick.wait(), timeout)
+            except TimeoutError:
+                pass
+            self._kick.clear()
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.lease / 3)
+            try:
+                held = await self.app.store.heartbeat(self.id, self.lease)
+            except Exception as exc:
+                log.warning("worker %s: heartbeat failed (%s)", self.id, exc)
+                continue
+            for run_id, reason in held.items():
+                if reason is not None:
+                    self.cancel_local(run_id, reason)
+
+    async def _listen_loop(self) -> None:
+        while True:
+            try:
+                await self.app.store.wait_for_work(self.idle_poll)
+            except Exception as exc:
+                log.warning("worker %s: waiting for notifications failed (%s)", self.id, exc)
+                await asyncio.sleep(self.idle_poll)
+            self._kick.set()

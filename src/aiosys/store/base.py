@@ -1,0 +1,257 @@
+"""The one ``Store`` protocol, the rows it returns and the writes it applies.
+
+A store is the system of record and the work queue. The kernel talks to it only through
+this protocol; SQLite and PostgreSQL implement it and pass the same test suite.
+
+Writes that belong to a running run (recording an effect, parking, finishing) are plain
+frozen dataclasses (``Write``) that the kernel's group committer hands over in batches:
+``apply`` writes a whole batch in one transaction, so many runs' effect records share one
+commit. Each write is fenced by the lease: it only lands while the writer still owns the run.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+# Statuses of a run (DESIGN.md, "Durable execution semantics").
+PENDING = "pending"
+RUNNING = "running"
+WAITING = "waiting"
+SUCCEEDED = "succeeded"
+FAILED = "failed"
+CANCELLED = "cancelled"
+DEAD = "dead"
+TERMINAL = frozenset({SUCCEEDED, FAILED, CANCELLED, DEAD})
+STATUSES = (PENDING, RUNNING, WAITING, SUCCEEDED, FAILED, CANCELLED, DEAD)
+
+
+def now() -> float:
+    """Wall-clock seconds since the epoch: the one clock the store's timestamps use."""
+    return time.time()
+
+
+@dataclass(frozen=True, slots=True)
+class RunRow:
+    """One run, as stored. JSON fields are kept as text until someone needs them."""
+
+    id: str
+    workflow: str
+    version: str
+    tenant: str
+    queue: str
+    priority: int
+    status: str
+    input: str
+    result: str | None
+    error: str | None
+    idempotency_key: str | None
+    parent_id: str | None
+    created_at: float
+    updated_at: float
+    started_at: float | None
+    finished_at: float | None
+    deadline_at: float | None
+    available_at: float | None
+    lease_owner: str | None
+    wake_seq: int
+    failed_seq: int | None
+    cancel_reason: str | None
+    claims: int
+
+    @property
+    def wf_key(self) -> str:
+        return wf_key(self.workflow, self.version)
+
+
+def wf_key(workflow: str, version: str) -> str:
+    return f"{workflow}@{version}"
+
+
+RUN_COLUMNS = tuple(RunRow.__dataclass_fields__)
+
+
+@dataclass(frozen=True, slots=True)
+class EffectRow:
+    """One recorded effect. ``status`` is ``ok``, ``error`` or ``pending`` (a parked timer,
+    signal wait or child wait, whose ``output`` holds what the wait needs, e.g. its deadline)."""
+
+    run_id: str
+    seq: int
+    kind: str
+    name: str
+    status: str
+    output: str | None
+    error: str | None
+    attempt: int
+    started_at: float
+    finished_at: float | None
+
+
+EFFECT_COLUMNS = tuple(EffectRow.__dataclass_fields__)
+
+
+@dataclass(frozen=True, slots=True)
+class SignalRow:
+    id: int
+    run_id: str
+    name: str
+    payload: str
+    created_at: float
+    consumed_seq: int | None
+
+
+SIGNAL_COLUMNS = tuple(SignalRow.__dataclass_fields__)
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    """All a worker needs to replay a run, read at once."""
+
+    run: RunRow
+    effects: dict[int, EffectRow]
+    signals: list[SignalRow]
+
+
+@dataclass(frozen=True, slots=True)
+class NewRun:
+    id: str
+    workflow: str
+    version: str
+    tenant: str
+    queue: str
+    priority: int
+    input: str
+    idempotency_key: str | None = None
+    parent_id: str | None = None
+    deadline_at: float | None = None
+    created_at: float = field(default_factory=now)
+
+
+# ---- writes applied in batches (group commit) --------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RecordEffect:
+    """Insert or complete the effect at ``seq``; optionally mark a signal consumed by it."""
+
+    owner: str
+    effect: EffectRow
+    consume_signal: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Park:
+    """Park a run: ``waiting`` until ``wake_at`` (or a wake-up if None), holding no worker.
+    Only lands if nothing woke the run since the worker read ``wake_seq``."""
+
+    owner: str
+    run_id: str
+    wake_at: float | None
+    wake_seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class Finish:
+    """End a run (succeeded, failed, dead, cancelled) and wake its parent if it has one."""
+
+    owner: str
+    run_id: str
+    status: str
+    result: str | None = None
+    error: str | None = None
+    failed_seq: int | None = None
+    parent_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Release:
+    """Give a run back to the queue without finishing it (shutdown, lost park race)."""
+
+    owner: str
+    run_id: str
+
+
+Write = RecordEffect | Park | Finish | Release
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    """The outcome of one write: ``ok`` False means the lease was lost (someone else owns
+    the run, or it was cancelled / woken), so the worker must stop working on it."""
+
+    ok: bool
+    cancel_reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """How many runs a worker can take now, per queue, and which workflows it can run."""
+
+    owner: str
+    wf_keys: Sequence[str]
+    slots: dict[str, int]  # queue -> free slots in this worker
+    global_limits: dict[str, int]  # queue -> concurrency limit across all workers
+    lease: float
+
+
+@runtime_checkable
+class Store(Protocol):
+    """Durable state of runs, effects and signals, and the queue workers claim from."""
+
+    url: str
+    dialect: str
+
+    async def open(self) -> None:
+        """Connect and bring the schema up to date (idempotent)."""
+
+    async def close(self) -> None: ...
+
+    async def create_run(
+        self, new: NewRun, *, owner: str | None = None, lease: float = 0.0
+    ) -> tuple[RunRow, bool]:
+        """Insert a run (``pending``; or already ``running`` under ``owner``'s lease, for a
+        worker in this process). Returns ``(run, created)``; with an idempotency key that was
+        used before in the tenant, returns the existing run and ``False``."""
+
+    async def get_run(self, run_id: str) -> RunRow | None: ...
+
+    async def list_runs(
+        self,
+        *,
+        status: str | None = None,
+        workflow: str | None = None,
+        tenant: str | None = None,
+        limit: int = 50,
+    ) -> list[RunRow]: ...
+
+    async def load_history(self, run_id: str) -> History | None:
+        """The run, its effects and its unconsumed signals, in one read."""
+
+    async def list_effects(self, run_id: str) -> list[EffectRow]: ...
+
+    async def claim(self, claim: Claim) -> tuple[list[RunRow], float | None]:
+        """Lease up to ``slots`` claimable runs per queue, highest priority first: pending runs,
+        waiting runs whose timer is due and running runs whose lease expired. Also returns the
+        earliest time anything else becomes claimable (a timer, a lease), or None."""
+
+    async def heartbeat(self, owner: str, lease: float) -> dict[str, str | None]:
+        """Extend every lease ``owner`` holds; return its runs (id -> cancel reason or None)."""
+
+    async def apply(self, writes: Sequence[Write]) -> list[WriteResult]:
+        """Apply a batch of writes in one transaction (group commit)."""
+
+    async def send_signal(self, run_id: str, name: str, payload: str) -> None:
+        """Store a signal and wake the run if it waits; errors if the run has ended."""
+
+    async def cancel(self, run_id: str, reason: str) -> RunRow:
+        """Cancel a run: at once if it holds no worker, else at its next effect."""
+
+    async def resume(self, run_id: str) -> RunRow:
+        """Put a ``dead`` or ``failed`` run back in the queue, dropping the failed effect's
+        record and keeping every recorded success."""
+
+    async def wait_for_work(self, timeout: float) -> None:
+        """Return when new work may be claimable (a notification) or after ``timeout``."""

@@ -1,0 +1,28 @@
+-- SQLite's own versions of queries whose syntax differs from PostgreSQL's.
+-- Lists are passed as a JSON array and read with json_each.
+
+-- name: claim
+-- Lease up to :limit claimable runs of a queue, highest priority first.
+UPDATE runs
+SET status = 'running', lease_owner = :owner, available_at = :expires, updated_at = :now,
+    started_at = COALESCE(started_at, :now), claims = claims + 1
+WHERE id IN (SELECT id FROM runs
+             WHERE queue = :queue AND available_at <= :now
+               AND wf_key IN (SELECT value FROM json_each(:wf_keys))
+             ORDER BY priority DESC, available_at
+             LIMIT :limit)
+RETURNING *
+
+-- name: next_available
+-- When the next run of these queues becomes claimable (a timer, an expiring lease).
+SELECT min(available_at) AS t FROM runs
+WHERE available_at > :now AND queue IN (SELECT value FROM json_each(:queues))
+
+-- name: list_runs
+-- Newest runs first, optionally filtered.
+SELECT * FROM runs
+WHERE (:status IS NULL OR status = :status)
+  AND (:workflow IS NULL OR workflow = :workflow)
+  AND (:tenant IS NULL OR tenant = :tenant)
+ORDER BY created_at DESC, id DESC
+LIMIT :limit

@@ -1,0 +1,314 @@
+"""The embedded default store: one SQLite file in WAL mode with ``synchronous=FULL``.
+
+One connection lives on one dedicated thread, so the event loop never blocks on a disk sync
+and every statement of this process is serialized. Write transactions start with
+``BEGIN IMMEDIATE`` so that several processes sharing the file (a CLI, a worker) queue on
+SQLite's own lock (``busy_timeout``) instead of failing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import sqlite3
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from ..errors import ConfigError
+from . import _sql
+from .base import (
+    Claim,
+    EffectRow,
+    Finish,
+    History,
+    NewRun,
+    Park,
+    RecordEffect,
+    Release,
+    RunRow,
+    SignalRow,
+    Write,
+    WriteResult,
+    now,
+)
+from .common import CommonStore, effect_params, finish_params, run_params
+
+T = TypeVar("T")
+
+
+class SQLiteStore(CommonStore):
+    dialect = "sqlite"
+
+    def __init__(self, url: str, *, poll_interval: float = 0.1) -> None:
+        self.url = url
+        path = url.removeprefix("sqlite://")
+        if path.startswith("/") and not path.startswith("//"):
+            path = path[1:]  # sqlite:///rel/path -> rel/path; sqlite:////abs -> /abs
+        if not path:
+            raise ConfigError(f"store URL {url!r} names no file: use sqlite:///path/to/file.db")
+        self.path = Path(path)
+        self.poll_interval = poll_interval
+        self._q = _sql.load_queries("sqlite")
+        self._pool: ThreadPoolExecutor | None = None
+        self._conn: sqlite3.Connection | None = None
+
+    # ---- plumbing ---------------------------------------------------------------------
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._pool is None or self._conn is None:
+            raise ConfigError("the store is not open: use `async with app:` or `await app.open()`")
+        conn = self._conn
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, conn)
+
+    def _tx(self, conn: sqlite3.Connection, body: Callable[[sqlite3.Connection], T]) -> T:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            out = body(conn)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return out
+
+    def _connect(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA busy_timeout = 30000")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = FULL")
+        conn.execute("PRAGMA foreign_keys = ON")
+        return conn
+
+    async def open(self) -> None:
+        if self._conn is not None:
+            return
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aiosys-sqlite")
+        loop = asyncio.get_running_loop()
+        self._conn = await loop.run_in_executor(self._pool, self._connect)
+        await self._run(self._migrate)
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        def body(c: sqlite3.Connection) -> None:
+            c.execute("CREATE TABLE IF NOT EXISTS aiosys_schema (version INTEGER PRIMARY KEY)")
+            done = {r[0] for r in c.execute("SELECT version FROM aiosys_schema")}
+            for version, sql in _sql.migrations("sqlite"):
+                if version not in done:
+                    for statement in _statements(sql):
+                        c.execute(statement)
+                    c.execute("INSERT INTO aiosys_schema (version) VALUES (?)", (version,))
+
+        self._tx(conn, body)
+
+    async def close(self) -> None:
+        if self._conn is None or self._pool is None:
+            return
+        conn, pool = self._conn, self._pool
+        await asyncio.get_running_loop().run_in_executor(pool, conn.close)
+        pool.shutdown(wait=True)
+        self._conn = None
+        self._pool = None
+
+    # ---- runs ---------------------------------------------------------------------------
+
+    async def create_run(
+        self, new: NewRun, *, owner: str | None = None, lease: float = 0.0
+    ) -> tuple[RunRow, bool]:
+        q = self._q
+        params = run_params(new, owner, lease)
+
+        def body(c: sqlite3.Connection) -> tuple[RunRow, bool]:
+            created = c.execute(q["insert_run"], params).rowcount == 1
+            if created:
+                row = c.execute(q["get_run"], {"id": new.id}).fetchone()
+            else:
+                row = c.execute(q["get_run_by_key"], params).fetchone()
+            return _run_row(row), created
+
+        return await self._run(lambda c: self._tx(c, body))
+
+    async def get_run(self, run_id: str) -> RunRow | None:
+        row = await self._run(lambda c: c.execute(self._q["get_run"], {"id": run_id}).fetchone())
+        return _run_row(row) if row else None
+
+    async def list_runs(
+        self,
+        *,
+        status: str | None = None,
+        workflow: str | None = None,
+        tenant: str | None = None,
+        limit: int = 50,
+    ) -> list[RunRow]:
+        params = {"status": status, "workflow": workflow, "tenant": tenant, "limit": limit}
+        rows = await self._run(lambda c: c.execute(self._q["list_runs"], params).fetchall())
+        return [_run_row(r) for r in rows]
+
+    async def load_history(self, run_id: str) -> History | None:
+        q = self._q
+
+        def read(c: sqlite3.Connection) -> History | None:
+            c.execute("BEGIN")  # one snapshot for the three reads
+            try:
+                run = c.execute(q["get_run"], {"id": run_id}).fetchone()
+                if run is None:
+                    return None
+                effects = c.execute(q["list_effects"], {"run_id": run_id}).fetchall()
+                signals = c.execute(q["list_unconsumed_signals"], {"run_id": run_id}).fetchall()
+            finally:
+                c.execute("COMMIT")
+            return History(
+                run=_run_row(run),
+                effects={e["seq"]: _effect_row(e) for e in effects},
+                signals=[SignalRow(**dict(s)) for s in signals],
+            )
+
+        return await self._run(read)
+
+    async def list_effects(self, run_id: str) -> list[EffectRow]:
+        rows = await self._run(
+            lambda c: c.execute(self._q["list_effects"], {"run_id": run_id}).fetchall()
+        )
+        return [_effect_row(r) for r in rows]
+
+    # ---- the queue ----------------------------------------------------------------------
+
+    async def claim(self, claim: Claim) -> tuple[list[RunRow], float | None]:
+        q = self._q
+        wf_keys = json.dumps(list(claim.wf_keys))
+        queues = json.dumps(list(claim.slots))
+
+        def body(c: sqlite3.Connection) -> tuple[list[RunRow], float | None]:
+            t = now()
+            out: list[RunRow] = []
+            for queue, free in claim.slots.items():
+                limit = self.limit_for(queue, free, claim, lambda p: _count(c, q, p), t)
+                if limit <= 0:
+                    continue
+                rows = c.execute(
+                    q["claim"],
+                    {
+                        "queue": queue,
+                        "owner": claim.owner,
+                        "now": t,
+                        "expires": t + claim.lease,
+                        "wf_keys": wf_keys,
+                        "limit": limit,
+                    },
+                ).fetchall()
+                out.extend(_run_row(r) for r in rows)
+            nxt = c.execute(q["next_available"], {"now": t, "queues": queues}).fetchone()
+            return out, nxt["t"]
+
+        return await self._run(lambda c: self._tx(c, body))
+
+    async def heartbeat(self, owner: str, lease: float) -> dict[str, str | None]:
+        q = self._q
+
+        def body(c: sqlite3.Connection) -> dict[str, str | None]:
+            t = now()
+            rows = c.execute(q["heartbeat"], {"owner": owner, "now": t, "expires": t + lease})
+            return {r["id"]: r["cancel_reason"] for r in rows.fetchall()}
+
+        return await self._run(lambda c: self._tx(c, body))
+
+    async def apply(self, writes: Sequence[Write]) -> list[WriteResult]:
+        q = self._q
+
+        def body(c: sqlite3.Connection) -> list[WriteResult]:
+            t = now()
+            results: list[WriteResult] = []
+            for w in writes:
+                if isinstance(w, RecordEffect):
+                    ok = c.execute(q["record_effect"], effect_params(w)).rowcount == 1
+                    if ok and w.consume_signal is not None:
+                        c.execute(
+                            q["consume_signal"], {"id": w.consume_signal, "seq": w.effect.seq}
+                        )
+                elif isinstance(w, Park):
+                    params = {"run_id": w.run_id, "owner": w.owner, "now": t}
+                    params.update(wake_at=w.wake_at, wake_seq=w.wake_seq)
+                    ok = c.execute(q["park"], params).rowcount == 1
+                elif isinstance(w, Finish):
+                    ok = c.execute(q["finish"], finish_params(w, t)).rowcount == 1
+                    if ok and w.parent_id:
+                        c.execute(q["wake"], {"run_id": w.parent_id, "now": t}).fetchall()
+                elif isinstance(w, Release):
+                    params = {"run_id": w.run_id, "owner": w.owner, "now": t}
+                    ok = c.execute(q["release"], params).rowcount == 1
+                else:  # pragma: no cover - the Write union is closed
+                    raise TypeError(f"unknown write {w!r}")
+                results.append(WriteResult(ok))
+            return results
+
+        return await self._run(lambda c: self._tx(c, body))
+
+    async def send_signal(self, run_id: str, name: str, payload: str) -> None:
+        q = self._q
+
+        def body(c: sqlite3.Connection) -> bool:
+            t = now()
+            woke = c.execute(q["wake"], {"run_id": run_id, "now": t}).fetchall()
+            if not woke:
+                return False
+            params = {"run_id": run_id, "name": name, "payload": payload, "now": t}
+            c.execute(q["insert_signal"], params)
+            return True
+
+        if not await self._run(lambda c: self._tx(c, body)):
+            await self.raise_not_active(run_id, "signal")
+
+    async def cancel(self, run_id: str, reason: str) -> RunRow:
+        q = self._q
+
+        def body(c: sqlite3.Connection) -> Any:
+            t = now()
+            params = {"id": run_id, "reason": reason, "now": t, "error": self.cancel_error(reason)}
+            row = c.execute(q["cancel"], params).fetchone()
+            if row is not None and row["status"] == "cancelled" and row["parent_id"]:
+                c.execute(q["wake"], {"run_id": row["parent_id"], "now": t}).fetchall()
+            return row
+
+        row = await self._run(lambda c: self._tx(c, body))
+        if row is None:
+            await self.raise_not_active(run_id, "cancel")
+        return _run_row(row)
+
+    async def resume(self, run_id: str) -> RunRow:
+        q = self._q
+
+        def body(c: sqlite3.Connection) -> Any:
+            before = c.execute(q["get_run"], {"id": run_id}).fetchone()
+            row = c.execute(q["resume"], {"id": run_id, "now": now()}).fetchone()
+            if row is not None and before["failed_seq"] is not None:
+                c.execute(q["delete_effect"], {"run_id": run_id, "seq": before["failed_seq"]})
+            return row
+
+        row = await self._run(lambda c: self._tx(c, body))
+        if row is None:
+            await self.raise_not_resumable(run_id)
+        return _run_row(row)
+
+    async def wait_for_work(self, timeout: float) -> None:
+        # SQLite has no notifications across processes: poll. Work started in this process
+        # wakes the worker at once through the worker's own event, not through here.
+        await asyncio.sleep(max(0.0, min(timeout, self.poll_interval)))
+
+
+def _count(c: sqlite3.Connection, q: dict[str, str], params: dict[str, Any]) -> int:
+    return int(c.execute(q["running_count"], params).fetchone()["n"])
+
+
+def _statements(sql: str) -> list[str]:
+    code = re.sub(r"--[^\n]*", "", sql)  # the schema's comments may hold semicolons
+    return [s.strip() for s in code.split(";") if s.strip()]
+
+
+def _run_row(row: Any) -> RunRow:
+    return RunRow(**{k: row[k] for k in RunRow.__dataclass_fields__})
+
+
+def _effect_row(row: Any) -> EffectRow:
+    return EffectRow(**{k: row[k] for k in EffectRow.__dataclass_fields__})
