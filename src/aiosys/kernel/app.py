@@ -10,7 +10,7 @@ import typing
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import pydantic
 
@@ -22,7 +22,7 @@ from ..errors import (
     UnknownWorkflow,
 )
 from ..store import Store, open_store
-from ..store.base import SUCCEEDED, TERMINAL, EffectRow, NewRun, RunRow
+from ..store.base import SUCCEEDED, TERMINAL, EffectRow, Finish, NewRun, RunRow
 from . import serde
 from .effects import register_kernel_effects
 from .gate import Gate
@@ -103,6 +103,17 @@ def _input_model(name: str, fn: Callable[..., Any]) -> type[pydantic.BaseModel]:
     return pydantic.create_model(f"{name}_input", __config__=config, **fields)
 
 
+class Ended(NamedTuple):
+    """How a run ended, as its waiters learn it."""
+
+    run_id: str
+    workflow: str
+    version: str
+    status: str
+    result: str | None
+    error: str | None
+
+
 class RunHandle:
     """A started run: ``id``, ``await status()``, ``await result()``."""
 
@@ -125,19 +136,28 @@ class RunHandle:
 
     async def result(self, timeout: float | None = None) -> Any:
         """Wait for the run to end: its result, or ``RunFailed`` if it did not succeed."""
+        app = self.app
         async with asyncio.timeout(timeout):
             delay = 0.01
             while True:
-                row = await self.row()
-                if row.status in TERMINAL:
-                    return self.app._outcome(row)
-                # A run this process executes resolves the waiter at once; a run executed
-                # elsewhere is polled, backing off to one read a second.
-                waiter = self.app._waiter(self.id)
+                waiter = app._waiter(self.id)
+                if not app._running_here(self.id):
+                    row = await self.row()
+                    if row.status in TERMINAL:
+                        return app._outcome(
+                            Ended(
+                                row.id, row.workflow, row.version, row.status, row.result, row.error
+                            )
+                        )
+                # A run this process executes resolves the waiter with its end, no read
+                # needed; a run executed elsewhere is polled, backing off to once a second.
                 try:
-                    await asyncio.wait_for(asyncio.shield(waiter), delay)
+                    end = await asyncio.wait_for(asyncio.shield(waiter), delay)
                 except TimeoutError:
                     delay = min(1.0, delay * 2)
+                    continue
+                if end is not None:
+                    return app._outcome(end)
 
 
 class App:
@@ -166,7 +186,7 @@ class App:
         register_kernel_effects(self.gate)
         self._opened = 0
         self._worker: Any = None  # the in-process Worker while `async with app:` runs
-        self._waiters: dict[str, asyncio.Future[None]] = {}
+        self._waiters: dict[str, asyncio.Future[Ended | None]] = {}
 
     # ---- registration -----------------------------------------------------------------
 
@@ -368,7 +388,7 @@ class App:
         if self._worker is not None:
             self._worker.cancel_local(run_id, reason)
         if row.status in TERMINAL:
-            self._notify_finished(run_id)
+            self._notify_finished(row)
         return row
 
     async def resume(self, run_id: str) -> RunRow:
@@ -379,30 +399,38 @@ class App:
 
     # ---- results --------------------------------------------------------------------------
 
-    def _outcome(self, row: RunRow) -> Any:
-        if row.status == SUCCEEDED:
+    def _outcome(self, end: Ended) -> Any:
+        if end.status == SUCCEEDED:
             returns = None
-            versions = self.workflows.get(row.workflow, {})
-            if row.version in versions:
-                returns = versions[row.version].returns
-            return serde.loads(row.result, returns)
-        error = json.loads(row.error) if row.error else {}
+            versions = self.workflows.get(end.workflow, {})
+            if end.version in versions:
+                returns = versions[end.version].returns
+            return serde.loads(end.result, returns)
+        error = json.loads(end.error) if end.error else {}
         raise RunFailed(
-            f"run {row.id} ({row.workflow}) ended {row.status}: "
+            f"run {end.run_id} ({end.workflow}) ended {end.status}: "
             f"{error.get('type', '?')}: {error.get('message', '')}",
-            run_id=row.id,
-            status=row.status,
+            run_id=end.run_id,
+            status=end.status,
             error=error,
         )
 
-    def _waiter(self, run_id: str) -> asyncio.Future[None]:
+    def _running_here(self, run_id: str) -> bool:
+        return self._worker is not None and self._worker.is_running(run_id)
+
+    def _waiter(self, run_id: str) -> asyncio.Future[Ended | None]:
         fut = self._waiters.get(run_id)
         if fut is None or fut.done():
             fut = asyncio.get_running_loop().create_future()
             self._waiters[run_id] = fut
         return fut
 
-    def _notify_finished(self, run_id: str) -> None:
-        fut = self._waiters.pop(run_id, None)
+    def _notify_finished(self, run: RunRow, finish: Finish | None = None) -> None:
+        fut = self._waiters.pop(run.id, None)
         if fut is not None and not fut.done():
-            fut.set_result(None)
+            end = None
+            if finish is not None:
+                end = Ended(
+                    run.id, run.workflow, run.version, finish.status, finish.result, finish.error
+                )
+            fut.set_result(end)

@@ -27,6 +27,7 @@ from ..store.base import (
     RunRow,
     SignalRow,
     Write,
+    WriteResult,
     now,
 )
 from . import serde
@@ -65,6 +66,7 @@ class Execution:
         self.cancel_reason: str | None = history.run.cancel_reason
         self._seq = 0
         self._failed: dict[int, int] = {}  # id(exception) -> seq of the effect that raised it
+        self._unflushed: list[asyncio.Future[WriteResult]] = []  # records not yet committed
         self.random = random.Random(self.run.id)  # deterministic per run
 
     # ---- called by effects ------------------------------------------------------------
@@ -72,6 +74,22 @@ class Execution:
     def next_seq(self) -> int:
         self._seq += 1
         return self._seq
+
+    def defer(self, record: asyncio.Future[WriteResult]) -> None:
+        """Keep a queued record; the run's next effect or end waits for its commit."""
+        self._unflushed.append(record)
+
+    async def flush(self) -> None:
+        """Wait until every record this execution queued is committed."""
+        if not self._unflushed:
+            return
+        pending, self._unflushed = self._unflushed, []
+        try:
+            results = await asyncio.gather(*pending)
+        except Exception as exc:
+            raise LeaseLost(f"{self.run.id}: could not record an effect: {exc}") from exc
+        if not all(r.ok for r in results):
+            raise LeaseLost(self.run.id)
 
     def check_cancelled(self) -> None:
         if self.cancel_reason is not None:
@@ -147,8 +165,13 @@ class Execution:
             wake_at = parked.wake_at
             if run.deadline_at is not None:
                 wake_at = run.deadline_at if wake_at is None else min(wake_at, run.deadline_at)
-            park = Park(self.owner, run.id, wake_at, run.wake_seq)
-            if not (await self.committer.submit(park)).ok:
+            park = self.committer.submit(Park(self.owner, run.id, wake_at, run.wake_seq))
+            try:
+                await self.flush()
+                parked_ok = (await park).ok
+            except LeaseLost:
+                return
+            if not parked_ok:
                 await self._after_lost_park()
             return
         except RunCancelled as cancelled:
@@ -188,8 +211,15 @@ class Execution:
         )
 
     async def _end(self, finish: Finish) -> None:
-        if (await self.committer.submit(finish)).ok:
-            self.app._notify_finished(self.run.id)
+        """Write the run's end in the same transaction as its last records, if it can."""
+        done = self.committer.submit(finish)
+        try:
+            await self.flush()
+            ok = (await done).ok
+        except LeaseLost:
+            ok = False
+        if ok:
+            self.app._notify_finished(self.run, finish)
         else:
             log.info("run %s: lease lost before it could end as %s", self.run.id, finish.status)
 

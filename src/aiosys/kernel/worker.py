@@ -111,6 +111,9 @@ class Worker:
         """Execute a run this worker leased at creation: it has no history to read."""
         self._spawn(row, History(run=row, effects={}, signals=[]))
 
+    def is_running(self, run_id: str) -> bool:
+        return run_id in self._active
+
     def cancel_local(self, run_id: str, reason: str) -> None:
         ex = self._executions.get(run_id)
         if ex is not None:

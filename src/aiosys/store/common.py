@@ -7,7 +7,21 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import InvalidRunState, RunNotFound
-from .base import TERMINAL, Claim, Finish, NewRun, RecordEffect, RunRow
+from .base import (
+    TERMINAL,
+    Claim,
+    EffectRow,
+    Finish,
+    NewRun,
+    Park,
+    RecordEffect,
+    Release,
+    RunRow,
+    SignalRow,
+    Write,
+)
+
+NOT_OPEN = "the store is not open: use `async with app:` or `await app.open()`"
 
 
 def run_params(new: NewRun, owner: str | None, lease: float) -> dict[str, Any]:
@@ -60,6 +74,36 @@ def finish_params(w: Finish, t: float) -> dict[str, Any]:
         "failed_seq": w.failed_seq,
         "now": t,
     }
+
+
+def write_statement(q: dict[str, str], w: Write, t: float) -> tuple[str, dict[str, Any]]:
+    """The named query and parameters of one write; it landed if it changed exactly one row."""
+    if isinstance(w, RecordEffect):
+        return q["record_effect"], effect_params(w)
+    if isinstance(w, Park):
+        params = {"run_id": w.run_id, "owner": w.owner, "now": t}
+        return q["park"], {**params, "wake_at": w.wake_at, "wake_seq": w.wake_seq}
+    if isinstance(w, Finish):
+        return q["finish"], finish_params(w, t)
+    if isinstance(w, Release):
+        return q["release"], {"run_id": w.run_id, "owner": w.owner, "now": t}
+    raise TypeError(f"unknown write {w!r}")  # pragma: no cover - the Write union is closed
+
+
+def write_run_id(w: Write) -> str:
+    return w.effect.run_id if isinstance(w, RecordEffect) else w.run_id
+
+
+def run_row(row: Any) -> RunRow:
+    return RunRow(**{k: row[k] for k in RunRow.__dataclass_fields__})
+
+
+def effect_row(row: Any) -> EffectRow:
+    return EffectRow(**{k: row[k] for k in EffectRow.__dataclass_fields__})
+
+
+def signal_row(row: Any) -> SignalRow:
+    return SignalRow(**{k: row[k] for k in SignalRow.__dataclass_fields__})
 
 
 class CommonStore:

@@ -1,8 +1,13 @@
 """The effect log: replay returns recorded outcomes; new outcomes are recorded durably.
 
 It is the outermost interceptor, so an effect whose outcome is recorded never reaches
-policy, cache, retry or the executor again. A new outcome is acknowledged to the workflow
-only once it is committed (group commit batches it with other runs' records).
+policy, cache, retry or the executor again.
+
+Durability rule: no effect starts, and no run ends, before every earlier outcome of the run
+is committed. A successful outcome is queued for the group commit and handed back to the
+workflow at once; the workflow's next effect (or its end) waits for that commit. So a
+crash can only repeat the effect whose record was not yet committed (the one in flight),
+while a run's last record and its end share one transaction.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ class EffectLog:
                 ex.note_failed_effect(exc, call.seq)
                 raise exc
             call.meta["pending"] = json.loads(recorded.output or "{}")
+        await ex.flush()
         ex.check_cancelled()
         started = now()
         try:
@@ -52,7 +58,7 @@ class EffectLog:
             await self._record(call, started, "error", error=error)
             ex.note_failed_effect(exc, call.seq)
             raise
-        await self._record(call, started, "ok", output=text)
+        ex.defer(ex.committer.submit(self._write(call, started, "ok", output=text)))
         return output
 
     async def _record(
@@ -64,6 +70,25 @@ class EffectLog:
         output: str | None = None,
         error: str | None = None,
     ) -> None:
+        ex = call.execution
+        try:
+            result = await ex.committer.submit(
+                self._write(call, started, status, output=output, error=error)
+            )
+        except Exception as exc:  # the store failed: leave the run to its lease
+            raise LeaseLost(f"{ex.run.id}: could not record effect #{call.seq}: {exc}") from exc
+        if not result.ok:
+            raise LeaseLost(ex.run.id)
+
+    @staticmethod
+    def _write(
+        call: EffectCall,
+        started: float,
+        status: str,
+        *,
+        output: str | None = None,
+        error: str | None = None,
+    ) -> RecordEffect:
         ex = call.execution
         row = EffectRow(
             run_id=ex.run.id,
@@ -77,7 +102,4 @@ class EffectLog:
             started_at=started,
             finished_at=None if status == "pending" else now(),
         )
-        write = RecordEffect(ex.owner, row, consume_signal=call.meta.get("consume_signal"))
-        result = await ex.committer.submit(write)
-        if not result.ok:
-            raise LeaseLost(ex.run.id)
+        return RecordEffect(ex.owner, row, consume_signal=call.meta.get("consume_signal"))
