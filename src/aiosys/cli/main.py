@@ -1,34 +1,54 @@
-"""The ``aiosys`` command (typer + rich)."""
+"""The ``aiosys`` command (typer + rich).
+
+Commands that run workflows (``run``, ``demo``, ``worker``) execute them in this process;
+``start`` and the ``runs`` commands only touch the store, so they work next to any worker.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
-import os
 import signal
-import sys
-import tomllib
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
+from rich.text import Text
 
-from ..errors import AiosysError
-from ..kernel import App, Worker
+from ..errors import AiosysError, RunFailed
+from ..kernel import Worker
+from ..store import DEFAULT_URL
+from ..store.base import SUCCEEDED, RunRow
+from .common import (
+    AppOption,
+    JsonFlag,
+    StoreOption,
+    console,
+    echo_json,
+    err,
+    fail,
+    load_app,
+    parse_json,
+    run_async,
+)
+from .demo import run_demo, show_outcome
+from .render import error_message, run_dict
+from .runs import runs
+from .scaffold import scaffold
 
 cli = typer.Typer(help="aiosys: durable, governed, observable AI workflows.", no_args_is_help=True)
-err = Console(stderr=True)
+cli.add_typer(runs, name="runs")
 
-AppOption = Annotated[
+WorkflowArg = Annotated[str, typer.Argument(help="The workflow's name.")]
+InputOption = Annotated[
     str | None,
-    typer.Option("--app", help="The app as module:attribute (default: `app` in aiosys.toml)."),
+    typer.Option("--input", "-i", help="The workflow's parameters as a JSON object."),
 ]
-StoreOption = Annotated[
+KeyOption = Annotated[
     str | None,
-    typer.Option("--store", help="Store URL (default: AIOSYS_STORE, aiosys.toml, or SQLite)."),
+    typer.Option("--idempotency-key", help="Starting again with this key returns the same run."),
 ]
+TenantOption = Annotated[str, typer.Option("--tenant", help="The tenant the run belongs to.")]
 
 
 @cli.callback()
@@ -36,40 +56,109 @@ def _root() -> None:
     """aiosys: durable, governed, observable AI workflows."""
 
 
-def load_app(ref: str | None, store: str | None = None) -> App:
-    """Import ``module:attribute``; the current directory is importable, as with uvicorn."""
-    if ref is None and Path("aiosys.toml").is_file():
-        with Path("aiosys.toml").open("rb") as f:
-            value = tomllib.load(f).get("app")
-        ref = value if isinstance(value, str) else None
-    if not ref:
-        raise AiosysError("no app given: pass --app module:attribute or set app = in aiosys.toml")
-    module_name, _, attr = ref.partition(":")
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise AiosysError(f"cannot import app module {module_name!r}: {exc}") from None
-    app = getattr(module, attr or "app", None)
-    if not isinstance(app, App):
-        raise AiosysError(f"{ref!r} is not an aiosys App (found {type(app).__name__})")
-    if store:
-        app._store_arg = store
-        app._store = None
-    return app
+@cli.command()
+def run(
+    workflow: WorkflowArg,
+    input: InputOption = None,
+    idempotency_key: KeyOption = None,
+    tenant: TenantOption = "default",
+    json_: JsonFlag = False,
+    app: AppOption = None,
+    store: StoreOption = None,
+) -> None:
+    """Start a run and execute it in this process; print its result."""
+    data = parse_json(input, "--input")
+
+    async def body() -> RunRow:
+        the_app = load_app(app, store)
+        async with the_app:
+            handle = await the_app.start(
+                workflow, data, idempotency_key=idempotency_key, tenant=tenant
+            )
+            try:
+                await handle.result()
+            except RunFailed:  # reported from the run's row below
+                pass
+            return await handle.row()
+
+    row = run_async(body)
+    if row.status != SUCCEEDED:
+        fail(f"run {row.id} ({row.workflow}) ended {row.status}: {error_message(row.error)}")
+    result: Any = run_dict(row)["result"]
+    if json_:
+        echo_json(result)
+        return
+    err.print(f"run {row.id} {row.status}", style="dim", markup=False)
+    if isinstance(result, str):
+        typer.echo(result)
+    else:
+        echo_json(result)
 
 
-def fail(message: str, code: int = 1) -> None:
-    err.print(f"[bold red]error:[/] {message}")
-    raise typer.Exit(code)
+@cli.command()
+def start(
+    workflow: WorkflowArg,
+    input: InputOption = None,
+    idempotency_key: KeyOption = None,
+    tenant: TenantOption = "default",
+    json_: JsonFlag = False,
+    app: AppOption = None,
+    store: StoreOption = None,
+) -> None:
+    """Record a run as pending for a worker to take; print its id."""
+    data = parse_json(input, "--input")
+
+    async def body() -> tuple[RunRow, bool]:
+        the_app = load_app(app, store)
+        await the_app.open()
+        try:
+            handle = await the_app.start(
+                workflow, data, idempotency_key=idempotency_key, tenant=tenant
+            )
+            return await handle.row(), handle.created
+        finally:
+            await the_app.close()
+
+    row, created = run_async(body)
+    if json_:
+        echo_json({**run_dict(row), "created": created})
+    else:
+        typer.echo(row.id)
+
+
+@cli.command()
+def demo(
+    store: Annotated[
+        str | None,
+        typer.Option("--store", help=f"Store URL (default: {DEFAULT_URL})."),
+    ] = None,
+) -> None:
+    """Run the built-in document-intake demo in this process and show its timeline."""
+    url = store or DEFAULT_URL
+    out = console()
+    row, effects = run_async(lambda: run_demo(url, out))
+    show_outcome(out, url, row, effects)
+    if row.status != SUCCEEDED:
+        raise typer.Exit(1)
+
+
+@cli.command()
+def init() -> None:
+    """Write aiosys.toml and an example workflows.py here (files that exist are kept)."""
+    out = console()
+    for path, written in scaffold(Path.cwd()):
+        verb = ("wrote", "green") if written else ("kept ", "dim")
+        out.print(Text.assemble(verb, f" {path.name}"))
+    out.print('next: aiosys run greet --input \'{"name": "Ada"}\'', markup=False, highlight=False)
 
 
 @cli.command()
 def worker(
     app: AppOption = None,
     store: StoreOption = None,
-    queue: Annotated[list[str] | None, typer.Option("--queue", "-q", help="Queues to serve.")] = None,
+    queue: Annotated[
+        list[str] | None, typer.Option("--queue", "-q", help="Queues to serve.")
+    ] = None,
     concurrency: Annotated[int, typer.Option(help="Runs in flight in this worker.")] = 64,
     lease: Annotated[float, typer.Option(help="Lease seconds; renewed every third.")] = 30.0,
 ) -> None:
@@ -100,3 +189,6 @@ def worker(
 
 def main() -> None:
     cli()
+
+
+__all__ = ["cli", "load_app", "main"]

@@ -8,9 +8,9 @@ import inspect
 import json
 import typing
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple, ParamSpec, Protocol, TypeVar, overload
 
 import pydantic
 
@@ -22,7 +22,7 @@ from ..errors import (
     UnknownWorkflow,
 )
 from ..store import Store, open_store
-from ..store.base import SUCCEEDED, TERMINAL, EffectRow, Finish, NewRun, RunRow
+from ..store.base import SUCCEEDED, TERMINAL, EffectRow, Finish, NewRun, RunRow, now
 from . import serde
 from .effects import register_kernel_effects
 from .gate import Gate
@@ -31,6 +31,22 @@ from .retry import Retry
 from .runtime import current_execution
 
 F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class StepDecorator(Protocol):
+    """What ``app.step(retry=...)`` returns: turns a sync or async function into an async
+    step with the same parameters."""
+
+    @overload
+    def __call__(
+        self, fn: Callable[P, Coroutine[Any, Any, R]], /
+    ) -> Callable[P, Coroutine[Any, Any, R]]: ...
+
+    @overload
+    def __call__(self, fn: Callable[P, R], /) -> Callable[P, Coroutine[Any, Any, R]]: ...
+
 
 DEFAULT_RETRY = Retry()
 
@@ -200,7 +216,8 @@ class App:
         priority: int = 0,
         timeout: float | None = None,
     ) -> Any:
-        """Register a workflow: ``async def wf(ctx: Context, **params) -> result``."""
+        """Register a workflow: ``async def wf(ctx: Context, **params) -> result``.
+        Usable bare (``@app.workflow``) or with options; returns the function unchanged."""
 
         def register(fn: F) -> F:
             if not inspect.iscoroutinefunction(fn):
@@ -224,9 +241,29 @@ class App:
 
         return register(fn) if fn is not None else register
 
+    @overload
+    def step(
+        self, fn: Callable[P, Coroutine[Any, Any, R]], /
+    ) -> Callable[P, Coroutine[Any, Any, R]]: ...
+
+    @overload
+    def step(self, fn: Callable[P, R], /) -> Callable[P, Coroutine[Any, Any, R]]: ...
+
+    @overload
     def step(
         self,
-        fn: F | None = None,
+        fn: None = None,
+        /,
+        *,
+        name: str | None = None,
+        retry: Retry | None = None,
+        timeout: float | None = None,
+    ) -> StepDecorator: ...
+
+    def step(
+        self,
+        fn: Callable[..., Any] | None = None,
+        /,
         *,
         name: str | None = None,
         retry: Retry | None = None,
@@ -234,7 +271,7 @@ class App:
     ) -> Any:
         """Make a function (async, or sync run in a thread) a recorded, retried step."""
 
-        def decorate(fn: F) -> F:
+        def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
             step_name = name or fn.__qualname__
             policy = retry or DEFAULT_RETRY
             returns = typing.get_type_hints(fn).get("return")
@@ -256,7 +293,7 @@ class App:
                     returns=returns,
                 )
 
-            return step  # type: ignore[return-value]
+            return step
 
         return decorate(fn) if fn is not None else decorate
 
@@ -287,6 +324,13 @@ class App:
         return [s.key for versions in self.workflows.values() for s in versions.values()]
 
     # ---- lifecycle ----------------------------------------------------------------------
+
+    def use_store(self, store: str | Store) -> None:
+        """Point the app at another store (a URL or a Store); only before it is opened."""
+        if self._opened:
+            raise ConfigError("cannot change the store of an app that is open")
+        self._store_arg = store
+        self._store = None if isinstance(store, str) else store
 
     @property
     def store(self) -> Store:
@@ -336,6 +380,7 @@ class App:
         """Record a new run as pending (a worker in this process takes it at once).
         With an idempotency key used before in the tenant, returns that run instead."""
         spec = self.spec(workflow, version)
+        created_at = now()
         new = NewRun(
             id=str(uuid.uuid4()),
             workflow=spec.name,
@@ -346,9 +391,9 @@ class App:
             input=spec.validate_input(input),
             idempotency_key=idempotency_key,
             parent_id=parent_id,
+            deadline_at=None if spec.timeout is None else created_at + spec.timeout,
+            created_at=created_at,
         )
-        if spec.timeout is not None:
-            new = NewRun(**{**new.__dict__, "deadline_at": new.created_at + spec.timeout})
         worker = self._worker
         if worker is not None and worker.can_take(new.queue):
             row, created = await self.store.create_run(new, owner=worker.id, lease=worker.lease)

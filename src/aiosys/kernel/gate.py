@@ -101,6 +101,11 @@ class Gate:
     def __call__(self, call: EffectCall) -> Awaitable[Any]:
         return self._chain(call)
 
+    def execute(self, call: EffectCall) -> Awaitable[Any]:
+        """The executor alone, past every interceptor: how the effect log checks a parked
+        wait again (the interceptors saw it once, when it first ran)."""
+        return self._execute(call)
+
 
 def _link(interceptor: Interceptor, nxt: Next) -> Next:
     def step(call: EffectCall) -> Awaitable[Any]:

@@ -149,15 +149,17 @@ class Execution:
                 remaining = None if run.deadline_at is None else run.deadline_at - now()
                 if remaining is not None and remaining <= 0:
                     raise RunTimedOut(f"run {run.id} passed its timeout of {self.spec.timeout}s")
-                async with asyncio.timeout(remaining) as cm:
-                    try:
+                # The deadline cancels the workflow; ``asyncio.timeout`` turns that into a
+                # TimeoutError only when its block exits, so it is caught outside the block.
+                try:
+                    async with asyncio.timeout(remaining) as cm:
                         value = await self.spec.fn(Context(self), **kwargs)
-                    except TimeoutError:
-                        if cm.expired():
-                            raise RunTimedOut(
-                                f"run {run.id} passed its timeout of {self.spec.timeout}s"
-                            ) from None
-                        raise
+                except TimeoutError:
+                    if cm.expired():
+                        raise RunTimedOut(
+                            f"run {run.id} passed its timeout of {self.spec.timeout}s"
+                        ) from None
+                    raise
                 result = serde.dumps(value, f"the result of workflow {run.workflow!r}")
             finally:
                 current_execution.reset(token)

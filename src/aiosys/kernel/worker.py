@@ -47,7 +47,11 @@ class Worker:
         self._per_queue: Counter[str] = Counter()
         self._kick = asyncio.Event()
         self._more = True  # the last claim filled every slot: more work may be waiting
+        # Queues the last claim could not fully serve for want of a slot (a per-worker or a
+        # global limit): a run of theirs ending may let their backlog through.
+        self._limited: set[str] = set()
         self._loops: list[asyncio.Task[None]] = []
+        self._stopping = False
         self.stopped = asyncio.Event()
 
     # ---- lifecycle ------------------------------------------------------------------------
@@ -64,6 +68,9 @@ class Worker:
 
     async def stop(self) -> None:
         """Stop claiming, interrupt runs in flight and give them back to the queue."""
+        # The flag ends the loops even if a cancellation is swallowed on its way (Python
+        # 3.11's wait_for drops one that races with the awaited event being set).
+        self._stopping = True
         for task in self._loops:
             task.cancel()
         await asyncio.gather(*self._loops, return_exceptions=True)
@@ -109,7 +116,20 @@ class Worker:
 
     def adopt_new(self, row: RunRow, spec: WorkflowSpec) -> None:
         """Execute a run this worker leased at creation: it has no history to read."""
+        if not self._fits(row):  # a claim filled the slot while the run was being written
+            self._give_back([row])
+            return
         self._spawn(row, History(run=row, effects={}, signals=[]))
+
+    def _fits(self, row: RunRow) -> bool:
+        return self._free(row.queue) > 0 and not self._stopping
+
+    def _give_back(self, rows: list[RunRow]) -> None:
+        """Release runs leased to this worker that it has no slot for (a claim and a start
+        raced for the last slot); if the release fails, their leases expire."""
+        for row in rows:
+            release = self.committer.submit(Release(self.id, row.id))
+            release.add_done_callback(lambda f: f.cancelled() or f.exception())
 
     def is_running(self, run_id: str) -> bool:
         return run_id in self._active
@@ -143,12 +163,14 @@ class Worker:
             self._active.pop(row.id, None)
             self._executions.pop(row.id, None)
             self._per_queue[row.queue] -= 1
-            if self._more:
+            if self._more or row.queue in self._limited:
                 self._kick.set()
 
     async def _claim_loop(self) -> None:
-        while True:
+        while not self._stopping:
             slots = {q: n for q in self.queues if (n := self._free(q)) > 0}
+            if not slots:
+                self._limited = set(self.queues)
             next_at: float | None = None
             if slots:
                 claim = Claim(
@@ -168,22 +190,34 @@ class Worker:
                     log.warning("worker %s: claim failed (%s); retrying", self.id, exc)
                     await asyncio.sleep(self.idle_poll)
                     continue
+                # A run started here may have taken a slot while the claim was in flight.
+                spare: list[RunRow] = []
                 for row in rows:
-                    self._spawn(row, None)
+                    if self._fits(row):
+                        self._spawn(row, None)
+                    else:
+                        spare.append(row)
+                self._give_back(spare)
                 self._more = len(rows) >= sum(slots.values())
+                self._limited = {
+                    q
+                    for q in self.queues
+                    if q not in slots or q in claim.global_limits or self._free(q) <= 0
+                }
                 if self._more:
                     continue
             timeout = self.idle_poll
             if next_at is not None:
                 timeout = max(0.0, min(timeout, next_at - now()))
             try:
-                await asyncio.wait_for(self._kick.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._kick.wait()
             except TimeoutError:
                 pass
             self._kick.clear()
 
     async def _heartbeat_loop(self) -> None:
-        while True:
+        while not self._stopping:
             await asyncio.sleep(self.lease / 3)
             try:
                 held = await self.app.store.heartbeat(self.id, self.lease)
@@ -195,7 +229,7 @@ class Worker:
                     self.cancel_local(run_id, reason)
 
     async def _listen_loop(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 await self.app.store.wait_for_work(self.idle_poll)
             except Exception as exc:

@@ -47,7 +47,9 @@ class EffectLog:
         ex.check_cancelled()
         started = now()
         try:
-            output = await next(call)
+            # A parked wait (timer, signal, child) is only checked again by its executor:
+            # the interceptors between here and it saw the effect once, when it first ran.
+            output = await (next(call) if recorded is None else ex.app.gate.execute(call))
             text = serde.dumps(output, f"the output of {call.kind} {call.name!r}")
         except Parked as parked:
             if recorded is None:

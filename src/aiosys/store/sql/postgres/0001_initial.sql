@@ -4,7 +4,7 @@ CREATE TABLE runs (
     id              TEXT PRIMARY KEY,
     workflow        TEXT NOT NULL,
     version         TEXT NOT NULL,
-    wf_key          TEXT NOT NULL,              -- workflow@version: what a worker can run
+    wf_key          TEXT NOT NULL,                  -- workflow@version: what a worker can run
     tenant          TEXT NOT NULL,
     queue           TEXT NOT NULL,
     priority        INTEGER NOT NULL DEFAULT 0,
@@ -18,13 +18,13 @@ CREATE TABLE runs (
     updated_at      DOUBLE PRECISION NOT NULL,
     started_at      DOUBLE PRECISION,
     finished_at     DOUBLE PRECISION,
-    deadline_at     DOUBLE PRECISION,                       -- per-run timeout
-    available_at    DOUBLE PRECISION,                       -- claimable from then on; NULL = not claimable
-                                                -- (pending: now; waiting: its timer; running:
-                                                -- its lease expiry; ended: NULL)
+    deadline_at     DOUBLE PRECISION,               -- per-run timeout
+    available_at    DOUBLE PRECISION,               -- claimable from then on; NULL = not claimable
+                                                    -- (pending: now; waiting: its timer; running:
+                                                    -- its lease expiry; ended: NULL)
     lease_owner     TEXT,
-    wake_seq        INTEGER NOT NULL DEFAULT 0, -- bumped by every wake-up (signal, child end)
-    failed_seq      INTEGER,                    -- the effect that killed a dead run
+    wake_seq        INTEGER NOT NULL DEFAULT 0,     -- bumped by every wake-up (signal, child end)
+    failed_seq      INTEGER,                        -- the effect that killed a dead run
     cancel_reason   TEXT,
     claims          INTEGER NOT NULL DEFAULT 0
 );

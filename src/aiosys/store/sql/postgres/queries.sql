@@ -37,3 +37,36 @@ LIMIT :limit
 -- name: notify_work
 -- Wake workers listening for new work.
 SELECT pg_notify('aiosys_work', :queue)
+
+-- name: record_effect
+-- Insert (or complete a pending) effect, only while the writer holds the run's lease. The
+-- lease check locks the run (FOR SHARE): a claim taking the run over waits until this
+-- commits, and if the takeover committed first this sees it (READ COMMITTED re-reads a
+-- locked row), so an effect never lands after its writer lost the lease.
+INSERT INTO effects (run_id, seq, kind, name, status, output, error, attempt, started_at,
+                     finished_at)
+SELECT :run_id, :seq, :kind, :name, :status, :output, :error, :attempt, :started_at,
+       :finished_at
+WHERE EXISTS (SELECT 1 FROM runs
+              WHERE id = :run_id AND lease_owner = :owner AND status = 'running'
+              FOR SHARE)
+ON CONFLICT (run_id, seq) DO UPDATE
+SET status = excluded.status, output = excluded.output, error = excluded.error,
+    attempt = excluded.attempt, finished_at = excluded.finished_at
+
+-- name: lock_runs
+-- Lock the runs a transaction will write, in id order, so that concurrent writers of
+-- several runs (group commits, heartbeats) queue instead of deadlocking.
+SELECT id FROM runs WHERE id = ANY(:ids) ORDER BY id FOR UPDATE
+
+-- name: heartbeat
+-- Extend every lease a worker holds; returns its runs and any cancel request. Locks the
+-- rows in id order, as lock_runs does, so a heartbeat and a group commit never deadlock.
+WITH held AS (
+    SELECT id FROM runs WHERE lease_owner = :owner AND status = 'running'
+    ORDER BY id
+    FOR UPDATE
+)
+UPDATE runs AS r SET available_at = :expires, updated_at = :now
+FROM held WHERE r.id = held.id
+RETURNING r.id, r.cancel_reason

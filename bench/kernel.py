@@ -1,0 +1,749 @@
+#!/usr/bin/env python
+"""Kernel throughput: aiosys against DBOS Transact, measured in the same run.
+
+The workload is a 10-step workflow of trivial async steps (``x -> x + 1``), executed in
+process by an embedded worker. Four cells:
+
+    {SQLite (WAL, synchronous=FULL), PostgreSQL} x {N runs one at a time, M runs K in flight}
+
+Each (cell, system) pair runs in its own subprocess against a fresh database (a new SQLite
+file in a temp dir on the same disk as the repo, or a new PostgreSQL database created and
+dropped around the child), so neither system's global state, caches or threads leak into
+the other's numbers. Every result is checked (``x + 10``). CPU per step is the child's own
+process CPU time (all its threads) over the timed section divided by steps; the PostgreSQL
+server's CPU is not included.
+
+DBOS on SQLite is given the same durability settings as aiosys: the file is created in WAL
+mode before DBOS opens it and every connection DBOS opens runs ``PRAGMA synchronous=FULL``
+(both read back and reported). ``--dbos-sqlite-journal delete`` measures DBOS's out-of-box
+rollback journal instead.
+
+    .venv/bin/python bench/kernel.py
+    .venv/bin/python bench/kernel.py --only sqlite --profile
+    .venv/bin/python bench/kernel.py --only postgres --skip-dbos --profile --profiler pyinstrument
+
+Results are printed as a table and written to bench/results/kernel-<timestamp>.json.
+"""
+
+import argparse
+import asyncio
+import contextlib
+import datetime as dt
+import importlib.metadata
+import importlib.util
+import json
+import os
+import platform
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+STEPS_PER_WORKFLOW = 10
+BENCH_DIR = Path(__file__).resolve().parent
+REPO = BENCH_DIR.parent
+RESULTS_DIR = BENCH_DIR / "results"
+PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+# =========================================================================================
+# The timed loop, shared by both systems
+# =========================================================================================
+
+
+async def drive(run_one: Any, mode: str, runs: int, inflight: int, base: int) -> dict[str, Any]:
+    """Run ``runs`` workflows (inputs base, base+1, ...), serially or ``inflight`` at a time;
+    check every result; return wall and CPU time of the whole batch."""
+    latencies: list[float] = []
+
+    async def timed(x: int) -> None:
+        t = time.perf_counter()
+        result = await run_one(x)
+        latencies.append(time.perf_counter() - t)
+        if result != x + STEPS_PER_WORKFLOW:
+            raise AssertionError(f"workflow({x}) returned {result!r}, expected {x + 10}")
+
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    if mode == "serial":
+        for i in range(runs):
+            await timed(base + i)
+    else:
+        sem = asyncio.Semaphore(inflight)
+
+        async def gated(x: int) -> None:
+            async with sem:
+                await timed(x)
+
+        await asyncio.gather(*(gated(base + i) for i in range(runs)))
+    wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+    latencies.sort()
+    steps = runs * STEPS_PER_WORKFLOW
+    return {
+        "runs": runs,
+        "steps": steps,
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "wf_per_s": runs / wall,
+        "steps_per_s": steps / wall,
+        "cpu_s_per_step": cpu / steps,
+        "cpu_utilisation": cpu / wall,
+        "latency_p50_ms": 1000 * latencies[len(latencies) // 2],
+        "latency_p99_ms": 1000 * latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
+        "verified": True,
+    }
+
+
+def make_profiler(kind: str) -> Any:
+    if kind == "pyinstrument":
+        from pyinstrument import Profiler
+
+        # async_mode="disabled": samples what the loop thread is actually running (idle time
+        # shows up in the selector), rather than attributing await time to awaiting frames.
+        return Profiler(async_mode="disabled", interval=0.001)
+    import cProfile
+
+    return cProfile.Profile()
+
+
+def _short(path: str | None) -> str:
+    if not path:
+        return "?"
+    for marker in ("site-packages/", "/src/", "/lib/python3."):
+        if marker in path:
+            tail = path.split(marker, 1)[1]
+            return tail.split("/", 1)[1] if marker == "/lib/python3." else tail
+    return path
+
+
+def profile_rows(kind: str, prof: Any, top: int, out_base: Path) -> dict[str, Any]:
+    """Top functions by cumulative and by own time, as plain rows for the parent to print."""
+    if kind == "pyinstrument":
+        session = prof.last_session
+        out_base.with_suffix(".pyinstrument.txt").write_text(
+            prof.output_text(unicode=True, color=False, show_all=False)
+        )
+        cum: dict[str, float] = {}
+        own: dict[str, float] = {}
+        total = session.duration
+
+        def walk(frame: Any, parent: str, stack: frozenset[str]) -> None:
+            if frame.identifier == "[self]":  # a frame's own time, as a synthetic child
+                own[parent] = own.get(parent, 0.0) + frame.time
+                return
+            if frame.is_synthetic:
+                key = frame.identifier or "<root>"
+            else:
+                key = f"{frame.function}  {_short(frame.file_path)}:{frame.line_no}"
+            if key not in stack:
+                cum[key] = cum.get(key, 0.0) + frame.time
+            if not frame.children:
+                own[key] = own.get(key, 0.0) + frame.time
+            for child in frame.children:
+                walk(child, key, stack | {key})
+
+        root = session.root_frame()
+        if root is not None:
+            walk(root, "<root>", frozenset())
+        by_cum = sorted(cum.items(), key=lambda kv: -kv[1])[:top]
+        by_own = sorted(own.items(), key=lambda kv: -kv[1])[:15]
+        return {
+            "profiler": "pyinstrument",
+            "total_s": total,
+            "cumulative": [{"func": k, "cumtime": v, "pct": 100 * v / total} for k, v in by_cum],
+            "own": [{"func": k, "tottime": v, "pct": 100 * v / total} for k, v in by_own],
+            "tree_file": str(out_base.with_suffix(".pyinstrument.txt")),
+        }
+
+    import pstats
+
+    prof.dump_stats(str(out_base.with_suffix(".prof")))
+    st = pstats.Stats(prof)
+    total = st.total_tt  # type: ignore[attr-defined]
+    rows = []
+    for (file, line, func), (cc, nc, tt, ct, _callers) in st.stats.items():  # type: ignore[attr-defined]
+        rows.append(
+            {
+                "func": f"{func}  {_short(file)}:{line}",
+                "ncalls": nc if nc == cc else f"{nc}/{cc}",
+                "tottime": tt,
+                "cumtime": ct,
+            }
+        )
+    by_cum = sorted(rows, key=lambda r: -r["cumtime"])[:top]
+    by_own = sorted(rows, key=lambda r: -r["tottime"])[:15]
+    return {
+        "profiler": "cProfile (event-loop thread only)",
+        "total_s": total,
+        "cumulative": by_cum,
+        "own": by_own,
+        "prof_file": str(out_base.with_suffix(".prof")),
+    }
+
+
+# =========================================================================================
+# Children: one system, one cell, one fresh database
+# =========================================================================================
+
+
+def child_aiosys(spec: dict[str, Any]) -> dict[str, Any]:
+    from aiosys import App, Context
+
+    app = App(store=spec["url"], concurrency=max(64, spec["inflight"]))
+
+    @app.step()
+    async def inc(x: int) -> int:
+        return x + 1
+
+    @app.workflow()
+    async def ten(ctx: Context, x: int) -> int:
+        for _ in range(STEPS_PER_WORKFLOW):
+            x = await inc(x)
+        return x
+
+    async def run_one(x: int) -> Any:
+        return await app.run("ten", {"x": x})
+
+    async def main() -> dict[str, Any]:
+        out: dict[str, Any] = {"system": "aiosys", "version": _version("aiosys")}
+        async with app:
+            if spec["backend"] == "sqlite":
+                out["sqlite_settings"] = await _aiosys_sqlite_settings(app)
+            await drive(run_one, spec["mode"], spec["warmup"], spec["inflight"], 1_000_000)
+            out.update(await drive(run_one, spec["mode"], spec["runs"], spec["inflight"], 0))
+            if spec["profile"]:
+                prof = make_profiler(spec["profiler"])
+                prof.enable() if spec["profiler"] == "cprofile" else prof.start()
+                try:
+                    pres = await drive(
+                        run_one, spec["mode"], spec["runs"], spec["inflight"], 2_000_000
+                    )
+                finally:
+                    prof.disable() if spec["profiler"] == "cprofile" else prof.stop()
+                out["profile"] = profile_rows(
+                    spec["profiler"], prof, 25, Path(spec["profile_base"])
+                )
+                out["profile"]["profiled_wf_per_s"] = pres["wf_per_s"]
+        return out
+
+    return asyncio.run(main())
+
+
+async def _aiosys_sqlite_settings(app: Any) -> dict[str, Any]:
+    """Read the pragmas back from the store's own connection (a private hook; best effort)."""
+    try:
+        return dict(
+            await app.store._run(
+                lambda c: {
+                    "journal_mode": c.execute("PRAGMA journal_mode").fetchone()[0],
+                    "synchronous": c.execute("PRAGMA synchronous").fetchone()[0],
+                }
+            )
+        )
+    except Exception as exc:  # the store's internals moved: say so rather than guess
+        return {"error": f"could not read pragmas: {exc!r}"}
+
+
+def child_dbos(spec: dict[str, Any]) -> dict[str, Any]:
+    import logging
+
+    from sqlalchemy import event
+    from sqlalchemy.pool import Pool
+
+    if spec["backend"] == "sqlite":
+        db_path = spec["url"].removeprefix("sqlite:///")
+        if spec["dbos_sqlite_journal"] == "wal":
+            # journal_mode=WAL is persistent: set it on the fresh file before DBOS opens it.
+            c = sqlite3.connect(db_path)
+            c.execute("PRAGMA journal_mode=WAL")
+            c.close()
+
+        @event.listens_for(Pool, "connect")
+        def _full_sync(dbapi_conn: Any, _record: Any) -> None:
+            if isinstance(dbapi_conn, sqlite3.Connection):
+                dbapi_conn.execute("PRAGMA synchronous=FULL")
+
+    from dbos import DBOS
+
+    @DBOS.step()
+    async def inc(x: int) -> int:
+        return x + 1
+
+    @DBOS.workflow()
+    async def ten(x: int) -> int:
+        for _ in range(STEPS_PER_WORKFLOW):
+            x = await inc(x)
+        return x
+
+    DBOS(
+        config={
+            "name": "bench-kernel",
+            "system_database_url": spec["url"],
+            "log_level": "WARNING",
+        }
+    )
+    logging.getLogger("dbos").setLevel(logging.WARNING)
+    DBOS.launch()
+
+    async def run_one(x: int) -> Any:
+        handle = await DBOS.start_workflow_async(ten, x)
+        return await handle.get_result()
+
+    async def main() -> dict[str, Any]:
+        out: dict[str, Any] = {"system": "dbos", "version": _version("dbos")}
+        await drive(run_one, spec["mode"], spec["warmup"], spec["inflight"], 1_000_000)
+        out.update(await drive(run_one, spec["mode"], spec["runs"], spec["inflight"], 0))
+        return out
+
+    try:
+        out = asyncio.run(main())
+        from dbos import _dbos
+
+        engine = _dbos._dbos_global_instance._sys_db.engine  # type: ignore[union-attr]
+        out["sys_db_pool_size"] = getattr(engine.pool, "size", lambda: None)()
+        if spec["backend"] == "sqlite":
+            with engine.connect() as conn:
+                out["sqlite_settings"] = {
+                    "journal_mode": conn.exec_driver_sql("PRAGMA journal_mode").scalar(),
+                    "synchronous": conn.exec_driver_sql("PRAGMA synchronous").scalar(),
+                }
+    finally:
+        DBOS.destroy()
+    return out
+
+
+def child_main(spec_json: str, out_path: str) -> None:
+    spec = json.loads(spec_json)
+    fn = child_aiosys if spec["system"] == "aiosys" else child_dbos
+    result = fn(spec)
+    Path(out_path).write_text(json.dumps(result))
+
+
+def _version(dist: str) -> str:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return "?"
+
+
+# =========================================================================================
+# Parent: databases, subprocesses, table, JSON
+# =========================================================================================
+
+
+class PG:
+    def __init__(self, admin_url: str) -> None:
+        import psycopg
+
+        self.admin_url = admin_url
+        self.conn = psycopg.connect(admin_url, autocommit=True)
+
+    def url(self, db: str) -> str:
+        return self.admin_url.rsplit("/", 1)[0] + "/" + db
+
+    def create(self, db: str) -> str:
+        self.drop(db)
+        self.conn.execute(f'CREATE DATABASE "{db}"')
+        return self.url(db)
+
+    def drop(self, db: str) -> None:
+        self.conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+
+    def info(self) -> dict[str, Any]:
+        out = {"server_version": self.conn.execute("SHOW server_version").fetchone()[0]}
+        for s in (
+            "fsync",
+            "synchronous_commit",
+            "wal_sync_method",
+            "commit_delay",
+            "max_connections",
+        ):
+            out[s] = self.conn.execute(f"SHOW {s}").fetchone()[0]
+        return out
+
+
+def aiosys_backend_available(backend: str) -> str | None:
+    """None if aiosys can open this backend, else why not."""
+    if backend == "sqlite":
+        return None
+    try:
+        if importlib.util.find_spec("aiosys.store.postgres") is None:
+            return "aiosys.store.postgres does not exist yet"
+    except Exception as exc:
+        return f"aiosys.store.postgres: {exc!r}"
+    probe = subprocess.run(
+        [sys.executable, "-c", "import aiosys.store.postgres as m; m.PostgresStore"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+    if probe.returncode != 0:
+        return "aiosys.store.postgres is not importable: " + probe.stderr.strip().splitlines()[-1]
+    return None
+
+
+def run_child(spec: dict[str, Any], workdir: Path, timeout: float) -> dict[str, Any]:
+    out_path = workdir / f"{spec['system']}-{spec['backend']}-{spec['mode']}.json"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    load0 = os.getloadavg()[0]
+    try:
+        proc = subprocess.run(
+            [
+                sys.executable,
+                str(Path(__file__).resolve()),
+                "--_child",
+                json.dumps(spec),
+                "--_out",
+                str(out_path),
+            ],
+            capture_output=True,
+            text=True,
+            cwd=workdir,
+            env=env,
+            timeout=timeout,
+        )
+    except subprocess.TimeoutExpired:
+        return {"system": spec["system"], "error": f"timed out after {timeout:.0f}s"}
+    if proc.returncode != 0 or not out_path.exists():
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-15:]
+        return {"system": spec["system"], "error": "\n".join(tail) or f"exit {proc.returncode}"}
+    result = json.loads(out_path.read_text())
+    result["loadavg_1m_before"] = load0
+    result["loadavg_1m_after"] = os.getloadavg()[0]
+    return result
+
+
+def environment(
+    args: argparse.Namespace, pg_info: dict[str, Any] | None, tmp: Path
+) -> dict[str, Any]:
+    def git(*a: str) -> str:
+        try:
+            return subprocess.run(
+                ["git", *a], cwd=REPO, capture_output=True, text=True
+            ).stdout.strip()
+        except OSError:
+            return "?"
+
+    return {
+        "timestamp": dt.datetime.now().isoformat(timespec="seconds"),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "sqlite_version": sqlite3.sqlite_version,
+        "aiosys_version": _version("aiosys"),
+        "dbos_version": _version("dbos"),
+        "git_head": git("rev-parse", "--short", "HEAD"),
+        "git_dirty": bool(git("status", "--porcelain", "--", "src")),
+        "src_sha256": _tree_hash(REPO / "src"),
+        "tmpdir": str(tmp),
+        "tmpdir_same_device_as_repo": os.stat(tmp).st_dev == os.stat(REPO).st_dev,
+        "postgres": pg_info,
+        "args": {k: v for k, v in vars(args).items() if not k.startswith("_")},
+    }
+
+
+def _median_rep(reps: list[dict[str, Any]]) -> dict[str, Any]:
+    """The repetition with the median throughput (the lower middle one for an even count);
+    any failed repetition makes the cell fail."""
+    failed = [r for r in reps if "error" in r]
+    if failed:
+        return failed[0]
+    ordered = sorted(reps, key=lambda r: r["wf_per_s"])
+    best = dict(ordered[(len(ordered) - 1) // 2])
+    best["repetitions"] = len(reps)
+    best["wf_per_s_all"] = [r["wf_per_s"] for r in reps]
+    profile = next((r["profile"] for r in reps if "profile" in r), None)
+    if profile is not None:
+        best["profile"] = profile
+    return best
+
+
+def _tree_hash(root: Path) -> str:
+    """A digest of the source measured (the tree is edited while benchmarks run)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for f in sorted(root.rglob("*")):
+        if f.is_file() and "__pycache__" not in f.parts:
+            h.update(str(f.relative_to(root)).encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def print_table(console: Any, cells: list[dict[str, Any]], args: argparse.Namespace) -> None:
+    from rich.table import Table
+
+    def num(r: dict[str, Any] | None, key: str, fmt: str) -> str:
+        if r is None:
+            return "[dim]skipped[/]"
+        if "error" in r:
+            return "[red]n/a[/]"
+        return format(r[key], fmt)
+
+    t = Table(
+        title=f"Kernel throughput: 10-step workflow of trivial async steps, in process "
+        f"(serial = {args.runs_serial} runs one at a time; concurrent = "
+        f"{args.runs_concurrent} runs, {args.inflight} in flight)",
+        title_justify="left",
+    )
+    t.add_column("cell")
+    t.add_column("aiosys wf/s", justify="right")
+    t.add_column("aiosys steps/s", justify="right")
+    t.add_column("DBOS wf/s", justify="right")
+    t.add_column("DBOS steps/s", justify="right")
+    t.add_column("aiosys/DBOS", justify="right", style="bold")
+    t.add_column("aiosys CPU ms/step", justify="right")
+    t.add_column("DBOS CPU ms/step", justify="right")
+    t.add_column("CPU ratio DBOS/aiosys", justify="right")
+    for c in cells:
+        a, d = c.get("aiosys"), c.get("dbos")
+        ok_a = a is not None and "error" not in a
+        ok_d = d is not None and "error" not in d
+        ratio = f"{a['wf_per_s'] / d['wf_per_s']:.2f}x" if ok_a and ok_d else "-"
+        cpu_ratio = f"{d['cpu_s_per_step'] / a['cpu_s_per_step']:.2f}x" if ok_a and ok_d else "-"
+        a_cpu = "-" if not ok_a else f"{1000 * a['cpu_s_per_step']:.3f}"
+        d_cpu = "-" if not ok_d else f"{1000 * d['cpu_s_per_step']:.3f}"
+        t.add_row(
+            c["cell"],
+            num(a, "wf_per_s", ",.1f"),
+            num(a, "steps_per_s", ",.0f"),
+            num(d, "wf_per_s", ",.1f"),
+            num(d, "steps_per_s", ",.0f"),
+            ratio,
+            a_cpu,
+            d_cpu,
+            cpu_ratio,
+        )
+    console.print(t)
+
+
+def print_profile(console: Any, cell: str, prof: dict[str, Any]) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    title = (
+        f"aiosys profile, {cell}: {prof['profiler']}, top 25 by cumulative time "
+        f"(profiled pass {prof['profiled_wf_per_s']:.1f} wf/s; total {prof['total_s']:.2f}s)"
+    )
+    t = Table(title=title, title_justify="left")
+    if "ncalls" in (prof["cumulative"][0] if prof["cumulative"] else {}):
+        t.add_column("ncalls", justify="right")
+        t.add_column("tottime", justify="right")
+    t.add_column("cumtime", justify="right")
+    t.add_column("%", justify="right")
+    t.add_column("function  file:line", overflow="fold")
+    for r in prof["cumulative"]:
+        pct = r.get("pct", 100 * r["cumtime"] / prof["total_s"] if prof["total_s"] else 0)
+        cells = [f"{r['cumtime']:.3f}", f"{pct:.1f}", escape(r["func"])]
+        if "ncalls" in r:
+            cells = [str(r["ncalls"]), f"{r['tottime']:.3f}", *cells]
+        t.add_row(*cells)
+    console.print(t)
+    t2 = Table(title=f"aiosys profile, {cell}: top 15 by own time", title_justify="left")
+    t2.add_column("own s", justify="right")
+    t2.add_column("function  file:line", overflow="fold")
+    for r in prof["own"]:
+        t2.add_row(f"{r['tottime']:.3f}", escape(r["func"]))
+    console.print(t2)
+    for k in ("prof_file", "tree_file"):
+        if k in prof:
+            console.print(f"[dim]{k}: {prof[k]}[/]")
+
+
+def parent_main(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    # Wide enough for the table when piped to a file (rich falls back to 80 columns).
+    console = Console(width=None if sys.stdout.isatty() else 150)
+    backends = [args.only] if args.only else ["sqlite", "postgres"]
+    systems = ["aiosys"] + ([] if args.skip_dbos else ["dbos"])
+    modes = [("serial", args.runs_serial), ("concurrent", args.runs_concurrent)]
+
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    tmp = Path(tempfile.mkdtemp(prefix=f".kernel-{stamp}-", dir=RESULTS_DIR))
+    pg: PG | None = None
+    pg_info = None
+    if "postgres" in backends:
+        try:
+            pg = PG(args.pg_admin_url)
+            pg_info = pg.info()
+        except Exception as exc:
+            console.print(f"[red]PostgreSQL unavailable at {args.pg_admin_url}: {exc}[/]")
+            backends.remove("postgres")
+    unavailable = {b: aiosys_backend_available(b) for b in backends}
+    for b, why in unavailable.items():
+        if why:
+            console.print(f"[yellow]aiosys {b} cells skipped: {why}[/]")
+
+    env = environment(args, pg_info, tmp)
+    console.print(
+        f"[bold]bench/kernel.py[/]  aiosys {env['aiosys_version']} (git {env['git_head']}"
+        f"{', src dirty' if env['git_dirty'] else ''})  DBOS {env['dbos_version']}  "
+        f"Python {env['python']}  SQLite {env['sqlite_version']}  "
+        f"PostgreSQL {pg_info['server_version'] if pg_info else '-'}  {env['cpus']} CPUs"
+    )
+    cells: list[dict[str, Any]] = []
+    jobs = [
+        (b, m, n, s, r)
+        for b in backends
+        for m, n in modes
+        for r in range(args.repeat)
+        for s in systems
+    ]
+    try:
+        with Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total}"),
+            TimeElapsedColumn(),
+            console=console,
+        ) as progress:
+            task = progress.add_task("starting", total=len(jobs))
+            for backend, mode, runs, system, rep in jobs:
+                label = f"{'SQLite' if backend == 'sqlite' else 'Postgres'} {mode}"
+                cell = next((c for c in cells if c["cell"] == label), None)
+                if cell is None:
+                    cell = {
+                        "cell": label,
+                        "backend": backend,
+                        "mode": mode,
+                        "runs": runs,
+                        "inflight": 1 if mode == "serial" else args.inflight,
+                    }
+                    cells.append(cell)
+                progress.update(task, description=f"{label}: {system}")
+                if system == "aiosys" and unavailable.get(backend):
+                    cell[system] = {"system": system, "error": unavailable[backend]}
+                    cell.setdefault(f"{system}_reps", [])
+                    progress.advance(task)
+                    continue
+                db = f"bench_{system}_{mode}_{stamp.replace('-', '_')}_{rep}"
+                if backend == "sqlite":
+                    url = f"sqlite:///{tmp / (db + '.db')}"
+                else:
+                    assert pg is not None
+                    url = pg.create(db)
+                spec = {
+                    "system": system,
+                    "backend": backend,
+                    "mode": mode,
+                    "url": url,
+                    "runs": runs,
+                    "inflight": args.inflight,
+                    "warmup": args.warmup,
+                    "profile": args.profile and system == "aiosys" and rep == 0,
+                    "profiler": args.profiler,
+                    "profile_base": str(RESULTS_DIR / f"kernel-{stamp}-{backend}-{mode}"),
+                    "dbos_sqlite_journal": args.dbos_sqlite_journal,
+                }
+                try:
+                    res = run_child(spec, tmp, args.timeout)
+                finally:
+                    if backend == "postgres" and pg is not None and not args.keep_dbs:
+                        pg.drop(db)
+                res["url"] = url
+                reps = cell.setdefault(f"{system}_reps", [])
+                reps.append(res)
+                cell[system] = _median_rep(reps)
+                if "error" in res:
+                    progress.console.print(f"[red]{label} {system} failed:[/]\n{res['error']}")
+                else:
+                    extra = ""
+                    if "sqlite_settings" in res:
+                        s = res["sqlite_settings"]
+                        extra = (
+                            f"  (journal_mode={s.get('journal_mode')}, "
+                            f"synchronous={s.get('synchronous')})"
+                        )
+                    progress.console.print(
+                        f"  {label:<22} {system:<6} #{rep + 1} {res['wf_per_s']:8.1f} wf/s  "
+                        f"{res['steps_per_s']:8.0f} steps/s  "
+                        f"{1000 * res['cpu_s_per_step']:.3f} CPU ms/step  "
+                        f"p50 {res['latency_p50_ms']:.1f} ms  load {res['loadavg_1m_before']:.1f}"
+                        f"{extra}"
+                    )
+                progress.advance(task)
+            progress.update(task, description="done")
+    finally:
+        if not args.keep_dbs:
+            shutil.rmtree(tmp, ignore_errors=True)
+        if pg is not None:
+            pg.conn.close()
+
+    console.print()
+    print_table(console, cells, args)
+    console.print(
+        "[dim]CPU = the benchmark process's CPU time (all threads) over the timed section / "
+        "steps; PostgreSQL server CPU not included. SQLite: WAL + synchronous=FULL for both "
+        f"systems (DBOS journal: {args.dbos_sqlite_journal}). Each cell: fresh database, "
+        f"{args.warmup} warm-up runs, then timed"
+        + (f"; median of {args.repeat} interleaved repetitions" if args.repeat > 1 else "")
+        + ".[/]"
+    )
+    if args.profile:
+        for c in cells:
+            prof = (c.get("aiosys") or {}).get("profile")
+            if prof:
+                console.print()
+                print_profile(console, c["cell"], prof)
+
+    out = RESULTS_DIR / f"kernel-{stamp}.json"
+    out.write_text(json.dumps({"environment": env, "cells": cells}, indent=2))
+    console.print(f"\n[dim]results: {out.relative_to(REPO)}[/]")
+    failed = [
+        (c["cell"], s)
+        for c in cells
+        for s in systems
+        if isinstance(c.get(s), dict) and "error" in c[s] and not unavailable.get(c["backend"])
+    ]
+    return 1 if failed else 0
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--runs-serial", type=int, default=200)
+    p.add_argument("--runs-concurrent", type=int, default=640)
+    p.add_argument("--inflight", type=int, default=64)
+    p.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="measure each (cell, system) N times, interleaved; report the median",
+    )
+    p.add_argument("--warmup", type=int, default=10, help="untimed runs per cell before timing")
+    p.add_argument("--only", choices=["sqlite", "postgres"])
+    p.add_argument("--skip-dbos", action="store_true")
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="after the timed pass, profile one more pass of each aiosys cell",
+    )
+    p.add_argument("--profiler", choices=["cprofile", "pyinstrument"], default="cprofile")
+    p.add_argument(
+        "--dbos-sqlite-journal",
+        choices=["wal", "delete"],
+        default="wal",
+        help="DBOS SQLite journal mode: wal (as aiosys) or delete (DBOS's default)",
+    )
+    p.add_argument("--pg-admin-url", default=PG_ADMIN_URL)
+    p.add_argument("--timeout", type=float, default=1800, help="seconds per child process")
+    p.add_argument("--keep-dbs", action="store_true", help="keep the databases for inspection")
+    p.add_argument("--_child", help=argparse.SUPPRESS)
+    p.add_argument("--_out", help=argparse.SUPPRESS)
+    return p.parse_args(argv)
+
+
+if __name__ == "__main__":
+    a = parse_args()
+    if a._child:
+        child_main(a._child, a._out)
+    else:
+        with contextlib.suppress(KeyboardInterrupt):
+            sys.exit(parent_main(a))

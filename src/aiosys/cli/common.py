@@ -1,0 +1,138 @@
+"""What every command shares: locating the app and its store, parsing JSON options, and
+turning aiosys errors into one line on stderr and an exit code (never a traceback)."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+import os
+import sys
+import tomllib
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, Any, NoReturn, TypeVar
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from ..errors import AiosysError
+from ..kernel import App
+
+T = TypeVar("T")
+
+err = Console(stderr=True, highlight=False)
+
+# Off a terminal (a pipe, a CI log, a test) rich would assume 80 columns and fold tables;
+# 140 keeps a run id and its row on one line. COLUMNS still wins.
+PIPE_WIDTH = 140
+
+
+def console() -> Console:
+    """A console on stdout, made per command so it sees the stdout of this invocation."""
+    wide = not sys.stdout.isatty() and "COLUMNS" not in os.environ
+    return Console(highlight=False, width=PIPE_WIDTH if wide else None)
+
+
+AppOption = Annotated[
+    str | None,
+    typer.Option("--app", help="The app as module:attribute (default: `app` in aiosys.toml)."),
+]
+StoreOption = Annotated[
+    str | None,
+    typer.Option("--store", help="Store URL (default: AIOSYS_STORE, aiosys.toml, or SQLite)."),
+]
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+# Exit codes: 1 for an error aiosys reports (unknown workflow, run not found, ...),
+# 2 for a malformed command line (typer's own usage errors use 2 as well).
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+
+
+def _toml_app() -> str | None:
+    if not Path("aiosys.toml").is_file():
+        return None
+    with Path("aiosys.toml").open("rb") as f:
+        try:
+            value = tomllib.load(f).get("app")
+        except tomllib.TOMLDecodeError as exc:
+            raise AiosysError(f"aiosys.toml is not valid TOML: {exc}") from None
+    return value if isinstance(value, str) and value else None
+
+
+def use_store(app: App, store: str | None) -> App:
+    """Point ``app`` at ``store`` (a URL from the command line) before it is opened."""
+    if store:
+        app.use_store(store)
+    return app
+
+
+def load_app(ref: str | None, store: str | None = None) -> App:
+    """Import ``module:attribute``; the current directory is importable, as with uvicorn."""
+    ref = ref or _toml_app()
+    if not ref:
+        raise AiosysError("no app given: pass --app module:attribute or set app = in aiosys.toml")
+    module_name, _, attr = ref.partition(":")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise AiosysError(f"cannot import app module {module_name!r}: {exc}") from None
+    app = getattr(module, attr or "app", None)
+    if not isinstance(app, App):
+        raise AiosysError(f"{ref!r} is not an aiosys App (found {type(app).__name__})")
+    return use_store(app, store)
+
+
+def store_app(ref: str | None, store: str | None) -> App:
+    """The app to reach the store with, for commands that only read or poke runs: the
+    configured app when there is one (its store argument counts), else a bare ``App``."""
+    if ref or _toml_app():
+        return load_app(ref, store)
+    return App(store=store)
+
+
+def fail(message: str, code: int = EXIT_ERROR) -> NoReturn:
+    """One line on stderr, ``error: ...``, and exit with ``code``."""
+    err.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def parse_json(text: str | None, option: str) -> Any:
+    """The value of a JSON option, or exit 2 naming the option."""
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        fail(f"{option} is not valid JSON ({exc}): {text!r}", EXIT_USAGE)
+
+
+def run_async(fn: Callable[[], Awaitable[T]]) -> T:
+    """Run a coroutine; an ``AiosysError`` (or an ``OSError``: a store file that cannot be
+    created, a socket refused) becomes ``error: ...`` on stderr and exit 1."""
+
+    async def main() -> T:
+        return await fn()
+
+    try:
+        return asyncio.run(main())
+    except (AiosysError, OSError) as exc:
+        fail(str(exc))
+
+
+async def with_opened(app: App, fn: Callable[[App], Awaitable[T]]) -> T:
+    """Open the app's store (no worker), call ``fn``, close it."""
+    await app.open()
+    try:
+        return await fn(app)
+    finally:
+        await app.close()
+
+
+def echo_json(value: Any) -> None:
+    """JSON on stdout, unwrapped and uncoloured so that it pipes into ``jq``."""
+    typer.echo(json.dumps(value, indent=2, ensure_ascii=False, default=str))

@@ -1,0 +1,131 @@
+"""``aiosys demo``: run the built-in document-intake workflow in this process and narrate it.
+
+The demo plays both sides: a worker inside this process (``async with app:``) executes the
+run, while the demo watches the run's effect log like an operator would, and sends the
+``approve`` signal from outside the workflow once the run is parked waiting for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from rich.console import Console
+from rich.json import JSON
+from rich.text import Text
+
+from ..errors import AiosysError
+from ..kernel import App
+from ..store.base import SUCCEEDED, TERMINAL, WAITING, EffectRow, RunRow
+from .common import use_store
+from .render import error_message, timeline_table
+
+WORKFLOW = "document_intake"
+POLL = 0.05  # seconds between looks at the run: the demo's own pace, not the kernel's
+DEADLINE = 60.0  # the demo gives up (and says so) if the run has not ended by then
+
+
+def _describe(e: EffectRow) -> str:
+    if e.kind == "step":
+        return f"step {e.name}"
+    if e.kind == "signal":
+        return f"signal {e.name!r}"
+    if e.kind in ("child_start", "child_result"):
+        return f"child workflow {e.name} ({'started' if e.kind == 'child_start' else 'result'})"
+    if e.kind == "sleep":
+        return "durable timer ctx.sleep(1)"
+    return e.kind
+
+
+def _progress(e: EffectRow) -> Text:
+    mark, style = ("✓", "green") if e.status == "ok" else ("✗", "red")
+    line = Text.assemble((f"  {mark} ", style), f"#{e.seq} {_describe(e)}")
+    if e.attempt > 1:
+        line.append(f"  (attempt {e.attempt}: the first failed transiently)", style="yellow")
+    if e.status == "error":
+        line.append(f"  {error_message(e.error)}", style="red")
+    return line
+
+
+def _waiting_on(effects: list[EffectRow]) -> EffectRow | None:
+    return next((e for e in reversed(effects) if e.status == "pending"), None)
+
+
+async def _watch(app: App, run_id: str, console: Console) -> tuple[RunRow, list[EffectRow]]:
+    """Follow the run until it ends, printing each effect as it completes; send ``approve``
+    once the run is parked on it."""
+    reported: set[int] = set()
+    signalled = False
+    with console.status("starting…") as status:
+        while True:
+            row = await app.get_run(run_id)
+            effects = await app.store.list_effects(run_id)
+            for e in effects:
+                if e.status != "pending" and e.seq not in reported:
+                    reported.add(e.seq)
+                    console.print(_progress(e))
+            if row.status in TERMINAL:
+                return row, effects
+            pending = _waiting_on(effects)
+            if pending is not None and pending.kind == "signal" and row.status == WAITING:
+                if not signalled:
+                    status.update("the run waits for signal 'approve': sending it as a reviewer")
+                    console.print(
+                        "  → the run is parked on ctx.wait_for('approve'); "
+                        "sending the signal from outside the workflow",
+                        soft_wrap=True,
+                    )
+                    payload = {"decision": "approved", "by": "reviewer@example.org"}
+                    await app.signal(run_id, "approve", payload)
+                    signalled = True
+            elif pending is not None and pending.kind == "sleep":
+                status.update("durable timer: ctx.sleep(1) (the run holds no worker)")
+            elif pending is not None and pending.kind.startswith("child"):
+                status.update(f"waiting for child workflow {pending.name}")
+            else:
+                status.update(f"run {row.status}…")
+            await asyncio.sleep(POLL)
+
+
+async def run_demo(store: str, console: Console) -> tuple[RunRow, list[EffectRow]]:
+    """Start and follow one run of the demo workflow to its end: the run and its effects."""
+    from ..demo import app
+
+    use_store(app, store)
+    async with app:
+        console.print(
+            Text.assemble(
+                ("aiosys demo", "bold"),
+                f": document intake on {app.store.url} (worker in this process)",
+            ),
+            soft_wrap=True,
+        )
+        handle = await app.start(WORKFLOW, {}, tenant="demo")
+        console.print(f"  run {handle.id} started", markup=False, highlight=False)
+        try:
+            async with asyncio.timeout(DEADLINE):
+                row, effects = await _watch(app, handle.id, console)
+        except TimeoutError:
+            raise AiosysError(
+                f"the demo run {handle.id} did not end within {DEADLINE:.0f}s; "
+                f"inspect it with: aiosys runs show {handle.id}"
+            ) from None
+    return row, effects
+
+
+def show_outcome(console: Console, url: str, row: RunRow, effects: list[EffectRow]) -> None:
+    """The run's result (or error) and its effect timeline, as ``runs show`` prints it."""
+    secs = (row.finished_at or row.updated_at) - (row.started_at or row.created_at)
+    console.print()
+    console.print(Text.assemble(("result", "bold"), f" ({row.status} in {secs:.1f}s):"))
+    if row.status == SUCCEEDED:
+        console.print(JSON(row.result or "null"), soft_wrap=True)
+    else:
+        console.print(Text(error_message(row.error), style="red"))
+    console.print()
+    console.print(timeline_table(effects))
+    console.print(
+        f"\ninspect it again: aiosys runs show {row.id} --store {url}",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )

@@ -1,0 +1,195 @@
+"""Runs and effects as JSON objects and as rich tables."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from ..store.base import EffectRow, RunRow
+
+STATUS_STYLE = {
+    "pending": "cyan",
+    "running": "blue",
+    "waiting": "yellow",
+    "succeeded": "green",
+    "failed": "red",
+    "dead": "bold red",
+    "cancelled": "magenta",
+    "ok": "green",
+    "error": "red",
+}
+
+
+def _decode(text: str | None) -> Any:
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def iso(t: float | None) -> str | None:
+    """A store timestamp (epoch seconds) as ISO 8601 in UTC, for JSON."""
+    return None if t is None else datetime.fromtimestamp(t, UTC).isoformat()
+
+
+def local(t: float | None) -> str:
+    """A store timestamp in local time, for people."""
+    return "" if t is None else datetime.fromtimestamp(t).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def millis(start: float | None, end: float | None) -> float | None:
+    return None if start is None or end is None else round((end - start) * 1000, 1)
+
+
+def run_dict(row: RunRow) -> dict[str, Any]:
+    """The JSON object of a run (``runs list --json``): result and error decoded."""
+    return {
+        "id": row.id,
+        "workflow": row.workflow,
+        "version": row.version,
+        "status": row.status,
+        "tenant": row.tenant,
+        "result": _decode(row.result),
+        "error": _decode(row.error),
+        "created_at": iso(row.created_at),
+        "started_at": iso(row.started_at),
+        "finished_at": iso(row.finished_at),
+        "updated_at": iso(row.updated_at),
+    }
+
+
+def run_detail(row: RunRow) -> dict[str, Any]:
+    """``run_dict`` plus what ``runs show`` adds: input, queue, parent, idempotency key."""
+    return {
+        **run_dict(row),
+        "input": _decode(row.input),
+        "queue": row.queue,
+        "priority": row.priority,
+        "parent_id": row.parent_id,
+        "idempotency_key": row.idempotency_key,
+        "cancel_reason": row.cancel_reason,
+    }
+
+
+def effect_dict(e: EffectRow) -> dict[str, Any]:
+    return {
+        "seq": e.seq,
+        "kind": e.kind,
+        "name": e.name,
+        "status": e.status,
+        "attempt": e.attempt,
+        "output": _decode(e.output),
+        "error": _decode(e.error),
+        "started_at": iso(e.started_at),
+        "finished_at": iso(e.finished_at),
+        "duration_ms": millis(e.started_at, e.finished_at),
+    }
+
+
+def _status(status: str) -> Text:
+    return Text(status, style=STATUS_STYLE.get(status, ""))
+
+
+def error_message(text: str | None) -> str:
+    """``Type: message`` of a recorded error, with the type's module left out."""
+    rec = _decode(text)
+    if rec is None:
+        return ""
+    if not isinstance(rec, dict):
+        return str(rec)
+    kind = str(rec.get("type", "")).rpartition(".")[2]
+    message = str(rec.get("message", ""))
+    return f"{kind}: {message}" if kind else message
+
+
+def runs_table(rows: list[RunRow]) -> Table:
+    table = Table(title=f"{len(rows)} run{'s' if len(rows) != 1 else ''}", title_justify="left")
+    table.add_column("id", no_wrap=True, style="bold")
+    table.add_column("workflow")
+    table.add_column("status")
+    table.add_column("tenant")
+    table.add_column("created")
+    table.add_column("duration", justify="right")
+    for r in rows:
+        ms = millis(r.started_at, r.finished_at)
+        table.add_row(
+            Text(r.id),
+            Text(f"{r.workflow}@{r.version}"),
+            _status(r.status),
+            Text(r.tenant),
+            local(r.created_at),
+            "" if ms is None else f"{ms:.0f} ms",
+        )
+    return table
+
+
+def timeline_table(effects: list[EffectRow]) -> Table:
+    """The effect timeline of a run: what it did, in call order."""
+    table = Table(title="effect timeline", title_justify="left")
+    table.add_column("seq", justify="right")
+    table.add_column("kind")
+    table.add_column("name")
+    table.add_column("attempt", justify="right")
+    table.add_column("status")
+    table.add_column("duration (ms)", justify="right")
+    table.add_column("error")
+    for e in effects:
+        ms = millis(e.started_at, e.finished_at)
+        table.add_row(
+            str(e.seq),
+            Text(e.kind),
+            Text(e.name),
+            str(e.attempt),
+            _status(e.status),
+            "" if ms is None else f"{ms:.1f}",
+            Text(error_message(e.error), style="red"),
+        )
+    return table
+
+
+def _short(value: Any, limit: int = 400) -> str:
+    text = json.dumps(value, ensure_ascii=False) if not isinstance(value, str) else value
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def run_summary(row: RunRow) -> Table:
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold")
+    grid.add_column()
+    ms = millis(row.started_at, row.finished_at)
+    fields: list[tuple[str, RenderableType]] = [
+        ("run", row.id),
+        ("workflow", f"{row.workflow}@{row.version}"),
+        ("status", _status(row.status)),
+        ("tenant", row.tenant),
+        ("queue", row.queue),
+        ("created", local(row.created_at)),
+        ("started", local(row.started_at)),
+        ("finished", local(row.finished_at)),
+    ]
+    if ms is not None:
+        fields.append(("duration", f"{ms:.0f} ms"))
+    if row.parent_id:
+        fields.append(("parent", row.parent_id))
+    if row.idempotency_key:
+        fields.append(("idempotency key", row.idempotency_key))
+    fields.append(("input", Text(_short(_decode(row.input)))))
+    if row.result is not None:
+        fields.append(("result", Text(_short(_decode(row.result)))))
+    if row.error is not None:
+        fields.append(("error", Text(error_message(row.error), style="red")))
+    for name, value in fields:
+        grid.add_row(name, Text(value) if isinstance(value, str) else value)
+    return grid
+
+
+def run_view(row: RunRow, effects: list[EffectRow]) -> Group:
+    """``runs show``: the run's summary, then its effect timeline."""
+    return Group(run_summary(row), Text(""), timeline_table(effects))

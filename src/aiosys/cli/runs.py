@@ -1,0 +1,128 @@
+"""``aiosys runs list|show|cancel|resume|signal``: inspect and steer runs in the store.
+
+These commands need no workflow code beyond locating the store: with no ``--app`` and no
+``app =`` in aiosys.toml they use the store URL alone.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.text import Text
+
+from ..kernel import App
+from ..store.base import STATUSES, TERMINAL, EffectRow, RunRow
+from .common import (
+    AppOption,
+    JsonFlag,
+    StoreOption,
+    console,
+    echo_json,
+    fail,
+    parse_json,
+    run_async,
+    store_app,
+    with_opened,
+)
+from .render import effect_dict, run_detail, run_dict, run_view, runs_table
+
+runs = typer.Typer(help="Inspect and steer runs: list, show, cancel, resume, signal.")
+
+RunId = Annotated[str, typer.Argument(help="The run's id.")]
+
+
+@runs.command("list")
+def list_runs(
+    status: Annotated[
+        str | None, typer.Option("--status", help=f"One of: {', '.join(STATUSES)}.")
+    ] = None,
+    workflow: Annotated[str | None, typer.Option("--workflow", help="Workflow name.")] = None,
+    tenant: Annotated[str | None, typer.Option("--tenant", help="Tenant.")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many runs.")] = 50,
+    json_: JsonFlag = False,
+    app: AppOption = None,
+    store: StoreOption = None,
+) -> None:
+    """List runs, newest first."""
+    if status is not None and status not in STATUSES:
+        fail(f"unknown status {status!r}; use one of: {', '.join(STATUSES)}", 2)
+
+    async def body(a: App) -> list[RunRow]:
+        return await a.list_runs(status=status, workflow=workflow, tenant=tenant, limit=limit)
+
+    rows = run_async(lambda: with_opened(store_app(app, store), body))
+    if json_:
+        echo_json([run_dict(r) for r in rows])
+    else:
+        console().print(runs_table(rows))
+
+
+@runs.command("show")
+def show(
+    run_id: RunId,
+    json_: JsonFlag = False,
+    app: AppOption = None,
+    store: StoreOption = None,
+) -> None:
+    """Show a run and its effect timeline."""
+
+    async def body(a: App) -> tuple[RunRow, list[EffectRow]]:
+        row = await a.get_run(run_id)
+        return row, await a.store.list_effects(run_id)
+
+    row, effects = run_async(lambda: with_opened(store_app(app, store), body))
+    if json_:
+        echo_json({**run_detail(row), "effects": [effect_dict(e) for e in effects]})
+    else:
+        console().print(run_view(row, effects))
+
+
+def _report(row: RunRow, json_: bool, action: str) -> None:
+    if json_:
+        echo_json(run_dict(row))
+    else:
+        console().print(Text.assemble(f"run {row.id}: ", (row.status, "bold"), action))
+
+
+@runs.command("cancel")
+def cancel(
+    run_id: RunId,
+    reason: Annotated[str, typer.Option("--reason", help="Recorded as the run's error.")] = (
+        "cancelled by request"
+    ),
+    json_: JsonFlag = False,
+    app: AppOption = None,
+    store: StoreOption = None,
+) -> None:
+    """Cancel a run: at once if it holds no worker, else at its next effect."""
+    row = run_async(lambda: with_opened(store_app(app, store), lambda a: a.cancel(run_id, reason)))
+    _report(row, json_, "" if row.status in TERMINAL else " (cancel requested)")
+
+
+@runs.command("resume")
+def resume(
+    run_id: RunId,
+    json_: JsonFlag = False,
+    app: AppOption = None,
+    store: StoreOption = None,
+) -> None:
+    """Put a dead or failed run back in the queue, from the effect that failed."""
+    row = run_async(lambda: with_opened(store_app(app, store), lambda a: a.resume(run_id)))
+    _report(row, json_, " (a worker will take it)")
+
+
+@runs.command("signal")
+def signal(
+    run_id: RunId,
+    name: Annotated[str, typer.Argument(help="The signal's name, as in ctx.wait_for(name).")],
+    payload: Annotated[
+        str | None, typer.Option("--payload", help="The signal's payload as JSON.")
+    ] = None,
+    app: AppOption = None,
+    store: StoreOption = None,
+) -> None:
+    """Send a signal to a run; a run waiting for it wakes, a run not yet waiting keeps it."""
+    value = parse_json(payload, "--payload")
+    run_async(lambda: with_opened(store_app(app, store), lambda a: a.signal(run_id, name, value)))
+    console().print(f"signal {name!r} sent to run {run_id}", markup=False)

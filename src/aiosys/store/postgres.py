@@ -1,0 +1,331 @@
+"""The shared store: PostgreSQL through psycopg 3 (async), for workers on any number of hosts.
+
+Connections (``_pgconn.Slot``), each serving one coroutine at a time:
+
+- ``apply``: group commits only, so effect records never wait behind a claim or a read;
+- ``claim``: claims and heartbeats;
+- a few for reads and control calls (``create_run``, ``send_signal``, ``cancel``, ...);
+- one that ``LISTEN``s on ``aiosys_work``, started by the first ``wait_for_work``.
+
+A write that is one statement runs alone in autocommit mode: one round trip. A transaction
+sends its statements together in pipeline mode, in one round trip unless a statement
+depends on an earlier one's outcome (a parent is woken only if its child's ``Finish``
+landed). Statements are prepared on first use. Under READ COMMITTED a lease check must lock
+the run it checks, or a claim committing meanwhile would go unseen: ``record_effect`` locks
+it, the UPDATEs lock their row, and a group commit locks all its runs first, in id order
+(``lock_runs``, as heartbeats do), so concurrent writers queue instead of deadlocking.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+from psycopg.rows import DictRow, dict_row
+
+from ..errors import ConfigError
+from . import _sql
+from ._pgbatch import Batch, locked_ids, send_order, stands_alone
+from ._pgconn import Conn, Cursor, Slot, first, retrying, transaction
+from .base import (
+    Claim,
+    EffectRow,
+    History,
+    NewRun,
+    RunRow,
+    Write,
+    WriteResult,
+    now,
+)
+from .common import (
+    NOT_OPEN,
+    CommonStore,
+    effect_row,
+    run_params,
+    run_row,
+    signal_row,
+    write_statement,
+)
+
+log = logging.getLogger("aiosys.store")
+
+MIGRATION_LOCK = 0x616975737973  # the advisory lock key held while migrating
+READERS = 3  # connections for reads and control calls
+SNAPSHOT = b"BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
+
+
+class PostgresStore(CommonStore):
+    dialect = "postgres"
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        try:
+            info = conninfo_to_dict(url)
+        except psycopg.ProgrammingError as exc:
+            reason = " ".join(str(exc).split())  # not the URL: it may hold a password
+            raise ConfigError(f"bad PostgreSQL URL: {reason}") from exc
+        self._where = (
+            f"{info.get('host') or 'localhost'}:{info.get('port') or 5432}"
+            f" (database {info.get('dbname') or info.get('user') or 'default'})"
+        )
+        self._options: dict[str, Any] = {} if "connect_timeout" in info else {"connect_timeout": 10}
+        self._q = _sql.load_queries("postgres", paramstyle="pyformat")
+        self._apply = Slot(self._connect)
+        self._claim = Slot(self._connect)
+        self._readers = [Slot(self._connect) for _ in range(READERS)]
+        self._turn = 0
+        self._closed = True
+        self._work = asyncio.Event()
+        self._listener: asyncio.Task[None] | None = None
+
+    # ---- plumbing ---------------------------------------------------------------------
+
+    async def _connect(self) -> Conn:
+        if self._closed:
+            raise ConfigError(NOT_OPEN)
+        try:
+            return await psycopg.AsyncConnection.connect(
+                self.url,
+                autocommit=True,
+                prepare_threshold=0,
+                row_factory=dict_row,
+                **self._options,
+            )
+        except psycopg.OperationalError as exc:
+            reason = " ".join(str(exc).split())
+            raise ConfigError(f"cannot connect to PostgreSQL at {self._where}: {reason}") from exc
+
+    def _reader(self) -> Slot:
+        """A free connection for reads and control calls, preferring one already open."""
+        free = [s for s in self._readers if not s.lock.locked()]
+        if free:
+            return next((s for s in free if s.conn is not None), free[0])
+        self._turn = (self._turn + 1) % len(self._readers)
+        return self._readers[self._turn]
+
+    async def _one(self, query: str, params: dict[str, Any]) -> list[DictRow]:
+        """One statement in autocommit mode: one round trip."""
+        async with self._reader().use() as conn:
+            return await (await conn.execute(query, params)).fetchall()
+
+    async def open(self) -> None:
+        if not self._closed:
+            return
+        self._closed = False
+        try:
+            async with self._reader().use() as conn, conn.transaction():
+                await self._migrate(conn)
+        except BaseException:
+            await self.close()
+            raise
+
+    async def _migrate(self, conn: Conn) -> None:
+        # Several processes may open a new database at once: one migrates, the others wait.
+        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+        await conn.execute("CREATE TABLE IF NOT EXISTS aiosys_schema (version INTEGER PRIMARY KEY)")
+        cur = await conn.execute("SELECT version FROM aiosys_schema")
+        done = {r["version"] for r in await cur.fetchall()}
+        for version, sql in _sql.migrations("postgres"):
+            if version not in done:
+                await conn.execute(sql.encode(), prepare=False)
+                await conn.execute("INSERT INTO aiosys_schema (version) VALUES (%s)", (version,))
+
+    async def close(self) -> None:
+        self._closed = True
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listener
+        for slot in (self._apply, self._claim, *self._readers):
+            await slot.close()
+
+    # ---- runs ---------------------------------------------------------------------------
+
+    async def create_run(
+        self, new: NewRun, *, owner: str | None = None, lease: float = 0.0
+    ) -> tuple[RunRow, bool]:
+        q = self._q
+        params = run_params(new, owner, lease)
+
+        async with transaction(self._reader()) as tx:
+            inserted = await tx.run(q["insert_run"], params)
+            by_id = await tx.run(q["get_run"], {"id": new.id})
+            by_key = await tx.run(q["get_run_by_key"], params)
+            if owner is None:  # a pending run: wake idle workers, if it is new
+                await tx.sync()
+                if inserted.rowcount == 1:
+                    await tx.run(q["notify_work"], {"queue": new.queue})
+        created = inserted.rowcount == 1
+        return run_row(await (by_id if created else by_key).fetchone()), created
+
+    async def get_run(self, run_id: str) -> RunRow | None:
+        rows = await self._one(self._q["get_run"], {"id": run_id})
+        return run_row(rows[0]) if rows else None
+
+    async def list_runs(
+        self,
+        *,
+        status: str | None = None,
+        workflow: str | None = None,
+        tenant: str | None = None,
+        limit: int = 50,
+    ) -> list[RunRow]:
+        params = {"status": status, "workflow": workflow, "tenant": tenant, "limit": limit}
+        return [run_row(r) for r in await self._one(self._q["list_runs"], params)]
+
+    async def load_history(self, run_id: str) -> History | None:
+        q = self._q
+        async with transaction(self._reader(), SNAPSHOT) as tx:  # one snapshot
+            run = await tx.run(q["get_run"], {"id": run_id})
+            effects = await tx.run(q["list_effects"], {"run_id": run_id})
+            signals = await tx.run(q["list_unconsumed_signals"], {"run_id": run_id})
+        row = await run.fetchone()
+        if row is None:
+            return None
+        return History(
+            run=run_row(row),
+            effects={e["seq"]: effect_row(e) for e in await effects.fetchall()},
+            signals=[signal_row(s) for s in await signals.fetchall()],
+        )
+
+    async def list_effects(self, run_id: str) -> list[EffectRow]:
+        return [effect_row(r) for r in await self._one(self._q["list_effects"], {"run_id": run_id})]
+
+    # ---- the queue ----------------------------------------------------------------------
+
+    async def claim(self, claim: Claim) -> tuple[list[RunRow], float | None]:
+        q = self._q
+        # Queues with a global limit are locked in one order, so claimers never deadlock.
+        capped = sorted(
+            k for k, free in claim.slots.items() if free > 0 and k in claim.global_limits
+        )
+
+        async with transaction(self._claim) as tx:
+            t = now()
+            counting: dict[str, Cursor] = {}
+            for queue in capped:
+                await tx.run(q["lock_queue"], {"queue": queue})
+                counting[queue] = await tx.run(q["running_count"], {"queue": queue, "now": t})
+            if counting:
+                await tx.sync()
+            running = {queue: int((await first(cur))["n"]) for queue, cur in counting.items()}
+            claimed: list[Cursor] = []
+            for queue, free in claim.slots.items():
+                limit = self.limit_for(queue, free, claim, lambda p: running[p["queue"]], t)
+                if limit > 0:
+                    params = {"queue": queue, "owner": claim.owner, "now": t, "limit": limit}
+                    params.update(expires=t + claim.lease, wf_keys=list(claim.wf_keys))
+                    claimed.append(await tx.run(q["claim"], params))
+            nxt = await tx.run(q["next_available"], {"now": t, "queues": list(claim.slots)})
+        rows = [run_row(r) for cur in claimed for r in await cur.fetchall()]
+        return rows, (await first(nxt))["t"]
+
+    async def heartbeat(self, owner: str, lease: float) -> dict[str, str | None]:
+        async with self._claim.use() as conn:
+            t = now()
+            params = {"owner": owner, "now": t, "expires": t + lease}
+            cur = await conn.execute(self._q["heartbeat"], params)
+            return {r["id"]: r["cancel_reason"] for r in await cur.fetchall()}
+
+    async def apply(self, writes: Sequence[Write]) -> list[WriteResult]:
+        if not writes:
+            return []
+        q = self._q
+        if len(writes) == 1 and stands_alone(writes[0]):
+            # One statement needs no transaction around it: one round trip, no pipeline.
+            async with self._apply.use() as conn:
+                cur = await conn.execute(*write_statement(q, writes[0], now()))
+            return [WriteResult(cur.rowcount == 1)]
+        order, ids = send_order(writes), locked_ids(writes)
+
+        async def attempt() -> list[WriteResult]:
+            async with transaction(self._apply) as tx:
+                batch = Batch(tx, q, now())
+                await tx.run(q["lock_runs"], {"ids": ids})
+                for i in order:
+                    await batch.add(writes[i])
+                await batch.end()
+            return batch.results(order)
+
+        return await retrying(attempt)
+
+    async def send_signal(self, run_id: str, name: str, payload: str) -> None:
+        q = self._q
+        async with transaction(self._reader()) as tx:
+            t = now()
+            woke = await tx.run(q["wake"], {"run_id": run_id, "now": t})
+            await tx.sync()
+            if woke.rowcount == 1:
+                params = {"run_id": run_id, "name": name, "payload": payload, "now": t}
+                await tx.run(q["insert_signal"], params)
+                await tx.run(q["notify_work"], {"queue": ""})
+        if woke.rowcount != 1:
+            await self.raise_not_active(run_id, "signal")
+
+    async def cancel(self, run_id: str, reason: str) -> RunRow:
+        q = self._q
+
+        async def attempt() -> DictRow | None:
+            async with transaction(self._reader()) as tx:
+                t = now()
+                error = self.cancel_error(reason)
+                params = {"id": run_id, "reason": reason, "now": t, "error": error}
+                cancelled = await tx.run(q["cancel"], params)
+                await tx.sync()
+                row = await cancelled.fetchone()
+                if row is not None and row["status"] == "cancelled" and row["parent_id"]:
+                    await tx.run(q["wake"], {"run_id": row["parent_id"], "now": t})
+                    await tx.run(q["notify_work"], {"queue": ""})
+            return row
+
+        row = await retrying(attempt)
+        if row is None:
+            await self.raise_not_active(run_id, "cancel")
+        return run_row(row)
+
+    async def resume(self, run_id: str) -> RunRow:
+        q = self._q
+        async with transaction(self._reader()) as tx:
+            await tx.run(q["lock_runs"], {"ids": [run_id]})
+            before = await tx.run(q["get_run"], {"id": run_id})
+            resumed = await tx.run(q["resume"], {"id": run_id, "now": now()})
+            await tx.sync()
+            row = await resumed.fetchone()
+            if row is not None:
+                failed_seq = (await first(before))["failed_seq"]
+                if failed_seq is not None:
+                    await tx.run(q["delete_effect"], {"run_id": run_id, "seq": failed_seq})
+                await tx.run(q["notify_work"], {"queue": row["queue"]})
+        if row is None:
+            await self.raise_not_resumable(run_id)
+        return run_row(row)
+
+    async def wait_for_work(self, timeout: float) -> None:
+        if self._closed:
+            raise ConfigError(NOT_OPEN)
+        if self._listener is None:
+            self._listener = asyncio.get_running_loop().create_task(
+                self._listen(), name="aiosys-listen"
+            )
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._work.wait(), timeout)
+            self._work.clear()
+
+    async def _listen(self) -> None:
+        """Turn notifications into ``_work`` being set, for as long as the store is open."""
+        while True:
+            try:
+                async with await self._connect() as conn:
+                    await conn.execute(b"LISTEN aiosys_work", prepare=False)
+                    self._work.set()  # what was notified before LISTEN is lost: look once
+                    async for _ in conn.notifies():
+                        self._work.set()
+            except (psycopg.Error, ConfigError) as exc:
+                log.warning("listening for new work on %s failed: %s", self._where, exc)
+                await asyncio.sleep(1.0)

@@ -1,0 +1,71 @@
+"""The app the crash and restart acceptance tests run in real ``aiosys worker`` processes.
+
+A worker imports it as ``crashapp:app`` (its store comes from ``--store``); a test builds its
+own copy bound to the same store with ``build(url)`` to start runs, signal them and read them.
+
+Every ``chain`` step appends ``run_id seq pid`` to the file named by ``AIOSYS_CRASH_LOG``
+(``O_APPEND``, one write, fsync) *before* it returns, so the log holds every execution of a
+step, including ones whose outcome a SIGKILL kept from being recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from typing import Any
+
+from aiosys import App, Context, current_step
+
+CHAIN_LENGTH = 20
+SLEEP_SECONDS = 3.0
+
+
+def _log_effect() -> None:
+    step = current_step()
+    assert step is not None, "a chain step runs inside a workflow"
+    line = f"{step.run_id} {step.seq} {os.getpid()}\n".encode()
+    fd = os.open(os.environ["AIOSYS_CRASH_LOG"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line)  # one write of a short line: appended atomically
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def build(store: str | None = None) -> App:
+    """A fresh app with the test workflows (store: the argument, else ``AIOSYS_STORE``)."""
+    app = App(store)
+
+    @app.step
+    async def bump(x: int) -> int:
+        await asyncio.sleep(0.002)  # long enough for kills to land mid-step
+        _log_effect()
+        return x + 1
+
+    @app.workflow
+    async def chain(ctx: Context, n: int = CHAIN_LENGTH) -> int:
+        x = 0
+        for _ in range(n):
+            x = await bump(x)
+        return x
+
+    @app.step
+    def wall_clock() -> float:
+        return time.time()
+
+    @app.workflow
+    async def nap(ctx: Context, seconds: float = SLEEP_SECONDS) -> dict[str, float]:
+        before = await wall_clock()
+        await ctx.sleep(seconds)
+        after = await wall_clock()
+        return {"slept_at": before, "woke_at": after}
+
+    @app.workflow
+    async def gate(ctx: Context) -> Any:
+        return await ctx.wait_for("go")
+
+    return app
+
+
+app = build()

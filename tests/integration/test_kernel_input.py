@@ -1,0 +1,103 @@
+"""Bad input and bad output: refused with an error naming what is wrong, and harmless to
+every other run."""
+
+from __future__ import annotations
+
+import pytest
+
+from aiosys import App, Context, InvalidInput, RunFailed, UnknownWorkflow
+
+pytestmark = pytest.mark.timeout(60)
+
+
+class Opaque:
+    """Something that is not JSON."""
+
+
+def strict_app(store_url: str) -> App:
+    app = App(store=store_url, lease=1.0)
+
+    @app.step
+    async def make_handle(name: str) -> Opaque:
+        return Opaque()
+
+    @app.workflow
+    async def invoice(ctx: Context, customer: str, amount: int, currency: str = "EUR") -> str:
+        return f"{customer} {amount} {currency}"
+
+    @app.workflow
+    async def leaky(ctx: Context) -> str:
+        await make_handle("db")
+        return "unreachable"
+
+    @app.workflow
+    async def bystander(ctx: Context) -> str:
+        return await ctx.wait_for("go")
+
+    return app
+
+
+async def test_bad_starts_are_refused_and_runs_in_flight_are_unaffected(
+    store_url, wait_status, error_of
+):
+    app = strict_app(store_url)
+    async with app:
+        other = await app.start("bystander")
+        await wait_status(app, other.id, "waiting")
+
+        with pytest.raises(UnknownWorkflow) as unknown:
+            await app.start("invoce", {"customer": "acme", "amount": 1})
+        assert "invoce" in str(unknown.value)
+        for known in ("invoice", "leaky", "bystander"):
+            assert known in str(unknown.value)
+
+        with pytest.raises(UnknownWorkflow) as no_version:
+            await app.start("invoice", {"customer": "acme", "amount": 1}, version="9")
+        assert "9" in str(no_version.value)
+
+        with pytest.raises(InvalidInput) as wrong_type:
+            await app.start("invoice", {"customer": "acme", "amount": "lots"})
+        assert "amount" in str(wrong_type.value)
+        assert "customer" not in str(wrong_type.value)
+
+        with pytest.raises(InvalidInput) as missing:
+            await app.start("invoice", {"amount": 3})
+        assert "customer" in str(missing.value)
+
+        with pytest.raises(InvalidInput) as extra:
+            await app.start("invoice", {"customer": "acme", "amount": 3, "discount": 5})
+        assert "discount" in str(extra.value)
+
+        with pytest.raises(InvalidInput):
+            await app.start("invoice", ["acme", 3])
+
+        # Nothing of the refused starts reached the store.
+        assert [r.id for r in await app.list_runs()] == [other.id]
+
+        await app.signal(other.id, "go", "still fine")
+        assert await other.result(timeout=10) == "still fine"
+
+        good = await app.start("invoice", {"customer": "acme", "amount": "7"})
+        assert await good.result(timeout=10) == "acme 7 EUR"  # "7" fits `int`, as pydantic says
+
+
+async def test_step_output_that_is_not_json_makes_the_run_dead_naming_step_and_type(
+    store_url, wait_status, error_of
+):
+    app = strict_app(store_url)
+    async with app:
+        other = await app.start("bystander")
+        await wait_status(app, other.id, "waiting")
+        run = await app.start("leaky")
+        with pytest.raises(RunFailed):
+            await run.result(timeout=10)
+        row = await app.get_run(run.id)
+        effects = await app.effects(run.id)
+        await app.signal(other.id, "go", "unaffected")
+        assert await other.result(timeout=10) == "unaffected"
+    assert row.status == "dead"
+    error = error_of(row)
+    assert error["type"] == "aiosys.errors.NotSerializable"
+    assert "make_handle" in error["message"]
+    assert "Opaque" in error["message"]
+    assert [(e.seq, e.status) for e in effects] == [(1, "error")]

@@ -1,0 +1,266 @@
+"""The ``aiosys`` command against a real SQLite file and the small app in tests/cliapp.py."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from aiosys import App
+from aiosys.cli.main import cli
+
+TESTS_DIR = Path(__file__).resolve().parents[1]
+RUN_KEYS = {
+    "id",
+    "workflow",
+    "version",
+    "status",
+    "tenant",
+    "result",
+    "error",
+    "created_at",
+    "started_at",
+    "finished_at",
+    "updated_at",
+}
+
+
+@pytest.fixture
+def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.syspath_prepend(str(TESTS_DIR))
+    monkeypatch.chdir(tmp_path)  # nothing may land in the repository's .aiosys/
+    return f"sqlite:///{tmp_path / 'cli.db'}"
+
+
+def aiosys(*args: str) -> Result:
+    return CliRunner().invoke(cli, list(args))
+
+
+def ok(result: Result) -> Result:
+    assert result.exit_code == 0, (result.exit_code, result.output, result.exception)
+    return result
+
+
+def reported_error(result: Result, code: int = 1) -> str:
+    """The command failed with ``code`` and one ``error:`` line, not an exception."""
+    assert result.exit_code == code, (result.exit_code, result.output, result.exception)
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert "Traceback" not in result.output
+    assert result.stdout == ""
+    assert result.stderr.startswith("error: ")
+    assert len(result.stderr.strip().splitlines()) == 1
+    return result.stderr
+
+
+def runs_json(store: str, *args: str) -> list[dict[str, Any]]:
+    runs: list[dict[str, Any]] = json.loads(
+        ok(aiosys("runs", "list", "--json", "--store", store, *args)).stdout
+    )
+    return runs
+
+
+def test_run_executes_the_workflow_and_prints_its_result(store: str) -> None:
+    result = ok(
+        aiosys(
+            "run", "greet", "--input", '{"name": "Ada"}', "--app", "cliapp:app", "--store", store
+        )
+    )
+    assert result.stdout.strip() == "hello Ada"
+
+    result = ok(
+        aiosys(
+            "run", "double", "-i", '{"x": 21}', "--json", "--app", "cliapp:app", "--store", store
+        )
+    )
+    assert json.loads(result.stdout) == {"doubled": 42}
+    assert {r["status"] for r in runs_json(store)} == {"succeeded"}
+
+
+def test_start_records_a_pending_run_with_the_documented_keys(store: str) -> None:
+    run_id = ok(
+        aiosys("start", "greet", "-i", '{"name": "Bo"}', "--app", "cliapp:app", "--store", store)
+    ).stdout.strip()
+
+    runs = runs_json(store)
+    assert [r["id"] for r in runs] == [run_id]
+    assert set(runs[0]) == RUN_KEYS
+    assert runs[0]["workflow"] == "greet"
+    assert runs[0]["status"] == "pending"
+    assert runs[0]["started_at"] is None and runs[0]["result"] is None
+    assert runs_json(store, "--status", "succeeded") == []
+
+
+def test_start_with_a_used_idempotency_key_returns_the_same_run(store: str) -> None:
+    args = ("start", "greet", "-i", '{"name": "Bo"}', "--idempotency-key", "k1", "--tenant", "acme")
+    first = json.loads(ok(aiosys(*args, "--json", "--app", "cliapp:app", "--store", store)).stdout)
+    again = json.loads(ok(aiosys(*args, "--json", "--app", "cliapp:app", "--store", store)).stdout)
+    assert (first["created"], again["created"]) == (True, False)
+    assert again["id"] == first["id"] and again["tenant"] == "acme"
+    assert len(runs_json(store, "--tenant", "acme")) == 1
+
+
+def test_runs_show_lists_the_effects_with_their_attempts(store: str) -> None:
+    ok(aiosys("run", "double", "-i", '{"x": 2}', "--app", "cliapp:app", "--store", store))
+    (run,) = runs_json(store, "--workflow", "double")
+
+    shown = json.loads(ok(aiosys("runs", "show", run["id"], "--json", "--store", store)).stdout)
+    assert shown["status"] == "succeeded" and shown["result"] == {"doubled": 4}
+    assert shown["input"] == {"x": 2}
+    [effect] = shown["effects"]
+    assert (effect["seq"], effect["kind"], effect["name"]) == (1, "step", "flaky_double")
+    assert (effect["status"], effect["attempt"], effect["output"]) == ("ok", 2, 4)
+    assert effect["duration_ms"] >= 0
+
+    table = ok(aiosys("runs", "show", run["id"], "--store", store)).stdout
+    assert "effect timeline" in table and "flaky_double" in table and run["id"] in table
+
+
+def test_cancel_ends_a_pending_run_as_cancelled(store: str) -> None:
+    run_id = ok(aiosys("start", "waits", "--app", "cliapp:app", "--store", store)).stdout.strip()
+
+    assert (
+        "cancelled"
+        in ok(
+            aiosys("runs", "cancel", run_id, "--reason", "no longer needed", "--store", store)
+        ).stdout
+    )
+    (run,) = runs_json(store)
+    assert run["status"] == "cancelled"
+    assert run["error"]["message"] == "no longer needed"
+    assert "has ended" in reported_error(aiosys("runs", "cancel", run_id, "--store", store))
+
+
+def test_a_dead_run_reports_its_error_and_resumes(store: str) -> None:
+    stderr = reported_error(aiosys("run", "dies", "--app", "cliapp:app", "--store", store))
+    assert "ended dead" in stderr and "broken for good" in stderr
+
+    (run,) = runs_json(store, "--status", "dead")
+    resumed = json.loads(ok(aiosys("runs", "resume", run["id"], "--json", "--store", store)).stdout)
+    assert resumed["status"] == "pending"
+
+
+def test_signal_sent_from_the_cli_reaches_the_run(store: str) -> None:
+    run_id = ok(aiosys("start", "waits", "--app", "cliapp:app", "--store", store)).stdout.strip()
+    ok(aiosys("runs", "signal", run_id, "go", "--payload", '{"n": 1}', "--store", store))
+
+    from cliapp import waits  # the workflow function, registered on a fresh app here
+
+    async def execute() -> object:
+        app = App(store=store)
+        app.workflow(waits)
+        async with app:  # a worker in this process takes the pending run
+            return await app.handle(run_id).result(timeout=30)
+
+    assert asyncio.run(execute()) == {"n": 1}
+    assert "no run with id" in reported_error(
+        aiosys("runs", "signal", "nope", "go", "--store", store)
+    )
+
+
+def test_unknown_workflow_is_one_line_on_stderr_and_exit_1(store: str) -> None:
+    stderr = reported_error(aiosys("run", "nope", "--app", "cliapp:app", "--store", store))
+    assert "no workflow named 'nope'" in stderr and "greet" in stderr
+    reported_error(aiosys("start", "nope", "--app", "cliapp:app", "--store", store))
+
+
+def test_unknown_workflow_through_the_real_command_prints_no_traceback(store: str) -> None:
+    env = {**os.environ, "PYTHONPATH": str(TESTS_DIR)}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "aiosys.cli",
+            "run",
+            "nope",
+            "--app",
+            "cliapp:app",
+            "--store",
+            store,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert proc.returncode == 1
+    assert proc.stdout == ""
+    assert proc.stderr.startswith("error: no workflow named 'nope'")
+    assert "Traceback" not in proc.stderr
+
+
+def test_invalid_input_names_the_field(store: str) -> None:
+    stderr = reported_error(
+        aiosys("run", "double", "-i", '{"x": "many"}', "--app", "cliapp:app", "--store", store)
+    )
+    assert "invalid input for workflow 'double'" in stderr and "x:" in stderr
+    stderr = reported_error(
+        aiosys("start", "greet", "-i", "{}", "--app", "cliapp:app", "--store", store)
+    )
+    assert "name: Field required" in stderr
+    assert runs_json(store) == []
+
+
+def test_input_that_is_not_json_exits_2(store: str) -> None:
+    stderr = reported_error(
+        aiosys("run", "greet", "-i", "{name: Ada}", "--app", "cliapp:app", "--store", store), code=2
+    )
+    assert "--input is not valid JSON" in stderr
+    assert "--payload" in reported_error(
+        aiosys("runs", "signal", "x", "go", "--payload", "{", "--store", store), 2
+    )
+
+
+def test_missing_run_and_missing_app_are_reported(store: str) -> None:
+    assert "no run with id 'nope'" in reported_error(
+        aiosys("runs", "show", "nope", "--store", store)
+    )
+    assert "no app given" in reported_error(aiosys("run", "greet", "--store", store))
+    assert "cannot import" in reported_error(
+        aiosys("run", "greet", "--app", "no_such_module:app", "--store", store)
+    )
+
+
+def test_init_writes_a_project_that_runs(
+    store: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("AIOSYS_STORE", raising=False)
+    monkeypatch.delitem(sys.modules, "workflows", raising=False)
+    assert "wrote" in ok(aiosys("init")).stdout
+    assert {"aiosys.toml", "workflows.py"} <= {p.name for p in tmp_path.iterdir()}
+    assert "kept" in ok(aiosys("init")).stdout
+
+    result = ok(aiosys("run", "greet", "-i", '{"name": "Ada"}', "--json"))
+    assert json.loads(result.stdout) == {"greeting": "HELLO, ADA"}
+    assert (tmp_path / ".aiosys" / "aiosys.db").is_file()
+    sys.modules.pop("workflows", None)
+
+
+def test_demo_completes_and_prints_its_timeline(store: str) -> None:
+    result = ok(aiosys("demo", "--store", store))
+    out = result.stdout
+    assert "effect timeline" in out
+    for name in ("extract", "classify", "summarize", "file_document", "sleep", "approve"):
+        assert name in out
+    assert "succeeded" in out and "CLA-HX-20931" in out
+
+    (run,) = runs_json(store, "--workflow", "document_intake")
+    shown = json.loads(ok(aiosys("runs", "show", run["id"], "--json", "--store", store)).stdout)
+    kinds = [(e["kind"], e["name"], e["attempt"], e["status"]) for e in shown["effects"]]
+    assert kinds == [
+        ("step", "extract", 1, "ok"),
+        ("step", "classify", 2, "ok"),
+        ("step", "summarize", 1, "ok"),
+        ("child_start", "file_document", 1, "ok"),
+        ("child_result", "file_document", 1, "ok"),
+        ("sleep", "sleep", 1, "ok"),
+        ("signal", "approve", 1, "ok"),
+    ]
+    assert shown["result"]["approval"]["decision"] == "approved"
+    assert runs_json(store, "--workflow", "file_document")[0]["status"] == "succeeded"
