@@ -4,11 +4,17 @@
 
     AiosysError                         base of everything aiosys raises on purpose
     ├── TransientError                  retried by the step's Retry policy
-    │   └── StepTimeout                 a step ran past its timeout
+    │   ├── StepTimeout                 a step ran past its timeout
+    │   └── ProviderUnavailable         a model provider failed (429/5xx, timeout, network)
     ├── PermanentError                  never retried; ends the run as ``dead`` unless caught
     │   ├── NotSerializable             a step returned something that is not JSON
     │   ├── WaitTimeout                 ``ctx.wait_for`` reached its timeout
-    │   └── ChildFailed                 a child workflow ended without success
+    │   ├── ChildFailed                 a child workflow ended without success
+    │   ├── BudgetExceeded              a hard budget would be exceeded: the call is not made
+    │   ├── ModelNotFound               no model card (or alias) of that name
+    │   ├── InvalidModelOutput          every candidate's output failed the task's schema
+    │   ├── NoRouteAvailable            every candidate is excluded, open or failed
+    │   └── ProviderRejected            the provider refused the request (HTTP 4xx)
     ├── ConfigError                     a bad store URL, app path or setting
     ├── UnknownWorkflow                 no workflow (or version) of that name is registered
     ├── InvalidInput                    the input does not fit the workflow's type hints
@@ -56,6 +62,35 @@ class ChildFailed(PermanentError):
         super().__init__(message)
         self.child_id = child_id
         self.status = status
+
+
+class BudgetExceeded(PermanentError):
+    """A hard budget would be exceeded: the model call was stopped before it was sent."""
+
+
+class ModelNotFound(PermanentError):
+    """No model card or alias of that name is in the catalog."""
+
+
+class InvalidModelOutput(PermanentError):
+    """The model's output does not fit the task contract's output schema."""
+
+
+class NoRouteAvailable(PermanentError):
+    """No candidate of the routing plan could serve the call (all excluded, open or failed)."""
+
+
+class ProviderRejected(PermanentError):
+    """The provider refused the request (HTTP 4xx other than 429): retrying will not help."""
+
+
+class ProviderUnavailable(TransientError):
+    """The provider failed in a way that may pass: 429, 5xx, timeout, connection error,
+    malformed response. ``retry_after`` is the provider's hint, in seconds, if it gave one."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class ConfigError(AiosysError):
@@ -106,13 +141,19 @@ class RunCancelled(BaseException):
 
 __all__ = [
     "AiosysError",
+    "BudgetExceeded",
     "ChildFailed",
     "ConfigError",
     "InvalidInput",
+    "InvalidModelOutput",
     "InvalidRunState",
+    "ModelNotFound",
+    "NoRouteAvailable",
     "NonDeterminismError",
     "NotSerializable",
     "PermanentError",
+    "ProviderRejected",
+    "ProviderUnavailable",
     "RunCancelled",
     "RunFailed",
     "RunNotFound",

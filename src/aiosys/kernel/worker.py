@@ -13,7 +13,7 @@ import os
 import socket
 import uuid
 from collections import Counter
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..store.base import Claim, History, Release, RunRow, now
 from .commit import Committer
@@ -128,8 +128,7 @@ class Worker:
         """Release runs leased to this worker that it has no slot for (a claim and a start
         raced for the last slot); if the release fails, their leases expire."""
         for row in rows:
-            release = self.committer.submit(Release(self.id, row.id))
-            release.add_done_callback(lambda f: f.cancelled() or f.exception())
+            self.committer.submit(Release(self.id, row.id)).add_done_callback(_quiet)
 
     def is_running(self, run_id: str) -> bool:
         return run_id in self._active
@@ -227,6 +226,12 @@ class Worker:
             for run_id, reason in held.items():
                 if reason is not None:
                     self.cancel_local(run_id, reason)
+            # A run leased to us that no task executes was abandoned (its writes failed):
+            # give it back rather than renew its lease forever, so it is replayed.
+            stale = [run_id for run_id in held if run_id not in self._active]
+            for run_id in stale:
+                log.warning("worker %s: run %s was abandoned; releasing it", self.id, run_id)
+                self.committer.submit(Release(self.id, run_id)).add_done_callback(_quiet)
 
     async def _listen_loop(self) -> None:
         while not self._stopping:
@@ -236,3 +241,9 @@ class Worker:
                 log.warning("worker %s: waiting for notifications failed (%s)", self.id, exc)
                 await asyncio.sleep(self.idle_poll)
             self._kick.set()
+
+
+def _quiet(fut: asyncio.Future[Any]) -> None:
+    """Retrieve a background write's outcome; a failure only means the lease will expire."""
+    if not fut.cancelled():
+        fut.exception()

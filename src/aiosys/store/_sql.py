@@ -23,10 +23,18 @@ def _parse(text: str) -> dict[str, str]:
     return blocks
 
 
+_MIGRATION = re.compile(r"^(\d{4})_\w+\.sql$")
+
+
 def load_queries(dialect: str, paramstyle: str = "named") -> dict[str, str]:
+    """Every named block of ``sql/*.sql`` (the kernel's ``queries.sql``, the model layer's
+    ``models.sql``, ...), then the dialect's own files overriding blocks of the same name."""
     root = resources.files("aiosys.store") / "sql"
-    queries = _parse((root / "queries.sql").read_text())
-    queries.update(_parse((root / dialect / "queries.sql").read_text()))
+    queries: dict[str, str] = {}
+    for folder in (root, root / dialect):
+        for entry in sorted(folder.iterdir(), key=lambda e: e.name):
+            if entry.name.endswith(".sql") and not _MIGRATION.match(entry.name):
+                queries.update(_parse(entry.read_text()))
     if paramstyle == "pyformat":
         queries = {k: _PARAM.sub(r"%(\1)s", v.replace("%", "%%")) for k, v in queries.items()}
     return queries
@@ -37,7 +45,7 @@ def migrations(dialect: str) -> list[tuple[int, str]]:
     folder = resources.files("aiosys.store") / "sql" / dialect
     found = []
     for entry in folder.iterdir():
-        m = re.match(r"^(\d{4})_\w+\.sql$", entry.name)
+        m = _MIGRATION.match(entry.name)
         if m:
             found.append((int(m.group(1)), entry.read_text()))
     return sorted(found)

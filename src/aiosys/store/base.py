@@ -12,9 +12,9 @@ commit. Each write is fenced by the lease: it only lands while the writer still 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 # Statuses of a run (DESIGN.md, "Durable execution semantics").
 PENDING = "pending"
@@ -88,6 +88,7 @@ class EffectRow:
     attempt: int
     started_at: float
     finished_at: float | None
+    meta: str | None = None  # JSON the interceptors attach: model, usage, cost, cache hit
 
 
 EFFECT_COLUMNS = tuple(EffectRow.__dataclass_fields__)
@@ -255,3 +256,11 @@ class Store(Protocol):
 
     async def wait_for_work(self, timeout: float) -> None:
         """Return when new work may be claimable (a notification) or after ``timeout``."""
+
+    async def fetch(self, query: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """Run the named query (one statement, its own transaction); its rows as dicts.
+        For the layers above the kernel (model catalog, cache, usage), whose SQL lives in
+        named blocks beside the kernel's."""
+
+    async def execute(self, query: str, params: Mapping[str, Any]) -> int:
+        """Run the named statement in its own transaction; the number of rows it changed."""

@@ -60,6 +60,7 @@ def effect_params(w: RecordEffect) -> dict[str, Any]:
         "attempt": e.attempt,
         "started_at": e.started_at,
         "finished_at": e.finished_at,
+        "meta": e.meta,
         "owner": w.owner,
     }
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import psycopg
@@ -305,6 +305,13 @@ class PostgresStore(CommonStore):
         if row is None:
             await self.raise_not_resumable(run_id)
         return run_row(row)
+
+    async def fetch(self, query: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+        return [dict(r) for r in await self._one(self._q[query], dict(params))]
+
+    async def execute(self, query: str, params: Mapping[str, Any]) -> int:
+        async with self._reader().use() as conn:
+            return (await conn.execute(self._q[query], dict(params))).rowcount
 
     async def wait_for_work(self, timeout: float) -> None:
         if self._closed:

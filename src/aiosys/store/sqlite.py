@@ -15,7 +15,7 @@ import asyncio
 import json
 import re
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -314,6 +314,17 @@ class SQLiteStore(CommonStore):
         if row is None:
             await self.raise_not_resumable(run_id)
         return run_row(row)
+
+    async def fetch(self, query: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+        sql = self._q[query]
+        rows = await self._run(lambda c: c.execute(sql, dict(params)).fetchall())
+        return [dict(r) for r in rows]
+
+    async def execute(self, query: str, params: Mapping[str, Any]) -> int:
+        sql = self._q[query]
+        return await self._run(
+            lambda c: self._tx(c, lambda c: c.execute(sql, dict(params)).rowcount)
+        )
 
     async def wait_for_work(self, timeout: float) -> None:
         # SQLite has no notifications across processes: poll. Work started in this process

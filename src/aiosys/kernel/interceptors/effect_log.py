@@ -103,5 +103,12 @@ class EffectLog:
             attempt=call.meta.get("attempt", 1),
             started_at=started,
             finished_at=None if status == "pending" else now(),
+            meta=_meta(call),
         )
         return RecordEffect(ex.owner, row, consume_signal=call.meta.get("consume_signal"))
+
+
+def _meta(call: EffectCall) -> str | None:
+    """What interceptors asked to keep on the effect (``call.meta["record"]``), as JSON."""
+    record = call.meta.get("record")
+    return json.dumps(record) if record else None

@@ -42,14 +42,14 @@ RETURNING id, cancel_reason
 -- name: record_effect
 -- Insert (or complete a pending) effect, only while the writer holds the run's lease.
 INSERT INTO effects (run_id, seq, kind, name, status, output, error, attempt, started_at,
-                     finished_at)
+                     finished_at, meta)
 SELECT :run_id, :seq, :kind, :name, :status, :output, :error, :attempt, :started_at,
-       :finished_at
+       :finished_at, :meta
 WHERE EXISTS (SELECT 1 FROM runs
               WHERE id = :run_id AND lease_owner = :owner AND status = 'running')
 ON CONFLICT (run_id, seq) DO UPDATE
 SET status = excluded.status, output = excluded.output, error = excluded.error,
-    attempt = excluded.attempt, finished_at = excluded.finished_at
+    attempt = excluded.attempt, finished_at = excluded.finished_at, meta = excluded.meta
 
 -- name: consume_signal
 -- Mark a signal as taken by the wait_for effect at :seq.

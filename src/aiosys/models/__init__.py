@@ -1,0 +1,1 @@
+"""The model data plane: catalog, task contracts, router, providers, cost and budgets."""

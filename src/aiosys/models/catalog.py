@@ -1,0 +1,81 @@
+"""Model cards: what each model is, who owns it, what it may be used for, and what it costs.
+
+Cards are declared in TOML or YAML files under ``models/`` of a project (or registered in
+code) and kept in the store, so every worker and the console see the same catalog.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .types import Kind
+
+
+class Pricing(BaseModel):
+    """Price of a call, in ``currency`` units: per 1k input and output tokens, per call,
+    and per second of processing (for models billed by time, such as OCR)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    input_per_1k: float = 0.0
+    output_per_1k: float = 0.0
+    per_call: float = 0.0
+    per_second: float = 0.0
+    currency: str = "USD"
+
+    def cost(self, input_tokens: int, output_tokens: int, seconds: float = 0.0) -> float:
+        return (
+            input_tokens / 1000 * self.input_per_1k
+            + output_tokens / 1000 * self.output_per_1k
+            + self.per_call
+            + seconds * self.per_second
+        )
+
+
+class Limits(BaseModel):
+    """Rate limits of the deployment, shared across workers: requests and tokens a minute."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    requests_per_minute: int | None = None
+    tokens_per_minute: int | None = None
+
+
+class ModelCard(BaseModel):
+    """One model deployment and everything a reviewer needs to know about it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    version: str = "1"
+    kind: Kind = "chat"
+    provider: str  # openai, anthropic, local, tesseract, embeddings, summarizer
+    provider_model: str | None = None  # the model's name at the provider (default: id)
+    endpoint: str | None = None  # base URL for HTTP providers
+    api_key_env: str | None = None  # environment variable holding the API key
+    timeout: float = 60.0
+    owner: str = "unknown"
+    description: str = ""
+    intended_use: list[str] = Field(default_factory=list)
+    out_of_scope_use: list[str] = Field(default_factory=list)
+    training_data: list[str] = Field(default_factory=list)
+    evaluation: dict[str, float | str] = Field(default_factory=dict)
+    failure_modes: list[str] = Field(default_factory=list)
+    risk_level: Literal["minimal", "low", "medium", "high", "unacceptable"] = "low"
+    data_residency: str = "local"
+    external: bool = False  # data leaves the premises
+    context_window: int | None = None
+    pricing: Pricing = Field(default_factory=Pricing)
+    limits: Limits = Field(default_factory=Limits)
+    aliases: list[str] = Field(default_factory=list)  # e.g. production, canary
+    options: dict[str, Any] = Field(default_factory=dict)  # provider-specific settings
+
+    @property
+    def key(self) -> str:
+        return f"{self.id}@{self.version}"
+
+    @property
+    def upstream_model(self) -> str:
+        return self.provider_model or self.id

@@ -1,0 +1,57 @@
+"""The deployment chain: every call to one model deployment passes through these links.
+
+The gate sees a model call as one effect (``ctx.models.run("summarize", ...)``): recorded,
+replayed, authorized once. Inside it the router may try several deployments; each attempt
+passes through this chain, the gate's shape one level down, so budgets, rate limits,
+caching, the circuit breaker and metering are each one link (``aiosys/models/links/``),
+written once for every provider:
+
+    budget -> rate limit -> cache -> breaker -> provider -> (metering records on the way out)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from .catalog import ModelCard
+from .types import ModelRequest, ModelResponse
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class DeploymentCall:
+    """One attempt at one deployment, as the links see it."""
+
+    card: ModelCard
+    request: ModelRequest
+    tenant: str = "default"
+    workflow: str | None = None
+    run_id: str | None = None
+    seq: int | None = None
+    task: str | None = None
+    classification: str | None = None  # data classification of the input (e.g. confidential)
+    cache: Any = None  # the task's cache policy (links/cache.py), None: no cache
+    meta: dict[str, Any] = field(default_factory=dict)  # links leave notes for later links
+
+
+NextLink = Callable[[DeploymentCall], Awaitable[ModelResponse]]
+
+
+class Link(Protocol):
+    async def __call__(self, call: DeploymentCall, next: NextLink) -> ModelResponse: ...
+
+
+def compose(links: list[Link], last: NextLink) -> NextLink:
+    """The chain as one callable, built once."""
+    chain = last
+    for link in reversed(links):
+        chain = _bind(link, chain)
+    return chain
+
+
+def _bind(link: Link, nxt: NextLink) -> NextLink:
+    def call(c: DeploymentCall) -> Awaitable[ModelResponse]:
+        return link(c, nxt)
+
+    return call

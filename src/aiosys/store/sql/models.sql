@@ -1,0 +1,78 @@
+-- Named queries of the model data plane (aiosys.models): catalog, cache, usage, rate limits.
+-- Same conventions as queries.sql; a dialect's own file may override a block.
+
+-- name: upsert_model_card
+-- Insert or replace a model card.
+INSERT INTO model_cards (id, version, card, source, updated_at)
+VALUES (:id, :version, :card, :source, :now)
+ON CONFLICT (id) DO UPDATE
+SET version = excluded.version, card = excluded.card, source = excluded.source,
+    updated_at = excluded.updated_at
+
+-- name: get_model_card
+-- One model card by id.
+SELECT * FROM model_cards WHERE id = :id
+
+-- name: list_model_cards
+-- Every model card, by id.
+SELECT * FROM model_cards ORDER BY id
+
+-- name: cache_get
+-- A live cache entry by key.
+SELECT response FROM model_cache
+WHERE key = :key AND (expires_at IS NULL OR expires_at > :now)
+
+-- name: cache_put
+-- Store (or refresh) a cache entry.
+INSERT INTO model_cache (key, scope, response, embedding, created_at, expires_at)
+VALUES (:key, :scope, :response, :embedding, :now, :expires_at)
+ON CONFLICT (key) DO UPDATE
+SET response = excluded.response, embedding = excluded.embedding,
+    created_at = excluded.created_at, expires_at = excluded.expires_at
+
+-- name: cache_semantic_candidates
+-- Live semantic entries of a scope, newest first (compared by embedding in Python).
+SELECT key, response, embedding FROM model_cache
+WHERE scope = :scope AND embedding IS NOT NULL AND (expires_at IS NULL OR expires_at > :now)
+ORDER BY created_at DESC
+LIMIT :limit
+
+-- name: cache_purge_expired
+-- Drop expired cache entries.
+DELETE FROM model_cache WHERE expires_at IS NOT NULL AND expires_at <= :now
+
+-- name: insert_usage
+-- Meter one model call.
+INSERT INTO model_usage (at, tenant, workflow, run_id, seq, task, model, deployment,
+                         input_tokens, output_tokens, cost, latency_ms, status, error)
+VALUES (:at, :tenant, :workflow, :run_id, :seq, :task, :model, :deployment,
+        :input_tokens, :output_tokens, :cost, :latency_ms, :status, :error)
+
+-- name: spent_by_tenant
+-- Cost spent by a tenant since a time.
+SELECT COALESCE(SUM(cost), 0) AS cost, COUNT(*) AS calls FROM model_usage
+WHERE tenant = :tenant AND at >= :since
+
+-- name: spent_by_workflow
+-- Cost spent by a workflow (in a tenant) since a time.
+SELECT COALESCE(SUM(cost), 0) AS cost, COUNT(*) AS calls FROM model_usage
+WHERE tenant = :tenant AND workflow = :workflow AND at >= :since
+
+-- name: usage_by_run
+-- Tokens and cost of one run's model calls.
+SELECT COALESCE(SUM(input_tokens), 0) AS input_tokens,
+       COALESCE(SUM(output_tokens), 0) AS output_tokens,
+       COALESCE(SUM(cost), 0) AS cost, COUNT(*) AS calls
+FROM model_usage WHERE run_id = :run_id
+
+-- name: rate_take
+-- Count a request (and its tokens) in the current window of a limit; returns the totals.
+INSERT INTO rate_windows (key, window_start, requests, tokens)
+VALUES (:key, :window_start, 1, :tokens)
+ON CONFLICT (key, window_start) DO UPDATE
+SET requests = rate_windows.requests + 1, tokens = rate_windows.tokens + excluded.tokens
+RETURNING requests, tokens
+
+-- name: rate_purge
+-- Drop windows that ended.
+DELETE FROM rate_windows WHERE window_start < :before
