@@ -24,6 +24,9 @@ from psycopg.conninfo import conninfo_to_dict
 
 from aiosys.store import Store, _sql, open_store
 
+# Local servers speaking the providers' wire formats: fixtures openai_server, anthropic_server.
+pytest_plugins = ["tests.wire.fixtures"]
+
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 TEMPLATE = "aiosys_test_template"
 TEMPLATE_LOCK = 0x61696F7374657374  # advisory lock: building (exclusive) or cloning (shared)

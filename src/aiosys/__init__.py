@@ -3,6 +3,7 @@
 The public surface; everything else is internal and free to move.
 """
 
+from .app import App
 from .errors import (
     AiosysError,
     ChildFailed,
@@ -14,7 +15,7 @@ from .errors import (
     UnknownWorkflow,
     WaitTimeout,
 )
-from .kernel import App, Context, Retry, RunHandle, current_step
+from .kernel import Context, Retry, RunHandle, current_step
 
 __all__ = [
     "AiosysError",

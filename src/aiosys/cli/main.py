@@ -32,12 +32,14 @@ from .common import (
     run_async,
 )
 from .demo import run_demo, show_outcome
+from .models import models
 from .render import error_message, run_dict
 from .runs import runs
 from .scaffold import scaffold
 
 cli = typer.Typer(help="aiosys: durable, governed, observable AI workflows.", no_args_is_help=True)
 cli.add_typer(runs, name="runs")
+cli.add_typer(models, name="models")
 
 WorkflowArg = Annotated[str, typer.Argument(help="The workflow's name.")]
 InputOption = Annotated[

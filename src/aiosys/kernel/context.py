@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Callable, Generator
 from typing import Any
 
+from ..errors import ConfigError
 from .retry import NO_RETRY, Retry
 from .runtime import Execution
 
@@ -38,6 +39,37 @@ class Context:
     @property
     def parent_id(self) -> str | None:
         return self._ex.run.parent_id
+
+    @property
+    def models(self) -> Any:
+        """The app's model plane bound to this run (``await ctx.models.run(task, input)``);
+        provided by ``aiosys.App``, whose ``models`` attribute the kernel does not know."""
+        plane = getattr(self._ex.app, "models", None)
+        if plane is None:
+            raise ConfigError(
+                f"ctx.models needs an app with a model plane: create the app with "
+                f"`from aiosys import App` (this one is a {type(self._ex.app).__qualname__} "
+                "from aiosys.kernel, which has no models)"
+            )
+        return plane.bind(self)
+
+    async def effect(
+        self,
+        kind: str,
+        name: str,
+        *,
+        params: dict[str, Any] | None = None,
+        returns: Any = None,
+        retry: Retry = NO_RETRY,
+        timeout: float | None = None,
+    ) -> Any:
+        """A recorded effect of a kind an extension registered (``app.gate.register``):
+        executed once through the gate, replayed from the record afterwards. ``params`` go
+        to the executor as they are (they are not recorded); ``returns`` types the recorded
+        output on replay."""
+        return await self._ex.effect(
+            kind, name, params=params, returns=returns, retry=retry, timeout=timeout
+        )
 
     async def sleep(self, seconds: float) -> None:
         """Park the run durably for ``seconds``; a restart neither shortens nor loses it."""

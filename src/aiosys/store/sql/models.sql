@@ -76,3 +76,45 @@ RETURNING requests, tokens
 -- name: rate_purge
 -- Drop windows that ended.
 DELETE FROM rate_windows WHERE window_start < :before
+
+-- name: usage_by_model
+-- Calls, outcomes, tokens, cost and mean provider latency per model of a tenant since a time.
+SELECT model,
+       COUNT(*) AS calls,
+       SUM(CASE WHEN status = 'ok' THEN 1 ELSE 0 END) AS ok,
+       SUM(CASE WHEN status = 'cached' THEN 1 ELSE 0 END) AS cached,
+       SUM(CASE WHEN status = 'error' THEN 1 ELSE 0 END) AS errors,
+       SUM(CASE WHEN status = 'denied' THEN 1 ELSE 0 END) AS denied,
+       SUM(input_tokens) AS input_tokens, SUM(output_tokens) AS output_tokens,
+       SUM(cost) AS cost,
+       AVG(CASE WHEN status = 'ok' THEN latency_ms END) AS mean_latency_ms
+FROM model_usage WHERE tenant = :tenant AND at >= :since
+GROUP BY model ORDER BY model
+
+-- name: usage_by_workflow
+-- The same sums per workflow of a tenant since a time.
+SELECT workflow,
+       COUNT(*) AS calls,
+       SUM(CASE WHEN status = 'ok' THEN 1 ELSE 0 END) AS ok,
+       SUM(CASE WHEN status = 'cached' THEN 1 ELSE 0 END) AS cached,
+       SUM(CASE WHEN status = 'error' THEN 1 ELSE 0 END) AS errors,
+       SUM(CASE WHEN status = 'denied' THEN 1 ELSE 0 END) AS denied,
+       SUM(input_tokens) AS input_tokens, SUM(output_tokens) AS output_tokens,
+       SUM(cost) AS cost,
+       AVG(CASE WHEN status = 'ok' THEN latency_ms END) AS mean_latency_ms
+FROM model_usage WHERE tenant = :tenant AND at >= :since
+GROUP BY workflow ORDER BY workflow IS NULL, workflow  -- calls outside workflows last, on both
+
+-- name: rate_give_back
+-- Uncount a request the limit turned away (it was never sent).
+UPDATE rate_windows SET requests = requests - 1, tokens = tokens - :tokens
+WHERE key = :key AND window_start = :window_start
+
+-- name: rate_adjust
+-- Correct a window's token count by the difference between the estimate and the usage.
+UPDATE rate_windows SET tokens = tokens + :delta
+WHERE key = :key AND window_start = :window_start
+
+-- name: usage_rows_of_run
+-- Every metered call of one run, in the order they were recorded.
+SELECT * FROM model_usage WHERE run_id = :run_id ORDER BY id

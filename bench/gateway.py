@@ -1,0 +1,932 @@
+#!/usr/bin/env python
+"""Model gateway overhead: what aiosys's model call path adds over the official ``openai``
+SDK, beside LiteLLM's ``Router``, measured in the same run against the same server.
+
+The server is tests/wire/openai_server.py in its fast mode (answers at once, keeps no log),
+served by uvicorn in its own process (no access log, uvloop / httptools when installed), so
+the client's CPU is measured apart from it. Every call is one chat completion of
+``[{"role": "user", "content": "hi"}]``; every answer is checked (``"echo: hi"``).
+
+Systems (each (system, concurrency, repetition) in a fresh child process):
+
+- ``sdk``: ``AsyncOpenAI(...).chat.completions.create(...)`` directly, the baseline;
+- ``aiosys``: ``await app.models.call("bench", messages)`` outside any workflow (App on a
+  temp SQLite file, one ``openai`` card, no budgets, no rate limits, no cache): router,
+  metering (one ``model_usage`` row per call), budget / rate-limit / cache links with
+  nothing configured, breaker, provider (the same SDK);
+- ``litellm``: ``await Router(...).acompletion(model="bench", messages=...)`` with one
+  deployment, telemetry, callbacks and the remote cost map off;
+- ``workflow`` (reported apart, not compared): the same call as a recorded effect,
+  ``ctx.models.call`` in a one-effect workflow run with ``app.run`` (includes the run's
+  durable commits on SQLite, WAL + synchronous=FULL).
+
+Overhead = the system's latency percentile - the SDK's at the same concurrency (medians over
+repetitions). CPU per call = the client process's CPU time (all its threads) over the timed
+section / calls; the server's CPU per call is shown beside it.
+
+    .venv/bin/python bench/gateway.py
+    .venv/bin/python bench/gateway.py --calls 2000 --concurrency 1,16 --repeat 3
+    .venv/bin/python bench/gateway.py --only aiosys,sdk --profile --profiler pyinstrument
+
+Results are printed as tables and written to bench/results/gateway-<timestamp>.json.
+"""
+
+import argparse
+import asyncio
+import contextlib
+import datetime as dt
+import importlib.metadata
+import importlib.util
+import json
+import os
+import platform
+import resource
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO = BENCH_DIR.parent
+RESULTS_DIR = BENCH_DIR / "results"
+SYSTEMS = ("sdk", "aiosys", "litellm", "workflow")
+MESSAGES = [{"role": "user", "content": "hi"}]
+EXPECTED = "echo: hi"
+MODEL = "bench-model"
+
+# Targets from the issue: aiosys adds at most a fifth of LiteLLM's overhead (p50 and p99)
+# and serves at least four times its requests/s at concurrency 16.
+TARGET_OVERHEAD_RATIO = 0.2
+TARGET_RPS_RATIO = 4.0
+
+
+# =========================================================================================
+# The server (its own process)
+# =========================================================================================
+
+
+def serve_main(port: int) -> None:
+    """uvicorn with the wire server's fast app and the fastest settings available."""
+    sys.path.insert(0, str(REPO))
+    import uvicorn
+
+    from tests.wire.openai_server import build_app
+
+    uvicorn.run(
+        build_app(fast=True),
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+        loop="uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
+        http="httptools" if importlib.util.find_spec("httptools") else "h11",
+    )
+
+
+def server_settings() -> dict[str, str]:
+    return {
+        "loop": "uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
+        "http": "httptools" if importlib.util.find_spec("httptools") else "h11",
+        "app": "tests.wire.openai_server.build_app(fast=True)",
+        "access_log": "off",
+    }
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_server(timeout: float = 30.0) -> tuple[subprocess.Popen[bytes], str]:
+    """Start the server and wait until it answers a chat completion."""
+    import httpx
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, str(Path(__file__).resolve()), "--_serve", str(port)],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout
+    body = {"model": MODEL, "messages": MESSAGES}
+    while True:
+        if proc.poll() is not None:
+            err = proc.stderr.read().decode() if proc.stderr else ""
+            raise RuntimeError(f"the wire server exited with {proc.returncode}:\n{err}")
+        try:
+            r = httpx.post(f"{base}/v1/chat/completions", json=body, timeout=1.0)
+            if r.status_code == 200 and r.json()["choices"][0]["message"]["content"] == EXPECTED:
+                return proc, base
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError(f"the wire server on port {port} did not answer in {timeout}s")
+        time.sleep(0.05)  # polling a process that has no readiness signal
+
+
+def stop_server(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def proc_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of process ``pid`` so far (Linux /proc)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+# =========================================================================================
+# The timed loop, shared by every system
+# =========================================================================================
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    """Linear interpolation between closest ranks (numpy's default)."""
+    if not sorted_values:
+        return float("nan")
+    pos = (len(sorted_values) - 1) * q
+    lo = int(pos)
+    hi = min(lo + 1, len(sorted_values) - 1)
+    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
+
+
+async def drive(call: Any, calls: int, concurrency: int, server_pid: int) -> dict[str, Any]:
+    """``calls`` calls from ``concurrency`` loops that take the next call as they finish
+    one (a closed loop: at most ``concurrency`` in flight); every answer checked."""
+    latencies = [0.0] * calls
+    taken = 0
+
+    async def loop() -> None:
+        nonlocal taken
+        while taken < calls:
+            i = taken
+            taken += 1
+            t = time.perf_counter()
+            out = await call()
+            latencies[i] = time.perf_counter() - t
+            if out != EXPECTED:
+                raise AssertionError(f"call {i} answered {out!r}, expected {EXPECTED!r}")
+
+    srv0, cpu0, wall0 = proc_cpu(server_pid), time.process_time(), time.perf_counter()
+    await asyncio.gather(*(loop() for _ in range(concurrency)))
+    wall = time.perf_counter() - wall0
+    cpu, srv = time.process_time() - cpu0, proc_cpu(server_pid) - srv0
+    latencies.sort()
+    ms = [1000 * x for x in latencies]
+    return {
+        "calls": calls,
+        "concurrency": concurrency,
+        "wall_s": wall,
+        "rps": calls / wall,
+        "cpu_ms_per_call": 1000 * cpu / calls,
+        "server_cpu_ms_per_call": 1000 * srv / calls,
+        "client_cpu_utilisation": cpu / wall,
+        "p50_ms": percentile(ms, 0.50),
+        "p95_ms": percentile(ms, 0.95),
+        "p99_ms": percentile(ms, 0.99),
+        "mean_ms": sum(ms) / len(ms),
+        "max_ms": ms[-1],
+        "verified": True,
+    }
+
+
+def make_profiler(kind: str) -> Any:
+    if kind == "pyinstrument":
+        from pyinstrument import Profiler
+
+        # async_mode="disabled": samples what the loop thread is actually running (idle time
+        # shows up in the selector), rather than attributing await time to awaiting frames.
+        return Profiler(async_mode="disabled", interval=0.0005)
+    import cProfile
+
+    return cProfile.Profile()
+
+
+def _short(path: str | None) -> str:
+    if not path:
+        return "?"
+    for marker in ("site-packages/", "/src/", "/lib/python3."):
+        if marker in path:
+            tail = path.split(marker, 1)[1]
+            return tail.split("/", 1)[1] if marker == "/lib/python3." else tail
+    return path
+
+
+def profile_rows(kind: str, prof: Any, top: int, out_base: Path) -> dict[str, Any]:
+    """Top functions by cumulative and by own time, as plain rows for the parent to print."""
+    if kind == "pyinstrument":
+        session = prof.last_session
+        tree = out_base.with_suffix(".pyinstrument.txt")
+        tree.write_text(prof.output_text(unicode=True, color=False, show_all=False))
+        cum: dict[str, float] = {}
+        own: dict[str, float] = {}
+        total = session.duration
+
+        def walk(frame: Any, parent: str, stack: frozenset[str]) -> None:
+            if frame.identifier == "[self]":  # a frame's own time, as a synthetic child
+                own[parent] = own.get(parent, 0.0) + frame.time
+                return
+            if frame.is_synthetic:
+                key = frame.identifier or "<root>"
+            else:
+                key = f"{frame.function}  {_short(frame.file_path)}:{frame.line_no}"
+            if key not in stack:
+                cum[key] = cum.get(key, 0.0) + frame.time
+            if not frame.children:
+                own[key] = own.get(key, 0.0) + frame.time
+            for child in frame.children:
+                walk(child, key, stack | {key})
+
+        root = session.root_frame()
+        if root is not None:
+            walk(root, "<root>", frozenset())
+        by_cum = sorted(cum.items(), key=lambda kv: -kv[1])[:top]
+        by_own = sorted(own.items(), key=lambda kv: -kv[1])[:20]
+        return {
+            "profiler": "pyinstrument",
+            "total_s": total,
+            "cumulative": [{"func": k, "cumtime": v, "pct": 100 * v / total} for k, v in by_cum],
+            "own": [{"func": k, "tottime": v, "pct": 100 * v / total} for k, v in by_own],
+            "tree_file": str(tree),
+        }
+
+    import pstats
+
+    prof.dump_stats(str(out_base.with_suffix(".prof")))
+    st = pstats.Stats(prof)
+    total = st.total_tt  # type: ignore[attr-defined]
+    rows = []
+    for (file, line, func), (cc, nc, tt, ct, _callers) in st.stats.items():  # type: ignore[attr-defined]
+        rows.append(
+            {
+                "func": f"{func}  {_short(file)}:{line}",
+                "ncalls": nc if nc == cc else f"{nc}/{cc}",
+                "tottime": tt,
+                "cumtime": ct,
+                "pct": 100 * ct / total if total else 0.0,
+            }
+        )
+    by_cum = sorted(rows, key=lambda r: -r["cumtime"])[:top]
+    by_own = sorted(rows, key=lambda r: -r["tottime"])[:20]
+    return {
+        "profiler": "cProfile (event-loop thread only)",
+        "total_s": total,
+        "cumulative": by_cum,
+        "own": by_own,
+        "prof_file": str(out_base.with_suffix(".prof")),
+    }
+
+
+# =========================================================================================
+# Children: one system, one concurrency, one fresh process
+# =========================================================================================
+
+
+async def setup_sdk(spec: dict[str, Any]) -> tuple[Any, Any]:
+    import openai
+
+    client = openai.AsyncOpenAI(base_url=spec["base_url"] + "/v1", api_key="x", max_retries=0)
+
+    async def call() -> Any:
+        r = await client.chat.completions.create(model=MODEL, messages=MESSAGES)  # type: ignore[arg-type]
+        return r.choices[0].message.content
+
+    return call, client.close
+
+
+async def setup_litellm(spec: dict[str, Any]) -> tuple[Any, Any]:
+    # LITELLM_LOCAL_MODEL_COST_MAP is set in the child's environment before this import.
+    import litellm
+    from litellm import Router
+
+    litellm.telemetry = False
+    litellm.success_callback = []
+    litellm.failure_callback = []
+    litellm.callbacks = []
+    litellm.suppress_debug_info = True
+    router = Router(
+        model_list=[
+            {
+                "model_name": "bench",
+                "litellm_params": {
+                    "model": f"openai/{MODEL}",
+                    "api_base": spec["base_url"] + "/v1",
+                    "api_key": "x",
+                },
+            }
+        ]
+    )
+
+    async def call() -> Any:
+        r = await router.acompletion(model="bench", messages=MESSAGES)
+        return r.choices[0].message.content  # type: ignore[union-attr]
+
+    async def close() -> None:
+        with contextlib.suppress(Exception):
+            await litellm.close_litellm_async_clients()  # type: ignore[attr-defined]
+
+    return call, close
+
+
+def aiosys_app(spec: dict[str, Any]) -> Any:
+    from aiosys import App
+
+    db_dir = spec["store_dir"] or spec["tmpdir"]
+    app = App(store=f"sqlite:///{db_dir}/{spec['system']}-{spec['label']}.db")
+    app.models.add_card(
+        {
+            "id": "bench",
+            "provider": "openai",
+            "endpoint": spec["base_url"] + "/v1",  # the SDK's base_url
+            "provider_model": MODEL,
+        }
+    )
+    return app
+
+
+async def setup_aiosys(spec: dict[str, Any]) -> tuple[Any, Any]:
+    app = aiosys_app(spec)
+    await app.open()  # the store alone: no worker, nothing runs beside the calls
+    models = app.models
+
+    async def call() -> Any:
+        return (await models.call("bench", MESSAGES)).output
+
+    return call, app.close
+
+
+async def setup_workflow(spec: dict[str, Any]) -> tuple[Any, Any]:
+    from aiosys import Context
+
+    app = aiosys_app(spec)
+
+    @app.workflow()
+    async def one_call(ctx: Context) -> Any:
+        return (await ctx.models.call("bench", MESSAGES)).output
+
+    await app.__aenter__()  # the embedded worker runs the workflows
+
+    async def call() -> Any:
+        return await app.run("one_call", {})
+
+    async def close() -> None:
+        await app.__aexit__(None, None, None)
+
+    return call, close
+
+
+SETUP = {
+    "sdk": setup_sdk,
+    "aiosys": setup_aiosys,
+    "litellm": setup_litellm,
+    "workflow": setup_workflow,
+}
+
+
+def child_main(spec_json: str, out_path: str) -> None:
+    spec = json.loads(spec_json)
+
+    async def main() -> dict[str, Any]:
+        out: dict[str, Any] = {"system": spec["system"]}
+        call, close = await SETUP[spec["system"]](spec)
+        try:
+            await drive(call, spec["warmup"], spec["concurrency"], spec["server_pid"])
+            out.update(await drive(call, spec["calls"], spec["concurrency"], spec["server_pid"]))
+            if spec["profile"]:
+                prof = make_profiler(spec["profiler"])
+                prof.enable() if spec["profiler"] == "cprofile" else prof.start()
+                try:
+                    pres = await drive(
+                        call, spec["calls"], spec["concurrency"], spec["server_pid"]
+                    )
+                finally:
+                    prof.disable() if spec["profiler"] == "cprofile" else prof.stop()
+                out["profile"] = profile_rows(
+                    spec["profiler"], prof, spec["profile_top"], Path(spec["profile_base"])
+                )
+                out["profile"]["profiled_rps"] = pres["rps"]
+                out["profile"]["profiled_p50_ms"] = pres["p50_ms"]
+        finally:
+            await close()
+        return out
+
+    result = asyncio.run(main())
+    result["max_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    Path(out_path).write_text(json.dumps(result))
+
+
+# =========================================================================================
+# Parent: server, children, tables, JSON
+# =========================================================================================
+
+
+def _version(dist: str) -> str:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return "?"
+
+
+def _tree_hash(root: Path) -> str:
+    """A digest of the source measured (the tree is edited while benchmarks run)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for f in sorted(root.rglob("*")):
+        if f.is_file() and "__pycache__" not in f.parts:
+            h.update(str(f.relative_to(root)).encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def environment(args: argparse.Namespace) -> dict[str, Any]:
+    def git(*a: str) -> str:
+        try:
+            return subprocess.run(
+                ["git", *a], cwd=REPO, capture_output=True, text=True
+            ).stdout.strip()
+        except OSError:
+            return "?"
+
+    return {
+        "timestamp": dt.datetime.now().isoformat(timespec="seconds"),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "versions": {
+            d: _version(d) for d in ("aiosys", "openai", "httpx", "litellm", "uvicorn", "fastapi")
+        },
+        "server": server_settings(),
+        "git_head": git("rev-parse", "--short", "HEAD"),
+        "git_dirty": bool(git("status", "--porcelain", "--", "src")),
+        "src_sha256": _tree_hash(REPO / "src"),
+        "loadavg_at_start": os.getloadavg(),
+        "args": {k: v for k, v in vars(args).items() if not k.startswith("_")},
+    }
+
+
+def run_child(spec: dict[str, Any], workdir: Path, timeout: float) -> dict[str, Any]:
+    out_path = workdir / f"{spec['system']}-{spec['label']}.json"
+    env = {
+        **os.environ,
+        "PYTHONUNBUFFERED": "1",
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True",  # no fetch of the remote cost map
+    }
+    load0 = os.getloadavg()
+    try:
+        proc = subprocess.run(
+            [
+                sys.executable,
+                str(Path(__file__).resolve()),
+                "--_child",
+                json.dumps(spec),
+                "--_out",
+                str(out_path),
+            ],
+            capture_output=True,
+            text=True,
+            cwd=workdir,
+            env=env,
+            timeout=timeout,
+        )
+    except subprocess.TimeoutExpired:
+        return {"system": spec["system"], "error": f"timed out after {timeout:.0f}s"}
+    if proc.returncode != 0 or not out_path.exists():
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-20:]
+        return {"system": spec["system"], "error": "\n".join(tail) or f"exit {proc.returncode}"}
+    result = json.loads(out_path.read_text())
+    result["loadavg_before"] = load0
+    result["loadavg_after"] = os.getloadavg()
+    return result
+
+
+METRICS = (
+    "p50_ms",
+    "p95_ms",
+    "p99_ms",
+    "mean_ms",
+    "rps",
+    "cpu_ms_per_call",
+    "server_cpu_ms_per_call",
+)
+
+
+def _median(xs: list[float]) -> float:
+    s = sorted(xs)
+    n = len(s)
+    return s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2
+
+
+def summarize(reps: list[dict[str, Any]]) -> dict[str, Any]:
+    """Median of each metric over the repetitions; any failed repetition fails the cell."""
+    failed = [r for r in reps if "error" in r]
+    if failed:
+        return failed[0]
+    out: dict[str, Any] = {m: _median([r[m] for r in reps]) for m in METRICS}
+    out["repetitions"] = len(reps)
+    out["rps_all"] = [round(r["rps"], 1) for r in reps]
+    out["p50_all"] = [round(r["p50_ms"], 3) for r in reps]
+    out["loadavg_1m"] = [round(r["loadavg_before"][0], 2) for r in reps]
+    profile = next((r["profile"] for r in reps if "profile" in r), None)
+    if profile is not None:
+        out["profile"] = profile
+    return out
+
+
+def compare(cells: dict[int, dict[str, Any]]) -> dict[str, Any]:
+    """Overheads over the SDK and the ratios against LiteLLM, per concurrency."""
+    out: dict[str, Any] = {}
+    for conc, by_system in cells.items():
+        sdk = by_system.get("sdk")
+        row: dict[str, Any] = {}
+        if sdk is None or "error" in sdk:
+            out[conc] = row
+            continue
+        for system in ("aiosys", "litellm", "workflow"):
+            r = by_system.get(system)
+            if r is None or "error" in r:
+                continue
+            row[system] = {
+                q: r[f"{q}_ms"] - sdk[f"{q}_ms"] for q in ("p50", "p95", "p99", "mean")
+            }
+            row[system]["cpu_ms_per_call"] = r["cpu_ms_per_call"] - sdk["cpu_ms_per_call"]
+        a, lite = by_system.get("aiosys"), by_system.get("litellm")
+        if "aiosys" in row and "litellm" in row and a is not None and lite is not None:
+            ratios: dict[str, Any] = {}
+            for q in ("p50", "p99"):
+                la = row["litellm"][q]
+                ratios[f"overhead_{q}"] = row["aiosys"][q] / la if la > 0 else float("nan")
+            ratios["rps"] = a["rps"] / lite["rps"]
+            ratios["cpu_overhead"] = (
+                row["aiosys"]["cpu_ms_per_call"] / row["litellm"]["cpu_ms_per_call"]
+                if row["litellm"]["cpu_ms_per_call"] > 0
+                else float("nan")
+            )
+            row["ratios"] = ratios
+        out[conc] = row
+    return out
+
+
+def print_tables(
+    console: Any, cells: dict[int, dict[str, Any]], cmp: dict[int, Any], args: argparse.Namespace
+) -> None:
+    from rich.table import Table
+
+    def f(x: float | None, fmt: str = ".3f") -> str:
+        return "-" if x is None else format(x, fmt)
+
+    t = Table(
+        title=f"Chat completion against a local instant OpenAI-compatible server: "
+        f"{args.calls} calls per cell after {args.warmup} warm-up, median of {args.repeat} "
+        f"repetition(s); latency in ms",
+        title_justify="left",
+    )
+    for col in (
+        "conc",
+        "system",
+        "p50",
+        "p95",
+        "p99",
+        "req/s",
+        "CPU ms/call",
+        "+p50",
+        "+p95",
+        "+p99",
+        "+CPU ms",
+        "server CPU ms/call",
+        "load 1m",
+    ):
+        t.add_column(col, justify="left" if col == "system" else "right")
+    for conc, by_system in cells.items():
+        for system in ("sdk", "aiosys", "litellm"):
+            r = by_system.get(system)
+            if r is None:
+                continue
+            if "error" in r:
+                t.add_row(str(conc), system, "[red]failed[/]", *[""] * 10)
+                continue
+            o = cmp.get(conc, {}).get(system, {})
+            t.add_row(
+                str(conc),
+                system if system != "sdk" else "openai SDK (baseline)",
+                f(r["p50_ms"]),
+                f(r["p95_ms"]),
+                f(r["p99_ms"]),
+                f(r["rps"], ",.0f"),
+                f(r["cpu_ms_per_call"]),
+                f(o.get("p50")),
+                f(o.get("p95")),
+                f(o.get("p99")),
+                f(o.get("cpu_ms_per_call")),
+                f(r["server_cpu_ms_per_call"]),
+                ",".join(f"{x:.1f}" for x in r["loadavg_1m"]),
+            )
+        t.add_section()
+    console.print(t)
+
+    rt = Table(title="aiosys against LiteLLM Router (targets from the issue)", title_justify="left")
+    for col in ("conc", "measure", "aiosys", "LiteLLM", "ratio", "target", "met"):
+        rt.add_column(col, justify="left" if col in ("measure",) else "right")
+    for conc, row in cmp.items():
+        ratios = row.get("ratios")
+        if not ratios:
+            continue
+        for q in ("p50", "p99"):
+            ratio = ratios[f"overhead_{q}"]
+            met = ratio <= TARGET_OVERHEAD_RATIO
+            rt.add_row(
+                str(conc),
+                f"overhead at {q} (ms)",
+                f(row["aiosys"][q]),
+                f(row["litellm"][q]),
+                f(ratio, ".3f"),
+                f"<= {TARGET_OVERHEAD_RATIO:g}",
+                "[green]yes[/]" if met else "[red]no[/]",
+            )
+        a, lite = cells[conc]["aiosys"], cells[conc]["litellm"]
+        rps_met = ratios["rps"] >= TARGET_RPS_RATIO
+        rt.add_row(
+            str(conc),
+            "requests/s",
+            f(a["rps"], ",.0f"),
+            f(lite["rps"], ",.0f"),
+            f(ratios["rps"], ".2f"),
+            f">= {TARGET_RPS_RATIO:g}" if conc != 1 else "-",
+            ("[green]yes[/]" if rps_met else "[red]no[/]") if conc != 1 else "-",
+        )
+        rt.add_row(
+            str(conc),
+            "added CPU ms/call",
+            f(row["aiosys"]["cpu_ms_per_call"]),
+            f(row["litellm"]["cpu_ms_per_call"]),
+            f(ratios["cpu_overhead"], ".3f"),
+            "-",
+            "-",
+        )
+        rt.add_section()
+    console.print(rt)
+
+    wt = Table(
+        title="aiosys model call as a recorded workflow effect (ctx.models.call in a one-effect "
+        "workflow, app.run, SQLite WAL + synchronous=FULL; not compared with LiteLLM)",
+        title_justify="left",
+    )
+    for col in ("conc", "p50", "p95", "p99", "req/s (runs/s)", "CPU ms/run", "+p50 over SDK"):
+        wt.add_column(col, justify="right")
+    any_wf = False
+    for conc, by_system in cells.items():
+        r = by_system.get("workflow")
+        if r is None:
+            continue
+        any_wf = True
+        if "error" in r:
+            wt.add_row(str(conc), "[red]failed[/]", "", "", "", "", "")
+            continue
+        o = cmp.get(conc, {}).get("workflow", {})
+        wt.add_row(
+            str(conc),
+            f(r["p50_ms"]),
+            f(r["p95_ms"]),
+            f(r["p99_ms"]),
+            f(r["rps"], ",.0f"),
+            f(r["cpu_ms_per_call"]),
+            f(o.get("p50")),
+        )
+    if any_wf:
+        console.print(wt)
+
+
+def print_profile(console: Any, label: str, prof: dict[str, Any]) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    t = Table(
+        title=f"{label} profile: {prof['profiler']}, top by cumulative time (profiled pass "
+        f"{prof['profiled_rps']:.0f} req/s, p50 {prof['profiled_p50_ms']:.2f} ms; "
+        f"total {prof['total_s']:.2f}s)",
+        title_justify="left",
+    )
+    cprof = "ncalls" in (prof["cumulative"][0] if prof["cumulative"] else {})
+    if cprof:
+        t.add_column("ncalls", justify="right")
+        t.add_column("tottime", justify="right")
+    t.add_column("cumtime", justify="right")
+    t.add_column("%", justify="right")
+    t.add_column("function  file:line", overflow="fold")
+    for r in prof["cumulative"]:
+        cells = [f"{r['cumtime']:.3f}", f"{r.get('pct', 0):.1f}", escape(r["func"])]
+        if cprof:
+            cells = [str(r["ncalls"]), f"{r['tottime']:.3f}", *cells]
+        t.add_row(*cells)
+    console.print(t)
+    t2 = Table(title=f"{label} profile: top by own time", title_justify="left")
+    t2.add_column("own s", justify="right")
+    t2.add_column("function  file:line", overflow="fold")
+    for r in prof["own"]:
+        t2.add_row(f"{r['tottime']:.3f}", escape(r["func"]))
+    console.print(t2)
+    for k in ("prof_file", "tree_file"):
+        if k in prof:
+            console.print(f"[dim]{k}: {prof[k]}[/]")
+
+
+def parent_main(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    console = Console(width=None if sys.stdout.isatty() else 170)
+    systems = [s for s in SYSTEMS if s in args.only]
+    concurrencies = args.concurrency
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    tmp = Path(tempfile.mkdtemp(prefix=f".gateway-{stamp}-", dir=RESULTS_DIR))
+    env = environment(args)
+    v = env["versions"]
+    console.print(
+        f"[bold]bench/gateway.py[/]  aiosys {v['aiosys']} (git {env['git_head']}"
+        f"{', src dirty' if env['git_dirty'] else ''}, src {env['src_sha256']})  "
+        f"openai {v['openai']}  httpx {v['httpx']}  LiteLLM {v['litellm']}  "
+        f"Python {env['python']}  {env['cpus']} CPUs  load {os.getloadavg()[0]:.2f} "
+        f"{os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}"
+    )
+    srv = env["server"]
+    console.print(
+        f"[dim]server: uvicorn loop={srv['loop']} http={srv['http']}, no access log, "
+        f"own process[/]"
+    )
+    # The SQLite files live beside the repo (the same disk a real deployment would use)
+    # unless --store-dir moves them (e.g. to /dev/shm, to see what the disk sync costs).
+    store_tmp = (
+        Path(tempfile.mkdtemp(prefix=f"aiosys-gateway-{stamp}-", dir=args.store_dir))
+        if args.store_dir
+        else None
+    )
+    env["store_dir"] = str(store_tmp or tmp)
+    reps: dict[int, dict[str, list[dict[str, Any]]]] = {c: {} for c in concurrencies}
+    server, base_url = start_server()
+    env["base_url"] = base_url
+    try:
+        for rep in range(args.repeat):
+            # Rotate the order every repetition so no system always runs first or last.
+            order = systems[rep % len(systems) :] + systems[: rep % len(systems)]
+            for conc in concurrencies:
+                for system in order:
+                    label = f"c{conc}-r{rep}"
+                    spec = {
+                        "system": system,
+                        "label": label,
+                        "concurrency": conc,
+                        "calls": args.calls,
+                        "warmup": args.warmup,
+                        "base_url": base_url,
+                        "server_pid": server.pid,
+                        "tmpdir": str(tmp),
+                        "store_dir": str(store_tmp) if store_tmp else None,
+                        "profile": args.profile and system in ("aiosys", "workflow") and rep == 0,
+                        "profiler": args.profiler,
+                        "profile_top": args.profile_top,
+                        "profile_base": str(RESULTS_DIR / f"gateway-{stamp}-{system}-c{conc}"),
+                    }
+                    res = run_child(spec, tmp, args.timeout)
+                    reps[conc].setdefault(system, []).append(res)
+                    if "error" in res:
+                        console.print(f"[red]{system} c={conc} #{rep + 1} failed:[/]\n{res['error']}")
+                        continue
+                    console.print(
+                        f"  c={conc:<3} {system:<9} #{rep + 1}  p50 {res['p50_ms']:7.3f}  "
+                        f"p95 {res['p95_ms']:7.3f}  p99 {res['p99_ms']:7.3f} ms  "
+                        f"{res['rps']:7.0f} req/s  CPU {res['cpu_ms_per_call']:.3f} ms/call  "
+                        f"server CPU {res['server_cpu_ms_per_call']:.3f} ms/call  "
+                        f"load {res['loadavg_before'][0]:.2f}"
+                    )
+    finally:
+        stop_server(server)
+        if not args.keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if store_tmp is not None:
+                shutil.rmtree(store_tmp, ignore_errors=True)
+
+    cells = {c: {s: summarize(r) for s, r in by.items()} for c, by in reps.items()}
+    cmp = compare(cells)
+    console.print()
+    print_tables(console, cells, cmp, args)
+    env["loadavg_at_end"] = os.getloadavg()
+    la0, la1 = env["loadavg_at_start"], env["loadavg_at_end"]
+    console.print(
+        f"[dim]Overhead (+) = the system's percentile - the SDK's at the same concurrency "
+        f"(medians over repetitions). CPU = the client process's CPU time over the timed "
+        f"section / calls (all its threads); server CPU from /proc. Load average (1/5/15 min) "
+        f"at start {la0[0]:.2f}/{la0[1]:.2f}/{la0[2]:.2f}, at end "
+        f"{la1[0]:.2f}/{la1[1]:.2f}/{la1[2]:.2f} on {env['cpus']} CPUs.[/]"
+    )
+    if max(la0[0], la1[0]) > (os.cpu_count() or 1) * 0.5:
+        console.print(
+            "[yellow]The machine was loaded by other work during this run; repeat when it "
+            "is quieter for steadier figures.[/]"
+        )
+    if args.profile:
+        for conc, by_system in cells.items():
+            for system in ("aiosys", "workflow"):
+                prof = (by_system.get(system) or {}).get("profile")
+                if prof:
+                    console.print()
+                    print_profile(console, f"{system} c={conc}", prof)
+
+    out = RESULTS_DIR / f"gateway-{stamp}.json"
+    out.write_text(
+        json.dumps(
+            {
+                "environment": env,
+                "cells": {str(c): v for c, v in cells.items()},
+                "comparison": {str(c): v for c, v in cmp.items()},
+                "repetitions": {str(c): v for c, v in reps.items()},
+            },
+            indent=2,
+        )
+    )
+    console.print(f"\n[dim]results: {out.relative_to(REPO)}[/]")
+    failed = [(c, s) for c, by in cells.items() for s, r in by.items() if "error" in r]
+    return 1 if failed else 0
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+
+    def int_list(s: str) -> list[int]:
+        try:
+            out = [int(x) for x in s.split(",") if x.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a comma-separated list of integers: {s!r}")
+        if not out or any(x < 1 for x in out):
+            raise argparse.ArgumentTypeError(f"concurrency levels must be >= 1: {s!r}")
+        return out
+
+    def systems(s: str) -> list[str]:
+        out = [x.strip() for x in s.split(",") if x.strip()]
+        bad = [x for x in out if x not in SYSTEMS]
+        if bad or not out:
+            raise argparse.ArgumentTypeError(
+                f"unknown system(s) {bad or s!r}; choose from {', '.join(SYSTEMS)}"
+            )
+        return out
+
+    p.add_argument("--calls", type=int, default=2000, help="timed calls per cell")
+    p.add_argument("--warmup", type=int, default=200, help="untimed calls per cell first")
+    p.add_argument("--concurrency", type=int_list, default=[1, 16], help="e.g. 1,16")
+    p.add_argument(
+        "--only",
+        type=systems,
+        default=list(SYSTEMS),
+        help="comma-separated subset of sdk,aiosys,litellm,workflow (overheads need sdk)",
+    )
+    p.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="measure each (system, concurrency) N times, interleaved; report medians",
+    )
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="after the timed pass, profile one more pass of the aiosys and workflow cells",
+    )
+    p.add_argument("--profiler", choices=["cprofile", "pyinstrument"], default="pyinstrument")
+    p.add_argument("--profile-top", type=int, default=30)
+    p.add_argument("--timeout", type=float, default=900, help="seconds per child process")
+    p.add_argument("--keep", action="store_true", help="keep the temp SQLite files")
+    p.add_argument(
+        "--store-dir",
+        help="directory for aiosys's SQLite files (default: a temp dir under bench/results, "
+        "on the repo's disk); e.g. /dev/shm to take the disk's sync out of the figures",
+    )
+    p.add_argument("--_child", help=argparse.SUPPRESS)
+    p.add_argument("--_out", help=argparse.SUPPRESS)
+    p.add_argument("--_serve", type=int, help=argparse.SUPPRESS)
+    return p.parse_args(argv)
+
+
+if __name__ == "__main__":
+    a = parse_args()
+    if a._serve:
+        serve_main(a._serve)
+    elif a._child:
+        child_main(a._child, a._out)
+    else:
+        with contextlib.suppress(KeyboardInterrupt):
+            sys.exit(parent_main(a))

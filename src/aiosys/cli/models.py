@@ -1,0 +1,244 @@
+"""``aiosys models list|show|sync``: the model catalog.
+
+Where the cards come from: the store (what every worker sees, written by ``models sync``),
+overlaid with the card files under ``--dir`` (default ``./models`` when that folder exists).
+A file's card replaces the stored card of the same id and takes the aliases it claims, so
+``list`` and ``show`` print the catalog as it will be once the files are synced; with no
+card folder they print the store alone. Bad card files are errors, even for ``list``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich import box
+from rich.markdown import Markdown
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.table import Table
+from rich.text import Text
+
+from ..errors import ConfigError
+from ..kernel import App
+from ..models.card_markdown import card_to_markdown
+from ..models.catalog import ModelCard
+from ..models.catalog_files import (
+    DEFAULT_DIR,
+    CardSource,
+    card_paths,
+    check_catalog,
+    load_card_file,
+    load_card_files,
+)
+from ..models.catalog_store import (
+    AliasMove,
+    CardRecord,
+    find_card,
+    load_records,
+    merge_cards,
+    save_cards,
+)
+from .common import (
+    EXIT_USAGE,
+    AppOption,
+    JsonFlag,
+    StoreOption,
+    console,
+    echo_json,
+    err,
+    fail,
+    run_async,
+    store_app,
+    with_opened,
+)
+
+models = typer.Typer(help="The model catalog: list, show and sync model cards.")
+
+DirOption = Annotated[
+    Path | None,
+    typer.Option("--dir", help="Folder of model card files (default: ./models if it exists)."),
+]
+# Progress bars only pay off past a handful of files, and only on a terminal.
+PROGRESS_FROM = 10
+
+RISK_STYLE = {
+    "minimal": "green",
+    "low": "green",
+    "medium": "yellow",
+    "high": "red",
+    "unacceptable": "bold red",
+}
+
+
+def _files(directory: Path | None) -> list[CardSource]:
+    """The cards of ``--dir``; without it, of ./models if it exists, else none."""
+    if directory is None:
+        if not DEFAULT_DIR.is_dir():
+            return []
+        directory = DEFAULT_DIR
+    return load_card_files(directory)
+
+
+async def _catalog(a: App, directory: Path | None) -> list[CardRecord]:
+    files = _files(directory)  # first: a bad file is reported before the store is read
+    merged, _ = merge_cards(await load_records(a.store), files)
+    return merged
+
+
+@models.command("list")
+def list_models(
+    directory: DirOption = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many cards.")] = 100,
+    json_: JsonFlag = False,
+    app: AppOption = None,
+    store: StoreOption = None,
+) -> None:
+    """List the model cards, by id: the store's, overlaid with the card files.
+
+    The store holds what `aiosys models sync` saved, which every worker sees. A card file
+    under --dir (default ./models, if it exists) replaces the stored card of its id and
+    takes the aliases it claims: the list is the catalog as it will be after a sync."""
+    records = run_async(
+        lambda: with_opened(store_app(app, store), lambda a: _catalog(a, directory))
+    )
+    cards = [card for card, _ in records][:limit]
+    if json_:
+        echo_json([card.model_dump(mode="json") for card in cards])
+    else:
+        console().print(_table(cards, len(records)))
+
+
+@models.command("show")
+def show(
+    name: Annotated[str, typer.Argument(help="The model's id, id@version, or an alias.")],
+    json_: JsonFlag = False,
+    markdown: Annotated[
+        bool, typer.Option("--markdown", help="Print the model card as Markdown.")
+    ] = False,
+    directory: DirOption = None,
+    app: AppOption = None,
+    store: StoreOption = None,
+) -> None:
+    """Show one model card (rendered), or print it as JSON or Markdown.
+
+    The card is looked up by id, id@version or alias among the stored cards overlaid with
+    the card files, as `aiosys models list` shows them."""
+    if json_ and markdown:
+        fail("--json and --markdown cannot be used together", EXIT_USAGE)
+
+    async def body(a: App) -> ModelCard:
+        return find_card([card for card, _ in await _catalog(a, directory)], name)
+
+    card = run_async(lambda: with_opened(store_app(app, store), body))
+    if json_:
+        echo_json(card.model_dump(mode="json"))
+    elif markdown:
+        typer.echo(card_to_markdown(card), nl=False)
+    else:
+        console().print(Markdown(card_to_markdown(card)))
+
+
+@models.command("sync")
+def sync(
+    directory: DirOption = None,
+    json_: JsonFlag = False,
+    app: AppOption = None,
+    store: StoreOption = None,
+) -> None:
+    """Load the card files under --dir and save them into the store.
+
+    A saved card replaces the stored card of its id; an alias it claims is taken from the
+    stored card holding it. Stored cards without a file are kept."""
+    folder = directory or DEFAULT_DIR
+
+    async def body(a: App) -> tuple[list[CardSource], list[AliasMove]]:
+        paths = card_paths(folder)
+        if not paths:
+            raise ConfigError(f"no model card files (*.toml, *.yaml, *.yml) in {folder}")
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            console=err,
+            transient=True,
+            disable=len(paths) < PROGRESS_FROM or not err.is_terminal,
+        ) as progress:
+            reading = progress.add_task("reading card files", total=len(paths))
+            cards: list[CardSource] = []
+            for path in paths:
+                cards.extend((card, path) for card in load_card_file(path))
+                progress.advance(reading)
+            check_catalog(cards)
+            saving = progress.add_task("saving into the store", total=len(cards))
+            moves = await save_cards(a.store, cards, progress=lambda _: progress.advance(saving))
+        return cards, moves
+
+    cards, moves = run_async(lambda: with_opened(store_app(app, store), body))
+    if json_:
+        echo_json(
+            {
+                "synced": [{"id": c.id, "version": c.version, "source": str(p)} for c, p in cards],
+                "moved_aliases": [
+                    {"alias": m.alias, "from": m.from_id, "to": m.to_id} for m in moves
+                ],
+            }
+        )
+        return
+    out = console()
+    plural = "s" if len(cards) != 1 else ""
+    out.print(f"synced {len(cards)} model card{plural} from {folder} into the store", markup=False)
+    for m in moves:
+        out.print(f"alias {m.alias!r} moved from {m.from_id} to {m.to_id}", markup=False)
+
+
+def _table(cards: list[ModelCard], total: int) -> Table:
+    shown = f"{len(cards)} of {total}" if len(cards) < total else f"{total}"
+    # Ten columns fit 140 characters only without cell borders; values wrap, never elide.
+    table = Table(
+        title=f"{shown} model{'s' if total != 1 else ''}",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+        collapse_padding=True,
+    )
+    table.add_column("id", style="bold", no_wrap=True)
+    table.add_column("version", no_wrap=True)
+    for name in ("kind", "provider", "owner", "risk", "external", "residency"):
+        table.add_column(name, overflow="fold")
+    table.add_column("aliases", no_wrap=True)
+    table.add_column("price /1k\nin·out", justify="right", no_wrap=True)
+    for c in cards:
+        table.add_row(
+            Text(c.id),
+            Text(c.version),
+            c.kind,
+            Text(c.provider),
+            Text(c.owner),
+            Text(c.risk_level, style=RISK_STYLE[c.risk_level]),
+            Text("yes", style="yellow") if c.external else Text("no"),
+            Text(c.data_residency),
+            Text(", ".join(c.aliases)),
+            Text(_price(c)),
+        )
+    return table
+
+
+def _price(card: ModelCard) -> str:
+    """Per-1k token prices, then any per-call or per-second price, in the card's currency
+    (named unless USD); empty when free."""
+    p = card.pricing
+    parts: list[str] = []
+    if p.input_per_1k or p.output_per_1k:
+        parts.append(f"{_num(p.input_per_1k)}·{_num(p.output_per_1k)}")
+    if p.per_call:
+        parts.append(f"{_num(p.per_call)}/call")
+    if p.per_second:
+        parts.append(f"{_num(p.per_second)}/s")
+    text = " + ".join(parts)
+    return f"{text} {p.currency}" if parts and p.currency != "USD" else text
+
+
+def _num(x: float) -> str:
+    return f"{x:.6g}"

@@ -1,0 +1,408 @@
+"""``ModelPlane``: the entry point of the model data plane, one per app (``app.models``).
+
+It holds the catalog (cards by id, aliases), the providers (created on first use, by
+name), the task contracts, the budgets and circuit breakers, the router and the deployment
+chain, composed once in this order, outermost first::
+
+    metering -> cache -> budget -> rate limit -> breaker -> provider
+
+(The cache sits outside budget and rate limit, unlike DESIGN.md's sketch, because an answer
+from the cache costs nothing and sends nothing: it must neither use up a rate-limit slot
+nor be refused by an exhausted budget.)
+
+Inside a workflow, ``ctx.models.run(task, input)`` and ``ctx.models.call(model, messages)``
+are effects of kind ``model`` through the gate: recorded once, replayed from the record
+(the provider is not called again), with the model, version, usage, cost, latency and every
+attempt in the effect's ``meta``. Outside a workflow, ``app.models.run`` and
+``app.models.call`` do the same work without recording it (the HTTP gateway, scripts).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Awaitable, Callable
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, TypeVar, overload
+
+import pydantic
+
+from ..errors import ConfigError, InvalidInput, ModelNotFound
+from ..kernel import App, Context, EffectCall
+from .catalog import ModelCard
+from .chain import DeploymentCall, Link, NextLink, compose
+from .contracts import Candidate, RouteContext, RoutingPlan, TaskContract, describe
+from .links.breaker import BreakerLink, Breakers
+from .links.budget import BudgetLink, Budgets
+from .links.metering import MeteringLink
+from .links.ratelimit import RateLimitLink
+from .providers.base import Provider
+from .providers.registry import Providers
+from .router import Router, Trace
+from .types import Message, ModelRequest, ModelResponse
+
+if TYPE_CHECKING:
+    from .links.cache import CachePolicy
+
+In = TypeVar("In", bound=pydantic.BaseModel)
+Out = TypeVar("Out", bound=pydantic.BaseModel)
+
+Messages = str | list[Message] | list[dict[str, Any]] | ModelRequest
+
+
+class ModelPlane:
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self.cards: dict[str, ModelCard] = {}  # by id
+        self.tasks: dict[str, TaskContract[Any, Any]] = {}
+        self.providers = Providers()
+        self._breakers = Breakers()
+        self.router = Router(self._breakers, resolve=self.card, send=self._send)
+        # The card (id or alias) that embeds requests for the semantic cache; None: the
+        # first ``embed`` card of the catalog.
+        self.embed_model: str | None = None
+        self._chain: NextLink | None = None
+        self._chain_store: object = None
+        app.gate.register("model", self._execute)
+
+    # ---- catalog --------------------------------------------------------------------------
+
+    def add_card(self, card: ModelCard | dict[str, Any]) -> ModelCard:
+        """Add or replace (same id) a card. An alias another card holds moves to this one,
+        as a registry's ``production`` alias moves when a new version is promoted."""
+        if isinstance(card, dict):
+            name = card.get("id", "?")
+            try:
+                card = ModelCard.model_validate(card)
+            except pydantic.ValidationError as exc:
+                raise ConfigError(f"invalid model card {name!r}: {describe(exc)}") from None
+        for alias in card.aliases:
+            if alias in self.cards and alias != card.id:
+                raise ConfigError(f"alias {alias!r} of model {card.id!r} is another model's id")
+        if card.id in {a for c in self.cards.values() if c.id != card.id for a in c.aliases}:
+            raise ConfigError(f"model id {card.id!r} is an alias of another model")
+        for other in list(self.cards.values()):
+            kept = [a for a in other.aliases if a not in card.aliases]
+            if other.id != card.id and len(kept) != len(other.aliases):
+                self.cards[other.id] = other.model_copy(update={"aliases": kept})
+        self.cards[card.id] = card
+        return card
+
+    def card(self, name: str) -> ModelCard:
+        """The card of that id, ``id@version`` or alias; ``ModelNotFound`` lists the ids."""
+        found = self.cards.get(name)
+        if found is not None:
+            return found
+        for card in self.cards.values():
+            if name == card.key or name in card.aliases:
+                return card
+        known = ", ".join(sorted(self.cards)) or "the catalog is empty"
+        raise ModelNotFound(f"no model card or alias named {name!r} (known: {known})")
+
+    # ---- providers ------------------------------------------------------------------------
+
+    def add_provider(self, name: str, provider: Provider) -> None:
+        """Serve cards whose ``provider`` is ``name`` with this instance (replaces a built-in
+        one of that name)."""
+        self.providers.add(name, provider)
+
+    def provider(self, name: str) -> Provider:
+        """The provider of that name (a built-in one is created on first use)."""
+        return self.providers.get(name)
+
+    @property
+    def breakers(self) -> Breakers:
+        """The circuit breakers of this process (see ``links/breaker.py``)."""
+        return self._breakers
+
+    @breakers.setter
+    def breakers(self, breakers: Breakers) -> None:
+        """Replace the breakers (other thresholds, a test clock); the chain is rebuilt."""
+        self._breakers = self.router.breakers = breakers
+        self._chain = None
+
+    # ---- tasks and budgets ----------------------------------------------------------------
+
+    def task(
+        self,
+        name: str,
+        *,
+        input: type[In],
+        output: type[Out],
+        build: Callable[[In], ModelRequest],
+        parse: Callable[[ModelResponse], Any],
+        plan: RoutingPlan,
+        slo_p95_ms: float | None = None,
+        cost_cap: float | None = None,
+        cache: CachePolicy | None = None,
+    ) -> TaskContract[In, Out]:
+        """Register a task contract (see ``contracts.TaskContract``)."""
+        contract: TaskContract[In, Out] = TaskContract(
+            name, input, output, build, parse, plan, slo_p95_ms, cost_cap, cache
+        )
+        return self.add_task(contract)
+
+    def add_task(self, contract: TaskContract[In, Out]) -> TaskContract[In, Out]:
+        if contract.name in self.tasks:
+            raise ConfigError(f"task {contract.name!r} is registered twice")
+        self.tasks[contract.name] = contract
+        return contract
+
+    def contract(self, task: str | TaskContract[Any, Any]) -> TaskContract[Any, Any]:
+        if isinstance(task, TaskContract):
+            return task
+        found = self.tasks.get(task)
+        if found is None:
+            known = ", ".join(sorted(self.tasks)) or "none"
+            raise ConfigError(f"no model task named {task!r} is registered (known: {known})")
+        return found
+
+    @cached_property
+    def budgets(self) -> Budgets:
+        """Spending caps per tenant and workflow (``budgets.add(Budget(...))``)."""
+        return Budgets()
+
+    # ---- the chain --------------------------------------------------------------------------
+
+    def links(self) -> list[Link]:
+        """The deployment chain's links, outermost first (see the module docstring)."""
+        from .links.cache import CacheLink  # imported on first call: it needs numpy
+
+        store = self.app.store
+        return [
+            MeteringLink(store),
+            CacheLink(store, self._embed),
+            BudgetLink(store, self.budgets),
+            RateLimitLink(store),
+            BreakerLink(self._breakers),
+        ]
+
+    def _send(self, call: DeploymentCall) -> Awaitable[ModelResponse]:
+        store = self.app.store
+        if self._chain is None or self._chain_store is not store:
+            self._chain, self._chain_store = compose(self.links(), self.providers.invoke), store
+        return self._chain(call)
+
+    async def _embed(self, texts: list[str]) -> list[list[float]]:
+        """Embeddings for the semantic cache, straight from the embedding model's provider."""
+        if self.embed_model is not None:
+            card = self.card(self.embed_model)
+        else:
+            found = [c for c in self.cards.values() if c.kind == "embed"]
+            if not found:
+                raise ConfigError(
+                    "the semantic cache needs an embedding model: add a card of kind 'embed' "
+                    "or set app.models.embed_model"
+                )
+            card = found[0]
+        call = DeploymentCall(card=card, request=ModelRequest(kind="embed", texts=texts))
+        vectors: list[list[float]] = (await self.providers.invoke(call)).output
+        return vectors
+
+    # ---- calls ----------------------------------------------------------------------------
+
+    @overload
+    async def run(
+        self,
+        task: TaskContract[Any, Out],
+        input: dict[str, Any] | pydantic.BaseModel,
+        *,
+        tenant: str = ...,
+        classification: str | None = ...,
+        workflow: str | None = ...,
+    ) -> Out: ...
+
+    @overload
+    async def run(
+        self,
+        task: str,
+        input: dict[str, Any] | pydantic.BaseModel,
+        *,
+        tenant: str = ...,
+        classification: str | None = ...,
+        workflow: str | None = ...,
+    ) -> Any: ...
+
+    async def run(
+        self,
+        task: str | TaskContract[Any, Any],
+        input: dict[str, Any] | pydantic.BaseModel,
+        *,
+        tenant: str = "default",
+        classification: str | None = None,
+        workflow: str | None = None,
+    ) -> Any:
+        """Run a task outside any workflow (not recorded): its validated output."""
+        contract = self.contract(task)
+        data = contract.validate_input(input)
+        trace = await self._run_task(contract, data, classification, tenant, workflow)
+        return trace.output
+
+    async def call(
+        self,
+        model: str,
+        messages: Messages,
+        *,
+        tenant: str = "default",
+        classification: str | None = None,
+        workflow: str | None = None,
+        **params: Any,
+    ) -> ModelResponse:
+        """Call one model outside any workflow (not recorded): its metered response."""
+        request = make_request(messages, params)
+        trace = await self._call_model(model, request, classification, tenant, workflow)
+        assert trace.response is not None
+        return trace.response
+
+    def bind(self, ctx: Context) -> BoundModels:
+        """What ``ctx.models`` is inside a workflow."""
+        return BoundModels(self, ctx)
+
+    async def _run_task(
+        self,
+        contract: TaskContract[Any, Any],
+        data: pydantic.BaseModel,
+        classification: str | None,
+        tenant: str,
+        workflow: str | None,
+        *,
+        run_id: str | None = None,
+        seq: int | None = None,
+        rng: random.Random | None = None,
+        trace: Trace | None = None,
+    ) -> Trace:
+        route = RouteContext(
+            task=contract.name,
+            request=contract.build(data),
+            input=data,
+            classification=classification,
+            tenant=tenant,
+            workflow=workflow,
+            run_id=run_id,
+            seq=seq,
+            cache=contract.cache,
+        )
+        return await self.router.route(
+            contract.plan,
+            route,
+            accept=contract.accept,
+            cost_cap=contract.cost_cap,
+            rng=rng,
+            trace=trace,
+        )
+
+    async def _call_model(
+        self,
+        model: str,
+        request: ModelRequest,
+        classification: str | None,
+        tenant: str,
+        workflow: str | None,
+        *,
+        run_id: str | None = None,
+        seq: int | None = None,
+        trace: Trace | None = None,
+    ) -> Trace:
+        self.card(model)  # ModelNotFound before anything else
+        route = RouteContext(
+            task=None,
+            request=request,
+            classification=classification,
+            tenant=tenant,
+            workflow=workflow,
+            run_id=run_id,
+            seq=seq,
+        )
+        return await self.router.route(RoutingPlan([Candidate(model)]), route, trace=trace)
+
+    async def _execute(self, call: EffectCall) -> Any:
+        """The executor of ``model`` effects (``BoundModels`` makes them)."""
+        run, p = call.execution.run, call.params
+        trace = Trace(task=p.get("task"))
+        try:
+            if "task" in p:
+                # Canary draws from a generator seeded by the run and the effect: the same
+                # on every execution, and the run's own ``ctx.random()`` is left untouched
+                # (this code runs only the first time, replays would otherwise diverge).
+                await self._run_task(
+                    self.contract(p["task"]),
+                    p["input"],
+                    p.get("classification"),
+                    run.tenant,
+                    run.workflow,
+                    run_id=run.id,
+                    seq=call.seq,
+                    rng=random.Random(f"{run.id}:{call.seq}"),
+                    trace=trace,
+                )
+                return trace.output
+            await self._call_model(
+                p["model"],
+                p["request"],
+                p.get("classification"),
+                run.tenant,
+                run.workflow,
+                run_id=run.id,
+                seq=call.seq,
+                trace=trace,
+            )
+            return trace.response
+        finally:
+            call.meta["record"] = trace.record()
+
+    async def close(self) -> None:
+        """Wait for shadow calls in flight, then close the providers."""
+        await self.router.drain()
+        await self.providers.close()
+
+
+class BoundModels:
+    """``ctx.models``: model calls as recorded effects of the workflow."""
+
+    def __init__(self, plane: ModelPlane, ctx: Context) -> None:
+        self._plane = plane
+        self._ctx = ctx
+
+    async def run(
+        self,
+        task: str | TaskContract[Any, Any],
+        input: dict[str, Any] | pydantic.BaseModel,
+        *,
+        classification: str | None = None,
+    ) -> Any:
+        """Run a task; its output (a model of the task's output schema), recorded."""
+        contract = self._plane.contract(task)
+        data = contract.validate_input(input)  # before any effect: bad input is the caller's
+        params = {"task": contract.name, "input": data, "classification": classification}
+        return await self._ctx.effect(
+            "model", contract.name, params=params, returns=contract.output
+        )
+
+    async def call(
+        self,
+        model: str,
+        messages: Messages,
+        *,
+        classification: str | None = None,
+        **params: Any,
+    ) -> ModelResponse:
+        """Call one model; its response, recorded."""
+        request = make_request(messages, params)
+        effect_params = {"model": model, "request": request, "classification": classification}
+        response: ModelResponse = await self._ctx.effect(
+            "model", f"call:{model}", params=effect_params, returns=ModelResponse
+        )
+        return response
+
+
+def make_request(messages: Messages, params: dict[str, Any]) -> ModelRequest:
+    """A chat request from a string (one user message), messages or a request."""
+    if isinstance(messages, ModelRequest):
+        if params:
+            return messages.model_copy(update={"params": {**messages.params, **params}})
+        return messages
+    if isinstance(messages, str):
+        messages = [Message(role="user", content=messages)]
+    try:
+        return ModelRequest(kind="chat", messages=list(messages), params=params)  # type: ignore[arg-type]
+    except pydantic.ValidationError as exc:
+        raise InvalidInput(f"invalid model call: {describe(exc)}") from None

@@ -1,0 +1,134 @@
+"""OpenAI-compatible HTTP models, through the official ``openai`` SDK.
+
+One wire format serves OpenAI itself and the servers that copy it: vLLM, Ollama, the
+llama.cpp server, Ray Serve, Triton's OpenAI front end. A card names the server's base URL
+(``endpoint``, e.g. ``http://gpu-1:8000/v1``; none means api.openai.com), the model's name
+there (``provider_model``) and the environment variable holding the key (``api_key_env``).
+
+The SDK's own retries are off (``max_retries=0``): the router retries and falls back, and
+two retry loops stacked would multiply attempts and hide the 429s the router wants to see.
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import openai
+from openai.resources.chat.completions import AsyncCompletions
+from openai.resources.embeddings import AsyncEmbeddings
+from openai.types.chat import ChatCompletionMessageParam
+
+from ...errors import ProviderRejected
+from ..catalog import ModelCard
+from ..types import Kind, ModelRequest, ProviderResult, Usage
+from ._http_errors import install_classifier, malformed, sdk_errors
+from ._sdk import ClientCache, api_key, split_params
+
+_CHAT_RESERVED = ("model", "messages", "stream", "timeout")
+_EMBED_RESERVED = ("model", "input", "encoding_format", "timeout")
+
+
+def _client(endpoint: str | None, key: str, timeout: float) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(base_url=endpoint, api_key=key, max_retries=0, timeout=timeout)
+
+
+class OpenAIProvider:
+    """``chat`` (``/chat/completions``) and ``embed`` (``/embeddings``)."""
+
+    name = "openai"
+    kinds: frozenset[Kind] = frozenset({"chat", "embed"})
+
+    def __init__(self) -> None:
+        self._clients: ClientCache[openai.AsyncOpenAI] = ClientCache(_client)
+        install_classifier()
+
+    async def invoke(self, card: ModelCard, request: ModelRequest) -> ProviderResult:
+        key, hint = api_key(card)
+        client = self._clients.get(card, key)
+        endpoint = str(client.base_url).rstrip("/")
+        if request.kind == "chat":
+            return await self._chat(client, card, request, endpoint, hint)
+        if request.kind == "embed":
+            return await self._embed(client, card, request, endpoint, hint)
+        raise ProviderRejected(
+            f"{card.key}: the openai provider serves chat and embed, not {request.kind}"
+        )
+
+    async def _chat(
+        self,
+        client: openai.AsyncOpenAI,
+        card: ModelCard,
+        request: ModelRequest,
+        endpoint: str,
+        hint: str,
+    ) -> ProviderResult:
+        kwargs = split_params(card, request.params, AsyncCompletions.create, _CHAT_RESERVED)
+        messages: list[ChatCompletionMessageParam] = [
+            _message(m.role, m.content) for m in request.messages
+        ]
+        with sdk_errors(card, endpoint, hint):
+            response: Any = await client.chat.completions.create(
+                model=card.upstream_model, messages=messages, timeout=card.timeout, **kwargs
+            )
+            # Read the fields inside the guard: a server that sends JSON of another shape
+            # gives the SDK's lenient models missing attributes, which is a malformed body.
+            try:
+                choice = response.choices[0]
+                content = choice.message.content
+                usage = response.usage
+                input_tokens = usage.prompt_tokens if usage is not None else 0
+                output_tokens = usage.completion_tokens if usage is not None else 0
+                finish_reason = choice.finish_reason
+                provider_model = response.model
+            except (AttributeError, IndexError, TypeError) as exc:
+                raise malformed(card, endpoint, f"no choices[0].message ({exc})") from exc
+        if not isinstance(content, str):
+            raise malformed(card, endpoint, "choices[0].message.content is missing")
+        return ProviderResult(
+            output=content,
+            usage=Usage(input_tokens=input_tokens or 0, output_tokens=output_tokens or 0),
+            finish_reason=finish_reason,
+            provider_model=provider_model if isinstance(provider_model, str) else None,
+            raw=response.model_dump(mode="json", exclude_unset=True),
+        )
+
+    async def _embed(
+        self,
+        client: openai.AsyncOpenAI,
+        card: ModelCard,
+        request: ModelRequest,
+        endpoint: str,
+        hint: str,
+    ) -> ProviderResult:
+        if not request.texts:
+            return ProviderResult(output=[], provider_model=card.upstream_model)
+        kwargs = split_params(card, request.params, AsyncEmbeddings.create, _EMBED_RESERVED)
+        with sdk_errors(card, endpoint, hint):
+            response: Any = await client.embeddings.create(
+                model=card.upstream_model, input=request.texts, timeout=card.timeout, **kwargs
+            )
+            try:
+                rows = sorted(response.data, key=lambda row: row.index)
+                vectors = [[float(x) for x in row.embedding] for row in rows]
+                usage = response.usage
+                input_tokens = usage.prompt_tokens if usage is not None else 0
+                provider_model = response.model
+            except (AttributeError, TypeError, ValueError) as exc:
+                raise malformed(card, endpoint, f"no data[].embedding ({exc})") from exc
+        if len(vectors) != len(request.texts):
+            raise malformed(
+                card, endpoint, f"{len(vectors)} embeddings for {len(request.texts)} texts"
+            )
+        return ProviderResult(
+            output=vectors,
+            usage=Usage(input_tokens=input_tokens or 0),
+            provider_model=provider_model if isinstance(provider_model, str) else None,
+        )
+
+    async def close(self) -> None:
+        await self._clients.close()
+
+
+def _message(role: str, content: str) -> ChatCompletionMessageParam:
+    # The SDK types each role's message separately; the wire shape is the same for all.
+    return cast(ChatCompletionMessageParam, {"role": role, "content": content})

@@ -1,0 +1,90 @@
+"""Providers by name, and the last link of the deployment chain: calling one.
+
+The providers aiosys ships are imported and created on first use, so no SDK is imported and
+no client is made before a card needs it; ``add`` registers any other ``Provider`` (or
+replaces a built-in one) under a name that cards use in ``provider``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import time
+
+from ...errors import ConfigError, ProviderRejected, ProviderUnavailable
+from ..chain import DeploymentCall
+from ..types import ModelResponse
+from .base import Provider
+
+BUILT_IN = {
+    "openai": "aiosys.models.providers.openai_compat:OpenAIProvider",
+    "anthropic": "aiosys.models.providers.anthropic_messages:AnthropicProvider",
+    "local": "aiosys.models.providers.local:LocalProvider",
+    "tesseract": "aiosys.models.providers.tesseract:TesseractProvider",
+    "embeddings": "aiosys.models.providers.embeddings:EmbeddingsProvider",
+    "summarizer": "aiosys.models.providers.summarizer:ExtractiveSummarizer",
+}
+
+
+class Providers:
+    def __init__(self) -> None:
+        self.active: dict[str, Provider] = {}  # created or added so far
+        self._created: set[str] = set()  # the built-in ones made here
+
+    def add(self, name: str, provider: Provider) -> None:
+        self.active[name] = provider
+        self._created.discard(name)
+
+    def get(self, name: str) -> Provider:
+        found = self.active.get(name)
+        if found is not None:
+            return found
+        path = BUILT_IN.get(name)
+        if path is None:
+            known = ", ".join(sorted(set(BUILT_IN) | set(self.active)))
+            raise ConfigError(f"no model provider named {name!r} (known: {known})")
+        module, _, cls = path.partition(":")
+        try:
+            factory = getattr(importlib.import_module(module), cls)
+        except ImportError as exc:
+            raise ConfigError(f"model provider {name!r} cannot be loaded: {exc}") from None
+        provider: Provider = factory()
+        self.active[name] = provider
+        self._created.add(name)
+        return provider
+
+    async def invoke(self, call: DeploymentCall) -> ModelResponse:
+        """The end of the chain: the card's provider under the card's timeout, priced."""
+        card, request = call.card, call.request
+        provider = self.get(card.provider)
+        if request.kind not in provider.kinds:
+            raise ProviderRejected(
+                f"provider {provider.name!r} of {card.key} does not serve {request.kind} requests"
+            )
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(card.timeout):
+                result = await provider.invoke(card, request)
+        except TimeoutError:
+            raise ProviderUnavailable(
+                f"{card.key} did not answer within its timeout of {card.timeout}s"
+            ) from None
+        usage = result.usage
+        return ModelResponse(
+            model=card.id,
+            version=card.version,
+            output=result.output,
+            usage=usage,
+            cost=card.pricing.cost(usage.input_tokens, usage.output_tokens, usage.seconds),
+            latency_ms=(time.perf_counter() - started) * 1000,
+            finish_reason=result.finish_reason,
+        )
+
+    async def close(self) -> None:
+        """Close every provider; the built-in ones are dropped (made again on next use),
+        added ones stay registered."""
+        for name, provider in list(self.active.items()):
+            await provider.close()
+            if name in self._created:
+                del self.active[name]
+                self._created.discard(name)

@@ -1,0 +1,399 @@
+"""The router: which deployments may serve a call, in what order, and what to do when one fails.
+
+For one call it
+
+1. resolves each candidate of the plan to a card and drops those that may not or cannot
+   serve it: a card of another kind, an external card for data classified as internal-only,
+   a candidate whose ``when`` says no, an estimate over the task's cost cap, an open circuit
+   breaker;
+2. orders the rest: as listed (``ordered``), fastest observed first (``latency``), cheapest
+   estimate first (``cost``); equal candidates are ordered by the other metric, then as
+   listed. Latency is an exponentially weighted moving average per deployment, kept in this
+   process; a deployment with no observation yet ranks *first*, so a new deployment is
+   measured on its first call instead of never being tried while the others answer;
+3. applies the canary split: among the candidates that set a ``weight``, one is drawn with
+   probability weight / total and leads the group; the others follow it as fallbacks. The
+   draw uses the caller's generator: inside a workflow one seeded by the run id and the
+   effect number (the same draw on any execution, and the run's ``ctx.random()`` stream is
+   left alone, since replays skip this code), else the router's own;
+4. tries them in turn, each through the deployment chain (budget, rate limit, cache,
+   breaker, provider, metering): a transient failure is retried on the same candidate up to
+   ``retries`` times (``backoff`` doubling, at least the provider's retry-after; a retry-after
+   longer than ``max_retry_wait`` falls back at once instead of waiting), then the router falls
+   back to the next candidate. An output that fails the task's schema falls back too.
+   Permanent failures stop the call: ``BudgetExceeded`` and ``ProviderRejected`` propagate.
+
+With nothing left it raises ``NoRouteAvailable`` naming every candidate and why it was not
+used, or ``InvalidModelOutput`` when every candidate that answered answered badly.
+
+Shadow mode: the plan's ``shadow`` model gets the same request after the caller has its
+answer, in a background task that can neither fail nor delay the caller. Its outcome is
+metered (``DeploymentCall.meta["shadow"]``) and kept, beside the primary's output, in the
+in-memory ring ``Router.shadows`` for comparison; it is never recorded in a run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import random
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pydantic
+
+from ..errors import (
+    BudgetExceeded,
+    InvalidModelOutput,
+    NoRouteAvailable,
+    ProviderRejected,
+    ProviderUnavailable,
+    TransientError,
+)
+from .catalog import ModelCard
+from .chain import DeploymentCall, NextLink
+from .contracts import Candidate, RouteContext, RoutingPlan, describe
+from .links.breaker import Breakers, CircuitOpen
+from .tokens import estimate_cost
+from .types import ModelRequest, ModelResponse
+
+log = logging.getLogger("aiosys.models.router")
+
+# Failures worth another attempt or another candidate; everything else is a bug or a
+# permanent refusal and propagates.
+RETRYABLE = (TransientError, TimeoutError, ConnectionError)
+STOP = (BudgetExceeded, ProviderRejected)
+# What a task's ``parse`` raises for an answer it cannot read (ValidationError is a ValueError).
+BAD_OUTPUT = (ValueError, TypeError, KeyError, IndexError)
+
+
+@dataclass(slots=True)
+class Attempt:
+    model: str  # the deployment, id@version
+    error: str | None = None
+
+
+@dataclass(slots=True)
+class Trace:
+    """What happened during one routed call; the effect timeline shows it."""
+
+    task: str | None = None
+    attempts: list[Attempt] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)  # candidate -> reason
+    card: ModelCard | None = None
+    response: ModelResponse | None = None
+    output: Any = None
+
+    def record(self) -> dict[str, Any]:
+        rec: dict[str, Any] = {"task": self.task} if self.task else {}
+        r, card = self.response, self.card
+        if r is not None and card is not None:
+            rec |= {
+                "model": card.id,
+                "version": card.version,
+                "deployment": card.key,
+                "usage": r.usage.model_dump(),
+                "cost": r.cost,
+                "latency_ms": r.latency_ms,
+                "cached": r.cached,
+            }
+        rec["attempts"] = [{"model": a.model, "error": a.error} for a in self.attempts]
+        if self.skipped:
+            rec["skipped"] = dict(self.skipped)
+        return rec
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    """A candidate that may serve the call: its card and the request it would get."""
+
+    card: ModelCard
+    candidate: Candidate
+    request: ModelRequest
+    cost: float  # estimated
+
+
+Accept = Callable[[ModelResponse, Candidate], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ShadowResult:
+    task: str | None
+    primary: str  # deployment that answered the caller
+    shadow: str  # deployment that got the copy
+    primary_output: Any
+    output: Any = None
+    error: str | None = None
+    latency_ms: float | None = None
+    cost: float | None = None
+
+
+class Router:
+    def __init__(
+        self,
+        breakers: Breakers,
+        *,
+        resolve: Callable[[str], ModelCard],
+        send: NextLink,
+        estimate: Callable[[ModelCard, ModelRequest], float] = estimate_cost,
+        rng: random.Random | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        max_retry_wait: float = 2.0,
+        ewma_alpha: float = 0.3,
+        shadow_ring: int = 1000,
+    ) -> None:
+        self.breakers = breakers
+        self.resolve = resolve
+        self.send = send
+        self.estimate = estimate
+        self.rng = rng or random.Random()
+        self.sleep = sleep
+        self.max_retry_wait = max_retry_wait
+        self.ewma_alpha = ewma_alpha
+        self.latency: dict[str, float] = {}  # deployment -> EWMA latency in ms
+        self.shadows: deque[ShadowResult] = deque(maxlen=shadow_ring)
+        self._background: set[asyncio.Task[None]] = set()
+
+    # ---- choosing -------------------------------------------------------------------------
+
+    def observe(self, deployment: str, latency_ms: float) -> None:
+        prev = self.latency.get(deployment)
+        a = self.ewma_alpha
+        self.latency[deployment] = latency_ms if prev is None else a * latency_ms + (1 - a) * prev
+
+    def candidates(
+        self,
+        plan: RoutingPlan,
+        ctx: RouteContext,
+        *,
+        cost_cap: float | None = None,
+        rng: random.Random | None = None,
+        trace: Trace | None = None,
+    ) -> list[Choice]:
+        """The candidates that may serve this call, in the order to try them; the others go
+        to ``trace.skipped`` with their reason."""
+        trace = trace if trace is not None else Trace()
+        eligible: list[Choice] = []
+        seen: set[str] = set()
+        for cand in plan.choices:
+            card = self.resolve(cand.model)
+            if card.key in seen:
+                continue
+            seen.add(card.key)
+            request = ctx.request
+            if cand.build is not None and ctx.input is not None:
+                request = cand.build(ctx.input)
+            why = self._excluded(plan, ctx, card, cand, request)
+            cost = self.estimate(card, request)
+            if why is None and cost_cap is not None and cost > cost_cap:
+                why = f"over cost cap (estimated {cost:.6g} > {cost_cap:.6g})"
+            if why is None and self.breakers.is_open(card.key):
+                why = "open breaker"
+            if why is not None:
+                trace.skipped[_label(cand, card)] = why
+            else:
+                eligible.append(Choice(card, cand, request, cost))
+
+        def latency(c: Choice) -> float:
+            return self.latency.get(c.card.key, -1.0)  # unknown first
+
+        if plan.strategy == "latency":
+            eligible.sort(key=lambda c: (latency(c), c.cost))
+        elif plan.strategy == "cost":
+            eligible.sort(key=lambda c: (c.cost, latency(c)))
+        return _canary(eligible, rng or self.rng)
+
+    def _excluded(
+        self,
+        plan: RoutingPlan,
+        ctx: RouteContext,
+        card: ModelCard,
+        cand: Candidate,
+        request: ModelRequest,
+    ) -> str | None:
+        if card.kind != request.kind:
+            return f"excluded: a {card.kind} model cannot serve a {request.kind} request"
+        if card.external and ctx.classification in plan.internal_only_for:
+            return f"excluded: external model, {ctx.classification} data stays internal"
+        if cand.when is not None and not cand.when(ctx):
+            return "excluded by its condition"
+        return None
+
+    # ---- trying ---------------------------------------------------------------------------
+
+    async def route(
+        self,
+        plan: RoutingPlan,
+        ctx: RouteContext,
+        *,
+        accept: Accept | None = None,
+        cost_cap: float | None = None,
+        rng: random.Random | None = None,
+        trace: Trace | None = None,
+    ) -> Trace:
+        """Serve the call: the trace holds the output (``accept``'s result, else the raw
+        output), the card and response that produced it, and every attempt."""
+        trace = trace if trace is not None else Trace(task=ctx.task)
+        order = self.candidates(plan, ctx, cost_cap=cost_cap, rng=rng, trace=trace)
+        failed: dict[str, str] = {}
+        invalid = 0
+        for choice in order:
+            label = _label(choice.candidate, choice.card)
+            outcome = await self._try(choice, ctx, accept, trace)
+            if outcome is None:
+                self._shadow(plan, ctx, trace)
+                return trace
+            failed[label] = outcome
+            invalid += outcome.startswith("invalid output")
+        reasons = {**trace.skipped, **failed}
+        listed = "; ".join(
+            f"{label}: {reasons[label]}" for label in self._labels(plan) if label in reasons
+        )
+        what = f"task {ctx.task!r}" if ctx.task else "the call"
+        if invalid and invalid == len(failed):
+            raise InvalidModelOutput(f"no candidate of {what} gave a valid output: {listed}")
+        raise NoRouteAvailable(f"no model could serve {what}: {listed}")
+
+    def _labels(self, plan: RoutingPlan) -> list[str]:
+        labels: list[str] = []
+        for cand in plan.choices:
+            label = _label(cand, self.resolve(cand.model))
+            if label not in labels:
+                labels.append(label)
+        return labels
+
+    async def _try(
+        self, choice: Choice, ctx: RouteContext, accept: Accept | None, trace: Trace
+    ) -> str | None:
+        """One candidate, with its retries: None when it served the call, else why not."""
+        card, cand = choice.card, choice.candidate
+        reason = "open breaker"
+        for n in range(cand.retries + 1):
+            if n and self.breakers.is_open(card.key):
+                break  # this candidate's own failures just opened it
+            try:
+                response = await self.send(_deployment_call(card, choice.request, ctx))
+            except CircuitOpen:  # another caller holds the half-open trial
+                trace.attempts.append(Attempt(card.key, "open breaker"))
+                return "open breaker"
+            except STOP as exc:
+                trace.attempts.append(Attempt(card.key, _error(exc)))
+                raise
+            except RETRYABLE as exc:
+                trace.attempts.append(Attempt(card.key, _error(exc)))
+                reason = f"failed: {_error(exc)}"
+                wait = self._wait(n, cand, exc)
+                if n == cand.retries or wait is None:
+                    break
+                await self.sleep(wait)
+                continue
+            if not response.cached:
+                self.observe(card.key, response.latency_ms)
+            try:
+                output = response.output if accept is None else accept(response, cand)
+            except BAD_OUTPUT as exc:
+                why = describe(exc) if isinstance(exc, pydantic.ValidationError) else _error(exc)
+                trace.attempts.append(Attempt(card.key, f"invalid output: {why}"))
+                return f"invalid output: {why}"
+            trace.attempts.append(Attempt(card.key))
+            trace.card, trace.response, trace.output = card, response, output
+            return None
+        return reason
+
+    def _wait(self, n: int, cand: Candidate, exc: BaseException) -> float | None:
+        """Seconds before retry ``n + 1`` on the same candidate; None: fall back now."""
+        wait = min(self.max_retry_wait, cand.backoff * 2.0**n)
+        retry_after = exc.retry_after if isinstance(exc, ProviderUnavailable) else None
+        if retry_after is not None:
+            if retry_after > self.max_retry_wait:
+                return None
+            wait = max(wait, retry_after)
+        return wait
+
+    # ---- shadow ---------------------------------------------------------------------------
+
+    def _shadow(self, plan: RoutingPlan, ctx: RouteContext, trace: Trace) -> None:
+        if plan.shadow is None or trace.card is None:
+            return
+        card = self.resolve(plan.shadow)
+        if card.key == trace.card.key or card.kind != ctx.request.kind:
+            return
+        if card.external and ctx.classification in plan.internal_only_for:
+            return
+        if self.breakers.is_open(card.key):
+            return
+        coro = self._run_shadow(card, ctx, trace.card.key, trace.output)
+        # A fresh context: the copy must not run as part of the caller's workflow.
+        task = asyncio.get_running_loop().create_task(coro, context=contextvars.Context())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _run_shadow(
+        self, card: ModelCard, ctx: RouteContext, primary: str, primary_output: Any
+    ) -> None:
+        call = _deployment_call(card, ctx.request, ctx, shadow=True)
+        try:
+            response = await self.send(call)
+        except Exception as exc:  # a shadow's failure is data, never the caller's problem
+            result = ShadowResult(ctx.task, primary, card.key, primary_output, error=_error(exc))
+        else:
+            if not response.cached:
+                self.observe(card.key, response.latency_ms)
+            result = ShadowResult(
+                ctx.task,
+                primary,
+                card.key,
+                primary_output,
+                output=response.output,
+                latency_ms=response.latency_ms,
+                cost=response.cost,
+            )
+        self.shadows.append(result)
+        log.debug("shadow %s of %s: %s", card.key, ctx.task, result.error or "ok")
+
+    async def drain(self) -> None:
+        """Wait for the shadow calls in flight (before closing providers, and in tests)."""
+        while self._background:
+            await asyncio.gather(*list(self._background), return_exceptions=True)
+
+
+def _deployment_call(
+    card: ModelCard, request: ModelRequest, ctx: RouteContext, *, shadow: bool = False
+) -> DeploymentCall:
+    return DeploymentCall(
+        card=card,
+        request=request,
+        tenant=ctx.tenant,
+        workflow=ctx.workflow,
+        run_id=ctx.run_id,
+        seq=ctx.seq,
+        task=ctx.task,
+        classification=ctx.classification,
+        cache=None if shadow else ctx.cache,
+        meta={"shadow": True} if shadow else {},
+    )
+
+
+def _canary(order: list[Choice], rng: random.Random) -> list[Choice]:
+    """Draw the leader among the weighted candidates; it takes the group's first place."""
+    slots = [i for i, c in enumerate(order) if c.candidate.weight is not None]
+    weights = [order[i].candidate.weight or 0.0 for i in slots]
+    if len(slots) < 2 or sum(weights) <= 0:
+        return order
+    lead = rng.choices(slots, weights=weights)[0]
+    group = [lead] + [i for i in slots if i != lead]
+    out = list(order)
+    for slot, i in zip(slots, group, strict=True):
+        out[slot] = order[i]
+    return out
+
+
+def _label(cand: Candidate, card: ModelCard) -> str:
+    return card.key if cand.model in (card.id, card.key) else f"{cand.model} ({card.key})"
+
+
+def _error(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"

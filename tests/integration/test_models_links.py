@@ -1,0 +1,560 @@
+"""The deployment-chain links for cost, budgets, rate limits and caching, on both stores.
+
+Each test composes the links with ``models.chain.compose`` over a terminal that calls a
+test provider (counting its invocations) and builds the ``ModelResponse`` the way the
+model plane's terminal does. Time that matters (windows, TTLs, periods) comes from a
+controllable clock passed to the links, never from sleeping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from aiosys.errors import (
+    BudgetExceeded,
+    ConfigError,
+    ProviderRejected,
+    ProviderUnavailable,
+)
+from aiosys.models.catalog import Limits, ModelCard, Pricing
+from aiosys.models.chain import DeploymentCall, Link, NextLink, compose
+from aiosys.models.links.budget import Budget, BudgetLink, Budgets
+from aiosys.models.links.cache import CacheLink, CachePolicy
+from aiosys.models.links.metering import (
+    MeteringLink,
+    spent,
+    usage_by_model,
+    usage_by_run,
+    usage_by_workflow,
+    usage_rows,
+)
+from aiosys.models.links.ratelimit import RateLimitLink
+from aiosys.models.types import Message, ModelRequest, ModelResponse, ProviderResult, Usage
+from aiosys.store import Store, open_store
+
+T0 = 1_715_000_000.0  # 2024-05-06 12:53:20 UTC: a fixed start for controllable clocks
+
+
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self, now: float = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class CountingProvider:
+    """A provider (the ``Provider`` protocol) that answers at once and counts its calls."""
+
+    name = "counting"
+    kinds = frozenset({"chat", "summarize", "embed"})
+
+    def __init__(
+        self, usage: Usage | None = None, fail: Exception | None = None, output: str = "answer"
+    ) -> None:
+        self.usage = usage or Usage(input_tokens=100, output_tokens=250)
+        self.fail = fail
+        self.output = output
+        self.calls = 0
+
+    async def invoke(self, card: ModelCard, request: ModelRequest) -> ProviderResult:
+        self.calls += 1
+        if self.fail is not None:
+            raise self.fail
+        return ProviderResult(
+            output=f"{self.output} #{self.calls}", usage=self.usage, finish_reason="stop"
+        )
+
+    async def close(self) -> None:
+        return None
+
+
+def terminal(provider: CountingProvider) -> NextLink:
+    """The provider call at the end of the chain, as the model plane builds it."""
+
+    async def last(call: DeploymentCall) -> ModelResponse:
+        started = time.perf_counter()
+        result = await provider.invoke(call.card, call.request)
+        usage = result.usage
+        card = call.card
+        return ModelResponse(
+            model=card.id,
+            version=card.version,
+            output=result.output,
+            usage=usage,
+            cost=card.pricing.cost(usage.input_tokens, usage.output_tokens, usage.seconds),
+            latency_ms=(time.perf_counter() - started) * 1000,
+            finish_reason=result.finish_reason,
+        )
+
+    return last
+
+
+def card(**kwargs: Any) -> ModelCard:
+    fields: dict[str, Any] = {"id": "gpt-test", "provider": "counting", **kwargs}
+    return ModelCard(**fields)
+
+
+def ask(text: str = "What is the capital of France?", **params: Any) -> ModelRequest:
+    return ModelRequest(messages=[Message(role="user", content=text)], params=params)
+
+
+def call_of(model: ModelCard, request: ModelRequest | None = None, **kwargs: Any) -> DeploymentCall:
+    fields: dict[str, Any] = {"tenant": "acme", "run_id": "run-1", **kwargs}
+    return DeploymentCall(card=model, request=request or ask(), **fields)
+
+
+@pytest.fixture
+async def second_store(store_url: str) -> AsyncIterator[Store]:
+    """Another Store instance on the same database: a second worker."""
+    s = open_store(store_url)
+    await s.open()
+    try:
+        yield s
+    finally:
+        await s.close()
+
+
+# ---- metering ----------------------------------------------------------------------------
+
+PRICED = Pricing(input_per_1k=0.01, output_per_1k=0.02)  # 100 in + 250 out = 0.006
+
+
+async def test_a_successful_call_is_metered_with_its_tokens_and_cost(store: Store) -> None:
+    provider = CountingProvider()
+    chain = compose([MeteringLink(store)], terminal(provider))
+    call = call_of(card(pricing=PRICED), workflow="intake", seq=3, task="answer")
+    response = await chain(call)
+
+    assert response.cost == pytest.approx(0.006)
+    [row] = await usage_rows(store, "run-1")
+    assert row["status"] == "ok"
+    assert (row["input_tokens"], row["output_tokens"]) == (100, 250)
+    assert row["cost"] == pytest.approx(0.006)
+    assert (row["tenant"], row["workflow"], row["seq"], row["task"]) == (
+        "acme",
+        "intake",
+        3,
+        "answer",
+    )
+    assert (row["model"], row["deployment"]) == ("gpt-test", "gpt-test@1")
+    assert row["latency_ms"] >= 0 and row["error"] is None
+    usage = call.meta["usage"]
+    assert usage["input_tokens"] == 100 and usage["output_tokens"] == 250
+    assert usage["cost"] == pytest.approx(0.006) and usage["cached"] is False
+    assert usage["latency_ms"] >= 0
+
+
+async def test_a_failed_call_is_metered_as_an_error_and_the_error_goes_on(store: Store) -> None:
+    provider = CountingProvider(fail=ProviderUnavailable("HTTP 503 from upstream"))
+    chain = compose([MeteringLink(store)], terminal(provider))
+    call = call_of(card(pricing=PRICED))
+    with pytest.raises(ProviderUnavailable, match="HTTP 503"):
+        await chain(call)
+
+    [row] = await usage_rows(store, "run-1")
+    assert row["status"] == "error"
+    assert row["error"] == "ProviderUnavailable: HTTP 503 from upstream"
+    assert (row["input_tokens"], row["output_tokens"], row["cost"]) == (0, 0, 0)
+    assert call.meta["usage"]["cost"] == 0
+
+
+async def test_run_tenant_and_workflow_sums_read_the_usage_back(store: Store) -> None:
+    provider = CountingProvider()
+    clock = Clock()
+    chain = compose([MeteringLink(store, clock=clock)], terminal(provider))
+    model = card(pricing=PRICED)
+    await chain(call_of(model, workflow="intake"))
+    await chain(call_of(model, workflow="intake"))
+    await chain(call_of(model, run_id="run-2", workflow="billing"))
+    await chain(call_of(model, run_id="run-3", tenant="globex"))
+    clock.now += 10
+    await chain(call_of(card(id="other", pricing=PRICED), run_id="run-4"))
+
+    assert await usage_by_run(store, "run-1") == {
+        "input_tokens": 200,
+        "output_tokens": 500,
+        "cost": pytest.approx(0.012),
+        "calls": 2,
+    }
+    assert await usage_by_run(store, "nothing") == {
+        "input_tokens": 0,
+        "output_tokens": 0,
+        "cost": 0.0,
+        "calls": 0,
+    }
+    assert await spent(store, "acme") == pytest.approx(0.024)
+    assert await spent(store, "acme", since=T0 + 5) == pytest.approx(0.006)
+    assert await spent(store, "acme", "intake") == pytest.approx(0.012)
+    assert await spent(store, "globex") == pytest.approx(0.006)
+    assert await spent(store, "initech") == 0.0
+
+    by_model = {r["model"]: r for r in await usage_by_model(store, "acme")}
+    assert by_model["gpt-test"]["calls"] == 3 and by_model["gpt-test"]["ok"] == 3
+    assert by_model["gpt-test"]["cost"] == pytest.approx(0.018)
+    assert by_model["other"]["input_tokens"] == 100
+    assert by_model["other"]["mean_latency_ms"] is not None
+    by_workflow = await usage_by_workflow(store, "acme")
+    assert [r["workflow"] for r in by_workflow] == ["billing", "intake", None]
+    assert [r["calls"] for r in by_workflow] == [1, 2, 1]
+
+
+class FlakyStore:
+    """The real store, except that its first ``failures`` usage writes fail."""
+
+    def __init__(self, store: Store, failures: int) -> None:
+        self.store = store
+        self.failures = failures
+
+    async def execute(self, query: str, params: Any) -> int:
+        if query == "insert_usage" and self.failures > 0:
+            self.failures -= 1
+            raise OSError("disk I/O error")
+        return await self.store.execute(query, params)
+
+    async def fetch(self, query: str, params: Any) -> list[dict[str, Any]]:
+        return await self.store.fetch(query, params)
+
+
+async def test_a_failed_usage_write_is_retried_once(store: Store) -> None:
+    metering = MeteringLink(FlakyStore(store, failures=1))  # type: ignore[arg-type]
+    response = await compose([metering], terminal(CountingProvider()))(call_of(card()))
+    assert response.output == "answer #1"
+    assert len(await usage_rows(store, "run-1")) == 1
+    assert metering.unrecorded == 0
+
+
+async def test_a_usage_write_that_keeps_failing_is_logged_not_raised(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    metering = MeteringLink(FlakyStore(store, failures=2))  # type: ignore[arg-type]
+    with caplog.at_level(logging.WARNING, logger="aiosys.models.metering"):
+        response = await compose([metering], terminal(CountingProvider()))(call_of(card()))
+    assert response.output == "answer #1"
+    assert await usage_rows(store, "run-1") == []
+    assert metering.unrecorded == 1
+    [record] = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert "not recorded" in record.getMessage()
+    assert '"run_id": "run-1"' in record.getMessage() and '"status": "ok"' in record.getMessage()
+
+
+# ---- budgets -----------------------------------------------------------------------------
+
+
+async def test_a_budget_of_a_cent_stops_the_call_that_would_exceed_it_before_it_is_sent(
+    store: Store,
+) -> None:
+    provider = CountingProvider()  # each call: 100 in + 250 out = 0.006
+    budgets = Budgets(Budget("tenant", "acme", limit=0.01))
+    chain = compose([MeteringLink(store), BudgetLink(store, budgets)], terminal(provider))
+    model = card(pricing=PRICED)
+    request = ask(max_tokens=250)  # estimate: ~14 input tokens + 250 out ≈ 0.0051
+
+    first = await chain(call_of(model, request))
+    assert first.cost == pytest.approx(0.006)
+    with pytest.raises(BudgetExceeded) as denied:
+        await chain(call_of(model, request))
+
+    assert provider.calls == 1  # the second call never reached the provider
+    message = str(denied.value)
+    assert "budget of tenant 'acme'" in message
+    assert "spent 0.006" in message and "limit 0.01 USD" in message
+    assert "estimated 0.0051" in message and "not sent" in message
+    rows = await usage_rows(store, "run-1")
+    assert [r["status"] for r in rows] == ["ok", "denied"]
+    assert rows[1]["error"].startswith("BudgetExceeded: ") and rows[1]["cost"] == 0
+    assert await spent(store, "acme") == pytest.approx(0.006)
+
+
+async def test_a_soft_budget_lets_the_call_through_with_a_warning(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    provider = CountingProvider()
+    budgets = Budgets(Budget("workflow", "intake", limit=0.001, hard=False))
+    chain = compose([MeteringLink(store), BudgetLink(store, budgets)], terminal(provider))
+    call = call_of(card(pricing=PRICED), workflow="intake")
+    with caplog.at_level(logging.WARNING, logger="aiosys.models.budget"):
+        await chain(call)
+    assert provider.calls == 1
+    assert "soft month budget of workflow 'intake'" in call.meta["budget_warning"]
+    assert "over budget" in caplog.text
+
+
+async def test_a_workflow_budget_counts_only_that_workflow_in_that_tenant(store: Store) -> None:
+    provider = CountingProvider()
+    budgets = Budgets(Budget("workflow", "acme/intake", limit=0.01))
+    chain = compose([MeteringLink(store), BudgetLink(store, budgets)], terminal(provider))
+    model = card(pricing=PRICED)
+    request = ask(max_tokens=250)
+    for _ in range(2):  # spend elsewhere does not count against acme/intake
+        await chain(call_of(model, request, workflow="billing"))
+        await chain(call_of(model, request, tenant="globex", workflow="intake"))
+    await chain(call_of(model, request, workflow="intake"))
+    with pytest.raises(BudgetExceeded, match="workflow 'acme/intake'"):
+        await chain(call_of(model, request, workflow="intake"))
+    assert provider.calls == 5
+
+
+async def test_a_daily_budget_starts_again_the_next_day(store: Store) -> None:
+    provider = CountingProvider()
+    clock = Clock()
+    budgets = Budgets(Budget("tenant", "acme", limit=0.01, period="day"))
+    links: list[Link] = [MeteringLink(store, clock=clock), BudgetLink(store, budgets, clock=clock)]
+    chain = compose(links, terminal(provider))
+    model, request = card(pricing=PRICED), ask(max_tokens=250)
+    await chain(call_of(model, request))
+    with pytest.raises(BudgetExceeded, match="day budget"):
+        await chain(call_of(model, request))
+    clock.now += 86_400
+    await chain(call_of(model, request))
+    assert provider.calls == 2
+
+
+# ---- rate limits -------------------------------------------------------------------------
+
+
+def window_end(now: float) -> float:
+    return math.floor(now / 60) * 60 + 60
+
+
+async def test_two_workers_share_one_requests_per_minute_limit(
+    store: Store, second_store: Store
+) -> None:
+    provider = CountingProvider()
+    clock = Clock(T0 + 15)
+    worker_a = compose([RateLimitLink(store, clock=clock)], terminal(provider))
+    worker_b = compose([RateLimitLink(second_store, clock=clock)], terminal(provider))
+    model = card(limits=Limits(requests_per_minute=3))
+
+    await worker_a(call_of(model))
+    await worker_b(call_of(model))
+    await worker_a(call_of(model))
+    with pytest.raises(ProviderUnavailable, match="rate limit of gpt-test: 3 requests per") as e:
+        await worker_b(call_of(model))
+    assert provider.calls == 3
+    assert e.value.retry_after == pytest.approx(window_end(clock.now) - clock.now)
+    with pytest.raises(ProviderUnavailable):  # still full, for every worker
+        await worker_a(call_of(model))
+
+    clock.now = window_end(clock.now)  # the next minute
+    await worker_b(call_of(model))
+    assert provider.calls == 4
+
+
+async def test_concurrent_calls_from_two_workers_never_pass_the_limit(
+    store: Store, second_store: Store
+) -> None:
+    provider = CountingProvider()
+    clock = Clock()
+    model = card(limits=Limits(requests_per_minute=5))
+    chains = [
+        compose([RateLimitLink(s, clock=clock)], terminal(provider)) for s in (store, second_store)
+    ]
+    outcomes = await asyncio.gather(
+        *(chains[i % 2](call_of(model)) for i in range(12)), return_exceptions=True
+    )
+    refused = [o for o in outcomes if isinstance(o, ProviderUnavailable)]
+    assert provider.calls == 5 and len(refused) == 7
+
+
+async def test_tokens_per_minute_count_the_reported_usage(store: Store) -> None:
+    # Each call asks for 300 tokens of output (estimate ~310) but uses 100 in all.
+    provider = CountingProvider(usage=Usage(input_tokens=60, output_tokens=40))
+    clock = Clock()
+    chain = compose([RateLimitLink(store, clock=clock)], terminal(provider))
+    model = card(limits=Limits(tokens_per_minute=700))
+    for _ in range(3):  # by estimate only the third would be refused (930 > 700)
+        await chain(call_of(model, ask(max_tokens=300)))
+    with pytest.raises(ProviderUnavailable, match="700 tokens per minute") as e:
+        await chain(call_of(model, ask(max_tokens=600)))  # 300 used + ~610 asked
+    assert e.value.retry_after is not None and e.value.retry_after > 0
+    await chain(call_of(model, ask(max_tokens=200)))  # the refused tokens were given back
+    assert provider.calls == 4
+
+
+async def test_a_request_larger_than_the_token_limit_is_rejected_outright(store: Store) -> None:
+    provider = CountingProvider()
+    chain = compose([RateLimitLink(store)], terminal(provider))
+    model = card(limits=Limits(tokens_per_minute=100))
+    with pytest.raises(ProviderRejected, match="more than its limit of 100 tokens per minute"):
+        await chain(call_of(model, ask(max_tokens=500)))
+    assert provider.calls == 0
+
+
+# ---- cache -------------------------------------------------------------------------------
+
+
+async def test_an_exact_hit_skips_the_provider_and_costs_nothing(
+    store: Store, second_store: Store
+) -> None:
+    provider = CountingProvider()
+    policy = CachePolicy()
+    model = card(pricing=PRICED)
+    worker_a = compose([MeteringLink(store), CacheLink(store)], terminal(provider))
+    worker_b = compose([MeteringLink(second_store), CacheLink(second_store)], terminal(provider))
+
+    fresh = await worker_a(call_of(model, cache=policy))
+    hit_call = call_of(model, ask("What is the capital of France?  \n"), cache=policy)
+    hit = await worker_b(hit_call)  # another worker; trailing whitespace does not matter
+
+    assert provider.calls == 1
+    assert hit.cached is True and hit.cost == 0.0
+    assert hit.output == fresh.output == "answer #1"
+    assert hit.usage == fresh.usage and hit.latency_ms >= 0
+    assert hit_call.meta["usage"]["cached"] is True and hit_call.meta["usage"]["cost"] == 0
+    rows = await usage_rows(store, "run-1")
+    assert [(r["status"], r["cost"]) for r in rows] == [("ok", pytest.approx(0.006)), ("cached", 0)]
+
+
+async def test_no_policy_no_cache_and_different_questions_miss(store: Store) -> None:
+    provider = CountingProvider()
+    chain = compose([CacheLink(store)], terminal(provider))
+    model = card()
+    await chain(call_of(model))
+    await chain(call_of(model))  # no cache policy: both go to the provider
+    policy = CachePolicy()
+    await chain(call_of(model, ask("def f():\n    return 1"), cache=policy))
+    indented = await chain(call_of(model, ask("def f():\n  return 1"), cache=policy))
+    other_params = await chain(
+        call_of(model, ask("def f():\n    return 1", temperature=0.9), cache=policy)
+    )
+    other_tenant = await chain(
+        call_of(model, ask("def f():\n    return 1"), cache=policy, tenant="globex")
+    )
+    assert not (indented.cached or other_params.cached or other_tenant.cached)
+    assert provider.calls == 6
+
+
+async def test_an_entry_expires_after_its_ttl(store: Store) -> None:
+    provider = CountingProvider()
+    clock = Clock()
+    chain = compose([CacheLink(store, clock=clock)], terminal(provider))
+    model, policy = card(), CachePolicy(ttl=60.0)
+    await chain(call_of(model, cache=policy))
+    clock.now += 59
+    assert (await chain(call_of(model, cache=policy))).cached
+    clock.now += 2
+    fresh = await chain(call_of(model, cache=policy))
+    assert not fresh.cached and fresh.output == "answer #2"
+    assert provider.calls == 2
+
+
+async def test_a_new_model_version_misses_the_cache(store: Store) -> None:
+    provider = CountingProvider()
+    chain = compose([CacheLink(store)], terminal(provider))
+    policy = CachePolicy()
+    await chain(call_of(card(version="1"), cache=policy))
+    newer = await chain(call_of(card(version="2"), cache=policy))
+    assert not newer.cached and newer.version == "2"
+    again = await chain(call_of(card(version="2"), cache=policy))
+    assert again.cached and again.version == "2"
+    assert provider.calls == 2
+
+
+# Fixed vectors with known cosines (0.95 for the paraphrase, 0.0 for the unrelated line).
+VECTORS = {
+    "What is the capital of France?": [1.0, 0.0, 0.0],
+    "Tell me France's capital city.": [0.95, 0.31224989991991997, 0.0],
+    "How do I bake sourdough bread?": [0.0, 0.0, 1.0],
+}
+
+
+class TableEmbed:
+    """A deterministic embedding function over a fixed table, counting what it embeds."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    async def __call__(self, texts: list[str]) -> list[list[float]]:
+        self.seen += texts
+        return [VECTORS[t] for t in texts]
+
+
+async def test_a_paraphrase_above_the_threshold_is_a_semantic_hit(store: Store) -> None:
+    provider = CountingProvider()
+    embed = TableEmbed()
+    chain = compose([CacheLink(store, embed)], terminal(provider))
+    model, policy = card(), CachePolicy(semantic=True, threshold=0.92)
+    system = Message(role="system", content="Answer in one word.")
+
+    def chat(text: str, system: Message = system) -> ModelRequest:
+        return ModelRequest(messages=[system, Message(role="user", content=text)])
+
+    first = await chain(call_of(model, chat("What is the capital of France?"), cache=policy))
+    paraphrase = await chain(call_of(model, chat("Tell me France's capital city."), cache=policy))
+    unrelated = await chain(call_of(model, chat("How do I bake sourdough bread?"), cache=policy))
+    assert paraphrase.cached and paraphrase.output == first.output and paraphrase.cost == 0
+    assert not unrelated.cached
+    assert embed.seen[0] == "What is the capital of France?"  # the user's words only
+
+    # Asked another way (another system prompt), or by another tenant: not the same question.
+    terse = Message(role="system", content="Answer at length.")
+    asked_otherwise = await chain(
+        call_of(model, chat("Tell me France's capital city.", terse), cache=policy)
+    )
+    other_tenant = await chain(
+        call_of(model, chat("Tell me France's capital city."), cache=policy, tenant="globex")
+    )
+    assert not asked_otherwise.cached and not other_tenant.cached
+    assert provider.calls == 4
+
+
+async def test_semantic_policy_without_an_embedding_function_is_a_config_error(
+    store: Store,
+) -> None:
+    provider = CountingProvider()
+    chain = compose([CacheLink(store)], terminal(provider))
+    with pytest.raises(ConfigError, match="semantic cache"):
+        await chain(call_of(card(), cache=CachePolicy(semantic=True), task="answer"))
+    assert provider.calls == 0
+
+
+async def test_the_links_compose_in_the_planes_order(store: Store) -> None:
+    provider = CountingProvider()
+    budgets = Budgets(Budget("tenant", "acme", limit=1.0))
+    links: list[Link] = [
+        MeteringLink(store),
+        BudgetLink(store, budgets),
+        RateLimitLink(store),
+        CacheLink(store),
+    ]
+    chain: Callable[[DeploymentCall], Awaitable[ModelResponse]] = compose(links, terminal(provider))
+    model = card(pricing=PRICED, limits=Limits(requests_per_minute=10))
+    for _ in range(3):
+        await chain(call_of(model, cache=CachePolicy()))
+    assert provider.calls == 1
+    assert await usage_by_run(store, "run-1") == {
+        "input_tokens": 100,
+        "output_tokens": 250,
+        "cost": pytest.approx(0.006),
+        "calls": 3,
+    }
+
+
+async def test_the_offline_embedding_model_finds_a_paraphrase_and_not_a_neighbour(
+    store: Store,
+) -> None:
+    from aiosys.models.providers.embeddings import EmbeddingsProvider
+
+    provider = CountingProvider()
+    chain = compose([CacheLink(store, EmbeddingsProvider().embed)], terminal(provider))
+    model, policy = card(), CachePolicy(exact=False, semantic=True)  # threshold 0.92
+
+    first = await chain(call_of(model, ask("What is the capital of France?"), cache=policy))
+    paraphrase = await chain(
+        call_of(model, ask("Which city is the capital of France?"), cache=policy)
+    )
+    neighbour = await chain(call_of(model, ask("What is the capital of Germany?"), cache=policy))
+    unrelated = await chain(call_of(model, ask("How do I bake sourdough bread?"), cache=policy))
+    assert paraphrase.cached and paraphrase.output == first.output
+    assert not neighbour.cached and not unrelated.cached
+    assert provider.calls == 3

@@ -1,0 +1,289 @@
+"""A local server speaking OpenAI's wire format: ``POST /v1/chat/completions`` and
+``POST /v1/embeddings``, with the real JSON shapes of answers and errors.
+
+Deterministic answers, usage counted by the server (whitespace-separated words):
+
+- chat: ``"echo: <content of the last user message>"``; ``max_tokens`` /
+  ``max_completion_tokens`` cut it to that many words with ``finish_reason: "length"``;
+- embeddings: a unit vector of ``dimensions`` (default ``OpenAIWire.dimensions`` = 8)
+  floats drawn from the SHA-256 of the text (``embedding_of``); ``encoding_format: base64``
+  is answered as the real API does (little-endian float32).
+
+It checks what the real API checks first (``Authorization: Bearer <require_api_key>`` when
+set: 401; a body that is not JSON, no ``model``, no ``messages`` / ``input``: 400), then
+answers with the next behaviour (tests/wire/control.py: ``next``, ``always``, ``requests``,
+``counts``, ``reset``)::
+
+    wire = OpenAIWire()
+    with run_server(wire.app) as base_url:       # tests/wire/serve.py
+        wire.base_url = base_url                 # wire.endpoint: base_url + "/v1"
+        wire.next(rate_limited(retry_after=2))
+
+In tests use the ``openai_server`` fixture (tests/wire/fixtures.py). For benchmarks,
+``build_app(fast=True)`` skips the log and the behaviours, and
+``python -m tests.wire.openai_server --port 8300 --fast`` serves it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import json
+import math
+import struct
+import time
+import uuid
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+
+from .control import Behaviour, Recorded, WireControl, hold, words
+
+_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "invalid_request_error",
+    403: "permission_denied",
+    404: "invalid_request_error",
+    409: "conflict",
+    422: "invalid_request_error",
+    429: "requests",
+}
+_ERROR_CODES = {401: "invalid_api_key", 404: "model_not_found", 429: "rate_limit_exceeded"}
+_DEFAULT_MESSAGES = {
+    400: "Invalid request.",
+    401: "Incorrect API key provided.",
+    403: "You are not allowed to sample from this model.",
+    404: "The model does not exist or you do not have access to it.",
+    422: "Unprocessable request.",
+    429: "Rate limit reached for requests.",
+}
+_SERVER_ERROR = "The server had an error while processing your request. Sorry about that!"
+
+
+def error_body(status: int, message: str, param: str | None = None) -> dict[str, Any]:
+    kind = _ERROR_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
+    return {
+        "error": {
+            "message": message,
+            "type": kind,
+            "param": param,
+            "code": _ERROR_CODES.get(status),
+        }
+    }
+
+
+def embedding_of(text: str, dimensions: int = 8) -> list[float]:
+    """The server's deterministic embedding of ``text``: a unit vector."""
+    raw: list[float] = []
+    counter = 0
+    while len(raw) < dimensions:
+        digest = hashlib.sha256(f"{counter}:{text}".encode()).digest()
+        raw.extend(b / 127.5 - 1 for b in digest)
+        counter += 1
+    vector = raw[:dimensions]
+    norm = math.sqrt(sum(x * x for x in vector)) or 1.0
+    return [x / norm for x in vector]
+
+
+def reply_to(messages: list[dict[str, Any]]) -> str:
+    last = next((m for m in reversed(messages) if m.get("role") == "user"), None)
+    return f"echo: {_text(last.get('content')) if last else ''}"
+
+
+def _text(content: Any) -> str:
+    """A message's text: a string, or the ``text`` of its parts."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+    return ""
+
+
+class OpenAIWire(WireControl):
+    """The app (``.app``) and its control API."""
+
+    def __init__(self, *, fast: bool = False, dimensions: int = 8) -> None:
+        super().__init__()
+        self.fast = fast
+        self.dimensions = dimensions
+        self.app: FastAPI = FastAPI(title="OpenAI wire format (test server)")
+        self.app.post("/v1/chat/completions")(self._chat)
+        self.app.post("/v1/embeddings")(self._embeddings)
+
+    @property
+    def endpoint(self) -> str:
+        """What a model card's ``endpoint`` should be (the SDK's ``base_url``)."""
+        return f"{self.base_url}/v1"
+
+    async def _chat(self, request: Request) -> Response:
+        body, entry, refused = await self._admit(request)
+        if refused is not None:
+            return refused
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            return self._refuse(entry, 400, "[] is too short - 'messages'", "messages")
+        for i, m in enumerate(messages):
+            if not isinstance(m, dict) or m.get("role") not in (
+                "system",
+                "developer",
+                "user",
+                "assistant",
+                "tool",
+            ):
+                return self._refuse(
+                    entry, 400, f"Invalid value for 'messages[{i}].role'.", f"messages[{i}].role"
+                )
+            if m["role"] == "tool" and "tool_call_id" not in m:
+                message = (
+                    "Missing parameter 'tool_call_id': messages with role 'tool' must have "
+                    "a 'tool_call_id'."
+                )
+                return self._refuse(entry, 400, message, f"messages[{i}].tool_call_id")
+
+        def answer() -> dict[str, Any]:
+            reply = reply_to(messages).split(" ")
+            limit = body.get("max_completion_tokens") or body.get("max_tokens")
+            finish = "stop"
+            if isinstance(limit, int) and len(reply) > limit:
+                reply, finish = reply[:limit], "length"
+            text = " ".join(reply)
+            prompt = sum(words(_text(m.get("content"))) for m in messages)
+            completion = words(text)
+            return {
+                "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": body["model"],
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": text, "refusal": None},
+                        "logprobs": None,
+                        "finish_reason": finish,
+                    }
+                ],
+                "usage": {
+                    "prompt_tokens": prompt,
+                    "completion_tokens": completion,
+                    "total_tokens": prompt + completion,
+                },
+                "system_fingerprint": "fp_wire",
+            }
+
+        return await self._respond(request, entry, answer)
+
+    async def _embeddings(self, request: Request) -> Response:
+        body, entry, refused = await self._admit(request)
+        if refused is not None:
+            return refused
+        texts = body.get("input")
+        if isinstance(texts, str):
+            texts = [texts]
+        if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
+            return self._refuse(
+                entry, 400, "'$.input' is invalid. Please check the API reference.", "input"
+            )
+        dimensions = body.get("dimensions") or self.dimensions
+        as_base64 = body.get("encoding_format") == "base64"
+
+        def answer() -> dict[str, Any]:
+            data = []
+            for i, text in enumerate(texts):
+                vector: Any = embedding_of(text, dimensions)
+                if as_base64:
+                    vector = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+                data.append({"object": "embedding", "index": i, "embedding": vector})
+            tokens = sum(words(t) for t in texts)
+            return {
+                "object": "list",
+                "data": data,
+                "model": body["model"],
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            }
+
+        return await self._respond(request, entry, answer)
+
+    async def _admit(
+        self, request: Request
+    ) -> tuple[dict[str, Any], Recorded | None, Response | None]:
+        """Parse and log the request; refuse it as the real API would (bad key, bad body)."""
+        raw = await request.body()
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            body = None
+        entry = None if self.fast else self.record(request, body)
+        if self.require_api_key is not None:
+            if request.headers.get("authorization") != f"Bearer {self.require_api_key}":
+                return (
+                    {},
+                    entry,
+                    self._refuse(entry, 401, _DEFAULT_MESSAGES[401], mode="unauthorized"),
+                )
+        if not isinstance(body, dict):
+            message = "We could not parse the JSON body of your request."
+            return {}, entry, self._refuse(entry, 400, message)
+        if not isinstance(body.get("model"), str):
+            return (
+                {},
+                entry,
+                self._refuse(entry, 400, "you must provide a model parameter", "model"),
+            )
+        return body, entry, None
+
+    def _refuse(
+        self,
+        entry: Recorded | None,
+        status: int,
+        message: str,
+        param: str | None = None,
+        mode: str = "invalid",
+    ) -> Response:
+        if entry is not None:
+            self.answered(entry, mode, status)
+        return JSONResponse(error_body(status, message, param), status_code=status)
+
+    async def _respond(self, request: Request, entry: Recorded | None, answer: Any) -> Response:
+        if self.fast or entry is None:
+            return JSONResponse(answer())
+        behaviour: Behaviour = self.take()
+        self.answered(entry, behaviour.mode, behaviour.status)
+        headers = {"x-request-id": f"req_{uuid.uuid4().hex[:16]}", **dict(behaviour.headers)}
+        if behaviour.delay:
+            await hold(request, behaviour.delay)
+        if behaviour.mode in ("ok", "slow"):
+            return JSONResponse(answer(), headers=headers)
+        if behaviour.mode == "malformed":
+            return Response(
+                b'{"id": "chatcmpl-1", "choices": [{"ind',
+                headers=headers,
+                media_type="application/json",
+            )
+        if behaviour.mode == "unexpected":
+            return JSONResponse({"status": "ok", "result": None}, headers=headers)
+        message = behaviour.message or _DEFAULT_MESSAGES.get(behaviour.status, _SERVER_ERROR)
+        return JSONResponse(
+            error_body(behaviour.status, message), status_code=behaviour.status, headers=headers
+        )
+
+
+def build_app(fast: bool = False) -> FastAPI:
+    """The app alone; ``fast`` answers every request at once (no log, no behaviours)."""
+    return OpenAIWire(fast=fast).app
+
+
+def main() -> None:
+    import uvicorn
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8300)
+    parser.add_argument("--fast", action="store_true", help="answer at once, keep no log")
+    args = parser.parse_args()
+    uvicorn.run(build_app(args.fast), host=args.host, port=args.port, log_level="warning")
+
+
+if __name__ == "__main__":
+    main()
