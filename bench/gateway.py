@@ -73,7 +73,6 @@ def serve_main(port: int) -> None:
     """uvicorn with the wire server's fast app and the fastest settings available."""
     sys.path.insert(0, str(REPO))
     import uvicorn
-
     from tests.wire.openai_server import build_app
 
     uvicorn.run(
@@ -229,7 +228,8 @@ def _short(path: str | None) -> str:
 
 
 def profile_rows(kind: str, prof: Any, top: int, out_base: Path) -> dict[str, Any]:
-    """Top functions by cumulative and by own time, as plain rows for the parent to print."""
+    """Top functions by cumulative and by own time, and (cProfile) every aiosys function by
+    cumulative time: plain rows for the parent to print."""
     if kind == "pyinstrument":
         session = prof.last_session
         tree = out_base.with_suffix(".pyinstrument.txt")
@@ -261,8 +261,13 @@ def profile_rows(kind: str, prof: Any, top: int, out_base: Path) -> dict[str, An
         return {
             "profiler": "pyinstrument",
             "total_s": total,
-            "cumulative": [{"func": k, "cumtime": v, "pct": 100 * v / total} for k, v in by_cum],
-            "own": [{"func": k, "tottime": v, "pct": 100 * v / total} for k, v in by_own],
+            "cumulative": [{"func": k, "cumtime": v} for k, v in by_cum],
+            "own": [{"func": k, "tottime": v} for k, v in by_own],
+            "aiosys": [
+                {"func": k, "cumtime": v}
+                for k, v in sorted(cum.items(), key=lambda kv: -kv[1])
+                if "aiosys/" in k
+            ][:top],
             "tree_file": str(tree),
         }
 
@@ -279,16 +284,17 @@ def profile_rows(kind: str, prof: Any, top: int, out_base: Path) -> dict[str, An
                 "ncalls": nc if nc == cc else f"{nc}/{cc}",
                 "tottime": tt,
                 "cumtime": ct,
-                "pct": 100 * ct / total if total else 0.0,
+                "aiosys": "/aiosys/" in file,
             }
         )
-    by_cum = sorted(rows, key=lambda r: -r["cumtime"])[:top]
+    by_cum = sorted(rows, key=lambda r: -r["cumtime"])
     by_own = sorted(rows, key=lambda r: -r["tottime"])[:20]
     return {
         "profiler": "cProfile (event-loop thread only)",
         "total_s": total,
-        "cumulative": by_cum,
+        "cumulative": by_cum[:top],
         "own": by_own,
+        "aiosys": [r for r in by_cum if r["aiosys"]][:top],
         "prof_file": str(out_base.with_suffix(".prof")),
     }
 
@@ -412,14 +418,13 @@ def child_main(spec_json: str, out_path: str) -> None:
                 prof = make_profiler(spec["profiler"])
                 prof.enable() if spec["profiler"] == "cprofile" else prof.start()
                 try:
-                    pres = await drive(
-                        call, spec["calls"], spec["concurrency"], spec["server_pid"]
-                    )
+                    pres = await drive(call, spec["calls"], spec["concurrency"], spec["server_pid"])
                 finally:
                     prof.disable() if spec["profiler"] == "cprofile" else prof.stop()
                 out["profile"] = profile_rows(
                     spec["profiler"], prof, spec["profile_top"], Path(spec["profile_base"])
                 )
+                out["profile"]["calls"] = spec["calls"]
                 out["profile"]["profiled_rps"] = pres["rps"]
                 out["profile"]["profiled_p50_ms"] = pres["p50_ms"]
         finally:
@@ -561,9 +566,7 @@ def compare(cells: dict[int, dict[str, Any]]) -> dict[str, Any]:
             r = by_system.get(system)
             if r is None or "error" in r:
                 continue
-            row[system] = {
-                q: r[f"{q}_ms"] - sdk[f"{q}_ms"] for q in ("p50", "p95", "p99", "mean")
-            }
+            row[system] = {q: r[f"{q}_ms"] - sdk[f"{q}_ms"] for q in ("p50", "p95", "p99", "mean")}
             row[system]["cpu_ms_per_call"] = r["cpu_ms_per_call"] - sdk["cpu_ms_per_call"]
         a, lite = by_system.get("aiosys"), by_system.get("litellm")
         if "aiosys" in row and "litellm" in row and a is not None and lite is not None:
@@ -712,34 +715,42 @@ def print_tables(
 
 
 def print_profile(console: Any, label: str, prof: dict[str, Any]) -> None:
+    """Times per call, in microseconds (the profiled pass made ``calls`` calls)."""
     from rich.markup import escape
     from rich.table import Table
 
-    t = Table(
-        title=f"{label} profile: {prof['profiler']}, top by cumulative time (profiled pass "
-        f"{prof['profiled_rps']:.0f} req/s, p50 {prof['profiled_p50_ms']:.2f} ms; "
-        f"total {prof['total_s']:.2f}s)",
-        title_justify="left",
-    )
-    cprof = "ncalls" in (prof["cumulative"][0] if prof["cumulative"] else {})
-    if cprof:
-        t.add_column("ncalls", justify="right")
-        t.add_column("tottime", justify="right")
-    t.add_column("cumtime", justify="right")
-    t.add_column("%", justify="right")
-    t.add_column("function  file:line", overflow="fold")
-    for r in prof["cumulative"]:
-        cells = [f"{r['cumtime']:.3f}", f"{r.get('pct', 0):.1f}", escape(r["func"])]
+    calls = prof["calls"]
+
+    def us(seconds: float) -> str:
+        return f"{1e6 * seconds / calls:,.1f}"
+
+    def table(title: str, rows: list[dict[str, Any]], key: str, head: str) -> None:
+        t = Table(title=f"{label}: {title}", title_justify="left")
+        cprof = bool(rows) and "ncalls" in rows[0]
         if cprof:
-            cells = [str(r["ncalls"]), f"{r['tottime']:.3f}", *cells]
-        t.add_row(*cells)
-    console.print(t)
-    t2 = Table(title=f"{label} profile: top by own time", title_justify="left")
-    t2.add_column("own s", justify="right")
-    t2.add_column("function  file:line", overflow="fold")
-    for r in prof["own"]:
-        t2.add_row(f"{r['tottime']:.3f}", escape(r["func"]))
-    console.print(t2)
+            t.add_column("ncalls/call", justify="right")
+        t.add_column(head, justify="right")
+        if key == "cumtime" and cprof:
+            t.add_column("own µs/call", justify="right")
+        t.add_column("function  file:line", overflow="fold")
+        for r in rows:
+            cells = [us(r[key])]
+            if key == "cumtime" and cprof:
+                cells.append(us(r["tottime"]))
+            if cprof:
+                n = str(r["ncalls"]).split("/")[0]
+                cells = [f"{int(n) / calls:.2f}", *cells]
+            t.add_row(*cells, escape(r["func"]))
+        console.print(t)
+
+    console.print(
+        f"[bold]{label} profile[/] ({prof['profiler']}): profiled pass of {calls} calls, "
+        f"{prof['profiled_rps']:.0f} req/s, p50 {prof['profiled_p50_ms']:.2f} ms "
+        f"(the profiler's own cost inflates small functions)"
+    )
+    table("top by cumulative time", prof["cumulative"], "cumtime", "cum µs/call")
+    table("aiosys functions by cumulative time", prof["aiosys"], "cumtime", "cum µs/call")
+    table("top by own time", prof["own"], "tottime", "own µs/call")
     for k in ("prof_file", "tree_file"):
         if k in prof:
             console.print(f"[dim]{k}: {prof[k]}[/]")
@@ -765,8 +776,7 @@ def parent_main(args: argparse.Namespace) -> int:
     )
     srv = env["server"]
     console.print(
-        f"[dim]server: uvicorn loop={srv['loop']} http={srv['http']}, no access log, "
-        f"own process[/]"
+        f"[dim]server: uvicorn loop={srv['loop']} http={srv['http']}, no access log, own process[/]"
     )
     # The SQLite files live beside the repo (the same disk a real deployment would use)
     # unless --store-dir moves them (e.g. to /dev/shm, to see what the disk sync costs).
@@ -804,7 +814,9 @@ def parent_main(args: argparse.Namespace) -> int:
                     res = run_child(spec, tmp, args.timeout)
                     reps[conc].setdefault(system, []).append(res)
                     if "error" in res:
-                        console.print(f"[red]{system} c={conc} #{rep + 1} failed:[/]\n{res['error']}")
+                        console.print(
+                            f"[red]{system} c={conc} #{rep + 1} failed:[/]\n{res['error']}"
+                        )
                         continue
                     console.print(
                         f"  c={conc:<3} {system:<9} #{rep + 1}  p50 {res['p50_ms']:7.3f}  "
@@ -872,7 +884,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         try:
             out = [int(x) for x in s.split(",") if x.strip()]
         except ValueError:
-            raise argparse.ArgumentTypeError(f"not a comma-separated list of integers: {s!r}")
+            raise argparse.ArgumentTypeError(
+                f"not a comma-separated list of integers: {s!r}"
+            ) from None
         if not out or any(x < 1 for x in out):
             raise argparse.ArgumentTypeError(f"concurrency levels must be >= 1: {s!r}")
         return out
@@ -906,7 +920,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="after the timed pass, profile one more pass of the aiosys and workflow cells",
     )
-    p.add_argument("--profiler", choices=["cprofile", "pyinstrument"], default="pyinstrument")
+    p.add_argument("--profiler", choices=["cprofile", "pyinstrument"], default="cprofile")
     p.add_argument("--profile-top", type=int, default=30)
     p.add_argument("--timeout", type=float, default=900, help="seconds per child process")
     p.add_argument("--keep", action="store_true", help="keep the temp SQLite files")

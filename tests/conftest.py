@@ -32,6 +32,13 @@ TEMPLATE = "aiosys_test_template"
 TEMPLATE_LOCK = 0x61696F7374657374  # advisory lock: building (exclusive) or cloning (shared)
 
 
+@pytest.fixture(autouse=True)
+def _no_project_model_cards(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Apps in tests start with an empty catalog: the repository's example cards under
+    ./models would otherwise load into every App that opens (tests that want them say so)."""
+    monkeypatch.setenv("AIOSYS_MODELS_DIR", "")
+
+
 def _with_db(url: str, dbname: str) -> str:
     """The same server URL naming another database."""
     return urlsplit(url)._replace(path=f"/{dbname}").geturl()

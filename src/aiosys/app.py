@@ -7,14 +7,52 @@ provider, connection or SDK import before).
 
 from __future__ import annotations
 
+import asyncio
+import os
 from functools import cached_property
+from pathlib import Path
+from typing import Any
 
 from . import kernel
+from .models.catalog import ModelCard
+from .models.catalog_files import load_card_files
 from .models.plane import ModelPlane
 
 
 class App(kernel.App):
-    """Workflows, steps and queues bound to one store, with models (``app.models``)."""
+    """Workflows, steps and queues bound to one store, with models (``app.models``).
+
+    When the app opens, the catalog is filled from the store (cards ``aiosys models sync``
+    saved) and then from the card files under ``models_dir`` (the argument, else the
+    ``AIOSYS_MODELS_DIR`` environment variable, empty meaning none, else ``./models`` when it
+    exists), so a file's card wins over the stored one of the same id. Cards added in code
+    with ``app.models.add_card`` before opening win over both.
+    """
+
+    def __init__(self, *args: Any, models_dir: str | Path | None = None, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.models_dir = models_dir
+
+    async def open(self) -> App:
+        first = self._opened == 0
+        await super().open()
+        if first:
+            await self._load_catalog()
+        return self
+
+    async def _load_catalog(self) -> None:
+        plane = self.models
+        in_code = dict(plane.cards)
+        await plane.load_store()
+        directory = self.models_dir
+        if directory is None:
+            directory = os.environ.get("AIOSYS_MODELS_DIR", "models")
+        if directory:
+            # Reading the card files is blocking file I/O: off the event loop.
+            for card, _ in await asyncio.to_thread(_card_files, Path(directory)):
+                plane.add_card(card)
+        for card in in_code.values():
+            plane.add_card(card)
 
     @cached_property
     def models(self) -> ModelPlane:
@@ -26,6 +64,10 @@ class App(kernel.App):
         if self._opened <= 1 and "models" in self.__dict__:
             await self.models.close()
         await super().close()
+
+
+def _card_files(directory: Path) -> list[tuple[ModelCard, Path]]:
+    return load_card_files(directory) if directory.is_dir() else []
 
 
 __all__ = ["App"]

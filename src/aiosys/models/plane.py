@@ -22,6 +22,7 @@ from __future__ import annotations
 import random
 from collections.abc import Awaitable, Callable
 from functools import cached_property
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import pydantic
@@ -86,6 +87,25 @@ class ModelPlane:
                 self.cards[other.id] = other.model_copy(update={"aliases": kept})
         self.cards[card.id] = card
         return card
+
+    def load_files(self, directory: str | Path = "models") -> list[ModelCard]:
+        """Add the cards declared in TOML/YAML files under ``directory`` (see
+        ``catalog_files``); a bad file is a ``ConfigError`` naming it and the field."""
+        from .catalog_files import load_card_files
+
+        return [self.add_card(card) for card, _ in load_card_files(directory)]
+
+    async def load_store(self) -> list[ModelCard]:
+        """Add the cards kept in the store (``aiosys models sync`` put them there)."""
+        from .catalog_store import load_cards
+
+        return [self.add_card(card) for card in await load_cards(self.app.store)]
+
+    async def save_to_store(self, source: str | None = None) -> None:
+        """Keep this catalog's cards in the store, so other workers and the console see it."""
+        from .catalog_store import save_cards
+
+        await save_cards(self.app.store, [(card, source) for card in self.cards.values()])
 
     def card(self, name: str) -> ModelCard:
         """The card of that id, ``id@version`` or alias; ``ModelNotFound`` lists the ids."""
