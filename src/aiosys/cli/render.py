@@ -90,6 +90,7 @@ def effect_dict(e: EffectRow) -> dict[str, Any]:
         "started_at": iso(e.started_at),
         "finished_at": iso(e.finished_at),
         "duration_ms": millis(e.started_at, e.finished_at),
+        "meta": _decode(e.meta),
     }
 
 
@@ -139,9 +140,13 @@ def timeline_table(effects: list[EffectRow]) -> Table:
     table.add_column("attempt", justify="right")
     table.add_column("status")
     table.add_column("duration (ms)", justify="right")
+    table.add_column("model")
+    table.add_column("tokens in/out", justify="right")
+    table.add_column("cost", justify="right")
     table.add_column("error")
     for e in effects:
         ms = millis(e.started_at, e.finished_at)
+        model, tokens, cost = _model_columns(e.meta)
         table.add_row(
             str(e.seq),
             Text(e.kind),
@@ -149,9 +154,23 @@ def timeline_table(effects: list[EffectRow]) -> Table:
             str(e.attempt),
             _status(e.status),
             "" if ms is None else f"{ms:.1f}",
+            Text(model),
+            tokens,
+            cost,
             Text(error_message(e.error), style="red"),
         )
     return table
+
+
+def _model_columns(meta: str | None) -> tuple[str, str, str]:
+    """Which model answered a model effect, its tokens and cost (blank for other effects)."""
+    data = _decode(meta)
+    if not isinstance(data, dict) or "model" not in data:
+        return "", "", ""
+    usage = data.get("usage") or {}
+    tokens = f"{usage.get('input_tokens', 0)}/{usage.get('output_tokens', 0)}"
+    cached = " (cached)" if data.get("cached") else ""
+    return f"{data['model']}{cached}", tokens, f"{float(data.get('cost') or 0):.6f}"
 
 
 def _short(value: Any, limit: int = 400) -> str:
@@ -191,5 +210,28 @@ def run_summary(row: RunRow) -> Table:
 
 
 def run_view(row: RunRow, effects: list[EffectRow]) -> Group:
-    """``runs show``: the run's summary, then its effect timeline."""
-    return Group(run_summary(row), Text(""), timeline_table(effects))
+    """``runs show``: the run's summary, its model usage, then its effect timeline."""
+    parts: list[Any] = [run_summary(row)]
+    usage = model_usage(effects)
+    if usage["calls"]:
+        parts.append(
+            Text(
+                f"models    {usage['calls']} call(s), {usage['input_tokens']} tokens in, "
+                f"{usage['output_tokens']} out, cost {usage['cost']:.6f}"
+            )
+        )
+    return Group(*parts, Text(""), timeline_table(effects))
+
+
+def model_usage(effects: list[EffectRow]) -> dict[str, Any]:
+    """The run's model calls summed from its effects' records."""
+    total: dict[str, Any] = {"calls": 0, "input_tokens": 0, "output_tokens": 0, "cost": 0.0}
+    for e in effects:
+        data = _decode(e.meta)
+        if isinstance(data, dict) and "model" in data:
+            usage = data.get("usage") or {}
+            total["calls"] += 1
+            total["input_tokens"] += int(usage.get("input_tokens", 0))
+            total["output_tokens"] += int(usage.get("output_tokens", 0))
+            total["cost"] += float(data.get("cost") or 0)
+    return total

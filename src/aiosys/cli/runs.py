@@ -25,7 +25,7 @@ from .common import (
     store_app,
     with_opened,
 )
-from .render import effect_dict, run_detail, run_dict, run_view, runs_table
+from .render import effect_dict, model_usage, run_detail, run_dict, run_view, runs_table
 
 runs = typer.Typer(help="Inspect and steer runs: list, show, cancel, resume, signal.")
 
@@ -73,7 +73,8 @@ def show(
 
     row, effects = run_async(lambda: with_opened(store_app(app, store), body))
     if json_:
-        echo_json({**run_detail(row), "effects": [effect_dict(e) for e in effects]})
+        detail = {**run_detail(row), "model_usage": model_usage(effects)}
+        echo_json({**detail, "effects": [effect_dict(e) for e in effects]})
     else:
         console().print(run_view(row, effects))
 
