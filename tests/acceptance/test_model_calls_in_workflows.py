@@ -128,3 +128,23 @@ async def test_a_budget_of_one_cent_stops_the_call_that_would_exceed_it_before_i
     assert "0.01" in failed.value.error["message"]
     # The denied call never reached the server: one request per run that was allowed.
     assert len(openai_server.requests) == 2
+
+
+async def test_a_soft_budget_lets_the_call_through_and_records_a_warning_on_the_effect(
+    store_url: str, openai_server: OpenAIWire
+) -> None:
+    card = {
+        "id": "wire-gpt",
+        "provider": "openai",
+        "endpoint": openai_server.endpoint,
+        "pricing": {"input_per_1k": 0.5, "output_per_1k": 0.5},
+    }
+    app = build_app(store_url, card, max_tokens=5)
+    app.models.budgets.add(Budget(scope="workflow", key="ask", limit=0.001, hard=False))
+    async with app:
+        run = await app.start("ask", {"question": QUESTION})
+        assert await run.result(timeout=60) == f"echo: {QUESTION}"
+        meta = model_effect(await app.effects(run.id))
+    (warning,) = meta["warnings"]
+    assert "soft" in warning and "ask" in warning and "0.001" in warning
+    assert len(openai_server.requests) == 1

@@ -83,6 +83,7 @@ class Trace:
     task: str | None = None
     attempts: list[Attempt] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)  # candidate -> reason
+    warnings: list[str] = field(default_factory=list)  # e.g. a soft budget passed
     card: ModelCard | None = None
     response: ModelResponse | None = None
     output: Any = None
@@ -103,6 +104,8 @@ class Trace:
         rec["attempts"] = [{"model": a.model, "error": a.error} for a in self.attempts]
         if self.skipped:
             rec["skipped"] = dict(self.skipped)
+        if self.warnings:
+            rec["warnings"] = list(self.warnings)
         return rec
 
 
@@ -274,8 +277,11 @@ class Router:
         for n in range(cand.retries + 1):
             if n and self.breakers.is_open(card.key):
                 break  # this candidate's own failures just opened it
+            call = _deployment_call(card, choice.request, ctx)
             try:
-                response = await self.send(_deployment_call(card, choice.request, ctx))
+                response = await self.send(call)
+                if "budget_warning" in call.meta:  # a soft budget let the call through
+                    trace.warnings.append(call.meta["budget_warning"])
             except CircuitOpen:  # another caller holds the half-open trial
                 trace.attempts.append(Attempt(card.key, "open breaker"))
                 return "open breaker"
