@@ -20,13 +20,18 @@ Systems (each (system, concurrency, repetition) in a fresh child process):
   ``ctx.models.call`` in a one-effect workflow run with ``app.run`` (includes the run's
   durable commits on SQLite, WAL + synchronous=FULL).
 
-Overhead = the system's latency percentile - the SDK's at the same concurrency (medians over
-repetitions). CPU per call = the client process's CPU time (all its threads) over the timed
-section / calls; the server's CPU per call is shown beside it.
+Systems run interleaved (``--repeat`` N: every repetition measures each system once, in a
+rotated order). Overhead = the system's latency percentile - the SDK's at the same
+concurrency, taken within each repetition and reported as the median over repetitions.
+CPU per call = the client process's CPU time (all its threads) over the timed section /
+calls; the server's CPU per call is shown beside it, and "other load" is the CPU (in cores)
+the rest of the machine used meanwhile, so a figure taken on a busy machine shows it.
 
-    .venv/bin/python bench/gateway.py
-    .venv/bin/python bench/gateway.py --calls 2000 --concurrency 1,16 --repeat 3
-    .venv/bin/python bench/gateway.py --only aiosys,sdk --profile --profiler pyinstrument
+    .venv/bin/python bench/gateway.py                         # 2000 calls, c=1,16, all four
+    .venv/bin/python bench/gateway.py --repeat 5
+    .venv/bin/python bench/gateway.py --only sdk,aiosys --profile          # cProfile
+    .venv/bin/python bench/gateway.py --only sdk,aiosys --profile --profiler pyinstrument
+    .venv/bin/python bench/gateway.py --only sdk,aiosys --store-dir /dev/shm   # no disk sync
 
 Results are printed as tables and written to bench/results/gateway-<timestamp>.json.
 """
@@ -150,6 +155,17 @@ def proc_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def machine_busy() -> float:
+    """CPU seconds all processes of the machine have used so far, over all cores (Linux
+    /proc/stat: user, nice, system, irq, softirq, steal)."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    except OSError:
+        return float("nan")
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
 # =========================================================================================
 # The timed loop, shared by every system
 # =========================================================================================
@@ -182,10 +198,13 @@ async def drive(call: Any, calls: int, concurrency: int, server_pid: int) -> dic
             if out != EXPECTED:
                 raise AssertionError(f"call {i} answered {out!r}, expected {EXPECTED!r}")
 
-    srv0, cpu0, wall0 = proc_cpu(server_pid), time.process_time(), time.perf_counter()
+    busy0, srv0 = machine_busy(), proc_cpu(server_pid)
+    cpu0, wall0 = time.process_time(), time.perf_counter()
     await asyncio.gather(*(loop() for _ in range(concurrency)))
     wall = time.perf_counter() - wall0
     cpu, srv = time.process_time() - cpu0, proc_cpu(server_pid) - srv0
+    # What the rest of the machine (other engineers' tests, ...) ran meanwhile, in cores.
+    other = (machine_busy() - busy0 - cpu - srv) / wall
     latencies.sort()
     ms = [1000 * x for x in latencies]
     return {
@@ -196,6 +215,7 @@ async def drive(call: Any, calls: int, concurrency: int, server_pid: int) -> dic
         "cpu_ms_per_call": 1000 * cpu / calls,
         "server_cpu_ms_per_call": 1000 * srv / calls,
         "client_cpu_utilisation": cpu / wall,
+        "other_load_cores": max(0.0, other),
         "p50_ms": percentile(ms, 0.50),
         "p95_ms": percentile(ms, 0.95),
         "p99_ms": percentile(ms, 0.99),
@@ -354,7 +374,8 @@ def aiosys_app(spec: dict[str, Any]) -> Any:
     from aiosys import App
 
     db_dir = spec["store_dir"] or spec["tmpdir"]
-    app = App(store=f"sqlite:///{db_dir}/{spec['system']}-{spec['label']}.db")
+    # models_dir="": the catalog is the one card below, whatever ./models holds.
+    app = App(store=f"sqlite:///{db_dir}/{spec['system']}-{spec['label']}.db", models_dir="")
     app.models.add_card(
         {
             "id": "bench",
@@ -547,39 +568,57 @@ def summarize(reps: list[dict[str, Any]]) -> dict[str, Any]:
     out["rps_all"] = [round(r["rps"], 1) for r in reps]
     out["p50_all"] = [round(r["p50_ms"], 3) for r in reps]
     out["loadavg_1m"] = [round(r["loadavg_before"][0], 2) for r in reps]
+    out["other_load_all"] = [round(r["other_load_cores"], 2) for r in reps]
     profile = next((r["profile"] for r in reps if "profile" in r), None)
     if profile is not None:
         out["profile"] = profile
     return out
 
 
-def compare(cells: dict[int, dict[str, Any]]) -> dict[str, Any]:
-    """Overheads over the SDK and the ratios against LiteLLM, per concurrency."""
-    out: dict[str, Any] = {}
+def compare(
+    cells: dict[int, dict[str, Any]], reps: dict[int, dict[str, list[dict[str, Any]]]]
+) -> dict[int, Any]:
+    """Overheads over the SDK and the ratios against LiteLLM, per concurrency.
+
+    Paired by repetition: repetition i of a system is compared with repetition i of the SDK
+    (measured minutes apart at most, under the same background load), and the median of
+    those differences (or ratios) is reported, so a load swing between repetitions does not
+    land on one system alone."""
+    out: dict[int, Any] = {}
     for conc, by_system in cells.items():
-        sdk = by_system.get("sdk")
         row: dict[str, Any] = {}
+        out[conc] = row
+        sdk = by_system.get("sdk")
         if sdk is None or "error" in sdk:
-            out[conc] = row
             continue
+        sdk_reps = reps[conc]["sdk"]
         for system in ("aiosys", "litellm", "workflow"):
             r = by_system.get(system)
             if r is None or "error" in r:
                 continue
-            row[system] = {q: r[f"{q}_ms"] - sdk[f"{q}_ms"] for q in ("p50", "p95", "p99", "mean")}
-            row[system]["cpu_ms_per_call"] = r["cpu_ms_per_call"] - sdk["cpu_ms_per_call"]
+            pairs = list(zip(reps[conc][system], sdk_reps, strict=False))
+            row[system] = {}
+            for key in ("p50", "p95", "p99", "mean", "cpu"):
+                metric = "cpu_ms_per_call" if key == "cpu" else f"{key}_ms"
+                diffs = [x[metric] - b[metric] for x, b in pairs]
+                row[system][key] = _median(diffs)
+                row[system][f"{key}_all"] = [round(d, 3) for d in diffs]
         a, lite = by_system.get("aiosys"), by_system.get("litellm")
         if "aiosys" in row and "litellm" in row and a is not None and lite is not None:
             ratios: dict[str, Any] = {}
-            for q in ("p50", "p99"):
-                la = row["litellm"][q]
-                ratios[f"overhead_{q}"] = row["aiosys"][q] / la if la > 0 else float("nan")
-            ratios["rps"] = a["rps"] / lite["rps"]
-            ratios["cpu_overhead"] = (
-                row["aiosys"]["cpu_ms_per_call"] / row["litellm"]["cpu_ms_per_call"]
-                if row["litellm"]["cpu_ms_per_call"] > 0
-                else float("nan")
-            )
+            for key in ("p50", "p99", "cpu"):
+                la = row["litellm"][key]
+                ratios[f"overhead_{key}"] = row["aiosys"][key] / la if la > 0 else float("nan")
+            per_rep = [
+                x["rps"] / y["rps"]
+                for x, y in zip(reps[conc]["aiosys"], reps[conc]["litellm"], strict=False)
+            ]
+            ratios["rps"] = _median(per_rep)
+            ratios["rps_all"] = [round(v, 2) for v in per_rep]
+            sdk_per_rep = [
+                x["rps"] / y["rps"] for x, y in zip(sdk_reps, reps[conc]["litellm"], strict=False)
+            ]
+            ratios["sdk_rps_over_litellm"] = _median(sdk_per_rep)
             row["ratios"] = ratios
         out[conc] = row
     return out
@@ -612,7 +651,7 @@ def print_tables(
         "+p99",
         "+CPU ms",
         "server CPU ms/call",
-        "load 1m",
+        "other load",
     ):
         t.add_column(col, justify="left" if col == "system" else "right")
     for conc, by_system in cells.items():
@@ -635,9 +674,9 @@ def print_tables(
                 f(o.get("p50")),
                 f(o.get("p95")),
                 f(o.get("p99")),
-                f(o.get("cpu_ms_per_call")),
+                f(o.get("cpu")),
                 f(r["server_cpu_ms_per_call"]),
-                ",".join(f"{x:.1f}" for x in r["loadavg_1m"]),
+                ",".join(f"{x:.1f}" for x in r["other_load_all"]),
             )
         t.add_section()
     console.print(t)
@@ -674,15 +713,25 @@ def print_tables(
         )
         rt.add_row(
             str(conc),
+            "  (openai SDK alone, req/s)",
+            f(cells[conc]["sdk"]["rps"], ",.0f"),
+            f(lite["rps"], ",.0f"),
+            f(ratios["sdk_rps_over_litellm"], ".2f"),
+            "-",
+            "-",
+        )
+        rt.add_row(
+            str(conc),
             "added CPU ms/call",
-            f(row["aiosys"]["cpu_ms_per_call"]),
-            f(row["litellm"]["cpu_ms_per_call"]),
-            f(ratios["cpu_overhead"], ".3f"),
+            f(row["aiosys"]["cpu"]),
+            f(row["litellm"]["cpu"]),
+            f(ratios["overhead_cpu"], ".3f"),
             "-",
             "-",
         )
         rt.add_section()
-    console.print(rt)
+    if rt.row_count:
+        console.print(rt)
 
     wt = Table(
         title="aiosys model call as a recorded workflow effect (ctx.models.call in a one-effect "
@@ -823,7 +872,8 @@ def parent_main(args: argparse.Namespace) -> int:
                         f"p95 {res['p95_ms']:7.3f}  p99 {res['p99_ms']:7.3f} ms  "
                         f"{res['rps']:7.0f} req/s  CPU {res['cpu_ms_per_call']:.3f} ms/call  "
                         f"server CPU {res['server_cpu_ms_per_call']:.3f} ms/call  "
-                        f"load {res['loadavg_before'][0]:.2f}"
+                        f"other load {res['other_load_cores']:.2f}  "
+                        f"loadavg {res['loadavg_before'][0]:.2f}"
                     )
     finally:
         stop_server(server)
@@ -833,22 +883,34 @@ def parent_main(args: argparse.Namespace) -> int:
                 shutil.rmtree(store_tmp, ignore_errors=True)
 
     cells = {c: {s: summarize(r) for s, r in by.items()} for c, by in reps.items()}
-    cmp = compare(cells)
+    cmp = compare(cells, reps)
     console.print()
     print_tables(console, cells, cmp, args)
     env["loadavg_at_end"] = os.getloadavg()
     la0, la1 = env["loadavg_at_start"], env["loadavg_at_end"]
     console.print(
-        f"[dim]Overhead (+) = the system's percentile - the SDK's at the same concurrency "
-        f"(medians over repetitions). CPU = the client process's CPU time over the timed "
-        f"section / calls (all its threads); server CPU from /proc. Load average (1/5/15 min) "
-        f"at start {la0[0]:.2f}/{la0[1]:.2f}/{la0[2]:.2f}, at end "
+        f"[dim]Overhead (+) = the system's percentile - the SDK's at the same concurrency, "
+        f"median over repetitions of the difference within each repetition; absolute figures "
+        f"are medians over repetitions. CPU = the client process's CPU time over the timed "
+        f"section / calls (all its threads); server CPU from /proc. Other load = cores' worth "
+        f"of CPU the rest of the machine used during each timed section (/proc/stat minus "
+        f"client and server), per repetition. Load average (1/5/15 min, includes this "
+        f"benchmark) at start {la0[0]:.2f}/{la0[1]:.2f}/{la0[2]:.2f}, at end "
         f"{la1[0]:.2f}/{la1[1]:.2f}/{la1[2]:.2f} on {env['cpus']} CPUs.[/]"
     )
-    if max(la0[0], la1[0]) > (os.cpu_count() or 1) * 0.5:
+    others = [
+        r["other_load_cores"]
+        for by in reps.values()
+        for rs in by.values()
+        for r in rs
+        if "other_load_cores" in r
+    ]
+    env["other_load_cores_max"] = max(others, default=0.0)
+    if others and _median(others) > 0.25:
         console.print(
-            "[yellow]The machine was loaded by other work during this run; repeat when it "
-            "is quieter for steadier figures.[/]"
+            f"[yellow]Other work used a median {_median(others):.2f} cores (max "
+            f"{max(others):.2f}) of the {env['cpus']} during the timed sections: repeat when "
+            f"the machine is quieter for steadier figures.[/]"
         )
     if args.profile:
         for conc, by_system in cells.items():
