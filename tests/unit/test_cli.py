@@ -11,10 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner, Result
+from tests.unit.clirunner import aiosys, ok, reported_error
 
 from aiosys import App
-from aiosys.cli.main import cli
 
 TESTS_DIR = Path(__file__).resolve().parents[1]
 RUN_KEYS = {
@@ -37,26 +36,6 @@ def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.syspath_prepend(str(TESTS_DIR))
     monkeypatch.chdir(tmp_path)  # nothing may land in the repository's .aiosys/
     return f"sqlite:///{tmp_path / 'cli.db'}"
-
-
-def aiosys(*args: str) -> Result:
-    return CliRunner().invoke(cli, list(args))
-
-
-def ok(result: Result) -> Result:
-    assert result.exit_code == 0, (result.exit_code, result.output, result.exception)
-    return result
-
-
-def reported_error(result: Result, code: int = 1) -> str:
-    """The command failed with ``code`` and one ``error:`` line, not an exception."""
-    assert result.exit_code == code, (result.exit_code, result.output, result.exception)
-    assert result.exception is None or isinstance(result.exception, SystemExit)
-    assert "Traceback" not in result.output
-    assert result.stdout == ""
-    assert result.stderr.startswith("error: ")
-    assert len(result.stderr.strip().splitlines()) == 1
-    return result.stderr
 
 
 def runs_json(store: str, *args: str) -> list[dict[str, Any]]:

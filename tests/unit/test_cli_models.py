@@ -7,9 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner, Result
+from tests.unit.clirunner import aiosys, ok, reported_error
 
-from aiosys.cli.main import cli
 from aiosys.models.catalog import ModelCard
 
 REPO_MODELS = Path(__file__).resolve().parents[2] / "models"
@@ -49,26 +48,6 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, store_url: str) -> 
     (tmp_path / "models" / "gpt.toml").write_text(GPT, encoding="utf-8")
     (tmp_path / "models" / "summarizer.yaml").write_text(SUMMARIZER, encoding="utf-8")
     return store_url
-
-
-def aiosys(*args: str) -> Result:
-    return CliRunner().invoke(cli, list(args))
-
-
-def ok(result: Result) -> Result:
-    assert result.exit_code == 0, (result.exit_code, result.output, result.exception)
-    return result
-
-
-def reported_error(result: Result, code: int = 1) -> str:
-    """The command failed with ``code`` and one ``error:`` line, not an exception."""
-    assert result.exit_code == code, (result.exit_code, result.output, result.exception)
-    assert result.exception is None or isinstance(result.exception, SystemExit)
-    assert "Traceback" not in result.output
-    assert result.stdout == ""
-    assert result.stderr.startswith("error: ")
-    assert len(result.stderr.strip().splitlines()) == 1
-    return result.stderr
 
 
 def listed(store: str, *args: str) -> list[dict[str, Any]]:
