@@ -43,6 +43,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _common import _tree_hash, _version, make_profiler, profile_rows
+
 STEPS_PER_WORKFLOW = 10
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
@@ -94,93 +96,6 @@ async def drive(run_one: Any, mode: str, runs: int, inflight: int, base: int) ->
         "latency_p50_ms": 1000 * latencies[len(latencies) // 2],
         "latency_p99_ms": 1000 * latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
         "verified": True,
-    }
-
-
-def make_profiler(kind: str) -> Any:
-    if kind == "pyinstrument":
-        from pyinstrument import Profiler
-
-        # async_mode="disabled": samples what the loop thread is actually running (idle time
-        # shows up in the selector), rather than attributing await time to awaiting frames.
-        return Profiler(async_mode="disabled", interval=0.001)
-    import cProfile
-
-    return cProfile.Profile()
-
-
-def _short(path: str | None) -> str:
-    if not path:
-        return "?"
-    for marker in ("site-packages/", "/src/", "/lib/python3."):
-        if marker in path:
-            tail = path.split(marker, 1)[1]
-            return tail.split("/", 1)[1] if marker == "/lib/python3." else tail
-    return path
-
-
-def profile_rows(kind: str, prof: Any, top: int, out_base: Path) -> dict[str, Any]:
-    """Top functions by cumulative and by own time, as plain rows for the parent to print."""
-    if kind == "pyinstrument":
-        session = prof.last_session
-        out_base.with_suffix(".pyinstrument.txt").write_text(
-            prof.output_text(unicode=True, color=False, show_all=False)
-        )
-        cum: dict[str, float] = {}
-        own: dict[str, float] = {}
-        total = session.duration
-
-        def walk(frame: Any, parent: str, stack: frozenset[str]) -> None:
-            if frame.identifier == "[self]":  # a frame's own time, as a synthetic child
-                own[parent] = own.get(parent, 0.0) + frame.time
-                return
-            if frame.is_synthetic:
-                key = frame.identifier or "<root>"
-            else:
-                key = f"{frame.function}  {_short(frame.file_path)}:{frame.line_no}"
-            if key not in stack:
-                cum[key] = cum.get(key, 0.0) + frame.time
-            if not frame.children:
-                own[key] = own.get(key, 0.0) + frame.time
-            for child in frame.children:
-                walk(child, key, stack | {key})
-
-        root = session.root_frame()
-        if root is not None:
-            walk(root, "<root>", frozenset())
-        by_cum = sorted(cum.items(), key=lambda kv: -kv[1])[:top]
-        by_own = sorted(own.items(), key=lambda kv: -kv[1])[:15]
-        return {
-            "profiler": "pyinstrument",
-            "total_s": total,
-            "cumulative": [{"func": k, "cumtime": v, "pct": 100 * v / total} for k, v in by_cum],
-            "own": [{"func": k, "tottime": v, "pct": 100 * v / total} for k, v in by_own],
-            "tree_file": str(out_base.with_suffix(".pyinstrument.txt")),
-        }
-
-    import pstats
-
-    prof.dump_stats(str(out_base.with_suffix(".prof")))
-    st = pstats.Stats(prof)
-    total = st.total_tt  # type: ignore[attr-defined]
-    rows = []
-    for (file, line, func), (cc, nc, tt, ct, _callers) in st.stats.items():  # type: ignore[attr-defined]
-        rows.append(
-            {
-                "func": f"{func}  {_short(file)}:{line}",
-                "ncalls": nc if nc == cc else f"{nc}/{cc}",
-                "tottime": tt,
-                "cumtime": ct,
-            }
-        )
-    by_cum = sorted(rows, key=lambda r: -r["cumtime"])[:top]
-    by_own = sorted(rows, key=lambda r: -r["tottime"])[:15]
-    return {
-        "profiler": "cProfile (event-loop thread only)",
-        "total_s": total,
-        "cumulative": by_cum,
-        "own": by_own,
-        "prof_file": str(out_base.with_suffix(".prof")),
     }
 
 
@@ -322,13 +237,6 @@ def child_main(spec_json: str, out_path: str) -> None:
     Path(out_path).write_text(json.dumps(result))
 
 
-def _version(dist: str) -> str:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return "?"
-
-
 # =========================================================================================
 # Parent: databases, subprocesses, table, JSON
 # =========================================================================================
@@ -459,17 +367,6 @@ def _median_rep(reps: list[dict[str, Any]]) -> dict[str, Any]:
     if profile is not None:
         best["profile"] = profile
     return best
-
-
-def _tree_hash(root: Path) -> str:
-    """A digest of the source measured (the tree is edited while benchmarks run)."""
-    import hashlib
-
-    h = hashlib.sha256()
-    for f in sorted(root.rglob("*")):
-        if f.is_file() and "__pycache__" not in f.parts:
-            h.update(str(f.relative_to(root)).encode() + b"\0" + f.read_bytes())
-    return h.hexdigest()[:16]
 
 
 def print_table(console: Any, cells: list[dict[str, Any]], args: argparse.Namespace) -> None:

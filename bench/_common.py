@@ -1,0 +1,120 @@
+"""Helpers shared by the benchmarks (bench/kernel.py, bench/gateway.py): versions, a digest
+of the source measured, and profiling of a benchmark child."""
+
+from __future__ import annotations
+
+import importlib.metadata
+from pathlib import Path
+from typing import Any
+
+
+def _version(dist: str) -> str:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return "?"
+
+
+def _tree_hash(root: Path) -> str:
+    """A digest of the source measured (the tree is edited while benchmarks run)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for f in sorted(root.rglob("*")):
+        if f.is_file() and "__pycache__" not in f.parts:
+            h.update(str(f.relative_to(root)).encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def make_profiler(kind: str, interval: float = 0.0005) -> Any:
+    if kind == "pyinstrument":
+        from pyinstrument import Profiler
+
+        # async_mode="disabled": samples what the loop thread is actually running (idle time
+        # shows up in the selector), rather than attributing await time to awaiting frames.
+        return Profiler(async_mode="disabled", interval=interval)
+    import cProfile
+
+    return cProfile.Profile()
+
+
+def _short(path: str | None) -> str:
+    if not path:
+        return "?"
+    for marker in ("site-packages/", "/src/", "/lib/python3."):
+        if marker in path:
+            tail = path.split(marker, 1)[1]
+            return tail.split("/", 1)[1] if marker == "/lib/python3." else tail
+    return path
+
+
+def profile_rows(kind: str, prof: Any, top: int, out_base: Path) -> dict[str, Any]:
+    """Top functions by cumulative and by own time, and (cProfile) every aiosys function by
+    cumulative time: plain rows for the parent to print."""
+    if kind == "pyinstrument":
+        session = prof.last_session
+        tree = out_base.with_suffix(".pyinstrument.txt")
+        tree.write_text(prof.output_text(unicode=True, color=False, show_all=False))
+        cum: dict[str, float] = {}
+        own: dict[str, float] = {}
+        total = session.duration
+
+        def walk(frame: Any, parent: str, stack: frozenset[str]) -> None:
+            if frame.identifier == "[self]":  # a frame's own time, as a synthetic child
+                own[parent] = own.get(parent, 0.0) + frame.time
+                return
+            if frame.is_synthetic:
+                key = frame.identifier or "<root>"
+            else:
+                key = f"{frame.function}  {_short(frame.file_path)}:{frame.line_no}"
+            if key not in stack:
+                cum[key] = cum.get(key, 0.0) + frame.time
+            if not frame.children:
+                own[key] = own.get(key, 0.0) + frame.time
+            for child in frame.children:
+                walk(child, key, stack | {key})
+
+        root = session.root_frame()
+        if root is not None:
+            walk(root, "<root>", frozenset())
+        by_cum = sorted(cum.items(), key=lambda kv: -kv[1])[:top]
+        by_own = sorted(own.items(), key=lambda kv: -kv[1])[:20]
+        return {
+            "profiler": "pyinstrument",
+            "total_s": total,
+            "cumulative": [{"func": k, "cumtime": v} for k, v in by_cum],
+            "own": [{"func": k, "tottime": v} for k, v in by_own],
+            "aiosys": [
+                {"func": k, "cumtime": v}
+                for k, v in sorted(cum.items(), key=lambda kv: -kv[1])
+                if "aiosys/" in k
+            ][:top],
+            "tree_file": str(tree),
+        }
+
+    import pstats
+
+    prof.dump_stats(str(out_base.with_suffix(".prof")))
+    st = pstats.Stats(prof)
+    total = st.total_tt  # type: ignore[attr-defined]
+    rows = []
+    for (file, line, func), (cc, nc, tt, ct, _callers) in st.stats.items():  # type: ignore[attr-defined]
+        rows.append(
+            {
+                "func": f"{func}  {_short(file)}:{line}",
+                "ncalls": nc if nc == cc else f"{nc}/{cc}",
+                "tottime": tt,
+                "cumtime": ct,
+                "aiosys": "/aiosys/" in file,
+            }
+        )
+    by_cum = sorted(rows, key=lambda r: -r["cumtime"])
+    by_own = sorted(rows, key=lambda r: -r["tottime"])[:20]
+    return {
+        "profiler": "cProfile (event-loop thread only)",
+        "total_s": total,
+        "cumulative": by_cum[:top],
+        "own": by_own,
+        "aiosys": [r for r in by_cum if r["aiosys"]][:top],
+        "prof_file": str(out_base.with_suffix(".prof")),
+    }
