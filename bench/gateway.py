@@ -10,6 +10,10 @@ the client's CPU is measured apart from it. Every call is one chat completion of
 Systems (each (system, concurrency, repetition) in a fresh child process):
 
 - ``sdk``: ``AsyncOpenAI(...).chat.completions.create(...)`` directly, the baseline;
+- ``sdk-post``: the same SDK client's ``client.post("/chat/completions", cast_to=
+  httpx.Response, body=...)``, the request path aiosys's provider uses (the SDK's auth,
+  headers, timeouts and status errors, without ``create``'s parameter transform and
+  response model). aiosys minus this is what aiosys's own layers cost;
 - ``aiosys``: ``await app.models.call("bench", messages)`` outside any workflow (App on a
   temp SQLite file, one ``openai`` card, no budgets, no rate limits, no cache): router,
   metering (one ``model_usage`` row per call), budget / rate-limit / cache links with
@@ -27,7 +31,7 @@ CPU per call = the client process's CPU time (all its threads) over the timed se
 calls; the server's CPU per call is shown beside it, and "other load" is the CPU (in cores)
 the rest of the machine used meanwhile, so a figure taken on a busy machine shows it.
 
-    .venv/bin/python bench/gateway.py                         # 2000 calls, c=1,16, all four
+    .venv/bin/python bench/gateway.py                         # 2000 calls, c=1,16, all five
     .venv/bin/python bench/gateway.py --repeat 5
     .venv/bin/python bench/gateway.py --only sdk,aiosys --profile          # cProfile
     .venv/bin/python bench/gateway.py --only sdk,aiosys --profile --profiler pyinstrument
@@ -60,10 +64,11 @@ from _common import _tree_hash, _version, make_profiler, profile_rows
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
 RESULTS_DIR = BENCH_DIR / "results"
-SYSTEMS = ("sdk", "aiosys", "litellm", "workflow")
+SYSTEMS = ("sdk", "sdk-post", "aiosys", "litellm", "workflow")
 MESSAGES = [{"role": "user", "content": "hi"}]
 EXPECTED = "echo: hi"
 MODEL = "bench-model"
+LABELS = {"sdk": "openai SDK create (baseline)", "sdk-post": "openai SDK client.post"}
 
 # Targets from the issue: aiosys adds at most a fifth of LiteLLM's overhead (p50 and p99)
 # and serves at least four times its requests/s at concurrency 16.
@@ -244,6 +249,20 @@ async def setup_sdk(spec: dict[str, Any]) -> tuple[Any, Any]:
     return call, client.close
 
 
+async def setup_sdk_post(spec: dict[str, Any]) -> tuple[Any, Any]:
+    import httpx2
+    import openai
+
+    client = openai.AsyncOpenAI(base_url=spec["base_url"] + "/v1", api_key="x", max_retries=0)
+    body = {"model": MODEL, "messages": MESSAGES}
+
+    async def call() -> Any:
+        r = await client.post("/chat/completions", cast_to=httpx2.Response, body=body)
+        return r.json()["choices"][0]["message"]["content"]
+
+    return call, client.close
+
+
 async def setup_litellm(spec: dict[str, Any]) -> tuple[Any, Any]:
     # LITELLM_LOCAL_MODEL_COST_MAP is set in the child's environment before this import.
     import litellm
@@ -328,6 +347,7 @@ async def setup_workflow(spec: dict[str, Any]) -> tuple[Any, Any]:
 
 SETUP = {
     "sdk": setup_sdk,
+    "sdk-post": setup_sdk_post,
     "aiosys": setup_aiosys,
     "litellm": setup_litellm,
     "workflow": setup_workflow,
@@ -482,7 +502,7 @@ def compare(
         if sdk is None or "error" in sdk:
             continue
         sdk_reps = reps[conc]["sdk"]
-        for system in ("aiosys", "litellm", "workflow"):
+        for system in ("sdk-post", "aiosys", "litellm", "workflow"):
             r = by_system.get(system)
             if r is None or "error" in r:
                 continue
@@ -493,6 +513,15 @@ def compare(
                 diffs = [x[metric] - b[metric] for x, b in pairs]
                 row[system][key] = _median(diffs)
                 row[system][f"{key}_all"] = [round(d, 3) for d in diffs]
+        post = by_system.get("sdk-post")
+        if "aiosys" in row and post is not None and "error" not in post:
+            # aiosys's own layers: aiosys minus the SDK request path it drives.
+            pairs = list(zip(reps[conc]["aiosys"], reps[conc]["sdk-post"], strict=False))
+            own: dict[str, Any] = {}
+            for key in ("p50", "p95", "p99", "cpu"):
+                metric = "cpu_ms_per_call" if key == "cpu" else f"{key}_ms"
+                own[key] = _median([x[metric] - b[metric] for x, b in pairs])
+            row["aiosys_over_post"] = own
         a, lite = by_system.get("aiosys"), by_system.get("litellm")
         if "aiosys" in row and "litellm" in row and a is not None and lite is not None:
             ratios: dict[str, Any] = {}
@@ -545,7 +574,7 @@ def print_tables(
     ):
         t.add_column(col, justify="left" if col == "system" else "right")
     for conc, by_system in cells.items():
-        for system in ("sdk", "aiosys", "litellm"):
+        for system in ("sdk", "sdk-post", "aiosys", "litellm"):
             r = by_system.get(system)
             if r is None:
                 continue
@@ -555,7 +584,7 @@ def print_tables(
             o = cmp.get(conc, {}).get(system, {})
             t.add_row(
                 str(conc),
-                system if system != "sdk" else "openai SDK (baseline)",
+                LABELS.get(system, system),
                 f(r["p50_ms"]),
                 f(r["p95_ms"]),
                 f(r["p99_ms"]),
@@ -619,6 +648,17 @@ def print_tables(
             "-",
             "-",
         )
+        own = row.get("aiosys_over_post")
+        if own is not None:
+            rt.add_row(
+                str(conc),
+                "  aiosys's own layers over SDK client.post: +p50 / +p99 / +CPU ms",
+                f"{f(own['p50'])} / {f(own['p99'])} / {f(own['cpu'])}",
+                "-",
+                "-",
+                "-",
+                "-",
+            )
         rt.add_section()
     if rt.row_count:
         console.print(rt)
@@ -859,7 +899,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--only",
         type=systems,
         default=list(SYSTEMS),
-        help="comma-separated subset of sdk,aiosys,litellm,workflow (overheads need sdk)",
+        help="comma-separated subset of sdk,sdk-post,aiosys,litellm,workflow (overheads need sdk)",
     )
     p.add_argument(
         "--repeat",

@@ -148,6 +148,7 @@ async def test_summaries_fall_back_while_the_primary_is_down_and_return_when_it_
         assert primary_requests() == 6
         assert openai_server.counts == {"ok": 3, "server_error": 3}
 
+        await app.models.flush_usage()
         rows = await app.store.fetch("usage_by_model", {"tenant": "default", "since": 0})
         by_model = {r["model"]: r for r in rows}
         assert (by_model["gpt-summarizer"]["ok"], by_model["gpt-summarizer"]["errors"]) == (3, 3)

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from aiosys import App
 from aiosys.errors import (
     BudgetExceeded,
     ConfigError,
@@ -29,6 +30,7 @@ from aiosys.models.links.budget import Budget, BudgetLink, Budgets
 from aiosys.models.links.cache import CacheLink, CachePolicy
 from aiosys.models.links.metering import (
     MeteringLink,
+    flush_usage,
     spent,
     usage_by_model,
     usage_by_run,
@@ -36,6 +38,7 @@ from aiosys.models.links.metering import (
     usage_rows,
 )
 from aiosys.models.links.ratelimit import RateLimitLink
+from aiosys.models.providers.local import register_callable, unregister_callable
 from aiosys.models.types import Message, ModelRequest, ModelResponse, ProviderResult, Usage
 from aiosys.store import Store, open_store
 
@@ -215,11 +218,11 @@ class FlakyStore:
         self.store = store
         self.failures = failures
 
-    async def execute(self, query: str, params: Any) -> int:
+    async def execute_many(self, query: str, rows: Any) -> int:
         if query == "insert_usage" and self.failures > 0:
             self.failures -= 1
             raise OSError("disk I/O error")
-        return await self.store.execute(query, params)
+        return await self.store.execute_many(query, rows)
 
     async def fetch(self, query: str, params: Any) -> list[dict[str, Any]]:
         return await self.store.fetch(query, params)
@@ -229,6 +232,7 @@ async def test_a_failed_usage_write_is_retried_once(store: Store) -> None:
     metering = MeteringLink(FlakyStore(store, failures=1))  # type: ignore[arg-type]
     response = await compose([metering], terminal(CountingProvider()))(call_of(card()))
     assert response.output == "answer #1"
+    await metering.log.flush()
     assert len(await usage_rows(store, "run-1")) == 1
     assert metering.unrecorded == 0
 
@@ -239,12 +243,74 @@ async def test_a_usage_write_that_keeps_failing_is_logged_not_raised(
     metering = MeteringLink(FlakyStore(store, failures=2))  # type: ignore[arg-type]
     with caplog.at_level(logging.WARNING, logger="aiosys.models.metering"):
         response = await compose([metering], terminal(CountingProvider()))(call_of(card()))
-    assert response.output == "answer #1"
+        assert response.output == "answer #1"
+        await metering.log.flush()
     assert await usage_rows(store, "run-1") == []
     assert metering.unrecorded == 1
     [record] = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert "not recorded" in record.getMessage()
     assert '"run_id": "run-1"' in record.getMessage() and '"status": "ok"' in record.getMessage()
+
+
+class CountingStore(FlakyStore):
+    """The real store, counting the batches of usage rows written to it."""
+
+    def __init__(self, store: Store) -> None:
+        super().__init__(store, failures=0)
+        self.batches: list[int] = []
+        self.written = asyncio.Event()
+
+    async def execute_many(self, query: str, rows: Any) -> int:
+        self.batches.append(len(rows))
+        try:
+            return await super().execute_many(query, rows)
+        finally:
+            self.written.set()
+
+
+async def test_usage_rows_are_written_behind_the_calls_in_one_batch(store: Store) -> None:
+    counting = CountingStore(store)
+    metering = MeteringLink(counting)  # type: ignore[arg-type]
+    chain = compose([metering], terminal(CountingProvider()))
+    model = card(pricing=PRICED)
+
+    await asyncio.gather(*(chain(call_of(model)) for _ in range(40)))
+
+    # Every caller has its answer; no row has been written yet, but this process counts
+    # them as spent already.
+    assert counting.batches == []
+    assert await store.fetch("usage_by_run", {"run_id": "run-1"}) == [
+        {"input_tokens": 0, "output_tokens": 0, "cost": 0, "calls": 0}
+    ]
+    assert metering.log.pending_spend("acme", None, 0.0) == pytest.approx(40 * 0.006)
+    # Within the delay, without anyone asking, they reach the store in one transaction.
+    await asyncio.wait_for(counting.written.wait(), 5)
+    assert counting.batches == [40]
+    [row] = await store.fetch("usage_by_run", {"run_id": "run-1"})
+    assert row["calls"] == 40 and row["cost"] == pytest.approx(40 * 0.006)
+    assert metering.log.pending_spend("acme", None, 0.0) == 0
+
+
+async def test_closing_the_app_writes_the_pending_usage_rows(store_url: str) -> None:
+    register_callable("echo-upper", lambda messages: messages[-1].content.upper())
+    try:
+        app = App(store=store_url, models_dir="")
+        app.models.add_card(
+            {"id": "upper", "provider": "local", "options": {"callable": "echo-upper"}}
+        )
+        await app.open()
+        answer = await app.models.call("upper", "hello", tenant="acme")
+        await app.close()
+    finally:
+        unregister_callable("echo-upper")
+    assert answer.output == "HELLO"
+    other = open_store(store_url)  # another process's view: only what was written
+    await other.open()
+    try:
+        rows = await other.fetch("usage_by_model", {"tenant": "acme", "since": 0})
+    finally:
+        await other.close()
+    assert [(r["model"], r["calls"], r["ok"]) for r in rows] == [("upper", 1, 1)]
 
 
 # ---- budgets -----------------------------------------------------------------------------
@@ -411,6 +477,7 @@ async def test_an_exact_hit_skips_the_provider_and_costs_nothing(
     assert hit.output == fresh.output == "answer #1"
     assert hit.usage == fresh.usage and hit.latency_ms >= 0
     assert hit_call.meta["usage"]["cached"] is True and hit_call.meta["usage"]["cost"] == 0
+    await flush_usage(second_store)  # the other worker's rows reach the store in a batch
     rows = await usage_rows(store, "run-1")
     assert [(r["status"], r["cost"]) for r in rows] == [("ok", pytest.approx(0.006)), ("cached", 0)]
 

@@ -148,6 +148,7 @@ async def env(store_url):
 
 
 async def usage_rows(app: App) -> list[dict[str, Any]]:
+    await app.models.flush_usage()
     rows = await app.store.fetch("usage_by_model", {"tenant": "default", "since": 0})
     return rows
 
@@ -495,6 +496,7 @@ async def test_a_task_in_a_workflow_is_a_recorded_effect_not_repeated_on_replay(
         {"model": "a@1", "error": "ProviderUnavailable: a: HTTP 503"},
         {"model": "b@1", "error": None},
     ]
+    await app.models.flush_usage()
     rows = await app.store.fetch("usage_by_run", {"run_id": run.id})
     assert rows[0]["calls"] == 2  # both attempts metered, under the run
 

@@ -34,7 +34,7 @@ from .chain import DeploymentCall, Link, NextLink, compose
 from .contracts import Candidate, RouteContext, RoutingPlan, TaskContract, describe
 from .links.breaker import BreakerLink, Breakers
 from .links.budget import BudgetLink, Budgets
-from .links.metering import MeteringLink
+from .links.metering import MeteringLink, flush_usage
 from .links.ratelimit import RateLimitLink
 from .providers.base import Provider
 from .providers.registry import Providers
@@ -373,6 +373,12 @@ class ModelPlane:
         """Wait for shadow calls in flight, then close the providers."""
         await self.router.drain()
         await self.providers.close()
+        await self.flush_usage()
+
+    async def flush_usage(self) -> None:
+        """Write the usage rows metered in this process that are still pending (they are
+        written behind the calls, in batches: see ``links/metering.py``)."""
+        await flush_usage(self.app.store)
 
 
 class BoundModels:

@@ -264,3 +264,7 @@ class Store(Protocol):
 
     async def execute(self, query: str, params: Mapping[str, Any]) -> int:
         """Run the named statement in its own transaction; the number of rows it changed."""
+
+    async def execute_many(self, query: str, rows: Sequence[Mapping[str, Any]]) -> int:
+        """Run the named statement once per row of parameters, all in one transaction (one
+        commit for a batch of usage rows); the number of rows changed."""

@@ -313,6 +313,14 @@ class PostgresStore(CommonStore):
         async with self._reader().use() as conn:
             return (await conn.execute(self._q[query], dict(params))).rowcount
 
+    async def execute_many(self, query: str, rows: Sequence[Mapping[str, Any]]) -> int:
+        if not rows:
+            return 0
+        async with self._reader().use() as conn, conn.transaction(), conn.cursor() as cur:
+            # psycopg sends the rows pipelined: one round trip for the batch
+            await cur.executemany(self._q[query], [dict(r) for r in rows])
+            return cur.rowcount
+
     async def wait_for_work(self, timeout: float) -> None:
         if self._closed:
             raise ConfigError(NOT_OPEN)

@@ -326,6 +326,12 @@ class SQLiteStore(CommonStore):
             lambda c: self._tx(c, lambda c: c.execute(sql, dict(params)).rowcount)
         )
 
+    async def execute_many(self, query: str, rows: Sequence[Mapping[str, Any]]) -> int:
+        if not rows:
+            return 0
+        sql, batch = self._q[query], [dict(r) for r in rows]
+        return await self._run(lambda c: self._tx(c, lambda c: c.executemany(sql, batch).rowcount))
+
     async def wait_for_work(self, timeout: float) -> None:
         # SQLite has no notifications across processes: poll. Work started in this process
         # wakes the worker at once through the worker's own event, not through here.

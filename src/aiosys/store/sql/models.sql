@@ -116,5 +116,6 @@ UPDATE rate_windows SET tokens = tokens + :delta
 WHERE key = :key AND window_start = :window_start
 
 -- name: usage_rows_of_run
--- Every metered call of one run, in the order they were recorded.
-SELECT * FROM model_usage WHERE run_id = :run_id ORDER BY id
+-- Every metered call of one run, in the order they ended (rows arrive in batches, and
+-- batches of several processes interleave, so the id alone is not that order).
+SELECT * FROM model_usage WHERE run_id = :run_id ORDER BY at, id
