@@ -267,4 +267,6 @@ class Store(Protocol):
 
     async def execute_many(self, query: str, rows: Sequence[Mapping[str, Any]]) -> int:
         """Run the named statement once per row of parameters, all in one transaction (one
-        commit for a batch of usage rows); the number of rows changed."""
+        commit for a batch of usage rows); the number of rows changed. For writes nobody
+        waits for: a store may trade the last power-cut's worth of durability for speed
+        (SQLite skips the commit's own fsync), never a process crash's."""

@@ -330,7 +330,20 @@ class SQLiteStore(CommonStore):
         if not rows:
             return 0
         sql, batch = self._q[query], [dict(r) for r in rows]
-        return await self._run(lambda c: self._tx(c, lambda c: c.executemany(sql, batch).rowcount))
+
+        def body(c: sqlite3.Connection) -> int:
+            # A write nobody waits for (usage rows): committed without its own fsync. WAL
+            # with synchronous=NORMAL keeps it through a process crash, and the next FULL
+            # commit (any run's record) syncs it with its own; only a power cut before then
+            # can lose it. It saves the sync (~40% of a batch here), and running it on a
+            # thread instead measured worse (more CPU per call, a higher p95).
+            c.execute("PRAGMA synchronous = NORMAL")
+            try:
+                return self._tx(c, lambda c: c.executemany(sql, batch).rowcount)
+            finally:
+                c.execute("PRAGMA synchronous = FULL")
+
+        return await self._run(body)
 
     async def wait_for_work(self, timeout: float) -> None:
         # SQLite has no notifications across processes: poll. Work started in this process

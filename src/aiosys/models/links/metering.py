@@ -16,7 +16,7 @@ tokens of the original call). ``latency_ms`` is the wall time the caller waited 
 attempt, including the links below (cache lookup, rate-limit count).
 
 Rows are written behind the call, in batches (``UsageLog``): a row joins the process's
-pending rows and the caller has its answer at once; within ``delay`` (50 ms) the pending
+pending rows and the caller has its answer at once; within ``delay`` (200 ms) the pending
 rows go to the store in one transaction, one commit for however many calls ended
 meanwhile. A commit per call (an fsync on SQLite) used to be the largest cost of the call
 path and stalled every call in flight while it ran. What that costs:
@@ -55,7 +55,7 @@ log = logging.getLogger("aiosys.models.metering")
 
 MAX_ERROR_CHARS = 2000
 RETRY_DELAY = 0.05  # seconds before the one retry of a failed batch write
-FLUSH_DELAY = 0.05  # seconds a row may wait for the rows after it
+FLUSH_DELAY = 0.2  # seconds a row may wait for the rows after it
 MAX_BATCH = 1000  # rows that start a write at once
 
 
