@@ -381,6 +381,52 @@ async def test_latency_strategy_measures_unknown_deployments_first_then_prefers_
     assert await env.run() == "slow says: hello"
 
 
+async def test_a_deployment_whose_p95_breaks_the_slo_moves_behind_until_it_recovers(env):
+    env.card("primary")
+    env.card("backup")
+    env.task("primary", "backup", slo_p95_ms=500.0)
+    router = env.app.models.router
+    for _ in range(router.min_samples - 1):
+        router.observe("primary@1", 900.0)
+    # Too few answers to judge: the plan's order stands.
+    assert await env.run() == "primary says: hello"
+    router.observe("primary@1", 900.0)  # the scripted answer above was instant: p95 stays
+    for _ in range(router.min_samples):
+        router.observe("primary@1", 900.0)
+    assert router.p95("primary@1") == 900.0
+    app = env.app
+
+    @app.workflow
+    async def digest(ctx: Context, text: str) -> str:
+        out = await ctx.models.run("summarize", {"text": text})
+        return str(out.summary)
+
+    run = await app.start("digest", {"text": "hi"})
+    assert await run.result(timeout=10) == "backup says: hi"
+    # The effect record says why the plan's first choice did not lead.
+    meta = json.loads((await app.effects(run.id))[0].meta)
+    assert meta["deployment"] == "backup@1"
+    assert meta["warnings"] == ["primary@1 moved behind: observed p95 900 ms > the SLO of 500 ms"]
+    # A task without an SLO keeps the plan's order.
+    env.task("primary", "backup", name="no-slo")
+    assert await env.run(task="no-slo") == "primary says: hello"
+    # Fast answers push the slow ones out of the window: it leads again.
+    for _ in range(router.latency_window):
+        router.observe("primary@1", 50.0)
+    assert await env.run() == "primary says: hello"
+
+
+async def test_when_every_deployment_breaks_the_slo_the_order_stands(env):
+    env.card("a")
+    env.card("b")
+    env.task("a", "b", slo_p95_ms=100.0)
+    router = env.app.models.router
+    for _ in range(router.min_samples):
+        router.observe("a@1", 300.0)
+        router.observe("b@1", 200.0)
+    assert await env.run() == "a says: hello"
+
+
 async def test_canary_weight_splits_the_traffic(env):
     env.card("stable")
     env.card("canary")

@@ -109,7 +109,8 @@ class TaskContract(Generic[In, Out]):
     """A task: schemas, translation to and from the model, SLO, cost cap, routing plan.
 
     ``cost_cap`` applies per call: a candidate whose estimated cost exceeds it is skipped.
-    ``slo_p95_ms`` is the latency objective the stats check the task against."""
+    ``slo_p95_ms`` is the task's latency objective: the router moves deployments whose
+    observed p95 breaks it behind the ones that keep it (see ``router.py``)."""
 
     name: str
     input: type[In]

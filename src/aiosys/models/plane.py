@@ -306,6 +306,7 @@ class ModelPlane:
             route,
             accept=contract.accept,
             cost_cap=contract.cost_cap,
+            slo_p95_ms=contract.slo_p95_ms,
             rng=rng,
             trace=trace,
         )

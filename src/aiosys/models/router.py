@@ -16,6 +16,11 @@ For one call it
    draw uses the caller's generator: inside a workflow one seeded by the run id and the
    effect number (the same draw on any execution, and the run's ``ctx.random()`` stream is
    left alone, since replays skip this code), else the router's own;
+   then, for a task with an SLO (``slo_p95_ms``), moves the deployments whose observed p95
+   breaks it behind those that keep it (or are not yet measured), keeping the order within
+   each group: a slow deployment stays a fallback, it no longer leads. The p95 is over the
+   last ``latency_window`` answers of the deployment in this process, once it has
+   ``min_samples`` of them; each move is noted in ``trace.warnings``;
 4. tries them in turn, each through the deployment chain (budget, rate limit, cache,
    breaker, provider, metering): a transient failure is retried on the same candidate up to
    ``retries`` times (``backoff`` doubling, at least the provider's retry-after; a retry-after
@@ -37,6 +42,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import math
 import random
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -147,6 +153,8 @@ class Router:
         max_retry_wait: float = 2.0,
         ewma_alpha: float = 0.3,
         shadow_ring: int = 1000,
+        latency_window: int = 200,
+        min_samples: int = 20,
     ) -> None:
         self.breakers = breakers
         self.resolve = resolve
@@ -157,6 +165,9 @@ class Router:
         self.max_retry_wait = max_retry_wait
         self.ewma_alpha = ewma_alpha
         self.latency: dict[str, float] = {}  # deployment -> EWMA latency in ms
+        self.recent: dict[str, deque[float]] = {}  # deployment -> last answers' latency, ms
+        self.latency_window = latency_window
+        self.min_samples = min_samples
         self.shadows: deque[ShadowResult] = deque(maxlen=shadow_ring)
         self._background: set[asyncio.Task[None]] = set()
 
@@ -166,6 +177,19 @@ class Router:
         prev = self.latency.get(deployment)
         a = self.ewma_alpha
         self.latency[deployment] = latency_ms if prev is None else a * latency_ms + (1 - a) * prev
+        window = self.recent.get(deployment)
+        if window is None:
+            window = self.recent[deployment] = deque(maxlen=self.latency_window)
+        window.append(latency_ms)
+
+    def p95(self, deployment: str) -> float | None:
+        """The deployment's p95 latency (ms) over its recent answers; None until it has
+        ``min_samples`` of them."""
+        window = self.recent.get(deployment)
+        if window is None or len(window) < self.min_samples:
+            return None
+        ordered = sorted(window)
+        return ordered[min(len(ordered) - 1, math.ceil(0.95 * len(ordered)) - 1)]
 
     def candidates(
         self,
@@ -173,6 +197,7 @@ class Router:
         ctx: RouteContext,
         *,
         cost_cap: float | None = None,
+        slo_p95_ms: float | None = None,
         rng: random.Random | None = None,
         trace: Trace | None = None,
     ) -> list[Choice]:
@@ -207,7 +232,27 @@ class Router:
             eligible.sort(key=lambda c: (latency(c), c.cost))
         elif plan.strategy == "cost":
             eligible.sort(key=lambda c: (c.cost, latency(c)))
-        return _canary(eligible, rng or self.rng)
+        order = _canary(eligible, rng or self.rng)
+        if slo_p95_ms is not None:
+            order = self._keep_slo(order, slo_p95_ms, trace)
+        return order
+
+    def _keep_slo(self, order: list[Choice], slo_p95_ms: float, trace: Trace) -> list[Choice]:
+        """The deployments that keep the SLO (or are not measured yet) first; when every
+        one breaks it, the order stands."""
+        p95s = [self.p95(c.card.key) for c in order]
+        keep = [c for c, p in zip(order, p95s, strict=True) if p is None or p <= slo_p95_ms]
+        if not keep or len(keep) == len(order):
+            return order
+        behind = []
+        for choice, p95 in zip(order, p95s, strict=True):
+            if p95 is not None and p95 > slo_p95_ms:
+                behind.append(choice)
+                trace.warnings.append(
+                    f"{_label(choice.candidate, choice.card)} moved behind: observed p95 "
+                    f"{p95:.0f} ms > the SLO of {slo_p95_ms:g} ms"
+                )
+        return keep + behind
 
     def _excluded(
         self,
@@ -234,13 +279,16 @@ class Router:
         *,
         accept: Accept | None = None,
         cost_cap: float | None = None,
+        slo_p95_ms: float | None = None,
         rng: random.Random | None = None,
         trace: Trace | None = None,
     ) -> Trace:
         """Serve the call: the trace holds the output (``accept``'s result, else the raw
         output), the card and response that produced it, and every attempt."""
         trace = trace if trace is not None else Trace(task=ctx.task)
-        order = self.candidates(plan, ctx, cost_cap=cost_cap, rng=rng, trace=trace)
+        order = self.candidates(
+            plan, ctx, cost_cap=cost_cap, slo_p95_ms=slo_p95_ms, rng=rng, trace=trace
+        )
         failed: dict[str, str] = {}
         invalid = 0
         for choice in order:
