@@ -1,4 +1,5 @@
-"""``aiosys models list|show|sync`` against real stores and card files in a project folder."""
+"""``aiosys models list|show|sync|delete`` against real stores and card files in a project
+folder."""
 
 from __future__ import annotations
 
@@ -157,6 +158,29 @@ def test_list_overlays_unsynced_files_on_the_store(
         ]
         == "gpt-next"
     )
+
+
+def test_delete_removes_a_stored_card_by_alias_and_an_unknown_one_exits_1(
+    project: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ok(aiosys("models", "sync", "--store", project))
+    out = ok(aiosys("models", "delete", "production", "--store", project)).stdout
+    assert "deleted model card gpt@2024-07-18 from the store" in out
+    assert "its file models/gpt.toml still exists" in out
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")  # the store alone
+    assert [c["id"] for c in listed(project)] == ["summarizer"]
+    deleted = json.loads(
+        ok(aiosys("models", "delete", "summarizer", "--json", "--store", project)).stdout
+    )
+    assert deleted == {
+        "deleted": "summarizer",
+        "version": "1",
+        "aliases": ["summarize-default"],
+        "source": "models/summarizer.yaml",
+    }
+    stderr = reported_error(aiosys("models", "delete", "gpt", "--store", project))
+    assert stderr.strip() == "error: no model card or alias named 'gpt' (the catalog is empty)"
 
 
 def test_an_explicit_dir_must_exist_and_sync_needs_card_files(project: str) -> None:

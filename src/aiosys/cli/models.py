@@ -1,4 +1,4 @@
-"""``aiosys models list|show|sync``: the model catalog.
+"""``aiosys models list|show|sync|delete``: the model catalog.
 
 Where the cards come from: the store (what every worker sees, written by ``models sync``),
 overlaid with the card files under ``--dir`` (default ``./models`` when that folder exists).
@@ -34,6 +34,7 @@ from ..models.catalog_files import (
 from ..models.catalog_store import (
     AliasMove,
     CardRecord,
+    delete_card,
     find_card,
     load_records,
     merge_cards,
@@ -53,7 +54,7 @@ from .common import (
     with_opened,
 )
 
-models = typer.Typer(help="The model catalog: list, show and sync model cards.")
+models = typer.Typer(help="The model catalog: list, show, sync and delete model cards.")
 
 DirOption = Annotated[
     Path | None,
@@ -190,6 +191,37 @@ def sync(
     out.print(f"synced {len(cards)} model card{plural} from {folder} into the store", markup=False)
     for m in moves:
         out.print(f"alias {m.alias!r} moved from {m.from_id} to {m.to_id}", markup=False)
+
+
+@models.command("delete")
+def delete(
+    name: Annotated[str, typer.Argument(help="The model's id, id@version, or an alias.")],
+    json_: JsonFlag = False,
+    app: AppOption = None,
+    store: StoreOption = None,
+) -> None:
+    """Remove a model card from the store (workers stop routing to it when they next load
+    the catalog). A card file still under models/ brings it back at the next sync."""
+
+    async def body(a: App) -> CardRecord:
+        return await delete_card(a.store, name)
+
+    card, source = run_async(lambda: with_opened(store_app(app, store), body))
+    if json_:
+        echo_json(
+            {
+                "deleted": card.id,
+                "version": card.version,
+                "aliases": card.aliases,
+                "source": None if source is None else str(source),
+            }
+        )
+        return
+    out = console()
+    out.print(f"deleted model card {card.key} from the store", markup=False)
+    if source is not None and Path(source).exists():
+        hint = f"its file {source} still exists: `aiosys models sync` adds it back"
+        out.print(hint, markup=False)
 
 
 def _table(cards: list[ModelCard], total: int) -> Table:

@@ -133,6 +133,15 @@ async def get_card(store: Store, id_or_alias: str) -> ModelCard:
     return find_card(await load_cards(store), id_or_alias)
 
 
+async def delete_card(store: Store, id_or_alias: str) -> CardRecord:
+    """Remove the stored card of that id, ``id@version`` or alias (its aliases go with
+    it); the removed card and its source file. ``ModelNotFound`` names the known ids."""
+    card = await get_card(store, id_or_alias)
+    record = next(r for r in await load_records(store) if r[0].id == card.id)
+    await store.execute("delete_model_card", {"id": card.id})
+    return record
+
+
 def _to_json(card: ModelCard) -> str:
     try:
         data = card.model_dump(mode="json")

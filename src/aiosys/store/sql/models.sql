@@ -13,6 +13,10 @@ SET version = excluded.version, card = excluded.card, source = excluded.source,
 -- One model card by id.
 SELECT * FROM model_cards WHERE id = :id
 
+-- name: delete_model_card
+-- Remove a model card by id.
+DELETE FROM model_cards WHERE id = :id
+
 -- name: list_model_cards
 -- Every model card, by id.
 SELECT * FROM model_cards ORDER BY id
