@@ -18,7 +18,10 @@ from workerprocs import Workers
 
 from aiosys.store.base import TERMINAL
 
-RUNS = 300
+RUNS = 300  # started at once; more follow in waves until MIN_KILLS kills have landed
+WAVE = 150  # runs started when fewer than this many are left in flight
+MIN_KILLS = 8  # a fast machine finishes 300 runs in seconds: the work grows to meet this
+MAX_RUNS = 3000
 CONCURRENCY = 16  # runs in flight per worker
 LEASE = 1.5  # seconds: a killed worker's runs are reclaimed soon after
 KILL_EVERY = (0.3, 0.7)  # seconds between kills, drawn uniformly
@@ -56,13 +59,19 @@ async def test_killed_workers_lose_no_run_and_repeat_no_recorded_step(
         next_kill = t0 + rng.uniform(*KILL_EVERY)
         while True:
             pool.check_alive()
-            rows = await app.list_runs(workflow="chain", limit=10 * RUNS)
+            rows = await app.list_runs(workflow="chain", limit=10 * MAX_RUNS)
             by_status: dict[str, int] = defaultdict(int)
             for r in rows:
                 by_status[r.status] += 1
-            if sum(by_status[s] for s in TERMINAL) >= RUNS:
-                break
+            ended = sum(by_status[s] for s in TERMINAL)
             elapsed = time.monotonic() - t0
+            killing = kills < MIN_KILLS and elapsed < KILL_PHASE
+            if ended >= len(ids) and not killing:
+                break
+            if killing and len(ids) - ended < WAVE and len(ids) < MAX_RUNS:
+                # Keep work in flight for the kills to land on.
+                chain = {"n": crashapp.CHAIN_LENGTH}
+                ids += [(await app.start("chain", chain)).id for _ in range(WAVE)]
             if elapsed > DEADLINE:
                 pytest.fail(
                     f"runs did not all end within {DEADLINE}s ({dict(by_status)}, {kills} kills)"
@@ -86,7 +95,7 @@ async def test_killed_workers_lose_no_run_and_repeat_no_recorded_step(
 
     try:
         # Every run is there once, ended, and succeeded with the result of all 20 steps.
-        rows = {r.id: r for r in await app.list_runs(workflow="chain", limit=10 * RUNS)}
+        rows = {r.id: r for r in await app.list_runs(workflow="chain", limit=10 * MAX_RUNS)}
         assert sorted(rows) == sorted(ids), "runs were lost or invented"
         failed = {i: (r.status, r.error) for i, r in rows.items() if r.status != "succeeded"}
         assert not failed, f"runs did not succeed: {failed}"
@@ -105,7 +114,7 @@ async def test_killed_workers_lose_no_run_and_repeat_no_recorded_step(
     for run_id in ids:  # every step of every run ran at least once
         for seq in range(1, crashapp.CHAIN_LENGTH + 1):
             assert executions.get((run_id, seq)), f"step {seq} of run {run_id} never ran"
-    assert len(executions) == RUNS * crashapp.CHAIN_LENGTH
+    assert len(executions) == len(ids) * crashapp.CHAIN_LENGTH
 
     duplicated = {k: pids for k, pids in executions.items() if len(pids) > 1}
     extra_by_run: dict[str, int] = defaultdict(int)
@@ -131,7 +140,7 @@ async def test_killed_workers_lose_no_run_and_repeat_no_recorded_step(
     triples = sum(1 for pids in duplicated.values() if len(pids) > 2)
     reclaimed = sum(1 for r in rows.values() if r.claims > 1)
     print(
-        f"\n[{store_url.split(':', 1)[0]}] {RUNS} runs x {crashapp.CHAIN_LENGTH} steps, "
+        f"\n[{store_url.split(':', 1)[0]}] {len(ids)} runs x {crashapp.CHAIN_LENGTH} steps, "
         f"{n_workers} workers x {CONCURRENCY}, lease {LEASE}s: {kills} kills, "
         f"{reclaimed} runs reclaimed after a kill, {len(duplicated)} steps re-executed "
         f"({triples} three times or more, {lease_losses} after a lost lease rather than a kill), "

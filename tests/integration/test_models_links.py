@@ -30,6 +30,7 @@ from aiosys.models.links.budget import Budget, BudgetLink, Budgets
 from aiosys.models.links.cache import CacheLink, CachePolicy
 from aiosys.models.links.metering import (
     MeteringLink,
+    UsageLog,
     flush_usage,
     spent,
     usage_by_model,
@@ -289,6 +290,30 @@ async def test_usage_rows_are_written_behind_the_calls_in_one_batch(store: Store
     [row] = await store.fetch("usage_by_run", {"run_id": "run-1"})
     assert row["calls"] == 40 and row["cost"] == pytest.approx(40 * 0.006)
     assert metering.log.pending_spend("acme", None, 0.0) == 0
+
+
+async def test_held_rows_count_as_spent_until_their_effect_commits_or_fails(
+    store: Store,
+) -> None:
+    log = UsageLog(store, delay=3600.0)
+    metering = MeteringLink(store)
+    metering.log = log
+    chain = compose([metering], terminal(CountingProvider()))
+    held: list[dict[str, Any]] = []
+    await chain(call_of(card(pricing=PRICED), held=held))
+    await chain(call_of(card(pricing=PRICED), held=held))
+    assert [r["status"] for r in held] == ["ok", "ok"]
+    assert log.pending_spend("acme", None, 0.0) == pytest.approx(0.012)
+    await log.flush()
+    assert await usage_rows(store, "run-1") == []  # held rows are the effect's to write
+
+    log.release(held[:1], committed=True)  # written with its record
+    assert log.pending_spend("acme", None, 0.0) == pytest.approx(0.006)
+    log.release(held[1:], committed=False)  # its record's transaction failed
+    assert log.pending_spend("acme", None, 0.0) == pytest.approx(0.006)
+    await log.flush()  # so it is written behind, as any other row
+    assert [r["cost"] for r in await usage_rows(store, "run-1")] == [pytest.approx(0.006)]
+    assert log.pending_spend("acme", None, 0.0) == 0
 
 
 async def test_closing_the_app_writes_the_pending_usage_rows(store_url: str) -> None:

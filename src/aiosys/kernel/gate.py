@@ -37,6 +37,25 @@ class EffectCall:
     returns: Any = None  # the annotation the output is decoded to on replay
     params: dict[str, Any] = field(default_factory=dict)  # kind-specific arguments
     meta: dict[str, Any] = field(default_factory=dict)  # filled in by interceptors
+    # Named statements of the store's queries to commit with this effect's record (see
+    # ``also_write``), and who to tell when that transaction has ended.
+    side_writes: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    on_recorded: list[Callable[[bool], None]] = field(default_factory=list)
+
+    def also_write(
+        self,
+        query: str,
+        params: dict[str, Any],
+        on_recorded: Callable[[bool], None] | None = None,
+    ) -> None:
+        """Commit the store's named statement ``query`` in the same transaction as this
+        effect's record, so a crash keeps both or neither. It is written whether or not the
+        record lands (a lost lease): what the effect did outside happened either way.
+        ``on_recorded(committed)`` is called when that transaction ends; False means it
+        failed and the statement was not written (the caller may write it another way)."""
+        self.side_writes.append((query, params))
+        if on_recorded is not None:
+            self.on_recorded.append(on_recorded)
 
     @property
     def run_id(self) -> str:

@@ -33,6 +33,9 @@ class DeploymentCall:
     classification: str | None = None  # data classification of the input (e.g. confidential)
     cache: Any = None  # the task's cache policy (links/cache.py), None: no cache
     meta: dict[str, Any] = field(default_factory=dict)  # links leave notes for later links
+    # Inside a workflow: where metering puts the usage rows, which the model effect commits
+    # with its record (None: the usage log writes them behind the call).
+    held: list[dict[str, Any]] | None = None
 
 
 NextLink = Callable[[DeploymentCall], Awaitable[ModelResponse]]

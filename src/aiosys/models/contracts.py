@@ -41,6 +41,7 @@ class RouteContext:
     run_id: str | None = None
     seq: int | None = None
     cache: CachePolicy | None = None
+    held: list[dict[str, Any]] | None = None  # usage rows for the effect's record (chain.py)
 
 
 @dataclass(frozen=True, slots=True)

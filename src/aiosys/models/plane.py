@@ -34,7 +34,7 @@ from .chain import DeploymentCall, Link, NextLink, compose
 from .contracts import Candidate, RouteContext, RoutingPlan, TaskContract, describe
 from .links.breaker import BreakerLink, Breakers
 from .links.budget import BudgetLink, Budgets
-from .links.metering import MeteringLink, flush_usage
+from .links.metering import MeteringLink, flush_usage, usage_log
 from .links.ratelimit import RateLimitLink
 from .providers.base import Provider
 from .providers.registry import Providers
@@ -289,6 +289,7 @@ class ModelPlane:
         seq: int | None = None,
         rng: random.Random | None = None,
         trace: Trace | None = None,
+        held: list[dict[str, Any]] | None = None,
     ) -> Trace:
         route = RouteContext(
             task=contract.name,
@@ -300,6 +301,7 @@ class ModelPlane:
             run_id=run_id,
             seq=seq,
             cache=contract.cache,
+            held=held,
         )
         return await self.router.route(
             contract.plan,
@@ -322,6 +324,7 @@ class ModelPlane:
         run_id: str | None = None,
         seq: int | None = None,
         trace: Trace | None = None,
+        held: list[dict[str, Any]] | None = None,
     ) -> Trace:
         self.card(model)  # ModelNotFound before anything else
         route = RouteContext(
@@ -332,43 +335,71 @@ class ModelPlane:
             workflow=workflow,
             run_id=run_id,
             seq=seq,
+            held=held,
         )
         return await self.router.route(RoutingPlan([Candidate(model)]), route, trace=trace)
 
     async def _execute(self, call: EffectCall) -> Any:
-        """The executor of ``model`` effects (``BoundModels`` makes them)."""
-        run, p = call.execution.run, call.params
-        trace = Trace(task=p.get("task"))
+        """The executor of ``model`` effects (``BoundModels`` makes them). The usage rows
+        of its attempts are committed with the effect's record (``EffectCall.also_write``):
+        a crash keeps both or neither, and replay, which never calls the model again,
+        never meters it again."""
+        held: list[dict[str, Any]] = []
+        trace = Trace(task=call.params.get("task"))
         try:
-            if "task" in p:
-                # Canary draws from a generator seeded by the run and the effect: the same
-                # on every execution, and the run's own ``ctx.random()`` is left untouched
-                # (this code runs only the first time, replays would otherwise diverge).
-                await self._run_task(
-                    self.contract(p["task"]),
-                    p["input"],
-                    p.get("classification"),
-                    run.tenant,
-                    run.workflow,
-                    run_id=run.id,
-                    seq=call.seq,
-                    rng=random.Random(f"{run.id}:{call.seq}"),
-                    trace=trace,
-                )
-                return trace.output
-            await self._call_model(
-                p["model"],
-                p["request"],
+            result = await self._serve_effect(call, trace, held)
+        except Exception:
+            self._hold_usage(call, held)
+            raise
+        except BaseException:  # cancelled: no record will be written, so neither are they
+            usage_log(self.app.store).release(held, committed=False)
+            raise
+        finally:
+            call.meta["record"] = trace.record()
+        self._hold_usage(call, held)
+        return result
+
+    def _hold_usage(self, call: EffectCall, rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        log = usage_log(self.app.store)
+        for i, row in enumerate(rows):
+            hook = (lambda ok: log.release(rows, committed=ok)) if i == 0 else None
+            call.also_write("insert_usage", row, hook)
+
+    async def _serve_effect(
+        self, call: EffectCall, trace: Trace, held: list[dict[str, Any]]
+    ) -> Any:
+        run, p = call.execution.run, call.params
+        if "task" in p:
+            # Canary draws from a generator seeded by the run and the effect: the same
+            # on every execution, and the run's own ``ctx.random()`` is left untouched
+            # (this code runs only the first time, replays would otherwise diverge).
+            await self._run_task(
+                self.contract(p["task"]),
+                p["input"],
                 p.get("classification"),
                 run.tenant,
                 run.workflow,
                 run_id=run.id,
                 seq=call.seq,
+                rng=random.Random(f"{run.id}:{call.seq}"),
                 trace=trace,
+                held=held,
             )
-            return trace.response
-        finally:
-            call.meta["record"] = trace.record()
+            return trace.output
+        await self._call_model(
+            p["model"],
+            p["request"],
+            p.get("classification"),
+            run.tenant,
+            run.workflow,
+            run_id=run.id,
+            seq=call.seq,
+            trace=trace,
+            held=held,
+        )
+        return trace.response
 
     async def close(self) -> None:
         """Wait for shadow calls in flight, then close the providers."""

@@ -428,6 +428,8 @@ def _deployment_call(
         classification=ctx.classification,
         cache=None if shadow else ctx.cache,
         meta={"shadow": True} if shadow else {},
+        # A shadow call may end after the effect is recorded: its row goes the usual way.
+        held=None if shadow else ctx.held,
     )
 
 

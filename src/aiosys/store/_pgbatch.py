@@ -17,6 +17,8 @@ from .common import write_run_id, write_statement
 def stands_alone(w: Write) -> bool:
     """Whether a write, alone in its batch, is one statement: nothing depends on whether it
     landed and nobody needs to be told."""
+    if isinstance(w, RecordEffect) and w.side_writes:
+        return False
     return not isinstance(w, Release) and not _waits_for_outcome(w)
 
 
@@ -71,6 +73,7 @@ class Batch:
         self.checked = 0  # writes whose follow-ups are queued
         self.waking: set[str] = set()
         self.notify = False  # something became claimable now
+        self.side: dict[str, list[dict[str, Any]]] = {}  # records' side writes, by query
 
     async def add(self, w: Write) -> None:
         if write_run_id(w) in self.waking:
@@ -83,10 +86,17 @@ class Batch:
         self.writes.append(w)
         if isinstance(w, Finish) and w.parent_id:
             self.waking.add(w.parent_id)
+        if isinstance(w, RecordEffect):
+            for side_query, side_params in w.side_writes:
+                self.side.setdefault(side_query, []).append(dict(side_params))
         self.notify = self.notify or isinstance(w, Release)
 
     async def end(self) -> None:
         await self.follow_up()
+        # Side writes land whatever their records did, so they need no outcome: they go
+        # last, one executemany per statement, outside the row counts of the writes.
+        for query, rows in self.side.items():
+            await self.tx.conn.cursor().executemany(self.q[query], rows)
         if self.notify:
             await self.tx.run(self.q["notify_work"], {"queue": ""})
 

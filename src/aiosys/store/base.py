@@ -136,11 +136,14 @@ class NewRun:
 
 @dataclass(frozen=True, slots=True)
 class RecordEffect:
-    """Insert or complete the effect at ``seq``; optionally mark a signal consumed by it."""
+    """Insert or complete the effect at ``seq``; optionally mark a signal consumed by it.
+    ``side_writes`` (named statements of the store's queries, with their parameters) are
+    committed in the same transaction, whether or not the record lands."""
 
     owner: str
     effect: EffectRow
     consume_signal: int | None = None
+    side_writes: tuple[tuple[str, Mapping[str, Any]], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

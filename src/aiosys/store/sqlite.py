@@ -260,6 +260,9 @@ class SQLiteStore(CommonStore):
             results: list[WriteResult] = []
             for w in writes:
                 ok = c.execute(*write_statement(q, w, t)).rowcount == 1
+                if isinstance(w, RecordEffect):
+                    for query, params in w.side_writes:
+                        c.execute(q[query], dict(params))
                 if ok and isinstance(w, RecordEffect) and w.consume_signal is not None:
                     c.execute(q["consume_signal"], {"id": w.consume_signal, "seq": w.effect.seq})
                 elif ok and isinstance(w, Finish) and w.parent_id:

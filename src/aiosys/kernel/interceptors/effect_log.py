@@ -8,10 +8,15 @@ is committed. A successful outcome is queued for the group commit and handed bac
 workflow at once; the workflow's next effect (or its end) waits for that commit. So a
 crash can only repeat the effect whose record was not yet committed (the one in flight),
 while a run's last record and its end share one transaction.
+
+An executor or interceptor may add writes of its own to the record's transaction
+(``EffectCall.also_write``: the model plane commits a call's usage rows this way) and is
+told when that transaction has ended.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -60,7 +65,10 @@ class EffectLog:
             await self._record(call, started, "error", error=error)
             ex.note_failed_effect(exc, call.seq)
             raise
-        ex.defer(ex.committer.submit(self._write(call, started, "ok", output=text)))
+        fut = ex.committer.submit(self._write(call, started, "ok", output=text))
+        if call.on_recorded:
+            fut.add_done_callback(lambda f: _tell(call, f))
+        ex.defer(fut)
         return output
 
     async def _record(
@@ -73,10 +81,11 @@ class EffectLog:
         error: str | None = None,
     ) -> None:
         ex = call.execution
+        fut = ex.committer.submit(self._write(call, started, status, output=output, error=error))
+        if call.on_recorded:
+            fut.add_done_callback(lambda f: _tell(call, f))
         try:
-            result = await ex.committer.submit(
-                self._write(call, started, status, output=output, error=error)
-            )
+            result = await fut
         except Exception as exc:  # the store failed: leave the run to its lease
             raise LeaseLost(f"{ex.run.id}: could not record effect #{call.seq}: {exc}") from exc
         if not result.ok:
@@ -105,7 +114,19 @@ class EffectLog:
             finished_at=None if status == "pending" else now(),
             meta=_meta(call),
         )
-        return RecordEffect(ex.owner, row, consume_signal=call.meta.get("consume_signal"))
+        return RecordEffect(
+            ex.owner,
+            row,
+            consume_signal=call.meta.get("consume_signal"),
+            side_writes=tuple(call.side_writes),
+        )
+
+
+def _tell(call: EffectCall, fut: asyncio.Future[Any]) -> None:
+    """Tell ``also_write``'s callers whether the record's transaction committed."""
+    committed = not fut.cancelled() and fut.exception() is None
+    for hook in call.on_recorded:
+        hook(committed)
 
 
 def _meta(call: EffectCall) -> str | None:

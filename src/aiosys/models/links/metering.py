@@ -15,19 +15,21 @@ A cache hit consumed nothing, so it records no tokens (its response still carrie
 tokens of the original call). ``latency_ms`` is the wall time the caller waited for this
 attempt, including the links below (cache lookup, rate-limit count).
 
-Rows are written behind the call, in batches (``UsageLog``): a row joins the process's
-pending rows and the caller has its answer at once; within ``delay`` (200 ms) the pending
-rows go to the store in one transaction, one commit for however many calls ended
-meanwhile. A commit per call (an fsync on SQLite) used to be the largest cost of the call
-path and stalled every call in flight while it ran. What that costs:
+Where a row goes (``UsageLog``, one per store in the process):
 
-- a crash loses the usage rows of the last ``delay`` at most. Inside a workflow the same
-  usage and cost are also on the model effect's record, which the kernel commits before the
-  run goes on, so ``runs show`` and run totals survive; only the ``model_usage`` row (what
-  budgets and usage reports sum) can be missing;
-- readers in this process see every row at once: the report functions below write the
-  pending rows first, and budgets add the pending spend to the stored one
-  (``pending_spend``); other processes see them within ``delay``.
+- inside a workflow (``call.held`` is the model effect's list) the rows of its attempts are
+  committed in the same transaction as the effect's record (``EffectCall.also_write``): a
+  crash keeps both or neither, and a replay, which never calls the model again, never
+  meters it again. Until that commit the log *holds* them (counted as spent);
+- outside one (``app.models.call`` from a script or the gateway) a row is written behind
+  the call, in batches: it joins the pending rows and the caller has its answer at once;
+  within ``delay`` (200 ms) the pending rows go to the store in one transaction. A commit
+  per call (an fsync on SQLite) used to be the largest cost of the call path and stalled
+  every call in flight while it ran. A crash loses the rows of the last ``delay`` at most.
+
+Readers in this process see every row at once: the report functions below write the
+pending rows first, and budgets add the held and pending spend to the stored one
+(``pending_spend``); other processes see pending rows within ``delay``.
 
 A failed batch write must not fail calls that already happened (and were paid for), but
 must not vanish either: it is retried once, then logged at WARNING on the
@@ -73,6 +75,7 @@ class UsageLog:
         self.max_batch = max_batch
         self.unrecorded = 0  # rows that could not be written (see the module docstring)
         self._pending: list[dict[str, Any]] = []  # not yet handed to the store
+        self._held: list[dict[str, Any]] = []  # to be committed with a workflow effect
         self._writing: list[dict[str, Any]] = []  # handed to the store, not yet committed
         self._timer: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None
@@ -86,11 +89,25 @@ class UsageLog:
         elif self._timer is None and self._task is None:
             self._timer = asyncio.get_running_loop().call_later(self.delay, self._start_write)
 
+    def hold(self, row: dict[str, Any]) -> None:
+        """Count a row that a workflow effect will commit with its record (``release``
+        when that transaction ends)."""
+        self._held.append(row)
+
+    def release(self, rows: list[dict[str, Any]], committed: bool) -> None:
+        """The effect's transaction ended: its rows are written, or (``committed`` False)
+        they join the pending rows, to be written behind as any other."""
+        held = {id(r) for r in rows}
+        self._held = [r for r in self._held if id(r) not in held]
+        if not committed:
+            for row in rows:
+                self.add(row)
+
     def pending_spend(self, tenant: str, workflow: str | None, since: float) -> float:
         """The cost of this tenant's (or its workflow's) rows not yet committed."""
         return sum(
             float(r["cost"])
-            for r in (*self._writing, *self._pending)
+            for r in (*self._writing, *self._pending, *self._held)
             if r["tenant"] == tenant
             and r["at"] >= since
             and (workflow is None or r["workflow"] == workflow)
@@ -231,24 +248,27 @@ class MeteringLink:
             "cached": status == "cached",
         }
         card = call.card
-        self.log.add(
-            {
-                "at": self.clock(),
-                "tenant": call.tenant,
-                "workflow": call.workflow,
-                "run_id": call.run_id,
-                "seq": call.seq,
-                "task": call.task,
-                "model": card.id,
-                "deployment": card.key,
-                "input_tokens": input_tokens,
-                "output_tokens": output_tokens,
-                "cost": cost,
-                "latency_ms": latency_ms,
-                "status": status,
-                "error": error,
-            }
-        )
+        row = {
+            "at": self.clock(),
+            "tenant": call.tenant,
+            "workflow": call.workflow,
+            "run_id": call.run_id,
+            "seq": call.seq,
+            "task": call.task,
+            "model": card.id,
+            "deployment": card.key,
+            "input_tokens": input_tokens,
+            "output_tokens": output_tokens,
+            "cost": cost,
+            "latency_ms": latency_ms,
+            "status": status,
+            "error": error,
+        }
+        if call.held is not None:  # the workflow's effect commits it with its record
+            call.held.append(row)
+            self.log.hold(row)
+        else:
+            self.log.add(row)
 
 
 def _describe(exc: BaseException) -> str:
