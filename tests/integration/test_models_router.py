@@ -156,6 +156,32 @@ async def usage_rows(app: App) -> list[dict[str, Any]]:
 # ---- order, retries, fallbacks --------------------------------------------------------------
 
 
+async def test_calls_outside_workflows_pass_the_gate_as_direct_effects(env):
+    env.card("a")
+    env.card("chat", kind="chat")
+    env.task("a")
+    seen: list[tuple[Any, ...]] = []
+
+    async def guard(call, next):  # the shape of a policy interceptor
+        seen.append((call.kind, call.name, call.direct, call.tenant, call.workflow))
+        if call.tenant == "blocked":
+            raise PermissionError(f"tenant {call.tenant} may not call models")
+        return await next(call)
+
+    env.app.gate.add("guard", guard, before="retry")
+    assert await env.run(tenant="acme", workflow="intake") == "a says: hello"
+    response = await env.app.models.call("chat", "hi", tenant="acme")
+    assert response.model == "chat" and response.output == "chat says: hi"
+    with pytest.raises(PermissionError, match="tenant blocked may not call models"):
+        await env.run(tenant="blocked")
+    assert env.calls == {"a": 1, "chat": 1}  # the denied call never reached the provider
+    assert seen == [
+        ("model", "summarize", True, "acme", "intake"),
+        ("model", "call:chat", True, "acme", None),
+        ("model", "summarize", True, "blocked", None),
+    ]
+
+
 async def test_candidates_are_tried_in_the_order_of_the_plan(env):
     env.card("a")
     env.card("b")

@@ -23,9 +23,15 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True, slots=True, eq=False)
 class EffectCall:
-    """One effect, as the interceptors see it."""
+    """One effect, as the interceptors see it.
 
-    execution: Execution
+    Most effects are made by a workflow run (``run_execution``): recorded, replayed. A
+    *direct* effect is made outside any workflow (a script, the HTTP gateway:
+    ``Gate.direct``): it passes the same interceptors (policy, budgets, tracing, ...) but
+    nothing records or replays it; ``run_execution`` is None and ``tenant`` / ``workflow``
+    say on whose behalf it runs."""
+
+    run_execution: Execution | None
     seq: int
     kind: str  # step, sleep, signal, child_start, child_result, now, ...
     name: str
@@ -41,6 +47,32 @@ class EffectCall:
     # ``also_write``), and who to tell when that transaction has ended.
     side_writes: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     on_recorded: list[Callable[[bool], None]] = field(default_factory=list)
+    direct_tenant: str = "default"  # a direct effect's tenant and workflow (else the run's)
+    direct_workflow: str | None = None
+
+    @property
+    def direct(self) -> bool:
+        """Made outside any workflow: not recorded, not replayed."""
+        return self.run_execution is None
+
+    @property
+    def execution(self) -> Execution:
+        """The run making this effect; a direct effect has none (``ConfigError``)."""
+        if self.run_execution is None:
+            raise ConfigError(
+                f"{self.kind} effect {self.name!r} was made outside a workflow: it has no run"
+            )
+        return self.run_execution
+
+    @property
+    def tenant(self) -> str:
+        ex = self.run_execution
+        return self.direct_tenant if ex is None else ex.run.tenant
+
+    @property
+    def workflow(self) -> str | None:
+        ex = self.run_execution
+        return self.direct_workflow if ex is None else ex.run.workflow
 
     def also_write(
         self,
@@ -124,6 +156,32 @@ class Gate:
         """The executor alone, past every interceptor: how the effect log checks a parked
         wait again (the interceptors saw it once, when it first ran)."""
         return self._execute(call)
+
+    def direct(
+        self,
+        kind: str,
+        name: str,
+        *,
+        params: dict[str, Any] | None = None,
+        tenant: str = "default",
+        workflow: str | None = None,
+        retry: Retry = NO_RETRY,
+        timeout: float | None = None,
+    ) -> Awaitable[Any]:
+        """Make an effect outside any workflow, through the whole chain; nothing is
+        recorded (see ``EffectCall``)."""
+        call = EffectCall(
+            run_execution=None,
+            seq=0,
+            kind=kind,
+            name=name,
+            retry=retry,
+            timeout=timeout,
+            params=params or {},
+            direct_tenant=tenant,
+            direct_workflow=workflow,
+        )
+        return self._chain(call)
 
 
 def _link(interceptor: Interceptor, nxt: Next) -> Next:

@@ -118,7 +118,7 @@ class Execution:
         params: dict[str, Any] | None = None,
     ) -> Any:
         call = EffectCall(
-            execution=self,
+            run_execution=self,
             seq=self.next_seq(),
             kind=kind,
             name=name,

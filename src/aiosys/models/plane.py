@@ -14,7 +14,8 @@ Inside a workflow, ``ctx.models.run(task, input)`` and ``ctx.models.call(model, 
 are effects of kind ``model`` through the gate: recorded once, replayed from the record
 (the provider is not called again), with the model, version, usage, cost, latency and every
 attempt in the effect's ``meta``. Outside a workflow, ``app.models.run`` and
-``app.models.call`` do the same work without recording it (the HTTP gateway, scripts).
+``app.models.call`` (the HTTP gateway, scripts) are *direct* effects: the same gate and
+interceptors (policy, tracing, ...), nothing recorded.
 """
 
 from __future__ import annotations
@@ -251,11 +252,14 @@ class ModelPlane:
         classification: str | None = None,
         workflow: str | None = None,
     ) -> Any:
-        """Run a task outside any workflow (not recorded): its validated output."""
+        """Run a task outside any workflow: a direct effect through the gate (its
+        interceptors apply; nothing is recorded). Its validated output."""
         contract = self.contract(task)
         data = contract.validate_input(input)
-        trace = await self._run_task(contract, data, classification, tenant, workflow)
-        return trace.output
+        params = {"task": contract.name, "input": data, "classification": classification}
+        return await self.app.gate.direct(
+            "model", contract.name, params=params, tenant=tenant, workflow=workflow
+        )
 
     async def call(
         self,
@@ -267,11 +271,14 @@ class ModelPlane:
         workflow: str | None = None,
         **params: Any,
     ) -> ModelResponse:
-        """Call one model outside any workflow (not recorded): its metered response."""
+        """Call one model outside any workflow: a direct effect through the gate (its
+        interceptors apply; nothing is recorded). Its metered response."""
         request = make_request(messages, params)
-        trace = await self._call_model(model, request, classification, tenant, workflow)
-        assert trace.response is not None
-        return trace.response
+        effect_params = {"model": model, "request": request, "classification": classification}
+        response: ModelResponse = await self.app.gate.direct(
+            "model", f"call:{model}", params=effect_params, tenant=tenant, workflow=workflow
+        )
+        return response
 
     def bind(self, ctx: Context) -> BoundModels:
         """What ``ctx.models`` is inside a workflow."""
@@ -340,12 +347,18 @@ class ModelPlane:
         return await self.router.route(RoutingPlan([Candidate(model)]), route, trace=trace)
 
     async def _execute(self, call: EffectCall) -> Any:
-        """The executor of ``model`` effects (``BoundModels`` makes them). The usage rows
-        of its attempts are committed with the effect's record (``EffectCall.also_write``):
-        a crash keeps both or neither, and replay, which never calls the model again,
-        never meters it again."""
-        held: list[dict[str, Any]] = []
+        """The executor of ``model`` effects (``BoundModels`` makes them in workflows,
+        ``run`` and ``call`` outside). In a workflow the usage rows of its attempts are
+        committed with the effect's record (``EffectCall.also_write``): a crash keeps both
+        or neither, and replay, which never calls the model again, never meters it again.
+        A direct effect's rows are written behind the call (``links/metering.py``)."""
         trace = Trace(task=call.params.get("task"))
+        if call.direct:
+            try:
+                return await self._serve_effect(call, trace, None)
+            finally:
+                call.meta["record"] = trace.record()
+        held: list[dict[str, Any]] = []
         try:
             result = await self._serve_effect(call, trace, held)
         except Exception:
@@ -368,22 +381,25 @@ class ModelPlane:
             call.also_write("insert_usage", row, hook)
 
     async def _serve_effect(
-        self, call: EffectCall, trace: Trace, held: list[dict[str, Any]]
+        self, call: EffectCall, trace: Trace, held: list[dict[str, Any]] | None
     ) -> Any:
-        run, p = call.execution.run, call.params
+        p = call.params
+        run = call.run_execution.run if call.run_execution is not None else None
+        run_id = None if run is None else run.id
+        seq = None if run is None else call.seq
         if "task" in p:
-            # Canary draws from a generator seeded by the run and the effect: the same
-            # on every execution, and the run's own ``ctx.random()`` is left untouched
+            # In a run, canary draws from a generator seeded by the run and the effect: the
+            # same on every execution, and the run's own ``ctx.random()`` is left untouched
             # (this code runs only the first time, replays would otherwise diverge).
             await self._run_task(
                 self.contract(p["task"]),
                 p["input"],
                 p.get("classification"),
-                run.tenant,
-                run.workflow,
-                run_id=run.id,
-                seq=call.seq,
-                rng=random.Random(f"{run.id}:{call.seq}"),
+                call.tenant,
+                call.workflow,
+                run_id=run_id,
+                seq=seq,
+                rng=None if run is None else random.Random(f"{run_id}:{seq}"),
                 trace=trace,
                 held=held,
             )
@@ -392,10 +408,10 @@ class ModelPlane:
             p["model"],
             p["request"],
             p.get("classification"),
-            run.tenant,
-            run.workflow,
-            run_id=run.id,
-            seq=call.seq,
+            call.tenant,
+            call.workflow,
+            run_id=run_id,
+            seq=seq,
             trace=trace,
             held=held,
         )

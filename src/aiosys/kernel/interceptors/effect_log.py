@@ -30,7 +30,9 @@ from ..retry import is_transient
 
 class EffectLog:
     async def __call__(self, call: EffectCall, next: Next) -> Any:
-        ex = call.execution
+        if call.run_execution is None:  # a direct effect: nothing to replay or record
+            return await next(call)
+        ex = call.run_execution
         recorded = ex.history.effects.get(call.seq)
         if recorded is not None:
             if recorded.kind != call.kind or recorded.name != call.name:

@@ -21,5 +21,6 @@ class Retrying:
                 if attempt >= policy.attempts or not is_transient(exc):
                     raise
                 await asyncio.sleep(policy.delay(attempt))
-                call.execution.check_cancelled()
+                if call.run_execution is not None:
+                    call.run_execution.check_cancelled()
                 attempt += 1
