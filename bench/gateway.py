@@ -15,14 +15,16 @@ Systems (each (system, concurrency, repetition) in a fresh child process):
   headers, timeouts and status errors, without ``create``'s parameter transform and
   response model). aiosys minus this is what aiosys's own layers cost;
 - ``aiosys``: ``await app.models.call("bench", messages)`` outside any workflow (App on a
-  temp SQLite file, one ``openai`` card, no budgets, no rate limits, no cache): router,
-  metering (one ``model_usage`` row per call), budget / rate-limit / cache links with
-  nothing configured, breaker, provider (the same SDK);
+  temp SQLite file, one ``openai`` card, no budgets, no rate limits, no cache): a direct
+  effect through the kernel's gate (its interceptors; nothing recorded), router, metering
+  (one ``model_usage`` row per call, written behind the calls in batches), budget /
+  rate-limit / cache links with nothing configured, breaker, provider (the same SDK's
+  ``client.post``);
 - ``litellm``: ``await Router(...).acompletion(model="bench", messages=...)`` with one
   deployment, telemetry, callbacks and the remote cost map off;
 - ``workflow`` (reported apart, not compared): the same call as a recorded effect,
   ``ctx.models.call`` in a one-effect workflow run with ``app.run`` (includes the run's
-  durable commits on SQLite, WAL + synchronous=FULL).
+  durable commits on SQLite, WAL + synchronous=FULL; the usage row commits with the record).
 
 Systems run interleaved (``--repeat`` N: every repetition measures each system once, in a
 rotated order). Overhead = the system's latency percentile - the SDK's at the same
