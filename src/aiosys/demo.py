@@ -1,28 +1,122 @@
 """The built-in demo app (``aiosys demo``): a document-intake workflow on a bundled letter.
 
-It shows each kind of effect the kernel records, in plain Python with no model or service:
+It shows each kind of effect the kernel records, and the model data plane running real
+offline models (nothing is downloaded, no key is needed):
 
-1. ``extract``, ``classify`` and ``summarize`` are steps; ``classify`` fails transiently on its
-   first attempt (a simulated overloaded classifier) and succeeds on the retry its ``Retry``
+1. ``read_scan`` is a model task: the letter arrives as a scanned page (``aiosys demo``
+   renders one) and Tesseract OCR reads it, through the router, metered, recorded;
+2. ``extract`` and ``classify`` are steps; ``classify`` fails transiently on its first
+   attempt (a simulated overloaded classifier) and succeeds on the retry its ``Retry``
    policy grants, so the timeline shows attempt 2;
-2. ``file_document`` runs as a child workflow;
-3. ``ctx.sleep(1)`` is a durable timer (the run holds no worker while it waits);
-4. ``ctx.wait_for("approve")`` parks the run until someone sends the signal
+3. ``summarize`` is a model task whose plan tries a local LLM first (an OpenAI-compatible
+   server such as Ollama or vLLM, used only when ``AIOSYS_DEMO_LLM_URL`` names one) and
+   falls back to the extractive summarizer; the letter is ``confidential``, so no external
+   model may see it;
+4. ``file_document`` runs as a child workflow;
+5. ``ctx.sleep(1)`` is a durable timer (the run holds no worker while it waits);
+6. ``ctx.wait_for("approve")`` parks the run until someone sends the signal
    (``aiosys demo`` sends it itself; by hand: ``aiosys runs signal RUN_ID approve``).
 
-Run it on its own: ``aiosys run document_intake --app aiosys.demo:app`` waits for the signal.
+Run it on its own: ``aiosys run document_intake --app aiosys.demo:app`` (the letter as
+text) waits for the signal.
 """
 
 from __future__ import annotations
 
+import os
 import re
-from collections import Counter
+from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
+
+from .app import App
 from .errors import TransientError
-from .kernel import App, Context, Retry, current_step
+from .kernel import Context, Retry, current_step
+from .models.contracts import Candidate, RouteContext, RoutingPlan
+from .models.types import Message, ModelRequest
 
 app = App()
+
+# The models the demo uses, declared here so that ``aiosys demo`` works from any folder (the
+# richer cards of a project's models/ folder replace them when it has them).
+LLM_URL = os.environ.get("AIOSYS_DEMO_LLM_URL")  # e.g. http://127.0.0.1:11434/v1 (Ollama)
+app.models.add_card({"id": "ocr-tesseract", "version": "5", "kind": "ocr", "provider": "tesseract"})
+app.models.add_card(
+    {
+        "id": "summarizer-extractive",
+        "version": "1",
+        "kind": "summarize",
+        "provider": "summarizer",
+        "options": {"sentences": 2},
+    }
+)
+app.models.add_card(
+    {
+        "id": "demo-llm",
+        "kind": "chat",
+        "provider": "openai",
+        "endpoint": LLM_URL or "http://127.0.0.1:11434/v1",
+        "provider_model": os.environ.get("AIOSYS_DEMO_LLM_MODEL", "llama3.2"),
+        "external": False,
+        "timeout": 30.0,
+    }
+)
+
+
+class Scan(BaseModel):
+    document: str  # path of an image or PDF
+
+
+class Text(BaseModel):
+    text: str
+
+
+class Letter(BaseModel):
+    text: str
+
+
+class Summary(BaseModel):
+    summary: str
+
+
+app.models.task(
+    "read_scan",
+    input=Scan,
+    output=Text,
+    build=lambda scan: ModelRequest(kind="ocr", document=scan.document),
+    parse=lambda r: {"text": r.output},
+    plan=RoutingPlan(["ocr-tesseract"]),
+)
+
+
+def _llm_configured(_: RouteContext) -> bool:
+    return LLM_URL is not None
+
+
+app.models.task(
+    "summarize",
+    input=Letter,
+    output=Summary,
+    build=lambda letter: ModelRequest(
+        messages=[
+            Message(role="system", content="Summarize the letter in two sentences."),
+            Message(role="user", content=letter.text),
+        ],
+        params={"max_tokens": 120},
+    ),
+    parse=lambda r: {"summary": str(r.output).strip()},
+    plan=RoutingPlan(
+        [
+            Candidate("demo-llm", when=_llm_configured, retries=0),
+            Candidate(
+                "summarizer-extractive",
+                build=lambda letter: ModelRequest(kind="summarize", text=letter.text),
+            ),
+        ]
+    ),
+    slo_p95_ms=5000,
+)
 
 SAMPLE_LETTER = """\
 From: Maria Keller <maria.keller@example.org>
@@ -51,12 +145,6 @@ CATEGORIES: dict[str, tuple[str, ...]] = {
 }
 
 TEAMS = {"claim": "property-claims", "complaint": "customer-care", "cancellation": "retention"}
-
-STOPWORDS = frozenset(
-    "a an and are as at be by for from has i in is it its me my of on or the this to was "
-    "were while whether with his her he she we our you your can would like please let know "
-    "before after".split()
-)
 
 
 @app.step
@@ -96,24 +184,6 @@ def classify(text: str) -> dict[str, Any]:
 
 
 @app.step
-def summarize(text: str, sentences: int = 2) -> str:
-    """An extractive summary: the body's sentences with the most frequent content words."""
-    body = text.split("\n\n", 1)[-1]
-    candidates = [
-        s.strip().replace("\n", " ") for s in re.split(r"(?<=[.!?])\s+", body) if len(s.split()) > 5
-    ]
-    words = re.findall(r"[a-z]+", body.lower())
-    freq = Counter(w for w in words if w not in STOPWORDS and len(w) > 2)
-
-    def score(sentence: str) -> float:
-        tokens = re.findall(r"[a-z]+", sentence.lower())
-        return sum(freq[t] for t in tokens) / (len(tokens) or 1)
-
-    top = sorted(sorted(candidates, key=score, reverse=True)[:sentences], key=candidates.index)
-    return " ".join(top)
-
-
-@app.step
 def assign_team(category: str) -> str:
     return TEAMS.get(category, "general-intake")
 
@@ -130,12 +200,22 @@ async def file_document(
 
 @app.workflow
 async def document_intake(
-    ctx: Context, text: str = SAMPLE_LETTER, approval_timeout: float = 120.0
+    ctx: Context,
+    text: str | None = None,
+    scan: str | None = None,
+    approval_timeout: float = 120.0,
 ) -> dict[str, Any]:
-    """Extract, classify, summarize, file, wait a moment, and wait for a reviewer."""
+    """Read the scan (OCR), extract, classify, summarize, file, wait a moment, and wait for
+    a reviewer. Without ``scan`` or ``text`` it reads the bundled letter as text."""
+    if scan is not None:
+        text = (await ctx.models.run("read_scan", {"document": scan})).text
+    text = text or SAMPLE_LETTER
     fields = await extract(text)
     label = await classify(text)
-    summary = await summarize(text)
+    body = text.split("\n\n", 1)[-1]  # past the header
+    summary = (
+        await ctx.models.run("summarize", {"text": body}, classification="confidential")
+    ).summary
     filing = await ctx.child(
         "file_document", {"category": label["category"], "reference": fields["policy"]}
     )
@@ -152,3 +232,18 @@ async def document_intake(
         "team": filing["team"],
         "approval": approval,
     }
+
+
+def render_scan(path: Path, text: str = SAMPLE_LETTER) -> Path:
+    """Render ``text`` as a scanned page (PNG, black on white) for the OCR task to read."""
+    from PIL import Image, ImageDraw, ImageFont  # the offline extra
+
+    lines = text.splitlines()
+    font = ImageFont.load_default(size=28)  # Pillow >= 10.1 bundles a scalable font
+    width = int(max(font.getlength(line) for line in lines)) + 120
+    page = Image.new("L", (width, 100 + 40 * len(lines)), 255)
+    draw = ImageDraw.Draw(page)
+    for i, line in enumerate(lines):
+        draw.text((60, 50 + i * 40), line, fill=0, font=font)
+    page.save(path)
+    return path

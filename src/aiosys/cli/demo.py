@@ -8,6 +8,10 @@ run, while the demo watches the run's effect log like an operator would, and sen
 from __future__ import annotations
 
 import asyncio
+import json
+import shutil
+import tempfile
+from pathlib import Path
 
 from rich.console import Console
 from rich.json import JSON
@@ -27,6 +31,12 @@ DEADLINE = 60.0  # the demo gives up (and says so) if the run has not ended by t
 def _describe(e: EffectRow) -> str:
     if e.kind == "step":
         return f"step {e.name}"
+    if e.kind == "model":
+        meta = json.loads(e.meta or "{}")
+        via = f" by {meta['model']}" if meta.get("model") else ""
+        skipped = meta.get("skipped") or {}
+        passed = "; ".join(f"{m} {why}" for m, why in skipped.items())
+        return f"model task {e.name}{via}" + (f" ({passed})" if passed else "")
     if e.kind == "signal":
         return f"signal {e.name!r}"
     if e.kind in ("child_start", "child_result"):
@@ -86,11 +96,43 @@ async def _watch(app: App, run_id: str, console: Console) -> tuple[RunRow, list[
             await asyncio.sleep(POLL)
 
 
+def _scan(folder: Path, console: Console) -> dict[str, str]:
+    """The run's input: the letter as a scanned page when OCR can run here, else as text
+    (saying why and how to get OCR)."""
+    from ..demo import render_scan
+
+    if shutil.which("tesseract") is None:
+        console.print(
+            "  (no tesseract here, so the letter goes in as text instead of a scan; "
+            "install OCR with: sudo apt-get install tesseract-ocr)",
+            markup=False,
+            soft_wrap=True,
+        )
+        return {}
+    try:
+        path = render_scan(folder / "letter.png")
+    except ImportError as exc:  # Pillow comes with the offline extra
+        console.print(
+            f"  (cannot render the scan: {exc}; pip install 'aiosys[offline]'. "
+            "The letter goes in as text.)",
+            markup=False,
+            soft_wrap=True,
+        )
+        return {}
+    console.print(f"  the letter arrives as a scanned page: {path}", markup=False)
+    return {"scan": str(path)}
+
+
 async def run_demo(store: str, console: Console) -> tuple[RunRow, list[EffectRow]]:
     """Start and follow one run of the demo workflow to its end: the run and its effects."""
     from ..demo import app
 
     use_store(app, store)
+    with tempfile.TemporaryDirectory(prefix="aiosys-demo-") as folder:
+        return await _run(app, _scan(Path(folder), console), console)
+
+
+async def _run(app: App, input: dict[str, str], console: Console) -> tuple[RunRow, list[EffectRow]]:
     async with app:
         console.print(
             Text.assemble(
@@ -99,7 +141,7 @@ async def run_demo(store: str, console: Console) -> tuple[RunRow, list[EffectRow
             ),
             soft_wrap=True,
         )
-        handle = await app.start(WORKFLOW, {}, tenant="demo")
+        handle = await app.start(WORKFLOW, input, tenant="demo")
         console.print(f"  run {handle.id} started", markup=False, highlight=False)
         try:
             async with asyncio.timeout(DEADLINE):
