@@ -316,6 +316,33 @@ async def test_held_rows_count_as_spent_until_their_effect_commits_or_fails(
     assert log.pending_spend("acme", None, 0.0) == 0
 
 
+def test_a_log_outliving_its_event_loop_schedules_its_writes_on_the_next(store_url: str) -> None:
+    """A script that runs ``asyncio.run`` twice with one store, the first time without
+    closing anything: the second loop's rows still reach the store on their own."""
+    store = open_store(store_url)
+    counting = CountingStore(store)
+    log = UsageLog(counting, delay=0.01)  # type: ignore[arg-type]
+    row = {"at": T0, "tenant": "acme", "workflow": None, "run_id": "run-1", "seq": None}
+    row |= {"task": None, "model": "m", "deployment": "m@1", "input_tokens": 1}
+    row |= {"output_tokens": 2, "cost": 0.5, "latency_ms": 1.0, "status": "ok", "error": None}
+
+    async def first() -> None:
+        await store.open()
+        log.add(dict(row))  # its timer dies with this loop
+
+    async def second() -> list[dict[str, Any]]:
+        await log.flush()  # what the first loop left behind
+        counting.written = asyncio.Event()
+        log.add(dict(row))
+        await asyncio.wait_for(counting.written.wait(), 5)
+        rows = await store.fetch("usage_rows_of_run", {"run_id": "run-1"})
+        await store.close()
+        return rows
+
+    asyncio.run(first())
+    assert [r["cost"] for r in asyncio.run(second())] == [0.5, 0.5]
+
+
 async def test_closing_the_app_writes_the_pending_usage_rows(store_url: str) -> None:
     register_callable("echo-upper", lambda messages: messages[-1].content.upper())
     try:

@@ -78,16 +78,26 @@ class UsageLog:
         self._held: list[dict[str, Any]] = []  # to be committed with a workflow effect
         self._writing: list[dict[str, Any]] = []  # handed to the store, not yet committed
         self._timer: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop of timer and task
         self._task: asyncio.Task[None] | None = None
         self._lock: asyncio.Lock | None = None
 
     def add(self, row: dict[str, Any]) -> None:
         """Queue one row; it reaches the store within ``delay``."""
         self._pending.append(row)
-        if len(self._pending) >= self.max_batch:
+        self._schedule(now=len(self._pending) >= self.max_batch)
+
+    def _schedule(self, *, now: bool = False) -> None:
+        """Make sure a write comes: at once, or within ``delay``."""
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:  # a new event loop: the old one's timer and task died
+            self._loop, self._timer, self._task, self._lock = loop, None, None, None
+        if now:
+            if self._timer is not None:
+                self._timer.cancel()
             self._start_write()
         elif self._timer is None and self._task is None:
-            self._timer = asyncio.get_running_loop().call_later(self.delay, self._start_write)
+            self._timer = loop.call_later(self.delay, self._start_write)
 
     def hold(self, row: dict[str, Any]) -> None:
         """Count a row that a workflow effect will commit with its record (``release``
@@ -125,8 +135,8 @@ class UsageLog:
             await self.flush()
         finally:
             self._task = None
-            if self._pending and self._timer is None:  # rows came while the task ended
-                self._timer = asyncio.get_running_loop().call_later(self.delay, self._start_write)
+            if self._pending:  # rows came while the task ended
+                self._schedule()
 
     async def flush(self) -> None:
         """Write every pending row now (reports call this; so does closing the plane)."""
