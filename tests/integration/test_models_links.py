@@ -11,10 +11,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import psycopg
 import pytest
 
 from aiosys import App
@@ -210,6 +212,67 @@ async def test_run_tenant_and_workflow_sums_read_the_usage_back(store: Store) ->
     by_workflow = await usage_by_workflow(store, "acme")
     assert [r["workflow"] for r in by_workflow] == ["billing", "intake", None]
     assert [r["calls"] for r in by_workflow] == [1, 2, 1]
+
+
+DAY = 86400.0
+
+
+async def test_spend_over_days_adds_whole_day_buckets_and_the_part_day_before_them(
+    store: Store, second_store: Store
+) -> None:
+    """Spend since any time is exact: the trigger-kept daily buckets (each worker's
+    connection has its own) and the rows of the part day before the first whole one."""
+    midnight = math.floor(T0 / DAY) * DAY
+    clock = Clock(midnight - DAY + 3600)  # 01:00 the day before
+    model = card(pricing=PRICED)  # 0.006 a call
+    chains = [
+        compose([MeteringLink(s, clock=clock)], terminal(CountingProvider()))
+        for s in (store, second_store)
+    ]
+    for hour in (1, 13, 25, 37, 49):  # two calls a day before, two on the day, one after
+        clock.now = midnight - DAY + hour * 3600
+        await chains[hour % 2](call_of(model, workflow="intake" if hour < 40 else "billing"))
+    await flush_usage(store)
+    await flush_usage(second_store)
+
+    assert await spent(store, "acme") == pytest.approx(5 * 0.006)
+    assert await spent(store, "acme", since=midnight) == pytest.approx(3 * 0.006)
+    assert await spent(store, "acme", since=midnight + 12 * 3600) == pytest.approx(2 * 0.006)
+    assert await spent(store, "acme", since=midnight - DAY + 7200) == pytest.approx(4 * 0.006)
+    assert await spent(store, "acme", "intake", since=midnight) == pytest.approx(2 * 0.006)
+    assert await spent(store, "acme", "billing") == pytest.approx(0.006)
+    assert await spent(store, "globex") == 0.0
+
+
+async def test_the_spend_migration_fills_the_buckets_from_existing_usage(
+    store_url: str, store: Store
+) -> None:
+    """A database metered before the daily buckets existed: migrating fills them."""
+    chain = compose([MeteringLink(store, clock=Clock())], terminal(CountingProvider()))
+    for _ in range(3):
+        await chain(call_of(card(pricing=PRICED), workflow="intake"))
+    await flush_usage(store)
+    await store.close()
+    undo = [
+        "DROP TRIGGER model_usage_spend" + (" ON model_usage" if "postgres" in store_url else ""),
+        "DROP TABLE model_spend",
+        "DELETE FROM aiosys_schema WHERE version = 3",
+    ]
+    if store_url.startswith("sqlite"):
+        with sqlite3.connect(store_url.removeprefix("sqlite:///")) as conn:
+            for statement in undo:
+                conn.execute(statement)
+    else:
+        with psycopg.connect(store_url, autocommit=True) as conn:
+            for statement in [*undo, "DROP FUNCTION model_usage_spend"]:
+                conn.execute(statement)
+    again = open_store(store_url)
+    await again.open()
+    try:
+        assert await spent(again, "acme", "intake") == pytest.approx(3 * 0.006)
+        assert await spent(again, "acme", since=T0 - 1) == pytest.approx(3 * 0.006)
+    finally:
+        await again.close()
 
 
 class FlakyStore:

@@ -359,5 +359,17 @@ def _count(c: sqlite3.Connection, q: dict[str, str], params: dict[str, Any]) -> 
 
 
 def _statements(sql: str) -> list[str]:
+    """The statements of a migration, in order. A trigger's body holds semicolons of its
+    own: pieces are joined until SQLite says the statement is complete."""
     code = re.sub(r"--[^\n]*", "", sql)  # the schema's comments may hold semicolons
-    return [s.strip() for s in code.split(";") if s.strip()]
+    statements: list[str] = []
+    buffer = ""
+    for piece in code.split(";"):
+        buffer += piece + ";"
+        if sqlite3.complete_statement(buffer):
+            if buffer.strip(" \n\t;"):
+                statements.append(buffer.strip())
+            buffer = ""
+    if buffer.strip(" \n\t;"):
+        statements.append(buffer.strip())
+    return statements

@@ -1,7 +1,8 @@
 """Budgets: a cap on what a tenant, or a workflow, may spend on models in a period.
 
 Before a call leaves, each budget that applies compares what was spent in its period (the
-``model_usage`` rows ``MeteringLink`` writes) plus the most this call can cost
+``model_usage`` rows ``MeteringLink`` writes, read from the daily spend buckets a trigger
+keeps beside them, plus this process's rows not yet written) plus the most this call can cost
 (``tokens.estimate_cost``: estimated input, ``max_tokens`` of output) with its limit. Over
 the limit, a hard budget raises ``BudgetExceeded`` (permanent: retrying cannot help until
 the period turns) and the call is not sent; a soft one lets it through with a warning in

@@ -43,6 +43,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import time
 import weakref
 from collections.abc import Callable
@@ -59,6 +60,7 @@ MAX_ERROR_CHARS = 2000
 RETRY_DELAY = 0.05  # seconds before the one retry of a failed batch write
 FLUSH_DELAY = 0.2  # seconds a row may wait for the rows after it
 MAX_BATCH = 1000  # rows that start a write at once
+DAY = 86400.0  # seconds: UTC days start at multiples of it
 
 
 class UsageLog:
@@ -313,11 +315,14 @@ async def spent(
     seconds; default: ever), in the cards' currency units. Rows this process has not
     written yet are counted too."""
     pending = usage_log(store).pending_spend(tenant, workflow, since)
+    # Whole UTC days come from the daily spend buckets (a trigger keeps them), the part day
+    # before the first whole one from the usage rows.
+    full_from = math.ceil(since / DAY) * DAY
+    params = {"tenant": tenant, "since": since, "full_from": full_from}
     if workflow is None:
-        rows = await store.fetch("spent_by_tenant", {"tenant": tenant, "since": since})
+        rows = await store.fetch("spent_by_tenant", params)
     else:
-        params = {"tenant": tenant, "workflow": workflow, "since": since}
-        rows = await store.fetch("spent_by_workflow", params)
+        rows = await store.fetch("spent_by_workflow", {**params, "workflow": workflow})
     return float(rows[0]["cost"]) + pending
 
 

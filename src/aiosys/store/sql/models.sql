@@ -53,14 +53,20 @@ VALUES (:at, :tenant, :workflow, :run_id, :seq, :task, :model, :deployment,
         :input_tokens, :output_tokens, :cost, :latency_ms, :status, :error)
 
 -- name: spent_by_tenant
--- Cost spent by a tenant since a time.
-SELECT COALESCE(SUM(cost), 0) AS cost, COUNT(*) AS calls FROM model_usage
-WHERE tenant = :tenant AND at >= :since
+-- Cost spent by a tenant since a time: the daily buckets from :full_from (the first UTC day
+-- boundary at or after :since), plus the usage rows of the part day before it.
+SELECT (SELECT COALESCE(SUM(cost), 0) FROM model_spend
+        WHERE tenant = :tenant AND day >= :full_from)
+     + (SELECT COALESCE(SUM(cost), 0) FROM model_usage
+        WHERE tenant = :tenant AND at >= :since AND at < :full_from) AS cost
 
 -- name: spent_by_workflow
--- Cost spent by a workflow (in a tenant) since a time.
-SELECT COALESCE(SUM(cost), 0) AS cost, COUNT(*) AS calls FROM model_usage
-WHERE tenant = :tenant AND workflow = :workflow AND at >= :since
+-- Cost spent by a workflow (in a tenant) since a time, as spent_by_tenant.
+SELECT (SELECT COALESCE(SUM(cost), 0) FROM model_spend
+        WHERE tenant = :tenant AND workflow = :workflow AND day >= :full_from)
+     + (SELECT COALESCE(SUM(cost), 0) FROM model_usage
+        WHERE tenant = :tenant AND workflow = :workflow AND at >= :since
+          AND at < :full_from) AS cost
 
 -- name: usage_by_run
 -- Tokens and cost of one run's model calls.
