@@ -64,6 +64,24 @@ def pg_admin_url() -> str:
     return url
 
 
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """A Redis server for the tests (database 15 by default; skips if there is none,
+    fails under ``CI=true``)."""
+    import redis
+
+    url = os.environ.get("AIOSYS_TEST_REDIS", "redis://127.0.0.1:6379/15")
+    try:
+        with redis.Redis.from_url(url, socket_connect_timeout=2) as client:
+            client.ping()
+    except (redis.RedisError, OSError) as exc:
+        message = f"Redis not reachable at {url}: {exc}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return url
+
+
 def _fingerprint() -> str:
     """Names the schema the migrations build, so a template built from older ones is rebuilt."""
     digest = hashlib.sha256()

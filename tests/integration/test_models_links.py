@@ -13,16 +13,19 @@ import logging
 import math
 import sqlite3
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import psycopg
 import pytest
+import redis
 
 from aiosys import App
 from aiosys.errors import (
     BudgetExceeded,
     ConfigError,
+    NoRouteAvailable,
     ProviderRejected,
     ProviderUnavailable,
 )
@@ -40,7 +43,7 @@ from aiosys.models.links.metering import (
     usage_by_workflow,
     usage_rows,
 )
-from aiosys.models.links.ratelimit import RateLimitLink
+from aiosys.models.links.ratelimit import RateLimitLink, RedisWindows, StoreWindows, Windows
 from aiosys.models.providers.local import register_callable, unregister_callable
 from aiosys.models.types import Message, ModelRequest, ModelResponse, ProviderResult, Usage
 from aiosys.store import Store, open_store
@@ -507,13 +510,41 @@ def window_end(now: float) -> float:
     return math.floor(now / 60) * 60 + 60
 
 
+WindowsFactory = Callable[[Store], Windows]
+
+
+@pytest.fixture(params=["store-windows", "redis-windows"])
+async def windows(request: pytest.FixtureRequest) -> AsyncIterator[WindowsFactory]:
+    """Where the rate-limit links count: the store, or Redis (a prefix of its own per test,
+    shared by the test's workers)."""
+    if request.param == "store-windows":
+        yield StoreWindows
+        return
+    url = request.getfixturevalue("redis_url")
+    prefix = f"aiosys-test:{uuid.uuid4().hex}:"
+    made: list[RedisWindows] = []
+
+    def make(store: Store) -> Windows:
+        made.append(RedisWindows(url, prefix=prefix))
+        return made[-1]
+
+    yield make
+    for w in made:
+        await w.close()
+
+
 async def test_two_workers_share_one_requests_per_minute_limit(
-    store: Store, second_store: Store
+    store: Store, second_store: Store, windows: WindowsFactory
 ) -> None:
     provider = CountingProvider()
     clock = Clock(T0 + 15)
-    worker_a = compose([RateLimitLink(store, clock=clock)], terminal(provider))
-    worker_b = compose([RateLimitLink(second_store, clock=clock)], terminal(provider))
+    worker_a = compose(
+        [RateLimitLink(store, windows=windows(store), clock=clock)], terminal(provider)
+    )
+    worker_b = compose(
+        [RateLimitLink(second_store, windows=windows(second_store), clock=clock)],
+        terminal(provider),
+    )
     model = card(limits=Limits(requests_per_minute=3))
 
     await worker_a(call_of(model))
@@ -532,13 +563,14 @@ async def test_two_workers_share_one_requests_per_minute_limit(
 
 
 async def test_concurrent_calls_from_two_workers_never_pass_the_limit(
-    store: Store, second_store: Store
+    store: Store, second_store: Store, windows: WindowsFactory
 ) -> None:
     provider = CountingProvider()
     clock = Clock()
     model = card(limits=Limits(requests_per_minute=5))
     chains = [
-        compose([RateLimitLink(s, clock=clock)], terminal(provider)) for s in (store, second_store)
+        compose([RateLimitLink(s, windows=windows(s), clock=clock)], terminal(provider))
+        for s in (store, second_store)
     ]
     outcomes = await asyncio.gather(
         *(chains[i % 2](call_of(model)) for i in range(12)), return_exceptions=True
@@ -547,11 +579,13 @@ async def test_concurrent_calls_from_two_workers_never_pass_the_limit(
     assert provider.calls == 5 and len(refused) == 7
 
 
-async def test_tokens_per_minute_count_the_reported_usage(store: Store) -> None:
+async def test_tokens_per_minute_count_the_reported_usage(
+    store: Store, windows: WindowsFactory
+) -> None:
     # Each call asks for 300 tokens of output (estimate ~310) but uses 100 in all.
     provider = CountingProvider(usage=Usage(input_tokens=60, output_tokens=40))
     clock = Clock()
-    chain = compose([RateLimitLink(store, clock=clock)], terminal(provider))
+    chain = compose([RateLimitLink(store, windows=windows(store), clock=clock)], terminal(provider))
     model = card(limits=Limits(tokens_per_minute=700))
     for _ in range(3):  # by estimate only the third would be refused (930 > 700)
         await chain(call_of(model, ask(max_tokens=300)))
@@ -560,6 +594,51 @@ async def test_tokens_per_minute_count_the_reported_usage(store: Store) -> None:
     assert e.value.retry_after is not None and e.value.retry_after > 0
     await chain(call_of(model, ask(max_tokens=200)))  # the refused tokens were given back
     assert provider.calls == 4
+
+
+async def test_unreachable_redis_lets_calls_through_uncounted_and_says_so(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    provider = CountingProvider()
+    dead = RedisWindows("redis://127.0.0.1:1/0")  # nothing listens on port 1
+    chain = compose([RateLimitLink(store, windows=dead)], terminal(provider))
+    model = card(limits=Limits(requests_per_minute=1))
+    with caplog.at_level(logging.WARNING, logger="aiosys.models.ratelimit"):
+        for _ in range(2):  # a limit of 1, but nothing can count
+            assert (await chain(call_of(model))).output.startswith("answer")
+    await dead.close()
+    assert provider.calls == 2 and dead.failures == 2
+    assert "rate limit counters at redis://127.0.0.1:1/0 unreachable" in caplog.text
+    assert "goes through uncounted" in caplog.text
+
+
+async def test_the_plane_counts_rate_limits_in_redis_when_told_to(
+    store_url: str, redis_url: str
+) -> None:
+    model_id = f"limited-{uuid.uuid4().hex[:8]}"
+    register_callable(model_id, lambda messages: "ok")
+    app = App(store=store_url, models_dir="")
+    app.models.redis_url = redis_url
+    app.models.add_card(
+        {
+            "id": model_id,
+            "provider": "local",
+            "options": {"callable": model_id},
+            "limits": {"requests_per_minute": 1},
+        }
+    )
+    try:
+        async with app:
+            await app.models.call(model_id, "hi")
+            with pytest.raises(NoRouteAvailable, match="1 requests per minute reached"):
+                await app.models.call(model_id, "hi")
+    finally:
+        unregister_callable(model_id)
+    with redis.Redis.from_url(redis_url) as client:
+        [key] = client.keys(f"aiosys:rate:model:{model_id}:*")
+        assert client.hget(key, "requests") == b"1"  # the refused call was given back
+        assert 0 < client.ttl(key) <= 120
+        client.delete(key)
 
 
 async def test_a_request_larger_than_the_token_limit_is_rejected_outright(store: Store) -> None:

@@ -20,6 +20,7 @@ interceptors (policy, tracing, ...), nothing recorded.
 
 from __future__ import annotations
 
+import os
 import random
 from collections.abc import Awaitable, Callable
 from functools import cached_property
@@ -36,7 +37,7 @@ from .contracts import Candidate, RouteContext, RoutingPlan, TaskContract, descr
 from .links.breaker import BreakerLink, Breakers
 from .links.budget import BudgetLink, Budgets
 from .links.metering import MeteringLink, flush_usage, usage_log
-from .links.ratelimit import RateLimitLink
+from .links.ratelimit import RateLimitLink, RedisWindows, StoreWindows, Windows
 from .providers.base import Provider
 from .providers.registry import Providers
 from .router import Router, Trace
@@ -64,6 +65,8 @@ class ModelPlane:
         self.embed_model: str | None = None
         self._chain: NextLink | None = None
         self._chain_store: object = None
+        self._redis_url: str | None = os.environ.get("AIOSYS_REDIS_URL") or None
+        self._windows: Windows | None = None
         app.gate.register("model", self._execute)
 
     # ---- catalog --------------------------------------------------------------------------
@@ -177,6 +180,18 @@ class ModelPlane:
             raise ConfigError(f"no model task named {task!r} is registered (known: {known})")
         return found
 
+    @property
+    def redis_url(self) -> str | None:
+        """Where the rate-limit windows are counted: a Redis URL, or None for the store
+        (the default; ``AIOSYS_REDIS_URL`` sets it). See ``links/ratelimit.py``."""
+        return self._redis_url
+
+    @redis_url.setter
+    def redis_url(self, url: str | None) -> None:
+        self._redis_url = url or None
+        self._windows = None
+        self._chain = None  # rebuilt with the new windows on the next call
+
     @cached_property
     def budgets(self) -> Budgets:
         """Spending caps per tenant and workflow (``budgets.add(Budget(...))``)."""
@@ -189,11 +204,15 @@ class ModelPlane:
         from .links.cache import CacheLink  # imported on first call: it needs numpy
 
         store = self.app.store
+        if self._redis_url is not None:
+            self._windows = RedisWindows(self._redis_url)
+        else:
+            self._windows = StoreWindows(store)
         return [
             MeteringLink(store),
             CacheLink(store, self._embed),
             BudgetLink(store, self.budgets),
-            RateLimitLink(store),
+            RateLimitLink(store, windows=self._windows),
             BreakerLink(self._breakers),
         ]
 
@@ -421,6 +440,8 @@ class ModelPlane:
         """Wait for shadow calls in flight, then close the providers."""
         await self.router.drain()
         await self.providers.close()
+        if self._windows is not None:
+            await self._windows.close()
         await self.flush_usage()
 
     async def flush_usage(self) -> None:
