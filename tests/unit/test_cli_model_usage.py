@@ -1,4 +1,5 @@
-"""``runs show`` reports which model answered each model effect, its tokens and cost."""
+"""``runs show`` reports which model answered each model effect, its tokens and cost;
+``models usage`` sums the calls, tokens and cost of a tenant per model or per workflow."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import asyncio
 import json
 from pathlib import Path
 
+from tests.unit.clirunner import aiosys, ok, reported_error
 from typer.testing import CliRunner
 
 from aiosys import App, Context
@@ -18,19 +20,14 @@ def shout(text: str) -> str:
     return text.upper()
 
 
-def test_runs_show_sums_model_tokens_and_cost_of_the_run(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'usage.db'}"
+def metered(url: str) -> str:
+    """A store holding one run of ``twice`` (two priced model calls in a workflow), one
+    call outside any workflow, and one of tenant ``acme``; the run's id."""
     register_callable("shout", shout)
     app = App(store=url)
-    app.models.add_card(
-        {
-            "id": "shouter",
-            "provider": "local",
-            "kind": "summarize",
-            "options": {"callable": "shout"},
-            "pricing": {"per_call": 0.25},
-        }
-    )
+    card = {"provider": "local", "kind": "summarize", "options": {"callable": "shout"}}
+    app.models.add_card({"id": "shouter", **card, "pricing": {"per_call": 0.25}})
+    app.models.add_card({"id": "free", **card})
 
     @app.workflow()
     async def twice(ctx: Context, text: str) -> str:
@@ -42,12 +39,21 @@ def test_runs_show_sums_model_tokens_and_cost_of_the_run(tmp_path: Path) -> None
         async with app:
             run = await app.start("twice", {"text": "quiet words"})
             assert await run.result(timeout=30) == "QUIET WORDS / QUIET WORDS AGAIN"
+            await app.models.call("free", ModelRequest(kind="summarize", text="outside"))
+            await app.models.call(
+                "shouter", ModelRequest(kind="summarize", text="other"), tenant="acme"
+            )
             return run.id
 
     try:
-        run_id = asyncio.run(go())
+        return asyncio.run(go())
     finally:
         unregister_callable("shout")
+
+
+def test_runs_show_sums_model_tokens_and_cost_of_the_run(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'usage.db'}"
+    run_id = metered(url)
     shown = CliRunner().invoke(cli, ["runs", "show", run_id, "--json", "--store", url])
     assert shown.exit_code == 0, shown.output
     detail = json.loads(shown.stdout)
@@ -56,3 +62,29 @@ def test_runs_show_sums_model_tokens_and_cost_of_the_run(tmp_path: Path) -> None
     assert [e["meta"]["model"] for e in detail["effects"]] == ["shouter", "shouter"]
     table = CliRunner().invoke(cli, ["runs", "show", run_id, "--store", url])
     assert "2 call(s)" in table.stdout and "shouter" in table.stdout
+
+
+def test_models_usage_sums_per_model_and_per_workflow_of_one_tenant(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'usage.db'}"
+    metered(url)
+
+    rows = json.loads(ok(aiosys("models", "usage", "--json", "--store", url)).stdout)
+    by_model = {r["model"]: (r["calls"], r["ok"], r["cost"]) for r in rows}
+    assert by_model == {"shouter": (2, 2, 0.5), "free": (1, 1, 0.0)}
+    rows = json.loads(
+        ok(aiosys("models", "usage", "--by", "workflow", "--json", "--store", url)).stdout
+    )
+    assert [(r["workflow"], r["calls"], r["cost"]) for r in rows] == [
+        ("twice", 2, 0.5),
+        (None, 1, 0.0),
+    ]
+    acme = ok(aiosys("models", "usage", "--tenant", "acme", "--since", "1h", "--store", url))
+    assert "model usage of tenant 'acme'" in acme.stdout
+    assert "shouter" in acme.stdout and "0.250000" in acme.stdout
+    later = aiosys("models", "usage", "--since", "2999-01-01", "--json", "--store", url)
+    assert json.loads(ok(later).stdout) == []
+
+    stderr = reported_error(aiosys("models", "usage", "--since", "last week"), code=2)
+    assert "--since 'last week' is neither a duration" in stderr
+    stderr = reported_error(aiosys("models", "usage", "--by", "run"), code=2)
+    assert "--by must be 'model' or 'workflow', not 'run'" in stderr

@@ -1,4 +1,4 @@
-"""``aiosys models list|show|sync|delete``: the model catalog.
+"""``aiosys models list|show|sync|delete|usage``: the model catalog, and what it cost.
 
 Where the cards come from: the store (what every worker sees, written by ``models sync``),
 overlaid with the card files under ``--dir`` (default ``./models`` when that folder exists).
@@ -9,8 +9,10 @@ card folder they print the store alone. Bad card files are errors, even for ``li
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich import box
@@ -40,6 +42,8 @@ from ..models.catalog_store import (
     merge_cards,
     save_cards,
 )
+from ..models.links.budget import period_start
+from ..models.links.metering import usage_by_model, usage_by_workflow
 from .common import (
     EXIT_USAGE,
     AppOption,
@@ -54,7 +58,9 @@ from .common import (
     with_opened,
 )
 
-models = typer.Typer(help="The model catalog: list, show, sync and delete model cards.")
+models = typer.Typer(
+    help="The model catalog: list, show, sync and delete model cards; usage and cost."
+)
 
 DirOption = Annotated[
     Path | None,
@@ -200,8 +206,10 @@ def delete(
     app: AppOption = None,
     store: StoreOption = None,
 ) -> None:
-    """Remove a model card from the store (workers stop routing to it when they next load
-    the catalog). A card file still under models/ brings it back at the next sync."""
+    """Remove a model card from the store.
+
+    Workers stop routing to it when they next load the catalog. A card file still under
+    models/ brings it back at the next sync."""
 
     async def body(a: App) -> CardRecord:
         return await delete_card(a.store, name)
@@ -222,6 +230,91 @@ def delete(
     if source is not None and Path(source).exists():
         hint = f"its file {source} still exists: `aiosys models sync` adds it back"
         out.print(hint, markup=False)
+
+
+@models.command("usage")
+def usage(
+    tenant: Annotated[str, typer.Option("--tenant", help="Whose calls.")] = "default",
+    since: Annotated[
+        str | None,
+        typer.Option(
+            "--since",
+            help="From when: a duration back from now (30m, 24h, 7d) or a UTC date or time "
+            "(2026-11-01, 2026-11-01T08:00). Default: the start of this UTC month.",
+        ),
+    ] = None,
+    by: Annotated[
+        str, typer.Option("--by", help="One row per 'model' or per 'workflow'.")
+    ] = "model",
+    json_: JsonFlag = False,
+    app: AppOption = None,
+    store: StoreOption = None,
+) -> None:
+    """Model calls, tokens and cost of a tenant, per model or per workflow.
+
+    Every attempt counts (fallbacks, errors, cache hits, budget denials); cost and tokens
+    are what was metered. Rows for calls made outside any workflow have workflow `-`."""
+    if by not in ("model", "workflow"):
+        fail(f"--by must be 'model' or 'workflow', not {by!r}", EXIT_USAGE)
+    start = _since(since)
+    read = usage_by_model if by == "model" else usage_by_workflow
+    rows = run_async(
+        lambda: with_opened(store_app(app, store), lambda a: read(a.store, tenant, start))
+    )
+    if json_:
+        echo_json(rows)
+        return
+    console().print(_usage_table(rows, by, tenant, start))
+
+
+def _since(text: str | None) -> float:
+    """Epoch seconds from ``--since`` (see ``usage``)."""
+    now = dt.datetime.now(dt.UTC)
+    if text is None:
+        return period_start("month", now.timestamp())
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd])\s*", text)
+    if m:
+        unit = {"s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
+        return now.timestamp() - float(m.group(1)) * unit
+    try:
+        at = dt.datetime.fromisoformat(text.strip())
+    except ValueError:
+        fail(
+            f"--since {text!r} is neither a duration (30m, 24h, 7d) nor a date or time "
+            "(2026-11-01, 2026-11-01T08:00)",
+            EXIT_USAGE,
+        )
+    return (at if at.tzinfo else at.replace(tzinfo=dt.UTC)).timestamp()
+
+
+def _usage_table(rows: list[dict[str, Any]], by: str, tenant: str, since: float) -> Table:
+    when = dt.datetime.fromtimestamp(since, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    t = Table(title=f"model usage of tenant {tenant!r} since {when}", box=box.SIMPLE_HEAD)
+    t.add_column(by)
+    for col in ("calls", "ok", "cached", "errors", "denied", "tokens in", "tokens out", "cost"):
+        t.add_column(col, justify="right")
+    t.add_column("mean latency ms", justify="right")
+    for r in rows:
+        mean = r["mean_latency_ms"]
+        t.add_row(
+            r[by] or "-",
+            *(str(r[k]) for k in ("calls", "ok", "cached", "errors", "denied")),
+            f"{r['input_tokens']:,}",
+            f"{r['output_tokens']:,}",
+            f"{r['cost']:.6f}",
+            "-" if mean is None else f"{mean:.1f}",
+        )
+    if rows:
+        t.add_section()
+        t.add_row(
+            "total",
+            *(str(sum(r[k] for r in rows)) for k in ("calls", "ok", "cached", "errors", "denied")),
+            f"{sum(r['input_tokens'] for r in rows):,}",
+            f"{sum(r['output_tokens'] for r in rows):,}",
+            f"{sum(r['cost'] for r in rows):.6f}",
+            "",
+        )
+    return t
 
 
 def _table(cards: list[ModelCard], total: int) -> Table:
