@@ -496,10 +496,39 @@ async def test_the_shadow_model_gets_the_traffic_but_the_caller_gets_the_primary
     first, second = env.app.models.router.shadows
     assert (first.primary, first.shadow) == ("primary@1", "shadow@1")
     assert first.primary_output == Out(summary="primary says: one")
-    assert (first.output, first.error) == ("shadow says: one", None)
+    # parsed as the task parses, so it compares with what the caller got
+    assert (first.output, first.error) == (Out(summary="shadow says: one"), None)
+    assert first.same is False
     assert second.error == "ProviderUnavailable: shadow: HTTP 500"
     by_model = {r["model"]: r for r in await usage_rows(env.app)}
     assert by_model["shadow"]["calls"] == 2  # metered like any call
+    # Kept in the store for comparison, newest first.
+    kept = await env.app.models.shadow_results("summarize")
+    assert [(r["primary_model"], r["shadow_model"], r["same"]) for r in kept] == [
+        ("primary@1", "shadow@1", False),
+        ("primary@1", "shadow@1", False),
+    ]
+    assert kept[1]["output"] == {"summary": "shadow says: one"}
+    assert kept[1]["primary_output"] == {"summary": "primary says: one"}
+    assert kept[0]["output"] is None
+    assert kept[0]["error"] == "ProviderUnavailable: shadow: HTTP 500"
+    assert await env.app.models.shadow_results("other-task") == []
+
+
+async def test_a_shadow_that_agrees_is_same_and_one_that_breaks_the_schema_is_an_error(env):
+    env.card("primary")
+    env.card("twin")
+    env.task("primary", shadow="twin")
+    env.provider.standing["primary"] = env.provider.standing["twin"] = "the same words"
+    assert await env.run() == "the same words"
+    await env.app.models.router.drain()
+    env.provider.next("twin", "")  # Out.summary must not be empty
+    assert await env.run() == "the same words"
+    await env.app.models.router.drain()
+    newest, oldest = await env.app.models.shadow_results(limit=10)
+    assert oldest["same"] is True and oldest["error"] is None
+    assert newest["same"] is False
+    assert newest["error"].startswith("invalid output: summary: String should have at least")
 
 
 # ---- output and input validation ------------------------------------------------------------

@@ -7,11 +7,13 @@ import asyncio
 import json
 from pathlib import Path
 
+from pydantic import BaseModel
 from tests.unit.clirunner import aiosys, ok, reported_error
 from typer.testing import CliRunner
 
 from aiosys import App, Context
 from aiosys.cli.main import cli
+from aiosys.models.contracts import RoutingPlan
 from aiosys.models.providers.local import register_callable, unregister_callable
 from aiosys.models.types import ModelRequest
 
@@ -88,3 +90,48 @@ def test_models_usage_sums_per_model_and_per_workflow_of_one_tenant(tmp_path: Pa
     assert "--since 'last week' is neither a duration" in stderr
     stderr = reported_error(aiosys("models", "usage", "--by", "run"), code=2)
     assert "--by must be 'model' or 'workflow', not 'run'" in stderr
+
+
+class Text(BaseModel):
+    text: str
+
+
+def test_models_shadows_lists_what_the_shadow_answered_beside_the_caller(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'shadows.db'}"
+    register_callable("shout", shout)
+    register_callable("echo", lambda text: text)
+    app = App(store=url)
+    card = {"provider": "local", "kind": "summarize"}
+    app.models.add_card({"id": "shouter", **card, "options": {"callable": "shout"}})
+    app.models.add_card({"id": "echoer", **card, "options": {"callable": "echo"}})
+    app.models.task(
+        "loud",
+        input=Text,
+        output=Text,
+        build=lambda t: ModelRequest(kind="summarize", text=t.text),
+        parse=lambda r: {"text": r.output},
+        plan=RoutingPlan(["shouter"], shadow="echoer"),
+    )
+
+    async def go() -> None:
+        async with app:
+            assert (await app.models.run("loud", {"text": "hi"})).text == "HI"
+            assert (await app.models.run("loud", {"text": "OK"})).text == "OK"
+            await app.models.router.drain()
+
+    try:
+        asyncio.run(go())
+    finally:
+        unregister_callable("shout")
+        unregister_callable("echo")
+    rows = json.loads(ok(aiosys("models", "shadows", "loud", "--json", "--store", url)).stdout)
+    assert [(r["output"], r["primary_output"], r["same"]) for r in rows] == [
+        ({"text": "OK"}, {"text": "OK"}, True),
+        ({"text": "hi"}, {"text": "HI"}, False),
+    ]
+    assert {(r["primary_model"], r["shadow_model"]) for r in rows} == {("shouter@1", "echoer@1")}
+    table = ok(aiosys("models", "shadows", "--store", url)).stdout
+    assert "1 of 2 the same" in table and "echoer@1" in table
+    assert (
+        json.loads(ok(aiosys("models", "shadows", "quiet", "--json", "--store", url)).stdout) == []
+    )

@@ -1,4 +1,5 @@
-"""``aiosys models list|show|sync|delete|usage``: the model catalog, and what it cost.
+"""``aiosys models list|show|sync|delete|usage|shadows``: the model catalog, what it cost,
+and what shadow models answered.
 
 Where the cards come from: the store (what every worker sees, written by ``models sync``),
 overlaid with the card files under ``--dir`` (default ``./models`` when that folder exists).
@@ -10,6 +11,7 @@ card folder they print the store alone. Bad card files are errors, even for ``li
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 from pathlib import Path
 from typing import Annotated, Any
@@ -44,6 +46,7 @@ from ..models.catalog_store import (
 )
 from ..models.links.budget import period_start
 from ..models.links.metering import usage_by_model, usage_by_workflow
+from ..models.shadows import shadow_results
 from .common import (
     EXIT_USAGE,
     AppOption,
@@ -59,7 +62,7 @@ from .common import (
 )
 
 models = typer.Typer(
-    help="The model catalog: list, show, sync and delete model cards; usage and cost."
+    help="The model catalog: list, show, sync and delete model cards; usage, cost, shadows."
 )
 
 DirOption = Annotated[
@@ -265,6 +268,49 @@ def usage(
         echo_json(rows)
         return
     console().print(_usage_table(rows, by, tenant, start))
+
+
+@models.command("shadows")
+def shadows(
+    task: Annotated[str | None, typer.Argument(help="Only this task's (default: all).")] = None,
+    tenant: Annotated[str, typer.Option("--tenant", help="Whose calls.")] = "default",
+    limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many.")] = 50,
+    json_: JsonFlag = False,
+    app: AppOption = None,
+    store: StoreOption = None,
+) -> None:
+    """What shadow models answered beside the model that served the caller, newest first.
+
+    A routing plan's `shadow` model gets a copy of each request after the caller has its
+    answer; its output, parsed as the task parses, is kept here beside the caller's."""
+
+    async def body(a: App) -> list[dict[str, Any]]:
+        return await shadow_results(a.store, task, tenant=tenant, limit=limit)
+
+    rows = run_async(lambda: with_opened(store_app(app, store), body))
+    if json_:
+        echo_json(rows)
+        return
+    agree = sum(r["same"] for r in rows)
+    title = f"shadow outcomes of tenant {tenant!r}" + (f", task {task!r}" if task else "")
+    t = Table(title=f"{title}: {agree} of {len(rows)} the same", box=box.SIMPLE_HEAD)
+    for col in ("at (UTC)", "task", "serving", "shadow", "same", "latency ms", "cost"):
+        t.add_column(col, justify="right" if col in ("latency ms", "cost") else "left")
+    t.add_column("shadow output or error", overflow="fold")
+    for r in rows:
+        at = dt.datetime.fromtimestamp(r["at"], dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+        shown = r["error"] or json.dumps(r["output"])
+        t.add_row(
+            at,
+            r["task"] or "-",
+            r["primary_model"],
+            r["shadow_model"],
+            Text("yes", style="green") if r["same"] else Text("no", style="yellow"),
+            "-" if r["latency_ms"] is None else f"{r['latency_ms']:.1f}",
+            "-" if r["cost"] is None else f"{r['cost']:.6f}",
+            Text(shown[:200], style="red" if r["error"] else ""),
+        )
+    console().print(t)
 
 
 def _since(text: str | None) -> float:

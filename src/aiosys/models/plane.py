@@ -40,7 +40,8 @@ from .links.metering import MeteringLink, flush_usage, usage_log
 from .links.ratelimit import RateLimitLink, RedisWindows, StoreWindows, Windows
 from .providers.base import Provider
 from .providers.registry import Providers
-from .router import Router, Trace
+from .router import Router, ShadowResult, Trace
+from .shadows import record_shadow, shadow_results
 from .types import Message, ModelRequest, ModelResponse
 
 if TYPE_CHECKING:
@@ -67,6 +68,7 @@ class ModelPlane:
         self._chain_store: object = None
         self._redis_url: str | None = os.environ.get("AIOSYS_REDIS_URL") or None
         self._windows: Windows | None = None
+        self.router.record_shadow = self._record_shadow
         app.gate.register("model", self._execute)
 
     # ---- catalog --------------------------------------------------------------------------
@@ -435,6 +437,15 @@ class ModelPlane:
             held=held,
         )
         return trace.response
+
+    async def _record_shadow(self, result: ShadowResult, ctx: RouteContext) -> None:
+        await record_shadow(self.app.store, result, ctx)
+
+    async def shadow_results(
+        self, task: str | None = None, *, tenant: str = "default", limit: int = 100
+    ) -> list[dict[str, Any]]:
+        """What shadow models answered beside the serving model (see ``shadows.py``)."""
+        return await shadow_results(self.app.store, task, tenant=tenant, limit=limit)
 
     async def close(self) -> None:
         """Wait for shadow calls in flight, then close the providers."""

@@ -32,9 +32,12 @@ With nothing left it raises ``NoRouteAvailable`` naming every candidate and why 
 used, or ``InvalidModelOutput`` when every candidate that answered answered badly.
 
 Shadow mode: the plan's ``shadow`` model gets the same request after the caller has its
-answer, in a background task that can neither fail nor delay the caller. Its outcome is
-metered (``DeploymentCall.meta["shadow"]``) and kept, beside the primary's output, in the
-in-memory ring ``Router.shadows`` for comparison; it is never recorded in a run.
+answer, in a background task that can neither fail nor delay the caller. Its answer goes
+through the task's own ``parse`` and output schema, so it compares with the primary's
+output as the caller would have seen it (``ShadowResult.same``). The outcome is metered
+(``DeploymentCall.meta["shadow"]``), kept in the in-memory ring ``Router.shadows``, and
+handed to ``record_shadow`` (the model plane stores it: ``aiosys models shadows``); it is
+never part of a run.
 """
 
 from __future__ import annotations
@@ -134,10 +137,18 @@ class ShadowResult:
     primary: str  # deployment that answered the caller
     shadow: str  # deployment that got the copy
     primary_output: Any
-    output: Any = None
-    error: str | None = None
+    output: Any = None  # the shadow's output, parsed as the task parses (raw for direct calls)
+    error: str | None = None  # the shadow failed, or its answer did not fit the task's schema
     latency_ms: float | None = None
     cost: float | None = None
+
+    @property
+    def same(self) -> bool:
+        """The shadow gave what the caller got."""
+        return self.error is None and self.output == self.primary_output
+
+
+RecordShadow = Callable[[ShadowResult, RouteContext], Awaitable[None]]
 
 
 class Router:
@@ -169,6 +180,7 @@ class Router:
         self.latency_window = latency_window
         self.min_samples = min_samples
         self.shadows: deque[ShadowResult] = deque(maxlen=shadow_ring)
+        self.record_shadow: RecordShadow | None = None  # where shadow outcomes are kept
         self._background: set[asyncio.Task[None]] = set()
 
     # ---- choosing -------------------------------------------------------------------------
@@ -295,7 +307,7 @@ class Router:
             label = _label(choice.candidate, choice.card)
             outcome = await self._try(choice, ctx, accept, trace)
             if outcome is None:
-                self._shadow(plan, ctx, trace)
+                self._shadow(plan, ctx, trace, accept)
                 return trace
             failed[label] = outcome
             invalid += outcome.startswith("invalid output")
@@ -369,7 +381,9 @@ class Router:
 
     # ---- shadow ---------------------------------------------------------------------------
 
-    def _shadow(self, plan: RoutingPlan, ctx: RouteContext, trace: Trace) -> None:
+    def _shadow(
+        self, plan: RoutingPlan, ctx: RouteContext, trace: Trace, accept: Accept | None
+    ) -> None:
         if plan.shadow is None or trace.card is None:
             return
         card = self.resolve(plan.shadow)
@@ -379,14 +393,19 @@ class Router:
             return
         if self.breakers.is_open(card.key):
             return
-        coro = self._run_shadow(card, ctx, trace.card.key, trace.output)
+        coro = self._run_shadow(card, ctx, trace.card.key, trace.output, accept)
         # A fresh context: the copy must not run as part of the caller's workflow.
         task = asyncio.get_running_loop().create_task(coro, context=contextvars.Context())
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
     async def _run_shadow(
-        self, card: ModelCard, ctx: RouteContext, primary: str, primary_output: Any
+        self,
+        card: ModelCard,
+        ctx: RouteContext,
+        primary: str,
+        primary_output: Any,
+        accept: Accept | None,
     ) -> None:
         call = _deployment_call(card, ctx.request, ctx, shadow=True)
         try:
@@ -396,17 +415,30 @@ class Router:
         else:
             if not response.cached:
                 self.observe(card.key, response.latency_ms)
+            output, error = response.output, None
+            if accept is not None:
+                try:
+                    output = accept(response, Candidate(card.id))
+                except BAD_OUTPUT as exc:
+                    why = describe(exc) if isinstance(exc, pydantic.ValidationError) else exc
+                    output, error = response.output, f"invalid output: {why}"
             result = ShadowResult(
                 ctx.task,
                 primary,
                 card.key,
                 primary_output,
-                output=response.output,
+                output=output,
+                error=error,
                 latency_ms=response.latency_ms,
                 cost=response.cost,
             )
         self.shadows.append(result)
         log.debug("shadow %s of %s: %s", card.key, ctx.task, result.error or "ok")
+        if self.record_shadow is not None:
+            try:
+                await self.record_shadow(result, ctx)
+            except Exception as exc:  # broad: a store error must not escape a background task
+                log.warning("shadow outcome of %s not recorded: %s", card.key, _error(exc))
 
     async def drain(self) -> None:
         """Wait for the shadow calls in flight (before closing providers, and in tests)."""

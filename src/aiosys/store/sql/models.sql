@@ -129,3 +129,17 @@ WHERE key = :key AND window_start = :window_start
 -- Every metered call of one run, in the order they ended (rows arrive in batches, and
 -- batches of several processes interleave, so the id alone is not that order).
 SELECT * FROM model_usage WHERE run_id = :run_id ORDER BY at, id
+
+-- name: insert_shadow
+-- Keep what a shadow model answered beside the caller's model.
+INSERT INTO model_shadows (at, tenant, task, run_id, seq, primary_model, shadow_model,
+                           primary_output, output, error, same, latency_ms, cost)
+VALUES (:at, :tenant, :task, :run_id, :seq, :primary_model, :shadow_model,
+        :primary_output, :output, :error, :same, :latency_ms, :cost)
+
+-- name: list_shadows
+-- A tenant's shadow outcomes, newest first, of one task or (task NULL) of all.
+SELECT * FROM model_shadows
+WHERE tenant = :tenant AND (CAST(:task AS TEXT) IS NULL OR task = :task)
+ORDER BY at DESC, id DESC
+LIMIT :limit
