@@ -596,6 +596,22 @@ async def test_tokens_per_minute_count_the_reported_usage(
     assert provider.calls == 4
 
 
+async def test_cards_naming_one_shared_limit_count_in_the_same_windows(
+    store: Store, windows: WindowsFactory
+) -> None:
+    provider = CountingProvider()
+    chain = compose([RateLimitLink(store, windows=windows(store))], terminal(provider))
+    org = Limits(requests_per_minute=2, shared="openai-org")
+    mini, large = card(id="mini", limits=org), card(id="large", limits=org)
+    alone = card(id="alone", limits=Limits(requests_per_minute=2))
+    await chain(call_of(mini))
+    await chain(call_of(large))
+    with pytest.raises(ProviderUnavailable, match=r"rate limit of mini \(shared 'openai-org'\)"):
+        await chain(call_of(mini))
+    await chain(call_of(alone))  # a card of its own counts apart
+    assert provider.calls == 3
+
+
 async def test_unreachable_redis_lets_calls_through_uncounted_and_says_so(
     store: Store, caplog: pytest.LogCaptureFixture
 ) -> None:

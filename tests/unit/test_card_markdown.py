@@ -29,7 +29,7 @@ def test_a_full_card_has_every_section_in_order() -> None:
         external=True,
         context_window=128000,
         pricing=Pricing(input_per_1k=0.00015, output_per_1k=0.0006),
-        limits=Limits(requests_per_minute=500, tokens_per_minute=200000),
+        limits=Limits(requests_per_minute=500, tokens_per_minute=200000, shared="openai-org"),
         aliases=["production", "canary"],
     )
     md = card_to_markdown(card)
@@ -62,6 +62,7 @@ def test_a_full_card_has_every_section_in_order() -> None:
         "| Output, per 1k tokens | 0.0006 |",
         "- **Requests per minute:** 500",
         "- **Tokens per minute:** 200,000",
+        "- **Shared with:** every card whose limits name `openai-org`",
     ):
         assert line in md.splitlines(), line
     assert "| Item | Price (USD) |" in md and "Per call" not in md

@@ -91,6 +91,8 @@ def _limits(card: ModelCard) -> list[str]:
         lines.append(f"**Requests per minute:** {card.limits.requests_per_minute:,}")
     if card.limits.tokens_per_minute is not None:
         lines.append(f"**Tokens per minute:** {card.limits.tokens_per_minute:,}")
+    if lines and card.limits.shared:
+        lines.append(f"**Shared with:** every card whose limits name `{card.limits.shared}`")
     if lines:  # the timeout matters to an operator only next to the other limits
         lines.append(f"**Timeout:** {_value(card.timeout)} s per call")
     return lines

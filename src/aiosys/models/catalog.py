@@ -35,12 +35,18 @@ class Pricing(BaseModel):
 
 
 class Limits(BaseModel):
-    """Rate limits of the deployment, shared across workers: requests and tokens a minute."""
+    """Rate limits of the deployment, shared across workers: requests and tokens a minute.
+
+    ``shared`` names counters that several cards use together, such as one provider
+    account's quota over all its models (``shared = "openai-org"`` on each): every card
+    naming it counts in the same windows, each checking them against its own numbers (so
+    give them the same). Without it the counters are the card's alone."""
 
     model_config = ConfigDict(extra="forbid")
 
     requests_per_minute: int | None = None
     tokens_per_minute: int | None = None
+    shared: str | None = None
 
 
 class ModelCard(BaseModel):

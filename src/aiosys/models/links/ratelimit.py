@@ -193,7 +193,8 @@ class RateLimitLink:
                 )
         now = self.clock()
         window = math.floor(now / WINDOW) * WINDOW
-        key = f"model:{card.id}"
+        shared = card.limits.shared
+        key = f"shared:{shared}" if shared else f"model:{card.id}"
         counted = await self.windows.take(key, window, tokens)
         if counted is None:  # the counters are unreachable: not counted (logged there)
             return await next(call)
@@ -206,8 +207,9 @@ class RateLimitLink:
         if over:
             await self.windows.give_back(key, window, tokens)
             retry_after = max(0.0, window + WINDOW - now)
+            whose = f"{card.id} (shared {shared!r})" if shared else card.id
             raise ProviderUnavailable(
-                f"rate limit of {card.id}: {' and '.join(over)} reached; next window in "
+                f"rate limit of {whose}: {' and '.join(over)} reached; next window in "
                 f"{retry_after:.1f}s",
                 retry_after=retry_after,
             )
