@@ -239,7 +239,11 @@ def render_scan(path: Path, text: str = SAMPLE_LETTER) -> Path:
     from PIL import Image, ImageDraw, ImageFont  # the offline extra
 
     lines = text.splitlines()
-    font = ImageFont.load_default(size=28)  # Pillow >= 10.1 bundles a scalable font
+    font: ImageFont.FreeTypeFont | ImageFont.ImageFont
+    try:  # a serif face where the system has one: Tesseract reads its capital I as I
+        font = ImageFont.truetype("DejaVuSerif.ttf", 28)
+    except OSError:  # Pillow >= 10.1 bundles a scalable sans face (its I reads as |)
+        font = ImageFont.load_default(size=28)
     width = int(max(font.getlength(line) for line in lines)) + 120
     page = Image.new("L", (width, 100 + 40 * len(lines)), 255)
     draw = ImageDraw.Draw(page)

@@ -35,7 +35,10 @@ def _describe(e: EffectRow) -> str:
         meta = json.loads(e.meta or "{}")
         via = f" by {meta['model']}" if meta.get("model") else ""
         skipped = meta.get("skipped") or {}
-        passed = "; ".join(f"{m} {why}" for m, why in skipped.items())
+        passed = "; ".join(
+            f"{m}: no AIOSYS_DEMO_LLM_URL" if m.startswith("demo-llm") else f"{m} {why}"
+            for m, why in skipped.items()
+        )
         return f"model task {e.name}{via}" + (f" ({passed})" if passed else "")
     if e.kind == "signal":
         return f"signal {e.name!r}"
