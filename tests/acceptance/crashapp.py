@@ -5,7 +5,9 @@ own copy bound to the same store with ``build(url)`` to start runs, signal them 
 
 Every ``chain`` step appends ``run_id seq pid`` to the file named by ``AIOSYS_CRASH_LOG``
 (``O_APPEND``, one write, fsync) *before* it returns, so the log holds every execution of a
-step, including ones whose outcome a SIGKILL kept from being recorded.
+step, including ones whose outcome a SIGKILL kept from being recorded. The chain ends with
+one priced model call (``tally``, a local model), whose usage row must commit with its
+effect's record: exactly one per run, however many kills.
 """
 
 from __future__ import annotations
@@ -33,9 +35,23 @@ def _log_effect() -> None:
         os.close(fd)
 
 
+def tally(messages: list[Any]) -> str:
+    """The chain's model: a local callable (slow enough for kills to land mid-call)."""
+    time.sleep(0.002)
+    return f"tallied {messages[-1].content}"
+
+
 def build(store: str | None = None) -> App:
     """A fresh app with the test workflows (store: the argument, else ``AIOSYS_STORE``)."""
     app = App(store)
+    app.models.add_card(
+        {
+            "id": "tally",
+            "provider": "local",
+            "options": {"callable": "crashapp:tally"},
+            "pricing": {"per_call": 0.001},
+        }
+    )
 
     @app.step
     async def bump(x: int) -> int:
@@ -48,6 +64,8 @@ def build(store: str | None = None) -> App:
         x = 0
         for _ in range(n):
             x = await bump(x)
+        reply = await ctx.models.call("tally", f"{x} steps")
+        assert reply.output == f"tallied {x} steps"
         return x
 
     @app.step

@@ -101,13 +101,25 @@ async def test_killed_workers_lose_no_run_and_repeat_no_recorded_step(
         assert not failed, f"runs did not succeed: {failed}"
         results = {i: await app.handle(i).result(timeout=5) for i in ids}
         assert set(results.values()) == {crashapp.CHAIN_LENGTH}
+        model_seq = crashapp.CHAIN_LENGTH + 1
+        usage: dict[str, list[tuple[int, str]]] = {}
         for run_id in ids:
             effects = await app.effects(run_id)
-            assert [(e.seq, e.status) for e in effects] == [
-                (s, "ok") for s in range(1, crashapp.CHAIN_LENGTH + 1)
+            assert [(e.seq, e.kind, e.status) for e in effects] == [
+                *((s, "step", "ok") for s in range(1, model_seq)),
+                (model_seq, "model", "ok"),
             ]
+            used = await app.store.fetch("usage_rows_of_run", {"run_id": run_id})
+            usage[run_id] = [(r["seq"], r["status"]) for r in used]
     finally:
         await app.close()
+    # A usage row commits with its effect's record: a kill mid-call loses both, so each run
+    # has exactly one (two only where a worker lost the lease after calling the model: the
+    # row of a call that happened is kept even when its record does not land).
+    lease_lost = {i for i in ids if any(f"run {i}: lease lost" in text for text in logs.values())}
+    for run_id, rows_of_run in usage.items():
+        expected = [(model_seq, "ok")] * (len(rows_of_run) if run_id in lease_lost else 1)
+        assert rows_of_run == expected, f"run {run_id}: usage rows {rows_of_run}"
 
     executions = read_log(crash_log)
     assert {run_id for run_id, _ in executions} == set(ids)
