@@ -1,9 +1,13 @@
 """Helpers shared by the benchmarks (bench/kernel.py, bench/gateway.py): versions, a digest
-of the source measured, and profiling of a benchmark child."""
+of the source measured, running one measurement in a child process, and profiling it."""
 
 from __future__ import annotations
 
 import importlib.metadata
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +28,37 @@ def _tree_hash(root: Path) -> str:
         if f.is_file() and "__pycache__" not in f.parts:
             h.update(str(f.relative_to(root)).encode() + b"\0" + f.read_bytes())
     return h.hexdigest()[:16]
+
+
+def run_child(
+    script: Path,
+    spec: dict[str, Any],
+    out_path: Path,
+    workdir: Path,
+    timeout: float,
+    env: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """Run ``script --_child SPEC --_out OUT`` in a fresh process; the JSON it wrote, with
+    the load averages before and after, or ``{"system", "error"}`` (its output's tail)."""
+    load0 = os.getloadavg()
+    try:
+        proc = subprocess.run(
+            [sys.executable, str(script), "--_child", json.dumps(spec), "--_out", str(out_path)],
+            capture_output=True,
+            text=True,
+            cwd=workdir,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+            timeout=timeout,
+        )
+    except subprocess.TimeoutExpired:
+        return {"system": spec["system"], "error": f"timed out after {timeout:.0f}s"}
+    if proc.returncode != 0 or not out_path.exists():
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-20:]
+        return {"system": spec["system"], "error": "\n".join(tail) or f"exit {proc.returncode}"}
+    result: dict[str, Any] = json.loads(out_path.read_text())
+    result["loadavg_before"] = load0
+    result["loadavg_after"] = os.getloadavg()
+    return result
 
 
 def make_profiler(kind: str, interval: float = 0.0005) -> Any:

@@ -62,6 +62,7 @@ from pathlib import Path
 from typing import Any
 
 from _common import _tree_hash, _version, make_profiler, profile_rows
+from _common import run_child as _run_child
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
@@ -420,37 +421,9 @@ def environment(args: argparse.Namespace) -> dict[str, Any]:
 
 def run_child(spec: dict[str, Any], workdir: Path, timeout: float) -> dict[str, Any]:
     out_path = workdir / f"{spec['system']}-{spec['label']}.json"
-    env = {
-        **os.environ,
-        "PYTHONUNBUFFERED": "1",
-        "LITELLM_LOCAL_MODEL_COST_MAP": "True",  # no fetch of the remote cost map
-    }
-    load0 = os.getloadavg()
-    try:
-        proc = subprocess.run(
-            [
-                sys.executable,
-                str(Path(__file__).resolve()),
-                "--_child",
-                json.dumps(spec),
-                "--_out",
-                str(out_path),
-            ],
-            capture_output=True,
-            text=True,
-            cwd=workdir,
-            env=env,
-            timeout=timeout,
-        )
-    except subprocess.TimeoutExpired:
-        return {"system": spec["system"], "error": f"timed out after {timeout:.0f}s"}
-    if proc.returncode != 0 or not out_path.exists():
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-20:]
-        return {"system": spec["system"], "error": "\n".join(tail) or f"exit {proc.returncode}"}
-    result = json.loads(out_path.read_text())
-    result["loadavg_before"] = load0
-    result["loadavg_after"] = os.getloadavg()
-    return result
+    # no fetch of LiteLLM's remote cost map
+    env = {"LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+    return _run_child(Path(__file__).resolve(), spec, out_path, workdir, timeout, env)
 
 
 METRICS = (

@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from _common import _tree_hash, _version, make_profiler, profile_rows
+from _common import run_child as _run_child
 
 STEPS_PER_WORKFLOW = 10
 BENCH_DIR = Path(__file__).resolve().parent
@@ -295,33 +296,7 @@ def aiosys_backend_available(backend: str) -> str | None:
 
 def run_child(spec: dict[str, Any], workdir: Path, timeout: float) -> dict[str, Any]:
     out_path = workdir / f"{spec['system']}-{spec['backend']}-{spec['mode']}.json"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    load0 = os.getloadavg()[0]
-    try:
-        proc = subprocess.run(
-            [
-                sys.executable,
-                str(Path(__file__).resolve()),
-                "--_child",
-                json.dumps(spec),
-                "--_out",
-                str(out_path),
-            ],
-            capture_output=True,
-            text=True,
-            cwd=workdir,
-            env=env,
-            timeout=timeout,
-        )
-    except subprocess.TimeoutExpired:
-        return {"system": spec["system"], "error": f"timed out after {timeout:.0f}s"}
-    if proc.returncode != 0 or not out_path.exists():
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-15:]
-        return {"system": spec["system"], "error": "\n".join(tail) or f"exit {proc.returncode}"}
-    result = json.loads(out_path.read_text())
-    result["loadavg_1m_before"] = load0
-    result["loadavg_1m_after"] = os.getloadavg()[0]
-    return result
+    return _run_child(Path(__file__).resolve(), spec, out_path, workdir, timeout)
 
 
 def environment(
@@ -561,7 +536,7 @@ def parent_main(args: argparse.Namespace) -> int:
                         f"  {label:<22} {system:<6} #{rep + 1} {res['wf_per_s']:8.1f} wf/s  "
                         f"{res['steps_per_s']:8.0f} steps/s  "
                         f"{1000 * res['cpu_s_per_step']:.3f} CPU ms/step  "
-                        f"p50 {res['latency_p50_ms']:.1f} ms  load {res['loadavg_1m_before']:.1f}"
+                        f"p50 {res['latency_p50_ms']:.1f} ms  load {res['loadavg_before'][0]:.1f}"
                         f"{extra}"
                     )
                 progress.advance(task)

@@ -305,138 +305,69 @@ class ModelPlane:
         """What ``ctx.models`` is inside a workflow."""
         return BoundModels(self, ctx)
 
-    async def _run_task(
-        self,
-        contract: TaskContract[Any, Any],
-        data: pydantic.BaseModel,
-        classification: str | None,
-        tenant: str,
-        workflow: str | None,
-        *,
-        run_id: str | None = None,
-        seq: int | None = None,
-        rng: random.Random | None = None,
-        trace: Trace | None = None,
-        held: list[dict[str, Any]] | None = None,
-    ) -> Trace:
-        route = RouteContext(
-            task=contract.name,
-            request=contract.build(data),
-            input=data,
-            classification=classification,
-            tenant=tenant,
-            workflow=workflow,
-            run_id=run_id,
-            seq=seq,
-            cache=contract.cache,
-            held=held,
-        )
-        return await self.router.route(
-            contract.plan,
-            route,
-            accept=contract.accept,
-            cost_cap=contract.cost_cap,
-            slo_p95_ms=contract.slo_p95_ms,
-            rng=rng,
-            trace=trace,
-        )
-
-    async def _call_model(
-        self,
-        model: str,
-        request: ModelRequest,
-        classification: str | None,
-        tenant: str,
-        workflow: str | None,
-        *,
-        run_id: str | None = None,
-        seq: int | None = None,
-        trace: Trace | None = None,
-        held: list[dict[str, Any]] | None = None,
-    ) -> Trace:
-        self.card(model)  # ModelNotFound before anything else
-        route = RouteContext(
-            task=None,
-            request=request,
-            classification=classification,
-            tenant=tenant,
-            workflow=workflow,
-            run_id=run_id,
-            seq=seq,
-            held=held,
-        )
-        return await self.router.route(RoutingPlan([Candidate(model)]), route, trace=trace)
-
     async def _execute(self, call: EffectCall) -> Any:
         """The executor of ``model`` effects (``BoundModels`` makes them in workflows,
         ``run`` and ``call`` outside). In a workflow the usage rows of its attempts are
         committed with the effect's record (``EffectCall.also_write``): a crash keeps both
         or neither, and replay, which never calls the model again, never meters it again.
         A direct effect's rows are written behind the call (``links/metering.py``)."""
-        trace = Trace(task=call.params.get("task"))
-        if call.direct:
-            try:
-                return await self._serve_effect(call, trace, None)
-            finally:
-                call.meta["record"] = trace.record()
-        held: list[dict[str, Any]] = []
+        p, ex = call.params, call.run_execution
+        run_id, seq = (None, None) if ex is None else (ex.run.id, call.seq)
+        held: list[dict[str, Any]] | None = None if ex is None else []
+        contract = self.contract(p["task"]) if "task" in p else None
+        route = RouteContext(
+            task=None if contract is None else contract.name,
+            request=p["request"] if contract is None else contract.build(p["input"]),
+            input=None if contract is None else p["input"],
+            classification=p.get("classification"),
+            tenant=call.tenant,
+            workflow=call.workflow,
+            run_id=run_id,
+            seq=seq,
+            cache=None if contract is None else contract.cache,
+            held=held,
+        )
+        trace = Trace(task=route.task)
         try:
-            result = await self._serve_effect(call, trace, held)
+            if contract is None:
+                self.card(p["model"])  # ModelNotFound before anything else
+                await self.router.route(RoutingPlan([Candidate(p["model"])]), route, trace=trace)
+                result: Any = trace.response
+            else:
+                await self.router.route(
+                    contract.plan,
+                    route,
+                    accept=contract.accept,
+                    cost_cap=contract.cost_cap,
+                    slo_p95_ms=contract.slo_p95_ms,
+                    # In a run, canary draws from a generator seeded by the run and the
+                    # effect: the same on every execution, and the run's own ``ctx.random()``
+                    # is left untouched (replays skip this code and would diverge).
+                    rng=None if ex is None else random.Random(f"{run_id}:{seq}"),
+                    trace=trace,
+                )
+                result = trace.output
         except Exception:
-            self._hold_usage(call, held)
+            self._commit_usage_with_record(call, held)
             raise
         except BaseException:  # cancelled: no record will be written, so neither are they
-            usage_log(self.app.store).release(held, committed=False)
+            if held:
+                usage_log(self.app.store).release(held, committed=False)
             raise
         finally:
             call.meta["record"] = trace.record()
-        self._hold_usage(call, held)
+        self._commit_usage_with_record(call, held)
         return result
 
-    def _hold_usage(self, call: EffectCall, rows: list[dict[str, Any]]) -> None:
+    def _commit_usage_with_record(
+        self, call: EffectCall, rows: list[dict[str, Any]] | None
+    ) -> None:
         if not rows:
             return
+        for row in rows:
+            call.also_write("insert_usage", row)
         log = usage_log(self.app.store)
-        for i, row in enumerate(rows):
-            hook = (lambda ok: log.release(rows, committed=ok)) if i == 0 else None
-            call.also_write("insert_usage", row, hook)
-
-    async def _serve_effect(
-        self, call: EffectCall, trace: Trace, held: list[dict[str, Any]] | None
-    ) -> Any:
-        p = call.params
-        run = call.run_execution.run if call.run_execution is not None else None
-        run_id = None if run is None else run.id
-        seq = None if run is None else call.seq
-        if "task" in p:
-            # In a run, canary draws from a generator seeded by the run and the effect: the
-            # same on every execution, and the run's own ``ctx.random()`` is left untouched
-            # (this code runs only the first time, replays would otherwise diverge).
-            await self._run_task(
-                self.contract(p["task"]),
-                p["input"],
-                p.get("classification"),
-                call.tenant,
-                call.workflow,
-                run_id=run_id,
-                seq=seq,
-                rng=None if run is None else random.Random(f"{run_id}:{seq}"),
-                trace=trace,
-                held=held,
-            )
-            return trace.output
-        await self._call_model(
-            p["model"],
-            p["request"],
-            p.get("classification"),
-            call.tenant,
-            call.workflow,
-            run_id=run_id,
-            seq=seq,
-            trace=trace,
-            held=held,
-        )
-        return trace.response
+        call.on_recorded.append(lambda committed: log.release(rows, committed=committed))
 
     async def _record_shadow(self, result: ShadowResult, ctx: RouteContext) -> None:
         await record_shadow(self.app.store, result, ctx)
