@@ -28,7 +28,7 @@ from aiosys.store import Store, _sql, open_store
 pytest_plugins = ["tests.wire.fixtures"]
 
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
-TEMPLATE = "aiosys_test_template"
+TEMPLATE = "aiosys_test_template"  # + the schema's fingerprint: one template per schema
 TEMPLATE_LOCK = 0x61696F7374657374  # advisory lock: building (exclusive) or cloning (shared)
 
 
@@ -98,20 +98,22 @@ def pg_template(pg_admin_url: str) -> str:
     exclusive advisory lock and cloned under a shared one, so no session drops it while
     another clones it."""
     fingerprint = _fingerprint()
+    # Checkouts with different migrations (branches tested side by side) each get their own.
+    template = f"{TEMPLATE}_{fingerprint}"
     with _admin(pg_admin_url) as conn:
         conn.execute("SELECT pg_advisory_lock(%s)", (TEMPLATE_LOCK,))
         row = conn.execute(
             "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s",
-            (TEMPLATE,),
+            (template,),
         ).fetchone()
         if row is None or row[0] != fingerprint:
-            name = sql.Identifier(TEMPLATE)
+            name = sql.Identifier(template)
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
             conn.execute(sql.SQL("CREATE DATABASE {}").format(name))
-            asyncio.run(_migrate(_with_db(pg_admin_url, TEMPLATE)))
+            asyncio.run(_migrate(_with_db(pg_admin_url, template)))
             comment = sql.SQL("COMMENT ON DATABASE {} IS {}")
             conn.execute(comment.format(name, sql.Literal(fingerprint)))
-    return TEMPLATE
+    return template
 
 
 async def _migrate(url: str) -> None:
