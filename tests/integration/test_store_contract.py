@@ -615,3 +615,63 @@ async def test_resume_of_active_run_raises_invalid_run_state(store: Store) -> No
     run = await running(store, "w1")
     with pytest.raises(InvalidRunState, match="running"):
         await store.resume(run.id)
+
+
+# ---- fencing by claim epoch -----------------------------------------------------------------
+
+
+async def test_every_claim_bumps_the_epoch_and_fences_off_the_earlier_claims_writes(
+    store: Store,
+) -> None:
+    run = await running(store, "w1", lease=10, created_at=now() - 100)  # lease expired
+    assert run.epoch == 1
+    (again,), _ = await store.claim(claim_for("w1"))  # the same worker claims it again
+    assert (again.id, again.epoch, again.lease_owner) == (run.id, 2, "w1")
+    old = [
+        RecordEffect("w1", effect(run.id, 0), epoch=1),
+        Park("w1", run.id, None, again.wake_seq, epoch=1),
+        Release("w1", run.id, epoch=1),
+        Finish("w1", run.id, "succeeded", result="1", epoch=1),
+    ]
+    assert await store.apply(old) == [WriteResult(False)] * 4
+    assert await store.list_effects(run.id) == []
+    assert await get(store, run.id) == again
+    assert await store.apply([RecordEffect("w1", effect(run.id, 0), epoch=2)]) == [
+        WriteResult(True)
+    ]
+
+
+async def test_claim_skips_the_runs_the_worker_says_it_executes(store: Store) -> None:
+    mine = await running(store, "w1", lease=10, created_at=now() - 100)  # lease expired
+    other = await pending(store)
+    got, _ = await store.claim(
+        Claim(
+            owner="w1",
+            wf_keys=[WF],
+            slots={"default": 10},
+            global_limits={},
+            lease=60,
+            exclude=[mine.id],
+        )
+    )
+    assert ids(got) == {other.id}
+
+
+async def test_finish_of_a_parked_run_lands_only_under_the_epoch_it_parked_with(
+    store: Store,
+) -> None:
+    run = await parked(store, wake_at=None)
+    stale = Finish("w1", run.id, "failed", error='"x"', epoch=0, parked=True)
+    assert await store.apply([stale]) == [WriteResult(False)]
+    current = Finish("w1", run.id, "failed", error='"x"', epoch=run.epoch, parked=True)
+    assert await store.apply([current]) == [WriteResult(True)]
+    assert (await get(store, run.id)).status == "failed"
+
+
+async def test_cancel_requests_name_the_running_runs_of_a_worker(store: Store) -> None:
+    run = await running(store, "w1")
+    await running(store, "w1")
+    assert await store.cancel_requests("w1") == {}
+    await store.cancel(run.id, "stop")
+    assert await store.cancel_requests("w1") == {run.id: "stop"}
+    assert await store.cancel_requests("w2") == {}
