@@ -53,7 +53,7 @@ def cleanup_app(store_url: str, calls: Counter[str], *, max_parked: int = 10_000
         caught: list[str] = []
         try:
             await ctx.wait_for("go")
-        except BaseException as exc:  # noqa: BLE001 - the point of the test
+        except BaseException as exc:
             caught.append(type(exc).__name__)
         return caught
 
@@ -61,7 +61,7 @@ def cleanup_app(store_url: str, calls: Counter[str], *, max_parked: int = 10_000
     async def swallows(ctx: Context) -> str:
         try:
             await ctx.sleep(0.05)
-        except BaseException:  # noqa: BLE001 - swallows the unwinding
+        except BaseException:
             return "went on"
         return "slept"
 
