@@ -22,7 +22,8 @@
     ├── RunFailed                       awaiting a run's result that ended without success
     ├── RunTimedOut                     a run passed its per-run timeout
     ├── InvalidRunState                 the action does not apply to the run's status
-    └── NonDeterminismError             replay met a different effect than the one recorded
+    ├── NonDeterminismError             replay met a different effect than the one recorded
+    └── UnwindSwallowed                 the workflow swallowed the unwinding of its execution
 
     RunCancelled (BaseException)        control flow: the run was cancelled; user code must
                                         not swallow it, so it is not an ``Exception``
@@ -131,6 +132,12 @@ class NonDeterminismError(AiosysError):
     """Replay met an effect that differs from the one recorded at that position."""
 
 
+class UnwindSwallowed(AiosysError):
+    """The workflow caught the ``BaseException`` that unwinds a parked or stopping execution
+    (an ``except BaseException`` or a bare ``except`` around a wait) and went on: the run is
+    failed, since what it did after that point cannot be replayed faithfully."""
+
+
 class RunCancelled(BaseException):
     """Raised inside a workflow whose run was cancelled; it stops at its next effect."""
 
@@ -161,5 +168,6 @@ __all__ = [
     "StepTimeout",
     "TransientError",
     "UnknownWorkflow",
+    "UnwindSwallowed",
     "WaitTimeout",
 ]

@@ -97,7 +97,7 @@ async def test_run_of_a_crashed_worker_is_replayed_after_its_lease_expires(store
     async with asyncio.timeout(10):
         await started.wait()
     # A hard crash: the worker's tasks vanish, nothing is released, no heartbeat any more.
-    tasks = [*crashed._loops, *(task for task, _ in crashed._active.values())]
+    tasks = [*crashed._loops, *crashed._tasks]
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
@@ -141,7 +141,7 @@ async def test_worker_that_lost_its_lease_cannot_record_over_the_new_owner(store
         assert await rescuer.handle(run.id).result(timeout=10) == "charged C!"
         # Now the stalled worker wakes up and tries to go on with the run.
         release_zombie.set()
-        await wait_until(lambda: not zombie._active)
+        await wait_until(lambda: not zombie._running)
         row = await rescuer.get_run(run.id)
         effects = await rescuer.effects(run.id)
     zombie_app._worker = None

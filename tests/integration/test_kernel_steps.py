@@ -97,7 +97,7 @@ async def test_sync_step_runs_in_a_thread_and_knows_its_idempotency_key(store_ur
 
 
 async def test_step_output_keeps_its_annotated_type_on_replay(store_url, wait_status):
-    app = App(store=store_url, lease=1.0)
+    app = App(store=store_url, lease=1.0, max_parked=0)  # every wake-up replays
     seen: list[str] = []
 
     @app.step

@@ -179,8 +179,10 @@ async def test_signal_to_a_finished_run_is_refused_and_to_a_missing_run_not_foun
             await app.signal("no-such-run", "decision", "x")
 
 
-def family_app(store_url: str, child_runs: list[str], handles: list[str]) -> App:
-    app = App(store=store_url, lease=1.0)
+def family_app(
+    store_url: str, child_runs: list[str], handles: list[str], *, max_parked: int = 0
+) -> App:
+    app = App(store=store_url, lease=1.0, max_parked=max_parked)  # 0: every wake-up replays
 
     @app.step
     async def square(n: int) -> int:

@@ -59,7 +59,7 @@ async def held_run(store: Store, *, started: float) -> str:
 
 def record(run_id: str) -> RecordEffect:
     t = now()
-    return RecordEffect("w1", EffectRow(run_id, 0, "step", "s", "ok", "1", None, 1, t, t))
+    return RecordEffect("w1", EffectRow(run_id, 0, "step", "s", "ok", "1", None, 1, t, t), epoch=1)
 
 
 @pytest.mark.parametrize("batch", ["alone", "in a batch"])
@@ -75,7 +75,8 @@ async def test_effect_record_waits_for_a_claim_in_flight_and_is_fenced_by_it(
     ):
         # w2 takes the run over in a transaction that has not committed yet
         await claimer.execute(
-            "UPDATE runs SET lease_owner = 'w2', available_at = %s WHERE id = %s",
+            "UPDATE runs SET lease_owner = 'w2', epoch = epoch + 1, available_at = %s"
+            " WHERE id = %s",
             (now() + 60, taken),
         )
         write = asyncio.create_task(store.apply(writes))

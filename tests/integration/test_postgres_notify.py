@@ -55,7 +55,7 @@ async def running(store: Store, parent: str | None = None) -> str:
 
 async def parked(store: Store) -> str:
     run_id = await running(store)
-    await store.apply([Park("w1", run_id, None, 0)])
+    await store.apply([Park("w1", run_id, None, 0, epoch=1)])
     return run_id
 
 
@@ -102,14 +102,14 @@ async def test_signal_to_waiting_run_wakes_listeners(stores: tuple[Store, Store]
 async def test_released_run_wakes_listeners(stores: tuple[Store, Store]) -> None:
     listener, actor = stores
     run_id = await running(actor)
-    await woken_by(listener, lambda: actor.apply([Release("w1", run_id)]))
+    await woken_by(listener, lambda: actor.apply([Release("w1", run_id, epoch=1)]))
 
 
 async def test_finished_child_wakes_listeners_for_its_parent(stores: tuple[Store, Store]) -> None:
     listener, actor = stores
     parent = await parked(actor)
     child = await running(actor, parent)
-    done = Finish("w1", child, "succeeded", result="1", parent_id=parent)
+    done = Finish("w1", child, "succeeded", result="1", parent_id=parent, epoch=1)
     await woken_by(listener, lambda: actor.apply([done]))
 
 
@@ -123,7 +123,7 @@ async def test_cancelled_child_wakes_listeners_for_its_parent(stores: tuple[Stor
 async def test_resumed_run_wakes_listeners(stores: tuple[Store, Store]) -> None:
     listener, actor = stores
     run_id = await running(actor)
-    await actor.apply([Finish("w1", run_id, "dead", error='"x"')])
+    await actor.apply([Finish("w1", run_id, "dead", error='"x"', epoch=1)])
     await woken_by(listener, lambda: actor.resume(run_id))
 
 

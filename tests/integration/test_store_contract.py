@@ -103,7 +103,9 @@ async def running(store: Store, owner: str = "w1", lease: float = 60.0, **kwargs
 
 async def parked(store: Store, wake_at: float | None, owner: str = "w1") -> RunRow:
     run = await running(store, owner)
-    assert await store.apply([Park(owner, run.id, wake_at, run.wake_seq)]) == [WriteResult(True)]
+    assert await store.apply([Park(owner, run.id, wake_at, run.wake_seq, epoch=run.epoch)]) == [
+        WriteResult(True)
+    ]
     return await get(store, run.id)
 
 
@@ -159,7 +161,7 @@ async def test_list_runs_filters_and_lists_newest_first(store: Store) -> None:
     new = await pending(store, created_at=t)
     other = await pending(store, tenant="globex", created_at=t - 5)
     done = await running(store, created_at=t - 20)
-    await store.apply([Finish("w1", done.id, "succeeded", result="1")])
+    await store.apply([Finish("w1", done.id, "succeeded", result="1", epoch=1)])
     assert [r.id for r in await store.list_runs()] == [new.id, other.id, old.id, done.id]
     assert [r.id for r in await store.list_runs(tenant="globex")] == [other.id]
     assert [r.id for r in await store.list_runs(status="succeeded")] == [done.id]
@@ -229,7 +231,7 @@ async def test_run_whose_lease_expired_is_claimed_by_another_owner(store: Store)
     assert row.started_at == at(started)
     assert row.available_at is not None and row.available_at > now() + 50
     # the old owner's writes are fenced off from now on
-    late = RecordEffect("w1", effect(run.id, 0))
+    late = RecordEffect("w1", effect(run.id, 0), epoch=1)
     assert await store.apply([late]) == [WriteResult(False)]
 
 
@@ -243,15 +245,15 @@ async def test_run_with_live_lease_is_not_claimable(store: Store) -> None:
 async def test_heartbeat_extends_leases_so_they_are_not_claimed(store: Store) -> None:
     mine = await running(store, "w1", lease=10, created_at=now() - 100)
     theirs = await running(store, "w2", lease=60)
-    assert await store.heartbeat("w1", 60) == {mine.id: None}
+    assert await store.heartbeat("w1", 60, [mine.id, theirs.id]) == {mine.id: None}
     assert (await store.claim(claim_for("w3")))[0] == []
     assert (await get(store, mine.id)).available_at == at(now() + 60, within=5)
     assert (await get(store, theirs.id)).available_at == theirs.available_at
 
 
 async def test_heartbeat_of_owner_without_runs_is_empty(store: Store) -> None:
-    await running(store, "w1")
-    assert await store.heartbeat("w9", 60) == {}
+    run = await running(store, "w1")
+    assert await store.heartbeat("w9", 60, [run.id]) == {}
 
 
 async def test_global_limit_caps_claims_across_owners(store: Store) -> None:
@@ -261,7 +263,7 @@ async def test_global_limit_caps_claims_across_owners(store: Store) -> None:
     first, _ = await store.claim(claim_for("w1", {"q": 5}, global_limits=limits))
     assert len(first) == 2
     assert (await store.claim(claim_for("w2", {"q": 5}, global_limits=limits)))[0] == []
-    await store.apply([Finish("w1", first[0].id, "succeeded", result="null")])
+    await store.apply([Finish("w1", first[0].id, "succeeded", result="null", epoch=1)])
     second, _ = await store.claim(claim_for("w2", {"q": 5}, global_limits=limits))
     assert len(second) == 1
 
@@ -302,7 +304,10 @@ async def test_concurrent_claimers_never_exceed_global_limit(store: Store) -> No
 async def test_effect_record_by_non_owner_is_rejected_and_writes_nothing(store: Store) -> None:
     run = await running(store, "w1")
     results = await store.apply(
-        [RecordEffect("w2", effect(run.id, 0)), RecordEffect("w1", effect(run.id, 1))]
+        [
+            RecordEffect("w2", effect(run.id, 0), epoch=0),
+            RecordEffect("w1", effect(run.id, 1), epoch=1),
+        ]
     )
     assert results == [WriteResult(False), WriteResult(True)]
     assert [e.seq for e in await store.list_effects(run.id)] == [1]
@@ -310,22 +315,22 @@ async def test_effect_record_by_non_owner_is_rejected_and_writes_nothing(store: 
 
 async def test_finish_by_non_owner_is_rejected_and_leaves_run_running(store: Store) -> None:
     run = await running(store, "w1")
-    result = await store.apply([Finish("w2", run.id, "succeeded", result="1")])
+    result = await store.apply([Finish("w2", run.id, "succeeded", result="1", epoch=0)])
     assert result == [WriteResult(False)]
     assert await get(store, run.id) == run
 
 
 async def test_pending_effect_is_completed_in_place(store: Store) -> None:
     run = await running(store, "w1")
-    await store.apply([RecordEffect("w1", effect(run.id, 0, status="pending"))])
-    await store.apply([RecordEffect("w1", effect(run.id, 0, status="ok"))])
+    await store.apply([RecordEffect("w1", effect(run.id, 0, status="pending"), epoch=1)])
+    await store.apply([RecordEffect("w1", effect(run.id, 0, status="ok"), epoch=1)])
     (only,) = await store.list_effects(run.id)
     assert (only.seq, only.status, only.output) == (0, "ok", "0")
 
 
 async def test_finish_records_outcome_and_ends_lease(store: Store) -> None:
     run = await running(store, "w1")
-    assert await store.apply([Finish("w1", run.id, "succeeded", result='"done"')]) == [
+    assert await store.apply([Finish("w1", run.id, "succeeded", result='"done"', epoch=1)]) == [
         WriteResult(True)
     ]
     row = await get(store, run.id)
@@ -336,12 +341,12 @@ async def test_finish_records_outcome_and_ends_lease(store: Store) -> None:
         None,
     )
     assert row.finished_at is not None
-    assert await store.heartbeat("w1", 60) == {}
+    assert await store.heartbeat("w1", 60, [run.id]) == {}
 
 
 async def test_release_gives_run_back_to_the_queue(store: Store) -> None:
     run = await running(store, "w1")
-    assert await store.apply([Release("w2", run.id), Release("w1", run.id)]) == [
+    assert await store.apply([Release("w2", run.id, epoch=0), Release("w1", run.id, epoch=1)]) == [
         WriteResult(False),
         WriteResult(True),
     ]
@@ -352,8 +357,10 @@ async def test_release_gives_run_back_to_the_queue(store: Store) -> None:
 
 async def test_one_batch_holds_many_runs_writes(store: Store) -> None:
     runs = [await running(store, "w1") for _ in range(20)]
-    writes: list[RecordEffect | Finish] = [RecordEffect("w1", effect(r.id, 0)) for r in runs]
-    writes += [Finish("w1", r.id, "succeeded", result="0") for r in runs[:10]]
+    writes: list[RecordEffect | Finish] = [
+        RecordEffect("w1", effect(r.id, 0), epoch=1) for r in runs
+    ]
+    writes += [Finish("w1", r.id, "succeeded", result="0", epoch=1) for r in runs[:10]]
     assert await store.apply(writes) == [WriteResult(True)] * 30
     assert await store.apply([]) == []
     assert len(await store.list_runs(status="succeeded")) == 10
@@ -367,11 +374,11 @@ async def test_park_with_stale_wake_seq_fails_and_signal_wakes_parked_run(store:
     run = await running(store, "w1")
     await store.send_signal(run.id, "early", '"a"')  # arrives while the worker runs
     assert (await get(store, run.id)).wake_seq == run.wake_seq + 1
-    stale = Park("w1", run.id, None, run.wake_seq)
+    stale = Park("w1", run.id, None, run.wake_seq, epoch=1)
     assert await store.apply([stale]) == [WriteResult(False)]
     assert (await get(store, run.id)).status == "running"
 
-    fresh = Park("w1", run.id, None, run.wake_seq + 1)
+    fresh = Park("w1", run.id, None, run.wake_seq + 1, epoch=1)
     assert await store.apply([fresh]) == [WriteResult(True)]
     row = await get(store, run.id)
     assert (row.status, row.lease_owner, row.available_at) == ("waiting", None, None)
@@ -396,7 +403,7 @@ async def test_consumed_signal_leaves_the_history(store: Store) -> None:
     history = await store.load_history(run.id)
     assert history is not None
     first = history.signals[0]
-    write = RecordEffect("w1", effect(run.id, 0), consume_signal=first.id)
+    write = RecordEffect("w1", effect(run.id, 0), consume_signal=first.id, epoch=1)
     assert await store.apply([write]) == [WriteResult(True)]
     history = await store.load_history(run.id)
     assert history is not None
@@ -409,7 +416,7 @@ async def test_rejected_effect_does_not_consume_its_signal(store: Store) -> None
     await store.send_signal(run.id, "a", "1")
     history = await store.load_history(run.id)
     assert history is not None
-    write = RecordEffect("w2", effect(run.id, 0), consume_signal=history.signals[0].id)
+    write = RecordEffect("w2", effect(run.id, 0), consume_signal=history.signals[0].id, epoch=0)
     assert await store.apply([write]) == [WriteResult(False)]
     history = await store.load_history(run.id)
     assert history is not None and [s.name for s in history.signals] == ["a"]
@@ -446,7 +453,7 @@ async def test_next_available_is_none_when_nothing_is_scheduled(store: Store) ->
 async def test_finished_child_wakes_its_waiting_parent(store: Store) -> None:
     parent = await parked(store, wake_at=None)
     child = await running(store, "w2", parent=parent.id)
-    done = Finish("w2", child.id, "succeeded", result="42", parent_id=parent.id)
+    done = Finish("w2", child.id, "succeeded", result="42", parent_id=parent.id, epoch=1)
     assert await store.apply([done]) == [WriteResult(True)]
     row = await get(store, parent.id)
     assert (row.status, row.wake_seq) == ("pending", parent.wake_seq + 1)
@@ -460,8 +467,8 @@ async def test_child_finishing_in_same_batch_as_parents_park_stops_the_park(
     parent = await running(store, "w1")
     child = await running(store, "w1", parent=parent.id)
     batch = [
-        Finish("w1", child.id, "succeeded", result="1", parent_id=parent.id),
-        Park("w1", parent.id, None, parent.wake_seq),  # read before the child ended
+        Finish("w1", child.id, "succeeded", result="1", parent_id=parent.id, epoch=1),
+        Park("w1", parent.id, None, parent.wake_seq, epoch=1),  # read before the child ended
     ]
     assert await store.apply(batch) == [WriteResult(True), WriteResult(False)]
     row = await get(store, parent.id)
@@ -474,8 +481,8 @@ async def test_parent_parked_before_its_child_finishes_in_same_batch_is_woken(
     parent = await running(store, "w1")
     child = await running(store, "w1", parent=parent.id)
     batch = [
-        Park("w1", parent.id, None, parent.wake_seq),
-        Finish("w1", child.id, "succeeded", result="1", parent_id=parent.id),
+        Park("w1", parent.id, None, parent.wake_seq, epoch=1),
+        Finish("w1", child.id, "succeeded", result="1", parent_id=parent.id, epoch=1),
     ]
     assert await store.apply(batch) == [WriteResult(True), WriteResult(True)]
     row = await get(store, parent.id)
@@ -485,15 +492,15 @@ async def test_parent_parked_before_its_child_finishes_in_same_batch_is_woken(
 async def test_batch_applies_each_runs_writes_in_order(store: Store) -> None:
     a, b, c = [await running(store, "w1") for _ in range(3)]
     batch = [
-        RecordEffect("w1", effect(a.id, 0)),
-        RecordEffect("w1", effect(b.id, 0)),
-        Finish("w1", a.id, "succeeded", result="0"),
-        RecordEffect("w1", effect(a.id, 1)),  # after its run ended: rejected
-        Park("w1", b.id, now() + 3600, b.wake_seq),
-        RecordEffect("w1", effect(b.id, 1)),  # after its run parked: rejected
-        RecordEffect("w2", effect(c.id, 0)),  # not the owner: rejected
-        Release("w1", c.id),
-        Release("w1", c.id),  # already released: rejected
+        RecordEffect("w1", effect(a.id, 0), epoch=1),
+        RecordEffect("w1", effect(b.id, 0), epoch=1),
+        Finish("w1", a.id, "succeeded", result="0", epoch=1),
+        RecordEffect("w1", effect(a.id, 1), epoch=1),  # after its run ended: rejected
+        Park("w1", b.id, now() + 3600, b.wake_seq, epoch=1),
+        RecordEffect("w1", effect(b.id, 1), epoch=1),  # after its run parked: rejected
+        RecordEffect("w2", effect(c.id, 0), epoch=0),  # an older claim: rejected
+        Release("w1", c.id, epoch=1),
+        Release("w1", c.id, epoch=1),  # already released: rejected
     ]
     landed = [r.ok for r in await store.apply(batch)]
     assert landed == [True, True, True, False, True, False, False, True, False]
@@ -505,7 +512,7 @@ async def test_batch_applies_each_runs_writes_in_order(store: Store) -> None:
 async def test_rejected_finish_does_not_wake_the_parent(store: Store) -> None:
     parent = await parked(store, wake_at=None)
     child = await running(store, "w2", parent=parent.id)
-    done = Finish("w9", child.id, "succeeded", result="1", parent_id=parent.id)
+    done = Finish("w9", child.id, "succeeded", result="1", parent_id=parent.id, epoch=0)
     assert await store.apply([done]) == [WriteResult(False)]
     assert await get(store, parent.id) == parent
 
@@ -527,9 +534,11 @@ async def test_cancel_of_running_run_is_reported_by_heartbeat(store: Store) -> N
     run = await running(store, "w1")
     row = await store.cancel(run.id, "stop")
     assert (row.status, row.cancel_reason, row.lease_owner) == ("running", "stop", "w1")
-    assert await store.heartbeat("w1", 60) == {run.id: "stop"}
-    assert await store.apply([Park("w1", run.id, None, row.wake_seq)]) == [WriteResult(False)]
-    finish = Finish("w1", run.id, "cancelled", error=row.error)
+    assert await store.heartbeat("w1", 60, [run.id]) == {run.id: "stop"}
+    assert await store.apply([Park("w1", run.id, None, row.wake_seq, epoch=1)]) == [
+        WriteResult(False)
+    ]
+    finish = Finish("w1", run.id, "cancelled", error=row.error, epoch=1)
     assert await store.apply([finish]) == [WriteResult(True)]
     assert (await get(store, run.id)).status == "cancelled"
 
@@ -550,10 +559,10 @@ async def test_resume_of_dead_run_drops_exactly_the_failed_effect(store: Store) 
     error = json.dumps({"type": "ValueError", "message": "bad"})
     await store.apply(
         [
-            RecordEffect("w1", effect(run.id, 0)),
-            RecordEffect("w1", effect(run.id, 1)),
-            RecordEffect("w1", effect(run.id, 2, status="error", error=error)),
-            Finish("w1", run.id, "dead", error=error, failed_seq=2),
+            RecordEffect("w1", effect(run.id, 0), epoch=1),
+            RecordEffect("w1", effect(run.id, 1), epoch=1),
+            RecordEffect("w1", effect(run.id, 2, status="error", error=error), epoch=1),
+            Finish("w1", run.id, "dead", error=error, failed_seq=2, epoch=1),
         ]
     )
     dead = await get(store, run.id)
@@ -568,7 +577,10 @@ async def test_resume_of_dead_run_drops_exactly_the_failed_effect(store: Store) 
 async def test_resume_of_failed_run_keeps_every_effect(store: Store) -> None:
     run = await running(store, "w1")
     await store.apply(
-        [RecordEffect("w1", effect(run.id, 0)), Finish("w1", run.id, "failed", error='"x"')]
+        [
+            RecordEffect("w1", effect(run.id, 0), epoch=1),
+            Finish("w1", run.id, "failed", error='"x"', epoch=1),
+        ]
     )
     assert (await store.resume(run.id)).status == "pending"
     assert [e.seq for e in await store.list_effects(run.id)] == [0]
@@ -591,7 +603,7 @@ async def test_action_on_missing_run_raises_run_not_found(store: Store, action: 
 @pytest.mark.parametrize("action", list(ACTIONS))
 async def test_action_on_ended_run_raises_invalid_run_state(store: Store, action: str) -> None:
     run = await running(store, "w1")
-    await store.apply([Finish("w1", run.id, "succeeded", result="1")])
+    await store.apply([Finish("w1", run.id, "succeeded", result="1", epoch=1)])
     with pytest.raises(InvalidRunState, match=run.id):
         await ACTIONS[action](store, run.id)
     assert (await get(store, run.id)).status == "succeeded"
@@ -603,3 +615,63 @@ async def test_resume_of_active_run_raises_invalid_run_state(store: Store) -> No
     run = await running(store, "w1")
     with pytest.raises(InvalidRunState, match="running"):
         await store.resume(run.id)
+
+
+# ---- fencing by claim epoch -----------------------------------------------------------------
+
+
+async def test_every_claim_bumps_the_epoch_and_fences_off_the_earlier_claims_writes(
+    store: Store,
+) -> None:
+    run = await running(store, "w1", lease=10, created_at=now() - 100)  # lease expired
+    assert run.epoch == 1
+    (again,), _ = await store.claim(claim_for("w1"))  # the same worker claims it again
+    assert (again.id, again.epoch, again.lease_owner) == (run.id, 2, "w1")
+    old = [
+        RecordEffect("w1", effect(run.id, 0), epoch=1),
+        Park("w1", run.id, None, again.wake_seq, epoch=1),
+        Release("w1", run.id, epoch=1),
+        Finish("w1", run.id, "succeeded", result="1", epoch=1),
+    ]
+    assert await store.apply(old) == [WriteResult(False)] * 4
+    assert await store.list_effects(run.id) == []
+    assert await get(store, run.id) == again
+    assert await store.apply([RecordEffect("w1", effect(run.id, 0), epoch=2)]) == [
+        WriteResult(True)
+    ]
+
+
+async def test_claim_skips_the_runs_the_worker_says_it_executes(store: Store) -> None:
+    mine = await running(store, "w1", lease=10, created_at=now() - 100)  # lease expired
+    other = await pending(store)
+    got, _ = await store.claim(
+        Claim(
+            owner="w1",
+            wf_keys=[WF],
+            slots={"default": 10},
+            global_limits={},
+            lease=60,
+            exclude=[mine.id],
+        )
+    )
+    assert ids(got) == {other.id}
+
+
+async def test_finish_of_a_parked_run_lands_only_under_the_epoch_it_parked_with(
+    store: Store,
+) -> None:
+    run = await parked(store, wake_at=None)
+    stale = Finish("w1", run.id, "failed", error='"x"', epoch=0, parked=True)
+    assert await store.apply([stale]) == [WriteResult(False)]
+    current = Finish("w1", run.id, "failed", error='"x"', epoch=run.epoch, parked=True)
+    assert await store.apply([current]) == [WriteResult(True)]
+    assert (await get(store, run.id)).status == "failed"
+
+
+async def test_cancel_requests_name_the_running_runs_of_a_worker(store: Store) -> None:
+    run = await running(store, "w1")
+    await running(store, "w1")
+    assert await store.cancel_requests("w1") == {}
+    await store.cancel(run.id, "stop")
+    assert await store.cancel_requests("w1") == {run.id: "stop"}
+    assert await store.cancel_requests("w2") == {}

@@ -189,11 +189,17 @@ class App:
         *,
         concurrency: int = 64,
         lease: float = 30.0,
+        max_parked: int = 10_000,
     ) -> None:
+        """``concurrency``: runs a worker of this app executes at once; ``lease``: seconds a
+        claim lasts without a heartbeat; ``max_parked``: parked executions a worker keeps
+        suspended to resume in place (beyond it the least recently parked are dropped and
+        their runs replayed when they wake; 0 replays every wake-up)."""
         self._store_arg = store
         self._store: Store | None = store if not isinstance(store, str | None) else None
         self.concurrency = concurrency
         self.lease = lease
+        self.max_parked = max_parked
         self.workflows: dict[str, dict[str, WorkflowSpec]] = {}
         self.queues: dict[str, QueueSpec] = {"default": QueueSpec("default")}
         self.gate = Gate()

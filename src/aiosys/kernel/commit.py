@@ -3,14 +3,20 @@
 While one batch is being committed, new writes queue up; the next transaction takes them
 all. With one run in flight this is one commit per write; with 64 in flight, one commit
 carries dozens of runs' effect records, which is where most of the throughput comes from.
+
+A batch that takes longer than ``timeout`` fails for its writers (their executions stop and
+their runs are left to their leases); the committer also knows which runs have writes
+waiting, and since when, so the worker stops renewing leases whose writes are stuck.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 from ..store.base import Store, Write, WriteResult
+from ..store.common import write_run_id
 
 log = logging.getLogger("aiosys.commit")
 
@@ -18,11 +24,14 @@ MAX_BATCH = 512
 
 
 class Committer:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, *, timeout: float | None = None) -> None:
         self._store = store
+        self._timeout = timeout
         self._pending: list[tuple[Write, asyncio.Future[WriteResult]]] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        # run id -> (monotonic time of its oldest unresolved write, writes unresolved)
+        self._waiting: dict[str, tuple[float, int]] = {}
 
     def start(self) -> None:
         if self._task is None:
@@ -42,10 +51,28 @@ class Committer:
         """Queue a write; the future resolves once its transaction has committed."""
         fut: asyncio.Future[WriteResult] = asyncio.get_running_loop().create_future()
         self._pending.append((write, fut))
-        if self._task is None:
+        run_id = write_run_id(write)
+        since, n = self._waiting.get(run_id, (time.monotonic(), 0))
+        self._waiting[run_id] = (since, n + 1)
+        if self._task is None or self._task.done():
+            self._task = None
             self.start()
         self._wake.set()
         return fut
+
+    def stuck(self, older_than: float) -> set[str]:
+        """Runs with a write submitted more than ``older_than`` seconds ago and not yet
+        committed (or failed)."""
+        limit = time.monotonic() - older_than
+        return {run_id for run_id, (since, _) in self._waiting.items() if since < limit}
+
+    def _resolved(self, write: Write) -> None:
+        run_id = write_run_id(write)
+        since, n = self._waiting.get(run_id, (0.0, 1))
+        if n <= 1:
+            self._waiting.pop(run_id, None)
+        else:
+            self._waiting[run_id] = (since, n - 1)
 
     async def flush(self) -> None:
         while self._pending:
@@ -62,13 +89,16 @@ class Committer:
         batch = self._pending[:MAX_BATCH]
         del self._pending[:MAX_BATCH]
         try:
-            results = await self._store.apply([w for w, _ in batch])
+            async with asyncio.timeout(self._timeout):
+                results = await self._store.apply([w for w, _ in batch])
+            for (_, fut), result in zip(batch, results, strict=True):
+                if not fut.done():
+                    fut.set_result(result)
         except Exception as exc:  # the store is down: every writer in the batch learns it
             log.warning("group commit of %d writes failed: %s", len(batch), exc)
             for _, fut in batch:
                 if not fut.done():
                     fut.set_exception(exc)
-            return
-        for (_, fut), result in zip(batch, results, strict=True):
-            if not fut.done():
-                fut.set_result(result)
+        finally:
+            for w, _ in batch:
+                self._resolved(w)

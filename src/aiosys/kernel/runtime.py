@@ -1,9 +1,16 @@
 """Executing one run: replay its history, perform new effects through the gate, and end it.
 
-A run is executed from the start of its workflow function every time a worker takes it.
-Effects already recorded return their recorded outcome (the effect log), so replay is
-cheap and repeats nothing. When the workflow must wait (a timer, a signal, a child) the
-coroutine is unwound with ``Parked`` and the run is parked in the store, holding no worker.
+An execution runs the workflow function once, from its start: effects already recorded
+return their recorded outcome (the effect log), so replay is cheap and repeats nothing.
+
+When the workflow must wait (a timer, a signal, a child), the execution is *suspended in
+place*, never unwound: the wait is recorded, the run is parked in the store (``waiting``,
+its lease given back, no worker slot held) and the coroutine stays where it is, in its
+worker's bounded cache of parked executions (``Worker.suspend``). When the run is claimed
+again by the same worker and no other claim came in between (the claim's epoch is ours plus
+one), the execution resumes where it stopped. Only when it was evicted from the cache, its
+worker stops, or another worker took the run, is it unwound (``Unwind`` through the
+workflow's code, during which no effect may start) and the run replayed from its record.
 """
 
 from __future__ import annotations
@@ -12,9 +19,9 @@ import asyncio
 import logging
 import random
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from ..errors import NonDeterminismError, RunCancelled, RunTimedOut
+from ..errors import NonDeterminismError, RunCancelled, RunTimedOut, UnwindSwallowed
 from ..store.base import (
     CANCELLED,
     DEAD,
@@ -23,15 +30,13 @@ from ..store.base import (
     Finish,
     History,
     Park,
-    Release,
     RunRow,
     SignalRow,
-    Write,
     WriteResult,
     now,
 )
 from . import serde
-from .control import LeaseLost, Parked
+from .control import LeaseLost, Unwind
 from .gate import EffectCall
 from .retry import NO_RETRY, Retry
 
@@ -45,28 +50,39 @@ log = logging.getLogger("aiosys.runtime")
 current_execution: ContextVar[Execution | None] = ContextVar("aiosys_execution", default=None)
 
 
-class Execution:
-    """One attempt of a worker at one run."""
+class Host(Protocol):
+    """What an execution needs of the worker that runs it."""
 
-    def __init__(
-        self,
-        app: App,
-        owner: str,
-        committer: Committer,
-        history: History,
-        spec: WorkflowSpec,
-    ) -> None:
+    id: str
+    committer: Committer
+
+    async def suspend(self, execution: Execution, wake_at: float | None) -> RunRow:
+        """Hold a parked execution until its run is claimed again; the claimed row, or
+        ``Unwind`` when the execution must be dropped instead."""
+        ...
+
+
+class Execution:
+    """One worker's execution of one run, from a claim until the run ends or the execution
+    is unwound; it may span many parks and wakes."""
+
+    def __init__(self, app: App, host: Host, history: History, spec: WorkflowSpec) -> None:
         self.app = app
-        self.owner = owner
-        self.committer = committer
+        self.host = host
+        self.owner = host.id
+        self.committer = host.committer
         self.history = history
         self.run: RunRow = history.run
+        self.epoch = history.run.epoch  # the claim this execution works under
         self.spec = spec
         self.signals: list[SignalRow] = list(history.signals)
+        self._signals_as_of = history.run.wake_seq  # the wake-ups ``signals`` has seen
         self.cancel_reason: str | None = history.run.cancel_reason
+        self.unwinding: str | None = None  # why the execution is being unwound, if it is
         self._seq = 0
         self._failed: dict[int, int] = {}  # id(exception) -> seq of the effect that raised it
         self._unflushed: list[asyncio.Future[WriteResult]] = []  # records not yet committed
+        self._deadline: asyncio.Timeout | None = None
         self.random = random.Random(self.run.id)  # deterministic per run
 
     # ---- called by effects ------------------------------------------------------------
@@ -87,9 +103,19 @@ class Execution:
         try:
             results = await asyncio.gather(*pending)
         except Exception as exc:
-            raise LeaseLost(f"{self.run.id}: could not record an effect: {exc}") from exc
+            raise self.lost(f"could not record an effect: {exc}") from exc
         if not all(r.ok for r in results):
-            raise LeaseLost(self.run.id)
+            raise self.lost("a later claim of the run refused its record")
+
+    def lost(self, why: str) -> LeaseLost:
+        """The ``LeaseLost`` to raise: the execution unwinds from here on."""
+        self.unwinding = self.unwinding or f"lease lost: {why}"
+        return LeaseLost(f"run {self.run.id}: {why}")
+
+    def check_unwinding(self) -> None:
+        """No effect starts while the execution is being unwound."""
+        if self.unwinding is not None:
+            raise Unwind(f"run {self.run.id} is being unwound ({self.unwinding})")
 
     def check_cancelled(self) -> None:
         if self.cancel_reason is not None:
@@ -104,6 +130,56 @@ class Execution:
                 return self.signals.pop(i)
         return None
 
+    async def suspend(self, wake_at: float | None) -> None:
+        """Park the run until ``wake_at`` (or a wake-up: signal, child end, cancel) and hold
+        this execution until it is woken; then the wait is checked again by its caller.
+        Signals sent meanwhile (every signal bumps the run's ``wake_seq``) are read again.
+
+        Raises ``LeaseLost``/``Unwind`` when the execution must stop instead."""
+        run = self.run
+        if run.deadline_at is not None:
+            wake_at = run.deadline_at if wake_at is None else min(wake_at, run.deadline_at)
+        park = self.committer.submit(
+            Park(self.owner, run.id, wake_at, run.wake_seq, epoch=self.epoch)
+        )
+        await self.flush()
+        try:
+            parked = (await park).ok
+        except Exception as exc:
+            raise self.lost(f"could not park: {exc}") from exc
+        if parked:
+            deadline, self._deadline = self._deadline, None
+            if deadline is not None:
+                deadline.reschedule(None)  # a parked run's deadline is its wake-up
+            try:
+                row = await self.host.suspend(self, wake_at)
+            except Unwind as exc:
+                self.unwinding = self.unwinding or str(exc) or "unwound"
+                raise
+            self._deadline = deadline
+            self._resumed(row)
+        else:
+            # Something happened since the run's row was read: a wake-up (a signal, a child
+            # ended), a cancel, or another claim. Look, and go on if the run is still ours.
+            row_now = await self.app.store.get_run(run.id)
+            if row_now is None or row_now.epoch != self.epoch or row_now.status != "running":
+                raise self.lost("taken over while it parked")
+            self._resumed(row_now)
+        if self.run.cancel_reason is not None:
+            self.cancel_reason = self.run.cancel_reason
+        self.check_cancelled()
+        if self.run.wake_seq != self._signals_as_of:
+            woken_by = self.run.wake_seq
+            self.signals = await self.app.store.load_signals(run.id)
+            self._signals_as_of = woken_by
+
+    def _resumed(self, row: RunRow) -> None:
+        self.run = row
+        self.epoch = row.epoch
+        if self._deadline is not None and row.deadline_at is not None:
+            loop = asyncio.get_running_loop()
+            self._deadline.reschedule(loop.time() + row.deadline_at - now())
+
     async def effect(
         self,
         kind: str,
@@ -117,6 +193,7 @@ class Execution:
         returns: Any = None,
         params: dict[str, Any] | None = None,
     ) -> Any:
+        self.check_unwinding()
         call = EffectCall(
             run_execution=self,
             seq=self.next_seq(),
@@ -135,7 +212,7 @@ class Execution:
     # ---- the whole run ------------------------------------------------------------------
 
     async def execute(self) -> None:
-        """Run the workflow to its end or its next wait, and write the outcome."""
+        """Run the workflow to its end and write the outcome (unless it is unwound)."""
         from .context import Context
 
         run = self.run
@@ -153,6 +230,7 @@ class Execution:
                 # TimeoutError only when its block exits, so it is caught outside the block.
                 try:
                     async with asyncio.timeout(remaining) as cm:
+                        self._deadline = cm
                         value = await self.spec.fn(Context(self), **kwargs)
                 except TimeoutError:
                     if cm.expired():
@@ -160,39 +238,55 @@ class Execution:
                             f"run {run.id} passed its timeout of {self.spec.timeout}s"
                         ) from None
                     raise
+                finally:
+                    self._deadline = None
                 result = serde.dumps(value, f"the result of workflow {run.workflow!r}")
             finally:
                 current_execution.reset(token)
-        except Parked as parked:
-            wake_at = parked.wake_at
-            if run.deadline_at is not None:
-                wake_at = run.deadline_at if wake_at is None else min(wake_at, run.deadline_at)
-            park = self.committer.submit(Park(self.owner, run.id, wake_at, run.wake_seq))
-            try:
-                await self.flush()
-                parked_ok = (await park).ok
-            except LeaseLost:
-                return
-            if not parked_ok:
-                await self._after_lost_park()
+        except Unwind as exc:
+            log.info("run %s: execution unwound (%s)", run.id, self.unwinding or exc)
             return
         except RunCancelled as cancelled:
+            if await self._swallowed_unwind():
+                return
             await self._end(self._finish(CANCELLED, error=cancelled))
             return
-        except LeaseLost:
-            log.info("run %s: lease lost, another worker has it", run.id)
-            return
         except NonDeterminismError as exc:
+            if await self._swallowed_unwind():
+                return
             await self._end(self._finish(DEAD, error=exc))
             return
         except Exception as exc:
+            if await self._swallowed_unwind():
+                return
             failed_seq = self._failed.get(id(exc))
             # An effect that failed for good makes the run dead (resumable from that effect);
             # an error of the workflow's own code, or its timeout, makes it failed.
             status = DEAD if failed_seq is not None else FAILED
             await self._end(self._finish(status, error=exc, failed_seq=failed_seq))
             return
+        if await self._swallowed_unwind():
+            return
         await self._end(self._finish(SUCCEEDED, result=result))
+
+    async def _swallowed_unwind(self) -> bool:
+        """The workflow ended although its execution was being unwound: it caught the
+        ``Unwind`` and went on. Its outcome cannot be trusted: fail the run, if no other
+        claim has it (a parked run nobody claimed since; a running one still ours)."""
+        if self.unwinding is None:
+            return False
+        error = UnwindSwallowed(
+            f"workflow {self.run.workflow!r} caught the unwinding of its execution "
+            f"({self.unwinding}) and went on; never catch BaseException (or use a bare "
+            "except:) around an aiosys effect"
+        )
+        log.error("run %s: %s", self.run.id, error)
+        finish = self._finish(FAILED, error=error, parked=True)
+        try:
+            await self.committer.submit(finish)
+        except Exception as exc:  # the store failed too: the run stays as it was
+            log.warning("run %s: could not fail it: %s", self.run.id, exc)
+        return True
 
     def _finish(
         self,
@@ -201,6 +295,7 @@ class Execution:
         result: str | None = None,
         error: BaseException | None = None,
         failed_seq: int | None = None,
+        parked: bool = False,
     ) -> Finish:
         return Finish(
             owner=self.owner,
@@ -210,6 +305,8 @@ class Execution:
             error=None if error is None else serde.dump_error(error),
             failed_seq=failed_seq,
             parent_id=self.run.parent_id,
+            epoch=self.epoch,
+            parked=parked,
         )
 
     async def _end(self, finish: Finish) -> None:
@@ -220,19 +317,10 @@ class Execution:
             ok = (await done).ok
         except LeaseLost:
             ok = False
+        except Exception as exc:
+            log.warning("run %s: could not end it as %s: %s", self.run.id, finish.status, exc)
+            ok = False
         if ok:
             self.app._notify_finished(self.run, finish)
         else:
             log.info("run %s: lease lost before it could end as %s", self.run.id, finish.status)
-
-    async def _after_lost_park(self) -> None:
-        """Parking failed: the run was woken (signal, child), cancelled, or taken over."""
-        row = await self.app.store.get_run(self.run.id)
-        if row is None or row.lease_owner != self.owner or row.status != "running":
-            return
-        write: Write
-        if row.cancel_reason is not None:
-            write = self._finish(CANCELLED, error=RunCancelled(row.cancel_reason))
-            await self._end(write)
-        else:
-            await self.committer.submit(Release(self.owner, self.run.id))

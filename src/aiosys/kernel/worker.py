@@ -2,7 +2,19 @@
 
 A worker serves named queues with a concurrency limit of its own. It sleeps until there is
 work: a run started in this process, a notification from the store (PostgreSQL's
-LISTEN/NOTIFY), the next timer or expiring lease, or a poll. Parked runs hold no slot.
+LISTEN/NOTIFY), a timer of a run it parked, the next timer or expiring lease, or a poll.
+
+Parked runs hold no slot and no lease, but their executions stay suspended here, in a bounded
+cache (least recently parked evicted first, as Temporal's sticky workflow cache does): when
+such a run is claimed again and no other claim came in between (the claim's epoch is the
+parked execution's plus one), it resumes in place instead of being replayed.
+
+Invariants: a worker never executes one run twice at once (its claims exclude the runs it
+executes, and a claimed run found in the cache resumes that execution or unwinds it first);
+heartbeats renew only the runs it executes whose writes are not stuck, so a run nobody here
+executes expires and is claimed again. Its loops (claim, heartbeat, notifications, commit)
+are supervised: one that dies unexpectedly is restarted, and a loop that keeps dying stops
+the worker loudly.
 """
 
 from __future__ import annotations
@@ -11,18 +23,26 @@ import asyncio
 import logging
 import os
 import socket
+import time
 import uuid
-from collections import Counter
+from collections import Counter, OrderedDict
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from ..store.base import Claim, History, Release, RunRow, now
 from .commit import Committer
+from .control import Unwind
 from .runtime import Execution
 
 if TYPE_CHECKING:
     from .app import App, WorkflowSpec
 
 log = logging.getLogger("aiosys.worker")
+
+# A loop that dies this many times within RESTART_WINDOW seconds stops the worker.
+MAX_RESTARTS = 5
+RESTART_WINDOW = 60.0
+CANCEL_POLL = 0.25  # seconds between looks for cancel requests of runs executing here
 
 
 class Worker:
@@ -34,6 +54,8 @@ class Worker:
         concurrency: int | None = None,
         lease: float | None = None,
         idle_poll: float = 1.0,
+        max_parked: int | None = None,
+        store_timeout: float | None = None,
     ) -> None:
         self.app = app
         self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -41,9 +63,18 @@ class Worker:
         self.concurrency = concurrency or app.concurrency
         self.lease = lease or app.lease
         self.idle_poll = idle_poll
-        self.committer = Committer(app.store)
-        self._active: dict[str, tuple[asyncio.Task[None], str]] = {}
-        self._executions: dict[str, Execution] = {}
+        self.max_parked = app.max_parked if max_parked is None else max_parked
+        # A store call (claim, heartbeat, group commit) that takes longer fails: a hung
+        # connection must not hold the loops forever. Default: the lease.
+        self.store_timeout = store_timeout or self.lease
+        self.committer = Committer(app.store, timeout=self.store_timeout)
+        # Runs holding a slot (being loaded, replayed, or executing), as claimed.
+        self._running: dict[str, RunRow] = {}
+        self._executions: dict[str, Execution] = {}  # the execution of each running run
+        self._parked: OrderedDict[str, Execution] = OrderedDict()  # least recently parked first
+        self._wakes: dict[Execution, asyncio.Future[RunRow]] = {}
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
         self._per_queue: Counter[str] = Counter()
         self._kick = asyncio.Event()
         self._more = True  # the last claim filled every slot: more work may be waiting
@@ -52,6 +83,7 @@ class Worker:
         self._limited: set[str] = set()
         self._loops: list[asyncio.Task[None]] = []
         self._stopping = False
+        self._last_cancel_poll = 0.0
         self.stopped = asyncio.Event()
 
     # ---- lifecycle ------------------------------------------------------------------------
@@ -60,25 +92,43 @@ class Worker:
         self.committer.start()
         loop = asyncio.get_running_loop()
         self._loops = [
-            loop.create_task(self._claim_loop(), name="aiosys-claim"),
-            loop.create_task(self._heartbeat_loop(), name="aiosys-heartbeat"),
-            loop.create_task(self._listen_loop(), name="aiosys-listen"),
+            loop.create_task(self._supervise("claim", self._claim_loop), name="aiosys-claim"),
+            loop.create_task(
+                self._supervise("heartbeat", self._heartbeat_loop), name="aiosys-heartbeat"
+            ),
+            loop.create_task(self._supervise("listen", self._listen_loop), name="aiosys-listen"),
         ]
         log.info("worker %s serving queues %s", self.id, ", ".join(self.queues))
 
     async def stop(self) -> None:
-        """Stop claiming, interrupt runs in flight and give them back to the queue."""
+        """Stop claiming, interrupt runs in flight and give them back to the queue; drop the
+        parked executions (their runs stay parked in the store)."""
         # The flag ends the loops even if a cancellation is swallowed on its way (Python
         # 3.11's wait_for drops one that races with the awaited event being set).
         self._stopping = True
         for task in self._loops:
             task.cancel()
         await asyncio.gather(*self._loops, return_exceptions=True)
-        running = dict(self._active)
-        for task, _ in running.values():
-            task.cancel()
-        await asyncio.gather(*(t for t, _ in running.values()), return_exceptions=True)
-        releases = [self.committer.submit(Release(self.id, run_id)) for run_id in running]
+        for run_id in list(self._parked):
+            self._drop_parked(run_id, "its worker is stopping")
+        running = {run_id: row.epoch for run_id, row in self._running.items()}
+        for run_id, ex in self._executions.items():
+            ex.unwinding = ex.unwinding or "its worker is stopping"
+            running[run_id] = ex.epoch
+        tasks = list(self._tasks)
+        for task in tasks:
+            if task.get_name() in running:  # parked ones unwind by themselves (Unwind)
+                task.cancel()
+        if tasks:
+            _, hung = await asyncio.wait(tasks, timeout=5.0)
+            for task in hung:  # a workflow that swallowed its unwinding and still waits
+                log.error("worker %s: run %s would not unwind; cancelling it", self.id, task)
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        releases = [
+            self.committer.submit(Release(self.id, run_id, epoch=epoch))
+            for run_id, epoch in running.items()
+        ]
         await asyncio.gather(*releases, return_exceptions=True)
         await self.committer.stop()
         self.stopped.set()
@@ -91,6 +141,33 @@ class Worker:
             if not self.stopped.is_set():
                 await self.stop()
 
+    async def _supervise(self, name: str, loop_fn: Callable[[], Awaitable[None]]) -> None:
+        """Run one of the worker's loops; restart it if it dies, stop the worker loudly if it
+        keeps dying (a worker never runs on half-alive)."""
+        deaths: list[float] = []
+        while not self._stopping:
+            try:
+                await loop_fn()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                t = time.monotonic()
+                deaths = [d for d in deaths if t - d < RESTART_WINDOW] + [t]
+                if len(deaths) >= MAX_RESTARTS:
+                    log.critical(
+                        "worker %s: its %s loop died %d times in %.0f s; stopping the worker",
+                        self.id,
+                        name,
+                        len(deaths),
+                        RESTART_WINDOW,
+                        exc_info=True,
+                    )
+                    asyncio.get_running_loop().create_task(self.stop())
+                    return
+                log.exception("worker %s: its %s loop died; restarting it", self.id, name)
+                await asyncio.sleep(min(1.0, 0.05 * 2 ** len(deaths)))
+
     # ---- taking work --------------------------------------------------------------------
 
     def kick(self) -> None:
@@ -98,7 +175,7 @@ class Worker:
         self._kick.set()
 
     def _free(self, queue: str) -> int:
-        free = self.concurrency - len(self._active)
+        free = self.concurrency - len(self._running)
         limit = self.app.queues.get(queue)
         if limit is not None and limit.worker_concurrency is not None:
             free = min(free, limit.worker_concurrency - self._per_queue[queue])
@@ -111,12 +188,12 @@ class Worker:
             queue in self.queues
             and (spec is None or spec.concurrency is None)
             and self._free(queue) > 0
-            and not self.stopped.is_set()
+            and not self._stopping
         )
 
     def adopt_new(self, row: RunRow, spec: WorkflowSpec) -> None:
         """Execute a run this worker leased at creation: it has no history to read."""
-        if not self._fits(row):  # a claim filled the slot while the run was being written
+        if not self._fits(row) or row.id in self._running:
             self._give_back([row])
             return
         self._spawn(row, History(run=row, effects={}, signals=[]))
@@ -128,29 +205,54 @@ class Worker:
         """Release runs leased to this worker that it has no slot for (a claim and a start
         raced for the last slot); if the release fails, their leases expire."""
         for row in rows:
-            self.committer.submit(Release(self.id, row.id)).add_done_callback(_quiet)
+            release = Release(self.id, row.id, epoch=row.epoch)
+            self.committer.submit(release).add_done_callback(_quiet)
+
+    @property
+    def _active(self) -> dict[str, RunRow]:
+        """The runs holding a slot here (the name earlier versions used)."""
+        return self._running
 
     def is_running(self, run_id: str) -> bool:
-        return run_id in self._active
+        return run_id in self._running
 
     def cancel_local(self, run_id: str, reason: str) -> None:
         ex = self._executions.get(run_id)
         if ex is not None:
             ex.cancel_reason = reason
+        if run_id in self._parked:  # its run ended in the store: nothing will wake it
+            self._drop_parked(run_id, "its run was cancelled")
 
-    def _spawn(self, row: RunRow, history: History | None) -> None:
-        task = asyncio.get_running_loop().create_task(self._execute(row, history))
-        self._active[row.id] = (task, row.queue)
+    def _take_slot(self, row: RunRow) -> None:
+        self._running[row.id] = row
         self._per_queue[row.queue] += 1
 
+    def _free_slot(self, run_id: str) -> None:
+        row = self._running.pop(run_id, None)
+        if row is None:
+            return
+        queue = row.queue
+        self._per_queue[queue] -= 1
+        if self._more or queue in self._limited:
+            self._kick.set()
+
+    def _spawn(self, row: RunRow, history: History | None) -> None:
+        self._take_slot(row)
+        task = asyncio.get_running_loop().create_task(self._execute(row, history), name=row.id)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     async def _execute(self, row: RunRow, history: History | None) -> None:
+        ex: Execution | None = None
         try:
             if history is None:
                 history = await self.app.store.load_history(row.id)
                 if history is None:
                     return
+            if history.run.epoch != row.epoch:  # claimed again meanwhile: not ours anymore
+                return
             spec = self.app.spec(history.run.workflow, history.run.version)
-            ex = Execution(self.app, self.id, self.committer, history, spec)
+            ex = Execution(self.app, self, history, spec)
             self._executions[row.id] = ex
             await ex.execute()
         except asyncio.CancelledError:
@@ -159,11 +261,70 @@ class Worker:
             # The store failed under us: leave the run to its lease; another claim replays it.
             log.exception("run %s: worker could not finish it; its lease will expire", row.id)
         finally:
-            self._active.pop(row.id, None)
-            self._executions.pop(row.id, None)
-            self._per_queue[row.queue] -= 1
-            if self._more or row.queue in self._limited:
-                self._kick.set()
+            if ex is None or self._executions.get(row.id) is ex:
+                self._executions.pop(row.id, None)
+                self._free_slot(row.id)
+            if ex is not None and self._parked.get(row.id) is ex:
+                self._drop_parked(row.id, "its execution ended")
+
+    # ---- parked executions ----------------------------------------------------------------
+
+    async def suspend(self, ex: Execution, wake_at: float | None) -> RunRow:
+        """Hold ``ex`` (whose run was just parked in the store) until its run is claimed
+        again: its slot is freed meanwhile. Returns the run as claimed, or raises ``Unwind``
+        when the execution is evicted, the worker stops, or another claim came in between."""
+        run_id = ex.run.id
+        if self._stopping:
+            raise Unwind("its worker is stopping")
+        if self._executions.get(run_id) is ex:
+            del self._executions[run_id]
+            self._free_slot(run_id)
+        wake: asyncio.Future[RunRow] = asyncio.get_running_loop().create_future()
+        self._wakes[ex] = wake
+        self._parked[run_id] = ex
+        if wake_at is not None:
+            loop = asyncio.get_running_loop()
+            self._timers[run_id] = loop.call_at(loop.time() + wake_at - now(), self.kick)
+        while len(self._parked) > self.max_parked:
+            oldest = next(iter(self._parked))
+            self._drop_parked(oldest, f"evicted: more than {self.max_parked} parked executions")
+        self._kick.set()  # a slot is free; the run may also have been woken already
+        try:
+            return await wake
+        finally:
+            self._wakes.pop(ex, None)
+
+    def _drop_parked(self, run_id: str, why: str) -> None:
+        ex = self._parked.pop(run_id, None)
+        timer = self._timers.pop(run_id, None)
+        if timer is not None:
+            timer.cancel()
+        if ex is None:
+            return
+        ex.unwinding = ex.unwinding or why
+        wake = self._wakes.get(ex)
+        if wake is not None and not wake.done():
+            wake.set_exception(Unwind(why))
+
+    def _resume(self, row: RunRow) -> bool:
+        """A claimed run whose execution is parked here: resume it in place if no other
+        claim came in between; else drop that execution (the run is replayed)."""
+        ex = self._parked.get(row.id)
+        if ex is None:
+            return False
+        if row.epoch != ex.epoch + 1:
+            self._drop_parked(row.id, "the run was claimed elsewhere meanwhile")
+            return False
+        self._parked.pop(row.id)
+        timer = self._timers.pop(row.id, None)
+        if timer is not None:
+            timer.cancel()
+        self._take_slot(row)
+        self._executions[row.id] = ex
+        self._wakes[ex].set_result(row)
+        return True
+
+    # ---- loops ------------------------------------------------------------------------------
 
     async def _claim_loop(self) -> None:
         while not self._stopping:
@@ -182,9 +343,11 @@ class Worker:
                         if s.concurrency is not None and q in slots
                     },
                     lease=self.lease,
+                    exclude=list(self._running),
                 )
                 try:
-                    rows, next_at = await self.app.store.claim(claim)
+                    async with asyncio.timeout(self.store_timeout):
+                        rows, next_at = await self.app.store.claim(claim)
                 except Exception as exc:
                     log.warning("worker %s: claim failed (%s); retrying", self.id, exc)
                     await asyncio.sleep(self.idle_poll)
@@ -192,8 +355,11 @@ class Worker:
                 # A run started here may have taken a slot while the claim was in flight.
                 spare: list[RunRow] = []
                 for row in rows:
-                    if self._fits(row):
-                        self._spawn(row, None)
+                    if row.id in self._running:  # cannot happen (excluded); never twice
+                        log.error("worker %s: claimed run %s it executes", self.id, row.id)
+                    elif self._fits(row):
+                        if not self._resume(row):
+                            self._spawn(row, None)
                     else:
                         spare.append(row)
                 self._give_back(spare)
@@ -218,20 +384,25 @@ class Worker:
     async def _heartbeat_loop(self) -> None:
         while not self._stopping:
             await asyncio.sleep(self.lease / 3)
+            # A run whose writes have hung for a third of the lease is not renewed: if the
+            # store took them after all, the run moves on; if not, another worker can.
+            stuck = self.committer.stuck(self.lease / 3)
+            runs = [run_id for run_id in self._running if run_id not in stuck]
+            if stuck:
+                log.warning(
+                    "worker %s: writes of %d runs are stuck; not renewing their leases",
+                    self.id,
+                    len(stuck),
+                )
             try:
-                held = await self.app.store.heartbeat(self.id, self.lease)
+                async with asyncio.timeout(self.store_timeout):
+                    held = await self.app.store.heartbeat(self.id, self.lease, runs)
             except Exception as exc:
                 log.warning("worker %s: heartbeat failed (%s)", self.id, exc)
                 continue
             for run_id, reason in held.items():
                 if reason is not None:
                     self.cancel_local(run_id, reason)
-            # A run leased to us that no task executes was abandoned (its writes failed):
-            # give it back rather than renew its lease forever, so it is replayed.
-            stale = [run_id for run_id in held if run_id not in self._active]
-            for run_id in stale:
-                log.warning("worker %s: run %s was abandoned; releasing it", self.id, run_id)
-                self.committer.submit(Release(self.id, run_id)).add_done_callback(_quiet)
 
     async def _listen_loop(self) -> None:
         while not self._stopping:
@@ -241,6 +412,23 @@ class Worker:
                 log.warning("worker %s: waiting for notifications failed (%s)", self.id, exc)
                 await asyncio.sleep(self.idle_poll)
             self._kick.set()
+            await self._poll_cancels()
+
+    async def _poll_cancels(self) -> None:
+        """Look for cancels sent from other processes to the runs executing here, so a run
+        stops at its next effect (not at the next heartbeat)."""
+        t = time.monotonic()
+        if not self._executions or t - self._last_cancel_poll < CANCEL_POLL:
+            return
+        self._last_cancel_poll = t
+        try:
+            async with asyncio.timeout(self.store_timeout):
+                requests = await self.app.store.cancel_requests(self.id)
+        except Exception as exc:
+            log.warning("worker %s: reading cancel requests failed (%s)", self.id, exc)
+            return
+        for run_id, reason in requests.items():
+            self.cancel_local(run_id, reason)
 
 
 def _quiet(fut: asyncio.Future[Any]) -> None:

@@ -6,7 +6,10 @@ this protocol; SQLite and PostgreSQL implement it and pass the same test suite.
 Writes that belong to a running run (recording an effect, parking, finishing) are plain
 frozen dataclasses (``Write``) that the kernel's group committer hands over in batches:
 ``apply`` writes a whole batch in one transaction, so many runs' effect records share one
-commit. Each write is fenced by the lease: it only lands while the writer still owns the run.
+commit. Each write is fenced by the claim's *epoch*: every claim of a run (and a start that
+leases it at once) increments ``runs.epoch``, and a write carries the epoch of the claim it
+works under, so it lands only while no later claim exists (another worker's, or this worker's
+own after its lease lapsed). The worker id (``owner``) is kept for the logs and the lease.
 """
 
 from __future__ import annotations
@@ -60,6 +63,7 @@ class RunRow:
     failed_seq: int | None
     cancel_reason: str | None
     claims: int
+    epoch: int  # bumped by every claim; writes of older claims are refused
 
     @property
     def wf_key(self) -> str:
@@ -144,6 +148,7 @@ class RecordEffect:
     effect: EffectRow
     consume_signal: int | None = None
     side_writes: tuple[tuple[str, Mapping[str, Any]], ...] = ()
+    epoch: int = field(kw_only=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +160,7 @@ class Park:
     run_id: str
     wake_at: float | None
     wake_seq: int
+    epoch: int = field(kw_only=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +174,10 @@ class Finish:
     error: str | None = None
     failed_seq: int | None = None
     parent_id: str | None = None
+    epoch: int = field(kw_only=True)
+    # Also lands on a run parked under this epoch (``waiting``, nobody claimed it since): how
+    # a parked execution that swallowed its unwinding is failed.
+    parked: bool = field(default=False, kw_only=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +186,7 @@ class Release:
 
     owner: str
     run_id: str
+    epoch: int = field(kw_only=True)
 
 
 Write = RecordEffect | Park | Finish | Release
@@ -199,6 +210,9 @@ class Claim:
     slots: dict[str, int]  # queue -> free slots in this worker
     global_limits: dict[str, int]  # queue -> concurrency limit across all workers
     lease: float
+    # Runs this worker executes right now: never claimed again by it (a worker whose lease
+    # lapsed while it still runs a run must not start it a second time beside itself).
+    exclude: Sequence[str] = ()
 
 
 @runtime_checkable
@@ -241,8 +255,20 @@ class Store(Protocol):
         waiting runs whose timer is due and running runs whose lease expired. Also returns the
         earliest time anything else becomes claimable (a timer, a lease), or None."""
 
-    async def heartbeat(self, owner: str, lease: float) -> dict[str, str | None]:
-        """Extend every lease ``owner`` holds; return its runs (id -> cancel reason or None)."""
+    async def heartbeat(
+        self, owner: str, lease: float, runs: Sequence[str] | None = None
+    ) -> dict[str, str | None]:
+        """Extend the leases ``owner`` holds on ``runs`` (the runs it executes, whose writes
+        are not stuck; None: every run it holds); return those still held (id -> cancel
+        reason or None). A run leased to ``owner`` but not named is left to expire."""
+
+    async def load_signals(self, run_id: str) -> list[SignalRow]:
+        """The run's unconsumed signals, oldest first (a parked execution resumed in place
+        reads only these, not the whole history)."""
+
+    async def cancel_requests(self, owner: str) -> dict[str, str]:
+        """Cancel requests of the runs ``owner`` holds (id -> reason): how a worker learns of
+        a cancel sent from another process before its next heartbeat."""
 
     async def apply(self, writes: Sequence[Write]) -> list[WriteResult]:
         """Apply a batch of writes in one transaction (group commit)."""

@@ -44,6 +44,7 @@ def run_params(new: NewRun, owner: str | None, lease: float) -> dict[str, Any]:
         "deadline_at": new.deadline_at,
         "available_at": new.created_at + lease if claimed else new.created_at,
         "lease_owner": owner,
+        "epoch": 1 if claimed else 0,
     }
 
 
@@ -62,6 +63,7 @@ def effect_params(w: RecordEffect) -> dict[str, Any]:
         "finished_at": e.finished_at,
         "meta": e.meta,
         "owner": w.owner,
+        "epoch": w.epoch,
     }
 
 
@@ -74,6 +76,7 @@ def finish_params(w: Finish, t: float) -> dict[str, Any]:
         "error": w.error,
         "failed_seq": w.failed_seq,
         "now": t,
+        "epoch": w.epoch,
     }
 
 
@@ -82,12 +85,12 @@ def write_statement(q: dict[str, str], w: Write, t: float) -> tuple[str, dict[st
     if isinstance(w, RecordEffect):
         return q["record_effect"], effect_params(w)
     if isinstance(w, Park):
-        params = {"run_id": w.run_id, "owner": w.owner, "now": t}
+        params = {"run_id": w.run_id, "owner": w.owner, "now": t, "epoch": w.epoch}
         return q["park"], {**params, "wake_at": w.wake_at, "wake_seq": w.wake_seq}
     if isinstance(w, Finish):
-        return q["finish"], finish_params(w, t)
+        return q["finish_parked" if w.parked else "finish"], finish_params(w, t)
     if isinstance(w, Release):
-        return q["release"], {"run_id": w.run_id, "owner": w.owner, "now": t}
+        return q["release"], {"run_id": w.run_id, "owner": w.owner, "now": t, "epoch": w.epoch}
     raise TypeError(f"unknown write {w!r}")  # pragma: no cover - the Write union is closed
 
 

@@ -38,6 +38,7 @@ from .base import (
     History,
     NewRun,
     RunRow,
+    SignalRow,
     Write,
     WriteResult,
     now,
@@ -221,17 +222,29 @@ class PostgresStore(CommonStore):
                 if limit > 0:
                     params = {"queue": queue, "owner": claim.owner, "now": t, "limit": limit}
                     params.update(expires=t + claim.lease, wf_keys=list(claim.wf_keys))
+                    params.update(exclude=list(claim.exclude))
                     claimed.append(await tx.run(q["claim"], params))
             nxt = await tx.run(q["next_available"], {"now": t, "queues": list(claim.slots)})
         rows = [run_row(r) for cur in claimed for r in await cur.fetchall()]
         return rows, (await first(nxt))["t"]
 
-    async def heartbeat(self, owner: str, lease: float) -> dict[str, str | None]:
+    async def heartbeat(
+        self, owner: str, lease: float, runs: Sequence[str] | None = None
+    ) -> dict[str, str | None]:
         async with self._claim.use() as conn:
             t = now()
-            params = {"owner": owner, "now": t, "expires": t + lease}
+            ids = None if runs is None else list(runs)
+            params = {"owner": owner, "now": t, "expires": t + lease, "ids": ids}
             cur = await conn.execute(self._q["heartbeat"], params)
             return {r["id"]: r["cancel_reason"] for r in await cur.fetchall()}
+
+    async def load_signals(self, run_id: str) -> list[SignalRow]:
+        rows = await self._one(self._q["list_unconsumed_signals"], {"run_id": run_id})
+        return [signal_row(r) for r in rows]
+
+    async def cancel_requests(self, owner: str) -> dict[str, str]:
+        rows = await self._one(self._q["cancel_requests"], {"owner": owner})
+        return {r["id"]: r["cancel_reason"] for r in rows}
 
     async def apply(self, writes: Sequence[Write]) -> list[WriteResult]:
         if not writes:
@@ -281,6 +294,7 @@ class PostgresStore(CommonStore):
                 row = await cancelled.fetchone()
                 if row is not None and row["status"] == "cancelled" and row["parent_id"]:
                     await tx.run(q["wake"], {"run_id": row["parent_id"], "now": t})
+                if row is not None:  # its parent woke, or its worker looks for cancels
                     await tx.run(q["notify_work"], {"queue": ""})
             return row
 

@@ -30,6 +30,7 @@ from .base import (
     NewRun,
     RecordEffect,
     RunRow,
+    SignalRow,
     Write,
     WriteResult,
     now,
@@ -216,6 +217,7 @@ class SQLiteStore(CommonStore):
     async def claim(self, claim: Claim) -> tuple[list[RunRow], float | None]:
         q = self._q
         wf_keys = json.dumps(list(claim.wf_keys))
+        exclude = json.dumps(list(claim.exclude))
         queues = json.dumps(list(claim.slots))
 
         def body(c: sqlite3.Connection) -> tuple[list[RunRow], float | None]:
@@ -233,6 +235,7 @@ class SQLiteStore(CommonStore):
                         "now": t,
                         "expires": t + claim.lease,
                         "wf_keys": wf_keys,
+                        "exclude": exclude,
                         "limit": limit,
                     },
                 ).fetchall()
@@ -242,15 +245,29 @@ class SQLiteStore(CommonStore):
 
         return await self._run(lambda c: self._tx(c, body))
 
-    async def heartbeat(self, owner: str, lease: float) -> dict[str, str | None]:
+    async def heartbeat(
+        self, owner: str, lease: float, runs: Sequence[str] | None = None
+    ) -> dict[str, str | None]:
         q = self._q
+        ids = None if runs is None else json.dumps(list(runs))
 
         def body(c: sqlite3.Connection) -> dict[str, str | None]:
             t = now()
-            rows = c.execute(q["heartbeat"], {"owner": owner, "now": t, "expires": t + lease})
+            params = {"owner": owner, "now": t, "expires": t + lease, "ids": ids}
+            rows = c.execute(q["heartbeat"], params)
             return {r["id"]: r["cancel_reason"] for r in rows.fetchall()}
 
         return await self._run(lambda c: self._tx(c, body))
+
+    async def load_signals(self, run_id: str) -> list[SignalRow]:
+        sql = self._q["list_unconsumed_signals"]
+        rows = await self._run(lambda c: c.execute(sql, {"run_id": run_id}).fetchall())
+        return [signal_row(r) for r in rows]
+
+    async def cancel_requests(self, owner: str) -> dict[str, str]:
+        sql = self._q["cancel_requests"]
+        rows = await self._run(lambda c: c.execute(sql, {"owner": owner}).fetchall())
+        return {r["id"]: r["cancel_reason"] for r in rows}
 
     async def apply(self, writes: Sequence[Write]) -> list[WriteResult]:
         q = self._q

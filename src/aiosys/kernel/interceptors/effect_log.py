@@ -23,7 +23,7 @@ from typing import Any
 from ...errors import NonDeterminismError
 from ...store.base import EffectRow, RecordEffect, now
 from .. import serde
-from ..control import LeaseLost, Parked
+from ..control import Parked
 from ..gate import EffectCall, Next
 from ..retry import is_transient
 
@@ -53,20 +53,27 @@ class EffectLog:
         await ex.flush()
         ex.check_cancelled()
         started = now()
-        try:
-            # A parked wait (timer, signal, child) is only checked again by its executor:
-            # the interceptors between here and it saw the effect once, when it first ran.
-            output = await (next(call) if recorded is None else ex.app.gate.execute(call))
-            text = serde.dumps(output, f"the output of {call.kind} {call.name!r}")
-        except Parked as parked:
-            if recorded is None:
-                await self._record(call, started, "pending", output=json.dumps(parked.state))
-            raise
-        except Exception as exc:
-            error = serde.dump_error(exc, transient=is_transient(exc))
-            await self._record(call, started, "error", error=error)
-            ex.note_failed_effect(exc, call.seq)
-            raise
+        # A wait (timer, signal, child) raises Parked until it is satisfied: the execution is
+        # suspended in place and the wait checked again when the run wakes. A parked wait is
+        # only checked again by its executor: the interceptors between here and it saw the
+        # effect once, when it first ran.
+        fresh = recorded is None
+        while True:
+            try:
+                output = await (next(call) if fresh else ex.app.gate.execute(call))
+                text = serde.dumps(output, f"the output of {call.kind} {call.name!r}")
+                break
+            except Parked as parked:
+                if fresh:
+                    await self._record(call, started, "pending", output=json.dumps(parked.state))
+                    call.meta["pending"] = parked.state
+                    fresh = False
+                await ex.suspend(parked.wake_at)
+            except Exception as exc:
+                error = serde.dump_error(exc, transient=is_transient(exc))
+                await self._record(call, started, "error", error=error)
+                ex.note_failed_effect(exc, call.seq)
+                raise
         fut = ex.committer.submit(self._write(call, started, "ok", output=text))
         if call.on_recorded:
             fut.add_done_callback(lambda f: _tell(call, f))
@@ -89,9 +96,9 @@ class EffectLog:
         try:
             result = await fut
         except Exception as exc:  # the store failed: leave the run to its lease
-            raise LeaseLost(f"{ex.run.id}: could not record effect #{call.seq}: {exc}") from exc
+            raise ex.lost(f"could not record effect #{call.seq}: {exc}") from exc
         if not result.ok:
-            raise LeaseLost(ex.run.id)
+            raise ex.lost(f"a later claim refused the record of effect #{call.seq}")
 
     @staticmethod
     def _write(
@@ -121,6 +128,7 @@ class EffectLog:
             row,
             consume_signal=call.meta.get("consume_signal"),
             side_writes=tuple(call.side_writes),
+            epoch=ex.epoch,
         )
 
 

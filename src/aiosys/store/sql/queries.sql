@@ -6,10 +6,10 @@
 -- A new run; its idempotency key (per tenant) makes a second start a no-op.
 INSERT INTO runs (id, workflow, version, wf_key, tenant, queue, priority, status, input,
                   idempotency_key, parent_id, created_at, updated_at, started_at, deadline_at,
-                  available_at, lease_owner)
+                  available_at, lease_owner, epoch)
 VALUES (:id, :workflow, :version, :wf_key, :tenant, :queue, :priority, :status, :input,
         :idempotency_key, :parent_id, :created_at, :created_at, :started_at, :deadline_at,
-        :available_at, :lease_owner)
+        :available_at, :lease_owner, :epoch)
 ON CONFLICT DO NOTHING
 
 -- name: get_run
@@ -33,20 +33,19 @@ SELECT * FROM signals WHERE run_id = :run_id AND consumed_seq IS NULL ORDER BY i
 SELECT count(*) AS n FROM runs
 WHERE queue = :queue AND status = 'running' AND available_at > :now
 
--- name: heartbeat
--- Extend every lease a worker holds; returns its runs and any cancel request.
-UPDATE runs SET available_at = :expires, updated_at = :now
-WHERE lease_owner = :owner AND status = 'running'
-RETURNING id, cancel_reason
+-- name: cancel_requests
+-- Cancel requests of the runs a worker holds.
+SELECT id, cancel_reason FROM runs
+WHERE lease_owner = :owner AND status = 'running' AND cancel_reason IS NOT NULL
 
 -- name: record_effect
--- Insert (or complete a pending) effect, only while the writer holds the run's lease.
+-- Insert (or complete a pending) effect, only while the writer's claim is the latest.
 INSERT INTO effects (run_id, seq, kind, name, status, output, error, attempt, started_at,
                      finished_at, meta)
 SELECT :run_id, :seq, :kind, :name, :status, :output, :error, :attempt, :started_at,
        :finished_at, :meta
 WHERE EXISTS (SELECT 1 FROM runs
-              WHERE id = :run_id AND lease_owner = :owner AND status = 'running')
+              WHERE id = :run_id AND epoch = :epoch AND status = 'running')
 ON CONFLICT (run_id, seq) DO UPDATE
 SET status = excluded.status, output = excluded.output, error = excluded.error,
     attempt = excluded.attempt, finished_at = excluded.finished_at, meta = excluded.meta
@@ -59,7 +58,7 @@ UPDATE signals SET consumed_seq = :seq WHERE id = :id AND consumed_seq IS NULL
 -- Park a run until :wake_at (NULL: until woken); lands only if nothing woke it meanwhile.
 UPDATE runs
 SET status = 'waiting', available_at = :wake_at, lease_owner = NULL, updated_at = :now
-WHERE id = :run_id AND lease_owner = :owner AND status = 'running'
+WHERE id = :run_id AND epoch = :epoch AND status = 'running'
   AND wake_seq = :wake_seq AND cancel_reason IS NULL
 
 -- name: finish
@@ -67,12 +66,19 @@ WHERE id = :run_id AND lease_owner = :owner AND status = 'running'
 UPDATE runs
 SET status = :status, result = :result, error = :error, failed_seq = :failed_seq,
     finished_at = :now, updated_at = :now, available_at = NULL, lease_owner = NULL
-WHERE id = :run_id AND lease_owner = :owner AND status = 'running'
+WHERE id = :run_id AND epoch = :epoch AND status = 'running'
+
+-- name: finish_parked
+-- End a run parked under this claim that nobody has claimed since (running or waiting).
+UPDATE runs
+SET status = :status, result = :result, error = :error, failed_seq = :failed_seq,
+    finished_at = :now, updated_at = :now, available_at = NULL, lease_owner = NULL
+WHERE id = :run_id AND epoch = :epoch AND status IN ('running', 'waiting')
 
 -- name: release
 -- Give a run back to the queue.
 UPDATE runs SET status = 'pending', available_at = :now, lease_owner = NULL, updated_at = :now
-WHERE id = :run_id AND lease_owner = :owner AND status = 'running'
+WHERE id = :run_id AND epoch = :epoch AND status = 'running'
 
 -- name: wake
 -- Wake a run: a waiting run becomes claimable now; any run notes that something happened.

@@ -7,13 +7,14 @@
 WITH c AS (
     SELECT id FROM runs
     WHERE queue = :queue AND available_at <= :now AND wf_key = ANY(:wf_keys)
+      AND NOT (id = ANY(:exclude))
     ORDER BY priority DESC, available_at
     LIMIT :limit
     FOR UPDATE SKIP LOCKED
 )
 UPDATE runs AS r
 SET status = 'running', lease_owner = :owner, available_at = :expires, updated_at = :now,
-    started_at = COALESCE(r.started_at, :now), claims = r.claims + 1
+    started_at = COALESCE(r.started_at, :now), claims = r.claims + 1, epoch = r.epoch + 1
 FROM c WHERE r.id = c.id
 RETURNING r.*
 
@@ -48,7 +49,7 @@ INSERT INTO effects (run_id, seq, kind, name, status, output, error, attempt, st
 SELECT :run_id, :seq, :kind, :name, :status, :output, :error, :attempt, :started_at,
        :finished_at, :meta
 WHERE EXISTS (SELECT 1 FROM runs
-              WHERE id = :run_id AND lease_owner = :owner AND status = 'running'
+              WHERE id = :run_id AND epoch = :epoch AND status = 'running'
               FOR SHARE)
 ON CONFLICT (run_id, seq) DO UPDATE
 SET status = excluded.status, output = excluded.output, error = excluded.error,
@@ -60,10 +61,11 @@ SET status = excluded.status, output = excluded.output, error = excluded.error,
 SELECT id FROM runs WHERE id = ANY(:ids) ORDER BY id FOR UPDATE
 
 -- name: heartbeat
--- Extend every lease a worker holds; returns its runs and any cancel request. Locks the
--- rows in id order, as lock_runs does, so a heartbeat and a group commit never deadlock.
+-- Extend the leases a worker holds on the runs it names; returns them and any cancel request.
+-- Locks the rows in id order, as lock_runs does, so a heartbeat and a group commit never
+-- deadlock.
 WITH held AS (
-    SELECT id FROM runs WHERE lease_owner = :owner AND status = 'running'
+    SELECT id FROM runs WHERE lease_owner = :owner AND status = 'running' AND (CAST(:ids AS text[]) IS NULL OR id = ANY(:ids))
     ORDER BY id
     FOR UPDATE
 )

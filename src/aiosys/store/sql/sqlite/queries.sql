@@ -5,10 +5,11 @@
 -- Lease up to :limit claimable runs of a queue, highest priority first.
 UPDATE runs
 SET status = 'running', lease_owner = :owner, available_at = :expires, updated_at = :now,
-    started_at = COALESCE(started_at, :now), claims = claims + 1
+    started_at = COALESCE(started_at, :now), claims = claims + 1, epoch = epoch + 1
 WHERE id IN (SELECT id FROM runs
              WHERE queue = :queue AND available_at <= :now
                AND wf_key IN (SELECT value FROM json_each(:wf_keys))
+               AND id NOT IN (SELECT value FROM json_each(:exclude))
              ORDER BY priority DESC, available_at
              LIMIT :limit)
 RETURNING *
@@ -26,3 +27,9 @@ WHERE (:status IS NULL OR status = :status)
   AND (:tenant IS NULL OR tenant = :tenant)
 ORDER BY created_at DESC, id DESC
 LIMIT :limit
+
+-- name: heartbeat
+-- Extend the leases a worker holds on the runs it names; returns them and any cancel request.
+UPDATE runs SET available_at = :expires, updated_at = :now
+WHERE lease_owner = :owner AND status = 'running' AND (:ids IS NULL OR id IN (SELECT value FROM json_each(:ids)))
+RETURNING id, cancel_reason

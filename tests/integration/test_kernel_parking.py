@@ -1,0 +1,251 @@
+"""Parking does not unwind: a waiting run stays suspended in its worker and resumes in place.
+
+And the fences around it: an execution that must be unwound (evicted from the cache of
+parked executions, its worker stopping) starts no effect while it unwinds; a workflow that
+swallows its unwinding is failed; a worker never runs one run twice beside itself, even when
+its heartbeats fail for longer than the lease; a cancel sent from another process reaches a
+running run long before the next heartbeat.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+
+import pytest
+
+from aiosys import App, Context
+from aiosys.errors import RunFailed
+from aiosys.store.base import now
+
+pytestmark = pytest.mark.timeout(90)
+
+
+def short(name: str) -> str:
+    """A step's name without the function that defines it (steps are named by qualname)."""
+    return name.rpartition(".")[2]
+
+
+def cleanup_app(store_url: str, calls: Counter[str], *, max_parked: int = 10_000) -> App:
+    app = App(store=store_url, lease=2.0, max_parked=max_parked)
+
+    @app.step
+    async def after_sleep() -> str:
+        calls["after"] += 1
+        return "after"
+
+    @app.step
+    async def cleanup() -> str:
+        calls["cleanup"] += 1
+        return "cleanup"
+
+    @app.workflow
+    async def guarded(ctx: Context) -> str:
+        calls["executions"] += 1
+        try:
+            await ctx.sleep(0.05)
+            return await after_sleep()
+        finally:
+            await cleanup()
+
+    @app.workflow
+    async def catches_everything(ctx: Context) -> list[str]:
+        caught: list[str] = []
+        try:
+            await ctx.wait_for("go")
+        except BaseException as exc:
+            caught.append(type(exc).__name__)
+        return caught
+
+    @app.workflow
+    async def swallows(ctx: Context) -> str:
+        try:
+            await ctx.sleep(0.05)
+        except BaseException:
+            return "went on"
+        return "slept"
+
+    return app
+
+
+async def test_finally_around_a_wait_runs_once_after_the_step_that_follows_it(store_url):
+    calls: Counter[str] = Counter()
+    app = cleanup_app(store_url, calls)
+    async with app:
+        run = await app.start("guarded")
+        assert await run.result(timeout=20) == "after"
+        effects = await app.effects(run.id)
+    assert [(e.kind, short(e.name), e.status) for e in effects] == [
+        ("sleep", "sleep", "ok"),
+        ("step", "after_sleep", "ok"),
+        ("step", "cleanup", "ok"),
+    ]
+    assert (calls["after"], calls["cleanup"], calls["executions"]) == (1, 1, 1)
+
+
+async def test_except_clauses_around_a_wait_do_not_see_the_run_park(store_url, wait_status):
+    calls: Counter[str] = Counter()
+    app = cleanup_app(store_url, calls)
+    async with app:
+        run = await app.start("catches_everything")
+        await wait_status(app, run.id, "waiting")
+        await app.signal(run.id, "go", 1)
+        assert await run.result(timeout=20) == []
+
+
+async def test_evicted_execution_unwinds_without_starting_effects_and_is_replayed(store_url):
+    calls: Counter[str] = Counter()
+    app = cleanup_app(store_url, calls, max_parked=0)  # every park evicts: every wake replays
+    async with app:
+        run = await app.start("guarded")
+        assert await run.result(timeout=20) == "after"
+        effects = await app.effects(run.id)
+    # The evicted executions ran their `finally:` while unwinding, but its step was refused.
+    assert calls["executions"] >= 2
+    assert (calls["after"], calls["cleanup"]) == (1, 1)
+    assert [(short(e.name), e.status) for e in effects] == [
+        ("sleep", "ok"),
+        ("after_sleep", "ok"),
+        ("cleanup", "ok"),
+    ]
+
+
+async def test_workflow_that_swallows_its_unwinding_is_failed_with_the_reason(
+    store_url, error_of
+):
+    app = cleanup_app(store_url, Counter(), max_parked=0)
+    async with app:
+        run = await app.start("swallows")
+        with pytest.raises(RunFailed):
+            await run.result(timeout=20)
+        row = await app.get_run(run.id)
+    assert row.status == "failed"
+    error = error_of(row)
+    assert error["type"] == "aiosys.errors.UnwindSwallowed"
+    assert "evicted" in error["message"] and "BaseException" in error["message"]
+
+
+async def test_cache_of_parked_executions_is_bounded_and_the_evicted_run_still_ends(
+    store_url, wait_status
+):
+    executions: Counter[str] = Counter()
+    app = App(store=store_url, lease=2.0, max_parked=1)
+
+    @app.workflow
+    async def waiter(ctx: Context, name: str) -> str:
+        executions[name] += 1
+        return name + str(await ctx.wait_for("go"))
+
+    async with app:
+        first = await app.start("waiter", {"name": "a"})
+        await wait_status(app, first.id, "waiting")
+        second = await app.start("waiter", {"name": "b"})
+        await wait_status(app, second.id, "waiting")
+        assert list(app._worker._parked) == [second.id]  # the oldest was evicted
+        await app.signal(first.id, "go", 1)
+        await app.signal(second.id, "go", 2)
+        assert await first.result(timeout=20) == "a1"
+        assert await second.result(timeout=20) == "b2"
+    assert executions == {"a": 2, "b": 1}  # a was replayed, b resumed in place
+
+
+async def test_worker_whose_heartbeats_fail_never_runs_its_run_twice(store_url):
+    """Heartbeats fail for longer than the lease while a slow step runs: the worker's own
+    claim loop must not start the run again beside itself (fencing by claim epoch)."""
+    runs: Counter[str] = Counter()
+    lease_lapsed = asyncio.Event()
+    app = App(store=store_url, lease=0.6)
+
+    @app.step
+    async def charge_card() -> str:
+        runs["charge"] += 1
+        await lease_lapsed.wait()  # a slow payment API, outliving the lease
+        return "charged"
+
+    @app.step
+    async def ship() -> str:
+        runs["ship"] += 1
+        return "shipped"
+
+    @app.workflow
+    async def order(ctx: Context) -> str:
+        await charge_card()
+        return await ship()
+
+    async def broken_heartbeat(*args: object, **kwargs: object) -> dict[str, str | None]:
+        raise OSError("claim connection reset")
+
+    async with app:
+        app.store.heartbeat = broken_heartbeat  # type: ignore[method-assign]
+        run = await app.start("order")
+        async with asyncio.timeout(20):
+            while True:  # until the lease has expired in the store (claims go on meanwhile)
+                row = await app.get_run(run.id)
+                if row.available_at is not None and row.available_at < now() - 0.5:
+                    break
+                await asyncio.sleep(0.05)
+        lease_lapsed.set()
+        assert await run.result(timeout=20) == "shipped"
+        row = await app.get_run(run.id)
+        effects = await app.effects(run.id)
+    assert runs == {"charge": 1, "ship": 1}
+    assert [(short(e.name), e.status) for e in effects] == [("charge_card", "ok"), ("ship", "ok")]
+    assert row.epoch == 1  # never claimed again
+
+
+async def test_cancel_from_another_process_reaches_a_running_run_before_any_heartbeat(
+    store_url, error_of
+):
+    ticks: list[int] = []
+    app = App(store=store_url, lease=120.0)  # a heartbeat every 40 s: it is not what tells
+
+    @app.step
+    async def tick(n: int) -> int:
+        ticks.append(n)
+        await asyncio.sleep(0.01)
+        return n
+
+    @app.workflow
+    async def ticker(ctx: Context) -> None:
+        n = 0
+        while True:
+            n = await tick(n + 1)
+
+    elsewhere = App(store=store_url)  # a CLI or API process: no worker, no shared memory
+    async with app:
+        await elsewhere.open()
+        try:
+            run = await app.start("ticker")
+            async with asyncio.timeout(20):
+                while len(ticks) < 3:  # noqa: ASYNC110 - the run is going
+                    await asyncio.sleep(0.01)
+            await elsewhere.cancel(run.id, "stop ticking")
+            with pytest.raises(RunFailed):
+                await run.result(timeout=20)  # well before the first heartbeat (40 s)
+            row = await elsewhere.get_run(run.id)
+        finally:
+            await elsewhere.close()
+    assert row.status == "cancelled"
+    assert error_of(row)["message"] == "stop ticking"
+
+
+async def test_signal_from_another_process_wakes_a_run_parked_in_this_one(store_url, wait_status):
+    executions: list[str] = []
+    app = App(store=store_url, lease=2.0)
+
+    @app.workflow
+    async def approval(ctx: Context) -> dict:
+        executions.append(ctx.run_id)
+        return {"decision": await ctx.wait_for("decision")}
+
+    elsewhere = App(store=store_url)
+    async with app:
+        await elsewhere.open()
+        try:
+            run = await app.start("approval")
+            await wait_status(app, run.id, "waiting")
+            await elsewhere.signal(run.id, "decision", {"ok": True})
+            assert await run.result(timeout=20) == {"decision": {"ok": True}}
+        finally:
+            await elsewhere.close()
+    assert len(executions) == 1  # resumed in place
