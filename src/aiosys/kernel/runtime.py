@@ -14,7 +14,7 @@ import random
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
-from ..errors import NonDeterminismError, RunCancelled, RunTimedOut
+from ..errors import NonDeterminismError, RunCancelled, RunTimedOut, StoreRefused
 from ..store.base import (
     CANCELLED,
     DEAD,
@@ -171,7 +171,8 @@ class Execution:
             try:
                 await self.flush()
                 parked_ok = (await park).ok
-            except LeaseLost:
+            except (LeaseLost, StoreRefused) as lost:
+                await self._if_refused(lost)
                 return
             if not parked_ok:
                 await self._after_lost_park()
@@ -179,8 +180,9 @@ class Execution:
         except RunCancelled as cancelled:
             await self._end(self._finish(CANCELLED, error=cancelled))
             return
-        except LeaseLost:
-            log.info("run %s: lease lost, another worker has it", run.id)
+        except LeaseLost as lost:
+            if not await self._if_refused(lost):
+                log.info("run %s: lease lost, another worker has it", run.id)
             return
         except NonDeterminismError as exc:
             await self._end(self._finish(DEAD, error=exc))
@@ -218,12 +220,25 @@ class Execution:
         try:
             await self.flush()
             ok = (await done).ok
-        except LeaseLost:
+        except (LeaseLost, StoreRefused) as lost:
+            if _refusal(finish.error) is None and await self._if_refused(lost):
+                return
             ok = False
         if ok:
             self.app._notify_finished(self.run, finish)
         else:
             log.info("run %s: lease lost before it could end as %s", self.run.id, finish.status)
+
+    async def _if_refused(self, lost: BaseException) -> bool:
+        """If the store refused one of the run's writes (``StoreRefused``, directly or as the
+        cause of ``LeaseLost``), end the run ``dead`` with that reason rather than leave it
+        to be replayed into the same refusal forever; True if it was so."""
+        refused = lost if isinstance(lost, StoreRefused) else lost.__cause__
+        if not isinstance(refused, StoreRefused):
+            return False
+        log.warning("run %s: %s; it ends dead", self.run.id, refused)
+        await self._end(self._finish(DEAD, error=refused))
+        return True
 
     async def _after_lost_park(self) -> None:
         """Parking failed: the run was woken (signal, child), cancelled, or taken over."""
@@ -236,3 +251,11 @@ class Execution:
             await self._end(write)
         else:
             await self.committer.submit(Release(self.owner, self.run.id))
+
+
+def _refusal(error: str | None) -> str | None:
+    """The refusal an end's error records, if it records one (so ending with it is not
+    attempted twice)."""
+    if error is not None and '"aiosys.errors.StoreRefused"' in error:
+        return error
+    return None
