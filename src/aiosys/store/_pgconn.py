@@ -23,6 +23,7 @@ T = TypeVar("T")
 Conn = psycopg.AsyncConnection[DictRow]
 Cursor = psycopg.AsyncCursor[DictRow]
 
+
 class StorableCursor(psycopg.AsyncCursor[DictRow]):
     """A cursor whose statements bind their text storable (``_text.bind``); the store's
     connections use it for every statement."""

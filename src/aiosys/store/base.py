@@ -60,6 +60,7 @@ class RunRow:
     failed_seq: int | None
     cancel_reason: str | None
     claims: int
+    recoveries: int = 0  # claims after an expired lease (see the workflow's max_recoveries)
 
     @property
     def wf_key(self) -> str:
