@@ -86,6 +86,18 @@ def test_start_with_a_used_idempotency_key_returns_the_same_run(store: str) -> N
     assert len(runs_json(store, "--tenant", "acme")) == 1
 
 
+def test_plain_start_and_run_say_when_a_key_returned_an_existing_run(store: str) -> None:
+    where = ("--idempotency-key", "k2", "--app", "cliapp:app", "--store", store)
+    start = ("start", "double", "-i", '{"x": 2}', *where)
+    run_id = ok(aiosys(*start)).stdout.strip()
+    again = ok(aiosys(*start)).stdout
+    assert again.startswith(run_id) and "existing run" in again and "'k2'" in again
+    ran = ok(aiosys("run", "double", "-i", '{"x": 2}', *where))
+    assert f"existing run {run_id}" in ran.output
+    conflict = aiosys("start", "double", "-i", '{"x": 3}', *where)
+    assert conflict.exit_code != 0 and f"already started run {run_id}" in conflict.output
+
+
 def test_runs_show_lists_the_effects_with_their_attempts(store: str) -> None:
     ok(aiosys("run", "double", "-i", '{"x": 2}', "--app", "cliapp:app", "--store", store))
     (run,) = runs_json(store, "--workflow", "double")
