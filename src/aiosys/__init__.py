@@ -7,6 +7,7 @@ from .app import App
 from .errors import (
     AiosysError,
     ChildFailed,
+    IdempotencyConflict,
     InvalidInput,
     NonDeterminismError,
     PermanentError,
@@ -22,6 +23,7 @@ __all__ = [
     "App",
     "ChildFailed",
     "Context",
+    "IdempotencyConflict",
     "InvalidInput",
     "NonDeterminismError",
     "PermanentError",

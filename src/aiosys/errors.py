@@ -14,14 +14,19 @@
     │   ├── ModelNotFound               no model card (or alias) of that name
     │   ├── InvalidModelOutput          every candidate's output failed the task's schema
     │   ├── NoRouteAvailable            every candidate is excluded, open or failed
-    │   └── ProviderRejected            the provider refused the request (HTTP 4xx)
+    │   ├── ProviderRejected            the provider refused the request (HTTP 4xx)
+    │   └── MaxRecoveriesExceeded       a run's worker died under it too often: ``dead``
     ├── ConfigError                     a bad store URL, app path or setting
     ├── UnknownWorkflow                 no workflow (or version) of that name is registered
-    ├── InvalidInput                    the input does not fit the workflow's type hints
-    ├── RunNotFound                     no run has that id
+    ├── InvalidInput                    the input does not fit the workflow's type hints,
+    │                                   or holds text no store can keep as it is
+    ├── IdempotencyConflict             an idempotency key reused for another workflow or input
+    ├── RunNotFound                     no run has that id (in the caller's tenant)
     ├── RunFailed                       awaiting a run's result that ended without success
     ├── RunTimedOut                     a run passed its per-run timeout
     ├── InvalidRunState                 the action does not apply to the run's status
+    ├── StoreRefused                    the store refused one write (a constraint, a value):
+    │                                   only that write's run fails
     ├── NonDeterminismError             replay met a different effect than the one recorded
     └── UnwindSwallowed                 the workflow swallowed the unwinding of its execution
 
@@ -94,6 +99,12 @@ class ProviderUnavailable(TransientError):
         self.retry_after = retry_after
 
 
+class MaxRecoveriesExceeded(PermanentError):
+    """The run was recovered (its lease expired under a worker that died or hung) more often
+    than its workflow's ``max_recoveries``: it ends ``dead`` instead of being executed again,
+    so a step that kills its process (OOM, ``os._exit``) cannot crash workers forever."""
+
+
 class ConfigError(AiosysError):
     """A store URL, app reference or setting is wrong."""
 
@@ -106,8 +117,18 @@ class InvalidInput(AiosysError):
     """The input does not validate against the workflow's parameters."""
 
 
+class IdempotencyConflict(AiosysError):
+    """An idempotency key was reused with another workflow or another input. ``run_id`` is
+    the run the key started; start with a new key, or with that run's workflow and input."""
+
+    def __init__(self, message: str, *, run_id: str) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+
+
 class RunNotFound(AiosysError):
-    """No run has that id."""
+    """No run has that id, or it belongs to another tenant (reported alike, so a run's
+    existence does not leak across tenants)."""
 
 
 class RunFailed(AiosysError):
@@ -126,6 +147,12 @@ class RunTimedOut(AiosysError):
 
 class InvalidRunState(AiosysError):
     """The action does not apply to a run in its current status."""
+
+
+class StoreRefused(AiosysError):
+    """The store refused one write for what it holds (a constraint it violates, a value it
+    cannot keep), not for being unreachable. The group commit then writes the batch's writes
+    one by one, so only the refused write's run fails."""
 
 
 class NonDeterminismError(AiosysError):
@@ -151,9 +178,11 @@ __all__ = [
     "BudgetExceeded",
     "ChildFailed",
     "ConfigError",
+    "IdempotencyConflict",
     "InvalidInput",
     "InvalidModelOutput",
     "InvalidRunState",
+    "MaxRecoveriesExceeded",
     "ModelNotFound",
     "NoRouteAvailable",
     "NonDeterminismError",
@@ -166,6 +195,7 @@ __all__ = [
     "RunNotFound",
     "RunTimedOut",
     "StepTimeout",
+    "StoreRefused",
     "TransientError",
     "UnknownWorkflow",
     "UnwindSwallowed",

@@ -59,7 +59,9 @@ def build(store: str | None = None) -> App:
         _log_effect()
         return x + 1
 
-    @app.workflow
+    # Chaos kills a worker every ~0.5 s: a run is often in flight at many kills, which is
+    # what this test is for, so the recovery cap (for a step that kills its own worker) is off.
+    @app.workflow(max_recoveries=None)
     async def chain(ctx: Context, n: int = CHAIN_LENGTH) -> int:
         x = 0
         for _ in range(n):

@@ -126,7 +126,7 @@ async def test_the_usage_row_is_committed_with_the_model_effect_record(
         finally:
             await other.close()
         assert log.pending_spend("acme", None, 0.0) == 0  # nothing left held or pending
-        [effect] = [e for e in await app.effects(run.id) if e.kind == "model"]
+        [effect] = [e for e in await app.effects(run.id, tenant="acme") if e.kind == "model"]
     assert (row["seq"], row["status"], row["input_tokens"], row["output_tokens"]) == (
         effect.seq,
         "ok",

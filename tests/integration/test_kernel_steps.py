@@ -183,7 +183,7 @@ async def test_same_idempotency_key_without_a_worker_returns_the_same_run(store_
     await app.open()
     try:
         first = await app.start("intake", {"doc": "a"}, idempotency_key="k")
-        again = await app.start("intake", {"doc": "b"}, idempotency_key="k")
+        again = await app.start("intake", {"doc": "a"}, idempotency_key="k")
         assert (again.id, again.created) == (first.id, False)
         assert len(await app.list_runs()) == 1
         assert await again.status() == "pending"

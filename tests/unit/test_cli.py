@@ -86,11 +86,24 @@ def test_start_with_a_used_idempotency_key_returns_the_same_run(store: str) -> N
     assert len(runs_json(store, "--tenant", "acme")) == 1
 
 
+def test_plain_start_and_run_say_when_a_key_returned_an_existing_run(store: str) -> None:
+    where = ("--idempotency-key", "k2", "--app", "cliapp:app", "--store", store)
+    start = ("start", "double", "-i", '{"x": 2}', *where)
+    run_id = ok(aiosys(*start)).stdout.strip()
+    again = ok(aiosys(*start)).stdout
+    assert again.startswith(run_id) and "existing run" in again and "'k2'" in again
+    ran = ok(aiosys("run", "double", "-i", '{"x": 2}', *where))
+    assert f"existing run {run_id}" in ran.output
+    conflict = aiosys("start", "double", "-i", '{"x": 3}', *where)
+    assert conflict.exit_code != 0 and f"already started run {run_id}" in conflict.output
+
+
 def test_runs_show_lists_the_effects_with_their_attempts(store: str) -> None:
     ok(aiosys("run", "double", "-i", '{"x": 2}', "--app", "cliapp:app", "--store", store))
     (run,) = runs_json(store, "--workflow", "double")
 
-    shown = json.loads(ok(aiosys("runs", "show", run["id"], "--json", "--store", store)).stdout)
+    show = ("runs", "show", run["id"], "--json", "--store", store)
+    shown = json.loads(ok(aiosys(*show)).stdout)
     assert shown["status"] == "succeeded" and shown["result"] == {"doubled": 4}
     assert shown["input"] == {"x": 2}
     [effect] = shown["effects"]
@@ -231,7 +244,8 @@ def test_demo_completes_and_prints_its_timeline(store: str) -> None:
     assert "succeeded" in out and "CLA-HX-20931" in out
 
     (run,) = runs_json(store, "--workflow", "document_intake")
-    shown = json.loads(ok(aiosys("runs", "show", run["id"], "--json", "--store", store)).stdout)
+    show = ("runs", "show", run["id"], "--tenant", "demo", "--json", "--store", store)
+    shown = json.loads(ok(aiosys(*show)).stdout)
     kinds = [(e["kind"], e["name"], e["attempt"], e["status"]) for e in shown["effects"]]
     # With Tesseract (always under CI) the letter arrives as a scan and OCR reads it first.
     ocr = [("model", "read_scan", 1, "ok")] if shutil.which("tesseract") else []

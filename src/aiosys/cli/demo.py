@@ -63,15 +63,17 @@ def _waiting_on(effects: list[EffectRow]) -> EffectRow | None:
     return next((e for e in reversed(effects) if e.status == "pending"), None)
 
 
-async def _watch(app: App, run_id: str, console: Console) -> tuple[RunRow, list[EffectRow]]:
+async def _watch(
+    app: App, run_id: str, console: Console, tenant: str
+) -> tuple[RunRow, list[EffectRow]]:
     """Follow the run until it ends, printing each effect as it completes; send ``approve``
     once the run is parked on it."""
     reported: set[int] = set()
     signalled = False
     with console.status("starting…") as status:
         while True:
-            row = await app.get_run(run_id)
-            effects = await app.store.list_effects(run_id)
+            row = await app.get_run(run_id, tenant=tenant)
+            effects = await app.effects(run_id, tenant=tenant)
             for e in effects:
                 if e.status != "pending" and e.seq not in reported:
                     reported.add(e.seq)
@@ -88,7 +90,7 @@ async def _watch(app: App, run_id: str, console: Console) -> tuple[RunRow, list[
                         soft_wrap=True,
                     )
                     payload = {"decision": "approved", "by": "reviewer@example.org"}
-                    await app.signal(run_id, "approve", payload)
+                    await app.signal(run_id, "approve", payload, tenant=tenant)
                     signalled = True
             elif pending is not None and pending.kind == "sleep":
                 status.update("durable timer: ctx.sleep(1) (the run holds no worker)")
@@ -148,7 +150,7 @@ async def _run(app: App, input: dict[str, str], console: Console) -> tuple[RunRo
         console.print(f"  run {handle.id} started", markup=False, highlight=False)
         try:
             async with asyncio.timeout(DEADLINE):
-                row, effects = await _watch(app, handle.id, console)
+                row, effects = await _watch(app, handle.id, console, handle.tenant)
         except TimeoutError:
             raise AiosysError(
                 f"the demo run {handle.id} did not end within {DEADLINE:.0f}s; "

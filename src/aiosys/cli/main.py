@@ -71,7 +71,7 @@ def run(
     """Start a run and execute it in this process; print its result."""
     data = parse_json(input, "--input")
 
-    async def body() -> RunRow:
+    async def body() -> tuple[RunRow, bool]:
         the_app = load_app(app, store)
         async with the_app:
             handle = await the_app.start(
@@ -81,9 +81,11 @@ def run(
                 await handle.result()
             except RunFailed:  # reported from the run's row below
                 pass
-            return await handle.row()
+            return await handle.row(), handle.created
 
-    row = run_async(body)
+    row, created = run_async(body)
+    if not created:
+        err.print(f"idempotency key {idempotency_key!r}: existing run {row.id}", markup=False)
     if row.status != SUCCEEDED:
         fail(f"run {row.id} ({row.workflow}) ended {row.status}: {error_message(row.error)}")
     result: Any = run_dict(row)["result"]
@@ -124,8 +126,10 @@ def start(
     row, created = run_async(body)
     if json_:
         echo_json({**run_dict(row), "created": created})
-    else:
+    elif created:
         typer.echo(row.id)
+    else:
+        typer.echo(f"{row.id} (existing run: idempotency key {idempotency_key!r}, {row.status})")
 
 
 @cli.command()

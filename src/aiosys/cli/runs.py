@@ -30,6 +30,9 @@ from .render import effect_dict, model_usage, run_detail, run_dict, run_view, ru
 runs = typer.Typer(help="Inspect and steer runs: list, show, cancel, resume, signal.")
 
 RunId = Annotated[str, typer.Argument(help="The run's id.")]
+TenantOption = Annotated[
+    str, typer.Option("--tenant", help="The run's tenant (a run of another is not found).")
+]
 
 
 @runs.command("list")
@@ -61,6 +64,7 @@ def list_runs(
 @runs.command("show")
 def show(
     run_id: RunId,
+    tenant: TenantOption = "default",
     json_: JsonFlag = False,
     app: AppOption = None,
     store: StoreOption = None,
@@ -68,8 +72,8 @@ def show(
     """Show a run and its effect timeline."""
 
     async def body(a: App) -> tuple[RunRow, list[EffectRow]]:
-        row = await a.get_run(run_id)
-        return row, await a.store.list_effects(run_id)
+        row = await a.get_run(run_id, tenant=tenant)
+        return row, await a.effects(run_id, tenant=tenant)
 
     row, effects = run_async(lambda: with_opened(store_app(app, store), body))
     if json_:
@@ -104,12 +108,15 @@ def cancel(
 @runs.command("resume")
 def resume(
     run_id: RunId,
+    tenant: TenantOption = "default",
     json_: JsonFlag = False,
     app: AppOption = None,
     store: StoreOption = None,
 ) -> None:
     """Put a dead or failed run back in the queue, from the effect that failed."""
-    row = run_async(lambda: with_opened(store_app(app, store), lambda a: a.resume(run_id)))
+    row = run_async(
+        lambda: with_opened(store_app(app, store), lambda a: a.resume(run_id, tenant=tenant))
+    )
     _report(row, json_, " (a worker will take it)")
 
 
@@ -120,10 +127,15 @@ def signal(
     payload: Annotated[
         str | None, typer.Option("--payload", help="The signal's payload as JSON.")
     ] = None,
+    tenant: TenantOption = "default",
     app: AppOption = None,
     store: StoreOption = None,
 ) -> None:
     """Send a signal to a run; a run waiting for it wakes, a run not yet waiting keeps it."""
     value = parse_json(payload, "--payload")
-    run_async(lambda: with_opened(store_app(app, store), lambda a: a.signal(run_id, name, value)))
+    run_async(
+        lambda: with_opened(
+            store_app(app, store), lambda a: a.signal(run_id, name, value, tenant=tenant)
+        )
+    )
     console().print(f"signal {name!r} sent to run {run_id}", markup=False)

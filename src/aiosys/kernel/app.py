@@ -13,15 +13,18 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple, ParamSpec, Protocol, TypeVar, overload
 
 import pydantic
+import pydantic_core
 
 from ..errors import (
     ConfigError,
+    IdempotencyConflict,
     InvalidInput,
     RunFailed,
     RunNotFound,
     UnknownWorkflow,
 )
 from ..store import Store, open_store
+from ..store._text import check_identifier
 from ..store.base import SUCCEEDED, TERMINAL, EffectRow, Finish, NewRun, RunRow, now
 from . import serde
 from .effects import register_kernel_effects
@@ -71,6 +74,7 @@ class WorkflowSpec:
     timeout: float | None
     returns: Any
     _input_model: type[pydantic.BaseModel] = field(repr=False)
+    max_recoveries: int | None = 10
 
     @property
     def key(self) -> str:
@@ -90,7 +94,12 @@ class WorkflowSpec:
             model = self._input_model.model_validate(data)
         except pydantic.ValidationError as exc:
             raise InvalidInput(_describe(self.name, exc)) from None
-        return model.model_dump_json()
+        try:
+            return model.model_dump_json()
+        except pydantic_core.PydanticSerializationError as exc:  # e.g. a lone surrogate
+            raise InvalidInput(
+                f"input of workflow {self.name!r} cannot be stored as JSON: {exc}"
+            ) from None
 
     def decode_input(self, text: str) -> dict[str, Any]:
         model = self._input_model.model_validate_json(text)
@@ -119,6 +128,10 @@ def _input_model(name: str, fn: Callable[..., Any]) -> type[pydantic.BaseModel]:
     return pydantic.create_model(f"{name}_input", __config__=config, **fields)
 
 
+def _clip(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 class Ended(NamedTuple):
     """How a run ended, as its waiters learn it."""
 
@@ -131,20 +144,25 @@ class Ended(NamedTuple):
 
 
 class RunHandle:
-    """A started run: ``id``, ``await status()``, ``await result()``."""
+    """A started run: ``id``, ``await status()``, ``await result()``. It reads the run in
+    its ``tenant``; ``created`` is False when an idempotency key returned an existing run."""
 
-    def __init__(self, app: App, run_id: str, created: bool = True) -> None:
+    def __init__(
+        self, app: App, run_id: str, created: bool = True, *, tenant: str = "default"
+    ) -> None:
         self.app = app
         self.id = run_id
         self.created = created
+        self.tenant = tenant
 
     def __repr__(self) -> str:
         return f"RunHandle({self.id!r})"
 
     async def row(self) -> RunRow:
-        row = await self.app.store.get_run(self.id)
+        await self.app._ready()
+        row = await self.app.store.get_run(self.id, tenant=self.tenant)
         if row is None:
-            raise RunNotFound(f"no run with id {self.id!r}")
+            raise RunNotFound(f"no run with id {self.id!r} in tenant {self.tenant!r}")
         return row
 
     async def status(self) -> str:
@@ -207,6 +225,7 @@ class App:
         self.gate.add("retry", Retrying())
         register_kernel_effects(self.gate)
         self._opened = 0
+        self._implicit = False  # opened by a call before open(): open() adopts it
         self._worker: Any = None  # the in-process Worker while `async with app:` runs
         self._waiters: dict[str, asyncio.Future[Ended | None]] = {}
 
@@ -221,14 +240,27 @@ class App:
         queue: str = "default",
         priority: int = 0,
         timeout: float | None = None,
+        max_recoveries: int | None = 10,
     ) -> Any:
         """Register a workflow: ``async def wf(ctx: Context, **params) -> result``.
-        Usable bare (``@app.workflow``) or with options; returns the function unchanged."""
+        Usable bare (``@app.workflow``) or with options; returns the function unchanged.
+
+        A ``queue`` not declared yet is declared here, without limits (``app.queue`` before
+        or after sets them): a workflow's queue is always one this app's workers serve, so
+        its runs are never left pending for want of a declaration. ``max_recoveries``: how
+        many times a run may be recovered after its worker died or hung (its lease expired)
+        before it ends ``dead`` with ``MaxRecoveriesExceeded`` (None: no limit)."""
 
         def register(fn: F) -> F:
             if not inspect.iscoroutinefunction(fn):
                 raise ConfigError(f"workflow {fn.__name__!r} must be an async function")
             wf_name = name or fn.__name__
+            check_identifier("workflow name", wf_name)
+            check_identifier("queue name", queue)
+            if max_recoveries is not None and max_recoveries < 0:
+                raise ConfigError(
+                    f"workflow {wf_name!r}: max_recoveries must be 0 or more, or None"
+                )
             versions = self.workflows.setdefault(wf_name, {})
             if version in versions:
                 raise ConfigError(f"workflow {wf_name!r} version {version!r} is registered twice")
@@ -242,7 +274,9 @@ class App:
                 timeout=timeout,
                 returns=hints.get("return"),
                 _input_model=_input_model(wf_name, fn),
+                max_recoveries=max_recoveries,
             )
+            self.queues.setdefault(queue, QueueSpec(queue))
             return fn
 
         return register(fn) if fn is not None else register
@@ -345,12 +379,24 @@ class App:
         return self._store
 
     async def open(self) -> App:
+        if self._implicit:  # opened by a call already: this open is the one it stood for
+            self._implicit = False
+            return self
         if self._opened == 0:
             await self.store.open()
         self._opened += 1
         return self
 
+    async def _ready(self) -> None:
+        """Open the app on first use by a call (``start``, ``get_run``, ...) if nobody
+        opened it; a later ``open()`` or ``async with app`` adopts that opening, and
+        ``close()`` closes it."""
+        if self._opened == 0:
+            await self.open()
+            self._implicit = True
+
     async def close(self) -> None:
+        self._implicit = False
         self._opened = max(0, self._opened - 1)
         if self._opened == 0:
             await self.store.close()
@@ -384,8 +430,25 @@ class App:
         parent_id: str | None = None,
     ) -> RunHandle:
         """Record a new run as pending (a worker in this process takes it at once).
-        With an idempotency key used before in the tenant, returns that run instead."""
+        Opens the app if it is not open.
+
+        With an idempotency key used before in the tenant, returns that run instead
+        (``handle.created`` is False) if it is the same workflow with the same validated
+        input, else raises ``IdempotencyConflict`` naming it. A ``queue`` this app never
+        declared is refused (``ConfigError``): no worker of the app would take the run.
+        Idempotency keys and tenants are identities: text a store cannot keep as it is
+        (NUL, lone surrogates) is refused with ``InvalidInput``, never altered."""
         spec = self.spec(workflow, version)
+        check_identifier("tenant", tenant)
+        if idempotency_key is not None:
+            check_identifier("idempotency key", idempotency_key)
+        if queue is not None and queue not in self.queues:
+            raise ConfigError(
+                f"queue {queue!r} is not declared in this app (declared: "
+                f"{', '.join(sorted(self.queues))}); declare it with app.queue({queue!r}) "
+                "so that workers serve it"
+            )
+        await self._ready()
         created_at = now()
         new = NewRun(
             id=str(uuid.uuid4()),
@@ -409,41 +472,62 @@ class App:
             row, created = await self.store.create_run(new)
             if created and worker is not None:
                 worker.kick()
-        return RunHandle(self, row.id, created)
+        if not created and (row.workflow != new.workflow or row.input != new.input):
+            raise IdempotencyConflict(
+                f"idempotency key {idempotency_key!r} already started run {row.id} "
+                f"(workflow {row.workflow!r}, input {_clip(row.input)}); it cannot start "
+                f"workflow {new.workflow!r} with input {_clip(new.input)}: use a new key, "
+                "or the same workflow and input to get that run back",
+                run_id=row.id,
+            )
+        return RunHandle(self, row.id, created, tenant=tenant)
 
-    def handle(self, run_id: str) -> RunHandle:
-        return RunHandle(self, run_id)
+    def handle(self, run_id: str, *, tenant: str = "default") -> RunHandle:
+        return RunHandle(self, run_id, tenant=tenant)
 
     async def run(self, workflow: str, input: dict[str, Any] | None = None, **kw: Any) -> Any:
         """Start a run and wait for its result."""
         return await (await self.start(workflow, input, **kw)).result()
 
-    async def get_run(self, run_id: str) -> RunRow:
-        return await self.handle(run_id).row()
+    # Every call that reads or changes one run is scoped by ``tenant``: a run of another
+    # tenant is reported as a missing one (``RunNotFound``).
+
+    async def get_run(self, run_id: str, *, tenant: str = "default") -> RunRow:
+        return await self.handle(run_id, tenant=tenant).row()
 
     async def list_runs(self, **filters: Any) -> list[RunRow]:
+        await self._ready()
         return await self.store.list_runs(**filters)
 
-    async def effects(self, run_id: str) -> list[EffectRow]:
-        await self.get_run(run_id)
-        return await self.store.list_effects(run_id)
+    async def effects(self, run_id: str, *, tenant: str = "default") -> list[EffectRow]:
+        await self._ready()
+        return await self.store.list_effects(run_id, tenant=tenant)
 
-    async def signal(self, run_id: str, name: str, payload: Any = None) -> None:
+    async def signal(
+        self, run_id: str, name: str, payload: Any = None, *, tenant: str = "default"
+    ) -> None:
         """Send a signal; a run waiting for it wakes, a run not yet waiting keeps it."""
-        await self.store.send_signal(run_id, name, serde.dumps(payload, f"signal {name!r}"))
+        check_identifier("signal name", name)
+        text = serde.dumps(payload, f"signal {name!r}")
+        await self._ready()
+        await self.store.send_signal(run_id, name, text, tenant=tenant)
         if self._worker is not None:
             self._worker.kick()
 
-    async def cancel(self, run_id: str, reason: str = "cancelled by request") -> RunRow:
-        row = await self.store.cancel(run_id, reason)
+    async def cancel(
+        self, run_id: str, reason: str = "cancelled by request", *, tenant: str = "default"
+    ) -> RunRow:
+        await self._ready()
+        row = await self.store.cancel(run_id, reason, tenant=tenant)
         if self._worker is not None:
             self._worker.cancel_local(run_id, reason)
         if row.status in TERMINAL:
             self._notify_finished(row)
         return row
 
-    async def resume(self, run_id: str) -> RunRow:
-        row = await self.store.resume(run_id)
+    async def resume(self, run_id: str, *, tenant: str = "default") -> RunRow:
+        await self._ready()
+        row = await self.store.resume(run_id, tenant=tenant)
         if self._worker is not None:
             self._worker.kick()
         return row

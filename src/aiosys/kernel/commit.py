@@ -4,6 +4,13 @@ While one batch is being committed, new writes queue up; the next transaction ta
 all. With one run in flight this is one commit per write; with 64 in flight, one commit
 carries dozens of runs' effect records, which is where most of the throughput comes from.
 
+Poison is contained: when the store refuses a batch for what one write holds
+(``StoreRefused``: a constraint, a value it cannot keep), the batch is written again one
+write at a time, so the refused write fails only its own run's writer (and that run's later
+writes in the batch, which must not land without it) and the other runs' records land. The
+common path pays nothing for this: no savepoint, no extra statement; only a refused batch
+is retried. A store that is down fails every writer of the batch, as before.
+
 A batch that takes longer than ``timeout`` fails for its writers (their executions stop and
 their runs are left to their leases); the committer also knows which runs have writes
 waiting, and since when, so the worker stops renewing leases whose writes are stuck.
@@ -15,6 +22,7 @@ import asyncio
 import logging
 import time
 
+from ..errors import StoreRefused
 from ..store.base import Store, Write, WriteResult
 from ..store.common import write_run_id
 
@@ -94,11 +102,44 @@ class Committer:
             for (_, fut), result in zip(batch, results, strict=True):
                 if not fut.done():
                     fut.set_result(result)
+        except StoreRefused as exc:
+            if len(batch) == 1:
+                log.warning("a write was refused: %s", exc)
+                _fail(batch, exc)
+            else:
+                await self._one_by_one(batch)
         except Exception as exc:  # the store is down: every writer in the batch learns it
             log.warning("group commit of %d writes failed: %s", len(batch), exc)
-            for _, fut in batch:
-                if not fut.done():
-                    fut.set_exception(exc)
+            _fail(batch, exc)
         finally:
             for w, _ in batch:
                 self._resolved(w)
+
+    async def _one_by_one(self, batch: list[tuple[Write, asyncio.Future[WriteResult]]]) -> None:
+        """Write a refused batch one write at a time: each writer learns its own outcome.
+        Once a run's write is refused, its later writes in the batch fail with it (a run's
+        end must not land without the record before it)."""
+        poisoned: dict[str, StoreRefused] = {}
+        for write, fut in batch:
+            run_id = write_run_id(write)
+            if run_id in poisoned:
+                _fail([(write, fut)], poisoned[run_id])
+                continue
+            try:
+                async with asyncio.timeout(self._timeout):
+                    (result,) = await self._store.apply([write])
+            except StoreRefused as exc:
+                log.warning("a write of run %s was refused: %s", run_id, exc)
+                poisoned[run_id] = exc
+                _fail([(write, fut)], exc)
+            except Exception as exc:
+                _fail([(write, fut)], exc)
+            else:
+                if not fut.done():
+                    fut.set_result(result)
+
+
+def _fail(batch: list[tuple[Write, asyncio.Future[WriteResult]]], exc: Exception) -> None:
+    for _, fut in batch:
+        if not fut.done():
+            fut.set_exception(exc)

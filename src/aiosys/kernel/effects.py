@@ -117,7 +117,7 @@ async def start_child(call: EffectCall) -> str:
 
 async def child_result(call: EffectCall) -> Any:
     child_id = call.params["child_id"]
-    row = await call.execution.app.store.get_run(child_id)
+    row = await call.execution.app.store.get_run(child_id, tenant=call.execution.run.tenant)
     if row is None:
         raise ChildFailed(f"child run {child_id} does not exist", child_id=child_id)
     if row.status == SUCCEEDED:

@@ -21,7 +21,13 @@ import random
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ..errors import NonDeterminismError, RunCancelled, RunTimedOut, UnwindSwallowed
+from ..errors import (
+    NonDeterminismError,
+    RunCancelled,
+    RunTimedOut,
+    StoreRefused,
+    UnwindSwallowed,
+)
 from ..store.base import (
     CANCELLED,
     DEAD,
@@ -244,6 +250,8 @@ class Execution:
             finally:
                 current_execution.reset(token)
         except Unwind as exc:
+            if isinstance(exc, LeaseLost) and await self._if_refused(exc):
+                return
             log.info("run %s: execution unwound (%s)", run.id, self.unwinding or exc)
             return
         except RunCancelled as cancelled:
@@ -315,7 +323,9 @@ class Execution:
         try:
             await self.flush()
             ok = (await done).ok
-        except LeaseLost:
+        except (LeaseLost, StoreRefused) as lost:
+            if _refusal(finish.error) is None and await self._if_refused(lost):
+                return
             ok = False
         except Exception as exc:
             log.warning("run %s: could not end it as %s: %s", self.run.id, finish.status, exc)
@@ -324,3 +334,22 @@ class Execution:
             self.app._notify_finished(self.run, finish)
         else:
             log.info("run %s: lease lost before it could end as %s", self.run.id, finish.status)
+
+    async def _if_refused(self, lost: BaseException) -> bool:
+        """If the store refused one of the run's writes (``StoreRefused``, directly or as the
+        cause of ``LeaseLost``), end the run ``dead`` with that reason rather than leave it
+        to be replayed into the same refusal forever; True if it was so."""
+        refused = lost if isinstance(lost, StoreRefused) else lost.__cause__
+        if not isinstance(refused, StoreRefused):
+            return False
+        log.warning("run %s: %s; it ends dead", self.run.id, refused)
+        await self._end(self._finish(DEAD, error=refused))
+        return True
+
+
+def _refusal(error: str | None) -> str | None:
+    """The refusal an end's error records, if it records one (so ending with it is not
+    attempted twice)."""
+    if error is not None and '"aiosys.errors.StoreRefused"' in error:
+        return error
+    return None

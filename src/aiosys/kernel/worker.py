@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 from ..store.base import Claim, History, Release, RunRow, now
 from .commit import Committer
 from .control import Unwind
+from .recovery import over_cap
 from .runtime import Execution
 
 if TYPE_CHECKING:
@@ -245,6 +246,12 @@ class Worker:
     async def _execute(self, row: RunRow, history: History | None) -> None:
         ex: Execution | None = None
         try:
+            buried = over_cap(row, self.app.spec(row.workflow, row.version), self.id)
+            if buried is not None:  # recovered too often: end it, never execute it again
+                log.warning("run %s: recovered %d times; it ends dead", row.id, row.recoveries)
+                if (await self.committer.submit(buried)).ok:
+                    self.app._notify_finished(row, buried)
+                return
             if history is None:
                 history = await self.app.store.load_history(row.id)
                 if history is None:

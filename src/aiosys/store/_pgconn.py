@@ -9,17 +9,40 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from typing import Any, Self, TypeVar
 
 import psycopg
 from psycopg import errors as pg_errors
 from psycopg.pq import TransactionStatus
 from psycopg.rows import DictRow
 
+from ._text import bind
+
 T = TypeVar("T")
 Conn = psycopg.AsyncConnection[DictRow]
 Cursor = psycopg.AsyncCursor[DictRow]
+
+
+class StorableCursor(psycopg.AsyncCursor[DictRow]):
+    """A cursor whose statements bind their text storable (``_text.bind``); the store's
+    connections use it for every statement."""
+
+    async def execute(
+        self,
+        query: Any,
+        params: Any = None,
+        *,
+        prepare: bool | None = None,
+        binary: bool | None = None,
+    ) -> Self:
+        return await super().execute(query, bind(params), prepare=prepare, binary=binary)
+
+    async def executemany(
+        self, query: Any, params_seq: Iterable[Any], *, returning: bool = False
+    ) -> None:
+        await super().executemany(query, [bind(p) for p in params_seq], returning=returning)
+
 
 RETRYABLE = (pg_errors.DeadlockDetected, pg_errors.SerializationFailure)
 ATTEMPTS = 3

@@ -64,6 +64,7 @@ class RunRow:
     cancel_reason: str | None
     claims: int
     epoch: int  # bumped by every claim; writes of older claims are refused
+    recoveries: int = 0  # claims after an expired lease (see the workflow's max_recoveries)
 
     @property
     def wf_key(self) -> str:
@@ -234,7 +235,10 @@ class Store(Protocol):
         worker in this process). Returns ``(run, created)``; with an idempotency key that was
         used before in the tenant, returns the existing run and ``False``."""
 
-    async def get_run(self, run_id: str) -> RunRow | None: ...
+    async def get_run(self, run_id: str, *, tenant: str | None = None) -> RunRow | None:
+        """The run, or None if there is none in ``tenant``. Every method that reads or
+        changes one run takes ``tenant``: None means any tenant (the kernel's own calls);
+        a run of another tenant is reported exactly as a missing one (None, ``RunNotFound``)."""
 
     async def list_runs(
         self,
@@ -248,7 +252,8 @@ class Store(Protocol):
     async def load_history(self, run_id: str) -> History | None:
         """The run, its effects and its unconsumed signals, in one read."""
 
-    async def list_effects(self, run_id: str) -> list[EffectRow]: ...
+    async def list_effects(self, run_id: str, *, tenant: str | None = None) -> list[EffectRow]:
+        """A run's effects in call order; ``RunNotFound`` if the run is not in ``tenant``."""
 
     async def claim(self, claim: Claim) -> tuple[list[RunRow], float | None]:
         """Lease up to ``slots`` claimable runs per queue, highest priority first: pending runs,
@@ -273,13 +278,15 @@ class Store(Protocol):
     async def apply(self, writes: Sequence[Write]) -> list[WriteResult]:
         """Apply a batch of writes in one transaction (group commit)."""
 
-    async def send_signal(self, run_id: str, name: str, payload: str) -> None:
+    async def send_signal(
+        self, run_id: str, name: str, payload: str, *, tenant: str | None = None
+    ) -> None:
         """Store a signal and wake the run if it waits; errors if the run has ended."""
 
-    async def cancel(self, run_id: str, reason: str) -> RunRow:
+    async def cancel(self, run_id: str, reason: str, *, tenant: str | None = None) -> RunRow:
         """Cancel a run: at once if it holds no worker, else at its next effect."""
 
-    async def resume(self, run_id: str) -> RunRow:
+    async def resume(self, run_id: str, *, tenant: str | None = None) -> RunRow:
         """Put a ``dead`` or ``failed`` run back in the queue, dropping the failed effect's
         record and keeping every recorded success."""
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from ..errors import InvalidRunState, RunNotFound
+from ..errors import InvalidRunState, RunNotFound, StoreRefused
 from .base import (
     TERMINAL,
     Claim,
@@ -98,6 +98,15 @@ def write_run_id(w: Write) -> str:
     return w.effect.run_id if isinstance(w, RecordEffect) else w.run_id
 
 
+def refused(exc: BaseException, writes: Sequence[Write]) -> StoreRefused:
+    """``StoreRefused`` for a batch the store refused for what it holds (a dialect's data or
+    integrity error), naming the runs and the driver's reason."""
+    runs = sorted({write_run_id(w) for w in writes})
+    which = f"run {runs[0]}" if len(runs) == 1 else f"{len(runs)} runs"
+    reason = " ".join(str(exc).split()) or type(exc).__name__
+    return StoreRefused(f"the store refused a write of {which}: {type(exc).__name__}: {reason}")
+
+
 def run_row(row: Any) -> RunRow:
     return RunRow(**{k: row[k] for k in RunRow.__dataclass_fields__})
 
@@ -116,8 +125,22 @@ class CommonStore:
     url: str
     dialect: str
 
-    async def get_run(self, run_id: str) -> RunRow | None:
+    async def get_run(self, run_id: str, *, tenant: str | None = None) -> RunRow | None:
         raise NotImplementedError
+
+    @staticmethod
+    def of_tenant(row: RunRow | None, tenant: str | None) -> RunRow | None:
+        """The run if it belongs to ``tenant`` (None: any tenant), else None: another
+        tenant's run reads exactly as a missing one, so its existence does not leak."""
+        if row is None or (tenant is not None and row.tenant != tenant):
+            return None
+        return row
+
+    async def check_tenant(self, run_id: str, tenant: str | None) -> None:
+        """``RunNotFound`` unless the run exists in ``tenant`` (None: any tenant). A run's
+        tenant never changes, so checking before acting in another transaction is safe."""
+        if tenant is not None and await self.get_run(run_id, tenant=tenant) is None:
+            raise RunNotFound(f"no run with id {run_id!r} in tenant {tenant!r}")
 
     @staticmethod
     def limit_for(
@@ -139,16 +162,16 @@ class CommonStore:
     def cancel_error(reason: str) -> str:
         return json.dumps({"type": "aiosys.errors.RunCancelled", "message": reason})
 
-    async def raise_not_active(self, run_id: str, action: str) -> None:
-        run = await self.get_run(run_id)
+    async def raise_not_active(self, run_id: str, action: str, tenant: str | None = None) -> None:
+        run = await self.get_run(run_id, tenant=tenant)
         if run is None:
             raise RunNotFound(f"no run with id {run_id!r}")
         if run.status in TERMINAL:
             raise InvalidRunState(f"cannot {action} run {run_id}: it has ended ({run.status})")
         raise InvalidRunState(f"cannot {action} run {run_id} in status {run.status}")
 
-    async def raise_not_resumable(self, run_id: str) -> None:
-        run = await self.get_run(run_id)
+    async def raise_not_resumable(self, run_id: str, tenant: str | None = None) -> None:
+        run = await self.get_run(run_id, tenant=tenant)
         if run is None:
             raise RunNotFound(f"no run with id {run_id!r}")
         raise InvalidRunState(

@@ -31,7 +31,7 @@ from psycopg.rows import DictRow, dict_row
 from ..errors import ConfigError
 from . import _sql
 from ._pgbatch import Batch, locked_ids, send_order, stands_alone
-from ._pgconn import Conn, Cursor, Slot, first, retrying, transaction
+from ._pgconn import Conn, Cursor, Slot, StorableCursor, first, retrying, transaction
 from .base import (
     Claim,
     EffectRow,
@@ -47,6 +47,7 @@ from .common import (
     NOT_OPEN,
     CommonStore,
     effect_row,
+    refused,
     run_params,
     run_row,
     signal_row,
@@ -58,6 +59,9 @@ log = logging.getLogger("aiosys.store")
 MIGRATION_LOCK = 0x616975737973  # the advisory lock key held while migrating
 READERS = 3  # connections for reads and control calls
 SNAPSHOT = b"BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
+# What PostgreSQL (or psycopg, adapting a value) raises for a write refused for what it
+# holds, not for the server being unavailable: 22xxx, 23xxx, 42xxx, an unencodable value.
+REFUSED = (psycopg.DataError, psycopg.IntegrityError, psycopg.ProgrammingError, ValueError)
 
 
 class PostgresStore(CommonStore):
@@ -95,6 +99,7 @@ class PostgresStore(CommonStore):
                 autocommit=True,
                 prepare_threshold=0,
                 row_factory=dict_row,
+                cursor_factory=StorableCursor,
                 **self._options,
             )
         except psycopg.OperationalError as exc:
@@ -165,9 +170,9 @@ class PostgresStore(CommonStore):
         created = inserted.rowcount == 1
         return run_row(await (by_id if created else by_key).fetchone()), created
 
-    async def get_run(self, run_id: str) -> RunRow | None:
+    async def get_run(self, run_id: str, *, tenant: str | None = None) -> RunRow | None:
         rows = await self._one(self._q["get_run"], {"id": run_id})
-        return run_row(rows[0]) if rows else None
+        return self.of_tenant(run_row(rows[0]) if rows else None, tenant)
 
     async def list_runs(
         self,
@@ -195,7 +200,8 @@ class PostgresStore(CommonStore):
             signals=[signal_row(s) for s in await signals.fetchall()],
         )
 
-    async def list_effects(self, run_id: str) -> list[EffectRow]:
+    async def list_effects(self, run_id: str, *, tenant: str | None = None) -> list[EffectRow]:
+        await self.check_tenant(run_id, tenant)
         return [effect_row(r) for r in await self._one(self._q["list_effects"], {"run_id": run_id})]
 
     # ---- the queue ----------------------------------------------------------------------
@@ -247,6 +253,12 @@ class PostgresStore(CommonStore):
         return {r["id"]: r["cancel_reason"] for r in rows}
 
     async def apply(self, writes: Sequence[Write]) -> list[WriteResult]:
+        try:
+            return await self._apply_batch(writes)
+        except REFUSED as exc:
+            raise refused(exc, writes) from exc
+
+    async def _apply_batch(self, writes: Sequence[Write]) -> list[WriteResult]:
         if not writes:
             return []
         q = self._q
@@ -268,7 +280,10 @@ class PostgresStore(CommonStore):
 
         return await retrying(attempt)
 
-    async def send_signal(self, run_id: str, name: str, payload: str) -> None:
+    async def send_signal(
+        self, run_id: str, name: str, payload: str, *, tenant: str | None = None
+    ) -> None:
+        await self.check_tenant(run_id, tenant)
         q = self._q
         async with transaction(self._reader()) as tx:
             t = now()
@@ -279,9 +294,10 @@ class PostgresStore(CommonStore):
                 await tx.run(q["insert_signal"], params)
                 await tx.run(q["notify_work"], {"queue": ""})
         if woke.rowcount != 1:
-            await self.raise_not_active(run_id, "signal")
+            await self.raise_not_active(run_id, "signal", tenant)
 
-    async def cancel(self, run_id: str, reason: str) -> RunRow:
+    async def cancel(self, run_id: str, reason: str, *, tenant: str | None = None) -> RunRow:
+        await self.check_tenant(run_id, tenant)
         q = self._q
 
         async def attempt() -> DictRow | None:
@@ -300,10 +316,11 @@ class PostgresStore(CommonStore):
 
         row = await retrying(attempt)
         if row is None:
-            await self.raise_not_active(run_id, "cancel")
+            await self.raise_not_active(run_id, "cancel", tenant)
         return run_row(row)
 
-    async def resume(self, run_id: str) -> RunRow:
+    async def resume(self, run_id: str, *, tenant: str | None = None) -> RunRow:
+        await self.check_tenant(run_id, tenant)
         q = self._q
         async with transaction(self._reader()) as tx:
             await tx.run(q["lock_runs"], {"ids": [run_id]})
@@ -317,7 +334,7 @@ class PostgresStore(CommonStore):
                     await tx.run(q["delete_effect"], {"run_id": run_id, "seq": failed_seq})
                 await tx.run(q["notify_work"], {"queue": row["queue"]})
         if row is None:
-            await self.raise_not_resumable(run_id)
+            await self.raise_not_resumable(run_id, tenant)
         return run_row(row)
 
     async def fetch(self, query: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:

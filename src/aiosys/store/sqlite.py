@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 from ..errors import ConfigError
 from . import _sql
+from ._text import bind
 from .base import (
     Claim,
     EffectRow,
@@ -38,6 +39,7 @@ from .base import (
 from .common import (
     CommonStore,
     effect_row,
+    refused,
     run_params,
     run_row,
     signal_row,
@@ -47,6 +49,19 @@ from .common import (
 T = TypeVar("T")
 
 BUSY_TIMEOUT_MS = 30_000
+
+# What SQLite raises for a write it refuses for what it holds, not for being unavailable.
+REFUSED = (sqlite3.IntegrityError, sqlite3.DataError, sqlite3.ProgrammingError, ValueError)
+
+
+class _Connection(sqlite3.Connection):
+    """A connection whose statements bind their text storable (``_text.bind``)."""
+
+    def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
+        return super().execute(sql, bind(parameters))
+
+    def executemany(self, sql: str, parameters: Any, /) -> sqlite3.Cursor:
+        return super().executemany(sql, [bind(p) for p in parameters])
 
 
 def _is_busy(exc: sqlite3.OperationalError) -> bool:
@@ -111,7 +126,9 @@ class SQLiteStore(CommonStore):
     def _connect(self) -> sqlite3.Connection:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            conn = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, factory=_Connection
+            )
         except (OSError, sqlite3.Error) as exc:
             raise ConfigError(f"cannot open the SQLite store at {self.path}: {exc}") from None
         conn.row_factory = sqlite3.Row
@@ -169,9 +186,9 @@ class SQLiteStore(CommonStore):
 
         return await self._run(lambda c: self._tx(c, body))
 
-    async def get_run(self, run_id: str) -> RunRow | None:
+    async def get_run(self, run_id: str, *, tenant: str | None = None) -> RunRow | None:
         row = await self._run(lambda c: c.execute(self._q["get_run"], {"id": run_id}).fetchone())
-        return run_row(row) if row else None
+        return self.of_tenant(run_row(row) if row else None, tenant)
 
     async def list_runs(
         self,
@@ -206,7 +223,8 @@ class SQLiteStore(CommonStore):
 
         return await self._run(read)
 
-    async def list_effects(self, run_id: str) -> list[EffectRow]:
+    async def list_effects(self, run_id: str, *, tenant: str | None = None) -> list[EffectRow]:
+        await self.check_tenant(run_id, tenant)
         rows = await self._run(
             lambda c: c.execute(self._q["list_effects"], {"run_id": run_id}).fetchall()
         )
@@ -287,9 +305,15 @@ class SQLiteStore(CommonStore):
                 results.append(WriteResult(ok))
             return results
 
-        return await self._run(lambda c: self._tx(c, body))
+        try:
+            return await self._run(lambda c: self._tx(c, body))
+        except REFUSED as exc:
+            raise refused(exc, writes) from exc
 
-    async def send_signal(self, run_id: str, name: str, payload: str) -> None:
+    async def send_signal(
+        self, run_id: str, name: str, payload: str, *, tenant: str | None = None
+    ) -> None:
+        await self.check_tenant(run_id, tenant)
         q = self._q
 
         def body(c: sqlite3.Connection) -> bool:
@@ -302,9 +326,10 @@ class SQLiteStore(CommonStore):
             return True
 
         if not await self._run(lambda c: self._tx(c, body)):
-            await self.raise_not_active(run_id, "signal")
+            await self.raise_not_active(run_id, "signal", tenant)
 
-    async def cancel(self, run_id: str, reason: str) -> RunRow:
+    async def cancel(self, run_id: str, reason: str, *, tenant: str | None = None) -> RunRow:
+        await self.check_tenant(run_id, tenant)
         q = self._q
 
         def body(c: sqlite3.Connection) -> Any:
@@ -317,10 +342,11 @@ class SQLiteStore(CommonStore):
 
         row = await self._run(lambda c: self._tx(c, body))
         if row is None:
-            await self.raise_not_active(run_id, "cancel")
+            await self.raise_not_active(run_id, "cancel", tenant)
         return run_row(row)
 
-    async def resume(self, run_id: str) -> RunRow:
+    async def resume(self, run_id: str, *, tenant: str | None = None) -> RunRow:
+        await self.check_tenant(run_id, tenant)
         q = self._q
 
         def body(c: sqlite3.Connection) -> Any:
@@ -332,7 +358,7 @@ class SQLiteStore(CommonStore):
 
         row = await self._run(lambda c: self._tx(c, body))
         if row is None:
-            await self.raise_not_resumable(run_id)
+            await self.raise_not_resumable(run_id, tenant)
         return run_row(row)
 
     async def fetch(self, query: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:

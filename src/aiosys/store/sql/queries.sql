@@ -108,10 +108,11 @@ WHERE id = :id AND status IN ('pending', 'running', 'waiting')
 RETURNING *
 
 -- name: resume
--- Put a dead or failed run back in the queue.
+-- Put a dead or failed run back in the queue, its count of recoveries reset.
 UPDATE runs
 SET status = 'pending', available_at = :now, error = NULL, result = NULL, failed_seq = NULL,
-    finished_at = NULL, deadline_at = NULL, lease_owner = NULL, updated_at = :now
+    finished_at = NULL, deadline_at = NULL, lease_owner = NULL, updated_at = :now,
+    recoveries = 0
 WHERE id = :id AND status IN ('dead', 'failed')
 RETURNING *
 

@@ -3,7 +3,8 @@
 
 -- name: claim
 -- Lease up to :limit claimable runs of a queue, highest priority first, skipping rows
--- another worker is claiming right now.
+-- another worker is claiming right now. Taking a running run (its lease expired) is a
+-- recovery: counted, for the workflow's max_recoveries.
 WITH c AS (
     SELECT id FROM runs
     WHERE queue = :queue AND available_at <= :now AND wf_key = ANY(:wf_keys)
@@ -14,7 +15,8 @@ WITH c AS (
 )
 UPDATE runs AS r
 SET status = 'running', lease_owner = :owner, available_at = :expires, updated_at = :now,
-    started_at = COALESCE(r.started_at, :now), claims = r.claims + 1, epoch = r.epoch + 1
+    started_at = COALESCE(r.started_at, :now), claims = r.claims + 1, epoch = r.epoch + 1,
+    recoveries = r.recoveries + CASE WHEN r.status = 'running' THEN 1 ELSE 0 END
 FROM c WHERE r.id = c.id
 RETURNING r.*
 

@@ -2,10 +2,12 @@
 -- Lists are passed as a JSON array and read with json_each.
 
 -- name: claim
--- Lease up to :limit claimable runs of a queue, highest priority first.
+-- Lease up to :limit claimable runs of a queue, highest priority first. Taking a running run
+-- (its lease expired) is a recovery: counted, for the workflow's max_recoveries.
 UPDATE runs
 SET status = 'running', lease_owner = :owner, available_at = :expires, updated_at = :now,
-    started_at = COALESCE(started_at, :now), claims = claims + 1, epoch = epoch + 1
+    started_at = COALESCE(started_at, :now), claims = claims + 1, epoch = epoch + 1,
+    recoveries = recoveries + CASE WHEN status = 'running' THEN 1 ELSE 0 END
 WHERE id IN (SELECT id FROM runs
              WHERE queue = :queue AND available_at <= :now
                AND wf_key IN (SELECT value FROM json_each(:wf_keys))
