@@ -110,9 +110,7 @@ async def test_evicted_execution_unwinds_without_starting_effects_and_is_replaye
     ]
 
 
-async def test_workflow_that_swallows_its_unwinding_is_failed_with_the_reason(
-    store_url, error_of
-):
+async def test_workflow_that_swallows_its_unwinding_is_failed_with_the_reason(store_url, error_of):
     app = cleanup_app(store_url, Counter(), max_parked=0)
     async with app:
         run = await app.start("swallows")
