@@ -65,7 +65,9 @@ class Execution:
         self.signals: list[SignalRow] = list(history.signals)
         self.cancel_reason: str | None = history.run.cancel_reason
         self._seq = 0
-        self._failed: dict[int, int] = {}  # id(exception) -> seq of the effect that raised it
+        # id(exception) -> (exception, seq of the effect that raised it): the entry keeps the
+        # exception alive, so its id() cannot be reused by a later object while it is here.
+        self._failed: dict[int, tuple[BaseException, int]] = {}
         self._unflushed: list[asyncio.Future[WriteResult]] = []  # records not yet committed
         self.random = random.Random(self.run.id)  # deterministic per run
 
@@ -96,7 +98,12 @@ class Execution:
             raise RunCancelled(self.cancel_reason)
 
     def note_failed_effect(self, exc: BaseException, seq: int) -> None:
-        self._failed[id(exc)] = seq
+        self._failed[id(exc)] = (exc, seq)
+
+    def failed_effect(self, exc: BaseException) -> int | None:
+        """The seq of the effect that raised ``exc`` itself (not an equal or later error)."""
+        entry = self._failed.get(id(exc))
+        return entry[1] if entry is not None and entry[0] is exc else None
 
     def take_signal(self, name: str) -> SignalRow | None:
         for i, sig in enumerate(self.signals):
@@ -186,7 +193,7 @@ class Execution:
             await self._end(self._finish(DEAD, error=exc))
             return
         except Exception as exc:
-            failed_seq = self._failed.get(id(exc))
+            failed_seq = self.failed_effect(exc)
             # An effect that failed for good makes the run dead (resumable from that effect);
             # an error of the workflow's own code, or its timeout, makes it failed.
             status = DEAD if failed_seq is not None else FAILED
