@@ -57,6 +57,7 @@ import json
 import math
 import sys
 import traceback
+import types
 from collections.abc import Collection
 from functools import lru_cache
 from typing import Any
@@ -68,6 +69,7 @@ MAX_TRACEBACK = 16_000  # characters kept of a traceback (its head and its tail)
 MAX_DEPTH = 8  # links of the cause/context chain kept
 
 _TRACEBACK_ATTR = "__aiosys_traceback__"  # the recorded traceback text of a rebuilt error
+_C_FIELDS = (types.MemberDescriptorType, types.GetSetDescriptorType)
 _ALWAYS_SAFE = frozenset(sys.stdlib_module_names) | {"aiosys", "builtins"}
 
 
@@ -92,7 +94,7 @@ def dump_error(exc: BaseException, *, transient: bool | None = None) -> str:
 
 def _record(exc: BaseException, seen: list[BaseException], depth: int) -> dict[str, Any]:
     seen.append(exc)
-    cls = type(exc)
+    cls: type = type(exc)
     rec: dict[str, Any] = {"type": _name(cls), "message": _text(_safe_str(exc))}
     rec["mro"] = [_name(c) for c in cls.__mro__ if c is not object]
     omitted: list[str] = []
@@ -106,6 +108,14 @@ def _record(exc: BaseException, seen: list[BaseException], depth: int) -> dict[s
     if args:
         rec["args"] = args
     attrs: dict[str, Any] = {}
+    for key in _builtin_fields(cls):  # e.g. OSError.filename, AttributeError.name
+        try:
+            value = getattr(exc, key)
+        except Exception:
+            continue
+        kept = _jsonable(value) if value is not None else _NO
+        if kept is not _NO:
+            attrs[key] = kept
     for key, value in _safe_dict(exc).items():
         if not isinstance(key, str) or key.startswith("__"):
             continue
@@ -137,6 +147,19 @@ def _record(exc: BaseException, seen: list[BaseException], depth: int) -> dict[s
         ):
             rec["context"] = _record(context, seen, depth + 1)
     return rec
+
+
+@lru_cache(maxsize=256)
+def _builtin_fields(cls: type) -> tuple[str, ...]:
+    """Fields that builtin exception classes keep outside ``__dict__`` and ``args``."""
+    names: list[str] = []
+    for c in cls.__mro__:
+        if c.__module__ != "builtins":
+            continue
+        for key, value in vars(c).items():
+            if isinstance(value, _C_FIELDS) and not key.startswith("__") and key != "args":
+                names.append(key)
+    return tuple(dict.fromkeys(names))
 
 
 def _name(cls: type) -> str:
@@ -255,10 +278,16 @@ def _rebuild(rec: dict[str, Any], safe: frozenset[str], depth: int) -> BaseExcep
     exc = _instance(type_name, mro, args, safe)
     attrs = rec.get("attrs")
     if isinstance(attrs, dict):
-        try:
-            exc.__dict__.update({k: v for k, v in attrs.items() if not k.startswith("__")})
-        except Exception:
-            pass
+        for key, value in attrs.items():
+            if not isinstance(key, str) or key.startswith("__"):
+                continue
+            try:
+                if isinstance(getattr(type(exc), key, None), _C_FIELDS):
+                    setattr(exc, key, value)  # a builtin's field (OSError.filename)
+                else:
+                    exc.__dict__[key] = value  # no __setattr__ or property of the class runs
+            except Exception:
+                pass
     notes = rec.get("notes")
     if isinstance(notes, list):
         exc.__notes__ = [str(n) for n in notes]
@@ -346,6 +375,11 @@ def _new(cls: type[BaseException], args: tuple[Any, ...]) -> BaseException | Non
 def _standin(type_name: str, bases: tuple[type, ...]) -> type[BaseException] | None:
     """One class per (recorded type, bases), so two rebuilds of a record share a class."""
     module, _, qualname = type_name.rpartition(".")
+    parts = type_name.split(".")
+    for i in range(len(parts) - 1, 0, -1):  # the longest prefix that is a loaded module
+        if ".".join(parts[:i]) in sys.modules:
+            module, qualname = ".".join(parts[:i]), ".".join(parts[i:])
+            break
     ns = {"__module__": module, "__qualname__": qualname, "recorded_type": type_name}
     try:
         cls = type(qualname.rpartition(".")[2] or "Error", bases, ns)
