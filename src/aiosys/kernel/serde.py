@@ -62,30 +62,28 @@ def record(value: Any, annotation: Any, what: str) -> tuple[str, Any]:
     workflow receives, equal to what ``loads(text, annotation)`` returns on replay. Raises
     ``NotSerializable`` for a value that would not come back the same (module docstring)."""
     t = type(value)
+    if t in _SCALARS and (t is annotation or annotation is None or annotation is Any):
+        if t is float and not math.isfinite(value):
+            raise _non_finite(what, f"is the float {value!r}")
+        return dumps(value, what), value
     adapter = _adapter(annotation)
     if adapter is None:
-        if t in _SCALARS:
-            if t is float and not math.isfinite(value):
-                raise _non_finite(what, f"is the float {value!r}")
-            return dumps(value, what), value
-        where = _not_plain(value, "")
-        if where is not None and where.startswith("holds"):
+        text = dumps(value, what)  # first: it refuses cycles and unknown objects
+        if _plain(value):
+            return text, json.loads(text)
+        where = _not_plain(value, "") or "is not plain JSON"
+        if where.startswith("holds"):
             raise _non_finite(what, where)
-        if where is not None:
-            raise NotSerializable(
-                f"{what} {where}, which does not come back the same from the JSON record "
-                "(a workflow would see another value after a replay); return plain JSON "
-                "(dict with str keys, list, str, int, float, bool, None), or annotate the "
-                "function's return type (e.g. `-> datetime`, `-> tuple[int, str]`, "
-                "`-> MyModel`) so the record is decoded to it"
-            )
-        text = dumps(value, what)
-        return text, json.loads(text)
+        raise NotSerializable(
+            f"{what} {where}, which does not come back the same from the JSON record "
+            "(a workflow would see another value after a replay); return plain JSON "
+            "(dict with str keys, list, str, int, float, bool, None), or annotate the "
+            "function's return type (e.g. `-> datetime`, `-> tuple[int, str]`, "
+            "`-> MyModel`) so the record is decoded to it"
+        )
     text = dumps(value, what)
     if ("NaN" in text or "Infinity" in text) and _has_non_finite(text):
         raise _non_finite(what, "holds NaN or an infinity")
-    if t is annotation and t in _SCALARS:
-        return text, value
     try:
         return text, adapter.validate_json(text)
     except pydantic.ValidationError as exc:
@@ -162,6 +160,29 @@ def _build_adapter(annotation: Any) -> pydantic.TypeAdapter[Any] | None:
         return pydantic.TypeAdapter(annotation)
     except (TypeError, pydantic.PydanticUserError, NameError):
         return None
+
+
+def _plain(value: Any) -> bool:
+    """Whether ``value`` is plain JSON, exactly (the fast check; ``_not_plain`` says where it
+    is not). ``value`` has no cycles: it was encoded first."""
+    stack = [value]
+    pop, extend, scalars = stack.pop, stack.extend, _SCALARS
+    while stack:
+        v = pop()
+        t = type(v)
+        if t is dict:
+            for k in v:
+                if type(k) is not str:
+                    return False
+            extend(v.values())
+        elif t is list:
+            extend(v)
+        elif t is float:
+            if v - v != 0.0:  # NaN or an infinity
+                return False
+        elif t not in scalars:
+            return False
+    return True
 
 
 def _not_plain(value: Any, path: str, depth: int = 0) -> str | None:
