@@ -7,7 +7,7 @@
     │   ├── StepTimeout                 a step ran past its timeout
     │   └── ProviderUnavailable         a model provider failed (429/5xx, timeout, network)
     ├── PermanentError                  never retried; ends the run as ``dead`` unless caught
-    │   ├── NotSerializable             a step returned something that is not JSON
+    │   ├── NotSerializable             an effect's output would not come back the same from JSON
     │   ├── WaitTimeout                 ``ctx.wait_for`` reached its timeout
     │   ├── ChildFailed                 a child workflow ended without success
     │   ├── BudgetExceeded              a hard budget would be exceeded: the call is not made
@@ -54,7 +54,8 @@ class PermanentError(AiosysError):
 
 
 class NotSerializable(PermanentError):
-    """A step returned a value that cannot be recorded as JSON."""
+    """An effect's output cannot be recorded as JSON that decodes back to the same value
+    (see ``aiosys.kernel.serde``: annotate the return type, or return plain JSON)."""
 
 
 class WaitTimeout(PermanentError):

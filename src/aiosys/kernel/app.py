@@ -219,6 +219,9 @@ class App:
         self.lease = lease
         self.max_parked = max_parked
         self.workflows: dict[str, dict[str, WorkflowSpec]] = {}
+        # Top-level packages of the registered workflows and steps: the app's own modules,
+        # whose exception classes a recorded error may be rebuilt from (error_records).
+        self.safe_modules: set[str] = set()
         self.queues: dict[str, QueueSpec] = {"default": QueueSpec("default")}
         self.gate = Gate()
         self.gate.add("effect_log", EffectLog())
@@ -265,6 +268,7 @@ class App:
             if version in versions:
                 raise ConfigError(f"workflow {wf_name!r} version {version!r} is registered twice")
             hints = typing.get_type_hints(fn)
+            self._trust_module_of(fn)
             versions[version] = WorkflowSpec(
                 name=wf_name,
                 version=version,
@@ -315,6 +319,7 @@ class App:
             step_name = name or fn.__qualname__
             policy = retry or DEFAULT_RETRY
             returns = typing.get_type_hints(fn).get("return")
+            self._trust_module_of(fn)
 
             @functools.wraps(fn)
             async def step(*args: Any, **kwargs: Any) -> Any:
@@ -336,6 +341,11 @@ class App:
             return step
 
         return decorate(fn) if fn is not None else decorate
+
+    def _trust_module_of(self, fn: Callable[..., Any]) -> None:
+        module = getattr(fn, "__module__", None)
+        if isinstance(module, str) and module:
+            self.safe_modules.add(module.partition(".")[0])
 
     def queue(
         self, name: str, *, concurrency: int | None = None, worker_concurrency: int | None = None
@@ -542,13 +552,16 @@ class App:
                 returns = versions[end.version].returns
             return serde.loads(end.result, returns)
         error = json.loads(end.error) if end.error else {}
+        # The run's own error, rebuilt from its record, is the cause: `except RunFailed as e`
+        # can look at `e.__cause__` as the workflow raised it.
+        cause = serde.rebuild_error(error, self.safe_modules) if error else None
         raise RunFailed(
             f"run {end.run_id} ({end.workflow}) ended {end.status}: "
             f"{error.get('type', '?')}: {error.get('message', '')}",
             run_id=end.run_id,
             status=end.status,
             error=error,
-        )
+        ) from cause
 
     def _running_here(self, run_id: str) -> bool:
         return self._worker is not None and self._worker.is_running(run_id)

@@ -12,6 +12,7 @@ from collections.abc import Callable, Generator
 from typing import Any
 
 from ..errors import ConfigError
+from . import serde
 from .retry import NO_RETRY, Retry
 from .runtime import Execution
 
@@ -66,7 +67,7 @@ class Context:
         """A recorded effect of a kind an extension registered (``app.gate.register``):
         executed once through the gate, replayed from the record afterwards. ``params`` go
         to the executor as they are (they are not recorded); ``returns`` types the recorded
-        output on replay."""
+        output, on the first execution as on replay (``serde.record``)."""
         return await self._ex.effect(
             kind, name, params=params, returns=returns, retry=retry, timeout=timeout
         )
@@ -110,15 +111,18 @@ class Context:
         timeout: float | None = None,
         **kwargs: Any,
     ) -> Any:
-        """Run any function as a recorded step without decorating it."""
+        """Run any function as a recorded step without decorating it; its output is decoded
+        by ``fn``'s return annotation, as ``@app.step`` does."""
+        step_name = name or str(getattr(fn, "__qualname__", repr(fn)))
         return await self._ex.effect(
             "step",
-            name or str(getattr(fn, "__qualname__", repr(fn))),
+            step_name,
             fn=fn,
             args=args,
             kwargs=kwargs,
             retry=retry,
             timeout=timeout,
+            returns=serde.returns_of(fn, step_name),
         )
 
     async def now(self) -> float:

@@ -12,6 +12,7 @@ from typing import Any
 
 from ..errors import ChildFailed, StepTimeout, WaitTimeout
 from ..store.base import SUCCEEDED, TERMINAL, now
+from . import serde
 from .control import Parked
 from .gate import EffectCall, Gate
 from .runtime import current_execution
@@ -124,12 +125,15 @@ async def child_result(call: EffectCall) -> Any:
         return None if row.result is None else json.loads(row.result)
     if row.status in TERMINAL:
         error = json.loads(row.error) if row.error else {}
+        # The child's error, rebuilt, is the cause: recorded with ChildFailed, kept on replay.
+        app = call.execution.app
+        cause = serde.rebuild_error(error, app.safe_modules) if error else None
         raise ChildFailed(
             f"child run {child_id} ({row.workflow}) ended {row.status}: "
             f"{error.get('message', 'no error recorded')}",
             child_id=child_id,
             status=row.status,
-        )
+        ) from cause
     raise Parked(None, {"child_id": child_id})
 
 

@@ -40,7 +40,7 @@ class EffectCall:
     kwargs: dict[str, Any] = field(default_factory=dict)
     retry: Retry = NO_RETRY
     timeout: float | None = None
-    returns: Any = None  # the annotation the output is decoded to on replay
+    returns: Any = None  # the annotation the output is decoded to (first run and replay)
     params: dict[str, Any] = field(default_factory=dict)  # kind-specific arguments
     meta: dict[str, Any] = field(default_factory=dict)  # filled in by interceptors
     # Named statements of the store's queries to commit with this effect's record (see

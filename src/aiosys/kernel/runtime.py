@@ -86,7 +86,9 @@ class Execution:
         self.cancel_reason: str | None = history.run.cancel_reason
         self.unwinding: str | None = None  # why the execution is being unwound, if it is
         self._seq = 0
-        self._failed: dict[int, int] = {}  # id(exception) -> seq of the effect that raised it
+        # id(exception) -> (exception, seq of the effect that raised it): the entry keeps the
+        # exception alive, so its id() cannot be reused by a later object while it is here.
+        self._failed: dict[int, tuple[BaseException, int]] = {}
         self._unflushed: list[asyncio.Future[WriteResult]] = []  # records not yet committed
         self._deadline: asyncio.Timeout | None = None
         self.random = random.Random(self.run.id)  # deterministic per run
@@ -128,7 +130,12 @@ class Execution:
             raise RunCancelled(self.cancel_reason)
 
     def note_failed_effect(self, exc: BaseException, seq: int) -> None:
-        self._failed[id(exc)] = seq
+        self._failed[id(exc)] = (exc, seq)
+
+    def failed_effect(self, exc: BaseException) -> int | None:
+        """The seq of the effect that raised ``exc`` itself (not an equal or later error)."""
+        entry = self._failed.get(id(exc))
+        return entry[1] if entry is not None and entry[0] is exc else None
 
     def take_signal(self, name: str) -> SignalRow | None:
         for i, sig in enumerate(self.signals):
@@ -267,7 +274,7 @@ class Execution:
         except Exception as exc:
             if await self._swallowed_unwind():
                 return
-            failed_seq = self._failed.get(id(exc))
+            failed_seq = self.failed_effect(exc)
             # An effect that failed for good makes the run dead (resumable from that effect);
             # an error of the workflow's own code, or its timeout, makes it failed.
             status = DEAD if failed_seq is not None else FAILED

@@ -1,16 +1,47 @@
-"""JSON in and out of the store: outputs, inputs and errors of runs and effects."""
+"""JSON in and out of the store: outputs, inputs and results of runs and effects.
+
+One value. What a workflow receives from an effect is the decoded record, on the first
+execution as on replay: ``record`` turns an effect's live output into the JSON text to store
+*and* the value to hand back, which is exactly what ``loads`` will give on replay. The rule:
+
+- With a return annotation (``@app.step``/``ctx.step`` read the function's; other effects
+  pass ``returns=``) the value is encoded (pydantic: models, dataclasses, dates, ``Decimal``,
+  ``UUID``, tuples, sets, ...) and the text is validated back through the annotation
+  (pydantic ``TypeAdapter``, JSON mode), the first time as on replay. A value the annotation
+  does not accept back is refused when recorded (``NotSerializable``).
+- Without one (or ``Any``, or an annotation pydantic cannot build a validator for) the value
+  must be plain JSON, exactly those types at every depth: ``dict`` with ``str`` keys,
+  ``list``, ``str``, ``int``, ``float``, ``bool``, ``None``. Anything whose decoded form would
+  differ (a tuple, a set, ``Decimal``, ``datetime``/``date``/``UUID``/``bytes``, a pydantic
+  model or dataclass, an enum, a ``str``/``int``/``dict`` subclass, non-``str`` dict keys) is
+  refused when recorded, naming where it is and how to annotate it.
+- Never NaN or infinities (not JSON: other readers of the store choke on them), annotated or not.
+
+Cost: one encode per effect. A plain scalar (or a value of exactly its scalar annotation) is
+handed back as it is; a plain container is decoded from the text just encoded (C ``json``);
+an annotated value is validated from that text.
+
+Errors are recorded by ``error_records`` (re-exported here).
+"""
 
 from __future__ import annotations
 
-import importlib
+import functools
+import inspect
 import json
+import math
+import typing
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
 import pydantic
 import pydantic_core
 
-from ..errors import AiosysError, NotSerializable
+from ..errors import ConfigError, NotSerializable
+from .error_records import dump_error, error_record, rebuild_error, recorded_traceback
+
+_SCALARS: frozenset[type] = frozenset({str, int, bool, float, type(None)})
 
 
 def dumps(value: Any, what: str) -> str:
@@ -26,56 +57,201 @@ def dumps(value: Any, what: str) -> str:
         ) from None
 
 
-@lru_cache(maxsize=1024)
-def _adapter(annotation: Any) -> pydantic.TypeAdapter[Any]:
-    return pydantic.TypeAdapter(annotation)
+def record(value: Any, annotation: Any, what: str) -> tuple[str, Any]:
+    """``(text, decoded)``: the JSON to record for an effect's output and the value the
+    workflow receives, equal to what ``loads(text, annotation)`` returns on replay. Raises
+    ``NotSerializable`` for a value that would not come back the same (module docstring)."""
+    t = type(value)
+    if t in _SCALARS and (t is annotation or annotation is None or annotation is Any):
+        if t is float and not math.isfinite(value):
+            raise _non_finite(what, f"is the float {value!r}")
+        return dumps(value, what), value
+    adapter = _adapter(annotation)
+    if adapter is None:
+        text = dumps(value, what)  # first: it refuses cycles and unknown objects
+        if _plain(value):
+            return text, json.loads(text)
+        where = _not_plain(value, "") or "is not plain JSON"
+        if where.startswith("holds"):
+            raise _non_finite(what, where)
+        raise NotSerializable(
+            f"{what} {where}, which does not come back the same from the JSON record "
+            "(a workflow would see another value after a replay); return plain JSON "
+            "(dict with str keys, list, str, int, float, bool, None), or annotate the "
+            "function's return type (e.g. `-> datetime`, `-> tuple[int, str]`, "
+            "`-> MyModel`) so the record is decoded to it"
+        )
+    text = dumps(value, what)
+    if ("NaN" in text or "Infinity" in text) and _has_non_finite(text):
+        raise _non_finite(what, "holds NaN or an infinity")
+    try:
+        return text, adapter.validate_json(text)
+    except pydantic.ValidationError as exc:
+        raise NotSerializable(
+            f"{what} does not fit its return annotation {_show(annotation)}: it was "
+            f"recorded as {_clip(text)}, which the annotation refuses "
+            f"({exc.error_count()} error(s): {_first_error(exc)}); return a value of that "
+            "type or fix the annotation"
+        ) from None
 
 
 def loads(text: str | None, annotation: Any = None) -> Any:
     """Decode recorded JSON, typed by ``annotation`` when one is known."""
     if text is None:
         return None
-    value = json.loads(text)
+    adapter = _adapter(annotation)
+    if adapter is None:
+        return json.loads(text)
+    return adapter.validate_json(text)
+
+
+def returns_of(fn: Callable[..., Any], name: str) -> Any:
+    """The return annotation of ``fn`` as ``@app.step`` reads it (resolved type hints),
+    looking through ``functools.partial`` and into a callable object's ``__call__``; None
+    when there is none. An annotation that names something undefined is a ``ConfigError``."""
+    try:
+        return _returns_cached(fn)
+    except TypeError:  # an unhashable callable
+        return _returns(fn)
+    except NameError as exc:
+        raise ConfigError(
+            f"step {name!r}: the return annotation of {fn!r} cannot be resolved ({exc}); "
+            "import the names it uses at module level"
+        ) from None
+
+
+# ---- helpers ------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=1024)
+def _returns_cached(fn: Callable[..., Any]) -> Any:
+    return _returns(fn)
+
+
+def _returns(fn: Any) -> Any:
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    if not inspect.isroutine(fn) and not isinstance(fn, type):
+        fn = type(fn).__call__  # a callable object: its __call__ says what it returns
+    try:
+        return typing.get_type_hints(fn).get("return")
+    except TypeError:  # not something that carries annotations
+        return None
+
+
+def _adapter(annotation: Any) -> pydantic.TypeAdapter[Any] | None:
+    """The validator of ``annotation``; None for no annotation, ``Any``, or one pydantic
+    cannot build a validator for (the value must then be plain JSON)."""
     if annotation is None or annotation is Any:
-        return value
+        return None
     try:
-        return _adapter(annotation).validate_python(value)
-    except TypeError:  # an annotation pydantic cannot build a validator for
-        return value
+        return _adapter_cached(annotation)
+    except TypeError:  # an unhashable annotation (e.g. Annotated with unhashable metadata)
+        return _build_adapter(annotation)
 
 
-def error_record(exc: BaseException, *, transient: bool | None = None) -> dict[str, Any]:
-    cls = type(exc)
-    rec: dict[str, Any] = {"type": f"{cls.__module__}.{cls.__qualname__}", "message": str(exc)}
-    if transient is not None:
-        rec["transient"] = transient
-    return rec
+@lru_cache(maxsize=1024)
+def _adapter_cached(annotation: Any) -> pydantic.TypeAdapter[Any] | None:
+    return _build_adapter(annotation)
 
 
-def dump_error(exc: BaseException, *, transient: bool | None = None) -> str:
-    return json.dumps(error_record(exc, transient=transient))
-
-
-class RecordedError(AiosysError):
-    """A recorded error whose original class cannot be rebuilt in this process."""
-
-    def __init__(self, type_name: str, message: str) -> None:
-        super().__init__(f"{type_name}: {message}")
-        self.type_name = type_name
-
-
-def rebuild_error(text: str) -> BaseException:
-    """The exception an error record describes: its own class when it can be imported and
-    built from the message, else ``RecordedError``."""
-    rec = json.loads(text)
-    type_name, message = rec.get("type", "Exception"), rec.get("message", "")
-    module, _, qualname = type_name.rpartition(".")
+def _build_adapter(annotation: Any) -> pydantic.TypeAdapter[Any] | None:
     try:
-        obj: Any = importlib.import_module(module or "builtins")
-        for part in qualname.split("."):
-            obj = getattr(obj, part)
-        if isinstance(obj, type) and issubclass(obj, Exception):
-            return obj(message)
-    except Exception:
-        pass
-    return RecordedError(type_name, message)
+        return pydantic.TypeAdapter(annotation)
+    except (TypeError, pydantic.PydanticUserError, NameError):
+        return None
+
+
+def _plain(value: Any) -> bool:
+    """Whether ``value`` is plain JSON, exactly (the fast check; ``_not_plain`` says where it
+    is not). ``value`` has no cycles: it was encoded first."""
+    stack = [value]
+    pop, extend, scalars = stack.pop, stack.extend, _SCALARS
+    while stack:
+        v = pop()
+        t = type(v)
+        if t is dict:
+            for k in v:
+                if type(k) is not str:
+                    return False
+            extend(v.values())
+        elif t is list:
+            extend(v)
+        elif t is float:
+            if v - v != 0.0:  # NaN or an infinity
+                return False
+        elif t not in scalars:
+            return False
+    return True
+
+
+def _not_plain(value: Any, path: str, depth: int = 0) -> str | None:
+    """None if ``value`` is plain JSON; else what and where the first other thing is."""
+    t = type(value)
+    if t is dict:
+        for k, v in value.items():
+            if type(k) is not str:
+                return f"has a {type(k).__name__} key {_clip(repr(k))} at {path or 'top level'}"
+            where = _not_plain(v, f"{path}[{k!r}]", depth + 1)
+            if where is not None:
+                return where
+        return None
+    if t is list:
+        for i, v in enumerate(value):
+            where = _not_plain(v, f"{path}[{i}]", depth + 1)
+            if where is not None:
+                return where
+        return None
+    if t in _SCALARS:
+        if t is float and not math.isfinite(value):
+            return f"holds the float {value!r} at {path or 'top level'}"
+        return None
+    at = f" at {path}" if path else ""
+    return f"is a {t.__module__}.{t.__qualname__}{at}".replace("builtins.", "")
+
+
+def _has_non_finite(text: str) -> bool:
+    def refuse(constant: str) -> Any:
+        raise ValueError(constant)
+
+    try:
+        json.loads(text, parse_constant=refuse)
+    except ValueError:
+        return True
+    return False
+
+
+def _non_finite(what: str, where: str) -> NotSerializable:
+    return NotSerializable(
+        f"{what} {where}: NaN and infinities are not JSON, so they cannot be recorded; "
+        "return None or a finite number (or a string) instead"
+    )
+
+
+def _show(annotation: Any) -> str:
+    return getattr(annotation, "__qualname__", None) or repr(annotation)
+
+
+def _clip(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}..."
+
+
+def _first_error(exc: pydantic.ValidationError) -> str:
+    errors = exc.errors()
+    if not errors:
+        return str(exc)
+    e = errors[0]
+    loc = ".".join(str(p) for p in e["loc"])
+    return f"{loc}: {e['msg']}" if loc else str(e["msg"])
+
+
+__all__ = [
+    "dump_error",
+    "dumps",
+    "error_record",
+    "loads",
+    "rebuild_error",
+    "record",
+    "recorded_traceback",
+    "returns_of",
+]

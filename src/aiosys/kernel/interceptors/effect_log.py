@@ -46,7 +46,7 @@ class EffectLog:
                 return serde.loads(recorded.output, call.returns)
             if recorded.status == "error":
                 assert recorded.error is not None
-                exc = serde.rebuild_error(recorded.error)
+                exc = serde.rebuild_error(recorded.error, ex.app.safe_modules)
                 ex.note_failed_effect(exc, call.seq)
                 raise exc
             call.meta["pending"] = json.loads(recorded.output or "{}")
@@ -61,7 +61,11 @@ class EffectLog:
         while True:
             try:
                 output = await (next(call) if fresh else ex.app.gate.execute(call))
-                text = serde.dumps(output, f"the output of {call.kind} {call.name!r}")
+                # The workflow gets the decoded record, as it will on replay (serde: "One
+                # value").
+                text, output = serde.record(
+                    output, call.returns, f"the output of {call.kind} {call.name!r}"
+                )
                 break
             except Parked as parked:
                 if fresh:
