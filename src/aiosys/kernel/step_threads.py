@@ -100,7 +100,7 @@ class StepThread:
             if abandoned_at is not None:
                 _abandoned[self.name] -= 1
         if abandoned_at is not None:
-            log.warning(
+            log.info(
                 "step %r (run %s, effect #%d): a timed-out attempt's thread ended %.1fs "
                 "after it was abandoned; its outcome is discarded",
                 self.name,
