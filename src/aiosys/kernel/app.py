@@ -22,7 +22,16 @@ from ..errors import (
     UnknownWorkflow,
 )
 from ..store import Store, open_store
-from ..store.base import SUCCEEDED, TERMINAL, EffectRow, Finish, NewRun, RunRow, now
+from ..store.base import (
+    SUCCEEDED,
+    TERMINAL,
+    EffectRow,
+    Finish,
+    NewRun,
+    RunRow,
+    child_cancel_reason,
+    now,
+)
 from . import serde
 from .effects import register_kernel_effects
 from .gate import Gate
@@ -376,9 +385,12 @@ class App:
         priority: int | None = None,
         version: str | None = None,
         parent_id: str | None = None,
+        detached: bool = False,
     ) -> RunHandle:
         """Record a new run as pending (a worker in this process takes it at once).
-        With an idempotency key used before in the tenant, returns that run instead."""
+        With an idempotency key used before in the tenant, returns that run instead.
+        A child (``parent_id``) is cancelled with its parent (cancel or timeout) unless it
+        is ``detached``."""
         spec = self.spec(workflow, version)
         created_at = now()
         new = NewRun(
@@ -393,6 +405,7 @@ class App:
             parent_id=parent_id,
             deadline_at=None if spec.timeout is None else created_at + spec.timeout,
             created_at=created_at,
+            detached=detached,
         )
         worker = self._worker
         if worker is not None and worker.can_take(new.queue):
@@ -429,9 +442,12 @@ class App:
             self._worker.kick()
 
     async def cancel(self, run_id: str, reason: str = "cancelled by request") -> RunRow:
+        """Cancel a run and its children that were not started detached (recursively)."""
         row = await self.store.cancel(run_id, reason)
         if self._worker is not None:
             self._worker.cancel_local(run_id, reason)
+            why = child_cancel_reason(run_id, f"was cancelled: {reason}")
+            self._worker.cancel_children_local(run_id, why)
         if row.status in TERMINAL:
             self._notify_finished(row)
         return row

@@ -188,6 +188,7 @@ async def start_child(call: EffectCall) -> str:
         tenant=ex.run.tenant,
         idempotency_key=call.idempotency_key,
         parent_id=ex.run.id,
+        detached=bool(p.get("detached", False)),
     )
     return handle.id
 

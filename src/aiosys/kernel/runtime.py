@@ -28,6 +28,7 @@ from ..store.base import (
     SignalRow,
     Write,
     WriteResult,
+    child_cancel_reason,
     now,
 )
 from . import serde
@@ -202,6 +203,12 @@ class Execution:
         error: BaseException | None = None,
         failed_seq: int | None = None,
     ) -> Finish:
+        # A run cancelled or timed out takes its children that are not detached with it.
+        why = None
+        if status == CANCELLED:
+            why = f"was cancelled: {self.cancel_reason or error}"
+        elif isinstance(error, RunTimedOut):
+            why = f"timed out: {error}"
         return Finish(
             owner=self.owner,
             run_id=self.run.id,
@@ -210,6 +217,7 @@ class Execution:
             error=None if error is None else serde.dump_error(error),
             failed_seq=failed_seq,
             parent_id=self.run.parent_id,
+            cancel_children=None if why is None else child_cancel_reason(self.run.id, why),
         )
 
     async def _end(self, finish: Finish) -> None:

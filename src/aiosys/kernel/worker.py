@@ -138,6 +138,25 @@ class Worker:
         if ex is not None:
             ex.cancel_reason = reason
 
+    def cancel_children_local(self, run_id: str, reason: str) -> None:
+        """Flag the runs this worker executes that descend from ``run_id`` through children
+        not started detached, as the store's cancel cascade did, so they stop at their next
+        effect rather than at the next heartbeat (which finds the rest)."""
+        cancelled = {run_id}
+        while True:
+            found = [
+                ex
+                for ex in self._executions.values()
+                if ex.run.parent_id in cancelled
+                and not ex.run.detached
+                and ex.run.id not in cancelled
+            ]
+            if not found:
+                return
+            for ex in found:
+                ex.cancel_reason = ex.cancel_reason or reason
+                cancelled.add(ex.run.id)
+
     def _spawn(self, row: RunRow, history: History | None) -> None:
         task = asyncio.get_running_loop().create_task(self._execute(row, history))
         self._active[row.id] = (task, row.queue)

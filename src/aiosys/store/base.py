@@ -60,6 +60,7 @@ class RunRow:
     failed_seq: int | None
     cancel_reason: str | None
     claims: int
+    detached: bool = False  # a child left alone when its parent is cancelled or times out
 
     @property
     def wf_key(self) -> str:
@@ -71,6 +72,12 @@ def wf_key(workflow: str, version: str) -> str:
 
 
 RUN_COLUMNS = tuple(RunRow.__dataclass_fields__)
+
+
+def child_cancel_reason(parent_id: str, why: str) -> str:
+    """The cancel reason of a child cancelled with its parent: ``why`` says what the parent
+    did ("was cancelled: ...", "timed out: ...")."""
+    return f"its parent run {parent_id} {why}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +136,7 @@ class NewRun:
     parent_id: str | None = None
     deadline_at: float | None = None
     created_at: float = field(default_factory=now)
+    detached: bool = False  # a child that outlives its parent's cancellation or timeout
 
 
 # ---- writes applied in batches (group commit) --------------------------------------------
@@ -168,6 +176,9 @@ class Finish:
     error: str | None = None
     failed_seq: int | None = None
     parent_id: str | None = None
+    # Set when the run ends cancelled or timed out: the reason its children that were not
+    # started detached are cancelled with (recursively), in the same transaction.
+    cancel_children: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,7 +262,8 @@ class Store(Protocol):
         """Store a signal and wake the run if it waits; errors if the run has ended."""
 
     async def cancel(self, run_id: str, reason: str) -> RunRow:
-        """Cancel a run: at once if it holds no worker, else at its next effect."""
+        """Cancel a run: at once if it holds no worker, else at its next effect; and in the
+        same transaction its descendants that were not started detached, the same way."""
 
     async def resume(self, run_id: str) -> RunRow:
         """Put a ``dead`` or ``failed`` run back in the queue, dropping the failed effect's

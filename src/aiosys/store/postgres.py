@@ -40,6 +40,7 @@ from .base import (
     RunRow,
     Write,
     WriteResult,
+    child_cancel_reason,
     now,
 )
 from .common import (
@@ -282,6 +283,9 @@ class PostgresStore(CommonStore):
                 if row is not None and row["status"] == "cancelled" and row["parent_id"]:
                     await tx.run(q["wake"], {"run_id": row["parent_id"], "now": t})
                     await tx.run(q["notify_work"], {"queue": ""})
+                if row is not None:
+                    why = child_cancel_reason(run_id, f"was cancelled: {reason}")
+                    await tx.run(q["cancel_children"], self.cancel_children_params(run_id, why, t))
             return row
 
         row = await retrying(attempt)
