@@ -3,6 +3,11 @@
 A worker serves named queues with a concurrency limit of its own. It sleeps until there is
 work: a run started in this process, a notification from the store (PostgreSQL's
 LISTEN/NOTIFY), the next timer or expiring lease, or a poll. Parked runs hold no slot.
+
+Stopping drains: the worker stops claiming, lets the runs in flight go on (their leases
+still renewed) until they end or park or ``grace`` seconds pass, then interrupts the rest
+and gives them back to the queue (``Release``) for another worker to replay. ``force()``
+cuts the grace period short (the ``aiosys worker`` command's second signal).
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ class Worker:
         concurrency: int | None = None,
         lease: float | None = None,
         idle_poll: float = 1.0,
+        drain_grace: float = 30.0,
     ) -> None:
         self.app = app
         self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -41,6 +47,7 @@ class Worker:
         self.concurrency = concurrency or app.concurrency
         self.lease = lease or app.lease
         self.idle_poll = idle_poll
+        self.drain_grace = drain_grace
         self.committer = Committer(app.store)
         self._active: dict[str, tuple[asyncio.Task[None], str]] = {}
         self._executions: dict[str, Execution] = {}
@@ -51,7 +58,11 @@ class Worker:
         # global limit): a run of theirs ending may let their backlog through.
         self._limited: set[str] = set()
         self._loops: list[asyncio.Task[None]] = []
-        self._stopping = False
+        self._heartbeat: asyncio.Task[None] | None = None
+        self._stopping = False  # no more claims
+        self._closing = False  # no more heartbeats
+        self._idle = asyncio.Event()  # set when the last run in flight left, while stopping
+        self._forced = asyncio.Event()
         self.stopped = asyncio.Event()
 
     # ---- lifecycle ------------------------------------------------------------------------
@@ -61,27 +72,81 @@ class Worker:
         loop = asyncio.get_running_loop()
         self._loops = [
             loop.create_task(self._claim_loop(), name="aiosys-claim"),
-            loop.create_task(self._heartbeat_loop(), name="aiosys-heartbeat"),
             loop.create_task(self._listen_loop(), name="aiosys-listen"),
         ]
+        self._heartbeat = loop.create_task(self._heartbeat_loop(), name="aiosys-heartbeat")
         log.info("worker %s serving queues %s", self.id, ", ".join(self.queues))
 
-    async def stop(self) -> None:
-        """Stop claiming, interrupt runs in flight and give them back to the queue."""
+    async def stop(self, grace: float = 0.0) -> None:
+        """Stop claiming; let the runs in flight go on until they end or park, for up to
+        ``grace`` seconds (or until ``force()``); then interrupt the rest and give them back
+        to the queue. ``grace=0`` (the default, and ``async with app:``) gives back at once."""
         # The flag ends the loops even if a cancellation is swallowed on its way (Python
         # 3.11's wait_for drops one that races with the awaited event being set).
         self._stopping = True
         for task in self._loops:
             task.cancel()
         await asyncio.gather(*self._loops, return_exceptions=True)
+        if self._active and grace > 0 and not self._forced.is_set():
+            await self._drain(grace)
         running = dict(self._active)
+        if running:
+            log.warning(
+                "worker %s: giving back %d run(s) still in flight: %s",
+                self.id,
+                len(running),
+                ", ".join(running),
+            )
         for task, _ in running.values():
             task.cancel()
         await asyncio.gather(*(t for t, _ in running.values()), return_exceptions=True)
         releases = [self.committer.submit(Release(self.id, run_id)) for run_id in running]
         await asyncio.gather(*releases, return_exceptions=True)
+        self._closing = True
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            await asyncio.gather(self._heartbeat, return_exceptions=True)
         await self.committer.stop()
         self.stopped.set()
+
+    async def drain(self) -> None:
+        """``stop`` with this worker's ``drain_grace`` (what SIGTERM does to a worker)."""
+        await self.stop(self.drain_grace)
+
+    def force(self) -> None:
+        """End a drain now: the runs still in flight are given back."""
+        self._forced.set()
+
+    async def _drain(self, grace: float) -> None:
+        in_flight = list(self._active)
+        log.info(
+            "worker %s: draining %d run(s) in flight for up to %gs: %s",
+            self.id,
+            len(in_flight),
+            grace,
+            ", ".join(in_flight),
+        )
+        self._idle.clear()
+        waits = [
+            asyncio.ensure_future(self._idle.wait()),
+            asyncio.ensure_future(self._forced.wait()),
+        ]
+        try:
+            await asyncio.wait(waits, timeout=grace, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
+        done = [run_id for run_id in in_flight if run_id not in self._active]
+        if done:
+            log.info(
+                "worker %s: drained %d run(s) (ended or parked): %s",
+                self.id,
+                len(done),
+                ", ".join(done),
+            )
+        if self._active:
+            why = "forced" if self._forced.is_set() else f"grace period of {grace:g}s over"
+            log.warning("worker %s: %s with %d run(s) in flight", self.id, why, len(self._active))
 
     async def run_forever(self) -> None:
         await self.start()
@@ -111,7 +176,7 @@ class Worker:
             queue in self.queues
             and (spec is None or spec.concurrency is None)
             and self._free(queue) > 0
-            and not self.stopped.is_set()
+            and not self._stopping
         )
 
     def adopt_new(self, row: RunRow, spec: WorkflowSpec) -> None:
@@ -183,6 +248,8 @@ class Worker:
             self._per_queue[row.queue] -= 1
             if self._more or row.queue in self._limited:
                 self._kick.set()
+            if self._stopping and not self._active:
+                self._idle.set()
 
     async def _claim_loop(self) -> None:
         while not self._stopping:
@@ -235,7 +302,7 @@ class Worker:
             self._kick.clear()
 
     async def _heartbeat_loop(self) -> None:
-        while not self._stopping:
+        while not self._closing:  # a draining worker keeps the leases of its runs
             await asyncio.sleep(self.lease / 3)
             try:
                 held = await self.app.store.heartbeat(self.id, self.lease)
