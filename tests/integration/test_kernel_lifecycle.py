@@ -4,10 +4,11 @@ they were started detached."""
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import pytest
 
-from aiosys import App, Context
+from aiosys import App, Context, Retry, TransientError, current_step
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -159,3 +160,74 @@ async def test_ctx_child_detached_is_left_alone(store_url, wait_status):
         await app.cancel(parent.id)
         await wait_status(app, parent.id, "cancelled")
         assert (await app.get_run(loners[0].id)).status == "waiting"
+
+
+async def test_a_steps_attempt_count_survives_recovery(store_url, wait_status, error_of):
+    """A step that failed 2 of its 3 attempts before its worker went away gets 1 more on
+    the worker that recovers the run, after what was left of its backoff."""
+    calls: list[int] = []
+    second_failed = asyncio.Event()
+
+    def make_app() -> App:
+        app = App(store=store_url, lease=1.0)
+        # delay(1) = 0.003 s, delay(2) = 3 s: the first worker goes away during the second.
+        policy = Retry(attempts=3, backoff=0.003, multiplier=1000.0, jitter=0.0)
+
+        @app.step(name="flaky", retry=policy)
+        async def flaky() -> None:
+            step = current_step()
+            assert step is not None
+            calls.append(step.attempt)
+            if len(calls) == 2:
+                second_failed.set()
+            raise TransientError(f"attempt {step.attempt} failed")
+
+        @app.workflow
+        async def wf(ctx: Context) -> None:
+            await flaky()
+
+        return app
+
+    first = make_app()
+    async with first:
+        run = await first.start("wf")
+        await second_failed.wait()
+        # The retry's record is committed before the wait for attempt 3 begins.
+        async with asyncio.timeout(10):
+            while True:
+                (pending,) = await first.effects(run.id)
+                if pending.attempt == 2:
+                    break
+                await asyncio.sleep(0.01)
+        assert pending.status == "pending" and "attempt 2 failed" in pending.error
+    assert calls == [1, 2]  # the first worker stopped before attempt 3 was due
+
+    second = make_app()
+    async with second:
+        row = await wait_status(second, run.id, "dead")
+        effects = await second.effects(run.id)
+    assert calls == [1, 2, 3]
+    assert [(e.status, e.attempt) for e in effects] == [("error", 3)]
+    assert "attempt 3 failed" in error_of(row)["message"]
+
+
+def test_one_app_runs_under_a_second_event_loop(store_url, caplog, recwarn):
+    """``asyncio.run`` twice with one App (scripts, notebooks, tests): both loops start,
+    execute and await runs; nothing is bound to the first loop, nothing warns."""
+    app = App(store=store_url, lease=1.0)
+
+    @app.workflow
+    async def wf(ctx: Context, n: int) -> int:
+        await ctx.sleep(0.05)  # parks and wakes: the worker's loops go round
+        return n
+
+    async def once(n: int) -> int:
+        async with app:
+            handle = await app.start("wf", {"n": n})
+            return int(await handle.result(timeout=20))
+
+    caplog.set_level(logging.WARNING, logger="aiosys")
+    assert asyncio.run(once(1)) == 1
+    assert asyncio.run(once(2)) == 2
+    assert [r.getMessage() for r in caplog.records] == []
+    assert [str(w.message) for w in recwarn] == []

@@ -481,8 +481,11 @@ class App:
 
     def _waiter(self, run_id: str) -> asyncio.Future[Ended | None]:
         fut = self._waiters.get(run_id)
-        if fut is None or fut.done():
-            fut = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        # A waiter left by a caller under an earlier event loop (``asyncio.run`` twice with
+        # one app) cannot be awaited in this one.
+        if fut is None or fut.done() or fut.get_loop() is not loop:
+            fut = loop.create_future()
             self._waiters[run_id] = fut
         return fut
 

@@ -117,6 +117,13 @@ class PostgresStore(CommonStore):
     async def open(self) -> None:
         if not self._closed:
             return
+        # Locks, events and the listener belong to the event loop that uses them: one store
+        # opened again under a new loop (``asyncio.run`` twice) starts them afresh.
+        self._apply = Slot(self._connect)
+        self._claim = Slot(self._connect)
+        self._readers = [Slot(self._connect) for _ in range(READERS)]
+        self._work = asyncio.Event()
+        self._listener = None
         self._closed = False
         try:
             async with self._reader().use() as conn, conn.transaction():
