@@ -70,11 +70,12 @@ class Worker:
     async def start(self) -> None:
         self.committer.start()
         loop = asyncio.get_running_loop()
+        self._heartbeat = loop.create_task(self._heartbeat_loop(), name="aiosys-heartbeat")
         self._loops = [
             loop.create_task(self._claim_loop(), name="aiosys-claim"),
+            self._heartbeat,
             loop.create_task(self._listen_loop(), name="aiosys-listen"),
         ]
-        self._heartbeat = loop.create_task(self._heartbeat_loop(), name="aiosys-heartbeat")
         log.info("worker %s serving queues %s", self.id, ", ".join(self.queues))
 
     async def stop(self, grace: float = 0.0) -> None:
@@ -84,9 +85,10 @@ class Worker:
         # The flag ends the loops even if a cancellation is swallowed on its way (Python
         # 3.11's wait_for drops one that races with the awaited event being set).
         self._stopping = True
-        for task in self._loops:
+        claiming = [t for t in self._loops if t is not self._heartbeat]  # leases go on
+        for task in claiming:
             task.cancel()
-        await asyncio.gather(*self._loops, return_exceptions=True)
+        await asyncio.gather(*claiming, return_exceptions=True)
         if self._active and grace > 0 and not self._forced.is_set():
             await self._drain(grace)
         running = dict(self._active)
