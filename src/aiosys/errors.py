@@ -5,9 +5,12 @@
     AiosysError                         base of everything aiosys raises on purpose
     ├── TransientError                  retried by the step's Retry policy
     │   ├── StepTimeout                 a step ran past its timeout
+    │   ├── StepInterrupted             a step raised KeyboardInterrupt, a CancelledError that
+    │   │                               was not its run's cancellation, or another BaseException
     │   └── ProviderUnavailable         a model provider failed (429/5xx, timeout, network)
     ├── PermanentError                  never retried; ends the run as ``dead`` unless caught
     │   ├── NotSerializable             an effect's output would not come back the same from JSON
+    │   ├── StepExited                  a step raised SystemExit or GeneratorExit
     │   ├── WaitTimeout                 ``ctx.wait_for`` reached its timeout
     │   ├── ChildFailed                 a child workflow ended without success
     │   ├── BudgetExceeded              a hard budget would be exceeded: the call is not made
@@ -49,6 +52,24 @@ class StepTimeout(TransientError):
     """A step ran longer than its ``timeout``."""
 
 
+class StepInterrupted(TransientError):
+    """A step raised a ``BaseException`` that is not an ``Exception`` and not an exit:
+    ``KeyboardInterrupt``, an ``asyncio.CancelledError`` that was not the cancellation of the
+    task executing the run (a library's inner task cancelled under the step), or a foreign
+    ``BaseException`` subclass. Left alone, such an exception would stop the worker's event
+    loop (or be mistaken for the run being cancelled); the step executor turns it into this
+    error, a failed attempt retried under the step's ``Retry`` like any unknown error.
+    ``KeyboardInterrupt`` is transient: signals reach only the main thread, so in a step it
+    was raised by the step's code or by a Ctrl-C that hit the loop while the step ran, and
+    neither says the step's input is bad (the ``aiosys worker`` command handles SIGINT
+    itself, so Ctrl-C drains it instead). ``raised`` names the original class; the
+    original is the ``__cause__``."""
+
+    def __init__(self, message: str, *, raised: str = "") -> None:
+        super().__init__(message)
+        self.raised = raised
+
+
 class PermanentError(AiosysError):
     """A failure that will not go away by retrying: the step is not retried."""
 
@@ -56,6 +77,20 @@ class PermanentError(AiosysError):
 class NotSerializable(PermanentError):
     """An effect's output cannot be recorded as JSON that decodes back to the same value
     (see ``aiosys.kernel.serde``: annotate the return type, or return plain JSON)."""
+
+
+class StepExited(PermanentError):
+    """A step raised ``SystemExit`` (argparse on a bad argument, ``sys.exit`` in a library,
+    click) or ``GeneratorExit``: code asking to end the process or a generator, which would
+    stop the worker's event loop. The step executor turns it into this error, a failed
+    attempt that is permanent (the same input exits the same way), so the run ends ``dead``
+    with it recorded and ``resume`` can retry after a fix. ``raised`` names the original
+    class, ``code`` is ``SystemExit.code``; the original is the ``__cause__``."""
+
+    def __init__(self, message: str, *, raised: str = "", code: object = None) -> None:
+        super().__init__(message)
+        self.raised = raised
+        self.code = code
 
 
 class WaitTimeout(PermanentError):
@@ -195,6 +230,8 @@ __all__ = [
     "RunFailed",
     "RunNotFound",
     "RunTimedOut",
+    "StepExited",
+    "StepInterrupted",
     "StepTimeout",
     "StoreRefused",
     "TransientError",

@@ -37,6 +37,8 @@ from .render import error_message, run_dict
 from .runs import runs
 from .scaffold import scaffold
 
+log = logging.getLogger("aiosys.worker")
+
 cli = typer.Typer(help="aiosys: durable, governed, observable AI workflows.", no_args_is_help=True)
 cli.add_typer(runs, name="runs")
 cli.add_typer(models, name="models")
@@ -167,8 +169,21 @@ def worker(
     ] = None,
     concurrency: Annotated[int, typer.Option(help="Runs in flight in this worker.")] = 64,
     lease: Annotated[float, typer.Option(help="Lease seconds; renewed every third.")] = 30.0,
+    grace: Annotated[
+        float,
+        typer.Option(
+            "--grace",
+            min=0.0,
+            help="On SIGTERM/SIGINT, seconds to let runs in flight finish before giving "
+            "them back; a second signal gives them back at once.",
+        ),
+    ] = 30.0,
 ) -> None:
-    """Run a worker: claim runs from the store and execute them until stopped."""
+    """Run a worker: claim runs from the store and execute them until stopped.
+
+    The first SIGTERM or SIGINT drains it: no more claims, runs in flight go on until they
+    end or park or the grace period passes, then the rest are given back to the queue for
+    another worker. A second signal gives them back at once. Either way it exits 0."""
     try:
         the_app = load_app(app, store)
     except AiosysError as exc:
@@ -177,18 +192,30 @@ def worker(
 
     async def main() -> None:
         await the_app.open()
-        w = Worker(the_app, queues=queue or None, concurrency=concurrency, lease=lease)
+        w = Worker(
+            the_app, queues=queue or None, concurrency=concurrency, lease=lease, drain_grace=grace
+        )
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
+
+        def on_signal(sig: signal.Signals) -> None:
+            if not stop.is_set():
+                log.info("%s: draining (grace %gs); send it again to stop at once", sig.name, grace)
+                stop.set()
+            else:
+                log.warning("%s again: giving back the runs in flight now", sig.name)
+                w.force()
+
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, on_signal, sig)
         await w.start()
         err.print(f"worker {w.id} on {the_app.store.url}, queues: {', '.join(w.queues)}")
         try:
             await stop.wait()
         finally:
-            await w.stop()
+            await w.drain()
             await the_app.close()
+            log.info("worker %s stopped", w.id)
 
     asyncio.run(main())
 

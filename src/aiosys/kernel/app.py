@@ -25,7 +25,16 @@ from ..errors import (
 )
 from ..store import Store, open_store
 from ..store._text import check_identifier
-from ..store.base import SUCCEEDED, TERMINAL, EffectRow, Finish, NewRun, RunRow, now
+from ..store.base import (
+    SUCCEEDED,
+    TERMINAL,
+    EffectRow,
+    Finish,
+    NewRun,
+    RunRow,
+    child_cancel_reason,
+    now,
+)
 from . import serde
 from .effects import register_kernel_effects
 from .gate import Gate
@@ -438,6 +447,7 @@ class App:
         priority: int | None = None,
         version: str | None = None,
         parent_id: str | None = None,
+        detached: bool = False,
     ) -> RunHandle:
         """Record a new run as pending (a worker in this process takes it at once).
         Opens the app if it is not open.
@@ -447,7 +457,9 @@ class App:
         input, else raises ``IdempotencyConflict`` naming it. A ``queue`` this app never
         declared is refused (``ConfigError``): no worker of the app would take the run.
         Idempotency keys and tenants are identities: text a store cannot keep as it is
-        (NUL, lone surrogates) is refused with ``InvalidInput``, never altered."""
+        (NUL, lone surrogates) is refused with ``InvalidInput``, never altered.
+        A child (``parent_id``) is cancelled with its parent (cancel or timeout) unless it
+        is ``detached``."""
         spec = self.spec(workflow, version)
         check_identifier("tenant", tenant)
         if idempotency_key is not None:
@@ -472,6 +484,7 @@ class App:
             parent_id=parent_id,
             deadline_at=None if spec.timeout is None else created_at + spec.timeout,
             created_at=created_at,
+            detached=detached,
         )
         worker = self._worker
         if worker is not None and worker.can_take(new.queue):
@@ -527,10 +540,13 @@ class App:
     async def cancel(
         self, run_id: str, reason: str = "cancelled by request", *, tenant: str = "default"
     ) -> RunRow:
+        """Cancel a run and its children that were not started detached (recursively)."""
         await self._ready()
         row = await self.store.cancel(run_id, reason, tenant=tenant)
         if self._worker is not None:
             self._worker.cancel_local(run_id, reason)
+            why = child_cancel_reason(run_id, f"was cancelled: {reason}")
+            self._worker.cancel_children_local(run_id, why)
         if row.status in TERMINAL:
             self._notify_finished(row)
         return row
@@ -568,8 +584,11 @@ class App:
 
     def _waiter(self, run_id: str) -> asyncio.Future[Ended | None]:
         fut = self._waiters.get(run_id)
-        if fut is None or fut.done():
-            fut = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        # A waiter left by a caller under an earlier event loop (``asyncio.run`` twice with
+        # one app) cannot be awaited in this one.
+        if fut is None or fut.done() or fut.get_loop() is not loop:
+            fut = loop.create_future()
             self._waiters[run_id] = fut
         return fut
 

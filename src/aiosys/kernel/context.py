@@ -88,19 +88,23 @@ class Context:
         *,
         version: str | None = None,
         queue: str | None = None,
+        detached: bool = False,
     ) -> ChildHandle:
         """Start a child run (exactly once, even across replays); await the handle for its
-        result."""
-        child_id = await self._ex.effect(
-            "child_start",
-            workflow,
-            params={"workflow": workflow, "input": input, "version": version, "queue": queue},
-        )
+        result. Cancelling this run, or its timeout, cancels the child too, unless it is
+        ``detached`` (Temporal's parent close policy ABANDON)."""
+        params: dict[str, Any] = {"workflow": workflow, "input": input}
+        params |= {"version": version, "queue": queue}
+        if detached:
+            params["detached"] = True
+        child_id = await self._ex.effect("child_start", workflow, params=params)
         return ChildHandle(self._ex, child_id, workflow)
 
-    async def child(self, workflow: str, input: dict[str, Any] | None = None) -> Any:
-        """Start a child run and wait for its result."""
-        return await (await self.start_child(workflow, input)).result()
+    async def child(
+        self, workflow: str, input: dict[str, Any] | None = None, *, detached: bool = False
+    ) -> Any:
+        """Start a child run and wait for its result (``detached``: see ``start_child``)."""
+        return await (await self.start_child(workflow, input, detached=detached)).result()
 
     async def step(
         self,

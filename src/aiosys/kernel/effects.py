@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import functools
 import inspect
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import ChildFailed, StepTimeout, WaitTimeout
+from ..errors import (
+    ChildFailed,
+    RunCancelled,
+    StepExited,
+    StepInterrupted,
+    StepTimeout,
+    WaitTimeout,
+)
 from ..store.base import SUCCEEDED, TERMINAL, now
-from . import serde
-from .control import Parked
+from . import serde, step_threads
+from .control import Parked, Unwind
 from .gate import EffectCall, Gate
 from .runtime import current_execution
 
@@ -44,17 +51,66 @@ def current_step() -> StepInfo | None:
 
 
 async def run_step(call: EffectCall) -> Any:
+    """Execute a step's body once (one attempt): async bodies on the run's task, sync ones
+    on a thread. Whatever the body raises is an error of this attempt: a ``BaseException``
+    that is not the kernel's own control flow is translated here, at the gate's last link,
+    so it is recorded and retried like any error and never stops the worker's loop
+    (``_contained``)."""
+    try:
+        return await _attempt(call)
+    except (RunCancelled, Parked, Unwind):
+        raise  # the kernel's own control flow, passing through
+    except Exception:
+        raise
+    except BaseException as exc:
+        error = _contained(call.name, exc)
+        if error is exc:
+            raise
+        raise error from exc
+
+
+def _contained(name: str, exc: BaseException, *, on_task: bool = True) -> BaseException:
+    """The aiosys error a step's ``BaseException`` becomes, or ``exc`` itself when it is
+    the cancellation of the task executing the run (shutdown, the run's timeout, the step's
+    own timeout): that one must keep unwinding. A ``CancelledError`` is the task's own when
+    the task is being cancelled (``Task.cancelling()``); one a step raises while nobody
+    cancels its task (a cancelled inner future, a sync body raising it) is the step's.
+    ``on_task`` False: raised on a sync step's thread, where no cancellation is the run's."""
+    if on_task and isinstance(exc, asyncio.CancelledError):
+        task = asyncio.current_task()
+        if task is not None and task.cancelling() > 0:
+            return exc
+    cls = type(exc)
+    raised = f"{cls.__module__}.{cls.__qualname__}"
+    what = f"step {name!r} raised {cls.__qualname__}"
+    detail = str(exc)
+    if isinstance(exc, SystemExit | GeneratorExit):
+        code = exc.code if isinstance(exc, SystemExit) else None
+        return StepExited(
+            f"{what}({detail}): a step cannot exit the process; the attempt failed for good",
+            raised=raised,
+            code=code,
+        )
+    return StepInterrupted(
+        f"{what}{f'({detail})' if detail else ''}, which is not an Exception: "
+        "the attempt failed and is retried under the step's policy",
+        raised=raised,
+    )
+
+
+async def _attempt(call: EffectCall) -> Any:
     assert call.fn is not None
     info = StepInfo(call.run_id, call.seq, call.meta.get("attempt", 1), call.name)
     step_token = _step_info.set(info)
     wf_token = current_execution.set(None)  # a step calling a step just calls it
     try:
-        if inspect.iscoroutinefunction(call.fn):
-            work: Any = call.fn(*call.args, **call.kwargs)
-        else:
-            ctx = contextvars.copy_context()
-            fn = functools.partial(ctx.run, call.fn, *call.args, **call.kwargs)
-            work = asyncio.get_running_loop().run_in_executor(None, fn)
+        if not inspect.iscoroutinefunction(call.fn):
+            body = _sync_body(call)
+            if call.timeout is not None:  # a thread of its own: see step_threads
+                key = (call.run_id, call.seq)
+                return await step_threads.run_with_timeout(key, call.name, body, call.timeout)
+            return await asyncio.get_running_loop().run_in_executor(None, body)
+        work = call.fn(*call.args, **call.kwargs)
         if call.timeout is None:
             return await work
         try:
@@ -69,6 +125,26 @@ async def run_step(call: EffectCall) -> Any:
     finally:
         current_execution.reset(wf_token)
         _step_info.reset(step_token)
+
+
+def _sync_body(call: EffectCall) -> Callable[[], Any]:
+    """A sync step's body for its thread, in a copy of the caller's context. A
+    ``BaseException`` is translated on the thread: travelling through an asyncio future it
+    would be thrown into the run's coroutines, and a ``GeneratorExit`` thrown there closes
+    them (``coroutine ignored GeneratorExit``)."""
+    assert call.fn is not None
+    fn, args, kwargs = call.fn, call.args, call.kwargs
+    ctx = contextvars.copy_context()
+
+    def body() -> Any:
+        try:
+            return ctx.run(fn, *args, **kwargs)
+        except Exception:
+            raise
+        except BaseException as exc:
+            raise _contained(call.name, exc, on_task=False) from exc
+
+    return body
 
 
 def _deadline(call: EffectCall, seconds: float | None) -> float | None:
@@ -112,6 +188,7 @@ async def start_child(call: EffectCall) -> str:
         tenant=ex.run.tenant,
         idempotency_key=call.idempotency_key,
         parent_id=ex.run.id,
+        detached=bool(p.get("detached", False)),
     )
     return handle.id
 

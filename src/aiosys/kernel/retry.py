@@ -34,9 +34,22 @@ class Retry:
             raise ValueError("Retry.backoff and cap must be >= 0 and jitter within [0, 1]")
 
     def delay(self, retry_number: int, rng: Callable[[], float] = random.random) -> float:
-        """Seconds to wait before retry ``retry_number`` (1 for the first retry)."""
-        base = min(self.cap, self.backoff * self.multiplier ** (retry_number - 1))
+        """Seconds to wait before retry ``retry_number`` (1 for the first retry); any number
+        of retries gives at most ``cap`` (+ jitter), never an ``OverflowError``."""
+        base = capped_backoff(self.backoff, self.multiplier, retry_number - 1, self.cap)
         return max(0.0, base * (1 + self.jitter * (2 * rng() - 1)))
+
+
+def capped_backoff(base: float, factor: float, exponent: int, cap: float) -> float:
+    """``min(cap, base * factor**exponent)`` for any exponent: a float power past ~1e308
+    raises ``OverflowError`` before ``min`` could apply the cap, so an overflow *is* the cap.
+    Every exponential backoff in aiosys goes through here (kernel retries, model router)."""
+    if base <= 0:
+        return 0.0
+    try:
+        return min(cap, base * factor ** max(0, exponent))
+    except OverflowError:
+        return cap
 
 
 NO_RETRY = Retry(attempts=1)

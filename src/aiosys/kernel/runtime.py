@@ -39,6 +39,7 @@ from ..store.base import (
     RunRow,
     SignalRow,
     WriteResult,
+    child_cancel_reason,
     now,
 )
 from . import serde
@@ -312,6 +313,12 @@ class Execution:
         failed_seq: int | None = None,
         parked: bool = False,
     ) -> Finish:
+        # A run cancelled or timed out takes its children that are not detached with it.
+        why = None
+        if status == CANCELLED:
+            why = f"was cancelled: {self.cancel_reason or error}"
+        elif isinstance(error, RunTimedOut):
+            why = f"timed out: {error}"
         return Finish(
             owner=self.owner,
             run_id=self.run.id,
@@ -322,6 +329,7 @@ class Execution:
             parent_id=self.run.parent_id,
             epoch=self.epoch,
             parked=parked,
+            cancel_children=None if why is None else child_cancel_reason(self.run.id, why),
         )
 
     async def _end(self, finish: Finish) -> None:

@@ -15,6 +15,12 @@ heartbeats renew only the runs it executes whose writes are not stuck, so a run 
 executes expires and is claimed again. Its loops (claim, heartbeat, notifications, commit)
 are supervised: one that dies unexpectedly is restarted, and a loop that keeps dying stops
 the worker loudly.
+
+Stopping drains: the worker stops claiming, lets the runs in flight go on (their leases
+still renewed) until they end or park or ``grace`` seconds pass, then interrupts the rest
+and gives them back to the queue (``Release``) for another worker to replay. ``force()``
+cuts the grace period short (the ``aiosys worker`` command's second signal). Parked
+executions are dropped at once: their runs stay parked in the store.
 """
 
 from __future__ import annotations
@@ -57,6 +63,7 @@ class Worker:
         idle_poll: float = 1.0,
         max_parked: int | None = None,
         store_timeout: float | None = None,
+        drain_grace: float = 30.0,
     ) -> None:
         self.app = app
         self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -65,6 +72,7 @@ class Worker:
         self.lease = lease or app.lease
         self.idle_poll = idle_poll
         self.max_parked = app.max_parked if max_parked is None else max_parked
+        self.drain_grace = drain_grace
         # A store call (claim, heartbeat, group commit) that takes longer fails: a hung
         # connection must not hold the loops forever. Default: the lease.
         self.store_timeout = store_timeout or self.lease
@@ -83,7 +91,11 @@ class Worker:
         # global limit): a run of theirs ending may let their backlog through.
         self._limited: set[str] = set()
         self._loops: list[asyncio.Task[None]] = []
-        self._stopping = False
+        self._heartbeat: asyncio.Task[None] | None = None
+        self._stopping = False  # no more claims
+        self._closing = False  # no more heartbeats
+        self._idle = asyncio.Event()  # set when the last run in flight left, while stopping
+        self._forced = asyncio.Event()
         self._last_cancel_poll = 0.0
         self.stopped = asyncio.Event()
 
@@ -92,30 +104,43 @@ class Worker:
     async def start(self) -> None:
         self.committer.start()
         loop = asyncio.get_running_loop()
+        self._heartbeat = loop.create_task(
+            self._supervise("heartbeat", self._heartbeat_loop), name="aiosys-heartbeat"
+        )
         self._loops = [
             loop.create_task(self._supervise("claim", self._claim_loop), name="aiosys-claim"),
-            loop.create_task(
-                self._supervise("heartbeat", self._heartbeat_loop), name="aiosys-heartbeat"
-            ),
+            self._heartbeat,
             loop.create_task(self._supervise("listen", self._listen_loop), name="aiosys-listen"),
         ]
         log.info("worker %s serving queues %s", self.id, ", ".join(self.queues))
 
-    async def stop(self) -> None:
-        """Stop claiming, interrupt runs in flight and give them back to the queue; drop the
-        parked executions (their runs stay parked in the store)."""
+    async def stop(self, grace: float = 0.0) -> None:
+        """Stop claiming; let the runs in flight go on until they end or park, for up to
+        ``grace`` seconds (or until ``force()``); then interrupt the rest and give them back
+        to the queue. ``grace=0`` (the default, and ``async with app:``) gives back at once.
+        Parked executions are dropped (their runs stay parked in the store)."""
         # The flag ends the loops even if a cancellation is swallowed on its way (Python
         # 3.11's wait_for drops one that races with the awaited event being set).
         self._stopping = True
-        for task in self._loops:
+        claiming = [t for t in self._loops if t is not self._heartbeat]  # leases go on
+        for task in claiming:
             task.cancel()
-        await asyncio.gather(*self._loops, return_exceptions=True)
+        await asyncio.gather(*claiming, return_exceptions=True)
         for run_id in list(self._parked):
             self._drop_parked(run_id, "its worker is stopping")
+        if self._running and grace > 0 and not self._forced.is_set():
+            await self._drain(grace)
         running = {run_id: row.epoch for run_id, row in self._running.items()}
         for run_id, ex in self._executions.items():
             ex.unwinding = ex.unwinding or "its worker is stopping"
             running[run_id] = ex.epoch
+        if running:
+            log.warning(
+                "worker %s: giving back %d run(s) still in flight: %s",
+                self.id,
+                len(running),
+                ", ".join(running),
+            )
         tasks = list(self._tasks)
         for task in tasks:
             if task.get_name() in running:  # parked ones unwind by themselves (Unwind)
@@ -131,8 +156,51 @@ class Worker:
             for run_id, epoch in running.items()
         ]
         await asyncio.gather(*releases, return_exceptions=True)
+        self._closing = True
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            await asyncio.gather(self._heartbeat, return_exceptions=True)
         await self.committer.stop()
         self.stopped.set()
+
+    async def drain(self) -> None:
+        """``stop`` with this worker's ``drain_grace`` (what SIGTERM does to a worker)."""
+        await self.stop(self.drain_grace)
+
+    def force(self) -> None:
+        """End a drain now: the runs still in flight are given back."""
+        self._forced.set()
+
+    async def _drain(self, grace: float) -> None:
+        in_flight = list(self._running)
+        log.info(
+            "worker %s: draining %d run(s) in flight for up to %gs: %s",
+            self.id,
+            len(in_flight),
+            grace,
+            ", ".join(in_flight),
+        )
+        self._idle.clear()
+        waits = [
+            asyncio.ensure_future(self._idle.wait()),
+            asyncio.ensure_future(self._forced.wait()),
+        ]
+        try:
+            await asyncio.wait(waits, timeout=grace, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
+        done = [run_id for run_id in in_flight if run_id not in self._running]
+        if done:
+            log.info(
+                "worker %s: drained %d run(s) (ended or parked): %s",
+                self.id,
+                len(done),
+                ", ".join(done),
+            )
+        if self._running:
+            why = "forced" if self._forced.is_set() else f"grace period of {grace:g}s over"
+            log.warning("worker %s: %s with %d run(s) in flight", self.id, why, len(self._running))
 
     async def run_forever(self) -> None:
         await self.start()
@@ -146,7 +214,7 @@ class Worker:
         """Run one of the worker's loops; restart it if it dies, stop the worker loudly if it
         keeps dying (a worker never runs on half-alive)."""
         deaths: list[float] = []
-        while not self._stopping:
+        while not self._closing:
             try:
                 await loop_fn()
                 return
@@ -224,6 +292,25 @@ class Worker:
         if run_id in self._parked:  # its run ended in the store: nothing will wake it
             self._drop_parked(run_id, "its run was cancelled")
 
+    def cancel_children_local(self, run_id: str, reason: str) -> None:
+        """Flag the runs this worker executes that descend from ``run_id`` through children
+        not started detached, as the store's cancel cascade did, so they stop at their next
+        effect rather than at the next heartbeat (which finds the rest)."""
+        cancelled = {run_id}
+        while True:
+            found = [
+                ex
+                for ex in self._executions.values()
+                if ex.run.parent_id in cancelled
+                and not ex.run.detached
+                and ex.run.id not in cancelled
+            ]
+            if not found:
+                return
+            for ex in found:
+                ex.cancel_reason = ex.cancel_reason or reason
+                cancelled.add(ex.run.id)
+
     def _take_slot(self, row: RunRow) -> None:
         self._running[row.id] = row
         self._per_queue[row.queue] += 1
@@ -236,6 +323,8 @@ class Worker:
         self._per_queue[queue] -= 1
         if self._more or queue in self._limited:
             self._kick.set()
+        if self._stopping and not self._running:
+            self._idle.set()
 
     def _spawn(self, row: RunRow, history: History | None) -> None:
         self._take_slot(row)
@@ -389,7 +478,7 @@ class Worker:
             self._kick.clear()
 
     async def _heartbeat_loop(self) -> None:
-        while not self._stopping:
+        while not self._closing:  # a draining worker keeps the leases of its runs
             await asyncio.sleep(self.lease / 3)
             # A run whose writes have hung for a third of the lease is not renewed: if the
             # store took them after all, the run moves on; if not, another worker can.

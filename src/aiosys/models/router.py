@@ -62,6 +62,7 @@ from ..errors import (
     ProviderUnavailable,
     TransientError,
 )
+from ..kernel.retry import capped_backoff
 from .catalog import ModelCard
 from .chain import DeploymentCall, NextLink
 from .contracts import Candidate, RouteContext, RoutingPlan, describe
@@ -371,7 +372,7 @@ class Router:
 
     def _wait(self, n: int, cand: Candidate, exc: BaseException) -> float | None:
         """Seconds before retry ``n + 1`` on the same candidate; None: fall back now."""
-        wait = min(self.max_retry_wait, cand.backoff * 2.0**n)
+        wait = capped_backoff(cand.backoff, 2.0, n, self.max_retry_wait)
         retry_after = exc.retry_after if isinstance(exc, ProviderUnavailable) else None
         if retry_after is not None:
             if retry_after > self.max_retry_wait:

@@ -11,7 +11,7 @@ from typing import Any
 
 from ._pgconn import Cursor, Tx
 from .base import Finish, RecordEffect, Release, Write, WriteResult
-from .common import write_run_id, write_statement
+from .common import CommonStore, write_run_id, write_statement
 
 
 def stands_alone(w: Write) -> bool:
@@ -20,6 +20,11 @@ def stands_alone(w: Write) -> bool:
     if isinstance(w, RecordEffect) and w.side_writes:
         return False
     return not isinstance(w, Release) and not _waits_for_outcome(w)
+
+
+def _cascades(w: Write) -> bool:
+    """A ``Finish`` that cancels the run's children if it lands."""
+    return isinstance(w, Finish) and bool(w.cancel_children)
 
 
 def locked_ids(writes: Sequence[Write]) -> list[str]:
@@ -33,7 +38,7 @@ def _waits_for_outcome(w: Write) -> bool:
     parent."""
     if isinstance(w, RecordEffect):
         return w.consume_signal is not None
-    return isinstance(w, Finish) and bool(w.parent_id)
+    return isinstance(w, Finish) and (bool(w.parent_id) or _cascades(w))
 
 
 def send_order(writes: Sequence[Write]) -> list[int]:
@@ -142,5 +147,10 @@ class Batch:
                 elif isinstance(w, Finish) and w.parent_id:
                     await self.tx.run(self.q["wake"], {"run_id": w.parent_id, "now": self.t})
                     self.notify = True
+                if isinstance(w, Finish) and w.cancel_children:
+                    reason = w.cancel_children
+                    error = CommonStore.cancel_error(reason)
+                    cascade = {"id": w.run_id, "reason": reason, "now": self.t, "error": error}
+                    await self.tx.run(self.q["cancel_children"], cascade)
         self.checked = len(self.writes)
         self.waking.clear()

@@ -65,6 +65,7 @@ class RunRow:
     claims: int
     epoch: int  # bumped by every claim; writes of older claims are refused
     recoveries: int = 0  # claims after an expired lease (see the workflow's max_recoveries)
+    detached: bool = False  # a child left alone when its parent is cancelled or times out
 
     @property
     def wf_key(self) -> str:
@@ -76,6 +77,12 @@ def wf_key(workflow: str, version: str) -> str:
 
 
 RUN_COLUMNS = tuple(RunRow.__dataclass_fields__)
+
+
+def child_cancel_reason(parent_id: str, why: str) -> str:
+    """The cancel reason of a child cancelled with its parent: ``why`` says what the parent
+    did ("was cancelled: ...", "timed out: ...")."""
+    return f"its parent run {parent_id} {why}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +141,7 @@ class NewRun:
     parent_id: str | None = None
     deadline_at: float | None = None
     created_at: float = field(default_factory=now)
+    detached: bool = False  # a child that outlives its parent's cancellation or timeout
 
 
 # ---- writes applied in batches (group commit) --------------------------------------------
@@ -179,6 +187,9 @@ class Finish:
     # Also lands on a run parked under this epoch (``waiting``, nobody claimed it since): how
     # a parked execution that swallowed its unwinding is failed.
     parked: bool = field(default=False, kw_only=True)
+    # Set when the run ends cancelled or timed out: the reason its children that were not
+    # started detached are cancelled with (recursively), in the same transaction.
+    cancel_children: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,7 +295,8 @@ class Store(Protocol):
         """Store a signal and wake the run if it waits; errors if the run has ended."""
 
     async def cancel(self, run_id: str, reason: str, *, tenant: str | None = None) -> RunRow:
-        """Cancel a run: at once if it holds no worker, else at its next effect."""
+        """Cancel a run: at once if it holds no worker, else at its next effect; and in the
+        same transaction its descendants that were not started detached, the same way."""
 
     async def resume(self, run_id: str, *, tenant: str | None = None) -> RunRow:
         """Put a ``dead`` or ``failed`` run back in the queue, dropping the failed effect's

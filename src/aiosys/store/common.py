@@ -45,6 +45,7 @@ def run_params(new: NewRun, owner: str | None, lease: float) -> dict[str, Any]:
         "available_at": new.created_at + lease if claimed else new.created_at,
         "lease_owner": owner,
         "epoch": 1 if claimed else 0,
+        "detached": int(new.detached),
     }
 
 
@@ -108,7 +109,9 @@ def refused(exc: BaseException, writes: Sequence[Write]) -> StoreRefused:
 
 
 def run_row(row: Any) -> RunRow:
-    return RunRow(**{k: row[k] for k in RunRow.__dataclass_fields__})
+    fields = {k: row[k] for k in RunRow.__dataclass_fields__}
+    fields["detached"] = bool(fields["detached"])  # stored as 0/1 in both dialects
+    return RunRow(**fields)
 
 
 def effect_row(row: Any) -> EffectRow:
@@ -161,6 +164,11 @@ class CommonStore:
     @staticmethod
     def cancel_error(reason: str) -> str:
         return json.dumps({"type": "aiosys.errors.RunCancelled", "message": reason})
+
+    def cancel_children_params(self, run_id: str, reason: str, t: float) -> dict[str, Any]:
+        """Parameters of ``cancel_children``: the descendants of ``run_id``, with ``reason``
+        (the reason the parent ended: see ``child_cancel_reason``)."""
+        return {"id": run_id, "reason": reason, "now": t, "error": self.cancel_error(reason)}
 
     async def raise_not_active(self, run_id: str, action: str, tenant: str | None = None) -> None:
         run = await self.get_run(run_id, tenant=tenant)

@@ -41,6 +41,7 @@ from .base import (
     SignalRow,
     Write,
     WriteResult,
+    child_cancel_reason,
     now,
 )
 from .common import (
@@ -122,6 +123,13 @@ class PostgresStore(CommonStore):
     async def open(self) -> None:
         if not self._closed:
             return
+        # Locks, events and the listener belong to the event loop that uses them: one store
+        # opened again under a new loop (``asyncio.run`` twice) starts them afresh.
+        self._apply = Slot(self._connect)
+        self._claim = Slot(self._connect)
+        self._readers = [Slot(self._connect) for _ in range(READERS)]
+        self._work = asyncio.Event()
+        self._listener = None
         self._closed = False
         try:
             async with self._reader().use() as conn, conn.transaction():
@@ -312,6 +320,9 @@ class PostgresStore(CommonStore):
                     await tx.run(q["wake"], {"run_id": row["parent_id"], "now": t})
                 if row is not None:  # its parent woke, or its worker looks for cancels
                     await tx.run(q["notify_work"], {"queue": ""})
+                if row is not None:
+                    why = child_cancel_reason(run_id, f"was cancelled: {reason}")
+                    await tx.run(q["cancel_children"], self.cancel_children_params(run_id, why, t))
             return row
 
         row = await retrying(attempt)

@@ -34,6 +34,7 @@ from .base import (
     SignalRow,
     Write,
     WriteResult,
+    child_cancel_reason,
     now,
 )
 from .common import (
@@ -302,6 +303,9 @@ class SQLiteStore(CommonStore):
                     c.execute(q["consume_signal"], {"id": w.consume_signal, "seq": w.effect.seq})
                 elif ok and isinstance(w, Finish) and w.parent_id:
                     c.execute(q["wake"], {"run_id": w.parent_id, "now": t}).fetchall()
+                if ok and isinstance(w, Finish) and w.cancel_children:
+                    params = self.cancel_children_params(w.run_id, w.cancel_children, t)
+                    c.execute(q["cancel_children"], params).fetchall()
                 results.append(WriteResult(ok))
             return results
 
@@ -338,6 +342,9 @@ class SQLiteStore(CommonStore):
             row = c.execute(q["cancel"], params).fetchone()
             if row is not None and row["status"] == "cancelled" and row["parent_id"]:
                 c.execute(q["wake"], {"run_id": row["parent_id"], "now": t}).fetchall()
+            if row is not None:
+                why = child_cancel_reason(run_id, f"was cancelled: {reason}")
+                c.execute(q["cancel_children"], self.cancel_children_params(run_id, why, t))
             return row
 
         row = await self._run(lambda c: self._tx(c, body))

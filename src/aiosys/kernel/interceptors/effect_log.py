@@ -12,12 +12,18 @@ while a run's last record and its end share one transaction.
 An executor or interceptor may add writes of its own to the record's transaction
 (``EffectCall.also_write``: the model plane commits a call's usage rows this way) and is
 told when that transaction has ended.
+
+A step being retried has a ``pending`` record too (``record_retry``: the attempts that
+failed, the last error, when the next attempt is due). Unlike a parked wait, such a record
+is not an outcome: on replay the effect goes through the whole chain again, and retry
+continues from the recorded attempt.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import replace
 from typing import Any
 
 from ...errors import NonDeterminismError
@@ -50,14 +56,15 @@ class EffectLog:
                 ex.note_failed_effect(exc, call.seq)
                 raise exc
             call.meta["pending"] = json.loads(recorded.output or "{}")
+        # A parked wait is only checked again by its executor (the interceptors between here
+        # and it saw the effect once, when it first ran); a step between retries is not.
+        waiting = recorded is not None and RETRY not in call.meta["pending"]
         await ex.flush()
         ex.check_cancelled()
         started = now()
         # A wait (timer, signal, child) raises Parked until it is satisfied: the execution is
-        # suspended in place and the wait checked again when the run wakes. A parked wait is
-        # only checked again by its executor: the interceptors between here and it saw the
-        # effect once, when it first ran.
-        fresh = recorded is None
+        # suspended in place and the wait checked again when the run wakes.
+        fresh = not waiting
         while True:
             try:
                 output = await (next(call) if fresh else ex.app.gate.execute(call))
@@ -134,6 +141,33 @@ class EffectLog:
             side_writes=tuple(call.side_writes),
             epoch=ex.epoch,
         )
+
+
+RETRY = "next_attempt"  # the key of a pending record that a step's retry wrote
+
+
+async def record_retry(call: EffectCall, exc: BaseException, retry_at: float) -> None:
+    """Commit, before a step is retried, that attempt ``call.meta["attempt"]`` failed with
+    ``exc`` and the next one is due at ``retry_at``, as the effect's ``pending`` record, in a
+    write of its own, so that a run recovered on another worker (or after a crash) goes on
+    with the next attempt, at its time, instead of starting over at attempt 1. The record
+    carries no side writes: those land with the effect's outcome."""
+    ex = call.execution
+    attempt = int(call.meta.get("attempt", 1))
+    state = {RETRY: attempt + 1, "retry_at": retry_at}
+    write = EffectLog._write(
+        call,
+        now(),
+        "pending",
+        output=json.dumps(state),
+        error=serde.dump_error(exc, transient=True),
+    )
+    try:
+        result = await ex.committer.submit(replace(write, side_writes=()))
+    except Exception as err:  # the store failed: leave the run to its lease
+        raise ex.lost(f"could not record effect #{call.seq}: {err}") from err
+    if not result.ok:
+        raise ex.lost(f"a later claim refused the record of effect #{call.seq}")
 
 
 def _tell(call: EffectCall, fut: asyncio.Future[Any]) -> None:

@@ -6,10 +6,10 @@
 -- A new run; its idempotency key (per tenant) makes a second start a no-op.
 INSERT INTO runs (id, workflow, version, wf_key, tenant, queue, priority, status, input,
                   idempotency_key, parent_id, created_at, updated_at, started_at, deadline_at,
-                  available_at, lease_owner, epoch)
+                  available_at, lease_owner, epoch, detached)
 VALUES (:id, :workflow, :version, :wf_key, :tenant, :queue, :priority, :status, :input,
         :idempotency_key, :parent_id, :created_at, :created_at, :started_at, :deadline_at,
-        :available_at, :lease_owner, :epoch)
+        :available_at, :lease_owner, :epoch, :detached)
 ON CONFLICT DO NOTHING
 
 -- name: get_run
@@ -106,6 +106,25 @@ SET cancel_reason = :reason,
     updated_at = :now
 WHERE id = :id AND status IN ('pending', 'running', 'waiting')
 RETURNING *
+
+-- name: cancel_children
+-- Cancel the live descendants of run :id that were not started detached, as `cancel` does
+-- one run (a detached child and everything below it are left alone): ended at once if they
+-- hold no worker, else flagged for their worker.
+WITH RECURSIVE tree (id) AS (
+    SELECT id FROM runs WHERE parent_id = :id AND detached = 0
+    UNION
+    SELECT r.id FROM runs AS r JOIN tree ON r.parent_id = tree.id WHERE r.detached = 0
+)
+UPDATE runs
+SET cancel_reason = COALESCE(cancel_reason, :reason),
+    status = CASE WHEN status IN ('pending', 'waiting') THEN 'cancelled' ELSE status END,
+    error = CASE WHEN status IN ('pending', 'waiting') THEN :error ELSE error END,
+    finished_at = CASE WHEN status IN ('pending', 'waiting') THEN :now ELSE finished_at END,
+    available_at = CASE WHEN status IN ('pending', 'waiting') THEN NULL ELSE available_at END,
+    updated_at = :now
+WHERE id IN (SELECT id FROM tree) AND status IN ('pending', 'running', 'waiting')
+RETURNING id
 
 -- name: resume
 -- Put a dead or failed run back in the queue, its count of recoveries reset.
