@@ -22,7 +22,9 @@ rollback journal instead.
     .venv/bin/python bench/kernel.py --only sqlite --profile
     .venv/bin/python bench/kernel.py --only postgres --skip-dbos --profile --profiler pyinstrument
 
-Results are printed as a table and written to bench/results/kernel-<timestamp>.json.
+Results are printed as a table and written to bench/results/kernel-<timestamp>.json. Then
+``bench/wakes.py`` measures wake-ups (timer overshoot, cross-process signal latency, CPU per
+wake as a run's history grows; ``--skip-wakes`` leaves it out).
 """
 
 import argparse
@@ -567,6 +569,13 @@ def parent_main(args: argparse.Namespace) -> int:
     out = RESULTS_DIR / f"kernel-{stamp}.json"
     out.write_text(json.dumps({"environment": env, "cells": cells}, indent=2))
     console.print(f"\n[dim]results: {out.relative_to(REPO)}[/]")
+    if not args.skip_wakes:
+        # Wake-ups (bench/wakes.py): timer overshoot, cross-process signals, CPU per wake.
+        console.print()
+        wake_args = ["--pg-admin-url", args.pg_admin_url]
+        if args.only:
+            wake_args += ["--only", args.only]
+        subprocess.run([sys.executable, str(BENCH_DIR / "wakes.py"), *wake_args], check=False)
     failed = [
         (c["cell"], s)
         for c in cells
@@ -592,6 +601,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=10, help="untimed runs per cell before timing")
     p.add_argument("--only", choices=["sqlite", "postgres"])
     p.add_argument("--skip-dbos", action="store_true")
+    p.add_argument(
+        "--skip-wakes", action="store_true", help="leave out the wake-up figures (bench/wakes.py)"
+    )
     p.add_argument(
         "--profile",
         action="store_true",

@@ -237,8 +237,16 @@ def main(argv: list[str] | None = None) -> int:
     from rich.table import Table
 
     table = Table(title=f"wake-ups ({args.sleep * 1000:.0f} ms sleeps, {args.effects} effects)")
-    for col in ("store", "timer late p50", "p99", "x-proc signal p50", "p99",
-                "CPU/wake @100", f"@{args.effects}", "ratio"):
+    for col in (
+        "store",
+        "timer late p50",
+        "p99",
+        "x-proc signal p50",
+        "p99",
+        "CPU/wake @100",
+        f"@{args.effects}",
+        "ratio",
+    ):
         table.add_column(col, justify="right")
     for store, r in results.items():
         table.add_row(

@@ -33,15 +33,22 @@ async def stays(app: App, run_id: str, status: str, until: float) -> None:
     assert await app.handle(run_id).status() == status
 
 
-@pytest.mark.timeout(90)
+@pytest.mark.timeout(180)
 async def test_durable_timer_survives_killed_workers_and_never_wakes_early(
     store_url: str, workers_factory: Callable[..., Workers]
 ) -> None:
     app = await crashapp.build(store_url).open()
     pool = workers_factory(store_url, concurrency=4, lease=1.5)
     try:
+        # The sleep must outlast a worker's restart, which takes longer on a busy machine:
+        # measure one, and sleep four times that (at least SLEEP_SECONDS), so the bounds
+        # below follow the machine's speed instead of assuming it.
+        started = time.monotonic()
         pool.spawn()
-        run = await app.start("nap", {"seconds": crashapp.SLEEP_SECONDS})
+        await pool.wait_ready()
+        restart = time.monotonic() - started
+        seconds = max(crashapp.SLEEP_SECONDS, 4 * restart + 1.0)
+        run = await app.start("nap", {"seconds": seconds})
         await wait_status(app, run.id, {"waiting"})
         sleep = [e for e in await app.effects(run.id) if e.kind == "sleep"]
         assert [e.status for e in sleep] == ["pending"]
@@ -66,7 +73,7 @@ async def test_durable_timer_survives_killed_workers_and_never_wakes_early(
     finally:
         await app.close()
     assert out["woke_at"] >= deadline
-    assert deadline >= out["slept_at"] + crashapp.SLEEP_SECONDS
+    assert deadline >= out["slept_at"] + seconds
     assert out["woke_at"] >= deadline + 1.0  # it could not wake while no worker ran
 
 

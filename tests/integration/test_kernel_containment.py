@@ -8,6 +8,7 @@ every call on one run is scoped by tenant; a workflow's queue is always served.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 
@@ -262,7 +263,7 @@ async def test_every_call_on_one_run_is_scoped_by_tenant(store_url):
         missing = str(uuid.uuid4())
         for run_id in (run.id, missing):  # another tenant's run reads as a missing one
             for call in (
-                app.get_run(run_id),
+                app.get_run(run_id, tenant="default"),
                 app.get_run(run_id, tenant="globex"),
                 app.effects(run_id, tenant="globex"),
                 app.signal(run_id, "go", 2, tenant="globex"),
@@ -273,6 +274,8 @@ async def test_every_call_on_one_run_is_scoped_by_tenant(store_url):
                     await call
         assert (await app.get_run(run.id, tenant="acme")).status == "succeeded"
         assert len(await app.effects(run.id, tenant="acme")) == 1
+        # No tenant: the embedded default's local principal, which may see every tenant's.
+        assert (await app.get_run(run.id)).tenant == "acme"
 
     store = open_store(store_url)
     await store.open()
@@ -311,3 +314,34 @@ async def test_start_before_open_opens_the_app(store_url):
     async with app:  # adopts that opening; leaving it closes the store
         assert await run.result(timeout=10) == "ok"
     assert app._opened == 0
+
+
+# ---- a cancelled waiter does not change what a record's hooks hear -------------------------
+
+
+async def test_hooks_hear_the_commit_even_when_the_waiter_was_cancelled(store):
+    """A run cancelled (timeout, worker stop) while its record is being committed: the
+    record's side writes (a model call's usage rows) were committed with it, and those who
+    wrote them must hear so, or they write them again (usage counted twice)."""
+    (run_id,) = await _claimed_runs(store, 1)
+    entered, release = asyncio.Event(), asyncio.Event()
+    apply = store.apply
+
+    async def slow_apply(writes):
+        entered.set()
+        await release.wait()
+        return await apply(writes)
+
+    store.apply = slow_apply
+    heard: list[bool] = []
+    committer = Committer(store)
+    fut = committer.submit(_record(run_id), heard.append)
+    waiter = asyncio.ensure_future(asyncio.gather(fut))  # as Execution.flush waits
+    await entered.wait()
+    waiter.cancel()  # the run's task is cancelled while the commit is in flight
+    release.set()
+    await committer.flush()
+    await committer.stop()
+    assert fut.cancelled()
+    assert heard == [True]
+    assert [e.seq for e in await store.list_effects(run_id)] == [1]

@@ -64,7 +64,7 @@ def _waiting_on(effects: list[EffectRow]) -> EffectRow | None:
 
 
 async def _watch(
-    app: App, run_id: str, console: Console, tenant: str
+    app: App, run_id: str, console: Console, tenant: str | None
 ) -> tuple[RunRow, list[EffectRow]]:
     """Follow the run until it ends, printing each effect as it completes; send ``approve``
     once the run is parked on it."""

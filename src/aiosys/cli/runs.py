@@ -31,7 +31,10 @@ runs = typer.Typer(help="Inspect and steer runs: list, show, cancel, resume, sig
 
 RunId = Annotated[str, typer.Argument(help="The run's id.")]
 TenantOption = Annotated[
-    str, typer.Option("--tenant", help="The run's tenant (a run of another is not found).")
+    str | None,
+    typer.Option(
+        "--tenant", help="Look only in this tenant (a run of another is not found); default: any."
+    ),
 ]
 
 
@@ -64,7 +67,7 @@ def list_runs(
 @runs.command("show")
 def show(
     run_id: RunId,
-    tenant: TenantOption = "default",
+    tenant: TenantOption = None,
     json_: JsonFlag = False,
     app: AppOption = None,
     store: StoreOption = None,
@@ -108,7 +111,7 @@ def cancel(
 @runs.command("resume")
 def resume(
     run_id: RunId,
-    tenant: TenantOption = "default",
+    tenant: TenantOption = None,
     json_: JsonFlag = False,
     app: AppOption = None,
     store: StoreOption = None,
@@ -127,7 +130,7 @@ def signal(
     payload: Annotated[
         str | None, typer.Option("--payload", help="The signal's payload as JSON.")
     ] = None,
-    tenant: TenantOption = "default",
+    tenant: TenantOption = None,
     app: AppOption = None,
     store: StoreOption = None,
 ) -> None:

@@ -33,7 +33,6 @@ from ..store.base import (
     NewRun,
     RunRow,
     child_cancel_reason,
-    now,
 )
 from . import serde
 from .effects import register_kernel_effects
@@ -157,7 +156,7 @@ class RunHandle:
     its ``tenant``; ``created`` is False when an idempotency key returned an existing run."""
 
     def __init__(
-        self, app: App, run_id: str, created: bool = True, *, tenant: str = "default"
+        self, app: App, run_id: str, created: bool = True, *, tenant: str | None = None
     ) -> None:
         self.app = app
         self.id = run_id
@@ -171,7 +170,8 @@ class RunHandle:
         await self.app._ready()
         row = await self.app.store.get_run(self.id, tenant=self.tenant)
         if row is None:
-            raise RunNotFound(f"no run with id {self.id!r} in tenant {self.tenant!r}")
+            where = "" if self.tenant is None else f" in tenant {self.tenant!r}"
+            raise RunNotFound(f"no run with id {self.id!r}{where}")
         return row
 
     async def status(self) -> str:
@@ -471,7 +471,7 @@ class App:
                 "so that workers serve it"
             )
         await self._ready()
-        created_at = now()
+        created_at = self.store.clock()
         new = NewRun(
             id=str(uuid.uuid4()),
             workflow=spec.name,
@@ -505,7 +505,7 @@ class App:
             )
         return RunHandle(self, row.id, created, tenant=tenant)
 
-    def handle(self, run_id: str, *, tenant: str = "default") -> RunHandle:
+    def handle(self, run_id: str, *, tenant: str | None = None) -> RunHandle:
         return RunHandle(self, run_id, tenant=tenant)
 
     async def run(self, workflow: str, input: dict[str, Any] | None = None, **kw: Any) -> Any:
@@ -513,21 +513,22 @@ class App:
         return await (await self.start(workflow, input, **kw)).result()
 
     # Every call that reads or changes one run is scoped by ``tenant``: a run of another
-    # tenant is reported as a missing one (``RunNotFound``).
+    # tenant is reported as a missing one (``RunNotFound``). ``tenant=None`` is the embedded
+    # default's one local principal, which has every right until identities are configured.
 
-    async def get_run(self, run_id: str, *, tenant: str = "default") -> RunRow:
+    async def get_run(self, run_id: str, *, tenant: str | None = None) -> RunRow:
         return await self.handle(run_id, tenant=tenant).row()
 
     async def list_runs(self, **filters: Any) -> list[RunRow]:
         await self._ready()
         return await self.store.list_runs(**filters)
 
-    async def effects(self, run_id: str, *, tenant: str = "default") -> list[EffectRow]:
+    async def effects(self, run_id: str, *, tenant: str | None = None) -> list[EffectRow]:
         await self._ready()
         return await self.store.list_effects(run_id, tenant=tenant)
 
     async def signal(
-        self, run_id: str, name: str, payload: Any = None, *, tenant: str = "default"
+        self, run_id: str, name: str, payload: Any = None, *, tenant: str | None = None
     ) -> None:
         """Send a signal; a run waiting for it wakes, a run not yet waiting keeps it."""
         check_identifier("signal name", name)
@@ -538,7 +539,11 @@ class App:
             self._worker.kick()
 
     async def cancel(
-        self, run_id: str, reason: str = "cancelled by request", *, tenant: str = "default"
+        self,
+        run_id: str,
+        reason: str = "cancelled by request",
+        *,
+        tenant: str | None = None,
     ) -> RunRow:
         """Cancel a run and its children that were not started detached (recursively)."""
         await self._ready()
@@ -551,7 +556,7 @@ class App:
             self._notify_finished(row)
         return row
 
-    async def resume(self, run_id: str, *, tenant: str = "default") -> RunRow:
+    async def resume(self, run_id: str, *, tenant: str | None = None) -> RunRow:
         await self._ready()
         row = await self.store.resume(run_id, tenant=tenant)
         if self._worker is not None:

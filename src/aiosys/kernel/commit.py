@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 
 from ..errors import StoreRefused
 from ..store.base import Store, Write, WriteResult
@@ -38,27 +39,40 @@ class Committer:
         self._pending: list[tuple[Write, asyncio.Future[WriteResult]]] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._closing = False
         # run id -> (monotonic time of its oldest unresolved write, writes unresolved)
         self._waiting: dict[str, tuple[float, int]] = {}
+        # Who to tell whether a write's transaction committed (``submit(on_done=)``).
+        self._hooks: dict[asyncio.Future[WriteResult], Callable[[bool], None]] = {}
 
     def start(self) -> None:
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._loop(), name="aiosys-commit")
 
     async def stop(self) -> None:
+        """Commit what is queued, let the batch in flight end (never cancelled halfway: its
+        writers and hooks must hear how it ended), then stop the loop."""
         task, self._task = self._task, None
         if task is not None:
-            await self.flush()
-            task.cancel()
+            self._closing = True
+            self._wake.set()
             try:
                 await task
-            except asyncio.CancelledError:
-                pass
+            finally:
+                self._closing = False
+        await self.flush()  # written after the loop ended
 
-    def submit(self, write: Write) -> asyncio.Future[WriteResult]:
-        """Queue a write; the future resolves once its transaction has committed."""
+    def submit(
+        self, write: Write, on_done: Callable[[bool], None] | None = None
+    ) -> asyncio.Future[WriteResult]:
+        """Queue a write; the future resolves once its transaction has committed.
+        ``on_done(committed)`` is called when the transaction ended, from what the store
+        did, even if a waiter cancelled the future meanwhile (a cancelled run's records are
+        still written when their batch is)."""
         fut: asyncio.Future[WriteResult] = asyncio.get_running_loop().create_future()
         self._pending.append((write, fut))
+        if on_done is not None:
+            self._hooks[fut] = on_done
         run_id = write_run_id(write)
         since, n = self._waiting.get(run_id, (time.monotonic(), 0))
         self._waiting[run_id] = (since, n + 1)
@@ -87,7 +101,7 @@ class Committer:
             await self._commit_some()
 
     async def _loop(self) -> None:
-        while True:
+        while not self._closing:
             await self._wake.wait()
             self._wake.clear()
             while self._pending:
@@ -100,17 +114,16 @@ class Committer:
             async with asyncio.timeout(self._timeout):
                 results = await self._store.apply([w for w, _ in batch])
             for (_, fut), result in zip(batch, results, strict=True):
-                if not fut.done():
-                    fut.set_result(result)
+                self._settle(fut, result)
         except StoreRefused as exc:
             if len(batch) == 1:
                 log.warning("a write was refused: %s", exc)
-                _fail(batch, exc)
+                self._fail(batch, exc)
             else:
                 await self._one_by_one(batch)
         except Exception as exc:  # the store is down: every writer in the batch learns it
             log.warning("group commit of %d writes failed: %s", len(batch), exc)
-            _fail(batch, exc)
+            self._fail(batch, exc)
         finally:
             for w, _ in batch:
                 self._resolved(w)
@@ -123,7 +136,7 @@ class Committer:
         for write, fut in batch:
             run_id = write_run_id(write)
             if run_id in poisoned:
-                _fail([(write, fut)], poisoned[run_id])
+                self._fail([(write, fut)], poisoned[run_id])
                 continue
             try:
                 async with asyncio.timeout(self._timeout):
@@ -131,15 +144,24 @@ class Committer:
             except StoreRefused as exc:
                 log.warning("a write of run %s was refused: %s", run_id, exc)
                 poisoned[run_id] = exc
-                _fail([(write, fut)], exc)
+                self._fail([(write, fut)], exc)
             except Exception as exc:
-                _fail([(write, fut)], exc)
+                self._fail([(write, fut)], exc)
             else:
-                if not fut.done():
-                    fut.set_result(result)
+                self._settle(fut, result)
 
-
-def _fail(batch: list[tuple[Write, asyncio.Future[WriteResult]]], exc: Exception) -> None:
-    for _, fut in batch:
+    def _settle(self, fut: asyncio.Future[WriteResult], result: WriteResult) -> None:
+        """The write's transaction committed (whether the write itself landed or not)."""
         if not fut.done():
-            fut.set_exception(exc)
+            fut.set_result(result)
+        hook = self._hooks.pop(fut, None)
+        if hook is not None:
+            hook(True)
+
+    def _fail(self, batch: list[tuple[Write, asyncio.Future[WriteResult]]], exc: Exception) -> None:
+        for _, fut in batch:
+            if not fut.done():
+                fut.set_exception(exc)
+            hook = self._hooks.pop(fut, None)
+            if hook is not None:
+                hook(False)

@@ -74,12 +74,18 @@ class Context:
 
     async def sleep(self, seconds: float) -> None:
         """Park the run durably for ``seconds``; a restart neither shortens nor loses it."""
-        await self._ex.effect("sleep", "sleep", params={"seconds": float(seconds)})
+        called_at = self._ex.app.store.clock()
+        await self._ex.effect(
+            "sleep", "sleep", params={"seconds": float(seconds), "called_at": called_at}
+        )
 
     async def wait_for(self, signal: str, timeout: float | None = None) -> Any:
         """Wait (durably, holding no worker) for a signal sent to this run and return its
         payload; raise ``WaitTimeout`` after ``timeout`` seconds."""
-        return await self._ex.effect("signal", signal, params={"timeout": timeout})
+        called_at = self._ex.app.store.clock()
+        return await self._ex.effect(
+            "signal", signal, params={"timeout": timeout, "called_at": called_at}
+        )
 
     async def start_child(
         self,

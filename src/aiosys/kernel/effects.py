@@ -18,7 +18,7 @@ from ..errors import (
     StepTimeout,
     WaitTimeout,
 )
-from ..store.base import SUCCEEDED, TERMINAL, now
+from ..store.base import SUCCEEDED, TERMINAL
 from . import serde, step_threads
 from .control import Parked, Unwind
 from .gate import EffectCall, Gate
@@ -148,18 +148,23 @@ def _sync_body(call: EffectCall) -> Callable[[], Any]:
 
 
 def _deadline(call: EffectCall, seconds: float | None) -> float | None:
-    """A wait's deadline: the one recorded when it first parked, else from now."""
+    """A wait's deadline: the one recorded when it first parked, else ``seconds`` from when
+    the workflow asked for the wait (``called_at``: before the commit of the run's earlier
+    records, which the wait must not be made longer by)."""
     pending = call.meta.get("pending")
     if pending is not None:
         deadline: float | None = pending.get("deadline")
         return deadline
-    return None if seconds is None else now() + seconds
+    if seconds is None:
+        return None
+    called_at = call.params.get("called_at")
+    return (call.execution.app.store.clock() if called_at is None else called_at) + seconds
 
 
 async def sleep(call: EffectCall) -> None:
     deadline = _deadline(call, call.params["seconds"])
     assert deadline is not None
-    if now() < deadline:
+    if call.execution.app.store.clock() < deadline:
         raise Parked(deadline, {"deadline": deadline})
 
 
@@ -169,7 +174,7 @@ async def wait_signal(call: EffectCall) -> Any:
         call.meta["consume_signal"] = signal.id
         return json.loads(signal.payload)
     deadline = _deadline(call, call.params.get("timeout"))
-    if deadline is not None and now() >= deadline:
+    if deadline is not None and call.execution.app.store.clock() >= deadline:
         raise WaitTimeout(
             f"no signal {call.name!r} reached run {call.run_id} within "
             f"{call.params.get('timeout')}s"
@@ -215,7 +220,7 @@ async def child_result(call: EffectCall) -> Any:
 
 
 async def clock(call: EffectCall) -> float:
-    return now()
+    return call.execution.app.store.clock()
 
 
 def register_kernel_effects(gate: Gate) -> None:

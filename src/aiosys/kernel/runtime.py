@@ -40,7 +40,6 @@ from ..store.base import (
     SignalRow,
     WriteResult,
     child_cancel_reason,
-    now,
 )
 from . import serde
 from .control import LeaseLost, Unwind
@@ -192,7 +191,7 @@ class Execution:
         self.epoch = row.epoch
         if self._deadline is not None and row.deadline_at is not None:
             loop = asyncio.get_running_loop()
-            self._deadline.reschedule(loop.time() + row.deadline_at - now())
+            self._deadline.reschedule(loop.time() + row.deadline_at - self.app.store.clock())
 
     async def effect(
         self,
@@ -237,7 +236,9 @@ class Execution:
         try:
             try:
                 kwargs = self.spec.decode_input(run.input)
-                remaining = None if run.deadline_at is None else run.deadline_at - now()
+                remaining = (
+                    None if run.deadline_at is None else run.deadline_at - self.app.store.clock()
+                )
                 if remaining is not None and remaining <= 0:
                     raise RunTimedOut(f"run {run.id} passed its timeout of {self.spec.timeout}s")
                 # The deadline cancels the workflow; ``asyncio.timeout`` turns that into a

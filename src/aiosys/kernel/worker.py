@@ -35,7 +35,7 @@ from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from ..store.base import Claim, History, Release, RunRow, now
+from ..store.base import Claim, History, Release, RunRow
 from .commit import Committer
 from .control import Unwind
 from .recovery import over_cap
@@ -380,7 +380,9 @@ class Worker:
         self._parked[run_id] = ex
         if wake_at is not None:
             loop = asyncio.get_running_loop()
-            self._timers[run_id] = loop.call_at(loop.time() + wake_at - now(), self.kick)
+            self._timers[run_id] = loop.call_at(
+                loop.time() + wake_at - self.app.store.clock(), self.kick
+            )
         while len(self._parked) > self.max_parked:
             oldest = next(iter(self._parked))
             self._drop_parked(oldest, f"evicted: more than {self.max_parked} parked executions")
@@ -469,7 +471,7 @@ class Worker:
                     continue
             timeout = self.idle_poll
             if next_at is not None:
-                timeout = max(0.0, min(timeout, next_at - now()))
+                timeout = max(0.0, min(timeout, next_at - self.app.store.clock()))
             try:
                 async with asyncio.timeout(timeout):
                     await self._kick.wait()

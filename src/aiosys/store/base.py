@@ -237,6 +237,11 @@ class Store(Protocol):
     async def open(self) -> None:
         """Connect and bring the schema up to date (idempotent)."""
 
+    def clock(self) -> float:
+        """Seconds since the epoch on the store's clock: what leases, timers and run
+        deadlines are measured with (SQLite: this host's; PostgreSQL: the server's)."""
+        ...
+
     async def close(self) -> None: ...
 
     async def create_run(

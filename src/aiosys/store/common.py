@@ -19,6 +19,7 @@ from .base import (
     RunRow,
     SignalRow,
     Write,
+    now,
 )
 
 NOT_OPEN = "the store is not open: use `async with app:` or `await app.open()`"
@@ -127,6 +128,10 @@ class CommonStore:
 
     url: str
     dialect: str
+
+    def clock(self) -> float:
+        """This host's clock; a store whose server keeps time overrides it."""
+        return now()
 
     async def get_run(self, run_id: str, *, tenant: str | None = None) -> RunRow | None:
         raise NotImplementedError

@@ -88,6 +88,8 @@ class PostgresStore(CommonStore):
         self._closed = True
         self._work = asyncio.Event()
         self._listener: asyncio.Task[None] | None = None
+        self._skew = 0.0  # the database server's clock minus this host's (see ``clock``)
+        self._host_clock = now  # this host's clock (a test gives one that is off)
 
     # ---- plumbing ---------------------------------------------------------------------
 
@@ -132,8 +134,10 @@ class PostgresStore(CommonStore):
         self._listener = None
         self._closed = False
         try:
-            async with self._reader().use() as conn, conn.transaction():
-                await self._migrate(conn)
+            async with self._reader().use() as conn:
+                async with conn.transaction():
+                    await self._migrate(conn)
+                await self._read_clock(conn)
         except BaseException:
             await self.close()
             raise
@@ -158,6 +162,20 @@ class PostgresStore(CommonStore):
                 await listener
         for slot in (self._apply, self._claim, *self._readers):
             await slot.close()
+
+    def clock(self) -> float:
+        """The database server's clock (seconds since the epoch), as this host estimates it:
+        its own clock plus the offset last measured (at open and at every heartbeat, to
+        within half a round trip). Leases, timers and deadlines are measured with it, so
+        workers on hosts whose clocks disagree still agree on when a lease expires."""
+        return self._host_clock() + self._skew
+
+    async def _read_clock(self, conn: Conn) -> None:
+        before = self._host_clock()
+        cur = await conn.execute(b"SELECT extract(epoch FROM clock_timestamp())::float8 AS t")
+        server = (await first(cur))["t"]
+        after = self._host_clock()
+        self._skew = float(server) - (before + after) / 2
 
     # ---- runs ---------------------------------------------------------------------------
 
@@ -222,7 +240,7 @@ class PostgresStore(CommonStore):
         )
 
         async with transaction(self._claim) as tx:
-            t = now()
+            t = self.clock()
             counting: dict[str, Cursor] = {}
             for queue in capped:
                 await tx.run(q["lock_queue"], {"queue": queue})
@@ -246,7 +264,8 @@ class PostgresStore(CommonStore):
         self, owner: str, lease: float, runs: Sequence[str] | None = None
     ) -> dict[str, str | None]:
         async with self._claim.use() as conn:
-            t = now()
+            await self._read_clock(conn)
+            t = self.clock()
             ids = None if runs is None else list(runs)
             params = {"owner": owner, "now": t, "expires": t + lease, "ids": ids}
             cur = await conn.execute(self._q["heartbeat"], params)
@@ -273,13 +292,13 @@ class PostgresStore(CommonStore):
         if len(writes) == 1 and stands_alone(writes[0]):
             # One statement needs no transaction around it: one round trip, no pipeline.
             async with self._apply.use() as conn:
-                cur = await conn.execute(*write_statement(q, writes[0], now()))
+                cur = await conn.execute(*write_statement(q, writes[0], self.clock()))
             return [WriteResult(cur.rowcount == 1)]
         order, ids = send_order(writes), locked_ids(writes)
 
         async def attempt() -> list[WriteResult]:
             async with transaction(self._apply) as tx:
-                batch = Batch(tx, q, now())
+                batch = Batch(tx, q, self.clock())
                 await tx.run(q["lock_runs"], {"ids": ids})
                 for i in order:
                     await batch.add(writes[i])
@@ -294,7 +313,7 @@ class PostgresStore(CommonStore):
         await self.check_tenant(run_id, tenant)
         q = self._q
         async with transaction(self._reader()) as tx:
-            t = now()
+            t = self.clock()
             woke = await tx.run(q["wake"], {"run_id": run_id, "now": t})
             await tx.sync()
             if woke.rowcount == 1:
@@ -310,7 +329,7 @@ class PostgresStore(CommonStore):
 
         async def attempt() -> DictRow | None:
             async with transaction(self._reader()) as tx:
-                t = now()
+                t = self.clock()
                 error = self.cancel_error(reason)
                 params = {"id": run_id, "reason": reason, "now": t, "error": error}
                 cancelled = await tx.run(q["cancel"], params)
@@ -336,7 +355,7 @@ class PostgresStore(CommonStore):
         async with transaction(self._reader()) as tx:
             await tx.run(q["lock_runs"], {"ids": [run_id]})
             before = await tx.run(q["get_run"], {"id": run_id})
-            resumed = await tx.run(q["resume"], {"id": run_id, "now": now()})
+            resumed = await tx.run(q["resume"], {"id": run_id, "now": self.clock()})
             await tx.sync()
             row = await resumed.fetchone()
             if row is not None:

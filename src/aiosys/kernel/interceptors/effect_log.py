@@ -21,8 +21,8 @@ continues from the recorded attempt.
 
 from __future__ import annotations
 
-import asyncio
 import json
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -85,9 +85,7 @@ class EffectLog:
                 await self._record(call, started, "error", error=error)
                 ex.note_failed_effect(exc, call.seq)
                 raise
-        fut = ex.committer.submit(self._write(call, started, "ok", output=text))
-        if call.on_recorded:
-            fut.add_done_callback(lambda f: _tell(call, f))
+        fut = ex.committer.submit(self._write(call, started, "ok", output=text), _teller(call))
         ex.defer(fut)
         return output
 
@@ -101,9 +99,8 @@ class EffectLog:
         error: str | None = None,
     ) -> None:
         ex = call.execution
-        fut = ex.committer.submit(self._write(call, started, status, output=output, error=error))
-        if call.on_recorded:
-            fut.add_done_callback(lambda f: _tell(call, f))
+        write = self._write(call, started, status, output=output, error=error)
+        fut = ex.committer.submit(write, _teller(call))
         try:
             result = await fut
         except Exception as exc:  # the store failed: leave the run to its lease
@@ -170,11 +167,16 @@ async def record_retry(call: EffectCall, exc: BaseException, retry_at: float) ->
         raise ex.lost(f"a later claim refused the record of effect #{call.seq}")
 
 
-def _tell(call: EffectCall, fut: asyncio.Future[Any]) -> None:
-    """Tell ``also_write``'s callers whether the record's transaction committed."""
-    committed = not fut.cancelled() and fut.exception() is None
-    for hook in call.on_recorded:
-        hook(committed)
+def _teller(call: EffectCall) -> Callable[[bool], None] | None:
+    """Who to tell whether the record's transaction committed: ``also_write``'s callers."""
+    if not call.on_recorded:
+        return None
+
+    def tell(committed: bool) -> None:
+        for hook in call.on_recorded:
+            hook(committed)
+
+    return tell
 
 
 def _meta(call: EffectCall) -> str | None:
