@@ -259,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['wake_cpu']['at_end_ms']:.2f} ms",
             f"{r['wake_cpu']['ratio']:.2f}x",
         )
-    Console().print(table)
+    Console(width=130).print(table)
     RESULTS_DIR.mkdir(exist_ok=True)
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     path = RESULTS_DIR / f"wakes-{stamp}.json"
