@@ -145,3 +145,33 @@ async def test_the_runs_own_cancellation_still_stops_a_step(store_url, wait_stat
         assert await app.effects(run.id) == []
     finally:
         await app.close()
+
+
+@pytest.mark.parametrize("timeout", [None, 5.0])
+@pytest.mark.parametrize("body", ["sync", "async"])
+async def test_a_step_raising_stop_iteration_fails_its_attempt_as_a_runtime_error(
+    store_url, body, timeout
+):
+    """A future cannot carry StopIteration (asyncio refuses it and the run would wait
+    forever): like a coroutine that raises it (PEP 479), the attempt fails with a
+    RuntimeError the workflow can catch."""
+    app = App(store=store_url, lease=2.0)
+
+    def sync_stop() -> int:
+        raise StopIteration(5)
+
+    async def async_stop() -> int:
+        raise StopIteration(5)
+
+    @app.workflow
+    async def caller(ctx: Context) -> str:
+        fn = sync_stop if body == "sync" else async_stop
+        try:
+            await ctx.step(fn, timeout=timeout)
+        except RuntimeError as exc:
+            return f"caught {type(exc).__name__}: {exc}"
+        return "no error"
+
+    async with app:
+        out = await app.run("caller")
+    assert out.startswith("caught RuntimeError") and "StopIteration" in out

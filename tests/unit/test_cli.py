@@ -268,3 +268,12 @@ def test_demo_completes_and_prints_its_timeline(store: str) -> None:
     summarize = next(e for e in shown["effects"] if e["name"] == "summarize")
     assert summarize["meta"]["model"] == "summarizer-extractive"
     assert summarize["meta"]["skipped"] == {"demo-llm@1": "excluded by its condition"}
+
+
+def test_a_file_that_is_not_a_database_is_reported_in_one_line(tmp_path) -> None:
+    garbage = tmp_path / "notes.db"
+    garbage.write_text("these are my notes, not a database\n")
+    for command in (["runs", "list"], ["runs", "show", "some-id"]):
+        message = reported_error(aiosys(*command, "--store", f"sqlite:///{garbage}"))
+        assert f"{garbage} is not an aiosys SQLite store" in message
+    assert garbage.read_text() == "these are my notes, not a database\n"  # left as it was

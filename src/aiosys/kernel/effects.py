@@ -139,6 +139,10 @@ def _sync_body(call: EffectCall) -> Callable[[], Any]:
     def body() -> Any:
         try:
             return ctx.run(fn, *args, **kwargs)
+        except StopIteration as exc:
+            # A future refuses StopIteration (the run would wait forever): it becomes a
+            # RuntimeError, as it does when a coroutine raises it (PEP 479).
+            raise RuntimeError(f"step {call.name!r} raised StopIteration") from exc
         except Exception:
             raise
         except BaseException as exc:

@@ -75,7 +75,7 @@ class SQLiteStore(CommonStore):
     def __init__(self, url: str, *, poll_interval: float = 0.1) -> None:
         self.url = url
         path = url.removeprefix("sqlite://")
-        if path.startswith("/") and not path.startswith("//"):
+        if path.startswith("/"):
             path = path[1:]  # sqlite:///rel/path -> rel/path; sqlite:////abs -> /abs
         if not path:
             raise ConfigError(f"store URL {url!r} names no file: use sqlite:///path/to/file.db")
@@ -145,8 +145,15 @@ class SQLiteStore(CommonStore):
             return
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aiosys-sqlite")
         loop = asyncio.get_running_loop()
-        self._conn = await loop.run_in_executor(self._pool, self._connect)
-        await self._run(self._migrate)
+        try:
+            self._conn = await loop.run_in_executor(self._pool, self._connect)
+            await self._run(self._migrate)
+        except sqlite3.DatabaseError as exc:  # not a database, or not one of ours
+            await self.close()
+            raise ConfigError(
+                f"{self.path} is not an aiosys SQLite store ({exc}); point the store URL "
+                "at a new file or at one aiosys created"
+            ) from None
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
         def body(c: sqlite3.Connection) -> None:
@@ -161,10 +168,11 @@ class SQLiteStore(CommonStore):
         self._tx(conn, body)
 
     async def close(self) -> None:
-        if self._conn is None or self._pool is None:
+        if self._pool is None:
             return
         conn, pool = self._conn, self._pool
-        await asyncio.get_running_loop().run_in_executor(pool, conn.close)
+        if conn is not None:
+            await asyncio.get_running_loop().run_in_executor(pool, conn.close)
         pool.shutdown(wait=True)
         self._conn = None
         self._pool = None
