@@ -16,6 +16,7 @@ import pytest
 
 from aiosys import App, Context
 from aiosys.errors import RunFailed
+from aiosys.kernel import Worker
 from aiosys.store.base import now
 
 pytestmark = pytest.mark.timeout(90)
@@ -247,3 +248,97 @@ async def test_signal_from_another_process_wakes_a_run_parked_in_this_one(store_
         finally:
             await elsewhere.close()
     assert len(executions) == 1  # resumed in place
+
+
+# ---- a worker never runs half-alive ----------------------------------------------------------
+
+
+async def test_a_worker_loop_that_dies_is_restarted(store_url, caplog):
+    app = App(store=store_url, lease=2.0)
+
+    @app.workflow
+    async def hello(ctx: Context) -> str:
+        return "hi"
+
+    await app.open()
+    worker = Worker(app)
+    real = worker._claim_loop
+    deaths: list[int] = []
+
+    async def dies_once() -> None:
+        if not deaths:
+            deaths.append(1)
+            raise RuntimeError("a bug in the claim loop")
+        await real()
+
+    worker._claim_loop = dies_once  # type: ignore[method-assign]
+    app._worker = worker
+    await worker.start()
+    try:
+        run = await app.start("hello")
+        assert await run.result(timeout=20) == "hi"
+    finally:
+        app._worker = None
+        await worker.stop()
+        await app.close()
+    assert deaths == [1]
+    assert "its claim loop died; restarting it" in caplog.text
+
+
+async def test_a_worker_whose_loop_keeps_dying_stops_loudly(store_url, caplog):
+    app = App(store=store_url, lease=2.0)
+    await app.open()
+    worker = Worker(app)
+
+    async def always_dies() -> None:
+        raise RuntimeError("broken for good")
+
+    worker._heartbeat_loop = always_dies  # type: ignore[method-assign]
+    try:
+        await worker.start()
+        async with asyncio.timeout(30):
+            await worker.stopped.wait()
+    finally:
+        await app.close()
+    assert "its heartbeat loop died 5 times" in caplog.text
+
+
+async def test_leases_of_runs_whose_writes_hang_are_not_renewed(store_url):
+    app = App(store=store_url, lease=0.6)  # a heartbeat every 0.2 s
+    held, unhang = asyncio.Event(), asyncio.Event()
+
+    @app.step
+    async def work() -> str:
+        return "done"
+
+    @app.workflow
+    async def job(ctx: Context) -> str:
+        return await work()
+
+    async with app:
+        app._worker.committer._timeout = 60.0  # the write hangs; it does not time out
+        store = app.store
+        apply, heartbeat = store.apply, store.heartbeat
+        renewed: list[list[str]] = []
+
+        async def hanging_apply(writes):  # the store takes the run's record, answers late
+            if any(getattr(w, "effect", None) is not None for w in writes):
+                held.set()
+                await unhang.wait()
+            return await apply(writes)
+
+        async def watched_heartbeat(owner, lease, runs=None):
+            renewed.append(list(runs or []))
+            return await heartbeat(owner, lease, runs)
+
+        store.apply = hanging_apply  # type: ignore[method-assign]
+        store.heartbeat = watched_heartbeat  # type: ignore[method-assign]
+        run = await app.start("job")
+        await held.wait()
+        before = len(renewed)
+        async with asyncio.timeout(20):
+            while not any(run.id not in r for r in renewed[before:]):  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+        assert app._worker.is_running(run.id)  # executing, but its lease is left to lapse
+        unhang.set()
+        assert await run.result(timeout=20) == "done"
