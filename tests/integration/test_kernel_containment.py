@@ -15,7 +15,7 @@ import uuid
 import pytest
 
 from aiosys import App, Context, IdempotencyConflict, InvalidInput
-from aiosys.errors import ConfigError, RunNotFound, StoreRefused
+from aiosys.errors import ConfigError, RunFailed, RunNotFound, StoreRefused
 from aiosys.kernel.commit import Committer
 from aiosys.store import open_store
 from aiosys.store.base import Claim, EffectRow, NewRun, RecordEffect, now
@@ -345,3 +345,45 @@ async def test_hooks_hear_the_commit_even_when_the_waiter_was_cancelled(store):
     assert fut.cancelled()
     assert heard == [True]
     assert [e.seq for e in await store.list_effects(run_id)] == [1]
+
+
+async def test_a_model_error_with_a_nul_byte_ends_its_run_after_one_call(store_url, error_of):
+    """A model whose error text holds a NUL: the usage row that commits with the effect's
+    record is stored (escaped) like any text, so the run ends dead after one call instead
+    of replaying the call forever, and a run beside it is untouched."""
+    from aiosys.models.providers.local import register_callable
+
+    calls: list[int] = []
+
+    def nul_model(messages: object) -> str:
+        calls.append(1)
+        raise ValueError("bad byte \x00 in input")
+
+    register_callable("nul-model-test", nul_model)
+    app = App(store=store_url, lease=1.0)
+    app.models.add_card(
+        {"id": "nul-m", "provider": "local", "options": {"callable": "nul-model-test"}}
+    )
+
+    @app.step
+    async def fine() -> str:
+        return "fine"
+
+    @app.workflow
+    async def asks(ctx: Context) -> str:
+        return (await ctx.models.call("nul-m", "hello")).output
+
+    @app.workflow
+    async def neighbour(ctx: Context) -> str:
+        return await fine()
+
+    async with app:
+        bad = await app.start("asks")
+        good = await app.start("neighbour")
+        assert await good.result(timeout=20) == "fine"
+        with pytest.raises(RunFailed):
+            await bad.result(timeout=20)
+        row = await app.get_run(bad.id)
+    assert row.status == "dead" and row.claims <= 1
+    assert "\x00" in error_of(row)["message"]  # kept, not cut short
+    assert calls == [1]
