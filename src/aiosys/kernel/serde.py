@@ -39,7 +39,13 @@ import pydantic
 import pydantic_core
 
 from ..errors import ConfigError, NotSerializable
-from .error_records import dump_error, error_record, rebuild_error, recorded_traceback
+from .error_records import (
+    dump_error,
+    error_record,
+    rebuild_error,
+    record_error,
+    recorded_traceback,
+)
 
 _SCALARS: frozenset[type] = frozenset({str, int, bool, float, type(None)})
 
@@ -252,6 +258,7 @@ __all__ = [
     "loads",
     "rebuild_error",
     "record",
+    "record_error",
     "recorded_traceback",
     "returns_of",
 ]
