@@ -42,7 +42,8 @@ stops after ``MAX_DEPTH`` links. Recording never fails because of the error itse
 ``str()`` or ``repr()`` that raises gives ``<unprintable ApiError>``.
 
 Rebuilding never imports anything and runs no ``__init__`` but a builtin's own (C code).
-A class named by a record is taken only from a *safe* module that this process has already imported (``sys.modules``):
+A class named by a record is taken only from a *safe* module that this process has already
+imported (``sys.modules``):
 
 - ``aiosys`` and its submodules;
 - the standard library (``sys.stdlib_module_names``, ``builtins`` included);
