@@ -133,8 +133,7 @@ def _record(exc: BaseException, seen: list[BaseException], depth: int) -> dict[s
             omitted.append(f"args[{i}]")
             kept = _text(_safe_repr(arg))
         args.append(kept)
-    if args:
-        rec["args"] = args
+    rec["args"] = args  # even empty: a record without args rebuilds from its message
     attrs: dict[str, Any] = {}
     for key, field in _fields(cls):  # builtin fields (OSError.filename), __slots__
         try:
