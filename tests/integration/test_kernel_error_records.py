@@ -8,8 +8,10 @@ caught on each execution, waits for a signal, and a second app replays it from i
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import types
+import urllib.error
 from collections.abc import Iterator
 from typing import Any
 
@@ -155,7 +157,8 @@ async def test_replayed_errors_are_caught_as_the_originals_were(store_url, wait_
     assert replay["charge"]["str"] == first_run["charge"]["str"]
     assert replay["charge"]["attrs"] == {"account": "acme", "limit": 3}  # `handle` not JSON
 
-    assert first_run["fetch_is_original_class"] is True
+    # One value: the first run too gets the error rebuilt from its record.
+    assert first_run == replay
     assert replay["fetch_is_original_class"] is False  # not rebuilt from a foreign module
     assert replay["fetch_recorded_type"] == "thirdparty_http.HTTPError"
     assert replay["fetch"]["class"] == "thirdparty_http.HTTPError"
@@ -302,3 +305,191 @@ async def test_huge_and_foreign_error_contents_are_capped_and_named(store_url):
     rebuilt = rebuild_error(text, app.safe_modules)
     assert type(rebuilt).__qualname__.endswith("<locals>.Huge")
     assert isinstance(rebuilt, Exception)
+
+
+# ---- first run == replay, kind by kind (App(max_parked=0): every wake replays) ----------
+
+
+class Codes(PermanentError):
+    def __init__(self) -> None:
+        super().__init__("bad")
+        self.codes = (400, 401)  # a tuple attribute
+        self.raw = b"\x00\xff"  # bytes
+        self.tags = {"a", "b"}  # a set
+        self.by_status = {404: "nf"}  # int keys
+
+
+class Slotted(PermanentError):
+    __slots__ = ("code",)
+
+    def __init__(self, code: int) -> None:
+        super().__init__("slotted")
+        self.code = code
+
+
+def _json_error() -> Exception:
+    try:
+        json.loads("nope")
+    except json.JSONDecodeError as exc:
+        return exc
+    raise AssertionError
+
+
+def _cause_and_context() -> Exception:
+    try:
+        try:
+            raise KeyError("k")
+        except KeyError as inner:
+            raise ValueError("inner") from inner
+    except ValueError as middle:
+        try:
+            raise QuotaError("acme", limit=1) from middle
+        except QuotaError as outer:
+            return outer
+    raise AssertionError
+
+
+class Unknown:
+    def __repr__(self) -> str:
+        return "<Unknown>"
+
+
+KINDS: dict[str, Any] = {
+    "group": lambda: ExceptionGroup("many", [ValueError("v"), KeyError("k")]),
+    "unicode": lambda: b"\xff".decode(),
+    "codes": Codes,
+    "slotted": lambda: Slotted(7),
+    "httperror": lambda: urllib.error.HTTPError("http://x/y", 404, "Not Found", {}, None),
+    "non_json_arg": lambda: ValueError("v", Unknown(), (1, 2), b"\x89"),
+    "chain": _cause_and_context,
+    "json": _json_error,
+    "calledprocess": lambda: subprocess.CalledProcessError(3, ["ls"], output=b"o", stderr="e"),
+    "oserror": lambda: FileNotFoundError(2, "No such file", "/tmp/x"),
+    "syntax": lambda: SyntaxError("bad", ("f.py", 1, 2, "x = (", 1, 3)),
+    "stopiter_value": lambda: RuntimeError("wrapped", StopIteration(5)),
+    "keyerror": lambda: KeyError("k"),
+}
+
+
+def _describe(exc: BaseException, depth: int = 0) -> dict[str, Any]:
+    """What a workflow can see of an error: class, isinstance, str, args, attributes (public
+    ones, as getattr sees them), cause and context."""
+    seen: dict[str, Any] = {
+        "class": f"{type(exc).__module__}.{type(exc).__qualname__}",
+        "isinstance": [c.__name__ for c in CHECKS if isinstance(exc, c)],
+        "str": str(exc),
+        "args": repr(exc.args),
+        "hasattr_missing": hasattr(exc, "no_such_attribute"),
+    }
+    attrs = {}
+    for name in ATTRS:
+        try:
+            attrs[name] = repr(getattr(exc, name))
+        except AttributeError:
+            pass
+    seen["attrs"] = attrs
+    if isinstance(exc, BaseExceptionGroup):
+        seen["members"] = [_describe(m, depth + 1) for m in exc.exceptions]
+    if depth < 3:
+        seen["cause"] = _describe(exc.__cause__, depth + 1) if exc.__cause__ else None
+        seen["context"] = _describe(exc.__context__, depth + 1) if exc.__context__ else None
+        seen["suppress_context"] = exc.__suppress_context__
+    return seen
+
+
+CHECKS = (
+    ValueError, KeyError, LookupError, OSError, FileNotFoundError, UnicodeDecodeError,
+    SyntaxError, ExceptionGroup, PermanentError, QuotaError, Codes, Slotted, RuntimeError,
+    json.JSONDecodeError, subprocess.CalledProcessError, urllib.error.URLError,
+    urllib.error.HTTPError,
+)  # fmt: skip
+ATTRS = (
+    "codes", "raw", "tags", "by_status", "code", "msg", "doc", "pos", "errno", "strerror",
+    "filename", "encoding", "object", "start", "end", "reason", "returncode", "cmd", "output",
+    "stderr", "lineno", "offset", "text", "end_offset", "value", "account", "limit", "url",
+    "hdrs",
+)  # fmt: skip
+
+
+def kinds_app(store_url: str, seen: dict[str, list[Any]]) -> App:
+    app = App(store=store_url, max_parked=0)
+
+    @app.step
+    def fail(kind: str) -> str:
+        raise KINDS[kind]()
+
+    @app.workflow
+    async def wf(ctx: Context, kind: str) -> str:
+        try:
+            await fail(kind)
+        except Exception as exc:
+            caught = _describe(exc)
+            star: list[str] = []
+            try:
+                raise exc
+            except* ValueError as group:  # a real group on both runs: except* splits it
+                star = [str(e) for e in group.exceptions]
+            except* BaseException:
+                pass
+            caught["except* ValueError"] = star
+        seen[kind].append(caught)
+        await ctx.sleep(0.01)  # parks: the wake replays the run
+        return "ok"
+
+    return app
+
+
+async def test_each_kind_of_error_is_the_same_on_the_first_run_and_on_replay(store_url):
+    seen: dict[str, list[Any]] = {k: [] for k in KINDS}
+    app = kinds_app(store_url, seen)
+    async with app:
+        for kind in KINDS:
+            assert await (await app.start("wf", {"kind": kind})).result(timeout=20) == "ok"
+    for kind, views in seen.items():
+        assert len(views) >= 2, kind  # the first run and at least one replay
+        assert all(v == views[0] for v in views), (kind, views)
+    first = {k: v[0] for k, v in seen.items()}
+    # ExceptionGroup: except* ValueError catches its ValueError member, first run and replay.
+    assert first["group"]["except* ValueError"] == ["v"]
+    assert first["group"]["class"] == "builtins.ExceptionGroup"
+    assert [m["class"] for m in first["group"]["members"]] == [
+        "builtins.ValueError",
+        "builtins.KeyError",
+    ]
+    # UnicodeDecodeError: rebuilt through its own __init__, its C fields restored.
+    uni = first["unicode"]
+    assert uni["class"] == "builtins.UnicodeDecodeError"
+    assert uni["str"] == "'utf-8' codec can't decode byte 0xff in position 0: invalid start byte"
+    assert uni["attrs"]["object"] == repr(b"\xff")
+    # Non-JSON attributes of common kinds round-trip; so do slots.
+    codes = first["codes"]["attrs"]
+    assert codes["codes"] == "(400, 401)"
+    assert codes["raw"] == repr(b"\x00\xff")
+    assert codes["tags"] in ("{'a', 'b'}", "{'b', 'a'}")
+    assert codes["by_status"] == "{404: 'nf'}"
+    assert first["slotted"]["attrs"]["code"] == "7"
+    assert "Slotted" in first["slotted"]["isinstance"]
+    # HTTPError: caught as itself, missing attributes are AttributeError (hasattr works).
+    http = first["httperror"]
+    assert "HTTPError" in http["isinstance"]
+    assert http["hasattr_missing"] is False
+    assert http["str"] == "HTTP Error 404: Not Found"
+    assert http["attrs"]["code"] == "404"
+    # An argument of an unknown kind is its repr on both runs; tuples and bytes are kept.
+    assert first["non_json_arg"]["args"] == repr(("v", "<Unknown>", (1, 2), b"\x89"))
+    # __cause__ and the context Python set (the same error), and the suppressed context of
+    # a JSONDecodeError (its StopIteration), are kept.
+    chain = first["chain"]
+    assert chain["cause"]["class"] == "builtins.ValueError"
+    assert chain["context"] == chain["cause"]
+    assert chain["cause"]["cause"]["class"] == "builtins.KeyError"
+    assert first["json"]["class"] == "json.decoder.JSONDecodeError"
+    assert first["json"]["context"]["class"] == "builtins.StopIteration"
+    assert first["json"]["suppress_context"] is True
+    proc = first["calledprocess"]["attrs"]
+    assert (proc["output"], proc["stderr"], proc["cmd"]) == ("b'o'", "'e'", "['ls']")
+    assert first["oserror"]["attrs"]["filename"] == "'/tmp/x'"
+    assert "FileNotFoundError" in first["oserror"]["isinstance"]
+    assert first["syntax"]["attrs"]["lineno"] == "1"
+    assert first["syntax"]["attrs"]["text"] == "'x = ('"
+    assert first["keyerror"]["str"] == "'k'"

@@ -212,3 +212,44 @@ async def test_value_its_annotation_refuses_is_refused_when_recorded(store_url, 
     assert "does not fit its return annotation int" in messages[0]
     assert '"many"' in messages[0]
     assert "NaN and infinities are not JSON" in messages[1]
+
+
+class Blob(pydantic.BaseModel):
+    data: bytes  # the model's own config: UTF-8 text
+
+
+async def test_annotated_bytes_round_trip_losslessly_and_models_say_how(store_url, error_of):
+    png = b"\x89PNG\r\n\x1a\n\x00\xff"
+    seen: list[Any] = []
+    app = App(store=store_url, max_parked=0)
+
+    @app.step
+    def header() -> bytes:
+        return png
+
+    @app.step
+    def parts() -> dict[str, list[bytes]]:
+        return {"a": [png, b""]}
+
+    @app.step
+    def blob() -> Blob:
+        return Blob(data=png)
+
+    @app.workflow
+    async def wf(ctx: Context) -> str:
+        got = (await header(), await parts())
+        seen.append(got)
+        await ctx.sleep(0.01)  # parks: the wake replays the run
+        return "ok"
+
+    @app.workflow
+    async def model(ctx: Context) -> int:
+        return len((await blob()).data)
+
+    async with app:
+        assert await (await app.start("wf")).result(timeout=10) == "ok"
+        run = await app.start("model")
+        with pytest.raises(Exception, match="ser_json_bytes='base64'"):
+            await run.result(timeout=10)
+    assert len(seen) >= 2
+    assert all(s == (png, {"a": [png, b""]}) for s in seen)

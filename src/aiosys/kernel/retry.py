@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import pydantic
 
 from ..errors import PermanentError, TransientError
+from .error_records import TRANSIENT_ATTR
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +70,9 @@ def is_transient(exc: BaseException) -> bool:
     ``PermanentError`` and validation errors."""
     if isinstance(exc, PermanentError):
         return False
+    recorded = getattr(exc, "__dict__", {}).get(TRANSIENT_ATTR)
+    if recorded is not None:  # rebuilt from an effect's record: how it was classified then
+        return bool(recorded)
     if isinstance(exc, TransientError):
         return True
     for fn in _classifiers:

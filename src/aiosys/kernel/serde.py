@@ -6,7 +6,8 @@ execution as on replay: ``record`` turns an effect's live output into the JSON t
 
 - With a return annotation (``@app.step``/``ctx.step`` read the function's; other effects
   pass ``returns=``) the value is encoded (pydantic: models, dataclasses, dates, ``Decimal``,
-  ``UUID``, tuples, sets, ...) and the text is validated back through the annotation
+  ``UUID``, tuples, sets, ``bytes`` as base64 unless a model's own config says otherwise,
+  ...) and the text is validated back through the annotation
   (pydantic ``TypeAdapter``, JSON mode), the first time as on replay. A value the annotation
   does not accept back is refused when recorded (``NotSerializable``).
 - Without one (or ``Any``, or an annotation pydantic cannot build a validator for) the value
@@ -31,6 +32,7 @@ import inspect
 import json
 import math
 import typing
+import weakref
 from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
@@ -39,7 +41,13 @@ import pydantic
 import pydantic_core
 
 from ..errors import ConfigError, NotSerializable
-from .error_records import dump_error, error_record, rebuild_error, recorded_traceback
+from .error_records import (
+    dump_error,
+    error_record,
+    rebuild_error,
+    record_error,
+    recorded_traceback,
+)
 
 _SCALARS: frozenset[type] = frozenset({str, int, bool, float, type(None)})
 
@@ -81,7 +89,10 @@ def record(value: Any, annotation: Any, what: str) -> tuple[str, Any]:
             "function's return type (e.g. `-> datetime`, `-> tuple[int, str]`, "
             "`-> MyModel`) so the record is decoded to it"
         )
-    text = dumps(value, what)
+    try:
+        text = pydantic_core.to_json(value, bytes_mode=_bytes_mode(adapter)).decode()
+    except pydantic_core.PydanticSerializationError as exc:
+        raise NotSerializable(_unserializable(what, value, annotation, exc)) from None
     if ("NaN" in text or "Infinity" in text) and _has_non_finite(text):
         raise _non_finite(what, "holds NaN or an infinity")
     try:
@@ -155,11 +166,45 @@ def _adapter_cached(annotation: Any) -> pydantic.TypeAdapter[Any] | None:
     return _build_adapter(annotation)
 
 
+# ``bytes`` are recorded as base64 (lossless) wherever an annotation takes a config: the
+# whole annotation but models, dataclasses and TypedDicts, which bring their own config
+# (theirs is followed both ways: UTF-8 text unless they say ``ser_json_bytes="base64"``).
+_BYTES_BASE64 = pydantic.ConfigDict(ser_json_bytes="base64", val_json_bytes="base64")
+_BASE64_ADAPTERS: weakref.WeakSet[pydantic.TypeAdapter[Any]] = weakref.WeakSet()  # built with it
+
+
 def _build_adapter(annotation: Any) -> pydantic.TypeAdapter[Any] | None:
+    try:
+        adapter: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(annotation, config=_BYTES_BASE64)
+        _BASE64_ADAPTERS.add(adapter)
+        return adapter
+    except pydantic.PydanticUserError:  # a model, dataclass or TypedDict: its own config
+        pass
+    except (TypeError, NameError):
+        return None
     try:
         return pydantic.TypeAdapter(annotation)
     except (TypeError, pydantic.PydanticUserError, NameError):
         return None
+
+
+def _bytes_mode(adapter: pydantic.TypeAdapter[Any]) -> typing.Literal["utf8", "base64"]:
+    return "base64" if adapter in _BASE64_ADAPTERS else "utf8"
+
+
+def _unserializable(what: str, value: Any, annotation: Any, exc: Exception) -> str:
+    advice = "return a value of that type or fix the annotation"
+    if "utf-8" in str(exc):
+        advice = (
+            "bytes in a pydantic model or dataclass are recorded as UTF-8 text by default; "
+            "give it `ser_json_bytes='base64', val_json_bytes='base64'` in its config "
+            "(a model's `model_config = ConfigDict(...)`, a dataclass's "
+            "`__pydantic_config__`) so any bytes are recorded"
+        )
+    return (
+        f"{what} is a {type(value).__name__} that its return annotation "
+        f"{_show(annotation)} cannot record as JSON ({exc}); {advice}"
+    )
 
 
 def _plain(value: Any) -> bool:
@@ -252,6 +297,7 @@ __all__ = [
     "loads",
     "rebuild_error",
     "record",
+    "record_error",
     "recorded_traceback",
     "returns_of",
 ]

@@ -65,6 +65,7 @@ class EffectLog:
         # A wait (timer, signal, child) raises Parked until it is satisfied: the execution is
         # suspended in place and the wait checked again when the run wakes.
         fresh = not waiting
+        failure: Exception | None = None
         while True:
             try:
                 output = await (next(call) if fresh else ex.app.gate.execute(call))
@@ -80,11 +81,19 @@ class EffectLog:
                     call.meta["pending"] = parked.state
                     fresh = False
                 await ex.suspend(parked.wake_at)
-            except Exception as exc:
-                error = serde.dump_error(exc, transient=is_transient(exc))
-                await self._record(call, started, "error", error=error)
-                ex.note_failed_effect(exc, call.seq)
-                raise
+            except Exception as live:
+                failure = live
+                break
+        if failure is not None:
+            # The workflow gets the error rebuilt from its record, as it will on replay
+            # (error_records: "one value"); the live one never leaks past the gate.
+            error, exc = serde.record_error(
+                failure, ex.app.safe_modules, transient=is_transient(failure)
+            )
+            del failure
+            await self._record(call, started, "error", error=error)
+            ex.note_failed_effect(exc, call.seq)
+            raise exc
         fut = ex.committer.submit(self._write(call, started, "ok", output=text), _teller(call))
         ex.defer(fut)
         return output
