@@ -387,3 +387,21 @@ async def test_a_model_error_with_a_nul_byte_ends_its_run_after_one_call(store_u
     assert row.status == "dead" and row.claims <= 1
     assert "\x00" in error_of(row)["message"]  # kept, not cut short
     assert calls == [1]
+
+
+async def test_empty_identifiers_are_refused(store_url):
+    app = App(store=store_url)
+
+    @app.workflow
+    async def wait(ctx: Context) -> object:
+        return await ctx.wait_for("go")
+
+    async with app:
+        with pytest.raises(InvalidInput, match="idempotency key is empty"):
+            await app.start("wait", idempotency_key="")
+        with pytest.raises(InvalidInput, match="tenant is empty"):
+            await app.start("wait", tenant="")
+        run = await app.start("wait")
+        with pytest.raises(InvalidInput, match="signal name is empty"):
+            await app.signal(run.id, "", 1)
+        await app.cancel(run.id)

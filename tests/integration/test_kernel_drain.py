@@ -38,6 +38,18 @@ async def slow(tag: str) -> str:
 @app.workflow
 async def wf(ctx: Context, tag: str) -> str:
     return await slow(tag)
+
+@app.step
+def stuck_sync(tag: str) -> str:  # a sync step on a pool thread, stuck until released
+    import time
+    (HERE / "started").touch()
+    while not (HERE / "release").exists():
+        time.sleep(0.01)
+    return tag
+
+@app.workflow
+async def wf_sync(ctx: Context, tag: str) -> str:
+    return await stuck_sync(tag)
 """
 
 
@@ -154,3 +166,27 @@ async def test_a_second_sigterm_gives_the_run_back_and_another_worker_finishes_i
     (tmp_path / "release").touch()
     async with app:
         assert (await wait_status(app, run.id, "succeeded")).result == '"t-2"'
+
+
+async def test_a_forced_stop_does_not_wait_for_a_stuck_sync_step_thread(
+    store_url, tmp_path, monkeypatch
+):
+    """A thread cannot be stopped and Python waits for pool threads at exit: the worker
+    exits anyway once it has given the run back, and says so."""
+    module, app = _load(tmp_path, monkeypatch)
+    app.use_store(store_url)
+    await app.open()
+    try:
+        run = await app.start("wf_sync", {"tag": "t-3"})
+        worker = await _worker(tmp_path, module, store_url)
+        await _until_file(tmp_path / "started")
+        worker.proc.send_signal(signal.SIGTERM)
+        await worker.line_with("draining 1 run(s) in flight")
+        worker.proc.send_signal(signal.SIGTERM)
+        assert await worker.exit_code() == 0, worker.text  # the thread still runs
+        row = await app.get_run(run.id)
+        assert row.status == "pending", worker.text
+    finally:
+        (tmp_path / "release").touch()
+        await app.close()
+    assert "1 sync step(s) still running on threads; exiting without waiting" in worker.text

@@ -342,3 +342,57 @@ async def test_leases_of_runs_whose_writes_hang_are_not_renewed(store_url):
         assert app._worker.is_running(run.id)  # executing, but its lease is left to lapse
         unhang.set()
         assert await run.result(timeout=20) == "done"
+
+
+async def test_cancel_from_another_process_unwinds_a_run_parked_here(store_url, wait_status):
+    unwound: list[str] = []
+    app = App(store=store_url, lease=120.0)  # heartbeats are not what tells
+
+    @app.workflow
+    async def patient(ctx: Context) -> str:
+        try:
+            return await ctx.wait_for("go")
+        finally:
+            unwound.append(ctx.run_id)
+
+    elsewhere = App(store=store_url)
+    async with app:
+        await elsewhere.open()
+        try:
+            run = await app.start("patient")
+            await wait_status(app, run.id, "waiting")
+            assert run.id in app._worker._parked
+            await elsewhere.cancel(run.id, "not needed")
+            async with asyncio.timeout(20):
+                while run.id in app._worker._parked or not unwound:  # noqa: ASYNC110
+                    await asyncio.sleep(0.01)
+        finally:
+            await elsewhere.close()
+    assert unwound == [run.id]
+    assert (await elsewhere.get_run(run.id)).status == "cancelled"
+
+
+async def test_a_cancel_that_arrives_before_the_run_ends_wins(store_url, error_of):
+    started, release = asyncio.Event(), asyncio.Event()
+    app = App(store=store_url, lease=2.0)
+
+    @app.step
+    async def last() -> str:
+        started.set()
+        await release.wait()
+        return "done"
+
+    @app.workflow
+    async def short(ctx: Context) -> str:
+        return await last()  # no effect after this one: the end is where the cancel lands
+
+    async with app:
+        run = await app.start("short")
+        await started.wait()
+        await app.cancel(run.id, "changed my mind")
+        release.set()
+        with pytest.raises(RunFailed):
+            await run.result(timeout=20)
+        row = await app.get_run(run.id)
+    assert row.status == "cancelled"
+    assert error_of(row)["message"] == "changed my mind"

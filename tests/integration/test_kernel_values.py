@@ -68,7 +68,7 @@ REFUSED: dict[str, tuple[Any, str]] = {
     "bytes": (b"abc", "bytes"),
     "tuple": ((1, 2), "tuple"),
     "set": ({1, 2}, "set"),
-    "int_keys": ({1: "a"}, "int key 1"),
+    "int_keys": ({1: "a"}, "key of type int (1)"),
     "nested_tuple": ({"a": [1, (2, 3)]}, "tuple at ['a'][1]"),
     "model": (Point(x=1, y=2), "Point"),
     "dataclass": (Box(1, 2), "Box"),

@@ -277,3 +277,29 @@ def test_a_file_that_is_not_a_database_is_reported_in_one_line(tmp_path) -> None
         message = reported_error(aiosys(*command, "--store", f"sqlite:///{garbage}"))
         assert f"{garbage} is not an aiosys SQLite store" in message
     assert garbage.read_text() == "these are my notes, not a database\n"  # left as it was
+
+
+def test_worker_refuses_a_queue_the_app_does_not_declare_and_a_concurrency_below_one(
+    store: str,
+) -> None:
+    message = reported_error(
+        aiosys("worker", "--app", "cliapp:app", "-q", "nosuch", "--store", store)
+    )
+    assert "queue 'nosuch' is not declared by the app" in message
+    result = aiosys("worker", "--app", "cliapp:app", "--concurrency", "0", "--store", store)
+    assert result.exit_code == 2 and "concurrency" in result.output
+
+
+def test_an_app_module_that_fails_to_import_is_reported_in_one_line(
+    tmp_path, monkeypatch, store: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "broken_syntax.py").write_text("def f(:\n    pass\n")
+    (tmp_path / "broken_raise.py").write_text("raise RuntimeError('no config found')\n")
+    (tmp_path / "no_app.py").write_text("x = 1\n")
+    message = reported_error(aiosys("run", "x", "--app", "broken_syntax:app", "--store", store))
+    assert "broken_syntax.py:1" in message
+    message = reported_error(aiosys("run", "x", "--app", "broken_raise:app", "--store", store))
+    assert "it raised RuntimeError: no config found" in message
+    message = reported_error(aiosys("run", "x", "--app", "no_app:nosuch", "--store", store))
+    assert "module 'no_app' has no attribute 'nosuch'" in message

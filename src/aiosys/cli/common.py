@@ -81,7 +81,16 @@ def load_app(ref: str | None, store: str | None = None) -> App:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise AiosysError(f"cannot import app module {module_name!r}: {exc}") from None
-    app = getattr(module, attr or "app", None)
+    except SyntaxError as exc:
+        where = f"{exc.filename}:{exc.lineno}" if exc.filename else module_name
+        raise AiosysError(f"cannot import app module {module_name!r}: {where}: {exc.msg}") from None
+    except Exception as exc:  # the module's own code failed while importing
+        raise AiosysError(
+            f"cannot import app module {module_name!r}: it raised {type(exc).__name__}: {exc}"
+        ) from None
+    if not hasattr(module, attr or "app"):
+        raise AiosysError(f"module {module_name!r} has no attribute {attr or 'app'!r}")
+    app = getattr(module, attr or "app")
     if not isinstance(app, App):
         raise AiosysError(f"{ref!r} is not an aiosys App (found {type(app).__name__})")
     return use_store(app, store)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 from pathlib import Path
 from typing import Annotated, Any
@@ -17,6 +18,7 @@ from rich.text import Text
 
 from ..errors import AiosysError, RunFailed
 from ..kernel import Worker
+from ..kernel.step_threads import running_on_threads
 from ..store import DEFAULT_URL
 from ..store.base import SUCCEEDED, RunRow
 from .common import (
@@ -167,8 +169,10 @@ def worker(
     queue: Annotated[
         list[str] | None, typer.Option("--queue", "-q", help="Queues to serve.")
     ] = None,
-    concurrency: Annotated[int, typer.Option(help="Runs in flight in this worker.")] = 64,
-    lease: Annotated[float, typer.Option(help="Lease seconds; renewed every third.")] = 30.0,
+    concurrency: Annotated[int, typer.Option(min=1, help="Runs in flight in this worker.")] = 64,
+    lease: Annotated[
+        float, typer.Option(min=0.1, help="Lease seconds; renewed every third.")
+    ] = 30.0,
     grace: Annotated[
         float,
         typer.Option(
@@ -188,6 +192,13 @@ def worker(
         the_app = load_app(app, store)
     except AiosysError as exc:
         fail(str(exc))
+    unknown = [q for q in queue or [] if q not in the_app.queues]
+    if unknown:
+        fail(
+            f"queue {', '.join(map(repr, unknown))} is not declared by the app "
+            f"(its queues: {', '.join(the_app.queues)}); declare it with app.queue(...) or "
+            "@app.workflow(queue=...)"
+        )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
     async def main() -> None:
@@ -216,8 +227,23 @@ def worker(
             await w.drain()
             await the_app.close()
             log.info("worker %s stopped", w.id)
+        threads = running_on_threads()
+        if threads:
+            # A thread cannot be stopped, and Python waits for pool threads at exit: do not.
+            # Their runs are given back already; what they do now is not recorded.
+            log.warning(
+                "worker %s: %d sync step(s) still running on threads; exiting without "
+                "waiting for them (their runs were given back)",
+                w.id,
+                threads,
+            )
+            logging.shutdown()
+            os._exit(0)
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except AiosysError as exc:
+        fail(str(exc))
 
 
 def main() -> None:

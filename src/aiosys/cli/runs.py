@@ -99,12 +99,18 @@ def cancel(
     reason: Annotated[str, typer.Option("--reason", help="Recorded as the run's error.")] = (
         "cancelled by request"
     ),
+    tenant: TenantOption = None,
     json_: JsonFlag = False,
     app: AppOption = None,
     store: StoreOption = None,
 ) -> None:
-    """Cancel a run: at once if it holds no worker, else at its next effect."""
-    row = run_async(lambda: with_opened(store_app(app, store), lambda a: a.cancel(run_id, reason)))
+    """Cancel a run (and its children not started detached): at once if it holds no
+    worker, else at its next effect."""
+    row = run_async(
+        lambda: with_opened(
+            store_app(app, store), lambda a: a.cancel(run_id, reason, tenant=tenant)
+        )
+    )
     _report(row, json_, "" if row.status in TERMINAL else " (cancel requested)")
 
 

@@ -109,7 +109,8 @@ async def _attempt(call: EffectCall) -> Any:
             if call.timeout is not None:  # a thread of its own: see step_threads
                 key = (call.run_id, call.seq)
                 return await step_threads.run_with_timeout(key, call.name, body, call.timeout)
-            return await asyncio.get_running_loop().run_in_executor(None, body)
+            pooled = step_threads.pooled(body)
+            return await asyncio.get_running_loop().run_in_executor(None, pooled)
         work = call.fn(*call.args, **call.kwargs)
         if call.timeout is None:
             return await work

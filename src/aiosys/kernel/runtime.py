@@ -284,6 +284,9 @@ class Execution:
             return
         if await self._swallowed_unwind():
             return
+        if self.cancel_reason is not None:  # a cancel that arrived before the end wins
+            await self._end(self._finish(CANCELLED, error=RunCancelled(self.cancel_reason)))
+            return
         await self._end(self._finish(SUCCEEDED, result=result))
 
     async def _swallowed_unwind(self) -> bool:

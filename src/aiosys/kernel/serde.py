@@ -236,7 +236,10 @@ def _not_plain(value: Any, path: str, depth: int = 0) -> str | None:
     if t is dict:
         for k, v in value.items():
             if type(k) is not str:
-                return f"has a {type(k).__name__} key {_clip(repr(k))} at {path or 'top level'}"
+                return (
+                    f"has a key of type {type(k).__name__} ({_clip(repr(k))}) at "
+                    f"{path or 'top level'}"
+                )
             where = _not_plain(v, f"{path}[{k!r}]", depth + 1)
             if where is not None:
                 return where

@@ -35,6 +35,31 @@ ABANDONED_PER_STEP = 16
 _lock = threading.Lock()
 _live: dict[tuple[str, int], StepThread] = {}  # (run id, seq) -> its latest attempt's thread
 _abandoned: Counter[str] = Counter()  # step name -> timed-out attempts still running
+_pooled = 0  # attempts of untimed sync steps running on the event loop's default pool
+
+
+def pooled(body: Callable[[], Any]) -> Callable[[], Any]:
+    """``body`` counted while it runs on the default pool (``running_on_threads``)."""
+
+    def counted() -> Any:
+        global _pooled
+        with _lock:
+            _pooled += 1
+        try:
+            return body()
+        finally:
+            with _lock:
+                _pooled -= 1
+
+    return counted
+
+
+def running_on_threads() -> int:
+    """Sync step attempts still running on threads (a worker that stopped cannot end them:
+    ``aiosys worker`` exits without waiting for them, their runs already given back)."""
+    with _lock:
+        return _pooled + sum(1 for t in _live.values() if not t._ended)
+
 
 Outcome = tuple[bool, Any]  # (True, value) or (False, exception)
 

@@ -513,20 +513,25 @@ class Worker:
             await self._poll_cancels()
 
     async def _poll_cancels(self) -> None:
-        """Look for cancels sent from other processes to the runs executing here, so a run
-        stops at its next effect (not at the next heartbeat)."""
+        """Look for cancels sent from other processes: to the runs executing here, so a run
+        stops at its next effect (not at the next heartbeat), and to runs parked here, so
+        their executions are unwound at once (a cancel ends a parked run in the store)."""
         t = time.monotonic()
-        if not self._executions or t - self._last_cancel_poll < CANCEL_POLL:
+        if not (self._executions or self._parked) or t - self._last_cancel_poll < CANCEL_POLL:
             return
         self._last_cancel_poll = t
+        parked = list(self._parked)
         try:
             async with asyncio.timeout(self.store_timeout):
-                requests = await self.app.store.cancel_requests(self.id)
+                requests = await self.app.store.cancel_requests(self.id) if self._executions else {}
+                ended = await self.app.store.ended(parked) if parked else set()
         except Exception as exc:
             log.warning("worker %s: reading cancel requests failed (%s)", self.id, exc)
             return
         for run_id, reason in requests.items():
             self.cancel_local(run_id, reason)
+        for run_id in ended:
+            self._drop_parked(run_id, "its run ended meanwhile (cancelled, or ended elsewhere)")
 
 
 def _quiet(fut: asyncio.Future[Any]) -> None:

@@ -62,7 +62,10 @@ def unstorable(text: str) -> str | None:
 
 
 def check_identifier(what: str, text: str) -> None:
-    """Refuse an identity that a store cannot keep as it is: ``InvalidInput`` naming it."""
+    """Refuse an identity that a store cannot keep as it is, or an empty one (an unset
+    shell variable, say): ``InvalidInput`` naming it."""
+    if not text:
+        raise InvalidInput(f"{what} is empty: give a non-empty name, or leave it out")
     problem = unstorable(text)
     if problem is not None:
         raise InvalidInput(

@@ -287,6 +287,10 @@ class Store(Protocol):
         """The run's unconsumed signals, oldest first (a parked execution resumed in place
         reads only these, not the whole history)."""
 
+    async def ended(self, run_ids: Sequence[str]) -> set[str]:
+        """Which of ``run_ids`` have ended (a worker drops the parked executions of runs
+        cancelled, or finished by another worker, meanwhile)."""
+
     async def cancel_requests(self, owner: str) -> dict[str, str]:
         """Cancel requests of the runs ``owner`` holds (id -> reason): how a worker learns of
         a cancel sent from another process before its next heartbeat."""

@@ -275,6 +275,10 @@ class PostgresStore(CommonStore):
         rows = await self._one(self._q["list_unconsumed_signals"], {"run_id": run_id})
         return [signal_row(r) for r in rows]
 
+    async def ended(self, run_ids: Sequence[str]) -> set[str]:
+        rows = await self._one(self._q["ended"], {"ids": list(run_ids)})
+        return {r["id"] for r in rows}
+
     async def cancel_requests(self, owner: str) -> dict[str, str]:
         rows = await self._one(self._q["cancel_requests"], {"owner": owner})
         return {r["id"]: r["cancel_reason"] for r in rows}

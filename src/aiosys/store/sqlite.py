@@ -291,6 +291,11 @@ class SQLiteStore(CommonStore):
         rows = await self._run(lambda c: c.execute(sql, {"run_id": run_id}).fetchall())
         return [signal_row(r) for r in rows]
 
+    async def ended(self, run_ids: Sequence[str]) -> set[str]:
+        sql, ids = self._q["ended"], json.dumps(list(run_ids))
+        rows = await self._run(lambda c: c.execute(sql, {"ids": ids}).fetchall())
+        return {r["id"] for r in rows}
+
     async def cancel_requests(self, owner: str) -> dict[str, str]:
         sql = self._q["cancel_requests"]
         rows = await self._run(lambda c: c.execute(sql, {"owner": owner}).fetchall())

@@ -74,3 +74,8 @@ WITH held AS (
 UPDATE runs AS r SET available_at = :expires, updated_at = :now
 FROM held WHERE r.id = held.id
 RETURNING r.id, r.cancel_reason
+
+-- name: ended
+-- Which of the runs named have ended.
+SELECT id FROM runs
+WHERE id = ANY(:ids) AND status IN ('succeeded', 'failed', 'cancelled', 'dead')

@@ -30,6 +30,12 @@ WHERE (:status IS NULL OR status = :status)
 ORDER BY created_at DESC, id DESC
 LIMIT :limit
 
+-- name: ended
+-- Which of the runs named have ended.
+SELECT id FROM runs
+WHERE id IN (SELECT value FROM json_each(:ids))
+  AND status IN ('succeeded', 'failed', 'cancelled', 'dead')
+
 -- name: heartbeat
 -- Extend the leases a worker holds on the runs it names; returns them and any cancel request.
 UPDATE runs SET available_at = :expires, updated_at = :now
