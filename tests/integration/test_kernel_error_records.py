@@ -433,18 +433,23 @@ def kinds_app(store_url: str, seen: dict[str, list[Any]]) -> App:
                 pass
             caught["except* ValueError"] = star
         seen[kind].append(caught)
-        await ctx.sleep(0.01)  # parks: the wake replays the run
+        await ctx.wait_for("go")  # parks for sure: the wake replays the run
         return "ok"
 
     return app
 
 
-async def test_each_kind_of_error_is_the_same_on_the_first_run_and_on_replay(store_url):
+async def test_each_kind_of_error_is_the_same_on_the_first_run_and_on_replay(
+    store_url, wait_status
+):
     seen: dict[str, list[Any]] = {k: [] for k in KINDS}
     app = kinds_app(store_url, seen)
     async with app:
         for kind in KINDS:
-            assert await (await app.start("wf", {"kind": kind})).result(timeout=20) == "ok"
+            run = await app.start("wf", {"kind": kind})
+            await wait_status(app, run.id, "waiting")
+            await app.signal(run.id, "go")
+            assert await run.result(timeout=20) == "ok"
     for kind, views in seen.items():
         assert len(views) >= 2, kind  # the first run and at least one replay
         assert all(v == views[0] for v in views), (kind, views)

@@ -41,10 +41,13 @@ def cleanup_app(store_url: str, calls: Counter[str], *, max_parked: int = 10_000
         return "cleanup"
 
     @app.workflow
-    async def guarded(ctx: Context) -> str:
+    async def guarded(ctx: Context, by_signal: bool = False) -> str:
         calls["executions"] += 1
         try:
-            await ctx.sleep(0.05)
+            if by_signal:  # parks for sure (a short sleep may be over before it parks)
+                await ctx.wait_for("go")
+            else:
+                await ctx.sleep(0.05)
             return await after_sleep()
         finally:
             await cleanup()
@@ -61,10 +64,10 @@ def cleanup_app(store_url: str, calls: Counter[str], *, max_parked: int = 10_000
     @app.workflow
     async def swallows(ctx: Context) -> str:
         try:
-            await ctx.sleep(0.05)
+            await ctx.wait_for("go")  # parks for sure, and is evicted at once
         except BaseException:
             return "went on"
-        return "slept"
+        return "woken"
 
     return app
 
@@ -94,20 +97,24 @@ async def test_except_clauses_around_a_wait_do_not_see_the_run_park(store_url, w
         assert await run.result(timeout=20) == []
 
 
-async def test_evicted_execution_unwinds_without_starting_effects_and_is_replayed(store_url):
+async def test_evicted_execution_unwinds_without_starting_effects_and_is_replayed(
+    store_url, wait_status
+):
     calls: Counter[str] = Counter()
     app = cleanup_app(store_url, calls, max_parked=0)  # every park evicts: every wake replays
     async with app:
-        run = await app.start("guarded")
+        run = await app.start("guarded", {"by_signal": True})
+        await wait_status(app, run.id, "waiting")
+        await app.signal(run.id, "go")
         assert await run.result(timeout=20) == "after"
         effects = await app.effects(run.id)
-    # The evicted executions ran their `finally:` while unwinding, but its step was refused.
-    assert calls["executions"] >= 2
+    # The evicted execution ran its `finally:` while unwinding, but its step was refused.
+    assert calls["executions"] == 2
     assert (calls["after"], calls["cleanup"]) == (1, 1)
-    assert [(short(e.name), e.status) for e in effects] == [
-        ("sleep", "ok"),
-        ("after_sleep", "ok"),
-        ("cleanup", "ok"),
+    assert [(e.kind, short(e.name), e.status) for e in effects] == [
+        ("signal", "go", "ok"),
+        ("step", "after_sleep", "ok"),
+        ("step", "cleanup", "ok"),
     ]
 
 

@@ -218,7 +218,9 @@ class Blob(pydantic.BaseModel):
     data: bytes  # the model's own config: UTF-8 text
 
 
-async def test_annotated_bytes_round_trip_losslessly_and_models_say_how(store_url, error_of):
+async def test_annotated_bytes_round_trip_losslessly_and_models_say_how(
+    store_url, error_of, wait_status
+):
     png = b"\x89PNG\r\n\x1a\n\x00\xff"
     seen: list[Any] = []
     app = App(store=store_url, max_parked=0)
@@ -239,7 +241,7 @@ async def test_annotated_bytes_round_trip_losslessly_and_models_say_how(store_ur
     async def wf(ctx: Context) -> str:
         got = (await header(), await parts())
         seen.append(got)
-        await ctx.sleep(0.01)  # parks: the wake replays the run
+        await ctx.wait_for("go")  # parks for sure: the wake replays the run
         return "ok"
 
     @app.workflow
@@ -247,7 +249,10 @@ async def test_annotated_bytes_round_trip_losslessly_and_models_say_how(store_ur
         return len((await blob()).data)
 
     async with app:
-        assert await (await app.start("wf")).result(timeout=10) == "ok"
+        first = await app.start("wf")
+        await wait_status(app, first.id, "waiting")
+        await app.signal(first.id, "go")
+        assert await first.result(timeout=10) == "ok"
         run = await app.start("model")
         with pytest.raises(Exception, match="ser_json_bytes='base64'"):
             await run.result(timeout=10)
