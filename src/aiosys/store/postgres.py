@@ -112,9 +112,9 @@ class PostgresStore(CommonStore):
         if self.schema != DEFAULT_SCHEMA:
             # Every connection resolves the store's unqualified table names in its schema.
             search_path = f"-c search_path={self.schema}"
-            self._options["options"] = f"{info['options']} {search_path}".strip() if info.get(
-                "options"
-            ) else search_path
+            self._options["options"] = (
+                f"{info['options']} {search_path}".strip() if info.get("options") else search_path
+            )
         self._q = _sql.load_queries("postgres", paramstyle="pyformat")
         self._apply = Slot(self._connect)
         self._claim = Slot(self._connect)
