@@ -41,3 +41,9 @@ async def dies(ctx: Context) -> None:
 @app.workflow
 async def waits(ctx: Context) -> Any:
     return await ctx.wait_for("go", timeout=60)
+
+
+@app.workflow
+async def crashes(ctx: Context, n: int = 0) -> None:
+    """Raises in the workflow's own body (no effect failed)."""
+    raise ValueError(f"bad n {n}")

@@ -59,7 +59,9 @@ def test_run_executes_the_workflow_and_prints_its_result(store: str) -> None:
             "run", "double", "-i", '{"x": 21}', "--json", "--app", "cliapp:app", "--store", store
         )
     )
-    assert json.loads(result.stdout) == {"doubled": 42}
+    record = json.loads(result.stdout)
+    assert set(record) == RUN_KEYS
+    assert (record["status"], record["result"]) == ("succeeded", {"doubled": 42})
     assert {r["status"] for r in runs_json(store)} == {"succeeded"}
 
 
@@ -230,7 +232,7 @@ def test_init_writes_a_project_that_runs(
     assert "kept" in ok(aiosys("init")).stdout
 
     result = ok(aiosys("run", "greet", "-i", '{"name": "Ada"}', "--json"))
-    assert json.loads(result.stdout) == {"greeting": "HELLO, ADA"}
+    assert json.loads(result.stdout)["result"] == {"greeting": "HELLO, ADA"}
     assert (tmp_path / ".aiosys" / "aiosys.db").is_file()
     sys.modules.pop("workflows", None)
 

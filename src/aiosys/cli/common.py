@@ -16,6 +16,8 @@ from typing import Annotated, Any, NoReturn, TypeVar
 import typer
 from rich.console import Console
 from rich.markup import escape
+from typer._click import exceptions as usage  # typer 0.29 carries its own click
+from typer.core import TyperGroup
 
 from ..errors import AiosysError
 from ..kernel import App
@@ -42,6 +44,12 @@ AppOption = Annotated[
 StoreOption = Annotated[
     str | None,
     typer.Option("--store", help="Store URL (default: AIOSYS_STORE, aiosys.toml, or SQLite)."),
+]
+CreateFlag = Annotated[
+    bool,
+    typer.Option(
+        "--create", help="Create the SQLite store's directory if it is missing (else refused)."
+    ),
 ]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
@@ -104,20 +112,74 @@ def store_app(ref: str | None, store: str | None) -> App:
     return App(store=store)
 
 
+def say(message: str) -> None:
+    """One line on stderr, ``error: ...``."""
+    err.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
+
+
 def fail(message: str, code: int = EXIT_ERROR) -> NoReturn:
     """One line on stderr, ``error: ...``, and exit with ``code``."""
-    err.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
+    say(message)
     raise typer.Exit(code)
 
 
+class OneLineErrors(TyperGroup):
+    """The root command group: a malformed command line (an unknown option, ``--limit abc``)
+    is one ``error:`` line on stderr naming the fix and exit 2, like every other error of
+    the command, instead of click's multi-line usage box."""
+
+    def main(self, args: Any = None, standalone_mode: bool = True, **kw: Any) -> Any:  # type: ignore[override]
+        if not standalone_mode:
+            return super().main(args, standalone_mode=False, **kw)
+        try:
+            rv = super().main(args, standalone_mode=False, **kw)
+        except usage.NoArgsIsHelpError as exc:
+            typer.echo(exc.ctx.get_help() if exc.ctx else "")
+            sys.exit(EXIT_USAGE)
+        except usage.UsageError as exc:
+            where = exc.ctx.command_path if exc.ctx else "aiosys"
+            say(f"{exc.format_message()} (see {where} --help)")
+            sys.exit(EXIT_USAGE)
+        except usage.ClickException as exc:
+            say(exc.format_message())
+            sys.exit(exc.exit_code)
+        except typer.Abort:
+            say("aborted")
+            sys.exit(EXIT_ERROR)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
 def parse_json(text: str | None, option: str) -> Any:
-    """The value of a JSON option, or exit 2 naming the option."""
+    """The value of a JSON option: the text itself, ``@path`` for a file's content, or ``-``
+    for standard input; exit 2 naming the option (and the file) when it cannot be read or
+    is not JSON."""
     if text is None:
         return None
+    source = ""
+    if text == "-":
+        source, text = " (from stdin)", sys.stdin.read()
+    elif text.startswith("@"):
+        path = Path(text[1:])
+        try:
+            source, text = f" (from {path})", path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            fail(f"{option} @{path}: cannot read {path}: {reason}", EXIT_USAGE)
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        fail(f"{option} is not valid JSON ({exc}): {text!r}", EXIT_USAGE)
+        shown = text if len(text) <= 200 else text[:199] + "…"
+        fail(f"{option}{source} is not valid JSON ({exc}): {shown!r}", EXIT_USAGE)
+
+
+def create_store_dir(app: App) -> None:
+    """``--create``: make the directory of the app's SQLite store file if it is missing
+    (without it, a store URL naming a missing directory is refused as a likely typo)."""
+    from ..store.sqlite import create_parent
+
+    url = getattr(app.store, "url", None)
+    if isinstance(url, str):
+        create_parent(url)
 
 
 def run_async(fn: Callable[[], Awaitable[T]]) -> T:

@@ -23,9 +23,12 @@ from ..store import DEFAULT_URL
 from ..store.base import SUCCEEDED, RunRow
 from .common import (
     AppOption,
+    CreateFlag,
     JsonFlag,
+    OneLineErrors,
     StoreOption,
     console,
+    create_store_dir,
     echo_json,
     err,
     fail,
@@ -41,14 +44,22 @@ from .scaffold import scaffold
 
 log = logging.getLogger("aiosys.worker")
 
-cli = typer.Typer(help="aiosys: durable, governed, observable AI workflows.", no_args_is_help=True)
+cli = typer.Typer(
+    help="aiosys: durable, governed, observable AI workflows.",
+    no_args_is_help=True,
+    cls=OneLineErrors,
+)
 cli.add_typer(runs, name="runs")
 cli.add_typer(models, name="models")
 
 WorkflowArg = Annotated[str, typer.Argument(help="The workflow's name.")]
 InputOption = Annotated[
     str | None,
-    typer.Option("--input", "-i", help="The workflow's parameters as a JSON object."),
+    typer.Option(
+        "--input",
+        "-i",
+        help="The workflow's parameters as a JSON object; @file.json reads a file, - stdin.",
+    ),
 ]
 KeyOption = Annotated[
     str | None,
@@ -57,8 +68,24 @@ KeyOption = Annotated[
 TenantOption = Annotated[str, typer.Option("--tenant", help="The tenant the run belongs to.")]
 
 
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"aiosys {version('aiosys')}")
+        except PackageNotFoundError:  # run from a source tree that is not installed
+            typer.echo("aiosys (not installed: version unknown)")
+        raise typer.Exit()
+
+
 @cli.callback()
-def _root() -> None:
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", is_eager=True, callback=_version, help="Print the version."),
+    ] = False,
+) -> None:
     """aiosys: durable, governed, observable AI workflows."""
 
 
@@ -71,12 +98,15 @@ def run(
     json_: JsonFlag = False,
     app: AppOption = None,
     store: StoreOption = None,
+    create: CreateFlag = False,
 ) -> None:
-    """Start a run and execute it in this process; print its result."""
+    """Start a run and execute it in this process; print its result (--json: its record)."""
     data = parse_json(input, "--input")
 
     async def body() -> tuple[RunRow, bool]:
         the_app = load_app(app, store)
+        if create:
+            create_store_dir(the_app)
         async with the_app:
             handle = await the_app.start(
                 workflow, data, idempotency_key=idempotency_key, tenant=tenant
@@ -90,12 +120,13 @@ def run(
     row, created = run_async(body)
     if not created:
         err.print(f"idempotency key {idempotency_key!r}: existing run {row.id}", markup=False)
+    if json_:  # the run's record, whatever its end (the exit code says which)
+        echo_json(run_dict(row))
     if row.status != SUCCEEDED:
         fail(f"run {row.id} ({row.workflow}) ended {row.status}: {error_message(row.error)}")
-    result: Any = run_dict(row)["result"]
     if json_:
-        echo_json(result)
         return
+    result: Any = run_dict(row)["result"]
     err.print(f"run {row.id} {row.status}", style="dim", markup=False)
     if isinstance(result, str):
         typer.echo(result)
@@ -112,12 +143,15 @@ def start(
     json_: JsonFlag = False,
     app: AppOption = None,
     store: StoreOption = None,
+    create: CreateFlag = False,
 ) -> None:
     """Record a run as pending for a worker to take; print its id."""
     data = parse_json(input, "--input")
 
     async def body() -> tuple[RunRow, bool]:
         the_app = load_app(app, store)
+        if create:
+            create_store_dir(the_app)
         await the_app.open()
         try:
             handle = await the_app.start(
@@ -166,6 +200,7 @@ def init() -> None:
 def worker(
     app: AppOption = None,
     store: StoreOption = None,
+    create: CreateFlag = False,
     queue: Annotated[
         list[str] | None, typer.Option("--queue", "-q", help="Queues to serve.")
     ] = None,
@@ -190,6 +225,8 @@ def worker(
     another worker. A second signal gives them back at once. Either way it exits 0."""
     try:
         the_app = load_app(app, store)
+        if create:
+            create_store_dir(the_app)
     except AiosysError as exc:
         fail(str(exc))
     unknown = [q for q in queue or [] if q not in the_app.queues]
@@ -242,7 +279,7 @@ def worker(
 
     try:
         asyncio.run(main())
-    except AiosysError as exc:
+    except (AiosysError, OSError) as exc:  # the store cannot be opened, say
         fail(str(exc))
 
 

@@ -220,7 +220,32 @@ def run_view(row: RunRow, effects: list[EffectRow]) -> Group:
                 f"{usage['output_tokens']} out, cost {usage['cost']:.6f}"
             )
         )
-    return Group(*parts, Text(""), timeline_table(effects))
+    parts += [Text(""), timeline_table(effects)]
+    return Group(*parts, *tracebacks(row, effects))
+
+
+def _traceback(text: str | None) -> str | None:
+    rec = _decode(text)
+    tb = rec.get("traceback") if isinstance(rec, dict) else None
+    return tb if isinstance(tb, str) and tb else None
+
+
+def tracebacks(row: RunRow, effects: list[EffectRow]) -> list[Text]:
+    """The recorded tracebacks of the failed effects and of the run, each once (the run's
+    error is often the last failed step's, rebuilt: its traceback is not printed twice)."""
+    out: list[Text] = []
+    seen: set[str] = set()
+    sources = [
+        (f"traceback of effect {e.seq} ({e.kind} {e.name}, attempt {e.attempt})", e.error)
+        for e in effects
+    ]
+    for title, error in [*sources, (f"traceback of run {row.id}", row.error)]:
+        tb = _traceback(error)
+        if tb is None or tb in seen:
+            continue
+        seen.add(tb)
+        out += [Text(""), Text(title, style="bold"), Text(tb.rstrip("\n"), style="red")]
+    return out
 
 
 def model_usage(effects: list[EffectRow]) -> dict[str, Any]:

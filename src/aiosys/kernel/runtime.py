@@ -44,6 +44,7 @@ from ..store.base import (
 from . import serde
 from .control import LeaseLost, Unwind
 from .gate import EffectCall
+from .oplog import error_text, run_event
 from .retry import NO_RETRY, Retry
 
 if TYPE_CHECKING:
@@ -350,6 +351,18 @@ class Execution:
             log.warning("run %s: could not end it as %s: %s", self.run.id, finish.status, exc)
             ok = False
         if ok:
+            run = self.run
+            took = None if run.started_at is None else (self.app.store.clock() - run.started_at)
+            run_event(
+                "finished" if finish.status == SUCCEEDED else "failed",
+                run.id,
+                run.wf_key,
+                self.owner,
+                logging.INFO if finish.status == SUCCEEDED else logging.WARNING,
+                status=finish.status,
+                duration_ms=None if took is None else round(took * 1000, 1),
+                error=error_text(finish.error),
+            )
             self.app._notify_finished(self.run, finish)
         else:
             log.info("run %s: lease lost before it could end as %s", self.run.id, finish.status)

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 from ..store.base import Claim, History, Release, RunRow
 from .commit import Committer
 from .control import Unwind
+from .oplog import run_event
 from .recovery import over_cap
 from .runtime import Execution
 
@@ -348,6 +349,16 @@ class Worker:
             if history.run.epoch != row.epoch:  # claimed again meanwhile: not ours anymore
                 return
             spec = self.app.spec(history.run.workflow, history.run.version)
+            run = history.run
+            run_event(
+                "started",
+                run.id,
+                run.wf_key,
+                self.id,
+                logging.WARNING if run.recoveries else logging.INFO,
+                claims=run.claims,
+                recoveries=run.recoveries,
+            )
             ex = Execution(self.app, self, history, spec)
             self._executions[row.id] = ex
             await ex.execute()

@@ -21,10 +21,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import psycopg
+import psycopg.sql
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import DictRow, dict_row
 
@@ -65,21 +68,53 @@ SNAPSHOT = b"BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
 REFUSED = (psycopg.DataError, psycopg.IntegrityError, psycopg.ProgrammingError, ValueError)
 
 
+DEFAULT_SCHEMA = "public"
+_SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+
+
+def split_schema(url: str) -> tuple[str, str]:
+    """The connection URL without aiosys's own ``schema`` query parameter, and the schema
+    the store's tables live in (``?schema=aiosys``; default ``public``).
+
+    Raises ``ConfigError`` for a schema that is not a plain lower-case SQL name (it becomes
+    the connections' ``search_path``) or is given twice."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    schemas = [v for k, v in query if k == "schema"]
+    if not schemas:
+        return url, DEFAULT_SCHEMA
+    if len(schemas) > 1 or not _SCHEMA_NAME.fullmatch(schemas[0]):
+        raise ConfigError(
+            f"bad PostgreSQL URL: schema={'&schema='.join(schemas)!s} is not one lower-case "
+            "name (letters, digits, _; e.g. ?schema=aiosys)"
+        )
+    rest = urlencode([(k, v) for k, v in query if k != "schema"])
+    return urlunsplit(parts._replace(query=rest)), schemas[0]
+
+
 class PostgresStore(CommonStore):
     dialect = "postgres"
 
     def __init__(self, url: str) -> None:
         self.url = url
+        self._conninfo, self.schema = split_schema(url)
         try:
-            info = conninfo_to_dict(url)
+            info = conninfo_to_dict(self._conninfo)
         except psycopg.ProgrammingError as exc:
             reason = " ".join(str(exc).split())  # not the URL: it may hold a password
             raise ConfigError(f"bad PostgreSQL URL: {reason}") from exc
         self._where = (
             f"{info.get('host') or 'localhost'}:{info.get('port') or 5432}"
-            f" (database {info.get('dbname') or info.get('user') or 'default'})"
+            f" (database {info.get('dbname') or info.get('user') or 'default'}"
+            f", schema {self.schema})"
         )
         self._options: dict[str, Any] = {} if "connect_timeout" in info else {"connect_timeout": 10}
+        if self.schema != DEFAULT_SCHEMA:
+            # Every connection resolves the store's unqualified table names in its schema.
+            search_path = f"-c search_path={self.schema}"
+            self._options["options"] = (
+                f"{info['options']} {search_path}".strip() if info.get("options") else search_path
+            )
         self._q = _sql.load_queries("postgres", paramstyle="pyformat")
         self._apply = Slot(self._connect)
         self._claim = Slot(self._connect)
@@ -98,7 +133,7 @@ class PostgresStore(CommonStore):
             raise ConfigError(NOT_OPEN)
         try:
             return await psycopg.AsyncConnection.connect(
-                self.url,
+                self._conninfo,
                 autocommit=True,
                 prepare_threshold=0,
                 row_factory=dict_row,
@@ -135,8 +170,27 @@ class PostgresStore(CommonStore):
         self._closed = False
         try:
             async with self._reader().use() as conn:
-                async with conn.transaction():
-                    await self._migrate(conn)
+                try:
+                    async with conn.transaction():
+                        await self._migrate(conn)
+                except psycopg.errors.InsufficientPrivilege as exc:
+                    reason = " ".join(str(exc).split())
+                    raise ConfigError(
+                        f"cannot set up the PostgreSQL store at {self._where}: {reason}; "
+                        "aiosys creates its tables on first use, so its user needs CREATE there"
+                    ) from None
+                except psycopg.ProgrammingError as exc:  # tables of the same names, not aiosys's
+                    reason = " ".join(str(exc).split())
+                    raise ConfigError(
+                        f"the PostgreSQL store at {self._where} is not an aiosys store "
+                        f"({reason}); use a new database or another schema (?schema=name)"
+                    ) from None
+                except psycopg.errors.ReadOnlySqlTransaction as exc:
+                    reason = " ".join(str(exc).split())
+                    raise ConfigError(
+                        f"the PostgreSQL store at {self._where} is read-only ({reason}); "
+                        "point the store URL at the primary"
+                    ) from None
                 await self._read_clock(conn)
         except BaseException:
             await self.close()
@@ -145,6 +199,12 @@ class PostgresStore(CommonStore):
     async def _migrate(self, conn: Conn) -> None:
         # Several processes may open a new database at once: one migrates, the others wait.
         await conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+        if self.schema != DEFAULT_SCHEMA:
+            await conn.execute(
+                psycopg.sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
+                    psycopg.sql.Identifier(self.schema)
+                )
+            )
         await conn.execute("CREATE TABLE IF NOT EXISTS aiosys_schema (version INTEGER PRIMARY KEY)")
         cur = await conn.execute("SELECT version FROM aiosys_schema")
         done = {r["version"] for r in await cur.fetchall()}

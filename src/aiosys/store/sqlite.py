@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ..errors import ConfigError
-from . import _sql
+from . import DEFAULT_URL, _sql
 from ._text import bind
 from .base import (
     Claim,
@@ -69,17 +69,43 @@ def _is_busy(exc: sqlite3.OperationalError) -> bool:
     return "locked" in str(exc) or "busy" in str(exc)
 
 
+SQLITE_FORM = "sqlite:///relative/path.db or sqlite:////absolute/path.db"
+
+
+def sqlite_path(url: str) -> Path:
+    """The file a ``sqlite:///...`` URL names: three slashes, then the path (relative to the
+    current directory, or absolute with a fourth slash), as SQLAlchemy spells it.
+
+    Raises ``ConfigError`` for any other spelling (``sqlite:/x.db``, ``sqlite:x.db``,
+    ``sqlite://x.db``): read loosely, these used to name a file under a ``sqlite:`` directory,
+    a new empty store that nobody meant."""
+    if not url.startswith("sqlite:///"):
+        raise ConfigError(f"malformed store URL {url!r}: use {SQLITE_FORM}")
+    path = url.removeprefix("sqlite:///")
+    if not path or path.endswith("/"):
+        raise ConfigError(f"store URL {url!r} names no file: use {SQLITE_FORM}")
+    return Path(path)
+
+
+def create_parent(url: str) -> None:
+    """Make the directory of a SQLite store URL's file (``aiosys ... --create``); nothing
+    for other URLs. Raises ``ConfigError`` for a malformed SQLite URL or a directory that
+    cannot be made."""
+    if not url.startswith("sqlite:"):
+        return
+    parent = sqlite_path(url).parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create the directory {parent} of store {url!r}: {exc}") from None
+
+
 class SQLiteStore(CommonStore):
     dialect = "sqlite"
 
     def __init__(self, url: str, *, poll_interval: float = 0.1) -> None:
         self.url = url
-        path = url.removeprefix("sqlite://")
-        if path.startswith("/"):
-            path = path[1:]  # sqlite:///rel/path -> rel/path; sqlite:////abs -> /abs
-        if not path:
-            raise ConfigError(f"store URL {url!r} names no file: use sqlite:///path/to/file.db")
-        self.path = Path(path)
+        self.path = sqlite_path(url)
         self.poll_interval = poll_interval
         self._q = _sql.load_queries("sqlite")
         self._pool: ThreadPoolExecutor | None = None
@@ -125,8 +151,19 @@ class SQLiteStore(CommonStore):
         return out
 
     def _connect(self) -> sqlite3.Connection:
+        parent = self.path.parent
+        if not parent.is_dir():
+            # Only the default store's own directory (./.aiosys) is made here: a missing
+            # directory in a URL someone typed is more often a typo than a wish.
+            if self.path != Path(DEFAULT_URL.removeprefix("sqlite:///")):
+                what = (
+                    "is a file, not a directory"
+                    if parent.exists()
+                    else "does not exist; create it (or pass --create to the aiosys command)"
+                )
+                raise ConfigError(f"cannot open the SQLite store at {self.path}: {parent} {what}")
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(
                 self.path, isolation_level=None, check_same_thread=False, factory=_Connection
             )
@@ -150,6 +187,11 @@ class SQLiteStore(CommonStore):
             await self._run(self._migrate)
         except sqlite3.DatabaseError as exc:  # not a database, or not one of ours
             await self.close()
+            if "readonly" in str(exc) or "read-only" in str(exc):
+                raise ConfigError(
+                    f"the SQLite store at {self.path} is read-only ({exc}); aiosys writes to "
+                    "its store: make the file and its directory writable, or use another"
+                ) from None
             raise ConfigError(
                 f"{self.path} is not an aiosys SQLite store ({exc}); point the store URL "
                 "at a new file or at one aiosys created"
@@ -158,6 +200,9 @@ class SQLiteStore(CommonStore):
     def _migrate(self, conn: sqlite3.Connection) -> None:
         def body(c: sqlite3.Connection) -> None:
             c.execute("CREATE TABLE IF NOT EXISTS aiosys_schema (version INTEGER PRIMARY KEY)")
+            # Changes nothing, but SQLite refuses it at once on a read-only file or mount,
+            # so a read-only store is reported at open, not at the first write of a run.
+            c.execute("DELETE FROM aiosys_schema WHERE 0")
             done = {r[0] for r in c.execute("SELECT version FROM aiosys_schema")}
             for version, sql in _sql.migrations("sqlite"):
                 if version not in done:

@@ -12,6 +12,7 @@ from typing import Any
 
 from ...store.base import now
 from ..gate import EffectCall, Next
+from ..oplog import exc_text, run_event
 from ..retry import is_transient
 from .effect_log import RETRY, record_retry
 
@@ -37,4 +38,16 @@ class Retrying:
                 due = now() + policy.delay(attempt)
                 if call.run_execution is not None:
                     await record_retry(call, exc, due)
+                    run = call.run_execution.run
+                    run_event(
+                        "retry",
+                        run.id,
+                        run.wf_key,
+                        call.run_execution.owner,
+                        effect=call.seq,
+                        effect_name=call.name,
+                        attempt=attempt,
+                        delay_s=max(0.0, round(due - now(), 3)),
+                        error=exc_text(exc),
+                    )
                 attempt += 1

@@ -1,0 +1,73 @@
+"""The operator's log: one line per thing that happens to a run in a worker.
+
+Logger ``aiosys.runs``. Each line is ``run.<event>`` followed by ``key=value`` pairs (values
+with spaces are quoted), and the same fields are on the record as ``extra`` attributes
+(``event``, ``run_id``, ``workflow``, ``worker`` and the event's own), so a JSON formatter
+gets them as fields without parsing the text::
+
+    run.started run=3f2c... workflow=intake@1 worker=w-host-81 claims=1 recoveries=0
+    run.retry run=3f2c... workflow=intake@1 worker=w-host-81 effect=2 effect_name=fetch attempt=1 \
+delay_s=0.5 error="TransientError: 503"
+    run.finished run=3f2c... workflow=intake@1 worker=w-host-81 status=succeeded duration_ms=812
+    run.failed run=3f2c... workflow=intake@1 worker=w-host-81 status=dead error="..."
+
+Events: ``started`` (an execution begins after a claim; ``recoveries`` counts the claims
+that took the run over from a worker whose lease expired: WARNING when it is not 0),
+``retry`` (an effect failed transiently and is tried again), ``finished`` (succeeded),
+``failed`` (ended failed, dead or cancelled: WARNING). Field names avoid the ``LogRecord``
+attributes (``name``, ``message``, ...), which ``extra`` may not overwrite.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+log = logging.getLogger("aiosys.runs")
+
+
+def _text(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    if text == "" or any(c.isspace() or c in '"=' for c in text):
+        return json.dumps(text, ensure_ascii=False)
+    return text
+
+
+def run_event(
+    event: str, run_id: str, workflow: str, worker: str, level: int = logging.INFO, **fields: Any
+) -> None:
+    """Log ``run.<event>`` for one run with ``fields`` (None values are left out)."""
+    if not log.isEnabledFor(level):
+        return
+    fields = {k: v for k, v in fields.items() if v is not None}
+    pairs = " ".join(f"{k}={_text(v)}" for k, v in fields.items())
+    head = f"run.{event} run={run_id} workflow={_text(workflow)} worker={_text(worker)}"
+    extra = {"event": f"run.{event}", "run_id": run_id, "workflow": workflow, "worker": worker}
+    log.log(level, f"{head} {pairs}".rstrip(), extra={**extra, **fields})
+
+
+def exc_text(exc: BaseException) -> str:
+    """``Type: message`` of a live error; an error whose ``str()`` raises (or returns no
+    string) is ``<unprintable Type>``, as in its record: logging never raises for it."""
+    try:
+        message = str(exc)
+    except Exception:
+        message = f"<unprintable {type(exc).__name__}>"
+    if not isinstance(message, str):
+        message = f"<unprintable {type(exc).__name__}>"
+    return f"{type(exc).__name__}: {message}"
+
+
+def error_text(error: str | None) -> str | None:
+    """``Type: message`` of a recorded error (a run's or an effect's ``error`` column)."""
+    if error is None:
+        return None
+    try:
+        rec = json.loads(error)
+    except json.JSONDecodeError:
+        return error
+    if not isinstance(rec, dict):
+        return str(rec)
+    kind = str(rec.get("type", "")).rpartition(".")[2]
+    return f"{kind}: {rec.get('message', '')}" if kind else str(rec.get("message", ""))
