@@ -12,6 +12,7 @@ import hashlib
 import json
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,6 +20,7 @@ import pytest
 from pydantic import BaseModel
 
 from aiosys import App
+from aiosys.errors import ConfigError
 from aiosys.models.catalog import ModelCard
 from aiosys.models.chain import DeploymentCall, compose, judge
 from aiosys.models.contracts import RoutingPlan
@@ -279,3 +281,76 @@ async def test_a_semantic_lookup_decodes_stored_vectors_once_and_off_the_loop(
     assert provider.calls == 0
     # 41 stored vectors decoded by the first lookup, none by the second; never on the loop.
     assert seen == [(False, 41), (False, 0)]
+
+
+# ---- nothing stored can run code --------------------------------------------------------
+
+RAN: list[str] = []
+
+
+def imported_model(messages: list[Message]) -> str:
+    """A function a card names as ``module:function``; records that it ran."""
+    RAN.append(messages[-1].content)
+    return "imported ran"
+
+
+IMPORTED = f"{__name__}:imported_model"
+
+
+@pytest.fixture
+def ran() -> Iterator[list[str]]:
+    RAN.clear()
+    yield RAN
+    RAN.clear()
+    unregister_callable(IMPORTED)
+    unregister_callable("safety-registered")
+
+
+async def test_a_stored_card_naming_module_function_is_refused_and_a_registered_one_works(
+    store_url: str, tmp_path: Path, ran: list[str]
+) -> None:
+    # Anyone who can write the database writes this card, naming a function to import.
+    writer = App(store=store_url, models_dir=tmp_path / "none")
+    writer.models.add_card({"id": "evil", "provider": "local", "options": {"callable": IMPORTED}})
+    writer.models.add_card(
+        {"id": "good", "provider": "local", "options": {"callable": "safety-registered"}}
+    )
+    async with writer:
+        await writer.models.save_to_store()
+
+    register_callable("safety-registered", lambda messages: "registered ran")
+    worker = App(store=store_url, models_dir=tmp_path / "none")
+    async with worker:
+        assert worker.models.card("evil").from_store
+        with pytest.raises(ConfigError) as refused:
+            await worker.models.call("evil", "hello")
+        message = str(refused.value)
+        assert "evil@1: this card was read from the store" in message
+        assert f"register_callable({IMPORTED!r}, fn)" in message
+        assert ran == []  # the function never ran
+        assert (await worker.models.call("good", "hello")).output == "registered ran"
+        # Registered in code under that very name, the stored card may use it.
+        register_callable(IMPORTED, imported_model)
+        assert (await worker.models.call("evil", "hi")).output == "imported ran"
+    assert ran == ["hi"]
+
+
+async def test_module_function_works_for_cards_from_code_and_from_the_operators_files(
+    store_url: str, tmp_path: Path, ran: list[str]
+) -> None:
+    (tmp_path / "local.toml").write_text(
+        f'id = "from-file"\nprovider = "local"\n[options]\ncallable = "{IMPORTED}"\n'
+    )
+    app = App(store=store_url, models_dir=tmp_path)
+    app.models.add_card({"id": "in-code", "provider": "local", "options": {"callable": IMPORTED}})
+    async with app:
+        await app.models.save_to_store()  # stored too: the file and the code still win
+        assert (await app.models.call("from-file", "a")).output == "imported ran"
+        assert (await app.models.call("in-code", "b")).output == "imported ran"
+    assert ran == ["a", "b"]
+    # Another worker with the same file: the file's card wins over the stored copy.
+    again = App(store=store_url, models_dir=tmp_path)
+    async with again:
+        assert not again.models.card("from-file").from_store
+        assert again.models.card("in-code").from_store
+        assert (await again.models.call("from-file", "c")).output == "imported ran"
