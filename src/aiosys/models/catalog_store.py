@@ -2,10 +2,10 @@
 the CLI see the same catalog.
 
 A card is stored whole, as the JSON of ``card.model_dump()``, keyed by its id, with the file
-it came from. A card read back is marked ``from_store``: whoever can write the database can
-write it, so it may not name code to import (``providers/local.py``). Saving a card that claims an alias another stored card holds moves the alias
+it came from. Saving a card that claims an alias another stored card holds moves the alias
 (as a model registry's "production" alias moves when a new version is promoted): an alias
-always names exactly one card.
+always names exactly one card. A card read back is marked ``from_store``: whoever can write
+the database can write it, so it may not name code to import (``providers/local.py``).
 """
 
 from __future__ import annotations
