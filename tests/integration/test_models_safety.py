@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,9 +19,10 @@ from typing import Any
 import numpy as np
 import pytest
 from pydantic import BaseModel
+from tests.wire.control import rejected
 
 from aiosys import App
-from aiosys.errors import ConfigError
+from aiosys.errors import ConfigError, ProviderRejected
 from aiosys.models.catalog import ModelCard
 from aiosys.models.chain import DeploymentCall, compose, judge
 from aiosys.models.contracts import RoutingPlan
@@ -28,7 +30,8 @@ from aiosys.models.links import cache as cache_module
 from aiosys.models.links.cache import CacheLink, CachePolicy
 from aiosys.models.providers.local import register_callable, unregister_callable
 from aiosys.models.types import Message, ModelRequest, ModelResponse, ProviderResult, Usage
-from aiosys.store import Store
+from aiosys.redact import mask_url, redact
+from aiosys.store import Store, open_store
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -354,3 +357,94 @@ async def test_module_function_works_for_cards_from_code_and_from_the_operators_
         assert not again.models.card("from-file").from_store
         assert again.models.card("in-code").from_store
         assert (await again.models.call("from-file", "c")).output == "imported ran"
+
+
+# ---- secrets never reach logs, errors or records -------------------------------------------
+
+SECRET = "s3cr3t-Pa55"
+
+
+def test_urls_and_texts_are_masked() -> None:
+    assert mask_url(f"postgresql://bob:{SECRET}@db:5432/app") == "postgresql://bob:***@db:5432/app"
+    assert mask_url(f"redis://:{SECRET}@cache:6379/0") == "redis://:***@cache:6379/0"
+    assert mask_url("postgresql://db/app") == "postgresql://db/app"
+    quoted = f'in URI: "postgres://bob:p@{SECRET}@[bad/x" and host=db password={SECRET} x'
+    assert SECRET not in redact(quoted)
+    assert redact(f"Incorrect API key provided: sk-{SECRET}.", f"sk-{SECRET}") == (
+        "Incorrect API key provided: ***."
+    )
+
+
+async def test_a_store_urls_password_is_masked_in_its_errors() -> None:
+    for url in (
+        f"postgres://bob:{SECRET}@[bad/x",  # psycopg quotes the URL back
+        f"postgresql://nobody:{SECRET}@127.0.0.1:5432/nodb",  # the server refuses the role
+        f"postgresql://nobody:{SECRET}@127.0.0.1:1/nodb",  # nothing listens
+    ):
+        with pytest.raises(ConfigError) as caught:
+            s = open_store(url)
+            await s.open()
+        assert SECRET not in str(caught.value) and SECRET not in repr(caught.value), url
+        assert caught.value.__cause__ is None or SECRET not in str(caught.value.__cause__)
+
+
+async def test_a_redis_urls_password_is_masked_in_the_log(
+    store_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    register_callable("safety-registered", lambda messages: "ok")
+    app = App(store=store_url)
+    app.models.redis_url = f"redis://:{SECRET}@127.0.0.1:1/0"  # nothing listens
+    app.models.add_card(
+        {
+            "id": "limited",
+            "provider": "local",
+            "options": {"callable": "safety-registered"},
+            "limits": {"requests_per_minute": 5},
+        }
+    )
+    try:
+        async with app:
+            with caplog.at_level(logging.WARNING, logger="aiosys.models.ratelimit"):
+                assert (await app.models.call("limited", "hi")).output == "ok"
+    finally:
+        unregister_callable("safety-registered")
+    assert "redis://:***@127.0.0.1:1/0 unreachable" in caplog.text
+    assert SECRET not in caplog.text
+
+
+async def test_an_api_key_a_server_quotes_back_is_masked_in_errors_and_records(
+    store_url: str, openai_server: Any, monkeypatch: pytest.MonkeyPatch, error_of: Any
+) -> None:
+    key = f"sk-{SECRET}"
+    monkeypatch.setenv("SAFETY_KEY", key)
+    openai_server.always(rejected(401, message=f"Incorrect API key provided: {key}."))
+    app = App(store=store_url)
+    app.models.add_card(
+        {
+            "id": "gpt",
+            "provider": "openai",
+            "endpoint": openai_server.endpoint,
+            "api_key_env": "SAFETY_KEY",
+            "timeout": 5.0,
+        }
+    )
+
+    @app.workflow
+    async def ask(ctx: Any) -> str:
+        return (await ctx.models.call("gpt", "hi")).output  # type: ignore[no-any-return]
+
+    async with app:
+        with pytest.raises(ProviderRejected) as caught:
+            await app.models.call("gpt", "hi")
+        assert "(HTTP 401): Incorrect API key provided: ***." in str(caught.value)
+        run = await app.start("ask", {})
+        with pytest.raises(Exception):  # noqa: B017  (the run's error, rebuilt)
+            await run.result(timeout=20)
+        row = await app.get_run(run.id)
+        effects = await app.effects(run.id)
+        await app.models.flush_usage()
+        usage = await app.store.fetch("usage_by_model", {"tenant": "default", "since": 0})
+    record = json.dumps(error_of(row))
+    assert "Incorrect API key provided: ***." in record and SECRET not in record
+    assert effects and all(SECRET not in repr(e) for e in effects)
+    assert SECRET not in json.dumps(usage, default=str)
