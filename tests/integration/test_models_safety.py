@@ -3,14 +3,19 @@
 The cache keeps only accepted answers: an answer the task's ``parse`` or output schema
 rejected is never cached (exact or semantic), a stored answer a task rejects is dropped, the
 key covers what changes the answer and not the transport's headers, and a semantic lookup
-decodes stored vectors once, in a worker thread.
+decodes stored vectors once, in a worker thread. Nothing stored can run code: a card read
+from the store may name only callables registered in code. Secrets (a store URL's password,
+a Redis URL's, an API key a server quotes back) never reach errors, logs or records. The
+provider SDKs are imported when the app opens, in a worker thread.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import logging
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -448,3 +453,46 @@ async def test_an_api_key_a_server_quotes_back_is_masked_in_errors_and_records(
     assert "Incorrect API key provided: ***." in record and SECRET not in record
     assert effects and all(SECRET not in repr(e) for e in effects)
     assert SECRET not in json.dumps(usage, default=str)
+
+
+# ---- the provider SDKs are imported when the app opens, off the event loop ---------------
+
+
+async def test_the_sdks_are_imported_at_open_off_the_loop_and_never_in_the_first_call(
+    store_url: str, openai_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aiosys.models.providers import registry
+
+    imports: list[tuple[str, bool]] = []  # (module, on the loop's thread)
+    fresh: list[str] = []  # modules imported for the first time on the loop's thread
+    real_import = importlib.import_module
+
+    def spy(name: str, package: str | None = None) -> Any:
+        on_loop = threading.current_thread() is threading.main_thread()
+        if on_loop and name not in sys.modules:
+            fresh.append(name)
+        if name.startswith("aiosys.models."):
+            imports.append((name, on_loop))
+        return real_import(name, package)
+
+    monkeypatch.setattr(registry.importlib, "import_module", spy)
+    app = App(store=store_url)
+    app.models.add_card(
+        {"id": "gpt", "provider": "openai", "endpoint": openai_server.endpoint, "timeout": 5}
+    )
+    async with app:
+        assert imports == [  # in a worker thread
+            ("aiosys.models.providers.openai_compat", False),
+            ("aiosys.models.links.cache", False),
+        ]
+        fresh.clear()
+        assert (await app.models.call("gpt", "hi")).output
+        assert fresh == []  # the first call imported nothing on the loop
+
+    # A command that only reads the store imports nothing.
+    imports.clear()
+    quiet = App(store=store_url, preload_models=False)
+    quiet.models.add_card({"id": "gpt", "provider": "openai"})
+    async with quiet:
+        pass
+    assert imports == []
