@@ -26,12 +26,21 @@ class App(kernel.App):
     saved) and then from the card files under ``models_dir`` (the argument, else the
     ``AIOSYS_MODELS_DIR`` environment variable, empty meaning none, else ``./models`` when it
     exists), so a file's card wins over the stored one of the same id. Cards added in code
-    with ``app.models.add_card`` before opening win over both.
+    with ``app.models.add_card`` before opening win over both. The providers the catalog
+    names are then imported, in a worker thread (``ModelPlane.preload``), unless
+    ``preload_models`` is False (commands that only read the store, such as ``aiosys runs``).
     """
 
-    def __init__(self, *args: Any, models_dir: str | Path | None = None, **kw: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        models_dir: str | Path | None = None,
+        preload_models: bool = True,
+        **kw: Any,
+    ) -> None:
         super().__init__(*args, **kw)
         self.models_dir = models_dir
+        self.preload_models = preload_models
 
     async def open(self) -> App:
         first = self._opened == 0
@@ -53,6 +62,8 @@ class App(kernel.App):
                 plane.add_card(card)
         for card in in_code.values():
             plane.add_card(card)
+        if self.preload_models:
+            await plane.preload()  # the SDKs, off the event loop: never inside a first call
 
     @cached_property
     def models(self) -> ModelPlane:

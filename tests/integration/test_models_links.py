@@ -30,7 +30,7 @@ from aiosys.errors import (
     ProviderUnavailable,
 )
 from aiosys.models.catalog import Limits, ModelCard, Pricing
-from aiosys.models.chain import DeploymentCall, Link, NextLink, compose
+from aiosys.models.chain import DeploymentCall, Link, NextLink, compose, judge
 from aiosys.models.links.budget import Budget, BudgetLink, Budgets
 from aiosys.models.links.cache import CacheLink, CachePolicy
 from aiosys.models.links.metering import (
@@ -120,6 +120,18 @@ def ask(text: str = "What is the capital of France?", **params: Any) -> ModelReq
 def call_of(model: ModelCard, request: ModelRequest | None = None, **kwargs: Any) -> DeploymentCall:
     fields: dict[str, Any] = {"tenant": "acme", "run_id": "run-1", **kwargs}
     return DeploymentCall(card=model, request=request or ask(), **fields)
+
+
+def judged(chain: NextLink) -> NextLink:
+    """The chain as the router drives it: each answer is accepted (``chain.judge``), so
+    the cache keeps it."""
+
+    async def call(c: DeploymentCall) -> ModelResponse:
+        response = await chain(c)
+        await judge(c, True)
+        return response
+
+    return call
 
 
 @pytest.fixture
@@ -675,8 +687,10 @@ async def test_an_exact_hit_skips_the_provider_and_costs_nothing(
     provider = CountingProvider()
     policy = CachePolicy()
     model = card(pricing=PRICED)
-    worker_a = compose([MeteringLink(store), CacheLink(store)], terminal(provider))
-    worker_b = compose([MeteringLink(second_store), CacheLink(second_store)], terminal(provider))
+    worker_a = judged(compose([MeteringLink(store), CacheLink(store)], terminal(provider)))
+    worker_b = judged(
+        compose([MeteringLink(second_store), CacheLink(second_store)], terminal(provider))
+    )
 
     fresh = await worker_a(call_of(model, cache=policy))
     hit_call = call_of(model, ask("What is the capital of France?  \n"), cache=policy)
@@ -694,7 +708,7 @@ async def test_an_exact_hit_skips_the_provider_and_costs_nothing(
 
 async def test_no_policy_no_cache_and_different_questions_miss(store: Store) -> None:
     provider = CountingProvider()
-    chain = compose([CacheLink(store)], terminal(provider))
+    chain = judged(compose([CacheLink(store)], terminal(provider)))
     model = card()
     await chain(call_of(model))
     await chain(call_of(model))  # no cache policy: both go to the provider
@@ -714,7 +728,7 @@ async def test_no_policy_no_cache_and_different_questions_miss(store: Store) -> 
 async def test_an_entry_expires_after_its_ttl(store: Store) -> None:
     provider = CountingProvider()
     clock = Clock()
-    chain = compose([CacheLink(store, clock=clock)], terminal(provider))
+    chain = judged(compose([CacheLink(store, clock=clock)], terminal(provider)))
     model, policy = card(), CachePolicy(ttl=60.0)
     await chain(call_of(model, cache=policy))
     clock.now += 59
@@ -727,7 +741,7 @@ async def test_an_entry_expires_after_its_ttl(store: Store) -> None:
 
 async def test_a_new_model_version_misses_the_cache(store: Store) -> None:
     provider = CountingProvider()
-    chain = compose([CacheLink(store)], terminal(provider))
+    chain = judged(compose([CacheLink(store)], terminal(provider)))
     policy = CachePolicy()
     await chain(call_of(card(version="1"), cache=policy))
     newer = await chain(call_of(card(version="2"), cache=policy))
@@ -759,7 +773,7 @@ class TableEmbed:
 async def test_a_paraphrase_above_the_threshold_is_a_semantic_hit(store: Store) -> None:
     provider = CountingProvider()
     embed = TableEmbed()
-    chain = compose([CacheLink(store, embed)], terminal(provider))
+    chain = judged(compose([CacheLink(store, embed)], terminal(provider)))
     model, policy = card(), CachePolicy(semantic=True, threshold=0.92)
     system = Message(role="system", content="Answer in one word.")
 
@@ -789,7 +803,7 @@ async def test_semantic_policy_without_an_embedding_function_is_a_config_error(
     store: Store,
 ) -> None:
     provider = CountingProvider()
-    chain = compose([CacheLink(store)], terminal(provider))
+    chain = judged(compose([CacheLink(store)], terminal(provider)))
     with pytest.raises(ConfigError, match="semantic cache"):
         await chain(call_of(card(), cache=CachePolicy(semantic=True), task="answer"))
     assert provider.calls == 0
@@ -804,7 +818,9 @@ async def test_the_links_compose_in_the_planes_order(store: Store) -> None:
         RateLimitLink(store),
         CacheLink(store),
     ]
-    chain: Callable[[DeploymentCall], Awaitable[ModelResponse]] = compose(links, terminal(provider))
+    chain: Callable[[DeploymentCall], Awaitable[ModelResponse]] = judged(
+        compose(links, terminal(provider))
+    )
     model = card(pricing=PRICED, limits=Limits(requests_per_minute=10))
     for _ in range(3):
         await chain(call_of(model, cache=CachePolicy()))
@@ -823,7 +839,7 @@ async def test_the_offline_embedding_model_finds_a_paraphrase_and_not_a_neighbou
     from aiosys.models.providers.embeddings import EmbeddingsProvider
 
     provider = CountingProvider()
-    chain = compose([CacheLink(store, EmbeddingsProvider().embed)], terminal(provider))
+    chain = judged(compose([CacheLink(store, EmbeddingsProvider().embed)], terminal(provider)))
     model, policy = card(), CachePolicy(exact=False, semantic=True)  # threshold 0.92
 
     first = await chain(call_of(model, ask("What is the capital of France?"), cache=policy))

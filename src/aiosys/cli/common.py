@@ -108,7 +108,10 @@ def store_app(ref: str | None, store: str | None) -> App:
     """The app to reach the store with, for commands that only read or poke runs: the
     configured app when there is one (its store argument counts), else a bare ``App``."""
     if ref or _toml_app():
-        return load_app(ref, store)
+        app = load_app(ref, store)
+        if hasattr(app, "preload_models"):  # an aiosys.App: no model is called, no SDK import
+            setattr(app, "preload_models", False)  # noqa: B010  (the kernel's App has none)
+        return app
     return App(store=store)
 
 

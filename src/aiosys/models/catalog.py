@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from .types import Kind
 
@@ -77,6 +77,26 @@ class ModelCard(BaseModel):
     limits: Limits = Field(default_factory=Limits)
     aliases: list[str] = Field(default_factory=list)  # e.g. production, canary
     options: dict[str, Any] = Field(default_factory=dict)  # provider-specific settings
+    # Read from the store (never stored itself): anyone who can write the database wrote it,
+    # so its options may name only what the app registered in code, never code to import.
+    _from_store: bool = PrivateAttr(default=False)
+
+    @property
+    def from_store(self) -> bool:
+        """The card was read from the store (``catalog_store``), not made in code or read
+        from a card file the operator owns."""
+        return self._from_store
+
+    def __eq__(self, other: object) -> bool:
+        """Cards are equal by content: where one was read from is not part of it."""
+        if not isinstance(other, ModelCard):
+            return NotImplemented
+        return type(self) is type(other) and self.__dict__ == other.__dict__
+
+    def mark_from_store(self) -> ModelCard:
+        """This card, marked as read from the store (see ``from_store``)."""
+        self._from_store = True
+        return self
 
     @property
     def key(self) -> str:

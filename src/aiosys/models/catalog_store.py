@@ -4,7 +4,8 @@ the CLI see the same catalog.
 A card is stored whole, as the JSON of ``card.model_dump()``, keyed by its id, with the file
 it came from. Saving a card that claims an alias another stored card holds moves the alias
 (as a model registry's "production" alias moves when a new version is promoted): an alias
-always names exactly one card.
+always names exactly one card. A card read back is marked ``from_store``: whoever can write
+the database can write it, so it may not name code to import (``providers/local.py``).
 """
 
 from __future__ import annotations
@@ -154,7 +155,7 @@ def _from_row(row: dict[str, object]) -> CardRecord:
     source = row.get("source")
     src = source if isinstance(source, str) else None
     try:
-        return ModelCard.model_validate_json(str(row["card"])), src
+        return ModelCard.model_validate_json(str(row["card"])).mark_from_store(), src
     except ValidationError as exc:
         raise ConfigError(
             f"stored model card {row['id']!r} (from {where(src)}) is not valid: "

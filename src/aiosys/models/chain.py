@@ -40,6 +40,24 @@ class DeploymentCall:
 
 NextLink = Callable[[DeploymentCall], Awaitable[ModelResponse]]
 
+# A link's wait for the caller's verdict on the answer (``True``: accepted); see ``judge``.
+Verdict = Callable[[bool], Awaitable[None]]
+
+
+def await_verdict(call: DeploymentCall, hook: Verdict) -> None:
+    """Have ``hook`` told whether the caller accepted this call's answer (the cache stores
+    only accepted answers, and drops a stored one the caller rejects)."""
+    call.meta.setdefault("verdict", []).append(hook)
+
+
+async def judge(call: DeploymentCall, accepted: bool) -> None:
+    """The caller's verdict on the answer the chain gave for ``call``: ``True`` when it is
+    the call's output, ``False`` when the task's ``parse`` or output schema rejected it.
+    The router calls it once per answer; a hook that fails is the hook's problem (each
+    link's hook logs and swallows its own store errors)."""
+    for hook in call.meta.pop("verdict", ()):
+        await hook(accepted)
+
 
 class Link(Protocol):
     async def __call__(self, call: DeploymentCall, next: NextLink) -> ModelResponse: ...

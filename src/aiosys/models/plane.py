@@ -20,6 +20,8 @@ interceptors (policy, tracing, ...), nothing recorded.
 
 from __future__ import annotations
 
+import asyncio
+import importlib
 import os
 import random
 from collections.abc import Awaitable, Callable
@@ -106,6 +108,18 @@ class ModelPlane:
         from .catalog_store import load_cards
 
         return [self.add_card(card) for card in await load_cards(self.app.store)]
+
+    async def preload(self) -> None:
+        """Import, in a worker thread, what the first call would: the modules of the
+        providers the catalog names (their SDKs) and the cache link (numpy). ``App.open``
+        calls it once the catalog is loaded."""
+        names = {card.provider for card in self.cards.values()}
+
+        def imports() -> None:
+            self.providers.preload(names)
+            importlib.import_module("aiosys.models.links.cache")
+
+        await asyncio.to_thread(imports)
 
     async def save_to_store(self, source: str | None = None) -> None:
         """Keep this catalog's cards in the store, so other workers and the console see it."""

@@ -25,7 +25,9 @@ For one call it
    breaker, provider, metering): a transient failure is retried on the same candidate up to
    ``retries`` times (``backoff`` doubling, at least the provider's retry-after; a retry-after
    longer than ``max_retry_wait`` falls back at once instead of waiting), then the router falls
-   back to the next candidate. An output that fails the task's schema falls back too.
+   back to the next candidate. An output that fails the task's schema falls back too; the
+   links hear the verdict on each answer (``chain.judge``: the cache keeps only accepted
+   answers).
    Permanent failures stop the call: ``BudgetExceeded`` and ``ProviderRejected`` propagate.
 
 With nothing left it raises ``NoRouteAvailable`` naming every candidate and why it was not
@@ -64,7 +66,7 @@ from ..errors import (
 )
 from ..kernel.retry import capped_backoff
 from .catalog import ModelCard
-from .chain import DeploymentCall, NextLink
+from .chain import DeploymentCall, NextLink, judge
 from .contracts import Candidate, RouteContext, RoutingPlan, describe
 from .links.breaker import Breakers, CircuitOpen
 from .tokens import estimate_cost
@@ -362,9 +364,11 @@ class Router:
             try:
                 output = response.output if accept is None else accept(response, cand)
             except BAD_OUTPUT as exc:
+                await judge(call, False)  # a rejected answer is never cached (links/cache.py)
                 why = describe(exc) if isinstance(exc, pydantic.ValidationError) else _error(exc)
                 trace.attempts.append(Attempt(card.key, f"invalid output: {why}"))
                 return f"invalid output: {why}"
+            await judge(call, True)
             trace.attempts.append(Attempt(card.key))
             trace.card, trace.response, trace.output = card, response, output
             return None

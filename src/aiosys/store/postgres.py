@@ -32,6 +32,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import DictRow, dict_row
 
 from ..errors import ConfigError
+from ..redact import redact
 from . import _sql
 from ._pgbatch import Batch, locked_ids, send_order, stands_alone
 from ._pgconn import Conn, Cursor, Slot, StorableCursor, first, retrying, transaction
@@ -101,8 +102,11 @@ class PostgresStore(CommonStore):
         try:
             info = conninfo_to_dict(self._conninfo)
         except psycopg.ProgrammingError as exc:
-            reason = " ".join(str(exc).split())  # not the URL: it may hold a password
-            raise ConfigError(f"bad PostgreSQL URL: {reason}") from exc
+            # psycopg quotes the URL back: its password is masked (a store URL never reaches
+            # a message, a log line or a record unmasked).
+            reason = redact(" ".join(str(exc).split()))
+            raise ConfigError(f"bad PostgreSQL URL: {reason}") from None
+        self._password = str(info.get("password") or "")
         self._where = (
             f"{info.get('host') or 'localhost'}:{info.get('port') or 5432}"
             f" (database {info.get('dbname') or info.get('user') or 'default'}"
@@ -141,7 +145,7 @@ class PostgresStore(CommonStore):
                 **self._options,
             )
         except psycopg.OperationalError as exc:
-            reason = " ".join(str(exc).split())
+            reason = redact(" ".join(str(exc).split()), self._password)
             raise ConfigError(f"cannot connect to PostgreSQL at {self._where}: {reason}") from exc
 
     def _reader(self) -> Slot:

@@ -3,19 +3,31 @@
 Opt-in per task contract (``call.cache``, a ``CachePolicy``; ``None``: no caching). The
 cache lives in the store's ``model_cache`` table, so every worker shares it.
 
+Only accepted answers are kept: a fresh answer is stored when the caller (the router)
+accepts it, after the task's ``parse`` and output schema (``chain.judge``); an answer they
+reject is never stored, and a stored answer they reject is dropped, so one bad answer cannot
+make a model look broken for the cache's TTL. A call whose caller gives no verdict is not
+cached.
+
 Exact: the key is a SHA-256 over the tenant, the deployment (``card.key``, so a new model
-version misses) and the request as sorted-keys JSON, after a light normalization of its
-texts: line endings made ``\\n``, trailing whitespace of each line and blank lines at either
-end dropped. Whitespace inside a line is kept: it can mean something (code indentation,
-tables), and a cache must never answer a different question.
+version misses, with the card's provider and upstream model name, so a card repointed at
+another model misses too) and the request as sorted-keys JSON, after a light normalization
+of its texts: line endings made ``\\n``, trailing whitespace of each line and blank lines at
+either end dropped. Whitespace inside a line is kept: it can mean something (code
+indentation, tables), and a cache must never answer a different question. Every param is
+part of the key (temperature, max_tokens, seed, ...) but the transport's own
+(``TRANSPORT_PARAMS``: HTTP headers), which never change the answer.
 
 Semantic (``semantic=True``, needs the link's ``embed`` function): the request's text (the
 user messages, or the text to summarize) is embedded and compared by cosine similarity with
 the newest live entries (at most ``SEMANTIC_CANDIDATES``) of the same scope; the best at or
-above ``threshold`` answers. The scope is the tenant, the deployment and everything in the
-request but the user's words (kind, system prompt, other messages' roles, params): a
-paraphrase hits only when it was asked the same way. Entries never cross tenants: a
-near-duplicate question must not return another tenant's answer.
+above ``threshold`` answers. Stored vectors are decoded once per process (kept by entry key
+and creation time, at most ``VECTOR_MEMO``), and decoding and scoring run in a worker
+thread: a lookup never holds the event loop for the size of the scope. The scope is the
+tenant, the deployment and everything in the request but the user's words (kind, system
+prompt, other messages' roles, params): a paraphrase hits only when it was asked the same
+way. Entries never cross tenants: a near-duplicate question must not return another
+tenant's answer.
 
 A hit returns the stored response with ``cached=True``, ``cost=0.0`` and the lookup's own
 latency. Requests that name a ``document`` by path are not cached (a path is not its
@@ -26,10 +38,12 @@ Two identical requests at the same moment both miss and both reach the model.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -38,16 +52,20 @@ import numpy as np
 
 from ...errors import ConfigError
 from ...store.base import Store
-from ..chain import DeploymentCall, NextLink
+from ..chain import DeploymentCall, NextLink, await_verdict
 from ..types import ModelRequest, ModelResponse
 
 log = logging.getLogger("aiosys.models.cache")
 
 Embed = Callable[[list[str]], Awaitable[list[list[float]]]]
+Vector = np.ndarray[Any, np.dtype[np.float64]]
 
 SEMANTIC_CANDIDATES = 500  # newest live entries compared per semantic lookup
 PURGE_EVERY = 300.0  # seconds between sweeps of expired entries (per link)
 SEMANTIC_KINDS = frozenset({"chat", "summarize"})  # kinds whose text can be paraphrased
+VECTOR_MEMO = 20_000  # decoded stored vectors kept per link (by entry key and creation time)
+# Request params that only shape the transport, never the answer: not part of the key.
+TRANSPORT_PARAMS = frozenset({"extra_headers"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +100,7 @@ class CacheLink:
         self.embed = embed
         self.clock = clock
         self._next_purge = 0.0
+        self._vectors: OrderedDict[tuple[str, float], Vector | None] = OrderedDict()
 
     async def __call__(self, call: DeploymentCall, next: NextLink) -> ModelResponse:
         policy = call.cache
@@ -93,11 +112,12 @@ class CacheLink:
             return await next(call)
         started = time.perf_counter()
         body = _normalized(call.request)
-        key = _digest(call.tenant, call.card.key, body)
+        deployment = [call.card.key, call.card.provider, call.card.upstream_model]
+        key = _digest(call.tenant, deployment, body)
         if policy.exact:
             found = await self._lookup(key)
             if found is not None:
-                return _hit(found, started)
+                return self._hit(call, key, found, started)
         scope = vector = None
         text = _semantic_text(call.request)
         if policy.semantic and text:
@@ -106,15 +126,31 @@ class CacheLink:
                     f"task {call.task!r} asks for a semantic cache, but the model plane has "
                     "no embedding function for it"
                 )
-            scope = _digest(call.tenant, call.card.key, _without_user_words(body))
+            scope = _digest(call.tenant, deployment, _without_user_words(body))
             vector = await self._embed(text)
             if vector is not None:
-                found = await self._nearest(scope, vector, policy.threshold)
-                if found is not None:
-                    return _hit(found, started)
+                near = await self._nearest(scope, vector, policy.threshold)
+                if near is not None:
+                    return self._hit(call, near[0], near[1], started)
         response = await next(call)
-        await self._put(key, scope or call.card.key, response, vector, policy.ttl)
+        entry = (key, scope or call.card.key, response, vector, policy.ttl)
+
+        async def verdict(accepted: bool) -> None:
+            if accepted:
+                await self._put(*entry)
+
+        await_verdict(call, verdict)
         return response
+
+    def _hit(self, call: DeploymentCall, key: str, stored: str, started: float) -> ModelResponse:
+        """The stored answer; dropped from the cache if the caller rejects it."""
+
+        async def verdict(accepted: bool) -> None:
+            if not accepted:
+                await self._drop(key)
+
+        await_verdict(call, verdict)
+        return _hit(stored, started)
 
     # ---- store access (failures degrade to a miss) ------------------------------------------
 
@@ -126,7 +162,7 @@ class CacheLink:
             return None
         return str(rows[0]["response"]) if rows else None
 
-    async def _embed(self, text: str) -> np.ndarray[Any, np.dtype[np.float64]] | None:
+    async def _embed(self, text: str) -> Vector | None:
         assert self.embed is not None
         try:
             vectors = await self.embed([text])
@@ -138,34 +174,43 @@ class CacheLink:
         return vector / norm if vector.ndim == 1 and norm > 0 else None
 
     async def _nearest(
-        self, scope: str, vector: np.ndarray[Any, np.dtype[np.float64]], threshold: float
-    ) -> str | None:
+        self, scope: str, vector: Vector, threshold: float
+    ) -> tuple[str, str] | None:
+        """The key and stored response of the nearest live entry of ``scope`` at or above
+        ``threshold``. Vectors this link decoded before come from its memo; the others are
+        decoded, and all are scored, in a worker thread."""
         params = {"scope": scope, "now": self.clock(), "limit": SEMANTIC_CANDIDATES}
         try:
             rows = await self.store.fetch("cache_semantic_candidates", params)
         except Exception as exc:
             log.warning("semantic cache lookup failed, calling the model: %s", exc)
             return None
-        # Entries embedded by another model (another dimension) cannot be compared: skipped.
-        same = [(r, json.loads(r["embedding"])) for r in rows]
-        same = [(r, e) for r, e in same if len(e) == len(vector)]
-        if not same:
+        if not rows:
             return None
-        matrix = np.asarray([e for _, e in same], dtype=np.float64)
-        norms = np.linalg.norm(matrix, axis=1)
-        norms[norms == 0] = 1.0
-        scores = (matrix @ vector) / norms
-        best = int(np.argmax(scores))
-        if float(scores[best]) < threshold:
+        slots = [(str(r["key"]), float(r["created_at"])) for r in rows]
+        known = [self._vectors.get(slot, _UNKNOWN) for slot in slots]
+        missing = [(i, str(rows[i]["embedding"])) for i, v in enumerate(known) if v is _UNKNOWN]
+        best, decoded = await asyncio.to_thread(_score, known, missing, vector, threshold)
+        for i, unit in decoded:
+            self._vectors[slots[i]] = unit
+        while len(self._vectors) > VECTOR_MEMO:
+            self._vectors.popitem(last=False)
+        if best is None:
             return None
-        return str(same[best][0]["response"])
+        return slots[best][0], str(rows[best]["response"])
+
+    async def _drop(self, key: str) -> None:
+        try:
+            await self.store.execute("cache_delete", {"key": key})
+        except Exception as exc:
+            log.warning("dropping a rejected model answer from the cache failed: %s", exc)
 
     async def _put(
         self,
         key: str,
         scope: str,
         response: ModelResponse,
-        vector: np.ndarray[Any, np.dtype[np.float64]] | None,
+        vector: Vector | None,
         ttl: float | None,
     ) -> None:
         now = self.clock()
@@ -177,6 +222,8 @@ class CacheLink:
             "now": now,
             "expires_at": None if ttl is None else now + ttl,
         }
+        if vector is not None:  # this worker never decodes its own entry
+            self._vectors[(key, now)] = vector
         try:
             await self.store.execute("cache_put", entry)
             if now >= self._next_purge:
@@ -184,6 +231,40 @@ class CacheLink:
                 await self.store.execute("cache_purge_expired", {"now": now})
         except Exception as exc:
             log.warning("storing a model response in the cache failed: %s", exc)
+
+
+_UNKNOWN: Any = object()  # a stored vector this link has not decoded yet
+
+
+def _score(
+    known: list[Vector | None],
+    missing: list[tuple[int, str]],
+    vector: Vector,
+    threshold: float,
+) -> tuple[int | None, list[tuple[int, Vector | None]]]:
+    """In a worker thread: decode the ``missing`` stored vectors (JSON text) to unit
+    vectors, score every candidate by cosine with ``vector``; the index of the best at or
+    above ``threshold`` (or None) and what was decoded. A vector of another dimension (an
+    entry embedded by another model) or of zero length cannot be compared: None."""
+    vectors = list(known)
+    decoded: list[tuple[int, Vector | None]] = []
+    for i, text in missing:
+        unit: Vector | None = None
+        try:
+            raw = np.asarray(json.loads(text), dtype=np.float64)
+            norm = float(np.linalg.norm(raw)) if raw.ndim == 1 else 0.0
+            unit = raw / norm if norm > 0 else None
+        except (TypeError, ValueError):  # a damaged entry is a miss, not a failed call
+            unit = None
+        vectors[i] = unit
+        decoded.append((i, unit))
+    usable = [i for i, v in enumerate(vectors) if v is not None and v.shape == vector.shape]
+    if not usable:
+        return None, decoded
+    matrix = np.stack([vectors[i] for i in usable])  # type: ignore[misc]
+    scores = matrix @ vector
+    top = int(np.argmax(scores))
+    return (usable[top] if float(scores[top]) >= threshold else None), decoded
 
 
 def _hit(stored: str, started: float) -> ModelResponse:
@@ -202,6 +283,7 @@ def _tidy(text: str) -> str:
 
 def _normalized(request: ModelRequest) -> dict[str, Any]:
     body = request.model_dump(mode="json", exclude={"data", "messages", "texts", "text"})
+    body["params"] = {k: v for k, v in body["params"].items() if k not in TRANSPORT_PARAMS}
     body["messages"] = [{"role": m.role, "content": _tidy(m.content)} for m in request.messages]
     body["texts"] = [_tidy(t) for t in request.texts]
     body["text"] = None if request.text is None else _tidy(request.text)
@@ -216,8 +298,8 @@ def _without_user_words(body: dict[str, Any]) -> dict[str, Any]:
     return {**body, "messages": messages, "text": None if body["text"] is None else ""}
 
 
-def _digest(tenant: str, card_key: str, body: dict[str, Any]) -> str:
-    blob = json.dumps([tenant, card_key, body], sort_keys=True, separators=(",", ":"))
+def _digest(tenant: str, deployment: list[str], body: dict[str, Any]) -> str:
+    blob = json.dumps([tenant, deployment, body], sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()
 
 

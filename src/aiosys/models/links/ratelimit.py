@@ -37,6 +37,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ...errors import ProviderRejected, ProviderUnavailable
+from ...redact import mask_url, redact, url_password
 from ...store.base import Store
 from ..chain import DeploymentCall, NextLink
 from ..tokens import estimate_output_tokens, estimate_request_tokens
@@ -101,6 +102,7 @@ class RedisWindows:
 
     def __init__(self, url: str, *, prefix: str = "aiosys:rate:") -> None:
         self.url = url
+        self._password = url_password(url)
         self.prefix = prefix
         self.failures = 0  # calls that went through uncounted (see the module docstring)
         self._clients: dict[int, tuple[asyncio.AbstractEventLoop, redis.asyncio.Redis]] = {}
@@ -138,9 +140,9 @@ class RedisWindows:
             log.warning(
                 "rate limit counters at %s unreachable (%s: %s); the call to %s goes "
                 "through uncounted",
-                self.url,
+                mask_url(self.url),
                 type(exc).__name__,
-                exc,
+                redact(str(exc), self._password),
                 key,
             )
             return []

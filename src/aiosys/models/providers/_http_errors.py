@@ -14,6 +14,9 @@ The transient statuses are the ones both SDKs retry themselves (408, 409, 429, >
 aiosys turns the SDKs' retries off and lets its router do them. Every message names the card
 and the endpoint, so a log line says which deployment failed.
 
+Secrets never reach those messages: the card's API key, quoted back by a server's error
+body, and an endpoint's credentials (``https://user:pw@host``) are masked (``redact.py``).
+
 ``classify`` gives the kernel's retry policy the same verdicts for SDK or raw ``httpx``
 errors that escape some other way (``install_classifier`` registers it once).
 """
@@ -33,7 +36,9 @@ import openai
 
 from ...errors import ProviderRejected, ProviderUnavailable
 from ...kernel.retry import add_classifier
+from ...redact import mask_url, redact, url_password
 from ..catalog import ModelCard
+from ._sdk import api_key
 
 _TRANSIENT_4XX = frozenset({408, 409, 429})
 
@@ -89,14 +94,34 @@ def provider_message(body: object, fallback: str) -> str:
 
 
 def malformed(card: ModelCard, endpoint: str, detail: str) -> ProviderUnavailable:
-    return ProviderUnavailable(f"{card.key}: malformed response from {endpoint}: {detail}")
+    return ProviderUnavailable(
+        f"{card.key}: malformed response from {mask_url(endpoint)}: {detail}"
+    )
 
 
 @contextmanager
 def sdk_errors(card: ModelCard, endpoint: str, key_hint: str = "") -> Iterator[None]:
     """Run an SDK call; re-raise its failures as ``ProviderUnavailable`` /
-    ``ProviderRejected``. ``key_hint`` is added to 401/403 messages (e.g. which environment
-    variable should hold the key)."""
+    ``ProviderRejected``, secrets masked. ``key_hint`` is added to 401/403 messages (e.g.
+    which environment variable should hold the key)."""
+    try:
+        with _translated(card, endpoint, key_hint):
+            yield
+    except (ProviderUnavailable, ProviderRejected) as err:
+        key, _ = api_key(card)
+        err.args = tuple(
+            redact(a, key, url_password(endpoint)) if isinstance(a, str) else a for a in err.args
+        )
+        # The SDK's exception quotes the server's body and holds the request (its
+        # Authorization header): it is not kept as the cause, which a run's error record
+        # and a log's traceback would show. The message above says what it said.
+        err.__cause__ = err.__context__ = None
+        err.__suppress_context__ = True
+        raise
+
+
+@contextmanager
+def _translated(card: ModelCard, endpoint: str, key_hint: str) -> Iterator[None]:
     where = f"{card.key} at {endpoint}"
     try:
         yield

@@ -2,9 +2,13 @@
 
 A card with ``provider = "local"`` names its callable in ``options["callable"]``:
 
-- ``"package.module:function"`` (or ``"module:Class.method"``) is imported on first use;
-- any other name is looked up in the registry filled in code with
+- a name is looked up first in the registry filled in code with
   ``register_callable(name, fn)`` (or ``LocalProvider.register(name, fn)``);
+- else ``"package.module:function"`` (or ``"module:Class.method"``) is imported on first
+  use, for a card made in code or read from a card file the operator owns. A card read from
+  the store (``card.from_store``) may name only registered callables: whoever can write a
+  row of the database must not be able to run a function of their choice on every worker,
+  so its ``module:function`` is a ``ConfigError`` saying to register it;
 - without the option, the registry is asked for ``card.provider_model`` or ``card.id``.
 
 What the callable is given, decided once from its signature:
@@ -125,6 +129,13 @@ class LocalProvider:
             )
         ref = option or card.upstream_model
         fn = _REGISTRY.get(ref)
+        if fn is None and ":" in ref and card.from_store:
+            raise ConfigError(
+                f"{card.key}: this card was read from the store, and a stored card may not "
+                f"name code to import (options.callable {ref!r}): register the function in "
+                f"code with aiosys.models.providers.local.register_callable({ref!r}, fn), or "
+                "declare the card in code or in a card file the operator owns"
+            )
         if fn is None and ":" in ref:
             fn = self._imported.get(ref) or self._import(card, ref)
         if fn is None:

@@ -1,7 +1,11 @@
 """Providers by name, and the last link of the deployment chain: calling one.
 
-The providers aiosys ships are imported and created on first use, so no SDK is imported and
-no client is made before a card needs it; ``add`` registers any other ``Provider`` (or
+The providers aiosys ships are created on first use, so no client is made before a card
+needs it. Their modules (and the SDKs they import, which take seconds) are imported by
+``preload`` in a worker thread when the app opens, for the providers its catalog names: a
+first call imports nothing on the event loop, where seconds of import would stall every run's
+heartbeats. A provider named only by a card added after opening is imported on first use.
+``add`` registers any other ``Provider`` (or
 replaces a built-in one) under a name that cards use in ``provider``.
 """
 
@@ -34,6 +38,18 @@ class Providers:
     def add(self, name: str, provider: Provider) -> None:
         self.active[name] = provider
         self._created.discard(name)
+
+    def preload(self, names: set[str]) -> None:
+        """Import the modules of the built-in providers among ``names`` (blocking: run it in
+        a worker thread). One that cannot be imported is left for its first use, which says
+        why as a ``ConfigError``."""
+        for name in sorted(names):
+            path = BUILT_IN.get(name)
+            if path is not None and name not in self.active:
+                try:
+                    importlib.import_module(path.partition(":")[0])
+                except ImportError:
+                    continue
 
     def get(self, name: str) -> Provider:
         found = self.active.get(name)

@@ -36,10 +36,14 @@ SET response = excluded.response, embedding = excluded.embedding,
 
 -- name: cache_semantic_candidates
 -- Live semantic entries of a scope, newest first (compared by embedding in Python).
-SELECT key, response, embedding FROM model_cache
+SELECT key, response, embedding, created_at FROM model_cache
 WHERE scope = :scope AND embedding IS NOT NULL AND (expires_at IS NULL OR expires_at > :now)
 ORDER BY created_at DESC
 LIMIT :limit
+
+-- name: cache_delete
+-- Drop one cache entry (an answer its caller rejected).
+DELETE FROM model_cache WHERE key = :key
 
 -- name: cache_purge_expired
 -- Drop expired cache entries.
