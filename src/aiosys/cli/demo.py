@@ -19,6 +19,7 @@ from rich.text import Text
 
 from ..errors import AiosysError
 from ..kernel import App
+from ..redact import mask_url
 from ..store.base import SUCCEEDED, TERMINAL, WAITING, EffectRow, RunRow
 from .common import use_store
 from .render import error_message, timeline_table
@@ -142,7 +143,7 @@ async def _run(app: App, input: dict[str, str], console: Console) -> tuple[RunRo
         console.print(
             Text.assemble(
                 ("aiosys demo", "bold"),
-                f": document intake on {app.store.url} (worker in this process)",
+                f": document intake on {mask_url(app.store.url)} (worker in this process)",
             ),
             soft_wrap=True,
         )
@@ -171,7 +172,7 @@ def show_outcome(console: Console, url: str, row: RunRow, effects: list[EffectRo
     console.print()
     console.print(timeline_table(effects))
     console.print(
-        f"\ninspect it again: aiosys runs show {row.id} --store {url}",
+        f"\ninspect it again: aiosys runs show {row.id} --store {mask_url(url)}",
         markup=False,
         highlight=False,
         soft_wrap=True,

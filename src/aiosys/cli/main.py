@@ -19,6 +19,7 @@ from rich.text import Text
 from ..errors import AiosysError, RunFailed
 from ..kernel import Worker
 from ..kernel.step_threads import running_on_threads
+from ..redact import mask_url
 from ..store import DEFAULT_URL
 from ..store.base import SUCCEEDED, RunRow
 from .common import (
@@ -257,7 +258,8 @@ def worker(
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, on_signal, sig)
         await w.start()
-        err.print(f"worker {w.id} on {the_app.store.url}, queues: {', '.join(w.queues)}")
+        where = mask_url(the_app.store.url)
+        err.print(f"worker {w.id} on {where}, queues: {', '.join(w.queues)}")
         try:
             await stop.wait()
         finally:
