@@ -78,8 +78,12 @@ def split_schema(url: str) -> tuple[str, str]:
     the store's tables live in (``?schema=aiosys``; default ``public``).
 
     Raises ``ConfigError`` for a schema that is not a plain lower-case SQL name (it becomes
-    the connections' ``search_path``) or is given twice."""
-    parts = urlsplit(url)
+    the connections' ``search_path``) or is given twice, and for a URL that cannot be read
+    (the message names what is wrong, never the URL: it may hold a password)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:
+        raise ConfigError(f"bad PostgreSQL URL: {exc}") from None
     query = parse_qsl(parts.query, keep_blank_values=True)
     schemas = [v for k, v in query if k == "schema"]
     if not schemas:
