@@ -147,6 +147,9 @@ async def test_cache_of_parked_executions_is_bounded_and_the_evicted_run_still_e
         await wait_status(app, first.id, "waiting")
         second = await app.start("waiter", {"name": "b"})
         await wait_status(app, second.id, "waiting")
+        async with asyncio.timeout(20):  # parked in the store first, then in the cache
+            while second.id not in app._worker._parked:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
         assert list(app._worker._parked) == [second.id]  # the oldest was evicted
         await app.signal(first.id, "go", 1)
         await app.signal(second.id, "go", 2)
