@@ -150,6 +150,7 @@ class EffectLog:
 
 
 RETRY = "next_attempt"  # the key of a pending record that a step's retry wrote
+RETRIES = "retries"  # the failed attempts so far, on the pending record and the final meta
 
 
 async def record_retry(call: EffectCall, exc: BaseException, retry_at: float) -> None:
@@ -160,7 +161,7 @@ async def record_retry(call: EffectCall, exc: BaseException, retry_at: float) ->
     carries no side writes: those land with the effect's outcome."""
     ex = call.execution
     attempt = int(call.meta.get("attempt", 1))
-    state = {RETRY: attempt + 1, "retry_at": retry_at}
+    state = {RETRY: attempt + 1, "retry_at": retry_at, RETRIES: call.meta.get(RETRIES, [])}
     write = EffectLog._write(
         call,
         now(),
@@ -189,6 +190,10 @@ def _teller(call: EffectCall) -> Callable[[bool], None] | None:
 
 
 def _meta(call: EffectCall) -> str | None:
-    """What interceptors asked to keep on the effect (``call.meta["record"]``), as JSON."""
+    """What interceptors asked to keep on the effect (``call.meta["record"]``), and its
+    failed attempts (``retries``, from the retry interceptor), as JSON."""
     record = call.meta.get("record")
+    retries = call.meta.get(RETRIES)
+    if retries:
+        record = {**(record or {}), RETRIES: retries}
     return json.dumps(record) if record else None

@@ -3,6 +3,14 @@
 The attempt count and the time the next attempt is due are recorded before each retry
 (``record_retry``), so they survive replay and recovery: a step that failed 2 of its 3
 attempts before a crash gets 1 more, after what is left of its backoff.
+
+The wait is ``policy.delay(attempt)``, or the error's own ``retry_after`` when that is
+longer (``retry.retry_after``: the kernel reads the attribute, whoever raised the error; a
+model provider's 429 carries one). In a run, a wait of ``policy.park_after`` seconds or more
+parks the run until the retry is due (``Execution.suspend``: a durable timer, no worker
+slot held); a shorter one sleeps in memory. Every failed attempt, with its error and when
+the next was due, is kept on the effect's record (``meta["retries"]``): the timeline shows
+the attempts and the waits.
 """
 
 from __future__ import annotations
@@ -12,8 +20,8 @@ from typing import Any
 
 from ...store.base import now
 from ..gate import EffectCall, Next
-from ..retry import is_transient
-from .effect_log import RETRY, record_retry
+from ..retry import is_transient, retry_after
+from .effect_log import RETRIES, RETRY, record_retry
 
 
 class Retrying:
@@ -23,18 +31,46 @@ class Retrying:
         pending = call.meta.get("pending")
         if pending is not None and RETRY in pending:  # recorded before a crash or a move
             attempt, due = int(pending[RETRY]), float(pending["retry_at"])
+            call.meta[RETRIES] = list(pending.get(RETRIES, []))
         while True:
             if due is not None:
-                await asyncio.sleep(max(0.0, due - now()))
-                if call.run_execution is not None:
-                    call.run_execution.check_cancelled()
+                await _wait(call, due, policy.park_after)
             call.meta["attempt"] = attempt
             try:
                 return await next(call)
             except Exception as exc:
                 if attempt >= policy.attempts or not is_transient(exc):
                     raise
-                due = now() + policy.delay(attempt)
+                failed_at = now()
+                due = failed_at + max(policy.delay(attempt), retry_after(exc) or 0.0)
+                call.meta.setdefault(RETRIES, []).append(
+                    {
+                        "attempt": attempt,
+                        "error": _describe(exc),
+                        "failed_at": failed_at,
+                        "retry_at": due,
+                    }
+                )
                 if call.run_execution is not None:
                     await record_retry(call, exc, due)
                 attempt += 1
+
+
+async def _wait(call: EffectCall, due: float, park_after: float) -> None:
+    """Until ``due``: parked in the store when it is ``park_after`` seconds away or more (a
+    wake-up before it, such as a signal, parks again), else in memory."""
+    ex = call.run_execution
+    while (left := due - now()) > 0:
+        if ex is None or left < park_after:
+            await asyncio.sleep(left)
+            break
+        await ex.suspend(due)  # raises RunCancelled, Unwind when the run must stop instead
+    if ex is not None:
+        ex.check_cancelled()
+
+
+def _describe(exc: BaseException) -> str:
+    try:
+        return f"{type(exc).__name__}: {exc}"
+    except Exception:  # an error whose __str__ fails must not stop the retry
+        return f"<unprintable {type(exc).__name__}>"
