@@ -35,6 +35,7 @@ from aiosys.models.contracts import Candidate, RoutingPlan
 from aiosys.models.links.breaker import Breakers
 from aiosys.models.links.budget import Budget
 from aiosys.models.links.cache import CachePolicy
+from aiosys.models.links.metering import usage_log
 from aiosys.models.plane import MODEL_RETRY
 from aiosys.models.types import ModelRequest, ModelResponse, ProviderResult, Usage
 
@@ -235,6 +236,34 @@ async def test_an_exceeded_budget_propagates_and_no_candidate_is_called(env):
     with pytest.raises(BudgetExceeded, match="tenant 'acme'"):
         await env.run(tenant="acme")
     assert env.calls == {}
+
+
+async def test_a_budget_or_cost_cap_that_refuses_one_candidate_moves_on_to_one_that_fits(
+    env, wait_status
+):
+    env.card("pricey", pricing={"input_per_1k": 1.0, "output_per_1k": 1.0})
+    env.card("free")
+    env.task("pricey", "free")
+    env.task("pricey", "free", name="capped", cost_cap=0.001)
+    env.app.models.budgets.add(Budget("workflow", "digest", limit=0.01))
+    app = env.app
+
+    @app.workflow
+    async def digest(ctx: Context) -> list[str]:
+        a = await ctx.models.run("summarize", {"text": "x"})
+        b = await ctx.models.run("capped", {"text": "y"})
+        return [a.summary, b.summary]
+
+    run = await app.start("digest", {})
+    assert await run.result(timeout=10) == ["free says: x", "free says: y"]
+    assert env.calls == {"free": 2}  # the budget refused pricey before it was sent
+    budgeted, capped = [json.loads(e.meta) for e in await app.effects(run.id)]
+    assert budgeted["deployment"] == "free@1"
+    assert budgeted["attempts"][0]["model"] == "pricey@1"
+    assert budgeted["attempts"][0]["error"].startswith("BudgetExceeded: hard month budget")
+    assert budgeted["warnings"][0].startswith("pricey@1 not used: hard month budget")
+    assert capped["deployment"] == "free@1"
+    assert capped["skipped"]["pricey@1"].startswith("over cost cap")
 
 
 # ---- circuit breaker ------------------------------------------------------------------------
@@ -707,6 +736,10 @@ async def test_an_outage_is_retried_under_the_tasks_retry_then_the_run_is_dead(e
     retries = json.loads(effect.meta)["retries"]
     assert [r["attempt"] for r in retries] == [1, 2]
     assert all(r["retry_at"] > r["failed_at"] for r in retries)
+    await app.models.flush_usage()
+    rows = await app.store.fetch("usage_by_run", {"run_id": run.id})
+    assert rows[0]["calls"] == 3  # each attempt metered once (with its retry's record)
+    assert not usage_log(app.store)._held  # nothing left held in this process
 
 
 async def test_a_calls_retry_overrides_the_tasks_and_the_default(env, wait_status):

@@ -27,14 +27,15 @@ from .effect_log import RETRIES, RETRY, record_retry
 class Retrying:
     async def __call__(self, call: EffectCall, next: Next) -> Any:
         policy = call.retry
-        attempt, due = 1, None
+        attempt, due, park = 1, None, False
         pending = call.meta.get("pending")
         if pending is not None and RETRY in pending:  # recorded before a crash or a move
             attempt, due = int(pending[RETRY]), float(pending["retry_at"])
             call.meta[RETRIES] = list(pending.get(RETRIES, []))
+            park = due - now() >= policy.park_after
         while True:
             if due is not None:
-                await _wait(call, due, policy.park_after)
+                await _wait(call, due, park)
             call.meta["attempt"] = attempt
             try:
                 return await next(call)
@@ -42,7 +43,8 @@ class Retrying:
                 if attempt >= policy.attempts or not is_transient(exc):
                     raise
                 failed_at = now()
-                due = failed_at + max(policy.delay(attempt), retry_after(exc) or 0.0)
+                wait = max(policy.delay(attempt), retry_after(exc) or 0.0)
+                due, park = failed_at + wait, wait >= policy.park_after
                 call.meta.setdefault(RETRIES, []).append(
                     {
                         "attempt": attempt,
@@ -56,12 +58,12 @@ class Retrying:
                 attempt += 1
 
 
-async def _wait(call: EffectCall, due: float, park_after: float) -> None:
-    """Until ``due``: parked in the store when it is ``park_after`` seconds away or more (a
-    wake-up before it, such as a signal, parks again), else in memory."""
+async def _wait(call: EffectCall, due: float, park: bool) -> None:
+    """Until ``due``: parked in the store when ``park`` (a wake-up before it, such as a
+    signal, parks again), else in memory."""
     ex = call.run_execution
     while (left := due - now()) > 0:
-        if ex is None or left < park_after:
+        if ex is None or not park:
             await asyncio.sleep(left)
             break
         await ex.suspend(due)  # raises RunCancelled, Unwind when the run must stop instead
