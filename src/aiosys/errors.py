@@ -18,6 +18,8 @@
     │   ├── InvalidModelOutput          every candidate's output failed the task's schema
     │   ├── NoRouteAvailable            every candidate is excluded, open or failed
     │   ├── ProviderRejected            the provider refused the request (HTTP 4xx)
+    │   │   └── DeploymentUnusable      the deployment refused (401/403/404): the router
+    │   │                               falls back to the next candidate
     │   └── MaxRecoveriesExceeded       a run's worker died under it too often: ``dead``
     ├── ConfigError                     a bad store URL, app path or setting
     ├── UnknownWorkflow                 no workflow (or version) of that name is registered
@@ -126,6 +128,17 @@ class ProviderRejected(PermanentError):
     """The provider refused the request (HTTP 4xx other than 429): retrying will not help."""
 
 
+class DeploymentUnusable(ProviderRejected):
+    """The deployment itself cannot serve, whatever the request: HTTP 401 or 403 (a wrong or
+    revoked key, no access) or 404 (a missing model or deployment). The router falls back to
+    the next candidate and opens this deployment's circuit breaker; ``status`` is the HTTP
+    status."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
 class ProviderUnavailable(TransientError):
     """The provider failed in a way that may pass: 429, 5xx, timeout, connection error,
     malformed response. ``retry_after`` is the provider's hint, in seconds, if it gave one."""
@@ -214,6 +227,7 @@ __all__ = [
     "BudgetExceeded",
     "ChildFailed",
     "ConfigError",
+    "DeploymentUnusable",
     "IdempotencyConflict",
     "InvalidInput",
     "InvalidModelOutput",

@@ -18,10 +18,11 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, Field
 
-from aiosys import App, Context
+from aiosys import App, Context, Retry
 from aiosys.errors import (
     BudgetExceeded,
     ConfigError,
+    DeploymentUnusable,
     InvalidInput,
     InvalidModelOutput,
     ModelNotFound,
@@ -34,6 +35,8 @@ from aiosys.models.contracts import Candidate, RoutingPlan
 from aiosys.models.links.breaker import Breakers
 from aiosys.models.links.budget import Budget
 from aiosys.models.links.cache import CachePolicy
+from aiosys.models.links.metering import usage_log
+from aiosys.models.plane import MODEL_RETRY
 from aiosys.models.types import ModelRequest, ModelResponse, ProviderResult, Usage
 
 pytestmark = pytest.mark.timeout(60)
@@ -235,6 +238,34 @@ async def test_an_exceeded_budget_propagates_and_no_candidate_is_called(env):
     assert env.calls == {}
 
 
+async def test_a_budget_or_cost_cap_that_refuses_one_candidate_moves_on_to_one_that_fits(
+    env, wait_status
+):
+    env.card("pricey", pricing={"input_per_1k": 1.0, "output_per_1k": 1.0})
+    env.card("free")
+    env.task("pricey", "free")
+    env.task("pricey", "free", name="capped", cost_cap=0.001)
+    env.app.models.budgets.add(Budget("workflow", "digest", limit=0.01))
+    app = env.app
+
+    @app.workflow
+    async def digest(ctx: Context) -> list[str]:
+        a = await ctx.models.run("summarize", {"text": "x"})
+        b = await ctx.models.run("capped", {"text": "y"})
+        return [a.summary, b.summary]
+
+    run = await app.start("digest", {})
+    assert await run.result(timeout=10) == ["free says: x", "free says: y"]
+    assert env.calls == {"free": 2}  # the budget refused pricey before it was sent
+    budgeted, capped = [json.loads(e.meta) for e in await app.effects(run.id)]
+    assert budgeted["deployment"] == "free@1"
+    assert budgeted["attempts"][0]["model"] == "pricey@1"
+    assert budgeted["attempts"][0]["error"].startswith("BudgetExceeded: hard month budget")
+    assert budgeted["warnings"][0].startswith("pricey@1 not used: hard month budget")
+    assert capped["deployment"] == "free@1"
+    assert capped["skipped"]["pricey@1"].startswith("over cost cap")
+
+
 # ---- circuit breaker ------------------------------------------------------------------------
 
 
@@ -310,32 +341,73 @@ async def test_permanent_errors_do_not_trip_the_breaker(env):
 
 
 async def test_no_route_available_names_every_candidate_and_why(env):
-    env.card("tripped")
+    env.card("revoked")
     env.card("cloud", external=True)
     env.card("pricey", pricing={"output_per_1k": 0.1})
-    env.card("down")
+    env.card("missing")
     env.card("never")
     env.task(
-        "tripped",
+        "revoked",
         "cloud",
         "pricey",
-        Candidate("down", retries=0),
+        Candidate("missing", retries=0),
         Candidate("never", when=lambda route: route.tenant == "other"),
         cost_cap=0.01,
     )
-    for _ in range(3):
-        env.app.models.breakers.record_failure("tripped@1")
-    env.provider.standing["down"] = ProviderUnavailable("down: HTTP 502")
+    env.provider.standing["revoked"] = DeploymentUnusable("revoked: HTTP 401", status=401)
+    env.provider.standing["missing"] = DeploymentUnusable("missing: HTTP 404", status=404)
     with pytest.raises(NoRouteAvailable) as info:
         await env.run(classification="confidential")
     message = str(info.value)
     assert "task 'summarize'" in message
-    assert "tripped@1: open breaker" in message
+    assert "revoked@1: failed: DeploymentUnusable: revoked: HTTP 401" in message
     assert "cloud@1: excluded: external model, confidential data stays internal" in message
     assert "pricey@1: over cost cap (estimated 0.0256 > 0.01)" in message
-    assert "down@1: failed: ProviderUnavailable: down: HTTP 502" in message
+    assert "missing@1: failed: DeploymentUnusable: missing: HTTP 404" in message
     assert "never@1: excluded by its condition" in message
-    assert env.calls == {"down": 1}
+    assert env.calls == {"revoked": 1, "missing": 1}
+
+
+async def test_an_outage_of_every_candidate_is_transient_with_the_smallest_retry_after(env):
+    """Open breakers, transient failures and rate limits may pass: the call fails with
+    ``ProviderUnavailable`` (retried by the kernel), not the permanent ``NoRouteAvailable``,
+    even beside candidates that failed permanently."""
+    env.card("tripped")
+    env.card("revoked")
+    env.card("busy")
+    env.card("slow")
+    env.task(
+        "tripped",
+        "revoked",
+        Candidate("busy", retries=0),
+        Candidate("slow", retries=0),
+    )
+    for _ in range(3):
+        env.app.models.breakers.record_failure("tripped@1")
+    env.clock.advance(20)  # 10 s of its cooldown left
+    env.provider.standing["revoked"] = DeploymentUnusable("revoked: HTTP 401", status=401)
+    env.provider.standing["busy"] = ProviderUnavailable("busy: HTTP 429", retry_after=7.0)
+    env.provider.standing["slow"] = ProviderUnavailable("slow: HTTP 503", retry_after=12.0)
+    with pytest.raises(ProviderUnavailable) as info:
+        await env.run()
+    assert not isinstance(info.value, NoRouteAvailable)
+    assert info.value.retry_after == pytest.approx(7.0)
+    message = str(info.value)
+    assert "no model can serve task 'summarize' now (retry after 7s)" in message
+    assert "tripped@1: open breaker" in message
+    assert "revoked@1: failed: DeploymentUnusable" in message
+    assert "busy@1: failed: ProviderUnavailable: busy: HTTP 429" in message
+    # a candidate whose failure gave no hint may serve at once: no retry-after
+    env.provider.standing["slow"] = ProviderUnavailable("slow: HTTP 500")
+    with pytest.raises(ProviderUnavailable) as info:
+        await env.run()
+    assert info.value.retry_after is None
+    # with only the breaker left, its cooldown is the hint
+    env.provider.standing["busy"] = DeploymentUnusable("busy: HTTP 403", status=403)
+    env.provider.standing["slow"] = DeploymentUnusable("slow: HTTP 403", status=403)
+    with pytest.raises(ProviderUnavailable) as info:
+        await env.run()
+    assert info.value.retry_after == pytest.approx(10.0)
 
 
 async def test_confidential_data_never_goes_to_an_external_card(env):
@@ -626,7 +698,7 @@ async def test_a_direct_model_call_in_a_workflow_is_recorded(env, wait_status):
 async def test_a_failed_routing_is_recorded_with_its_attempts_and_the_run_is_dead(env, wait_status):
     env.card("a")
     env.task(Candidate("a", retries=0))
-    env.provider.standing["a"] = ProviderUnavailable("a: HTTP 500")
+    env.provider.standing["a"] = DeploymentUnusable("a: HTTP 401", status=401)
     app = env.app
 
     @app.workflow
@@ -637,11 +709,65 @@ async def test_a_failed_routing_is_recorded_with_its_attempts_and_the_run_is_dea
     run = await app.start("doomed", {})
     await wait_status(app, run.id, "dead")
     effect = (await app.effects(run.id))[0]
-    assert effect.status == "error"
+    assert effect.status == "error" and effect.attempt == 1  # permanent: not retried
     assert "NoRouteAvailable" in effect.error
     assert json.loads(effect.meta)["attempts"] == [
-        {"model": "a@1", "error": "ProviderUnavailable: a: HTTP 500"}
+        {"model": "a@1", "error": "DeploymentUnusable: a: HTTP 401"}
     ]
+
+
+async def test_an_outage_is_retried_under_the_tasks_retry_then_the_run_is_dead(env, wait_status):
+    env.card("a")
+    env.task(Candidate("a", retries=0), retry=Retry(attempts=3, backoff=0.01, jitter=0.0))
+    env.provider.standing["a"] = ProviderUnavailable("a: HTTP 500")
+    app = env.app
+
+    @app.workflow
+    async def doomed(ctx: Context) -> str:
+        out = await ctx.models.run("summarize", {"text": "x"})
+        return out.summary
+
+    run = await app.start("doomed", {})
+    await wait_status(app, run.id, "dead")
+    assert env.calls == {"a": 3}
+    effect = (await app.effects(run.id))[0]
+    assert (effect.status, effect.attempt) == ("error", 3)
+    assert "ProviderUnavailable" in effect.error and "no model can serve" in effect.error
+    retries = json.loads(effect.meta)["retries"]
+    assert [r["attempt"] for r in retries] == [1, 2]
+    assert all(r["retry_at"] > r["failed_at"] for r in retries)
+    await app.models.flush_usage()
+    rows = await app.store.fetch("usage_by_run", {"run_id": run.id})
+    assert rows[0]["calls"] == 3  # each attempt metered once (with its retry's record)
+    assert not usage_log(app.store)._held  # nothing left held in this process
+
+
+async def test_a_calls_retry_overrides_the_tasks_and_the_default(env, wait_status):
+    env.card("a")
+    env.card("c", kind="chat")
+    env.task(Candidate("a", retries=0), retry=Retry(attempts=4, backoff=0.01, jitter=0.0))
+    env.provider.standing["a"] = ProviderUnavailable("a: HTTP 500")
+    env.provider.standing["c"] = ProviderUnavailable("c: HTTP 500")
+    app = env.app
+
+    @app.workflow
+    async def once(ctx: Context) -> str:
+        try:
+            await ctx.models.run("summarize", {"text": "x"}, retry=Retry(attempts=2, backoff=0))
+        except ProviderUnavailable:
+            pass
+        try:
+            await ctx.models.call("c", "hi", retry=Retry(attempts=1))
+        except ProviderUnavailable as exc:
+            return f"caught {exc.retry_after}"
+        return "served"
+
+    run = await app.start("once", {})
+    assert await run.result(timeout=10) == "caught None"
+    # 2 effect attempts of the task (its candidate: no retry), 1 of the call (the direct
+    # call's candidate retries once in the router)
+    assert env.calls == {"a": 2, "c": 2}
+    assert MODEL_RETRY.attempts == 5
 
 
 async def test_a_kernel_app_without_a_model_plane_says_so(store_url, wait_status):
@@ -683,8 +809,11 @@ async def test_a_candidate_of_another_kind_serves_with_its_own_build_and_parse(e
     env.provider.next("llm", ProviderUnavailable("llm: HTTP 500"))
     assert await env.run("report", task="digest") == "extractive"
     assert await env.run("report", task="digest") == "llm says: Summarize: report"
+    env.provider.standing["extractive"] = ProviderRejected("unusable")
+    with pytest.raises(ProviderRejected, match="unusable"):
+        await env.run("x", task="no-override")
+    env.provider.standing["extractive"] = DeploymentUnusable("down", status=404)
     with pytest.raises(NoRouteAvailable, match="a chat model cannot serve a summarize request"):
-        env.provider.standing["extractive"] = ProviderUnavailable("down")
         await env.run("x", task="no-override")
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from aiosys.errors import ProviderUnavailable
-from aiosys.kernel.retry import Retry, capped_backoff
+from aiosys.kernel.retry import Retry, capped_backoff, retry_after
 from aiosys.models.contracts import Candidate
 from aiosys.models.links.breaker import Breakers
 from aiosys.models.router import Router
@@ -34,3 +34,29 @@ def test_router_retry_wait_is_capped_at_max_retry_wait(n):
     router = Router(Breakers(), resolve=None, send=None)
     wait = router._wait(n, Candidate("m", retries=10**7), ProviderUnavailable("503"))
     assert wait is not None and wait <= router.max_retry_wait == 2.0
+
+
+@pytest.mark.parametrize(
+    "hint, seconds",
+    [
+        (5.0, 5.0),
+        (0, 0.0),
+        (None, None),
+        (-1.0, None),
+        (float("nan"), None),
+        (float("inf"), None),
+        (True, None),
+        ("5", None),
+    ],
+)
+def test_the_kernel_reads_an_errors_retry_after_only_when_usable(hint, seconds):
+    exc = ProviderUnavailable("429")
+    exc.retry_after = hint  # type: ignore[assignment]
+    assert retry_after(exc) == seconds
+    assert retry_after(ValueError("no hint")) is None
+
+
+def test_park_after_must_not_be_negative():
+    assert Retry().park_after == 5.0
+    with pytest.raises(ValueError, match="park_after"):
+        Retry(park_after=-1)

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from aiosys.errors import BudgetExceeded, ProviderRejected, ProviderUnavailable
+from aiosys.errors import (
+    BudgetExceeded,
+    DeploymentUnusable,
+    ProviderRejected,
+    ProviderUnavailable,
+)
 from aiosys.models.catalog import ModelCard
 from aiosys.models.chain import DeploymentCall
 from aiosys.models.links.breaker import BreakerLink, Breakers, CircuitOpen
@@ -110,6 +115,22 @@ async def test_the_link_ignores_permanent_failures(error):
             await link(CALL, answer(error))
     assert b.state("m@1") == "closed"
     assert (await link(CALL, answer())).output == "ok"
+
+
+@pytest.mark.parametrize("status", [401, 403, 404])
+async def test_a_deployment_that_refuses_to_serve_opens_its_breaker_at_once(status):
+    clock = Clock()
+    b = Breakers(failure_threshold=5, cooldown=30.0, clock=clock)
+    link = BreakerLink(b)
+    with pytest.raises(DeploymentUnusable):
+        await link(CALL, answer(DeploymentUnusable(f"HTTP {status}", status=status)))
+    assert b.state("m@1") == "open"
+    assert b.retry_after("m@1") == 30.0
+    clock.now = 12.5
+    assert b.retry_after("m@1") == 17.5
+    clock.now = 30.0
+    assert b.state("m@1") == "half_open" and b.retry_after("m@1") == 0.0
+    assert b.retry_after("unknown@1") == 0.0
 
 
 async def test_a_permanent_failure_of_the_trial_frees_the_trial_slot():

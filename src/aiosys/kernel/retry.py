@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,7 +20,12 @@ class Retry:
 
     ``attempts`` counts the first try; the n-th retry waits
     ``min(cap, backoff * multiplier**(n-1))``, spread by +/- ``jitter`` (a fraction) so that
-    many runs failing together do not retry in lockstep.
+    many runs failing together do not retry in lockstep. An error that carries a
+    ``retry_after`` (seconds: ``ProviderUnavailable`` holds a provider's hint) waits at least
+    that long, even past ``cap``: the server said when it can answer.
+
+    In a run, a retry due ``park_after`` seconds or more from now parks the run (``waiting``,
+    no worker slot, a durable timer) until it is due; a sooner one waits in memory.
     """
 
     attempts: int = 3
@@ -27,12 +33,15 @@ class Retry:
     multiplier: float = 2.0
     cap: float = 30.0
     jitter: float = 0.2
+    park_after: float = 5.0
 
     def __post_init__(self) -> None:
         if self.attempts < 1:
             raise ValueError("Retry.attempts counts the first try and must be at least 1")
         if self.backoff < 0 or self.cap < 0 or not 0 <= self.jitter <= 1:
             raise ValueError("Retry.backoff and cap must be >= 0 and jitter within [0, 1]")
+        if self.park_after < 0:
+            raise ValueError("Retry.park_after must be >= 0 seconds")
 
     def delay(self, retry_number: int, rng: Callable[[], float] = random.random) -> float:
         """Seconds to wait before retry ``retry_number`` (1 for the first retry); any number
@@ -51,6 +60,17 @@ def capped_backoff(base: float, factor: float, exponent: int, cap: float) -> flo
         return min(cap, base * factor ** max(0, exponent))
     except OverflowError:
         return cap
+
+
+def retry_after(exc: BaseException) -> float | None:
+    """The error's own hint of when to try again (its ``retry_after`` attribute, seconds),
+    if it gives a usable one: the kernel reads it without knowing who raised the error."""
+    value = getattr(exc, "retry_after", None)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if not math.isfinite(value) or value < 0:
+        return None
+    return float(value)
 
 
 NO_RETRY = Retry(attempts=1)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 import pydantic
 
 from ..errors import ConfigError, InvalidInput
+from ..kernel.retry import Retry
 from .types import ModelRequest, ModelResponse
 
 if TYPE_CHECKING:
@@ -111,7 +112,9 @@ class TaskContract(Generic[In, Out]):
 
     ``cost_cap`` applies per call: a candidate whose estimated cost exceeds it is skipped.
     ``slo_p95_ms`` is the task's latency objective: the router moves deployments whose
-    observed p95 breaks it behind the ones that keep it (see ``router.py``)."""
+    observed p95 breaks it behind the ones that keep it (see ``router.py``). ``retry`` is how
+    a workflow's model effect of this task is retried when no candidate could serve it now
+    (None: the model plane's ``MODEL_RETRY``)."""
 
     name: str
     input: type[In]
@@ -122,6 +125,7 @@ class TaskContract(Generic[In, Out]):
     slo_p95_ms: float | None = None
     cost_cap: float | None = None
     cache: CachePolicy | None = None
+    retry: Retry | None = None
 
     def validate_input(self, data: Any) -> In:
         """The input as the contract's model, or ``InvalidInput`` naming the task and field."""

@@ -13,9 +13,14 @@ nor be refused by an exhausted budget.)
 Inside a workflow, ``ctx.models.run(task, input)`` and ``ctx.models.call(model, messages)``
 are effects of kind ``model`` through the gate: recorded once, replayed from the record
 (the provider is not called again), with the model, version, usage, cost, latency and every
-attempt in the effect's ``meta``. Outside a workflow, ``app.models.run`` and
-``app.models.call`` (the HTTP gateway, scripts) are *direct* effects: the same gate and
-interceptors (policy, tracing, ...), nothing recorded.
+attempt in the effect's ``meta``. When no candidate can serve now (an outage: every one
+failed transiently or has its breaker open) the effect fails with ``ProviderUnavailable``
+and is retried under ``MODEL_RETRY`` (or the task's or the call's ``retry=``): the kernel
+waits at least the provider's retry-after, parking the run for waits of ``park_after``
+seconds or more, so an outage costs no worker slot and survives a restart. Outside a
+workflow, ``app.models.run`` and ``app.models.call`` (the HTTP gateway, scripts) are
+*direct* effects: the same gate and interceptors (policy, tracing, ...), nothing recorded
+(and no retry: the caller gets the ``ProviderUnavailable`` and its ``retry_after``).
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ import pydantic
 
 from ..errors import ConfigError, InvalidInput, ModelNotFound
 from ..kernel import App, Context, EffectCall
+from ..kernel.retry import Retry
 from .catalog import ModelCard
 from .chain import DeploymentCall, Link, NextLink, compose
 from .contracts import Candidate, RouteContext, RoutingPlan, TaskContract, describe
@@ -53,6 +59,10 @@ In = TypeVar("In", bound=pydantic.BaseModel)
 Out = TypeVar("Out", bound=pydantic.BaseModel)
 
 Messages = str | list[Message] | list[dict[str, Any]] | ModelRequest
+
+# How a workflow's model effect is retried when no candidate can serve it now; a task
+# (``task(retry=...)``) or a call (``ctx.models.run(..., retry=...)``) may set its own.
+MODEL_RETRY = Retry(attempts=5, backoff=1.0, cap=60.0)
 
 
 class ModelPlane:
@@ -174,10 +184,11 @@ class ModelPlane:
         slo_p95_ms: float | None = None,
         cost_cap: float | None = None,
         cache: CachePolicy | None = None,
+        retry: Retry | None = None,
     ) -> TaskContract[In, Out]:
         """Register a task contract (see ``contracts.TaskContract``)."""
         contract: TaskContract[In, Out] = TaskContract(
-            name, input, output, build, parse, plan, slo_p95_ms, cost_cap, cache
+            name, input, output, build, parse, plan, slo_p95_ms, cost_cap, cache, retry
         )
         return self.add_task(contract)
 
@@ -419,13 +430,16 @@ class BoundModels:
         input: dict[str, Any] | pydantic.BaseModel,
         *,
         classification: str | None = None,
+        retry: Retry | None = None,
     ) -> Any:
-        """Run a task; its output (a model of the task's output schema), recorded."""
+        """Run a task; its output (a model of the task's output schema), recorded. ``retry``
+        (else the task's, else ``MODEL_RETRY``) retries it when no model can serve now."""
         contract = self._plane.contract(task)
         data = contract.validate_input(input)  # before any effect: bad input is the caller's
         params = {"task": contract.name, "input": data, "classification": classification}
+        policy = retry or contract.retry or MODEL_RETRY
         return await self._ctx.effect(
-            "model", contract.name, params=params, returns=contract.output
+            "model", contract.name, params=params, returns=contract.output, retry=policy
         )
 
     async def call(
@@ -434,13 +448,19 @@ class BoundModels:
         messages: Messages,
         *,
         classification: str | None = None,
+        retry: Retry | None = None,
         **params: Any,
     ) -> ModelResponse:
-        """Call one model; its response, recorded."""
+        """Call one model; its response, recorded. ``retry`` (else ``MODEL_RETRY``) retries
+        it when the model cannot serve now."""
         request = make_request(messages, params)
         effect_params = {"model": model, "request": request, "classification": classification}
         response: ModelResponse = await self._ctx.effect(
-            "model", f"call:{model}", params=effect_params, returns=ModelResponse
+            "model",
+            f"call:{model}",
+            params=effect_params,
+            returns=ModelResponse,
+            retry=retry or MODEL_RETRY,
         )
         return response
 

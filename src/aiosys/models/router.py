@@ -25,13 +25,19 @@ For one call it
    breaker, provider, metering): a transient failure is retried on the same candidate up to
    ``retries`` times (``backoff`` doubling, at least the provider's retry-after; a retry-after
    longer than ``max_retry_wait`` falls back at once instead of waiting), then the router falls
-   back to the next candidate. An output that fails the task's schema falls back too; the
-   links hear the verdict on each answer (``chain.judge``: the cache keeps only accepted
-   answers).
-   Permanent failures stop the call: ``BudgetExceeded`` and ``ProviderRejected`` propagate.
+   back to the next candidate. An output that fails the task's schema falls back too (the
+   links hear the verdict on each answer, ``chain.judge``: the cache keeps only accepted
+   answers), and so do the faults of one deployment: ``DeploymentUnusable`` (401, 403,
+   404: its breaker opens) and a hard budget that refuses this candidate's estimate (a
+   cheaper one may fit; noted in ``trace.warnings``). A fault of the request stops the
+   call: ``ProviderRejected`` (400, 422, ...) propagates.
 
-With nothing left it raises ``NoRouteAvailable`` naming every candidate and why it was not
-used, or ``InvalidModelOutput`` when every candidate that answered answered badly.
+With nothing left it raises the error ``route_failures.Failures.error`` chooses: a
+transient ``ProviderUnavailable`` carrying the smallest retry-after when any candidate may
+serve later (failed transiently, breaker open), so a workflow's model effect is retried
+under its ``Retry`` (durably: the kernel parks the run until the retry-after); else
+``InvalidModelOutput``, ``BudgetExceeded`` or ``NoRouteAvailable``, naming every candidate
+and why it was not used.
 
 Shadow mode: the plan's ``shadow`` model gets the same request after the caller has its
 answer, in a background task that can neither fail nor delay the caller. Its answer goes
@@ -58,8 +64,7 @@ import pydantic
 
 from ..errors import (
     BudgetExceeded,
-    InvalidModelOutput,
-    NoRouteAvailable,
+    DeploymentUnusable,
     ProviderRejected,
     ProviderUnavailable,
     TransientError,
@@ -69,6 +74,7 @@ from .catalog import ModelCard
 from .chain import DeploymentCall, NextLink, judge
 from .contracts import Candidate, RouteContext, RoutingPlan, describe
 from .links.breaker import Breakers, CircuitOpen
+from .route_failures import Failure, Failures
 from .tokens import estimate_cost
 from .types import ModelRequest, ModelResponse
 
@@ -77,7 +83,11 @@ log = logging.getLogger("aiosys.models.router")
 # Failures worth another attempt or another candidate; everything else is a bug or a
 # permanent refusal and propagates.
 RETRYABLE = (TransientError, TimeoutError, ConnectionError)
-STOP = (BudgetExceeded, ProviderRejected)
+# Faults of one deployment, or of its fit to a budget: the next candidate may serve.
+FALL_BACK = (DeploymentUnusable, BudgetExceeded)
+# A fault of the request: no candidate would take it.
+STOP = (ProviderRejected,)
+OPEN_BREAKER = "open breaker"
 # What a task's ``parse`` raises for an answer it cannot read (ValidationError is a ValueError).
 BAD_OUTPUT = (ValueError, TypeError, KeyError, IndexError)
 
@@ -234,7 +244,7 @@ class Router:
             if why is None and cost_cap is not None and cost > cost_cap:
                 why = f"over cost cap (estimated {cost:.6g} > {cost_cap:.6g})"
             if why is None and self.breakers.is_open(card.key):
-                why = "open breaker"
+                why = OPEN_BREAKER
             if why is not None:
                 trace.skipped[_label(cand, card)] = why
             else:
@@ -304,24 +314,35 @@ class Router:
         order = self.candidates(
             plan, ctx, cost_cap=cost_cap, slo_p95_ms=slo_p95_ms, rng=rng, trace=trace
         )
-        failed: dict[str, str] = {}
-        invalid = 0
+        failures = Failures()
+        for label, why in trace.skipped.items():
+            if why == OPEN_BREAKER:
+                wait = self.breakers.retry_after(self._skipped_key(plan, label))
+                failures.add(label, Failure(why, "transient", retry_after=wait))
+            else:
+                failures.add(label, Failure(why, "excluded"))
         for choice in order:
             label = _label(choice.candidate, choice.card)
-            outcome = await self._try(choice, ctx, accept, trace)
-            if outcome is None:
+            failure = await self._try(choice, ctx, accept, trace)
+            if failure is None:
                 self._shadow(plan, ctx, trace, accept)
                 return trace
-            failed[label] = outcome
-            invalid += outcome.startswith("invalid output")
-        reasons = {**trace.skipped, **failed}
+            failures.add(label, failure)
         listed = "; ".join(
-            f"{label}: {reasons[label]}" for label in self._labels(plan) if label in reasons
+            f"{label}: {failures.reason(label)}"
+            for label in self._labels(plan)
+            if label in failures.by_label
         )
         what = f"task {ctx.task!r}" if ctx.task else "the call"
-        if invalid and invalid == len(failed):
-            raise InvalidModelOutput(f"no candidate of {what} gave a valid output: {listed}")
-        raise NoRouteAvailable(f"no model could serve {what}: {listed}")
+        raise failures.error(what, listed)
+
+    def _skipped_key(self, plan: RoutingPlan, label: str) -> str:
+        """The deployment (``card.key``) of a skipped candidate's label."""
+        for cand in plan.choices:
+            card = self.resolve(cand.model)
+            if _label(cand, card) == label:
+                return card.key
+        return label
 
     def _labels(self, plan: RoutingPlan) -> list[str]:
         labels: list[str] = []
@@ -333,27 +354,35 @@ class Router:
 
     async def _try(
         self, choice: Choice, ctx: RouteContext, accept: Accept | None, trace: Trace
-    ) -> str | None:
+    ) -> Failure | None:
         """One candidate, with its retries: None when it served the call, else why not."""
         card, cand = choice.card, choice.candidate
-        reason = "open breaker"
+        failure = Failure(OPEN_BREAKER, "transient", self.breakers.retry_after(card.key))
         for n in range(cand.retries + 1):
             if n and self.breakers.is_open(card.key):
-                break  # this candidate's own failures just opened it
+                # this candidate's own failures just opened it
+                return Failure(OPEN_BREAKER, "transient", self.breakers.retry_after(card.key))
             call = _deployment_call(card, choice.request, ctx)
             try:
                 response = await self.send(call)
                 if "budget_warning" in call.meta:  # a soft budget let the call through
                     trace.warnings.append(call.meta["budget_warning"])
             except CircuitOpen:  # another caller holds the half-open trial
-                trace.attempts.append(Attempt(card.key, "open breaker"))
-                return "open breaker"
+                trace.attempts.append(Attempt(card.key, OPEN_BREAKER))
+                return Failure(OPEN_BREAKER, "transient", self.breakers.retry_after(card.key))
+            except FALL_BACK as exc:
+                trace.attempts.append(Attempt(card.key, _error(exc)))
+                if isinstance(exc, BudgetExceeded):
+                    trace.warnings.append(f"{_label(cand, card)} not used: {exc}")
+                    return Failure(f"failed: {_error(exc)}", "budget", budget=exc)
+                return Failure(f"failed: {_error(exc)}", "permanent")
             except STOP as exc:
                 trace.attempts.append(Attempt(card.key, _error(exc)))
                 raise
             except RETRYABLE as exc:
                 trace.attempts.append(Attempt(card.key, _error(exc)))
-                reason = f"failed: {_error(exc)}"
+                hint = exc.retry_after if isinstance(exc, ProviderUnavailable) else None
+                failure = Failure(f"failed: {_error(exc)}", "transient", hint)
                 wait = self._wait(n, cand, exc)
                 if n == cand.retries or wait is None:
                     break
@@ -367,12 +396,12 @@ class Router:
                 await judge(call, False)  # a rejected answer is never cached (links/cache.py)
                 why = describe(exc) if isinstance(exc, pydantic.ValidationError) else _error(exc)
                 trace.attempts.append(Attempt(card.key, f"invalid output: {why}"))
-                return f"invalid output: {why}"
+                return Failure(f"invalid output: {why}", "invalid")
             await judge(call, True)
             trace.attempts.append(Attempt(card.key))
             trace.card, trace.response, trace.output = card, response, output
             return None
-        return reason
+        return failure
 
     def _wait(self, n: int, cand: Candidate, exc: BaseException) -> float | None:
         """Seconds before retry ``n + 1`` on the same candidate; None: fall back now."""

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any
 
 from ...errors import NonDeterminismError
@@ -150,17 +149,19 @@ class EffectLog:
 
 
 RETRY = "next_attempt"  # the key of a pending record that a step's retry wrote
+RETRIES = "retries"  # the failed attempts so far, on the pending record and the final meta
 
 
 async def record_retry(call: EffectCall, exc: BaseException, retry_at: float) -> None:
     """Commit, before a step is retried, that attempt ``call.meta["attempt"]`` failed with
     ``exc`` and the next one is due at ``retry_at``, as the effect's ``pending`` record, in a
     write of its own, so that a run recovered on another worker (or after a crash) goes on
-    with the next attempt, at its time, instead of starting over at attempt 1. The record
-    carries no side writes: those land with the effect's outcome."""
+    with the next attempt, at its time, instead of starting over at attempt 1. The side writes
+    of the attempts so far (``also_write``: a model call's usage rows) are committed with it,
+    so that a crash or a parked wait that ends in a replay keeps both or neither."""
     ex = call.execution
     attempt = int(call.meta.get("attempt", 1))
-    state = {RETRY: attempt + 1, "retry_at": retry_at}
+    state = {RETRY: attempt + 1, "retry_at": retry_at, RETRIES: call.meta.get(RETRIES, [])}
     write = EffectLog._write(
         call,
         now(),
@@ -168,8 +169,16 @@ async def record_retry(call: EffectCall, exc: BaseException, retry_at: float) ->
         output=json.dumps(state),
         error=serde.dump_error(exc, transient=True),
     )
+    hooks = list(call.on_recorded)
+
+    def tell(committed: bool) -> None:
+        for hook in hooks:
+            hook(committed)
+
+    call.side_writes.clear()  # in this write now: the next attempt's go with the outcome
+    call.on_recorded.clear()
     try:
-        result = await ex.committer.submit(replace(write, side_writes=()))
+        result = await ex.committer.submit(write, tell if hooks else None)
     except Exception as err:  # the store failed: leave the run to its lease
         raise ex.lost(f"could not record effect #{call.seq}: {err}") from err
     if not result.ok:
@@ -189,6 +198,10 @@ def _teller(call: EffectCall) -> Callable[[bool], None] | None:
 
 
 def _meta(call: EffectCall) -> str | None:
-    """What interceptors asked to keep on the effect (``call.meta["record"]``), as JSON."""
+    """What interceptors asked to keep on the effect (``call.meta["record"]``), and its
+    failed attempts (``retries``, from the retry interceptor), as JSON."""
     record = call.meta.get("record")
+    retries = call.meta.get(RETRIES)
+    if retries:
+        record = {**(record or {}), RETRIES: retries}
     return json.dumps(record) if record else None

@@ -12,7 +12,9 @@ trial; concurrent callers still see it open until the trial ends.
 
 Only transient failures count (``ProviderUnavailable``: 429, 5xx, malformed answers,
 connection errors; and timeouts): a deployment that rejects a bad request (``ProviderRejected``)
-or a call stopped by a budget is not unhealthy.
+or a call stopped by a budget is not unhealthy. A deployment that refuses to serve at all
+(``DeploymentUnusable``: 401, 403, 404, a revoked key or a missing deployment) opens its
+breaker at once: every call would fail the same way until someone fixes it.
 
 Breaker state is kept in memory, per worker process: each worker learns on its own that a
 deployment is down (after ``failure_threshold`` failures of its own) and probes it on its
@@ -27,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ...errors import ProviderUnavailable
+from ...errors import DeploymentUnusable, ProviderUnavailable
 from ..chain import DeploymentCall, NextLink
 from ..types import ModelResponse
 
@@ -130,6 +132,21 @@ class Breakers:
                 self._open(b)
         # already open: a call that was in flight when it opened; nothing more to learn
 
+    def trip(self, key: str) -> None:
+        """Open ``key``'s breaker now, whatever its count (the deployment refuses to serve)."""
+        self._open(self._get(key))
+
+    def retry_after(self, key: str) -> float:
+        """Seconds until a call to ``key`` may be sent again: what is left of an open
+        breaker's cooldown; 0 when closed or half-open (a trial in flight ends soon)."""
+        b = self._breakers.get(key)
+        if b is None:
+            return 0.0
+        self._advance(b)
+        if b.state != "open":
+            return 0.0
+        return max(0.0, b.opened_at + self.cooldown - self.clock())
+
     def _open(self, b: _Breaker) -> None:
         b.state, b.opened_at, b.trial, b.failures = "open", self.clock(), False, 0
         b.trips += 1
@@ -167,6 +184,9 @@ class BreakerLink:
             response = await next(call)
         except TRANSIENT:
             self.breakers.record_failure(key)
+            raise
+        except DeploymentUnusable:
+            self.breakers.trip(key)
             raise
         except BaseException:
             self.breakers.release(key)

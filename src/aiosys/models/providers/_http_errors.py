@@ -7,8 +7,11 @@ them into
 - ``ProviderUnavailable`` (transient; the router may retry or fall back): 429 with the
   provider's ``retry-after-ms`` / ``retry-after`` hint, 408, 409, 5xx, timeouts, connection
   errors, and malformed responses (not JSON, or JSON without the fields the API promises);
-- ``ProviderRejected`` (permanent): every other 4xx (400, 401, 403, 404, 422, ...), with the
-  status and the provider's own error message.
+- ``DeploymentUnusable`` (a ``ProviderRejected``): 401, 403, 404, faults of the deployment
+  (a wrong or revoked key, no access, a missing model): the router falls back to the next
+  candidate and opens the deployment's breaker;
+- ``ProviderRejected`` (permanent): every other 4xx (400, 422, ...), faults of the request,
+  with the status and the provider's own error message.
 
 The transient statuses are the ones both SDKs retry themselves (408, 409, 429, >= 500);
 aiosys turns the SDKs' retries off and lets its router do them. Every message names the card
@@ -34,13 +37,15 @@ import httpx
 import httpx2
 import openai
 
-from ...errors import ProviderRejected, ProviderUnavailable
+from ...errors import DeploymentUnusable, ProviderRejected, ProviderUnavailable
 from ...kernel.retry import add_classifier
 from ...redact import mask_url, redact, url_password
 from ..catalog import ModelCard
 from ._sdk import api_key
 
 _TRANSIENT_4XX = frozenset({408, 409, 429})
+# Faults of the deployment, not of the request: another deployment may serve it.
+_DEPLOYMENT_4XX = frozenset({401, 403, 404})
 
 _STATUS_ERRORS = (openai.APIStatusError, anthropic.APIStatusError)
 _VALIDATION_ERRORS = (openai.APIResponseValidationError, anthropic.APIResponseValidationError)
@@ -141,6 +146,10 @@ def _translated(card: ModelCard, endpoint: str, key_hint: str) -> Iterator[None]
                 retry_after=retry_after_seconds(exc.response.headers),
             ) from exc
         hint = f" ({key_hint})" if key_hint and status in (401, 403) else ""
+        if status in _DEPLOYMENT_4XX:
+            raise DeploymentUnusable(
+                f"{where} refused to serve (HTTP {status}): {message}{hint}", status=status
+            ) from exc
         raise ProviderRejected(
             f"{where} rejected the request (HTTP {status}): {message}{hint}"
         ) from exc
