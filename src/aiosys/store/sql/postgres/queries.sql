@@ -74,3 +74,11 @@ WITH held AS (
 UPDATE runs AS r SET available_at = :expires, updated_at = :now
 FROM held WHERE r.id = held.id
 RETURNING r.id, r.cancel_reason
+
+-- name: reserve_budget
+-- As models.sql's, under the tenant's advisory lock (the model_reserve function, migration
+-- 0009): READ COMMITTED alone would let two workers fit into the same room.
+SELECT CAST(:id AS TEXT) AS id
+WHERE model_reserve(CAST(:id AS TEXT), CAST(:tenant AS TEXT), CAST(:workflow AS TEXT),
+                    CAST(:amount AS DOUBLE PRECISION), CAST(:at AS DOUBLE PRECISION),
+                    CAST(:expires_at AS DOUBLE PRECISION), CAST(:budgets AS JSONB))
