@@ -253,8 +253,9 @@ class BudgetLink:
             unseen = self.log.beyond_reservations(call.tenant, workflow, since, now)
             room = budget.limit * (1 + TOLERANCE) + TOLERANCE - unseen
             full_from = math.ceil(since / DAY) * DAY
-            budgets.append({"workflow": workflow, "since": since, "full_from": full_from,
-                            "room": room})  # fmt: skip
+            budgets.append(
+                {"workflow": workflow, "since": since, "full_from": full_from, "room": room}
+            )
         reservation = Reservation(
             uuid.uuid4().hex, amount, now + call.card.timeout + RESERVATION_GRACE
         )
@@ -273,17 +274,22 @@ class BudgetLink:
         return reservation if rows else None
 
     async def _used(self, call: DeploymentCall, budget: Budget, now: float) -> tuple[float, float]:
-        """What a budget has spent (every process, this one's unwritten rows too) and what
-        the live reservations of its calls in flight hold."""
+        """What a budget has spent (every process's rows, this one's unwritten ones too) and
+        what the calls still in flight hold (live reservations), counted as the reservation
+        statement counts them."""
         workflow = call.workflow if budget.scope == "workflow" else None
-        used = await spent(self.store, call.tenant, workflow, since=budget.since(now))
+        since = budget.since(now)
+        used = await spent(self.store, call.tenant, workflow, since=since)
         if workflow is None:
             rows = await self.store.fetch("reserved_by_tenant", {"tenant": call.tenant, "now": now})
         else:
             rows = await self.store.fetch(
                 "reserved_by_workflow", {"tenant": call.tenant, "workflow": workflow, "now": now}
             )
-        return used, float(rows[0]["amount"])
+        stored = used - self.log.pending_spend(call.tenant, workflow, since)
+        total = stored + float(rows[0]["amount"])
+        total += self.log.beyond_reservations(call.tenant, workflow, since, now)
+        return used, max(0.0, total - used)
 
     async def _left(self, call: DeploymentCall, hard: list[Budget], now: float) -> list[float]:
         left = []

@@ -135,20 +135,26 @@ class UsageLog:
     def beyond_reservations(
         self, tenant: str, workflow: str | None, since: float, now: float
     ) -> float:
-        """What this tenant's (or its workflow's) rows not yet committed cost beyond the
-        budget reservations they settle: the store counts a live reservation until the row
-        that settles it lands, so only a row's cost past its reservation (or all of it, for
-        a row with none, or whose reservation expired) is unseen by other processes."""
+        """What this tenant's (or its workflow's) rows not yet committed cost beyond what
+        the store counts for them. The store counts a live budget reservation until the row
+        that settles it lands: a pending row (not handed to the store yet) is exactly its
+        cost minus its reservation (negative when the call cost less than its worst case);
+        a row being written, or held for an effect's commit, may have landed already, so it
+        counts only what it costs past its reservation (never less than the truth). A row
+        with no live reservation counts its whole cost."""
         total = 0.0
-        for r in (*self._writing, *self._pending, *self._held):
-            if r["tenant"] != tenant or r["at"] < since:
-                continue
-            if workflow is not None and r["workflow"] != workflow:
-                continue
-            cost = float(r["cost"])
-            if r.get("reservation") is not None and r["reserved_until"] > now:
-                cost = max(0.0, cost - r["reserved"])
-            total += cost
+        for rows, exact in ((self._pending, True), (self._writing, False), (self._held, False)):
+            for r in rows:
+                if r["tenant"] != tenant or r["at"] < since:
+                    continue
+                if workflow is not None and r["workflow"] != workflow:
+                    continue
+                cost = float(r["cost"])
+                if r.get("reservation") is not None and r["reserved_until"] > now:
+                    cost -= r["reserved"]
+                    if not exact:
+                        cost = max(0.0, cost)
+                total += cost
         return total
 
     def _start_write(self) -> None:

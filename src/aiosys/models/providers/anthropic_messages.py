@@ -76,6 +76,8 @@ class AnthropicProvider:
                 cache_write = response.usage.cache_creation_input_tokens or 0
                 input_tokens = (response.usage.input_tokens or 0) + cache_read + cache_write
                 output_tokens = response.usage.output_tokens
+                details = getattr(response.usage, "output_tokens_details", None)
+                thinking = getattr(details, "thinking_tokens", None) or 0
                 stop_reason = response.stop_reason
                 provider_model = response.model
             except (AttributeError, TypeError) as exc:
@@ -89,6 +91,7 @@ class AnthropicProvider:
                 output_tokens=output_tokens or 0,
                 cache_read_tokens=cache_read,
                 cache_write_tokens=cache_write,
+                reasoning_tokens=thinking,
             ),
             finish_reason=stop_reason if isinstance(stop_reason, str) else None,
             provider_model=provider_model if isinstance(provider_model, str) else None,
