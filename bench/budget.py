@@ -55,10 +55,14 @@ async def fill(store: Store, rows: int, days: int, progress: Progress) -> None:
                 "deployment": "m@1",
                 "input_tokens": 10,
                 "output_tokens": 20,
+                "cache_read_tokens": 0,
+                "cache_write_tokens": 0,
+                "reasoning_tokens": 0,
                 "cost": 0.001,
                 "latency_ms": 1.0,
                 "status": "ok",
                 "error": None,
+                "reservation": None,
             }
         )
         if len(batch) == 10_000 or i == rows - 1:

@@ -15,11 +15,12 @@ Systems (each (system, concurrency, repetition) in a fresh child process):
   headers, timeouts and status errors, without ``create``'s parameter transform and
   response model). aiosys minus this is what aiosys's own layers cost;
 - ``aiosys``: ``await app.models.call("bench", messages)`` outside any workflow (App on a
-  temp SQLite file, one ``openai`` card, no budgets, no rate limits, no cache): a direct
-  effect through the kernel's gate (its interceptors; nothing recorded), router, metering
-  (one ``model_usage`` row per call, written behind the calls in batches), budget /
-  rate-limit / cache links with nothing configured, breaker, provider (the same SDK's
-  ``client.post``);
+  temp SQLite file, one priced ``openai`` card under a hard budget (``--no-budget``: none),
+  no rate limits, no cache): a direct effect through the kernel's gate (its interceptors;
+  nothing recorded), router, metering (one ``model_usage`` row per call, written behind
+  the calls in batches), budget (one reservation row written before each call, settled by
+  its usage row), rate-limit / cache links with nothing configured, breaker, provider (the
+  same SDK's ``client.post``);
 - ``litellm``: ``await Router(...).acompletion(model="bench", messages=...)`` with one
   deployment, telemetry, callbacks and the remote cost map off;
 - ``workflow`` (reported apart, not compared): the same call as a recorded effect,
@@ -312,8 +313,14 @@ def aiosys_app(spec: dict[str, Any]) -> Any:
             "provider": "openai",
             "endpoint": spec["base_url"] + "/v1",  # the SDK's base_url
             "provider_model": MODEL,
+            # Priced, so a budget has something to reserve (and bounds the output).
+            "pricing": {"input_per_1k": 0.001, "output_per_1k": 0.002},
         }
     )
+    if spec.get("budget"):  # every call reserves its worst case under a hard budget first
+        from aiosys.models.links.budget import Budget
+
+        app.models.budgets.add(Budget("tenant", "default", 1e9, period="total"))
     return app
 
 
@@ -760,6 +767,7 @@ def parent_main(args: argparse.Namespace) -> int:
                         "server_pid": server.pid,
                         "tmpdir": str(tmp),
                         "store_dir": str(store_tmp) if store_tmp else None,
+                        "budget": args.budget,
                         "profile": args.profile and system in ("aiosys", "workflow") and rep == 0,
                         "profiler": args.profiler,
                         "profile_top": args.profile_top,
@@ -895,6 +903,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--store-dir",
         help="directory for aiosys's SQLite files (default: a temp dir under bench/results, "
         "on the repo's disk); e.g. /dev/shm to take the disk's sync out of the figures",
+    )
+    p.add_argument(
+        "--budget",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="a hard budget on the aiosys calls' tenant: each call reserves its worst-case "
+        "cost in the store before it is sent (default on; --no-budget: none)",
     )
     p.add_argument("--_child", help=argparse.SUPPRESS)
     p.add_argument("--_out", help=argparse.SUPPRESS)

@@ -114,10 +114,14 @@ async def test_plain_text_columns_are_escaped_alike_on_both_stores(store):
         "deployment": "d",
         "input_tokens": 1,
         "output_tokens": 1,
+        "cache_read_tokens": 0,
+        "cache_write_tokens": 0,
+        "reasoning_tokens": 0,
         "cost": 0.0,
         "latency_ms": 1.0,
         "status": "error",
         "error": NUL + " " + SURROGATE,
+        "reservation": None,
     }
     assert await store.execute_many("insert_usage", [row]) == 1
     [stored] = await store.fetch("usage_rows_of_run", {"run_id": "r1"})

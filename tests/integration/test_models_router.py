@@ -362,7 +362,7 @@ async def test_no_route_available_names_every_candidate_and_why(env):
     assert "task 'summarize'" in message
     assert "revoked@1: failed: DeploymentUnusable: revoked: HTTP 401" in message
     assert "cloud@1: excluded: external model, confidential data stays internal" in message
-    assert "pricey@1: over cost cap (estimated 0.0256 > 0.01)" in message
+    assert "pricey@1: over cost cap (estimated 0.1024 > 0.01)" in message
     assert "missing@1: failed: DeploymentUnusable: missing: HTTP 404" in message
     assert "never@1: excluded by its condition" in message
     assert env.calls == {"revoked": 1, "missing": 1}
@@ -662,7 +662,14 @@ async def test_a_task_in_a_workflow_is_a_recorded_effect_not_repeated_on_replay(
     assert json.loads(effect.output) == {"summary": "b says: report"}
     meta = json.loads(effect.meta)
     assert meta["model"] == "b" and meta["version"] == "1" and meta["deployment"] == "b@1"
-    assert meta["usage"] == {"input_tokens": 7, "output_tokens": 3, "seconds": 0.0}
+    assert meta["usage"] == {
+        "input_tokens": 7,
+        "output_tokens": 3,
+        "seconds": 0.0,
+        "cache_read_tokens": 0,
+        "cache_write_tokens": 0,
+        "reasoning_tokens": 0,
+    }
     assert meta["cost"] == pytest.approx(0.007 + 0.006)
     assert meta["cached"] is False and meta["latency_ms"] >= 0
     assert meta["attempts"] == [

@@ -77,7 +77,9 @@ async def test_chat_returns_the_servers_reply_and_its_usage(openai_server, opena
     ]
     assert sent.headers["authorization"] == "Bearer not-needed"
     assert (result.usage.input_tokens, result.usage.output_tokens) == (5, 4)
-    assert result.raw["usage"] == {"prompt_tokens": 5, "completion_tokens": 4, "total_tokens": 9}
+    usage = result.raw["usage"]
+    assert (usage["prompt_tokens"], usage["completion_tokens"], usage["total_tokens"]) == (5, 4, 9)
+    assert usage["prompt_tokens_details"]["cached_tokens"] == 0
     assert result.finish_reason == "stop"
     assert result.provider_model == "gpt-wire"
 

@@ -3,7 +3,10 @@ JSON shapes of answers and errors (``{"type": "error", "error": {"type", "messag
 
 Deterministic answers, usage counted by the server (whitespace-separated words of the
 system prompt and the messages): the reply is ``"echo: <text of the last user message>"``,
-cut to ``max_tokens`` words with ``stop_reason: "max_tokens"``, else ``"end_turn"``.
+cut to ``max_tokens`` words with ``stop_reason: "max_tokens"``, else ``"end_turn"``. A
+request with ``cache_control`` is answered with ``cache_read_input_tokens`` (the prefix an
+earlier such prompt had) and ``cache_creation_input_tokens`` (the rest); one with
+``thinking`` enabled with a thinking block and ``output_tokens_details.thinking_tokens``.
 
 It checks what the real API checks first: the key, in ``x-api-key`` or (as recent SDKs
 send it) ``Authorization: Bearer`` (present; equal to ``require_api_key`` when set: 401),
@@ -104,7 +107,7 @@ class AnthropicWire(WireControl):
         if behaviour.delay:
             await hold(request, behaviour.delay)
         if behaviour.mode in ("ok", "slow"):
-            return JSONResponse(_answer(body), headers=headers)
+            return JSONResponse(self._answer(body), headers=headers)
         if behaviour.mode == "malformed":
             return Response(
                 b'{"id": "msg_1", "content": [{"ty', headers=headers, media_type="application/json"
@@ -117,6 +120,30 @@ class AnthropicWire(WireControl):
         return JSONResponse(
             error_body(behaviour.status, message), status_code=behaviour.status, headers=headers
         )
+
+    def _answer(self, body: dict[str, Any]) -> dict[str, Any]:
+        answer = _answer(body)
+        usage = answer["usage"]
+        # Prompt caching when asked (a ``cache_control`` at the top level or on a block): the
+        # prompt up to the breakpoint (here: all of it) is read from the cache as far as an
+        # earlier prompt had it, and the rest written; input_tokens counts what follows the
+        # breakpoint (none).
+        if "cache_control" in json.dumps(body):
+            prompt = _prompt_words(body)
+            read = self.cached_prefix(prompt)
+            self.cache_prompt(prompt)
+            usage["cache_read_input_tokens"] = read
+            usage["cache_creation_input_tokens"] = len(prompt) - read
+            usage["input_tokens"] = 0
+        # Extended thinking: a thinking block first; its tokens are part of output_tokens.
+        thinking = body.get("thinking")
+        if isinstance(thinking, dict) and thinking.get("type") == "enabled":
+            spent = min(THINKING_TOKENS, int(thinking.get("budget_tokens") or 0))
+            block = {"type": "thinking", "thinking": " ".join(["hmm"] * spent), "signature": "s"}
+            answer["content"].insert(0, block)
+            usage["output_tokens"] += spent
+            usage["output_tokens_details"] = {"thinking_tokens": spent}
+        return answer
 
     def _error(self, entry: Recorded, status: int, message: str, mode: str = "invalid") -> Response:
         self.answered(entry, mode, status)
@@ -147,6 +174,14 @@ def _invalid(body: Any) -> str | None:
                 'top-level `system` parameter, not "system" as an input message role.'
             )
     return None
+
+
+THINKING_TOKENS = 12  # the words a thinking model spends thinking (at most its budget)
+
+
+def _prompt_words(body: dict[str, Any]) -> list[str]:
+    said = _text(body.get("system")).split()
+    return said + [w for m in body["messages"] for w in _text(m["content"]).split()]
 
 
 def _answer(body: dict[str, Any]) -> dict[str, Any]:

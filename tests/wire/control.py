@@ -111,6 +111,29 @@ class WireControl:
     _queue: deque[Behaviour] = field(default_factory=deque)
     _default: Behaviour = field(default_factory=ok)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    # Prompt caching, as the providers do it: a prompt whose leading words an earlier prompt
+    # had (at least ``cache_min_tokens`` of them) reads those from the cache.
+    cache_min_tokens: int = 0
+    _prompts: list[list[str]] = field(default_factory=list)
+
+    def cached_prefix(self, prompt: list[str]) -> int:
+        """How many leading words of ``prompt`` an earlier prompt cached (0: too few)."""
+        with self._lock:
+            best = 0
+            for seen in self._prompts:
+                n = 0
+                for a, b in zip(seen, prompt, strict=False):
+                    if a != b:
+                        break
+                    n += 1
+                best = max(best, n)
+        return best if best >= max(1, self.cache_min_tokens) else 0
+
+    def cache_prompt(self, prompt: list[str]) -> None:
+        """Keep ``prompt`` in the prompt cache (later prompts starting with it read it)."""
+        with self._lock:
+            self._prompts.append(prompt)
+            del self._prompts[:-1000]  # the recent ones are enough for a test
 
     def next(self, *behaviours: Behaviour) -> None:
         """Answer the next requests with these behaviours, in order."""
@@ -129,6 +152,8 @@ class WireControl:
             self.requests.clear()
             self.counts.clear()
             self.require_api_key = None
+            self._prompts.clear()
+            self.cache_min_tokens = type(self).cache_min_tokens
 
     def record(self, request: Request, body: Any) -> Recorded:
         entry = Recorded(request.method, request.url.path, dict(request.headers), body)

@@ -5,6 +5,10 @@ Deterministic answers, usage counted by the server (whitespace-separated words):
 
 - chat: ``"echo: <content of the last user message>"``; ``max_tokens`` /
   ``max_completion_tokens`` cut it to that many words with ``finish_reason: "length"``;
+  usage has the real API's details: ``prompt_tokens_details.cached_tokens`` (the longest
+  prefix of an earlier prompt, once it is ``cache_min_tokens`` long: 1024, as at OpenAI;
+  tests lower it) and ``completion_tokens_details.reasoning_tokens`` (``REASONING_TOKENS``
+  by the request's ``reasoning_effort``, counted in ``completion_tokens``);
 - embeddings: a unit vector of ``dimensions`` (default ``OpenAIWire.dimensions`` = 8)
   floats drawn from the SHA-256 of the text (``embedding_of``); ``encoding_format: base64``
   is answered as the real API does (little-endian float32).
@@ -101,8 +105,14 @@ def _text(content: Any) -> str:
     return ""
 
 
+# Reasoning tokens a reasoning model spends per ``reasoning_effort`` (deterministic here).
+REASONING_TOKENS = {"minimal": 0, "low": 8, "medium": 16, "high": 32}
+
+
 class OpenAIWire(WireControl):
     """The app (``.app``) and its control API."""
+
+    cache_min_tokens: int = 1024  # OpenAI caches prompts of 1024 tokens or more
 
     def __init__(self, *, fast: bool = False, dimensions: int = 8) -> None:
         super().__init__()
@@ -149,8 +159,19 @@ class OpenAIWire(WireControl):
             if isinstance(limit, int) and len(reply) > limit:
                 reply, finish = reply[:limit], "length"
             text = " ".join(reply)
-            prompt = sum(words(_text(m.get("content"))) for m in messages)
-            completion = words(text)
+            # Prompt caching is automatic: the longest prefix of an earlier prompt (of at
+            # least cache_min_tokens, 1024 at OpenAI) is read from the cache, and counted in
+            # prompt_tokens too. Reasoning models think first: their reasoning_tokens are
+            # part of completion_tokens.
+            said = [w for m in messages for w in _text(m.get("content")).split()]
+            prompt = len(said)
+            cached = 0
+            if not self.fast:  # benchmarks: no cache to search
+                cached = self.cached_prefix(said)
+                self.cache_prompt(said)
+            effort = body.get("reasoning_effort")
+            reasoning = REASONING_TOKENS.get(effort, 0) if isinstance(effort, str) else 0
+            completion = words(text) + reasoning
             return {
                 "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
                 "object": "chat.completion",
@@ -168,6 +189,13 @@ class OpenAIWire(WireControl):
                     "prompt_tokens": prompt,
                     "completion_tokens": completion,
                     "total_tokens": prompt + completion,
+                    "prompt_tokens_details": {"cached_tokens": cached, "audio_tokens": 0},
+                    "completion_tokens_details": {
+                        "reasoning_tokens": reasoning,
+                        "audio_tokens": 0,
+                        "accepted_prediction_tokens": 0,
+                        "rejected_prediction_tokens": 0,
+                    },
                 },
                 "system_fingerprint": "fp_wire",
             }

@@ -10,12 +10,26 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
-from .types import Kind
+from .types import Kind, Usage
+
+# What a provider charges for prompt-cache tokens, as a multiple of the input price, when a
+# card states no cache price: OpenAI bills cached input at half the input price (and cache
+# writes as ordinary input); Anthropic bills cache reads at 0.1x and (5-minute) cache
+# writes at 1.25x the input price. Other providers: the input price.
+CACHE_PRICE_RATIOS: dict[str, tuple[float, float]] = {
+    "openai": (0.5, 1.0),
+    "anthropic": (0.1, 1.25),
+}
 
 
 class Pricing(BaseModel):
     """Price of a call, in ``currency`` units: per 1k input and output tokens, per call,
-    and per second of processing (for models billed by time, such as OCR)."""
+    and per second of processing (for models billed by time, such as OCR).
+
+    ``cache_read_per_1k`` and ``cache_write_per_1k`` price input tokens read from and
+    written to the provider's prompt cache; unset, they follow the provider's published
+    ratio to ``input_per_1k`` (``CACHE_PRICE_RATIOS``: set them on a card whose model is
+    priced otherwise)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -23,11 +37,35 @@ class Pricing(BaseModel):
     output_per_1k: float = 0.0
     per_call: float = 0.0
     per_second: float = 0.0
+    cache_read_per_1k: float | None = None
+    cache_write_per_1k: float | None = None
     currency: str = "USD"
 
-    def cost(self, input_tokens: int, output_tokens: int, seconds: float = 0.0) -> float:
+    def cost(
+        self,
+        input_tokens: int,
+        output_tokens: int,
+        seconds: float = 0.0,
+        *,
+        cache_read_tokens: int = 0,
+        cache_write_tokens: int = 0,
+        provider: str | None = None,
+    ) -> float:
+        """The price of a call: ``input_tokens`` counts every input token, the cache's
+        included (``cache_read_tokens`` and ``cache_write_tokens`` are parts of it, priced
+        at the cache prices; ``provider`` picks the default ratios)."""
+        read_ratio, write_ratio = CACHE_PRICE_RATIOS.get(provider or "", (1.0, 1.0))
+        read_price = self.cache_read_per_1k
+        if read_price is None:
+            read_price = self.input_per_1k * read_ratio
+        write_price = self.cache_write_per_1k
+        if write_price is None:
+            write_price = self.input_per_1k * write_ratio
+        plain = max(0, input_tokens - cache_read_tokens - cache_write_tokens)
         return (
-            input_tokens / 1000 * self.input_per_1k
+            plain / 1000 * self.input_per_1k
+            + cache_read_tokens / 1000 * read_price
+            + cache_write_tokens / 1000 * write_price
             + output_tokens / 1000 * self.output_per_1k
             + self.per_call
             + seconds * self.per_second
@@ -105,3 +143,15 @@ class ModelCard(BaseModel):
     @property
     def upstream_model(self) -> str:
         return self.provider_model or self.id
+
+    def cost(self, usage: Usage) -> float:
+        """What a call with this usage costs, by this card's pricing (the provider's cache
+        price ratios where the card states no cache price)."""
+        return self.pricing.cost(
+            usage.input_tokens,
+            usage.output_tokens,
+            usage.seconds,
+            cache_read_tokens=usage.cache_read_tokens,
+            cache_write_tokens=usage.cache_write_tokens,
+            provider=self.provider,
+        )

@@ -28,7 +28,10 @@ from ..errors import InvalidInput
 from .catalog import ModelCard
 from .types import ModelRequest
 
-DEFAULT_OUTPUT_TOKENS = 256  # estimated output when the request sets no max_tokens
+# The output of a request that sets no max_tokens, for every provider: what estimates
+# (budgets, rate limits) assume, what Anthropic's Messages API (which requires one) is sent,
+# and the most a call under a hard budget may produce (links/budget.py).
+DEFAULT_OUTPUT_TOKENS = 1024
 
 # OpenAI's chat format wraps each message in <|start|>{role}<|message|>{content}<|end|>:
 # three tokens of framing, one for the role; every reply is primed with three more

@@ -37,11 +37,19 @@ class ModelRequest(BaseModel):
 
 
 class Usage(BaseModel):
-    """Tokens (from the provider's usage, or counted for local models) and time."""
+    """Tokens (from the provider's usage, or counted for local models) and time.
+
+    ``input_tokens`` counts every input token, those read from or written to the
+    provider's prompt cache included (``cache_read_tokens``, ``cache_write_tokens``: parts
+    of it, priced apart); ``reasoning_tokens`` are the part of ``output_tokens`` the model
+    spent thinking, where the provider reports them (billed as output)."""
 
     input_tokens: int = 0
     output_tokens: int = 0
     seconds: float = 0.0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
 
     @property
     def total_tokens(self) -> int:

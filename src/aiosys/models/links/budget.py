@@ -8,6 +8,28 @@ the limit, a hard budget raises ``BudgetExceeded`` (permanent: retrying cannot h
 the period turns) and the call is not sent; a soft one lets it through with a warning in
 ``call.meta["budget_warning"]`` and the log.
 
+Hard budgets reserve. A call under a hard budget first *reserves* its worst-case cost: one
+row in ``model_reservations``, inserted only if spend + the live reservations of every
+process + this call's worst case fit every hard budget that applies (``reserve_budget``:
+one statement; on PostgreSQL under the tenant's advisory lock, on SQLite in one write
+transaction). Calls in flight therefore count against the limit as if they had been paid
+for at their worst, in this process and in every other one sharing the store, and together
+they never pass a hard limit (by more than what the provider bills beyond the input
+estimate). The call's usage row settles its reservation: a trigger deletes the reservation
+in the transaction that inserts the row (a batch behind the call, or a workflow effect's
+record), so the common path costs one small write before the call and nothing after it.
+
+The worst case is bounded. A chat request under a hard budget that sets no ``max_tokens``
+(nor ``max_completion_tokens``) on a card that prices output is sent with ``max_tokens``:
+``DEFAULT_OUTPUT_TOKENS``, or, when that does not fit, the most output that fits what is
+left; when not even one token fits the call is refused. So a long answer cannot overspend.
+
+What a crash leaves behind: the reservations of the calls the dead process had in flight.
+Each expires ``timeout + RESERVATION_GRACE`` seconds after it was made (the card's timeout
+bounds the call); until then it holds its amount, so the budget is briefly stricter, never
+looser. Expired rows are ignored at once and deleted by the next reservation after
+``PURGE_EVERY`` seconds. A call cancelled by its caller releases its reservation.
+
 Keys. A ``tenant`` budget's key is the tenant id. A ``workflow`` budget's key is either
 ``"tenant/workflow"`` (that workflow in that tenant) or a bare ``"workflow"``: the same cap
 for that workflow in every tenant, each tenant's spend counted apart (one tenant's spend
@@ -15,30 +37,29 @@ never denies, or shows in the message of, another's call).
 
 Periods are calendar periods in UTC: ``day`` since midnight, ``month`` since the first of
 the month, ``total`` since ever. Limits are in the cards' currency units; budgets assume
-the cards they cover share one currency.
-
-The check reads recorded spend and reserves nothing: calls that run at the same time each
-see the spend before any of them, so together they can pass the limit by up to the cost of
-the calls in flight (each one alone fits). Spend is recorded when a call ends, so this link
-needs ``MeteringLink`` outside it in the chain. A strict cap would need a reservation row
-per call, written and settled around the provider call: two more writes on every call.
+the cards they cover share one currency. Spend is recorded when a call ends, so this link
+needs ``MeteringLink`` outside it in the chain.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
+import math
 import time
+import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Literal, get_args
 
 from ...errors import BudgetExceeded, ConfigError
 from ...store.base import Store
 from ..chain import DeploymentCall, NextLink
-from ..tokens import estimate_cost
-from ..types import ModelResponse
-from .metering import spent
+from ..tokens import DEFAULT_OUTPUT_TOKENS, estimate_cost, estimate_request_tokens
+from ..types import ModelRequest, ModelResponse
+from .metering import DAY, spent, usage_log
 
 log = logging.getLogger("aiosys.models.budget")
 
@@ -125,8 +146,24 @@ class Budgets:
         return found
 
 
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """A call's worst-case cost, held under its hard budgets until its usage row lands."""
+
+    id: str
+    amount: float
+    expires_at: float
+
+
+RESERVATION_GRACE = 120.0  # seconds a reservation outlives its call's timeout
+PURGE_EVERY = 60.0  # seconds between deletions of expired reservations
+# A limit is met, not passed, by costs that add up to it in floating point (3 x 0.004).
+TOLERANCE = 1e-9
+
+
 class BudgetLink:
-    """Stops a call that would take a hard budget past its limit, before it is sent."""
+    """Stops a call that would take a hard budget past its limit, before it is sent, and
+    reserves the worst-case cost of one that fits (see the module docstring)."""
 
     def __init__(
         self, store: Store, budgets: Budgets, *, clock: Callable[[], float] = time.time
@@ -134,29 +171,180 @@ class BudgetLink:
         self.store = store
         self.budgets = budgets
         self.clock = clock
+        self.log = usage_log(store)
+        self._purge_at = 0.0
+        self._releases: set[asyncio.Task[int]] = set()
 
     async def __call__(self, call: DeploymentCall, next: NextLink) -> ModelResponse:
         applicable = self.budgets.for_call(call)
         if not applicable:
             return await next(call)
-        estimate = estimate_cost(call.card, call.request)
         now = self.clock()
+        hard = [b for b in applicable if b.hard]
+        reservation: Reservation | None = None
+        if hard:
+            call, reservation = await self._reserve(call, hard, now)
         warnings: list[str] = []
-        # Hard budgets first: a denial should not leave a soft budget's warning behind.
-        for budget in sorted(applicable, key=lambda b: not b.hard):
+        for budget in applicable:
+            if budget.hard:
+                continue
             workflow = call.workflow if budget.scope == "workflow" else None
+            estimate = estimate_cost(call.card, call.request)
             used = await spent(self.store, call.tenant, workflow, since=budget.since(now))
             if used + estimate <= budget.limit:
                 continue
             currency = call.card.pricing.currency
-            message = (
+            warnings.append(
                 f"{budget.label}: spent {used:.6g} + estimated {estimate:.6g} for "
                 f"{call.card.key} > limit {budget.limit:.6g} {currency}"
             )
-            if budget.hard:
-                raise BudgetExceeded(f"{message}; the call was not sent")
-            warnings.append(message)
         if warnings:
             call.meta["budget_warning"] = "; ".join(warnings)
             log.warning("model call over budget (let through): %s", call.meta["budget_warning"])
-        return await next(call)
+        if reservation is None:
+            return await next(call)
+        try:
+            return await next(call)
+        except Exception:
+            raise  # metered: the error's usage row settles the reservation
+        except BaseException:  # cancelled: nothing will be metered, so give the room back
+            self._release(reservation)
+            raise
+
+    # ---- reserving ----------------------------------------------------------------------
+
+    async def _reserve(
+        self, call: DeploymentCall, hard: list[Budget], now: float
+    ) -> tuple[DeploymentCall, Reservation]:
+        """Reserve the call's worst case under every hard budget; the call as it will be
+        sent (with ``max_tokens`` when it had none: see the module docstring)."""
+        if now >= self._purge_at:
+            self._purge_at = now + PURGE_EVERY
+            await self.store.execute("purge_reservations", {"now": now})
+        card, request = call.card, call.request
+        bound = _unbounded(call)
+        if bound:
+            request = _with_max_tokens(request, DEFAULT_OUTPUT_TOKENS)
+        amount = estimate_cost(card, request)
+        reservation = await self._try(call, hard, amount, now)
+        if reservation is None and bound:
+            # The default output does not fit: send the most output that does.
+            left = min(limit for limit in await self._left(call, hard, now))
+            input_cost = card.pricing.cost(estimate_request_tokens(request), 0)
+            fit = math.floor((left - input_cost) / card.pricing.output_per_1k * 1000)
+            if fit >= 1:
+                request = _with_max_tokens(request, min(fit, DEFAULT_OUTPUT_TOKENS))
+                amount = estimate_cost(card, request)
+                reservation = await self._try(call, hard, amount, now)
+        if reservation is None:
+            raise BudgetExceeded(await self._denial(call, hard, amount, now, bound))
+        call.meta["reservation"] = reservation
+        if request is not call.request:
+            call = replace(call, request=request)
+        return call, reservation
+
+    async def _try(
+        self, call: DeploymentCall, hard: list[Budget], amount: float, now: float
+    ) -> Reservation | None:
+        budgets = []
+        for budget in hard:
+            workflow = call.workflow if budget.scope == "workflow" else None
+            since = budget.since(now)
+            unseen = self.log.beyond_reservations(call.tenant, workflow, since, now)
+            room = budget.limit * (1 + TOLERANCE) + TOLERANCE - unseen
+            full_from = math.ceil(since / DAY) * DAY
+            budgets.append(
+                {"workflow": workflow, "since": since, "full_from": full_from, "room": room}
+            )
+        reservation = Reservation(
+            uuid.uuid4().hex, amount, now + call.card.timeout + RESERVATION_GRACE
+        )
+        rows = await self.store.fetch(
+            "reserve_budget",
+            {
+                "id": reservation.id,
+                "tenant": call.tenant,
+                "workflow": call.workflow,
+                "amount": amount,
+                "at": now,
+                "expires_at": reservation.expires_at,
+                "budgets": json.dumps(budgets),
+            },
+        )
+        return reservation if rows else None
+
+    async def _used(self, call: DeploymentCall, budget: Budget, now: float) -> tuple[float, float]:
+        """What a budget has spent (every process's rows, this one's unwritten ones too) and
+        what the calls still in flight hold (live reservations), counted as the reservation
+        statement counts them."""
+        workflow = call.workflow if budget.scope == "workflow" else None
+        since = budget.since(now)
+        used = await spent(self.store, call.tenant, workflow, since=since)
+        if workflow is None:
+            rows = await self.store.fetch("reserved_by_tenant", {"tenant": call.tenant, "now": now})
+        else:
+            rows = await self.store.fetch(
+                "reserved_by_workflow", {"tenant": call.tenant, "workflow": workflow, "now": now}
+            )
+        stored = used - self.log.pending_spend(call.tenant, workflow, since)
+        total = stored + float(rows[0]["amount"])
+        total += self.log.beyond_reservations(call.tenant, workflow, since, now)
+        return used, max(0.0, total - used)
+
+    async def _left(self, call: DeploymentCall, hard: list[Budget], now: float) -> list[float]:
+        left = []
+        for budget in hard:
+            used, reserved = await self._used(call, budget, now)
+            left.append(budget.limit - used - reserved)
+        return left
+
+    async def _denial(
+        self, call: DeploymentCall, hard: list[Budget], amount: float, now: float, bound: bool
+    ) -> str:
+        """Why the call does not fit: the first hard budget it passes, with its numbers."""
+        currency = call.card.pricing.currency
+        found = hard[0], 0.0, 0.0
+        for budget in hard:
+            used, reserved = await self._used(call, budget, now)
+            if used + reserved + amount > budget.limit:
+                found = budget, used, reserved
+                break
+        budget, used, reserved = found
+        worst = "estimated" if not bound else "estimated (with the least output)"
+        return (
+            f"{budget.label}: spent {used:.6g} + reserved {reserved:.6g} by calls in flight "
+            f"+ {worst} {amount:.6g} for {call.card.key} > limit {budget.limit:.6g} "
+            f"{currency}; the call was not sent"
+        )
+
+    def _release(self, reservation: Reservation) -> None:
+        task = asyncio.get_running_loop().create_task(
+            self.store.execute("release_reservation", {"id": reservation.id})
+        )
+        self._releases.add(task)
+        task.add_done_callback(_released(self._releases))
+
+
+def _released(tasks: set[asyncio.Task[int]]) -> Callable[[asyncio.Task[int]], None]:
+    def done(task: asyncio.Task[int]) -> None:
+        tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            # It expires on its own; say so rather than fail anything.
+            log.info("releasing a budget reservation failed: %s", task.exception())
+
+    return done
+
+
+def _unbounded(call: DeploymentCall) -> bool:
+    """A chat request whose output the card prices and the request does not cap."""
+    request = call.request
+    return (
+        request.kind == "chat"
+        and call.card.pricing.output_per_1k > 0
+        and "max_tokens" not in request.params
+        and "max_completion_tokens" not in request.params
+    )
+
+
+def _with_max_tokens(request: ModelRequest, tokens: int) -> ModelRequest:
+    return request.model_copy(update={"params": {**request.params, "max_tokens": tokens}})

@@ -52,7 +52,7 @@ from typing import Any
 from ...errors import BudgetExceeded
 from ...store.base import Store
 from ..chain import DeploymentCall, NextLink
-from ..types import ModelResponse
+from ..types import ModelResponse, Usage
 
 log = logging.getLogger("aiosys.models.metering")
 
@@ -61,6 +61,13 @@ RETRY_DELAY = 0.05  # seconds before the one retry of a failed batch write
 FLUSH_DELAY = 0.2  # seconds a row may wait for the rows after it
 MAX_BATCH = 1000  # rows that start a write at once
 DAY = 86400.0  # seconds: UTC days start at multiples of it
+NO_USAGE = Usage()
+NEW_COLUMNS: dict[str, Any] = {
+    "cache_read_tokens": 0,
+    "cache_write_tokens": 0,
+    "reasoning_tokens": 0,
+    "reservation": None,
+}
 
 
 class UsageLog:
@@ -125,6 +132,31 @@ class UsageLog:
             and (workflow is None or r["workflow"] == workflow)
         )
 
+    def beyond_reservations(
+        self, tenant: str, workflow: str | None, since: float, now: float
+    ) -> float:
+        """What this tenant's (or its workflow's) rows not yet committed cost beyond what
+        the store counts for them. The store counts a live budget reservation until the row
+        that settles it lands: a pending row (not handed to the store yet) is exactly its
+        cost minus its reservation (negative when the call cost less than its worst case);
+        a row being written, or held for an effect's commit, may have landed already, so it
+        counts only what it costs past its reservation (never less than the truth). A row
+        with no live reservation counts its whole cost."""
+        total = 0.0
+        for rows, exact in ((self._pending, True), (self._writing, False), (self._held, False)):
+            for r in rows:
+                if r["tenant"] != tenant or r["at"] < since:
+                    continue
+                if workflow is not None and r["workflow"] != workflow:
+                    continue
+                cost = float(r["cost"])
+                if r.get("reservation") is not None and r["reserved_until"] > now:
+                    cost -= r["reserved"]
+                    if not exact:
+                        cost = max(0.0, cost)
+                total += cost
+        return total
+
     def _start_write(self) -> None:
         self._timer = None
         if self._task is None and self._pending:
@@ -162,6 +194,8 @@ class UsageLog:
         await self.flush()
 
     async def _write(self, rows: list[dict[str, Any]]) -> None:
+        # Rows made before the cache, reasoning and reservation columns (or by hand) lack them.
+        rows = [r if "reservation" in r else {**NEW_COLUMNS, **r} for r in rows]
         # Broad on purpose: each store driver raises its own errors (sqlite3, psycopg,
         # ConfigError when closed), and none of them may turn a finished call into a failure.
         try:
@@ -229,13 +263,11 @@ class MeteringLink:
         if response.cached:
             self._record(call, started, "cached")
         else:
-            usage = response.usage
             self._record(
                 call,
                 started,
                 "shadow" if call.meta.get("shadow") else "ok",
-                input_tokens=usage.input_tokens,
-                output_tokens=usage.output_tokens,
+                usage=response.usage,
                 cost=response.cost,
             )
         return response
@@ -246,21 +278,28 @@ class MeteringLink:
         started: float,
         status: str,
         *,
-        input_tokens: int = 0,
-        output_tokens: int = 0,
+        usage: Usage = NO_USAGE,
         cost: float = 0.0,
         error: str | None = None,
     ) -> None:
         latency_ms = (time.perf_counter() - started) * 1000
+        tokens = {
+            "input_tokens": usage.input_tokens,
+            "output_tokens": usage.output_tokens,
+            "cache_read_tokens": usage.cache_read_tokens,
+            "cache_write_tokens": usage.cache_write_tokens,
+            "reasoning_tokens": usage.reasoning_tokens,
+        }
         call.meta["usage"] = {
-            "input_tokens": input_tokens,
-            "output_tokens": output_tokens,
+            **tokens,
             "cost": cost,
             "latency_ms": latency_ms,
             "cached": status == "cached",
         }
+        # The hard-budget reservation of this attempt (links/budget.py): the row settles it.
+        reservation = call.meta.get("reservation")
         card = call.card
-        row = {
+        row: dict[str, Any] = {
             "at": self.clock(),
             "tenant": call.tenant,
             "workflow": call.workflow,
@@ -269,13 +308,15 @@ class MeteringLink:
             "task": call.task,
             "model": card.id,
             "deployment": card.key,
-            "input_tokens": input_tokens,
-            "output_tokens": output_tokens,
+            **tokens,
             "cost": cost,
             "latency_ms": latency_ms,
             "status": status,
             "error": error,
+            "reservation": None if reservation is None else reservation.id,
         }
+        if reservation is not None:  # not columns: what pending_spend needs to know
+            row["reserved"], row["reserved_until"] = reservation.amount, reservation.expires_at
         if call.held is not None:  # the workflow's effect commits it with its record
             call.held.append(row)
             self.log.hold(row)

@@ -17,11 +17,12 @@ from anthropic.types import MessageParam
 
 from ...errors import ProviderRejected
 from ..catalog import ModelCard
+from ..tokens import DEFAULT_OUTPUT_TOKENS
 from ..types import Kind, ModelRequest, ProviderResult, Usage
 from ._http_errors import install_classifier, malformed, sdk_errors
 from ._sdk import ClientCache, api_key, split_params
 
-DEFAULT_MAX_TOKENS = 1024
+DEFAULT_MAX_TOKENS = DEFAULT_OUTPUT_TOKENS  # the Messages API requires one
 _RESERVED = ("model", "messages", "system", "stream", "timeout")
 
 
@@ -69,8 +70,14 @@ class AnthropicProvider:
             # The SDK builds lenient models: JSON of another shape shows as missing fields.
             try:
                 texts = [block.text for block in response.content if block.type == "text"]
-                input_tokens = response.usage.input_tokens
+                # input_tokens are those after the last cache breakpoint only: the cache's
+                # reads and writes are counted apart, and added here (Usage counts all).
+                cache_read = response.usage.cache_read_input_tokens or 0
+                cache_write = response.usage.cache_creation_input_tokens or 0
+                input_tokens = (response.usage.input_tokens or 0) + cache_read + cache_write
                 output_tokens = response.usage.output_tokens
+                details = getattr(response.usage, "output_tokens_details", None)
+                thinking = getattr(details, "thinking_tokens", None) or 0
                 stop_reason = response.stop_reason
                 provider_model = response.model
             except (AttributeError, TypeError) as exc:
@@ -79,7 +86,13 @@ class AnthropicProvider:
             raise malformed(card, endpoint, "a text block has no text")
         return ProviderResult(
             output="".join(texts),
-            usage=Usage(input_tokens=input_tokens or 0, output_tokens=output_tokens or 0),
+            usage=Usage(
+                input_tokens=input_tokens,
+                output_tokens=output_tokens or 0,
+                cache_read_tokens=cache_read,
+                cache_write_tokens=cache_write,
+                reasoning_tokens=thinking,
+            ),
             finish_reason=stop_reason if isinstance(stop_reason, str) else None,
             provider_model=provider_model if isinstance(provider_model, str) else None,
             raw=response.model_dump(mode="json", exclude_unset=True),

@@ -79,9 +79,7 @@ class OpenAIProvider:
         try:
             choice = data["choices"][0]
             content = choice["message"]["content"]
-            usage = data.get("usage") or {}
-            input_tokens = int(usage.get("prompt_tokens") or 0)
-            output_tokens = int(usage.get("completion_tokens") or 0)
+            usage = _usage(data.get("usage") or {})
             finish_reason = choice.get("finish_reason")
             provider_model = data.get("model")
         except (AttributeError, IndexError, KeyError, TypeError, ValueError) as exc:
@@ -90,7 +88,7 @@ class OpenAIProvider:
             raise malformed(card, endpoint, "choices[0].message.content is missing")
         return ProviderResult.model_construct(
             output=content,
-            usage=Usage.model_construct(input_tokens=input_tokens, output_tokens=output_tokens),
+            usage=usage,
             finish_reason=finish_reason if isinstance(finish_reason, str) else None,
             provider_model=provider_model if isinstance(provider_model, str) else None,
             raw=data,
@@ -131,3 +129,18 @@ class OpenAIProvider:
 
     async def close(self) -> None:
         await self._clients.close()
+
+
+def _usage(usage: dict[str, Any]) -> Usage:
+    """The chat usage as reported: ``prompt_tokens`` include the cached ones
+    (``prompt_tokens_details.cached_tokens``), ``completion_tokens`` the reasoning ones
+    (``completion_tokens_details.reasoning_tokens``). Servers that copy the format often
+    send no details, or ``null``: zero."""
+    prompt = usage.get("prompt_tokens_details") or {}
+    completion = usage.get("completion_tokens_details") or {}
+    return Usage.model_construct(
+        input_tokens=int(usage.get("prompt_tokens") or 0),
+        output_tokens=int(usage.get("completion_tokens") or 0),
+        cache_read_tokens=int(prompt.get("cached_tokens") or 0),
+        reasoning_tokens=int(completion.get("reasoning_tokens") or 0),
+    )

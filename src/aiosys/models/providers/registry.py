@@ -91,7 +91,7 @@ class Providers:
             version=card.version,
             output=result.output,
             usage=usage,
-            cost=card.pricing.cost(usage.input_tokens, usage.output_tokens, usage.seconds),
+            cost=card.cost(usage),
             latency_ms=(time.perf_counter() - started) * 1000,
             finish_reason=result.finish_reason,
         )

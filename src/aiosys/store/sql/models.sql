@@ -51,10 +51,13 @@ DELETE FROM model_cache WHERE expires_at IS NOT NULL AND expires_at <= :now
 
 -- name: insert_usage
 -- Meter one model call.
+-- A row naming a budget reservation settles it: a trigger deletes the reservation.
 INSERT INTO model_usage (at, tenant, workflow, run_id, seq, task, model, deployment,
-                         input_tokens, output_tokens, cost, latency_ms, status, error)
+                         input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,
+                         reasoning_tokens, cost, latency_ms, status, error, reservation)
 VALUES (:at, :tenant, :workflow, :run_id, :seq, :task, :model, :deployment,
-        :input_tokens, :output_tokens, :cost, :latency_ms, :status, :error)
+        :input_tokens, :output_tokens, :cache_read_tokens, :cache_write_tokens,
+        :reasoning_tokens, :cost, :latency_ms, :status, :error, :reservation)
 
 -- name: spent_by_tenant
 -- Cost spent by a tenant since a time: the daily buckets from :full_from (the first UTC day
@@ -147,3 +150,50 @@ SELECT * FROM model_shadows
 WHERE tenant = :tenant AND (CAST(:task AS TEXT) IS NULL OR task = :task)
 ORDER BY at DESC, id DESC
 LIMIT :limit
+
+-- name: reserve_budget
+-- Reserve a call's worst-case cost if it fits every budget of :budgets (a JSON array of
+-- {"workflow", "since", "full_from", "room"}): spend + live reservations + :amount <= room.
+-- One row (the reservation) if it fits, none if not. SQLite runs it in one write
+-- transaction, so concurrent reservations queue on the file's lock.
+INSERT INTO model_reservations (id, tenant, workflow, amount, at, expires_at)
+SELECT :id, :tenant, :workflow, :amount, :at, :expires_at
+WHERE NOT EXISTS (
+    SELECT 1 FROM json_each(:budgets) AS b
+    WHERE (SELECT COALESCE(SUM(cost), 0) FROM model_spend
+           WHERE tenant = :tenant
+             AND (json_extract(b.value, '$.workflow') IS NULL
+                  OR workflow = json_extract(b.value, '$.workflow'))
+             AND day >= json_extract(b.value, '$.full_from'))
+        + (SELECT COALESCE(SUM(cost), 0) FROM model_usage
+           WHERE tenant = :tenant
+             AND (json_extract(b.value, '$.workflow') IS NULL
+                  OR workflow = json_extract(b.value, '$.workflow'))
+             AND at >= json_extract(b.value, '$.since')
+             AND at < json_extract(b.value, '$.full_from'))
+        + (SELECT COALESCE(SUM(amount), 0) FROM model_reservations
+           WHERE tenant = :tenant
+             AND (json_extract(b.value, '$.workflow') IS NULL
+                  OR workflow = json_extract(b.value, '$.workflow'))
+             AND expires_at > :at)
+        + :amount > json_extract(b.value, '$.room')
+)
+RETURNING id
+
+-- name: reserved_by_tenant
+-- What a tenant's live reservations hold (calls in flight in any process).
+SELECT COALESCE(SUM(amount), 0) AS amount FROM model_reservations
+WHERE tenant = :tenant AND expires_at > :now
+
+-- name: reserved_by_workflow
+-- What the live reservations of a workflow (in a tenant) hold.
+SELECT COALESCE(SUM(amount), 0) AS amount FROM model_reservations
+WHERE tenant = :tenant AND workflow = :workflow AND expires_at > :now
+
+-- name: release_reservation
+-- Drop a reservation whose call was never metered (the caller went away).
+DELETE FROM model_reservations WHERE id = :id
+
+-- name: purge_reservations
+-- Drop reservations that expired (their process died before the call was metered).
+DELETE FROM model_reservations WHERE expires_at <= :now

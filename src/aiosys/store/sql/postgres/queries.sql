@@ -79,3 +79,11 @@ RETURNING r.id, r.cancel_reason
 -- Which of the runs named have ended.
 SELECT id FROM runs
 WHERE id = ANY(:ids) AND status IN ('succeeded', 'failed', 'cancelled', 'dead')
+
+-- name: reserve_budget
+-- As models.sql's, under the tenant's advisory lock (the model_reserve function, migration
+-- 0009): READ COMMITTED alone would let two workers fit into the same room.
+SELECT CAST(:id AS TEXT) AS id
+WHERE model_reserve(CAST(:id AS TEXT), CAST(:tenant AS TEXT), CAST(:workflow AS TEXT),
+                    CAST(:amount AS DOUBLE PRECISION), CAST(:at AS DOUBLE PRECISION),
+                    CAST(:expires_at AS DOUBLE PRECISION), CAST(:budgets AS JSONB))
