@@ -18,7 +18,7 @@ from aiosys.store.postgres import PostgresStore
 
 async def test_unreachable_server_is_a_config_error_naming_it() -> None:
     store = open_store("postgresql://postgres@127.0.0.1:1/aiosys")
-    with pytest.raises(ConfigError, match=r"127\.0\.0\.1:1 \(database aiosys\)"):
+    with pytest.raises(ConfigError, match=r"127\.0\.0\.1:1 \(database aiosys, schema public\)"):
         await store.open()
 
 
