@@ -129,9 +129,7 @@ TRANSIENT = {
 
 
 @pytest.mark.parametrize("failure", sorted(TRANSIENT))
-async def test_a_transient_failure_falls_back_then_is_transient_when_none_is_left(
-    pair, failure
-):
+async def test_a_transient_failure_falls_back_then_is_transient_when_none_is_left(pair, failure):
     app, primary, backup = pair
     behaviour: Behaviour = TRANSIENT[failure]
     primary.always(behaviour)

@@ -27,7 +27,7 @@ from pydantic import BaseModel
 from tests.wire.control import rejected
 
 from aiosys import App
-from aiosys.errors import ConfigError, ProviderRejected
+from aiosys.errors import ConfigError, NoRouteAvailable, ProviderRejected
 from aiosys.models.catalog import ModelCard
 from aiosys.models.chain import DeploymentCall, compose, judge
 from aiosys.models.contracts import RoutingPlan
@@ -423,25 +423,27 @@ async def test_an_api_key_a_server_quotes_back_is_masked_in_errors_and_records(
     key = f"sk-{SECRET}"
     monkeypatch.setenv("SAFETY_KEY", key)
     openai_server.always(rejected(401, message=f"Incorrect API key provided: {key}."))
-    app = App(store=store_url)
-    app.models.add_card(
-        {
-            "id": "gpt",
-            "provider": "openai",
-            "endpoint": openai_server.endpoint,
-            "api_key_env": "SAFETY_KEY",
-            "timeout": 5.0,
-        }
-    )
 
-    @app.workflow
-    async def ask(ctx: Any) -> str:
-        return (await ctx.models.call("gpt", "hi")).output  # type: ignore[no-any-return]
+    def make_app() -> App:  # each app its own breakers: a 401 opens the deployment's
+        app = App(store=store_url)
+        app.models.add_card(
+            {
+                "id": "gpt",
+                "provider": "openai",
+                "endpoint": openai_server.endpoint,
+                "api_key_env": "SAFETY_KEY",
+                "timeout": 5.0,
+            }
+        )
 
+        @app.workflow
+        async def ask(ctx: Any) -> str:
+            return (await ctx.models.call("gpt", "hi")).output  # type: ignore[no-any-return]
+
+        return app
+
+    app = make_app()
     async with app:
-        with pytest.raises(ProviderRejected) as caught:
-            await app.models.call("gpt", "hi")
-        assert "(HTTP 401): Incorrect API key provided: ***." in str(caught.value)
         run = await app.start("ask", {})
         with pytest.raises(Exception):  # noqa: B017  (the run's error, rebuilt)
             await run.result(timeout=20)
@@ -453,6 +455,14 @@ async def test_an_api_key_a_server_quotes_back_is_masked_in_errors_and_records(
     assert "Incorrect API key provided: ***." in record and SECRET not in record
     assert effects and all(SECRET not in repr(e) for e in effects)
     assert SECRET not in json.dumps(usage, default=str)
+
+    direct = make_app()
+    async with direct:
+        # A 401 is a fault of the deployment: with no other candidate, no route is left.
+        with pytest.raises((ProviderRejected, NoRouteAvailable)) as caught:
+            await direct.models.call("gpt", "hi")
+    assert "(HTTP 401): Incorrect API key provided: ***." in str(caught.value)
+    assert SECRET not in str(caught.value)
 
 
 # ---- the provider SDKs are imported when the app opens, off the event loop ---------------
