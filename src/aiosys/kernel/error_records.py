@@ -106,7 +106,7 @@ def error_record(exc: BaseException, *, transient: bool | None = None) -> dict[s
     try:
         rec = _record(exc, [], 0)
     except Exception:  # an error object too strange to walk: keep what is certain
-        rec = {"type": _name(type(exc)), "message": _text(_safe_str(exc))}
+        rec = {"type": _name(type(exc)), "message": _text(safe_str(exc))}
     if transient is not None:
         rec["transient"] = transient
     return rec
@@ -122,7 +122,7 @@ def _record(exc: BaseException, seen: list[BaseException], depth: int) -> dict[s
     cls: type = type(exc)
     earlier = _safe_dict(exc).get(_RECORD_ATTR)  # a rebuilt error: what its record said
     earlier = earlier if isinstance(earlier, dict) else {}
-    rec: dict[str, Any] = {"type": _name(cls), "message": _text(_safe_str(exc))}
+    rec: dict[str, Any] = {"type": _name(cls), "message": _text(safe_str(exc))}
     mro = getattr(cls, "recorded_mro", None)
     rec["mro"] = list(mro) if isinstance(mro, tuple) else [_name(c) for c in _mro(cls)]
     omitted: list[str] = [str(o) for o in earlier.get("omitted") or ()]
@@ -208,19 +208,19 @@ def _name(cls: type) -> str:
     return f"{getattr(cls, '__module__', '?')}.{getattr(cls, '__qualname__', cls.__name__)}"
 
 
-def _safe_str(exc: BaseException) -> str:
-    try:
-        text = str(exc)
-        if isinstance(text, str):
-            return text
-    except Exception:
-        pass
-    return f"<unprintable {type(exc).__name__}>"
+def safe_str(value: Any) -> str:
+    """``str(value)``, or ``<unprintable Type>`` when it raises or returns no string: what
+    every record, log line and retry note says of an error that cannot print itself."""
+    return _printed(str, value)
 
 
 def _safe_repr(value: Any) -> str:
+    return _printed(repr, value)
+
+
+def _printed(show: Any, value: Any) -> str:
     try:
-        text = repr(value)
+        text = show(value)
         if isinstance(text, str):
             return text
     except Exception:

@@ -24,6 +24,8 @@ import json
 import logging
 from typing import Any
 
+from .error_records import safe_str
+
 log = logging.getLogger("aiosys.runs")
 
 
@@ -50,13 +52,7 @@ def run_event(
 def exc_text(exc: BaseException) -> str:
     """``Type: message`` of a live error; an error whose ``str()`` raises (or returns no
     string) is ``<unprintable Type>``, as in its record: logging never raises for it."""
-    try:
-        message = str(exc)
-    except Exception:
-        message = f"<unprintable {type(exc).__name__}>"
-    if not isinstance(message, str):
-        message = f"<unprintable {type(exc).__name__}>"
-    return f"{type(exc).__name__}: {message}"
+    return f"{type(exc).__name__}: {safe_str(exc)}"
 
 
 def error_text(error: str | None) -> str | None:

@@ -49,7 +49,7 @@ class Retrying:
                 call.meta.setdefault(RETRIES, []).append(
                     {
                         "attempt": attempt,
-                        "error": _describe(exc),
+                        "error": exc_text(exc),
                         "failed_at": failed_at,
                         "retry_at": due,
                     }
@@ -88,10 +88,3 @@ def _clock(call: EffectCall) -> float:
     """The run's store's clock (PostgreSQL: the server's, as timers are), else this host's."""
     ex = call.run_execution
     return now() if ex is None else ex.app.store.clock()
-
-
-def _describe(exc: BaseException) -> str:
-    try:
-        return f"{type(exc).__name__}: {exc}"
-    except Exception:  # an error whose __str__ fails must not stop the retry
-        return f"<unprintable {type(exc).__name__}>"
