@@ -20,8 +20,12 @@
     │   ├── ProviderRejected            the provider refused the request (HTTP 4xx)
     │   │   └── DeploymentUnusable      the deployment refused (401/403/404): the router
     │   │                               falls back to the next candidate
-    │   └── MaxRecoveriesExceeded       a run's worker died under it too often: ``dead``
+    │   ├── MaxRecoveriesExceeded       a run's worker died under it too often: ``dead``
+    │   └── PolicyDenied                a policy (Cedar) forbade the action; names the policies
     ├── ConfigError                     a bad store URL, app path or setting
+    ├── AuthenticationFailed            an API key or bearer token is unknown, expired,
+    │                                   revoked or does not verify
+    ├── PermissionDenied                the principal may not do this (its roles or tenant)
     ├── UnknownWorkflow                 no workflow (or version) of that name is registered
     ├── InvalidInput                    the input does not fit the workflow's type hints,
     │                                   or holds text no store can keep as it is
@@ -154,8 +158,44 @@ class MaxRecoveriesExceeded(PermanentError):
     so a step that kills its process (OOM, ``os._exit``) cannot crash workers forever."""
 
 
+class PolicyDenied(PermanentError):
+    """A policy forbade the action (``action`` on ``resource`` by ``principal``). ``policies``
+    are the ids of the policies that decided it (Cedar's diagnostics ``reason``) and
+    ``policy_version`` the hash of the policy set in force. Permanent: retrying does not
+    change the answer; an effect denied inside a workflow ends the run ``dead`` unless the
+    workflow catches it."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        action: str = "",
+        resource: str = "",
+        principal: str = "",
+        policies: tuple[str, ...] = (),
+        policy_version: str = "",
+    ) -> None:
+        super().__init__(message)
+        self.action = action
+        self.resource = resource
+        self.principal = principal
+        self.policies = tuple(policies)
+        self.policy_version = policy_version
+
+
 class ConfigError(AiosysError):
     """A store URL, app reference or setting is wrong."""
+
+
+class AuthenticationFailed(AiosysError):
+    """A credential was refused: an unknown, expired or revoked API key, or a bearer token
+    whose signature, issuer, audience or expiry does not verify. The message says which,
+    never the secret (HTTP 401)."""
+
+
+class PermissionDenied(AiosysError):
+    """The principal may not do this: its roles do not allow the action, or the object
+    belongs to another tenant and the action would change it (HTTP 403)."""
 
 
 class UnknownWorkflow(AiosysError):
@@ -224,6 +264,7 @@ class RunCancelled(BaseException):
 
 __all__ = [
     "AiosysError",
+    "AuthenticationFailed",
     "BudgetExceeded",
     "ChildFailed",
     "ConfigError",
@@ -238,6 +279,8 @@ __all__ = [
     "NonDeterminismError",
     "NotSerializable",
     "PermanentError",
+    "PermissionDenied",
+    "PolicyDenied",
     "ProviderRejected",
     "ProviderUnavailable",
     "RunCancelled",

@@ -4,10 +4,12 @@ from .app import App, QueueSpec, RunHandle, WorkflowSpec
 from .context import ChildHandle, Context
 from .effects import StepInfo, current_step
 from .gate import EffectCall, Gate, Interceptor, Next
+from .principal import LOCAL, Principal, bind_principal, current_principal
 from .retry import Retry
 from .worker import Worker
 
 __all__ = [
+    "LOCAL",
     "App",
     "ChildHandle",
     "Context",
@@ -15,11 +17,14 @@ __all__ = [
     "Gate",
     "Interceptor",
     "Next",
+    "Principal",
     "QueueSpec",
     "Retry",
     "RunHandle",
     "StepInfo",
     "Worker",
     "WorkflowSpec",
+    "bind_principal",
+    "current_principal",
     "current_step",
 ]

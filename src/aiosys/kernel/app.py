@@ -38,6 +38,7 @@ from . import serde
 from .effects import register_kernel_effects
 from .gate import Gate
 from .interceptors import EffectLog, Retrying
+from .principal import Principal, bind_principal
 from .retry import Retry
 from .runtime import current_execution
 
@@ -504,6 +505,11 @@ class App:
                 run_id=row.id,
             )
         return RunHandle(self, row.id, created, tenant=tenant)
+
+    def as_principal(self, principal: Principal) -> bind_principal:
+        """Bind ``principal`` around the calls made in the block: ``async with
+        app.as_principal(p):`` (or ``with``). Unbound, calls are the local default's."""
+        return bind_principal(principal)
 
     def handle(self, run_id: str, *, tenant: str | None = None) -> RunHandle:
         return RunHandle(self, run_id, tenant=tenant)

@@ -1,0 +1,94 @@
+"""Who is asking: the principal bound around calls of the Python API.
+
+The kernel knows *that* someone asks (to scope runs by tenant and to hand the caller to the
+checks that governance plugs in), not how they proved it: API keys, OIDC/JWT tokens, roles
+and policy live in ``aiosys.governance``. A ``Principal`` is bound with
+``app.as_principal(p)`` (or ``bind_principal``) around calls; the HTTP server binds one per
+request. Unbound, the caller is the embedded default's ``LOCAL`` principal: every right, every
+tenant.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from contextvars import ContextVar, Token
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+#: Kinds of principals (Cedar entity types in ``aiosys.governance``).
+PRINCIPAL_KINDS = ("user", "service", "agent")
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """An authenticated caller.
+
+    ``id``: stable identifier within its tenant (``alice``, ``billing-svc``); ``tenant``: the
+    tenant it acts in (one per binding: a user of two tenants is bound as one or the other);
+    ``kind``: ``user``, ``service`` or ``agent``; ``roles``: its roles in that tenant;
+    ``attrs``: further attributes (JWT claims, department, ...), read-only; ``local``: the
+    embedded default's caller, allowed everything in every tenant.
+    """
+
+    id: str
+    tenant: str
+    kind: str = "user"
+    roles: frozenset[str] = frozenset()
+    attrs: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    local: bool = False
+
+    def __post_init__(self) -> None:
+        if self.kind not in PRINCIPAL_KINDS:
+            raise ValueError(f"principal kind must be one of {PRINCIPAL_KINDS}, not {self.kind!r}")
+        if not isinstance(self.roles, frozenset):
+            object.__setattr__(self, "roles", frozenset(self.roles))
+        if not isinstance(self.attrs, MappingProxyType):
+            object.__setattr__(self, "attrs", MappingProxyType(dict(self.attrs)))
+
+    @property
+    def uid(self) -> str:
+        """``kind:tenant/id``: unique across tenants (audit records, lineage)."""
+        return f"{self.kind}:{self.tenant}/{self.id}"
+
+
+#: The caller when none is bound: the embedded default (one local user, all rights).
+LOCAL = Principal(id="local", tenant="default", kind="user", roles=frozenset({"admin"}), local=True)
+
+_current: ContextVar[Principal | None] = ContextVar("aiosys_principal", default=None)
+
+
+def current_principal() -> Principal:
+    """The principal bound in this context, else ``LOCAL``."""
+    return _current.get() or LOCAL
+
+
+def bound_principal() -> Principal | None:
+    """The principal bound in this context, or None when none is (the local default)."""
+    return _current.get()
+
+
+class bind_principal:
+    """Bind ``principal`` for the calls made inside the block (this task and the tasks it
+    creates, as any ``contextvars`` value); ``with`` and ``async with`` alike."""
+
+    __slots__ = ("_tokens", "principal")
+
+    def __init__(self, principal: Principal) -> None:
+        if not isinstance(principal, Principal):
+            raise TypeError(f"expected a Principal, not {type(principal).__name__}")
+        self.principal = principal
+        self._tokens: list[Token[Principal | None]] = []
+
+    def __enter__(self) -> Principal:
+        self._tokens.append(_current.set(self.principal))
+        return self.principal
+
+    def __exit__(self, *exc: object) -> None:
+        _current.reset(self._tokens.pop())
+
+    async def __aenter__(self) -> Principal:
+        return self.__enter__()
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.__exit__()
