@@ -163,10 +163,10 @@ def sync(
     folder = directory or DEFAULT_DIR
 
     async def body(a: App) -> tuple[list[CardSource], list[AliasMove]]:
+        await a.authorize("manage_catalog")
         paths = card_paths(folder)
         if not paths:
             raise ConfigError(f"no model card files (*.toml, *.yaml, *.yml) in {folder}")
-        await a.authorize("manage_catalog")
         with Progress(
             TextColumn("{task.description}"),
             BarColumn(),

@@ -91,10 +91,12 @@ class JwtVerifier:
             )
         except jwt.ExpiredSignatureError:
             raise AuthenticationFailed("bearer token has expired (exp)") from None
-        except jwt.ImmatureSignatureError:
+        except jwt.ImmatureSignatureError as exc:  # PyJWT raises it for iat too
+            if "iat" in str(exc):
+                raise AuthenticationFailed("bearer token is issued in the future (iat)") from None
             raise AuthenticationFailed("bearer token is not valid yet (nbf)") from None
         except jwt.InvalidIssuedAtError:
-            raise AuthenticationFailed("bearer token is issued in the future (iat)") from None
+            raise AuthenticationFailed("bearer token's 'iat' claim is not a time") from None
         except jwt.InvalidIssuerError:
             raise AuthenticationFailed(
                 f"bearer token has the wrong issuer: expected {s.issuer!r}"
