@@ -534,7 +534,9 @@ class App:
         refuse it too."""
         spec = self.spec(workflow, version)
         principal = current_principal()
-        tenant = scope_tenant(principal, tenant, "start_workflow") or "default"
+        tenant = scope_tenant(principal, tenant, "start_workflow")
+        if tenant is None:
+            tenant = "default"
         check_identifier("tenant", tenant)
         if idempotency_key is not None:
             check_identifier("idempotency key", idempotency_key)
