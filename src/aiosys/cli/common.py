@@ -9,7 +9,8 @@ import json
 import os
 import sys
 import tomllib
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
 
@@ -20,7 +21,7 @@ from typer._click import exceptions as usage  # typer 0.29 carries its own click
 from typer.core import TyperGroup
 
 from ..errors import AiosysError
-from ..kernel import App
+from ..kernel import App, Principal, bind_principal
 
 T = TypeVar("T")
 
@@ -198,11 +199,62 @@ def run_async(fn: Callable[[], Awaitable[T]]) -> T:
         fail(str(exc))
 
 
+# The credential every command acts with (``--api-key`` / ``AIOSYS_API_KEY``), set by the
+# root command for each invocation; None: the local principal, with every right.
+_credential: dict[str, str | None] = {"value": None}
+
+ApiKeyOption = Annotated[
+    str | None,
+    typer.Option(
+        "--api-key",
+        envvar="AIOSYS_API_KEY",
+        show_envvar=True,
+        help="Act as this API key's (or bearer token's) principal, in its tenant with its "
+        "roles. Default: the local principal, with every right.",
+    ),
+]
+
+
+def set_credential(value: str | None) -> None:
+    _credential["value"] = value or None
+
+
+def has_credential() -> bool:
+    return _credential["value"] is not None
+
+
+async def caller(app: App) -> Principal | None:
+    """The principal the command acts as, authenticated against ``app``'s (open) store;
+    None for the local principal. ``AuthenticationFailed`` for a refused credential."""
+    credential = _credential["value"]
+    if credential is None:
+        return None
+    from ..governance.identity import Identity
+
+    return await Identity(app.store).authenticate(credential)
+
+
+@asynccontextmanager
+async def as_caller(app: App) -> AsyncIterator[Principal | None]:
+    """Bind the command's principal (``caller``) around the block; nothing without one."""
+    principal = await caller(app)
+    if principal is None:
+        yield None
+        return
+    if "roles" not in app.checks.names:  # a bare kernel App (no app configured)
+        from ..governance.roles import check_roles
+
+        app.add_check("roles", check_roles, local=False)
+    with bind_principal(principal):
+        yield principal
+
+
 async def with_opened(app: App, fn: Callable[[App], Awaitable[T]]) -> T:
-    """Open the app's store (no worker), call ``fn``, close it."""
+    """Open the app's store (no worker), call ``fn`` as the command's principal, close it."""
     await app.open()
     try:
-        return await fn(app)
+        async with as_caller(app):
+            return await fn(app)
     finally:
         await app.close()
 

@@ -23,27 +23,34 @@ from ..redact import mask_url
 from ..store import DEFAULT_URL
 from ..store.base import SUCCEEDED, RunRow
 from .common import (
+    ApiKeyOption,
     AppOption,
     CreateFlag,
     JsonFlag,
     OneLineErrors,
     StoreOption,
+    as_caller,
     console,
     create_store_dir,
     echo_json,
     err,
     fail,
+    has_credential,
     load_app,
     parse_json,
     run_async,
+    set_credential,
 )
 from .demo import run_demo, show_outcome
+from .keys import keys
 from .models import models
 from .render import error_message, run_dict
 from .runs import runs
 from .scaffold import scaffold
 
 log = logging.getLogger("aiosys.worker")
+
+_LOCAL_ONLY = "{what}: run it without an API key (unset AIOSYS_API_KEY, drop --api-key)"
 
 cli = typer.Typer(
     help="aiosys: durable, governed, observable AI workflows.",
@@ -52,6 +59,7 @@ cli = typer.Typer(
 )
 cli.add_typer(runs, name="runs")
 cli.add_typer(models, name="models")
+cli.add_typer(keys, name="keys")
 
 WorkflowArg = Annotated[str, typer.Argument(help="The workflow's name.")]
 InputOption = Annotated[
@@ -66,7 +74,13 @@ KeyOption = Annotated[
     str | None,
     typer.Option("--idempotency-key", help="Starting again with this key returns the same run."),
 ]
-TenantOption = Annotated[str, typer.Option("--tenant", help="The tenant the run belongs to.")]
+TenantOption = Annotated[
+    str | None,
+    typer.Option(
+        "--tenant",
+        help="The tenant the run belongs to (default: the API key's, else 'default').",
+    ),
+]
 
 
 def _version(value: bool) -> None:
@@ -86,8 +100,10 @@ def _root(
         bool,
         typer.Option("--version", is_eager=True, callback=_version, help="Print the version."),
     ] = False,
+    api_key: ApiKeyOption = None,
 ) -> None:
     """aiosys: durable, governed, observable AI workflows."""
+    set_credential(api_key)
 
 
 @cli.command()
@@ -95,7 +111,7 @@ def run(
     workflow: WorkflowArg,
     input: InputOption = None,
     idempotency_key: KeyOption = None,
-    tenant: TenantOption = "default",
+    tenant: TenantOption = None,
     json_: JsonFlag = False,
     app: AppOption = None,
     store: StoreOption = None,
@@ -108,7 +124,7 @@ def run(
         the_app = load_app(app, store)
         if create:
             create_store_dir(the_app)
-        async with the_app:
+        async with the_app, as_caller(the_app):
             handle = await the_app.start(
                 workflow, data, idempotency_key=idempotency_key, tenant=tenant
             )
@@ -140,7 +156,7 @@ def start(
     workflow: WorkflowArg,
     input: InputOption = None,
     idempotency_key: KeyOption = None,
-    tenant: TenantOption = "default",
+    tenant: TenantOption = None,
     json_: JsonFlag = False,
     app: AppOption = None,
     store: StoreOption = None,
@@ -155,10 +171,11 @@ def start(
             create_store_dir(the_app)
         await the_app.open()
         try:
-            handle = await the_app.start(
-                workflow, data, idempotency_key=idempotency_key, tenant=tenant
-            )
-            return await handle.row(), handle.created
+            async with as_caller(the_app):
+                handle = await the_app.start(
+                    workflow, data, idempotency_key=idempotency_key, tenant=tenant
+                )
+                return await handle.row(), handle.created
         finally:
             await the_app.close()
 
@@ -179,6 +196,8 @@ def demo(
     ] = None,
 ) -> None:
     """Run the built-in document-intake demo in this process and show its timeline."""
+    if has_credential():
+        fail(_LOCAL_ONLY.format(what="the demo runs in its own tenant"))
     url = store or DEFAULT_URL
     out = console()
     row, effects = run_async(lambda: run_demo(url, out))
@@ -224,6 +243,13 @@ def worker(
     The first SIGTERM or SIGINT drains it: no more claims, runs in flight go on until they
     end or park or the grace period passes, then the rest are given back to the queue for
     another worker. A second signal gives them back at once. Either way it exits 0."""
+    if has_credential():
+        fail(
+            _LOCAL_ONLY.format(
+                what="a worker serves every tenant and executes each run as the principal "
+                "that started it"
+            )
+        )
     try:
         the_app = load_app(app, store)
         if create:

@@ -39,6 +39,7 @@ from ..store.base import Claim, History, Release, RunRow
 from .commit import Committer
 from .control import Unwind
 from .oplog import run_event
+from .principal import bind_principal, principal_of_run
 from .recovery import over_cap
 from .runtime import Execution
 
@@ -361,7 +362,11 @@ class Worker:
             )
             ex = Execution(self.app, self, history, spec)
             self._executions[row.id] = ex
-            await ex.execute()
+            if run.principal is None:  # the local principal's run
+                await ex.execute()
+            else:  # its effects (a child's start, a step's calls) act as who started it
+                with bind_principal(principal_of_run(run)):
+                    await ex.execute()
         except asyncio.CancelledError:
             raise
         except Exception:

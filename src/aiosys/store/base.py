@@ -66,6 +66,9 @@ class RunRow:
     epoch: int  # bumped by every claim; writes of older claims are refused
     recoveries: int = 0  # claims after an expired lease (see the workflow's max_recoveries)
     detached: bool = False  # a child left alone when its parent is cancelled or times out
+    # Who started it: a JSON snapshot of the principal (id, tenant, kind, roles), None for
+    # the embedded default's local principal (``kernel.principal.principal_of_run``).
+    principal: str | None = None
 
     @property
     def wf_key(self) -> str:
@@ -142,6 +145,7 @@ class NewRun:
     deadline_at: float | None = None
     created_at: float = field(default_factory=now)
     detached: bool = False  # a child that outlives its parent's cancellation or timeout
+    principal: str | None = None  # who starts it (RunRow.principal)
 
 
 # ---- writes applied in batches (group commit) --------------------------------------------

@@ -47,6 +47,7 @@ def run_params(new: NewRun, owner: str | None, lease: float) -> dict[str, Any]:
         "lease_owner": owner,
         "epoch": 1 if claimed else 0,
         "detached": int(new.detached),
+        "principal": new.principal,
     }
 
 
