@@ -5,6 +5,7 @@ counting the spend of the model calls of pruned runs.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from aiosys.kernel.retention import Pruner, configured_retention
 from aiosys.models.links.budget import Budget, period_start
 from aiosys.models.links.metering import spent
 from aiosys.models.providers.local import register_callable, unregister_callable
+from aiosys.store.base import TERMINAL
 
 
 def retention_app(store_url: str, **kw: Any) -> App:
@@ -134,6 +136,61 @@ async def test_a_failing_pass_is_logged_and_the_next_one_runs(
         pruner.kick()
         await until(lambda: pruner.last is not None)
         assert pruner.last is not None and pruner.last.runs == 0
+
+
+async def test_pruning_over_and_over_beside_a_worker_loses_no_live_run(store_url: str) -> None:
+    """Runs start children, wait for them and end while prunes with a cutoff ahead of every
+    end go on: a child that ended is kept until its parent has ended, so every parent still
+    gets its children's results."""
+    app = App(store=store_url)
+    results: list[int] = []
+
+    @app.step
+    async def add(x: int) -> int:
+        return x + 1
+
+    @app.step
+    async def report(x: int) -> None:
+        results.append(x)
+
+    @app.workflow
+    async def leaf(ctx: Context, x: int) -> int:
+        return await add(x)
+
+    @app.workflow
+    async def parent(ctx: Context, x: int) -> None:
+        a = await ctx.child("leaf", {"x": x})
+        b = await ctx.child("leaf", {"x": a})
+        await report(b)
+
+    pruned = 0
+    done = asyncio.Event()
+
+    async def pruning() -> None:
+        nonlocal pruned
+        while not done.is_set():
+            pruned += (await app.store.prune(app.store.clock() + 60, batch=3)).runs
+            await asyncio.sleep(0.005)  # pacing, so the worker gets the store too
+
+    async with app:
+        task = asyncio.create_task(pruning())
+        try:
+            handles = [await app.start("parent", {"x": i * 10}) for i in range(20)]
+            await until(lambda: len(results) == 20, timeout=60)
+
+            async def all_ended() -> bool:  # or pruned already
+                rows = [await app.store.get_run(h.id) for h in handles]
+                return all(row is None or row.status in TERMINAL for row in rows)
+
+            async with asyncio.timeout(30):
+                while not await all_ended():  # noqa: ASYNC110 - polling the store
+                    await asyncio.sleep(0.01)
+        finally:
+            done.set()
+            await task
+        pruned += (await app.store.prune(app.store.clock() + 60)).runs
+    assert sorted(results) == [i * 10 + 2 for i in range(20)]
+    assert pruned == 60  # every parent and both its children, each deleted once
 
 
 # ---- budgets -----------------------------------------------------------------------------
