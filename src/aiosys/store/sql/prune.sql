@@ -14,7 +14,7 @@ WITH RECURSIVE roots AS (
           WHERE r.finished_at IS NOT NULL AND r.finished_at < :before
             AND r.status IN ('succeeded', 'failed', 'cancelled', 'dead')
             AND (CAST(:tenant AS TEXT) IS NULL OR r.tenant = :tenant)
-            AND (r.finished_at > :after_t OR (r.finished_at = :after_t AND r.id > :after_id))
+            AND (r.finished_at, r.id) > (:after_t, :after_id)
             AND (r.parent_id IS NULL
                  OR NOT EXISTS (SELECT 1 FROM runs AS p WHERE p.id = r.parent_id))
           ORDER BY r.finished_at, r.id
@@ -26,9 +26,8 @@ tree (id, tenant) AS (
     SELECT c.id, c.tenant FROM runs AS c JOIN tree ON c.parent_id = tree.id
     WHERE c.tenant = tree.tenant AND c.status IN ('succeeded', 'failed', 'cancelled', 'dead')
 )
-SELECT r.id, r.parent_id, r.status, r.finished_at,
-       (SELECT roots.n FROM roots WHERE roots.id = r.id) AS root_n
-FROM runs AS r WHERE r.id IN (SELECT id FROM tree)
+SELECT r.id, r.parent_id, r.status, r.finished_at, roots.n AS root_n
+FROM tree JOIN runs AS r ON r.id = tree.id LEFT JOIN roots ON roots.id = tree.id
 
 -- name: prune_roots
 -- How many roots a prune of runs ended before :before (in :tenant, NULL: any) has to go
