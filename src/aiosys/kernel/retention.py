@@ -65,9 +65,9 @@ def configured_retention(given: float | None, toml: Path = Path("aiosys.toml")) 
 
 class Pruner:
     """Prunes ``store`` of runs that ended more than ``keep`` seconds ago: now (``once``),
-    or in a loop (``loop``). ``clock`` is the store's
-    unless given (a test moves its own); ``passes`` counts the passes done, ``last`` is the
-    report of the latest."""
+    or in a loop (``loop``), ``batch`` trees per transaction. ``clock`` is the store's unless
+    given (a test moves its own); ``passes`` counts the passes done (failed ones too),
+    ``last`` is the report of the latest that succeeded."""
 
     def __init__(
         self,
