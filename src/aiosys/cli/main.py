@@ -44,6 +44,7 @@ from .common import (
 from .demo import run_demo, show_outcome
 from .keys import keys
 from .models import models
+from .prune import prune as _prune  # noqa: F401  (registers `aiosys runs prune`)
 from .render import error_message, run_dict
 from .runs import runs
 from .scaffold import scaffold

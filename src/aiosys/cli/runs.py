@@ -27,7 +27,7 @@ from .common import (
 )
 from .render import effect_dict, model_usage, run_detail, run_dict, run_view, runs_table
 
-runs = typer.Typer(help="Inspect and steer runs: list, show, cancel, resume, signal.")
+runs = typer.Typer(help="Inspect and steer runs: list, show, cancel, resume, signal, prune.")
 
 RunId = Annotated[str, typer.Argument(help="The run's id.")]
 TenantOption = Annotated[

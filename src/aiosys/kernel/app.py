@@ -10,6 +10,7 @@ import typing
 import uuid
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any, NamedTuple, ParamSpec, Protocol, TypeVar, overload
 
 import pydantic
@@ -40,6 +41,7 @@ from .effects import register_kernel_effects
 from .gate import Gate
 from .interceptors import EffectLog, Retrying
 from .principal import Principal, bind_principal, current_principal, principal_json
+from .retention import retention_seconds
 from .retry import Retry
 from .runtime import current_execution
 
@@ -221,11 +223,17 @@ class App:
         concurrency: int = 64,
         lease: float = 30.0,
         max_parked: int = 10_000,
+        retention: float | timedelta | str | None = None,
     ) -> None:
         """``concurrency``: runs a worker of this app executes at once; ``lease``: seconds a
         claim lasts without a heartbeat; ``max_parked``: parked executions a worker keeps
         suspended to resume in place (beyond it the least recently parked are dropped and
-        their runs replayed when they wake; 0 replays every wake-up)."""
+        their runs replayed when they wake; 0 replays every wake-up); ``retention``: how
+        long ended runs are kept (seconds, a ``timedelta`` or ``"30d"``): the app's workers
+        prune older ones with their rows (``kernel/retention.py``); None: ``retention`` in
+        aiosys.toml, else forever. ``ConfigError`` for a retention that is not a positive
+        length of time."""
+        self.retention = None if retention is None else retention_seconds(retention)
         self._store_arg = store
         self._store: Store | None = store if not isinstance(store, str | None) else None
         self.concurrency = concurrency

@@ -41,6 +41,7 @@ from .control import Unwind
 from .oplog import run_event
 from .principal import bind_principal, principal_of_run
 from .recovery import over_cap
+from .retention import Pruner, configured_retention
 from .runtime import Execution
 
 if TYPE_CHECKING:
@@ -100,6 +101,9 @@ class Worker:
         self._forced = asyncio.Event()
         self._last_cancel_poll = 0.0
         self.stopped = asyncio.Event()
+        # Prunes runs ended longer ago than the app's retention (None: kept forever).
+        keep = configured_retention(app.retention)
+        self.pruner = None if keep is None else Pruner(app.store, keep)
 
     # ---- lifecycle ------------------------------------------------------------------------
 
@@ -114,6 +118,12 @@ class Worker:
             self._heartbeat,
             loop.create_task(self._supervise("listen", self._listen_loop), name="aiosys-listen"),
         ]
+        if self.pruner is not None:
+            self._loops.append(
+                loop.create_task(
+                    self._supervise("retention", self.pruner.loop), name="aiosys-retention"
+                )
+            )
         log.info("worker %s serving queues %s", self.id, ", ".join(self.queues))
 
     async def stop(self, grace: float = 0.0) -> None:
