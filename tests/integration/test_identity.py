@@ -86,6 +86,7 @@ APP_EXEMPT = {
     "concurrency": "a setting",
     "lease": "a setting",
     "max_parked": "a setting",
+    "retention": "a setting",
     "models_dir": "a setting",
     "preload_models": "a setting",
     "gate": "the effect chain (configuration)",

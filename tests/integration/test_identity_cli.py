@@ -90,6 +90,7 @@ def test_the_cli_tenant_walk_every_command_as_a_against_b(store_url: str) -> Non
         "runs cancel": [["runs", "cancel", run_id, *s]],
         "runs resume": [["runs", "resume", run_id, *s]],
         "runs signal": [["runs", "signal", run_id, "go", *s]],
+        "runs prune": [["runs", "prune", "--before", "0s", "--tenant", "B", *s]],
         "models sync": [["models", "sync", *s]],
         "models delete": [["models", "delete", "some-model", *s]],
         "models usage": [["models", "usage", "--tenant", "B", *s]],

@@ -72,13 +72,14 @@ def prune(
         fail(f"--before: {exc}", EXIT_USAGE)
 
     async def body(a: App) -> PruneReport:
+        scope = await a.authorize("prune_runs", tenant=tenant)  # an API key: its tenant only
         s = a.store
         cutoff = parse_before(before, s.clock())  # "30d": by the store's clock
         if not err.is_terminal:
-            return await s.prune(cutoff, tenant=tenant, dry_run=dry_run)
+            return await s.prune(cutoff, tenant=scope, dry_run=dry_run)
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-        rows = await s.fetch("prune_roots", {"before": cutoff, "tenant": tenant})
+        rows = await s.fetch("prune_roots", {"before": cutoff, "tenant": scope})
         total = int(rows[0]["n"])
         verb = "counting" if dry_run else "pruning"
         with Progress(
@@ -94,7 +95,7 @@ def prune(
             def advance(report: PruneReport) -> None:
                 bar.update(task, completed=min(report.roots, total))
 
-            return await s.prune(cutoff, tenant=tenant, dry_run=dry_run, progress=advance)
+            return await s.prune(cutoff, tenant=scope, dry_run=dry_run, progress=advance)
 
     report = run_async(lambda: with_opened(store_app(app, store), body))
     cutoff = datetime.fromtimestamp(report.before, UTC).isoformat().replace("+00:00", "Z")

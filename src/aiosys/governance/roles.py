@@ -3,7 +3,8 @@
 =========  ==============================================================================
 role       may
 =========  ==============================================================================
-admin      everything in its tenant, and manage the tenant's API keys (``manage_keys``)
+admin      everything in its tenant, manage the tenant's API keys (``manage_keys``) and prune
+           its ended runs (``prune_runs``)
 operator   start, signal, cancel and resume runs; read runs and usage; call models
 runner     start runs and read runs; call models
 viewer     read runs and usage
@@ -33,6 +34,7 @@ ROLES: dict[str, frozenset[str]] = {
             "read_usage",
             "call_model",
             "manage_keys",
+            "prune_runs",
         }
     )
     | _READ,
