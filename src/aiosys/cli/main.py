@@ -39,6 +39,7 @@ from .common import (
 )
 from .demo import run_demo, show_outcome
 from .models import models
+from .policy import policy
 from .render import error_message, run_dict
 from .runs import runs
 from .scaffold import scaffold
@@ -52,6 +53,7 @@ cli = typer.Typer(
 )
 cli.add_typer(runs, name="runs")
 cli.add_typer(models, name="models")
+cli.add_typer(policy, name="policy")
 
 WorkflowArg = Annotated[str, typer.Argument(help="The workflow's name.")]
 InputOption = Annotated[
