@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import PolicyDenied
@@ -56,20 +56,26 @@ Attrs = tuple[tuple[str, Value], ...]
 
 @dataclass(frozen=True, slots=True)
 class Entity:
-    """One Cedar entity: ``type::"id"``, attributes (sorted pairs), parents."""
+    """One Cedar entity: ``type::"id"``, attributes (sorted pairs), parents. Its hash and
+    uid are computed once (entities are reused across decisions as cache keys)."""
 
     type: str
     id: str
     attrs: Attrs = ()
     parents: tuple[Ref, ...] = ()
+    uid: str = field(init=False, repr=False, compare=False)
+    _hash: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "uid", Ref(self.type, self.id).uid)
+        object.__setattr__(self, "_hash", hash((self.type, self.id, self.attrs, self.parents)))
+
+    def __hash__(self) -> int:
+        return self._hash
 
     @property
     def ref(self) -> Ref:
         return Ref(self.type, self.id)
-
-    @property
-    def uid(self) -> str:
-        return self.ref.uid
 
     def json(self) -> dict[str, Any]:
         return {
@@ -138,14 +144,17 @@ def model_entity(card: Any) -> Entity:
     )
 
 
+_LABELS = {name: Ref("Classification", name) for name in (UNCLASSIFIED, *CLASSIFICATIONS)}
+
+
 def classification(name: str | None, default: str = UNCLASSIFIED) -> Ref:
     """The ``Classification`` of a declared label (None: ``default``); an unknown label is
     refused with ``PolicyDenied`` (a typo must not slip past a rule about its level)."""
-    label = default if name is None else name
-    if label != UNCLASSIFIED and label not in CLASSIFICATIONS:
-        known = ", ".join((UNCLASSIFIED, *CLASSIFICATIONS))
-        raise PolicyDenied(f"unknown data classification {label!r} (known: {known})")
-    return Ref("Classification", label)
+    found = _LABELS.get(default if name is None else name)
+    if found is None:
+        known = ", ".join(_LABELS)
+        raise PolicyDenied(f"unknown data classification {name!r} (known: {known})")
+    return found
 
 
 def classification_entities() -> list[Entity]:
@@ -173,12 +182,21 @@ _CLASSIFICATIONS_JSON = ", ".join(json.dumps(e.json()) for e in classification_e
 
 @dataclass(frozen=True, slots=True)
 class PolicyRequest:
-    """May ``principal`` do ``action`` to ``resource`` in ``context``? Hashable by value."""
+    """May ``principal`` do ``action`` to ``resource`` in ``context``? Hashable by value
+    (``context`` pairs sorted by name, as ``attrs`` gives them)."""
 
     principal: Entity
     action: str
     resource: Entity
     context: Attrs = ()
+    _hash: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        key = (self.principal, self.action, self.resource, self.context)
+        object.__setattr__(self, "_hash", hash(key))
+
+    def __hash__(self) -> int:
+        return self._hash
 
     def cedar(self) -> dict[str, Any]:
         """The request as ``cedarpy.is_authorized`` takes it."""

@@ -33,7 +33,6 @@ from .policy_entities import (
     Entity,
     PolicyRequest,
     Ref,
-    attrs,
     classification,
     model_entity,
     principal_entity,
@@ -90,6 +89,7 @@ class Authorize:
         self.default_classification = "unclassified"
         self._steps: dict[str, tuple[str, Entity]] = {}
         self._cards: dict[int, tuple[Any, Entity]] = {}
+        self._bound: dict[int, tuple[Principal, Entity]] = {}
         self._describe: dict[str, Callable[[EffectCall], list[tuple[str, Entity]]]] = {
             "model": self._model,
             "connector": self._connector,
@@ -124,25 +124,29 @@ class Authorize:
         ex = call.run_execution
         if ex is None:
             principal = current_principal()
-            entity = principal_entity(principal)
+            known = self._bound.get(id(principal))
+            if known is None or known[0] is not principal:
+                if len(self._bound) > 10_000:
+                    self._bound.clear()
+                known = (principal, principal_entity(principal))  # kept: id() stays its own
+                self._bound[id(principal)] = known
+            entity = known[1]
             run_id, seq = None, None
         else:
             principal, entity = _principal_and_entity(getattr(ex.run, "principal", None))
             run_id, seq = ex.run.id, call.seq
         tenant = call.tenant
         params = call.params
-        context: dict[str, Any] = {
-            "tenant": tenant,
-            "classification": classification(
-                params.get("classification"), self.default_classification
-            ),
-        }
-        if call.workflow is not None:
-            context["workflow"] = Ref("Workflow", call.workflow)
+        # The context's pairs in name order (``attrs`` would sort them; this is the hot path).
+        label = classification(params.get("classification"), self.default_classification)
+        pairs: list[tuple[str, Any]] = [("classification", label)]
         task = params.get("task")
         if isinstance(task, str):
-            context["task"] = Ref("Task", task)
-        frozen = attrs(context)
+            pairs.append(("task", Ref("Task", task)))
+        pairs.append(("tenant", tenant))
+        if call.workflow is not None:
+            pairs.append(("workflow", Ref("Workflow", call.workflow)))
+        frozen = tuple(pairs)
         for action, resource in asks:
             self.engine.authorize(
                 PolicyRequest(entity, action, resource, frozen),
