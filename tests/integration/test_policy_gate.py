@@ -224,3 +224,59 @@ async def test_a_run_denied_under_one_version_resumes_under_the_fixed_one(
         assert app.policy.version != before and rule not in app.policy.policies.policies
         await app.resume(run.id)
         assert await run.result(timeout=20) == "echo: hi"
+
+
+async def test_a_declared_step_is_checked_as_its_action_and_a_plain_one_is_not(
+    store_url, openai_server, tmp_path, wait_status, error_of
+):
+    policies = tmp_path / "policies"
+    shutil.copytree(SHIPPED, policies)
+    (policies / "exports.cedar").write_text(
+        '@id("restricted-data-stays")\n'
+        'forbid(principal, action == Action::"export", resource is Dataset)\n'
+        "when { resource has classification &&\n"
+        '       resource.classification in Classification::"confidential" };\n'
+    )
+    app = make_app(store_url, openai_server, policies)
+
+    @app.step
+    async def export_claims() -> int:
+        return 3
+
+    @app.step
+    async def export_brochure() -> int:
+        return 2
+
+    @app.step
+    async def count() -> int:
+        return 1
+
+    @app.workflow
+    async def claims(ctx: Context) -> int:
+        return await count() + await export_claims()
+
+    @app.workflow
+    async def brochure(ctx: Context) -> int:
+        return await count() + await export_brochure()
+
+    async with app:
+        assert app.authorizer is not None
+        app.authorizer.declare_step(
+            export_claims.__qualname__,
+            "export",
+            ("Dataset", "claims", {"classification": "restricted"}),
+        )
+        app.authorizer.declare_step(
+            export_brochure.__qualname__,
+            "export",
+            ("Dataset", "brochure", {"classification": "public"}),
+        )
+        seen = decisions(app)
+        refused = await app.start("claims")
+        row = await wait_status(app, refused.id, "dead")
+        assert await app.run("brochure") == 3
+    assert "restricted-data-stays" in error_of(row)["message"]
+    assert [(d.resource, d.decision) for d in seen if d.action == "export"] == [
+        ('Dataset::"claims"', "deny"),
+        ('Dataset::"brochure"', "allow"),
+    ]
