@@ -126,6 +126,7 @@ class App(kernel.App):
     async def start(
         self, workflow: str, input: dict[str, Any] | None = None, **kw: Any
     ) -> kernel.RunHandle:
+        self.spec(workflow, kw.get("version"))  # an unknown workflow opens nothing
         await self._ready()
         if self.policy is not None and kw.get("parent_id") is None:  # a child: at the gate
             attrs = {"workflow": workflow, "tenant": kw.get("tenant", "default")}

@@ -245,7 +245,10 @@ def split_statements(text: str) -> list[tuple[int, str]]:
     return out
 
 
-def _stamp(directory: Path) -> tuple[tuple[str, int, int], ...]:
+Stamp = tuple[tuple[str, int, int], ...]
+
+
+def _stamp(directory: Path) -> Stamp:
     """What changes when a policy file is edited, added, removed or touched."""
     found = []
     try:
@@ -283,7 +286,7 @@ class PolicySource:
         self.clock = clock
         self.last_error: PolicyFileError | ConfigError | None = None
         self._current: PolicySet | None = None
-        self._stamp: tuple[tuple[str, int, int], ...] = ()
+        self._stamp: Stamp = ()
         self._next_check = 0.0
         self._checking: asyncio.Task[bool] | None = None
         self.on_change: list[Callable[[PolicySet], None]] = []
@@ -297,44 +300,58 @@ class PolicySource:
     def load(self) -> PolicySet:
         """Load the directory now (blocking); raises if it is broken and nothing is loaded,
         else keeps the set in force and records ``last_error``."""
-        stamp = _stamp(self.directory)
-        try:
-            loaded = load_policy_dir(self.directory)
-        except ConfigError as exc:
-            self._stamp = stamp  # do not retry the same broken files on every poll
-            self.last_error = exc
-            if self._current is None:
-                raise
-            log.warning(
-                "policy reload refused, version %s stays in force: %s",
-                self._current.version,
-                exc,
-            )
-            return self._current
-        self._stamp = stamp
-        self.last_error = None
-        changed = self._current is None or loaded.version != self._current.version
-        self._current = loaded
-        if changed:
-            log.info(
-                "policies %s: version %s, %d policies", self.directory, loaded.version, len(loaded)
-            )
-            for listener in list(self.on_change):
-                listener(loaded)
-        return loaded
+        self._apply(*self._read())
+        return self.current
 
     def reload_if_changed(self) -> bool:
         """Reload (blocking) when a file changed since the last load; True if the version
         in force changed."""
-        if _stamp(self.directory) == self._stamp:
-            return False
-        before = self._current.version if self._current is not None else None
-        self.load()
-        return self.current.version != before
+        found = self._read_if_changed()
+        return False if found is None else self._apply(*found)
 
     async def refresh(self) -> bool:
-        """Check the files now, off the event loop; True if the version in force changed."""
-        return await asyncio.to_thread(self.reload_if_changed)
+        """Check the files now: read and validate them off the event loop, and put a new
+        set in force on it (the decision cache is the loop's alone); True if the version
+        in force changed."""
+        found = await asyncio.to_thread(self._read_if_changed)
+        return False if found is None else self._apply(*found)
+
+    def _read_if_changed(self) -> tuple[Stamp, PolicySet | ConfigError] | None:
+        stamp = _stamp(self.directory)
+        return None if stamp == self._stamp else self._read(stamp)
+
+    def _read(self, stamp: Stamp | None = None) -> tuple[Stamp, PolicySet | ConfigError]:
+        stamp = _stamp(self.directory) if stamp is None else stamp
+        try:
+            return stamp, load_policy_dir(self.directory)
+        except ConfigError as exc:
+            return stamp, exc
+
+    def _apply(self, stamp: Stamp, outcome: PolicySet | ConfigError) -> bool:
+        self._stamp = stamp  # a broken set is not read again until a file changes
+        if isinstance(outcome, ConfigError):
+            self.last_error = outcome
+            if self._current is None:
+                raise outcome
+            log.warning(
+                "policy reload refused, version %s stays in force: %s",
+                self._current.version,
+                outcome,
+            )
+            return False
+        self.last_error = None
+        changed = self._current is None or outcome.version != self._current.version
+        self._current = outcome
+        if changed:
+            log.info(
+                "policies %s: version %s, %d policies",
+                self.directory,
+                outcome.version,
+                len(outcome),
+            )
+            for listener in list(self.on_change):
+                listener(outcome)
+        return changed
 
     def poll(self) -> None:
         """Start a reload check in the background when one is due (hot path: cheap)."""
