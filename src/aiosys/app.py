@@ -11,14 +11,25 @@ import asyncio
 import os
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import kernel
+from .errors import ModelNotFound
 from .governance.identity import Identity, note_identity
+from .governance.policy_files import policies_dir
 from .governance.roles import check_roles
+from .kernel import EffectCall
+from .kernel.checks import ClientCall
 from .models.catalog import ModelCard
 from .models.catalog_files import load_card_files
 from .models.plane import ModelPlane
+
+if TYPE_CHECKING:  # imported when a policy directory is found (cedarpy takes ~0.15 s)
+    from .governance.policy import PolicyEngine
+    from .governance.policy_gate import Authorize
+
+#: The client actions the policies decide (the rest are the built-in roles' alone).
+CLIENT_ACTIONS = frozenset({"start_workflow", "signal_run", "cancel_run", "resume_run"})
 
 
 class App(kernel.App):
@@ -31,6 +42,14 @@ class App(kernel.App):
     with ``app.models.add_card`` before opening win over both. The providers the catalog
     names are then imported, in a worker thread (``ModelPlane.preload``), unless
     ``preload_models`` is False (commands that only read the store, such as ``aiosys runs``).
+
+    Policies (Cedar, ``aiosys.governance.policy``) come from ``policies_dir`` (else
+    ``AIOSYS_POLICIES_DIR``, empty meaning none, else ``./policies`` when it exists): when
+    the app opens they are loaded (a broken set is a ``PolicyFileError`` naming the file and
+    line), ``app.policy`` is the engine and the gate's ``authorize`` interceptor asks it
+    before every model, connector and child-start effect and every declared step; ``start``,
+    ``signal``, ``cancel`` and ``resume`` ask it too (``start_workflow``, ``signal_run``,
+    ``cancel_run``, ``resume_run``). Without a directory nothing is installed.
     """
 
     def __init__(
@@ -38,15 +57,21 @@ class App(kernel.App):
         *args: Any,
         models_dir: str | Path | None = None,
         preload_models: bool = True,
+        policies_dir: str | Path | None = None,
         **kw: Any,
     ) -> None:
         super().__init__(*args, **kw)
         self.models_dir = models_dir
         self.preload_models = preload_models
         self.add_check("roles", check_roles, local=False)
+        self.policies_dir = policies_dir
+        self.policy: PolicyEngine | None = None  # the Cedar engine, once the app opened
+        self.authorizer: Authorize | None = None  # the gate's `authorize` interceptor
 
     async def open(self) -> App:
         first = self._opened == 0
+        if first and self.policy is None:
+            await self._install_policies()  # before the store: a broken set opens nothing
         await super().open()
         if first:
             await note_identity(self.store)
@@ -74,6 +99,55 @@ class App(kernel.App):
             plane.add_card(card)
         if self.preload_models:
             await plane.preload()  # the SDKs, off the event loop: never inside a first call
+
+    async def _install_policies(self) -> None:
+        directory = policies_dir(self.policies_dir)
+        if directory is None:
+            return
+        from .governance.policy import PolicyEngine
+        from .governance.policy_gate import Authorize
+
+        engine = await asyncio.to_thread(PolicyEngine.from_dir, directory)
+        authorizer = Authorize(engine, self._policy_models)
+        names = self.gate.names
+        after = names.index("effect_log") + 1 if "effect_log" in names else 0
+        self.gate.add("authorize", authorizer, before=names[after] if after < len(names) else None)
+        self.policy, self.authorizer = engine, authorizer
+        self.add_check("policy", self._check_policy)  # after the roles
+
+    def _policy_models(self, call: EffectCall) -> list[ModelCard]:
+        """The cards a model effect may reach: a direct call's model; a task's candidates
+        and shadow, less those its plan keeps away from this data (``internal_only_for``)."""
+        plane, params = self.models, call.params
+        if "task" not in params:
+            return [plane.card(params["model"])]
+        plan = plane.contract(params["task"]).plan
+        internal = params.get("classification") in plan.internal_only_for
+        names = [c.model for c in plan.choices] + ([plan.shadow] if plan.shadow else [])
+        cards = []
+        for name in names:
+            try:
+                card = plane.card(name)
+            except ModelNotFound:  # the router skips it too
+                continue
+            if not (internal and card.external):
+                cards.append(card)
+        return cards
+
+    async def _check_policy(self, call: ClientCall) -> None:
+        """The client check of the Cedar policies (after the built-in roles): ``start``,
+        ``signal``, ``cancel`` and ``resume`` as ``start_workflow``, ``signal_run``,
+        ``cancel_run``, ``resume_run``. A child's start is asked at the gate instead."""
+        engine = self.policy
+        if engine is None or call.action not in CLIENT_ACTIONS:
+            return
+        run = call.run
+        if run is None:
+            attrs: dict[str, Any] = {"workflow": call.workflow, "tenant": call.tenant}
+        else:
+            attrs = {"run_id": run.id, "workflow": run.workflow, "tenant": run.tenant}
+            attrs["status"] = run.status
+        await engine.check_client(call.action, call.principal, attrs)
 
     @cached_property
     def models(self) -> ModelPlane:

@@ -53,6 +53,9 @@ EXEMPT = {
     "init": "writes aiosys.toml and workflows.py here: no tenant data",
     "models list": "the model catalog, shared by every tenant",
     "models show": "the model catalog, shared by every tenant",
+    "policy check": "answers a hypothetical request from the policy files: no tenant data",
+    "policy validate": "reads the policy files: no tenant data",
+    "policy reload": "validates the policy files and touches the schema: no tenant data",
 }
 
 

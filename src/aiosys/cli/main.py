@@ -44,6 +44,7 @@ from .common import (
 from .demo import run_demo, show_outcome
 from .keys import keys
 from .models import models
+from .policy import policy
 from .prune import prune as _prune  # noqa: F401  (registers `aiosys runs prune`)
 from .render import error_message, run_dict
 from .runs import runs
@@ -61,6 +62,7 @@ cli = typer.Typer(
 cli.add_typer(runs, name="runs")
 cli.add_typer(models, name="models")
 cli.add_typer(keys, name="keys")
+cli.add_typer(policy, name="policy")
 
 WorkflowArg = Annotated[str, typer.Argument(help="The workflow's name.")]
 InputOption = Annotated[

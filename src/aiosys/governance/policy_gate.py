@@ -1,0 +1,186 @@
+"""``authorize``: the gate's interceptor that asks the policy engine before every effect.
+
+It sits right after the effect log (a recorded effect, replayed, is never asked again: its
+decision was made, and recorded, the first time). Which action an effect is:
+
+- ``model`` effects: ``call_model`` on each ``Model`` the call may reach (a direct
+  ``models.call``: that model; a task: the plan's candidates and shadow that its routing
+  would not exclude anyway, as the composition root resolves them). Every one must be
+  allowed, since the router may fall back to any. The context holds the data's
+  ``classification`` (``ctx.models.run(task, data, classification="confidential")``; none
+  declared: ``unclassified``), the ``tenant``, and ``task`` / ``workflow`` when known;
+- ``connector`` effects: ``use_connector`` on ``Connector::"<name>"`` with the attributes
+  in ``params["connector"]`` (the connectors plane fills them in);
+- ``child_start``: ``start_workflow`` on the child's ``Workflow``;
+- steps: none, unless declared with ``declare_step(name, action, resource)``
+  (e.g. ``export`` on a ``Dataset``); sleeps, signals and the other kernel effects: none.
+
+The principal of a run's effect is the one that started the run (``runs.principal``, JSON of
+the ``Principal``; none recorded: the local default); a direct effect's is the principal
+bound around the call (``current_principal()``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from ..kernel.gate import EffectCall, Next
+from ..kernel.principal import LOCAL, Principal, current_principal
+from .policy import PolicyEngine
+from .policy_entities import (
+    Entity,
+    PolicyRequest,
+    Ref,
+    classification,
+    model_entity,
+    principal_entity,
+    resource_entity,
+)
+
+#: Resolves the model cards a ``model`` effect may reach (see the module docstring).
+ModelResolver = Callable[[EffectCall], list[Any]]
+
+_principals: dict[str | None, tuple[Principal, Entity]] = {}
+
+
+def effect_principal(call: EffectCall) -> Principal:
+    """Who makes this effect: the principal that started its run (``run.principal``, JSON
+    text of a ``Principal``; absent or None: ``LOCAL``), or for a direct effect the
+    principal bound around the call."""
+    if call.run_execution is None:
+        return current_principal()
+    return _principal_and_entity(getattr(call.run_execution.run, "principal", None))[0]
+
+
+def _principal_and_entity(text: str | None) -> tuple[Principal, Entity]:
+    found = _principals.get(text)
+    if found is None:
+        principal = LOCAL if not text else principal_from_json(text)
+        found = (principal, principal_entity(principal))
+        if len(_principals) > 10_000:
+            _principals.clear()
+        _principals[text] = found
+    return found
+
+
+def principal_from_json(text: str) -> Principal:
+    """A ``Principal`` from its JSON (``id``, ``tenant``, ``kind``, ``roles``, ``attrs``,
+    ``local``), as the run row keeps it."""
+    data = json.loads(text)
+    return Principal(
+        id=str(data["id"]),
+        tenant=str(data["tenant"]),
+        kind=str(data.get("kind", "user")),
+        roles=frozenset(data.get("roles", ())),
+        attrs=data.get("attrs") or {},
+        local=bool(data.get("local", False)),
+    )
+
+
+class Authorize:
+    """The interceptor. ``models`` resolves the cards of a model effect (the composition
+    root gives it: the governance layer does not import the model plane)."""
+
+    def __init__(self, engine: PolicyEngine, models: ModelResolver | None = None) -> None:
+        self.engine = engine
+        self.models = models
+        self.default_classification = "unclassified"
+        self._steps: dict[str, tuple[str, Entity]] = {}
+        self._cards: dict[int, tuple[Any, Entity]] = {}
+        self._bound: dict[int, tuple[Principal, Entity]] = {}
+        self._describe: dict[str, Callable[[EffectCall], list[tuple[str, Entity]]]] = {
+            "model": self._model,
+            "connector": self._connector,
+            "child_start": self._child_start,
+            "step": self._step,
+        }
+
+    def declare_step(
+        self, name: str, action: str, resource: Entity | tuple[str, str, dict[str, Any]]
+    ) -> None:
+        """Check the step named ``name`` as ``action`` on ``resource`` (an ``Entity`` or
+        ``(type, id, attributes)``) before each of its executions."""
+        if isinstance(resource, tuple):
+            resource = resource_entity(*resource)
+        self._steps[name] = (action, resource)
+
+    def describe(self, kind: str, fn: Callable[[EffectCall], list[tuple[str, Entity]]]) -> None:
+        """Check effects of ``kind``: ``fn(call)`` gives the ``(action, resource)`` pairs
+        that must all be allowed."""
+        self._describe[kind] = fn
+
+    async def __call__(self, call: EffectCall, next: Next) -> Any:
+        describe = self._describe.get(call.kind)
+        if describe is None:
+            return await next(call)
+        asks = describe(call)
+        if asks:
+            self._authorize(call, asks)
+        return await next(call)
+
+    def _authorize(self, call: EffectCall, asks: list[tuple[str, Entity]]) -> None:
+        ex = call.run_execution
+        if ex is None:
+            principal = current_principal()
+            known = self._bound.get(id(principal))
+            if known is None or known[0] is not principal:
+                if len(self._bound) > 10_000:
+                    self._bound.clear()
+                known = (principal, principal_entity(principal))  # kept: id() stays its own
+                self._bound[id(principal)] = known
+            entity = known[1]
+            run_id, seq = None, None
+        else:
+            principal, entity = _principal_and_entity(getattr(ex.run, "principal", None))
+            run_id, seq = ex.run.id, call.seq
+        tenant = call.tenant
+        params = call.params
+        # The context's pairs in name order (``attrs`` would sort them; this is the hot path).
+        label = classification(params.get("classification"), self.default_classification)
+        pairs: list[tuple[str, Any]] = [("classification", label)]
+        task = params.get("task")
+        if isinstance(task, str):
+            pairs.append(("task", Ref("Task", task)))
+        pairs.append(("tenant", tenant))
+        if call.workflow is not None:
+            pairs.append(("workflow", Ref("Workflow", call.workflow)))
+        frozen = tuple(pairs)
+        for action, resource in asks:
+            self.engine.authorize(
+                PolicyRequest(entity, action, resource, frozen),
+                principal=principal.uid,
+                tenant=tenant,
+                run_id=run_id,
+                seq=seq,
+                call=call,
+            )
+
+    # ---- what each kind of effect asks ---------------------------------------------------
+
+    def _model(self, call: EffectCall) -> list[tuple[str, Entity]]:
+        if self.models is None:
+            return []
+        return [("call_model", self._card_entity(card)) for card in self.models(call)]
+
+    def _card_entity(self, card: Any) -> Entity:
+        found = self._cards.get(id(card))
+        if found is None or found[0] is not card:
+            if len(self._cards) > 1000:
+                self._cards.clear()
+            found = (card, model_entity(card))  # the card is kept: its id() stays its own
+            self._cards[id(card)] = found
+        return found[1]
+
+    def _connector(self, call: EffectCall) -> list[tuple[str, Entity]]:
+        values = call.params.get("connector") or {}
+        return [("use_connector", resource_entity("Connector", call.name, values))]
+
+    def _child_start(self, call: EffectCall) -> list[tuple[str, Entity]]:
+        workflow = str(call.params.get("workflow", call.name))
+        return [("start_workflow", resource_entity("Workflow", workflow, {"tenant": call.tenant}))]
+
+    def _step(self, call: EffectCall) -> list[tuple[str, Entity]]:
+        declared = self._steps.get(call.name)
+        return [] if declared is None else [declared]

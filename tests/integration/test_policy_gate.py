@@ -1,0 +1,300 @@
+"""Cedar policy at the gate (issue 10, point 2), with the shipped example policies, on both
+stores and against the local OpenAI wire server.
+
+The shipped policy ``confidential-stays-on-premises`` forbids confidential data to models
+whose card says ``external``: such a call is refused with ``PolicyDenied`` naming it (a run
+ends ``dead`` with it; a direct call raises it) and never reaches the provider, while the
+same call to an on-premises model passes. Every decision, allow or deny, reaches the
+decision listeners; the App's client actions are checked too.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from pydantic import BaseModel
+
+from aiosys import App, Context
+from aiosys.errors import PermissionDenied, PolicyDenied, RunFailed, RunNotFound
+from aiosys.governance.policy import Decision
+from aiosys.kernel import Principal
+from aiosys.models.contracts import RoutingPlan
+from aiosys.models.types import Message, ModelRequest
+
+pytestmark = pytest.mark.timeout(60)
+
+SHIPPED = Path(__file__).resolve().parents[2] / "examples" / "policies"
+RULE = "confidential-stays-on-premises"
+
+
+class In(BaseModel):
+    text: str
+
+
+class Out(BaseModel):
+    answer: str
+
+
+def make_app(store_url: str, wire, policies: Path = SHIPPED) -> App:
+    app = App(store=store_url, policies_dir=policies)
+    common = {"provider": "openai", "provider_model": "openai-wire", "endpoint": wire.endpoint}
+    app.models.add_card({"id": "cloud", "external": True, "data_residency": "us", **common})
+    app.models.add_card({"id": "onprem", "external": False, **common})
+    return app
+
+
+def decisions(app: App) -> list[Decision]:
+    seen: list[Decision] = []
+    assert app.policy is not None
+    app.policy.listen(seen.append)
+    return seen
+
+
+async def test_confidential_data_to_an_external_model_ends_the_run_dead_naming_the_policy(
+    store_url, openai_server, wait_status, error_of
+):
+    app = make_app(store_url, openai_server)
+
+    @app.workflow
+    async def ask(ctx: Context, model: str) -> str:
+        response = await ctx.models.call(model, "the merger terms", classification="confidential")
+        return str(response.output)
+
+    async with app:
+        seen = decisions(app)
+        denied = await app.start("ask", {"model": "cloud"})
+        with pytest.raises(RunFailed) as failed:
+            await denied.result(timeout=20)
+        allowed = await app.start("ask", {"model": "onprem"})
+        assert await allowed.result(timeout=20) == "echo: the merger terms"
+        row = await wait_status(app, denied.id, "dead")
+        [effect] = await app.effects(denied.id)
+    assert failed.value.status == "dead"
+    cause = failed.value.__cause__
+    assert isinstance(cause, PolicyDenied)
+    assert cause.policies == (RULE,)
+    assert cause.action == "call_model" and cause.resource == 'Model::"cloud"'
+    assert cause.policy_version == app.policy.version
+    assert (
+        error_of(row)["type"] == "aiosys.errors.PolicyDenied" and RULE in error_of(row)["message"]
+    )
+    assert effect.status == "error"  # recorded: a replay raises it again without asking
+    assert len(openai_server.requests) == 1  # only the on-premises call reached a model
+    assert [(d.resource, d.decision) for d in seen if d.action == "call_model"] == [
+        ('Model::"cloud"', "deny"),
+        ('Model::"onprem"', "allow"),
+    ]
+    deny = next(d for d in seen if d.decision == "deny")
+    assert (deny.run_id, deny.seq, deny.policies) == (denied.id, 1, (RULE,))
+    assert deny.principal == "user:default/local" and deny.tenant == "default"
+
+
+async def test_a_direct_model_call_is_refused_and_the_on_premises_one_passes(
+    store_url, openai_server
+):
+    app = make_app(store_url, openai_server)
+    async with app:
+        seen = decisions(app)
+        with pytest.raises(PolicyDenied) as denied:
+            await app.models.call("cloud", "q3 numbers", classification="restricted")
+        response = await app.models.call("onprem", "q3 numbers", classification="restricted")
+        public = await app.models.call("cloud", "press release", classification="public")
+    assert denied.value.policies == (RULE,)
+    assert RULE in str(denied.value) and denied.value.policy_version in str(denied.value)
+    assert response.output == "echo: q3 numbers" and public.output == "echo: press release"
+    assert [r.body["messages"][0]["content"] for r in openai_server.requests] == [
+        "q3 numbers",
+        "press release",
+    ]
+    assert [(d.decision, d.run_id, d.seq) for d in seen] == [
+        ("deny", None, None),
+        ("allow", None, None),
+        ("allow", None, None),
+    ]
+
+
+async def test_a_task_is_refused_when_a_model_its_plan_may_reach_is_forbidden(
+    store_url, openai_server
+):
+    """The plan's ``internal_only_for`` already keeps confidential data from external
+    candidates: the gate asks only about the models routing could use."""
+    app = make_app(store_url, openai_server)
+
+    def build(data: In) -> ModelRequest:
+        return ModelRequest(messages=[Message(role="user", content=data.text)])
+
+    def parse(response) -> dict[str, str]:
+        return {"answer": str(response.output)}
+
+    app.models.task(
+        "leaky",
+        input=In,
+        output=Out,
+        build=build,
+        parse=parse,
+        plan=RoutingPlan(["onprem", "cloud"], internal_only_for=set()),
+    )
+    app.models.task(
+        "guarded",
+        input=In,
+        output=Out,
+        build=build,
+        parse=parse,
+        plan=RoutingPlan(["onprem", "cloud"]),
+    )
+    async with app:
+        with pytest.raises(PolicyDenied) as denied:
+            await app.models.run("leaky", {"text": "x"}, classification="confidential")
+        out = await app.models.run("guarded", {"text": "y"}, classification="confidential")
+    assert denied.value.resource == 'Model::"cloud"'
+    assert out.answer == "echo: y"
+
+
+async def test_client_actions_are_checked_as_the_bound_principal(
+    store_url, openai_server, tmp_path
+):
+    """Start, signal, cancel and resume pass the built-in roles, then the policies, as the
+    bound principal (a client check after ``roles``); another tenant is refused by the
+    kernel's scoping before any policy is asked."""
+    policies = tmp_path / "policies"
+    shutil.copytree(SHIPPED, policies)
+    (policies / "runs.cedar").write_text(
+        '@id("hold-runs-are-not-cancelled")\n'
+        'forbid(principal, action == Action::"cancel_run", resource is Run)\n'
+        'when { resource has workflow && resource.workflow == "hold" };\n'
+    )
+    app = make_app(store_url, openai_server, policies)
+
+    @app.workflow
+    async def noop(ctx: Context) -> int:
+        return 1
+
+    @app.workflow
+    async def hold(ctx: Context) -> int:
+        return 2
+
+    alice = Principal(id="alice", tenant="acme", roles={"operator"})
+    await app.open()
+    try:
+        seen = decisions(app)
+        async with app.as_principal(alice):
+            run = await app.start("noop")
+            held = await app.start("hold")
+            with pytest.raises(PermissionDenied):
+                await app.start("noop", tenant="globex")
+            await app.cancel(run.id)
+            with pytest.raises(PolicyDenied) as denied:
+                await app.cancel(held.id)
+        other = await app.start("noop", tenant="globex")  # the local default: every tenant
+        async with app.as_principal(alice):
+            with pytest.raises(RunNotFound):
+                await app.cancel(other.id)
+    finally:
+        await app.close()
+    assert denied.value.action == "cancel_run"
+    assert denied.value.principal == "user:acme/alice"
+    assert denied.value.policies == ("hold-runs-are-not-cancelled",)
+    assert [(d.action, d.tenant, d.decision) for d in seen] == [
+        ("start_workflow", "acme", "allow"),
+        ("start_workflow", "acme", "allow"),
+        ("cancel_run", "acme", "allow"),
+        ("cancel_run", "acme", "deny"),
+        ("start_workflow", "globex", "allow"),
+    ]
+    assert (await app.get_run(other.id)).status == "pending"
+    assert (await app.get_run(held.id)).status == "pending"
+
+
+async def test_a_run_denied_under_one_version_resumes_under_the_fixed_one(
+    store_url, openai_server, tmp_path, wait_status
+):
+    """Delete the forbid policy from its file and refresh: ``resume`` re-runs the dead
+    run's denied effect under the new version, and it passes."""
+    rule = "no-unacceptable-risk-models"
+    policies = tmp_path / "policies"
+    shutil.copytree(SHIPPED, policies)
+    app = make_app(store_url, openai_server, policies)
+    app.models.add_card(
+        {
+            "id": "risky",
+            "provider": "openai",
+            "endpoint": openai_server.endpoint,
+            "provider_model": "openai-wire",
+            "risk_level": "unacceptable",
+        }
+    )
+
+    @app.workflow
+    async def ask(ctx: Context) -> str:
+        return str((await ctx.models.call("risky", "hi")).output)
+
+    async with app:
+        run = await app.start("ask")
+        await wait_status(app, run.id, "dead")
+        before = app.policy.version
+        text = (policies / "data.cedar").read_text()
+        start = text.index(f'@id("{rule}")')
+        end = text.index(";", start) + 1
+        (policies / "data.cedar").write_text(text[:start] + text[end:])
+        assert await app.policy.source.refresh()
+        assert app.policy.version != before and rule not in app.policy.policies.policies
+        await app.resume(run.id)
+        assert await run.result(timeout=20) == "echo: hi"
+
+
+async def test_a_declared_step_is_checked_as_its_action_and_a_plain_one_is_not(
+    store_url, openai_server, tmp_path, wait_status, error_of
+):
+    policies = tmp_path / "policies"
+    shutil.copytree(SHIPPED, policies)
+    (policies / "exports.cedar").write_text(
+        '@id("restricted-data-stays")\n'
+        'forbid(principal, action == Action::"export", resource is Dataset)\n'
+        "when { resource has classification &&\n"
+        '       resource.classification in Classification::"confidential" };\n'
+    )
+    app = make_app(store_url, openai_server, policies)
+
+    @app.step
+    async def export_claims() -> int:
+        return 3
+
+    @app.step
+    async def export_brochure() -> int:
+        return 2
+
+    @app.step
+    async def count() -> int:
+        return 1
+
+    @app.workflow
+    async def claims(ctx: Context) -> int:
+        return await count() + await export_claims()
+
+    @app.workflow
+    async def brochure(ctx: Context) -> int:
+        return await count() + await export_brochure()
+
+    async with app:
+        assert app.authorizer is not None
+        app.authorizer.declare_step(
+            export_claims.__qualname__,
+            "export",
+            ("Dataset", "claims", {"classification": "restricted"}),
+        )
+        app.authorizer.declare_step(
+            export_brochure.__qualname__,
+            "export",
+            ("Dataset", "brochure", {"classification": "public"}),
+        )
+        seen = decisions(app)
+        refused = await app.start("claims")
+        row = await wait_status(app, refused.id, "dead")
+        assert await app.run("brochure") == 3
+    assert "restricted-data-stays" in error_of(row)["message"]
+    assert [(d.resource, d.decision) for d in seen if d.action == "export"] == [
+        ('Dataset::"claims"', "deny"),
+        ('Dataset::"brochure"', "allow"),
+    ]
