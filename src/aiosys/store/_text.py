@@ -42,7 +42,9 @@ def storable(text: str) -> str:
 
 def bind(params: Any) -> Any:
     """A statement's parameters with every string made storable; others pass unchanged."""
-    if isinstance(params, Mapping):
+    if not params:  # none (PRAGMAs, BEGIN, COMMIT): nothing to look at
+        return params
+    if type(params) is dict or isinstance(params, Mapping):  # a plain dict skips the ABC check
         return {k: storable(v) if isinstance(v, str) else v for k, v in params.items()}
     if isinstance(params, tuple | list):
         return [storable(v) if isinstance(v, str) else v for v in params]

@@ -351,10 +351,18 @@ class Store(Protocol):
     async def wait_for_work(self, timeout: float) -> None:
         """Return when new work may be claimable (a notification) or after ``timeout``."""
 
-    async def fetch(self, query: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+    async def fetch(
+        self, query: str, params: Mapping[str, Any], *, durable: bool = True
+    ) -> list[dict[str, Any]]:
         """Run the named query (one statement, its own transaction); its rows as dicts.
         For the layers above the kernel (model catalog, cache, usage), whose SQL lives in
-        named blocks beside the kernel's."""
+        named blocks beside the kernel's.
+
+        ``durable=False`` (a write whose loss to a power cut the caller can bear): a store
+        may commit it without waiting for the disk, as ``execute_many`` does. It is still
+        committed, and seen by every other connection and process, when this returns, and a
+        process crash never loses it (SQLite: WAL with ``synchronous=NORMAL``; PostgreSQL
+        commits it as any other)."""
 
     async def execute(self, query: str, params: Mapping[str, Any]) -> int:
         """Run the named statement in its own transaction; the number of rows it changed."""

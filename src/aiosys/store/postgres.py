@@ -447,7 +447,11 @@ class PostgresStore(CommonStore):
         q, slot = self._q, self._reader()
         return await retrying(lambda: postgres_batch(slot, q, before, tenant, cursor, limit, dry))
 
-    async def fetch(self, query: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+    async def fetch(
+        self, query: str, params: Mapping[str, Any], *, durable: bool = True
+    ) -> list[dict[str, Any]]:
+        # durable=False changes nothing here: the commit waits for the server's WAL flush as
+        # any other (one round trip either way).
         return [dict(r) for r in await self._one(self._q[query], dict(params))]
 
     async def execute(self, query: str, params: Mapping[str, Any]) -> int:

@@ -442,9 +442,15 @@ class SQLiteStore(CommonStore):
             return await self._run(lambda c: self._tx(c, body, "BEGIN"))
         return await self._run(lambda c: self._tx(c, body))
 
-    async def fetch(self, query: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
-        sql = self._q[query]
-        rows = await self._run(lambda c: c.execute(sql, dict(params)).fetchall())
+    async def fetch(
+        self, query: str, params: Mapping[str, Any], *, durable: bool = True
+    ) -> list[dict[str, Any]]:
+        sql, args = self._q[query], dict(params)
+
+        def run(c: sqlite3.Connection) -> list[sqlite3.Row]:
+            return c.execute(sql, args).fetchall()
+
+        rows = await self._run(run if durable else lambda c: _unsynced(c, run))
         return [dict(r) for r in rows]
 
     async def execute(self, query: str, params: Mapping[str, Any]) -> int:
@@ -459,16 +465,10 @@ class SQLiteStore(CommonStore):
         sql, batch = self._q[query], [dict(r) for r in rows]
 
         def body(c: sqlite3.Connection) -> int:
-            # A write nobody waits for (usage rows): committed without its own fsync. WAL
-            # with synchronous=NORMAL keeps it through a process crash, and the next FULL
-            # commit (any run's record) syncs it with its own; only a power cut before then
-            # can lose it. It saves the sync (~40% of a batch here), and running it on a
+            # A write nobody waits for (usage rows): committed without its own fsync (see
+            # _unsynced). It saves the sync (~40% of a batch here), and running it on a
             # thread instead measured worse (more CPU per call, a higher p95).
-            c.execute("PRAGMA synchronous = NORMAL")
-            try:
-                return self._tx(c, lambda c: c.executemany(sql, batch).rowcount)
-            finally:
-                c.execute("PRAGMA synchronous = FULL")
+            return _unsynced(c, lambda c: self._tx(c, lambda c: c.executemany(sql, batch).rowcount))
 
         return await self._run(body)
 
@@ -476,6 +476,18 @@ class SQLiteStore(CommonStore):
         # SQLite has no notifications across processes: poll. Work started in this process
         # wakes the worker at once through the worker's own event, not through here.
         await asyncio.sleep(max(0.0, min(timeout, self.poll_interval)))
+
+
+def _unsynced(c: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
+    """``fn``'s commit without its own fsync: WAL with ``synchronous=NORMAL`` keeps it
+    through a process crash (it is in the WAL, which other connections read at once), and
+    the next FULL commit (any run's record) syncs it with its own, since the WAL is written
+    in order; only a power cut before then can lose it."""
+    c.execute("PRAGMA synchronous = NORMAL")
+    try:
+        return fn(c)
+    finally:
+        c.execute("PRAGMA synchronous = FULL")
 
 
 def _count(c: sqlite3.Connection, q: dict[str, str], params: dict[str, Any]) -> int:

@@ -259,6 +259,13 @@ class BudgetLink:
         reservation = Reservation(
             uuid.uuid4().hex, amount, now + call.card.timeout + RESERVATION_GRACE
         )
+        # Not durable (SQLite: no fsync of its own, ~5 ms on this disk, on the event loop):
+        # what makes the budget hard is that the reservation is committed, so every other
+        # process sharing the store counts it, before the call is sent; that holds. A
+        # process crash keeps it (it expires as described above). Only a power cut before
+        # the next durable commit can lose it, and then it loses the call's usage row too,
+        # which is written the same way (metering.py) and later in the same WAL: the same
+        # trade as the usage rows, for the calls in flight at that moment.
         rows = await self.store.fetch(
             "reserve_budget",
             {
@@ -270,6 +277,7 @@ class BudgetLink:
                 "expires_at": reservation.expires_at,
                 "budgets": json.dumps(budgets),
             },
+            durable=False,
         )
         return reservation if rows else None
 
