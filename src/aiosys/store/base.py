@@ -66,6 +66,10 @@ class RunRow:
     epoch: int  # bumped by every claim; writes of older claims are refused
     recoveries: int = 0  # claims after an expired lease (see the workflow's max_recoveries)
     detached: bool = False  # a child left alone when its parent is cancelled or times out
+    # Set by a claim that took the run over from a worker whose lease had expired (a
+    # recovery): that worker's id and when its lease expired. None after any other claim.
+    recovered_from: str | None = None
+    lease_expired_at: float | None = None
 
     @property
     def wf_key(self) -> str:
@@ -101,6 +105,9 @@ class EffectRow:
     started_at: float
     finished_at: float | None
     meta: str | None = None  # JSON the interceptors attach: model, usage, cost, cache hit
+    # The claim (``RunRow.epoch``) it was last recorded under, set by the store from the
+    # write's epoch (None in the kernel's own copy): which attempt, so which worker, ran it.
+    epoch: int | None = None
 
 
 EFFECT_COLUMNS = tuple(EffectRow.__dataclass_fields__)
@@ -117,6 +124,56 @@ class SignalRow:
 
 
 SIGNAL_COLUMNS = tuple(SignalRow.__dataclass_fields__)
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimRow:
+    """One claim of a run (an attempt): written by the claim itself, and by a start that
+    leases the run to a worker of its process (epoch 1). ``recovered_from`` and
+    ``lease_expired_at`` are set when the claim took the run over from a worker whose lease
+    had expired (that worker died, hung or lost the store): a gap in the run's history."""
+
+    run_id: str
+    epoch: int
+    worker: str
+    claimed_at: float
+    recovered_from: str | None
+    lease_expired_at: float | None
+
+
+CLAIM_COLUMNS = tuple(ClaimRow.__dataclass_fields__)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerInfo:
+    """What a worker registers (``Store.beat_worker``): who it is and what it serves."""
+
+    id: str
+    host: str
+    pid: int
+    queues: tuple[str, ...]
+    wf_keys: tuple[str, ...]  # the workflow@version it can run
+    lease: float  # seconds; it is live while its last beat is younger than LIVE_LEASES leases
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerRow:
+    """A registered worker, as stored (times in seconds since the epoch, store clock)."""
+
+    id: str
+    host: str
+    pid: int
+    queues: tuple[str, ...]
+    wf_keys: tuple[str, ...]
+    lease: float
+    started_at: float
+    heartbeat_at: float
+    expires_at: float  # heartbeat_at + LIVE_LEASES * lease: not live after that
+
+
+# A worker is live until this many of its leases have passed since its last heartbeat (it
+# beats every third of a lease, so a live worker is never near it).
+LIVE_LEASES = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -313,6 +370,33 @@ class Store(Protocol):
 
     async def wait_for_work(self, timeout: float) -> None:
         """Return when new work may be claimable (a notification) or after ``timeout``."""
+
+    async def list_claims(self, run_id: str, *, tenant: str | None = None) -> list[ClaimRow]:
+        """A run's claims (its attempts), oldest first; ``RunNotFound`` if the run is not in
+        ``tenant``. Runs claimed before the store had this table have none."""
+
+    async def beat_worker(self, worker: WorkerInfo) -> None:
+        """Register ``worker`` as live (insert or refresh its row; its heartbeat is now)."""
+
+    async def drop_worker(self, worker_id: str) -> None:
+        """Unregister a worker that stops; also forgets workers dead for over a day."""
+
+    async def live_workers(self) -> list[WorkerRow]:
+        """The registered workers whose heartbeat is recent enough, oldest first."""
+
+    async def stranded_runs(
+        self,
+        *,
+        queues: Sequence[str] | None = None,
+        workflow: str | None = None,
+        tenant: str | None = None,
+        claimable_for: float = 0.0,
+        limit: int = 50,
+    ) -> list[RunRow]:
+        """Runs a claim could take now (pending, waiting whose timer is due, running whose
+        lease expired) that no live worker serves (none registered their workflow@version
+        for their queue), claimable for at least ``claimable_for`` seconds; longest
+        claimable first. With no live worker at all, every claimable run is stranded."""
 
     async def fetch(self, query: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
         """Run the named query (one statement, its own transaction); its rows as dicts.

@@ -58,6 +58,7 @@ from .common import (
     signal_row,
     write_statement,
 )
+from .operator import OperatorViews
 
 log = logging.getLogger("aiosys.store")
 
@@ -97,7 +98,7 @@ def split_schema(url: str) -> tuple[str, str]:
     return urlunsplit(parts._replace(query=rest)), schemas[0]
 
 
-class PostgresStore(CommonStore):
+class PostgresStore(CommonStore, OperatorViews):
     dialect = "postgres"
 
     def __init__(self, url: str) -> None:
@@ -438,6 +439,9 @@ class PostgresStore(CommonStore):
         if row is None:
             await self.raise_not_resumable(run_id, tenant)
         return run_row(row)
+
+    def lists(self, values: Sequence[str] | None) -> Any:
+        return None if values is None else list(values)
 
     async def fetch(self, query: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
         return [dict(r) for r in await self._one(self._q[query], dict(params))]

@@ -1,0 +1,53 @@
+-- Issue 9 point 7: what an operator sees of workers, attempts and lease gaps.
+
+-- Set by each claim: when it took the run over from a worker whose lease had expired (the
+-- run was still `running`), that worker and when its lease expired; else NULL.
+ALTER TABLE runs ADD COLUMN recovered_from TEXT;
+ALTER TABLE runs ADD COLUMN lease_expired_at REAL;
+
+-- The claim (runs.epoch) an effect was last recorded under: which attempt, so which worker.
+ALTER TABLE effects ADD COLUMN epoch INTEGER;
+
+-- One row per claim of a run (an attempt), written by the claim itself (the triggers below):
+-- the worker that took it, when, and for a recovery the worker that lost it.
+CREATE TABLE run_claims (
+    run_id           TEXT NOT NULL,
+    epoch            INTEGER NOT NULL,
+    worker           TEXT NOT NULL,
+    claimed_at       REAL NOT NULL,
+    recovered_from   TEXT,
+    lease_expired_at REAL,
+    PRIMARY KEY (run_id, epoch)
+) WITHOUT ROWID;
+
+CREATE TRIGGER runs_claimed AFTER UPDATE OF epoch ON runs
+WHEN NEW.epoch > OLD.epoch AND NEW.lease_owner IS NOT NULL
+BEGIN
+    INSERT OR IGNORE INTO run_claims (run_id, epoch, worker, claimed_at, recovered_from,
+                                      lease_expired_at)
+    VALUES (NEW.id, NEW.epoch, NEW.lease_owner, NEW.updated_at, NEW.recovered_from,
+            NEW.lease_expired_at);
+END;
+
+-- A run started in a worker's process is leased to it at creation (epoch 1): its first claim.
+CREATE TRIGGER runs_leased_at_start AFTER INSERT ON runs
+WHEN NEW.lease_owner IS NOT NULL
+BEGIN
+    INSERT OR IGNORE INTO run_claims (run_id, epoch, worker, claimed_at)
+    VALUES (NEW.id, NEW.epoch, NEW.lease_owner, NEW.created_at);
+END;
+
+-- Workers alive now: each upserts its row at start and with every heartbeat, and deletes it
+-- when it stops. A row whose expires_at has passed is a worker that died or hung.
+-- queues and wf_keys are JSON arrays of text.
+CREATE TABLE workers (
+    id           TEXT PRIMARY KEY,
+    host         TEXT NOT NULL,
+    pid          INTEGER NOT NULL,
+    queues       TEXT NOT NULL,
+    wf_keys      TEXT NOT NULL,
+    lease        REAL NOT NULL,
+    started_at   REAL NOT NULL,
+    heartbeat_at REAL NOT NULL,
+    expires_at   REAL NOT NULL
+);
