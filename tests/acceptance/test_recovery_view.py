@@ -47,7 +47,8 @@ async def test_a_killed_workers_run_is_logged_recovered_and_shown_with_its_gap(
             assert await app.handle(run.id).result() == 2
         lost_id, rescuer_id = worker_id(lost.log.read_text()), worker_id(rescuer.log.read_text())
         assert f":{lost.pid}:" in lost_id and f":{rescuer.pid}:" in rescuer_id
-        claims = await app.store.list_claims(run.id)
+        recoveries = await app.store.list_recoveries(run.id)
+        effects = await app.effects(run.id)
     finally:
         pool.close()
         await app.close()
@@ -60,12 +61,15 @@ async def test_a_killed_workers_run_is_logged_recovered_and_shown_with_its_gap(
     assert f"lost_by={lost_id}" in line and "recoveries=1" in line
     expired = re.search(r"lease_expired_at=(\S+)", line)
     assert expired is not None
+    (recovery,) = recoveries
+    assert (recovery.epoch, recovery.worker, recovery.recovered_from) == (2, rescuer_id, lost_id)
     assert datetime.fromisoformat(expired.group(1)).timestamp() == pytest.approx(
-        claims[1].lease_expired_at, abs=1e-3
+        recovery.lease_expired_at, abs=1e-3
     )
-    assert [(c.epoch, c.worker, c.recovered_from) for c in claims] == [
-        (1, lost_id, None),
-        (2, rescuer_id, lost_id),
+    assert [(e.seq, e.epoch, e.worker) for e in effects] == [
+        (1, 1, lost_id),
+        (2, 2, rescuer_id),
+        (3, 2, rescuer_id),
     ]
 
     print(ok(await asyncio.to_thread(aiosys, "runs", "show", run.id, "--store", store_url)).stdout)
@@ -77,7 +81,7 @@ async def test_a_killed_workers_run_is_logged_recovered_and_shown_with_its_gap(
     )
     first, second = shown["attempts"]
     assert (first["attempt"], first["worker"], first["effects"]) == (1, lost_id, [1])
-    assert first["gap_before"] is None
+    assert first["gap_before"] is None and first["claimed_at"] is None  # kept for recoveries
     assert (second["attempt"], second["worker"], second["effects"]) == (2, rescuer_id, [2, 3])
     gap = second["gap_before"]
     assert (gap["kind"], gap["worker"], gap["recovered_by"]) == (
@@ -89,6 +93,7 @@ async def test_a_killed_workers_run_is_logged_recovered_and_shown_with_its_gap(
     lease_expired = datetime.fromisoformat(gap["lease_expired_at"])
     recovered = datetime.fromisoformat(gap["recovered_at"])
     assert last_seen < lease_expired <= recovered
+    assert second["claimed_at"] == gap["recovered_at"]
     assert gap["gap_s"] == pytest.approx((recovered - last_seen).total_seconds(), abs=1e-3)
     assert [(e["seq"], e["run_attempt"], e["worker"]) for e in shown["effects"]] == [
         (1, 1, lost_id),

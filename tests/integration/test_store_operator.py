@@ -1,6 +1,6 @@
-"""What the store keeps for operators, on SQLite and PostgreSQL: the claims of a run (who ran
-each attempt, and the gaps where a lease expired), the effect's claim, the workers registry
-and the runs no live worker serves. Time is never waited for: a lease that expired is
+"""What the store keeps for operators, on SQLite and PostgreSQL: a run's recoveries (the gaps
+where a worker's lease expired), the claim and worker of each effect record, the workers
+registry and the runs no live worker serves. Time is never waited for: a lease that expired is
 written in the past, and a worker that stopped beating is registered on a clock set back."""
 
 from __future__ import annotations
@@ -39,17 +39,14 @@ def info(
 async def test_a_claim_of_an_expired_lease_names_the_worker_that_lost_it(store: Store) -> None:
     run = await running(store, "w1", lease=10, created_at=now() - 100)  # lease ended 90 s ago
     (row,), _ = await store.claim(claim_for("w2"))
-    assert (row.id, row.lease_owner, row.recoveries) == (run.id, "w2", 1)
+    assert (row.id, row.lease_owner, row.recoveries, row.epoch) == (run.id, "w2", 1, 2)
     assert row.recovered_from == "w1"
     assert row.lease_expired_at == pytest.approx(run.available_at, abs=1e-3)
-    claims = await store.list_claims(run.id)
-    assert [(c.epoch, c.worker, c.recovered_from) for c in claims] == [
-        (1, "w1", None),
-        (2, "w2", "w1"),
-    ]
-    assert claims[0].claimed_at == pytest.approx(run.created_at, abs=1e-3)
-    assert claims[1].lease_expired_at == pytest.approx(run.available_at, abs=1e-3)
-    assert claims[1].claimed_at > claims[1].lease_expired_at
+    (recovery,) = await store.list_recoveries(run.id)
+    assert (recovery.epoch, recovery.worker, recovery.recovered_from) == (2, "w2", "w1")
+    assert recovery.lease_expired_at == pytest.approx(run.available_at, abs=1e-3)
+    assert recovery.claimed_at == pytest.approx(row.updated_at, abs=1e-3)
+    assert recovery.claimed_at > recovery.lease_expired_at
 
 
 async def test_a_claim_of_a_run_nobody_held_is_no_recovery(store: Store) -> None:
@@ -60,14 +57,12 @@ async def test_a_claim_of_a_run_nobody_held_is_no_recovery(store: Store) -> None
     assert await store.apply([Release("w1", run.id, epoch=row.epoch)]) == [WriteResult(True)]
     (again,), _ = await store.claim(claim_for("w2"))
     assert (again.recovered_from, again.lease_expired_at) == (None, None)
-    claims = await store.list_claims(run.id)
-    assert [(c.epoch, c.worker, c.recovered_from, c.lease_expired_at) for c in claims] == [
-        (1, "w1", None, None),
-        (2, "w2", None, None),
-    ]
+    assert await store.list_recoveries(run.id) == []
 
 
-async def test_a_recovery_after_a_recovery_resets_to_none_on_a_plain_claim(store: Store) -> None:
+async def test_a_plain_claim_after_a_recovery_clears_the_recovery_from_the_run(
+    store: Store,
+) -> None:
     run = await running(store, "w1", lease=10, created_at=now() - 100)
     (row,), _ = await store.claim(claim_for("w2"))
     assert row.recovered_from == "w1"
@@ -75,26 +70,32 @@ async def test_a_recovery_after_a_recovery_resets_to_none_on_a_plain_claim(store
     assert await store.apply([park]) == [WriteResult(True)]
     (woken,), _ = await store.claim(claim_for("w3"))
     assert (woken.recovered_from, woken.lease_expired_at) == (None, None)
-    assert [c.worker for c in await store.list_claims(run.id)] == ["w1", "w2", "w3"]
+    assert [(r.epoch, r.worker) for r in await store.list_recoveries(run.id)] == [(2, "w2")]
 
 
-async def test_an_effect_keeps_the_claim_it_was_recorded_under(store: Store) -> None:
+async def test_an_effect_keeps_the_claim_and_worker_it_was_recorded_under(store: Store) -> None:
     run = await running(store, "w1", lease=10, created_at=now() - 100)
-    first = RecordEffect("w1", effect(run.id, 1, status="pending"), epoch=1)
-    assert await store.apply([first]) == [WriteResult(True)]
+    first = RecordEffect("w1", effect(run.id, 1), epoch=1)
+    timer = RecordEffect("w1", effect(run.id, 2, status="pending"), epoch=1)
+    assert await store.apply([first, timer]) == [WriteResult(True)] * 2
     (row,), _ = await store.claim(claim_for("w2"))
-    done = RecordEffect("w2", effect(run.id, 1), epoch=row.epoch)
-    second = RecordEffect("w2", effect(run.id, 2), epoch=row.epoch)
-    assert await store.apply([done, second]) == [WriteResult(True)] * 2
-    assert [(e.seq, e.epoch) for e in await store.list_effects(run.id)] == [(1, 2), (2, 2)]
+    done = RecordEffect("w2", effect(run.id, 2), epoch=row.epoch)
+    third = RecordEffect("w2", effect(run.id, 3), epoch=row.epoch)
+    assert await store.apply([done, third]) == [WriteResult(True)] * 2
+    assert [(e.seq, e.epoch, e.worker) for e in await store.list_effects(run.id)] == [
+        (1, 1, "w1"),
+        (2, 2, "w2"),  # completed by the claim that recovered it
+        (3, 2, "w2"),
+    ]
 
 
-async def test_claims_are_scoped_by_tenant(store: Store) -> None:
-    run = await running(store, "w1")
-    assert len(await store.list_claims(run.id, tenant="acme")) == 1
+async def test_recoveries_are_scoped_by_tenant(store: Store) -> None:
+    run = await running(store, "w1", lease=10, created_at=now() - 100)
+    await store.claim(claim_for("w2"))
+    assert len(await store.list_recoveries(run.id, tenant="acme")) == 1
     with pytest.raises(RunNotFound):
-        await store.list_claims(run.id, tenant="globex")
-    assert await store.list_claims("no-such-run") == []
+        await store.list_recoveries(run.id, tenant="globex")
+    assert await store.list_recoveries("no-such-run") == []
 
 
 async def test_a_registered_worker_is_live_until_it_stops_beating_or_leaves(

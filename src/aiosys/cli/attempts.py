@@ -1,71 +1,89 @@
 """Who ran a run: its attempts (one per claim), the worker of each, and the gaps between them.
 
-An attempt begins with a claim (``run_claims``; a run started in a worker's process is
-leased to it at creation: its attempt 1). An attempt that began by taking the run over from
-a worker whose lease had expired follows a *gap*: that worker died, hung or lost the store
-while running it, and nothing happened to the run from its last sign of life (its last
-effect record, else its claim) until the recovery. Each effect names the attempt it was last
-recorded under (``effects.epoch``).
+Every claim of a run increments its epoch: attempt *n* is the claim with epoch *n*. Each
+effect record names the claim it was last recorded under and that claim's worker
+(``effects.epoch``, ``effects.worker``), and each recovery (a claim that took the run over
+from a worker whose lease had expired) is kept with that worker and the lease's expiry
+(``run_recoveries``): the lost claim is the one just before it. A recovery follows a *gap*:
+the lost worker died, hung or lost the store while it held the run, and nothing happened to
+the run from its last record until the recovery. Claims that recorded nothing and were not
+lost (a claim given back at once) are not shown.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from rich.table import Table
 from rich.text import Text
 
-from ..store.base import ClaimRow, EffectRow
+from ..store.base import EffectRow, RecoveryRow
 from .times import iso, local, local_ms
 
 
-@dataclass(frozen=True)
+@dataclass
 class Attempt:
-    number: int  # 1, 2, ... in claim order
-    claim: ClaimRow
-    effects: list[int]  # seqs of the effects last recorded under this claim
-    last_seen_at: float  # its claim, or its latest effect record
-    gap: Gap | None  # the gap before it, when it recovered the run
+    number: int  # the claim's epoch
+    worker: str | None = None
+    claimed_at: float | None = None  # known for recoveries
+    effects: list[int] = field(default_factory=list)  # seqs last recorded under it
+    last_seen_at: float | None = None  # its latest effect record (else its claim)
+    gap: Gap | None = None  # the gap before it, when it recovered the run
 
 
 @dataclass(frozen=True)
 class Gap:
     worker: str  # the worker that lost the run
-    last_seen_at: float | None  # that worker's last sign of life on the run, if known
+    last_seen_at: float | None  # that worker's last record on the run, if any
     lease_expired_at: float | None
     recovered_by: str
     recovered_at: float
 
     @property
     def seconds(self) -> float | None:
-        """From the lost worker's last sign of life to the recovery, if known."""
+        """From the lost worker's last record to the recovery, if known."""
         if self.last_seen_at is None:
             return None
         return round(self.recovered_at - self.last_seen_at, 3)
 
 
-def attempts(claims: list[ClaimRow], effects: list[EffectRow]) -> list[Attempt]:
-    """The run's attempts, oldest first, with the gaps before recoveries."""
-    out: list[Attempt] = []
-    previous: Attempt | None = None
-    for n, claim in enumerate(claims, start=1):
-        mine = [e for e in effects if e.epoch == claim.epoch]
-        seen = [claim.claimed_at, *(e.finished_at or e.started_at for e in mine)]
-        gap = None
-        if claim.recovered_from is not None:
-            known = previous is not None and previous.claim.worker == claim.recovered_from
-            gap = Gap(
-                worker=claim.recovered_from,
-                last_seen_at=previous.last_seen_at if known and previous else None,
-                lease_expired_at=claim.lease_expired_at,
-                recovered_by=claim.worker,
-                recovered_at=claim.claimed_at,
-            )
-        attempt = Attempt(n, claim, [e.seq for e in mine], max(seen), gap)
-        out.append(attempt)
-        previous = attempt
-    return out
+def attempts(recoveries: list[RecoveryRow], effects: list[EffectRow]) -> list[Attempt]:
+    """The run's attempts in claim order, each with its worker, and the gaps before
+    recoveries."""
+    found: dict[int, Attempt] = {}
+
+    def at(epoch: int) -> Attempt:
+        return found.setdefault(epoch, Attempt(epoch))
+
+    for e in effects:
+        if e.epoch is None:  # recorded before the store kept it
+            continue
+        a = at(e.epoch)
+        a.worker = a.worker or e.worker
+        a.effects.append(e.seq)
+        seen = e.finished_at or e.started_at
+        a.last_seen_at = seen if a.last_seen_at is None else max(a.last_seen_at, seen)
+    for r in recoveries:
+        a = at(r.epoch)
+        a.worker, a.claimed_at = r.worker, r.claimed_at
+        if a.last_seen_at is None:
+            a.last_seen_at = r.claimed_at
+        if r.recovered_from is not None and r.epoch > 1:
+            lost = at(r.epoch - 1)
+            lost.worker = lost.worker or r.recovered_from
+    for r in recoveries:
+        if r.recovered_from is None:
+            continue
+        before = found.get(r.epoch - 1)
+        found[r.epoch].gap = Gap(
+            worker=r.recovered_from,
+            last_seen_at=None if before is None else before.last_seen_at,
+            lease_expired_at=r.lease_expired_at,
+            recovered_by=r.worker,
+            recovered_at=r.claimed_at,
+        )
+    return [found[epoch] for epoch in sorted(found)]
 
 
 def gap_dict(gap: Gap) -> dict[str, Any]:
@@ -81,14 +99,13 @@ def gap_dict(gap: Gap) -> dict[str, Any]:
 
 
 def attempt_dicts(found: list[Attempt]) -> list[dict[str, Any]]:
-    """``runs show --json``'s ``attempts``: each with its worker, its claim and the gap
+    """``runs show --json``'s ``attempts``: each with its worker, its effects and the gap
     before it (None unless it recovered the run from a worker whose lease expired)."""
     return [
         {
             "attempt": a.number,
-            "epoch": a.claim.epoch,
-            "worker": a.claim.worker,
-            "claimed_at": iso(a.claim.claimed_at),
+            "worker": a.worker,
+            "claimed_at": iso(a.claimed_at),
             "effects": a.effects,
             "gap_before": None if a.gap is None else gap_dict(a.gap),
         }
@@ -96,26 +113,20 @@ def attempt_dicts(found: list[Attempt]) -> list[dict[str, Any]]:
     ]
 
 
-def by_epoch(found: list[Attempt]) -> dict[int, Attempt]:
-    return {a.claim.epoch: a for a in found}
-
-
 def _how(a: Attempt) -> Text:
-    if a.gap is None:
-        return Text("started" if a.number == 1 else "claimed")
-    return Text(f"recovered from {a.gap.worker}", style="yellow")
+    if a.gap is not None:
+        return Text(f"recovered from {a.gap.worker}", style="yellow")
+    return Text("started" if a.number == 1 else "claimed")
 
 
 def _effects(seqs: list[int]) -> str:
-    if not seqs:
-        return ""
-    if seqs == list(range(seqs[0], seqs[-1] + 1)) and len(seqs) > 2:
+    if len(seqs) > 2 and seqs == list(range(seqs[0], seqs[-1] + 1)):
         return f"{seqs[0]}-{seqs[-1]}"
     return ", ".join(map(str, seqs))
 
 
 def attempts_table(found: list[Attempt]) -> Table:
-    """``runs show``: one row per attempt (which worker, when, how it began, its effects)."""
+    """``runs show``: one row per attempt (which worker, how it began, its effects)."""
     table = Table(title="attempts", title_justify="left")
     table.add_column("#", justify="right")
     table.add_column("worker", no_wrap=True)
@@ -125,8 +136,8 @@ def attempts_table(found: list[Attempt]) -> Table:
     for a in found:
         table.add_row(
             str(a.number),
-            Text(a.claim.worker),
-            local(a.claim.claimed_at),
+            Text(a.worker or "?"),
+            local(a.claimed_at),
             _how(a),
             _effects(a.effects),
         )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from rich.console import Group, RenderableType
@@ -11,7 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..store.base import EffectRow, RunRow
-from .attempts import Attempt, attempts_table, by_epoch, gap_text
+from .attempts import Attempt, attempts_table, gap_text
 from .times import iso, local
 
 STATUS_STYLE = {
@@ -70,10 +70,9 @@ def run_detail(row: RunRow) -> dict[str, Any]:
     }
 
 
-def effect_dict(e: EffectRow, attempts: Mapping[int, Attempt] | None = None) -> dict[str, Any]:
-    """An effect as JSON; with the run's ``attempts`` (by epoch), the run attempt it was
-    last recorded under and that attempt's worker (None for records older than both)."""
-    run_attempt = None if attempts is None or e.epoch is None else attempts.get(e.epoch)
+def effect_dict(e: EffectRow) -> dict[str, Any]:
+    """An effect as JSON, with the run attempt (claim) it was last recorded under and that
+    attempt's worker (None for records older than the store's keeping them)."""
     return {
         "seq": e.seq,
         "kind": e.kind,
@@ -86,8 +85,8 @@ def effect_dict(e: EffectRow, attempts: Mapping[int, Attempt] | None = None) -> 
         "finished_at": iso(e.finished_at),
         "duration_ms": millis(e.started_at, e.finished_at),
         "meta": _decode(e.meta),
-        "run_attempt": None if run_attempt is None else run_attempt.number,
-        "worker": None if run_attempt is None else run_attempt.claim.worker,
+        "run_attempt": e.epoch,
+        "worker": e.worker,
     }
 
 
@@ -133,7 +132,8 @@ def timeline_table(effects: list[EffectRow], attempts: Sequence[Attempt] = ()) -
     the run attempt each effect was recorded under (``by``, as in the attempts table) and a
     row for each gap (a lease that expired under a worker), where it fell."""
     table = Table(title="effect timeline", title_justify="left")
-    table.add_column("by", justify="right")
+    if attempts:
+        table.add_column("by", justify="right")
     table.add_column("seq", justify="right")
     table.add_column("kind")
     table.add_column("name")
@@ -144,16 +144,15 @@ def timeline_table(effects: list[EffectRow], attempts: Sequence[Attempt] = ()) -
     table.add_column("tokens in/out", justify="right")
     table.add_column("cost", justify="right")
     table.add_column("error")
-    numbers = by_epoch(list(attempts))
     gaps = [a for a in attempts if a.gap is not None]
     for e in effects:
-        while gaps and (e.epoch or 0) >= gaps[0].claim.epoch:
+        while gaps and (e.epoch or 0) >= gaps[0].number:
             _gap_row(table, gaps.pop(0))
         ms = millis(e.started_at, e.finished_at)
         model, tokens, cost = _model_columns(e.meta)
-        run_attempt = None if e.epoch is None else numbers.get(e.epoch)
+        by = ["" if e.epoch is None else f"#{e.epoch}"] if attempts else []
         table.add_row(
-            "" if run_attempt is None else f"#{run_attempt.number}",
+            *by,
             str(e.seq),
             Text(e.kind),
             Text(e.name),

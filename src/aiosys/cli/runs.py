@@ -12,8 +12,8 @@ import typer
 from rich.text import Text
 
 from ..kernel import App
-from ..store.base import STATUSES, TERMINAL, ClaimRow, EffectRow, RunRow, WorkerRow
-from .attempts import attempt_dicts, attempts, by_epoch
+from ..store.base import STATUSES, TERMINAL, EffectRow, RecoveryRow, RunRow, WorkerRow
+from .attempts import attempt_dicts, attempts
 from .common import (
     AppOption,
     JsonFlag,
@@ -145,21 +145,20 @@ def show(
     """Show a run, its attempts (which worker ran each, and the gaps where a worker's lease
     expired) and its effect timeline."""
 
-    async def body(a: App) -> tuple[RunRow, list[EffectRow], list[ClaimRow]]:
+    async def body(a: App) -> tuple[RunRow, list[EffectRow], list[RecoveryRow]]:
         row = await a.get_run(run_id, tenant=tenant)
         effects = await a.effects(run_id, tenant=tenant)
-        return row, effects, await a.store.list_claims(run_id, tenant=tenant)
+        return row, effects, await a.store.list_recoveries(run_id, tenant=tenant)
 
-    row, effects, claims = run_async(lambda: with_opened(store_app(app, store), body))
-    found = attempts(claims, effects)
+    row, effects, recoveries = run_async(lambda: with_opened(store_app(app, store), body))
+    found = attempts(recoveries, effects)
     if json_:
         detail = {**run_detail(row), "model_usage": model_usage(effects)}
-        numbered = by_epoch(found)
         echo_json(
             {
                 **detail,
                 "attempts": attempt_dicts(found),
-                "effects": [effect_dict(e, numbered) for e in effects],
+                "effects": [effect_dict(e) for e in effects],
             }
         )
     else:

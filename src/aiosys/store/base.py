@@ -105,9 +105,10 @@ class EffectRow:
     started_at: float
     finished_at: float | None
     meta: str | None = None  # JSON the interceptors attach: model, usage, cost, cache hit
-    # The claim (``RunRow.epoch``) it was last recorded under, set by the store from the
-    # write's epoch (None in the kernel's own copy): which attempt, so which worker, ran it.
+    # The claim (``RunRow.epoch``: the run's attempt) it was last recorded under and the
+    # worker that held it, set by the store from the write (None in the kernel's own copy).
     epoch: int | None = None
+    worker: str | None = None
 
 
 EFFECT_COLUMNS = tuple(EffectRow.__dataclass_fields__)
@@ -127,21 +128,20 @@ SIGNAL_COLUMNS = tuple(SignalRow.__dataclass_fields__)
 
 
 @dataclass(frozen=True, slots=True)
-class ClaimRow:
-    """One claim of a run (an attempt): written by the claim itself, and by a start that
-    leases the run to a worker of its process (epoch 1). ``recovered_from`` and
-    ``lease_expired_at`` are set when the claim took the run over from a worker whose lease
-    had expired (that worker died, hung or lost the store): a gap in the run's history."""
+class RecoveryRow:
+    """One recovery of a run: a claim (``epoch``) that took it over from the worker
+    ``recovered_from``, whose lease had expired at ``lease_expired_at`` (it died, hung or
+    lost the store) — a gap in the run's history. Written by the claim itself."""
 
     run_id: str
     epoch: int
-    worker: str
+    worker: str  # the worker that took the run over
     claimed_at: float
     recovered_from: str | None
     lease_expired_at: float | None
 
 
-CLAIM_COLUMNS = tuple(ClaimRow.__dataclass_fields__)
+RECOVERY_COLUMNS = tuple(RecoveryRow.__dataclass_fields__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -371,9 +371,9 @@ class Store(Protocol):
     async def wait_for_work(self, timeout: float) -> None:
         """Return when new work may be claimable (a notification) or after ``timeout``."""
 
-    async def list_claims(self, run_id: str, *, tenant: str | None = None) -> list[ClaimRow]:
-        """A run's claims (its attempts), oldest first; ``RunNotFound`` if the run is not in
-        ``tenant``. Runs claimed before the store had this table have none."""
+    async def list_recoveries(self, run_id: str, *, tenant: str | None = None) -> list[RecoveryRow]:
+        """A run's recoveries (claims of it after a worker's lease expired), oldest first;
+        ``RunNotFound`` if the run is not in ``tenant``."""
 
     async def beat_worker(self, worker: WorkerInfo) -> None:
         """Register ``worker`` as live (insert or refresh its row; its heartbeat is now)."""

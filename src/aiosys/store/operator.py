@@ -1,11 +1,12 @@
-"""What an operator reads about who runs what: live workers, stranded runs, a run's claims.
+"""What an operator reads about who runs what: live workers, stranded runs, recoveries.
 
 Workers register in the ``workers`` table (``beat_worker`` at start and with every
 heartbeat, ``drop_worker`` when they stop): what they serve (queues, workflow@version) and
 when they last beat. A worker is live until ``LIVE_LEASES`` of its leases have passed since
 its last beat, so a CLI process, which runs no worker, can tell which runs no live worker
-would ever claim (``stranded_runs``). The claims of a run (``run_claims``) are written by the
-claim itself (a trigger on ``runs.epoch``), so they cost the kernel no write of its own.
+would ever claim (``stranded_runs``). A run's recoveries (``run_recoveries``) are written by
+the claim itself (a trigger on ``runs.epoch`` that fires only for a recovery), so the
+kernel's hot path writes nothing more; every effect record names its claim and worker.
 """
 
 from __future__ import annotations
@@ -14,14 +15,14 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .base import CLAIM_COLUMNS, LIVE_LEASES, ClaimRow, RunRow, WorkerInfo, WorkerRow
+from .base import LIVE_LEASES, RECOVERY_COLUMNS, RecoveryRow, RunRow, WorkerInfo, WorkerRow
 from .common import run_row
 
 FORGET_AFTER = 86_400.0  # seconds: rows of workers dead this long are deleted
 
 
 class OperatorViews:
-    """The workers registry, stranded runs and claims, on top of a store's named queries.
+    """The workers registry, stranded runs and recoveries, on top of a store's named queries.
     A mixin listed after ``CommonStore``: the methods below it only declares are the
     store's own."""
 
@@ -42,10 +43,10 @@ class OperatorViews:
         PostgreSQL); None stays None."""
         raise NotImplementedError
 
-    async def list_claims(self, run_id: str, *, tenant: str | None = None) -> list[ClaimRow]:
+    async def list_recoveries(self, run_id: str, *, tenant: str | None = None) -> list[RecoveryRow]:
         await self.check_tenant(run_id, tenant)
-        rows = await self.fetch("list_claims", {"run_id": run_id})
-        return [ClaimRow(**{k: r[k] for k in CLAIM_COLUMNS}) for r in rows]
+        rows = await self.fetch("list_recoveries", {"run_id": run_id})
+        return [RecoveryRow(**{k: r[k] for k in RECOVERY_COLUMNS}) for r in rows]
 
     async def beat_worker(self, worker: WorkerInfo) -> None:
         t = self.clock()

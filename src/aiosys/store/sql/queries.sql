@@ -41,15 +41,15 @@ WHERE lease_owner = :owner AND status = 'running' AND cancel_reason IS NOT NULL
 -- name: record_effect
 -- Insert (or complete a pending) effect, only while the writer's claim is the latest.
 INSERT INTO effects (run_id, seq, kind, name, status, output, error, attempt, started_at,
-                     finished_at, meta, epoch)
+                     finished_at, meta, epoch, worker)
 SELECT :run_id, :seq, :kind, :name, :status, :output, :error, :attempt, :started_at,
-       :finished_at, :meta, :epoch
+       :finished_at, :meta, :epoch, :owner
 WHERE EXISTS (SELECT 1 FROM runs
               WHERE id = :run_id AND epoch = :epoch AND status = 'running')
 ON CONFLICT (run_id, seq) DO UPDATE
 SET status = excluded.status, output = excluded.output, error = excluded.error,
     attempt = excluded.attempt, finished_at = excluded.finished_at, meta = excluded.meta,
-    epoch = excluded.epoch
+    epoch = excluded.epoch, worker = excluded.worker
 
 -- name: consume_signal
 -- Mark a signal as taken by the wait_for effect at :seq.
@@ -140,9 +140,9 @@ RETURNING *
 -- Drop one effect's record (the failed effect of a resumed run).
 DELETE FROM effects WHERE run_id = :run_id AND seq = :seq
 
--- name: list_claims
--- A run's claims (its attempts), oldest first.
-SELECT * FROM run_claims WHERE run_id = :run_id ORDER BY epoch
+-- name: list_recoveries
+-- A run's recoveries (claims after an expired lease), oldest first.
+SELECT * FROM run_recoveries WHERE run_id = :run_id ORDER BY epoch
 
 -- name: upsert_worker
 -- A worker says it is alive (at start and with each heartbeat), and what it serves.

@@ -50,16 +50,16 @@ SELECT pg_notify('aiosys_work', :queue)
 -- commits, and if the takeover committed first this sees it (READ COMMITTED re-reads a
 -- locked row), so an effect never lands after its writer lost the lease.
 INSERT INTO effects (run_id, seq, kind, name, status, output, error, attempt, started_at,
-                     finished_at, meta, epoch)
+                     finished_at, meta, epoch, worker)
 SELECT :run_id, :seq, :kind, :name, :status, :output, :error, :attempt, :started_at,
-       :finished_at, :meta, :epoch
+       :finished_at, :meta, :epoch, :owner
 WHERE EXISTS (SELECT 1 FROM runs
               WHERE id = :run_id AND epoch = :epoch AND status = 'running'
               FOR SHARE)
 ON CONFLICT (run_id, seq) DO UPDATE
 SET status = excluded.status, output = excluded.output, error = excluded.error,
     attempt = excluded.attempt, finished_at = excluded.finished_at, meta = excluded.meta,
-    epoch = excluded.epoch
+    epoch = excluded.epoch, worker = excluded.worker
 
 -- name: lock_runs
 -- Lock the runs a transaction will write, in id order, so that concurrent writers of

@@ -5,12 +5,15 @@
 ALTER TABLE runs ADD COLUMN recovered_from TEXT;
 ALTER TABLE runs ADD COLUMN lease_expired_at REAL;
 
--- The claim (runs.epoch) an effect was last recorded under: which attempt, so which worker.
+-- The claim (runs.epoch: the run's attempt) an effect was last recorded under, and the
+-- worker that held that claim, written with the effect's record.
 ALTER TABLE effects ADD COLUMN epoch INTEGER;
+ALTER TABLE effects ADD COLUMN worker TEXT;
 
--- One row per claim of a run (an attempt), written by the claim itself (the triggers below):
--- the worker that took it, when, and for a recovery the worker that lost it.
-CREATE TABLE run_claims (
+-- One row per recovery (a claim that took a run over from a worker whose lease expired),
+-- written by the claim itself (the trigger below; other claims write nothing more): the
+-- worker that took it and when, the worker that lost it and when its lease expired.
+CREATE TABLE run_recoveries (
     run_id           TEXT NOT NULL,
     epoch            INTEGER NOT NULL,
     worker           TEXT NOT NULL,
@@ -20,21 +23,13 @@ CREATE TABLE run_claims (
     PRIMARY KEY (run_id, epoch)
 ) WITHOUT ROWID;
 
-CREATE TRIGGER runs_claimed AFTER UPDATE OF epoch ON runs
-WHEN NEW.epoch > OLD.epoch AND NEW.lease_owner IS NOT NULL
+CREATE TRIGGER runs_recovered AFTER UPDATE OF epoch ON runs
+WHEN NEW.epoch > OLD.epoch AND OLD.status = 'running' AND NEW.recovered_from IS NOT NULL
 BEGIN
-    INSERT OR IGNORE INTO run_claims (run_id, epoch, worker, claimed_at, recovered_from,
-                                      lease_expired_at)
+    INSERT OR IGNORE INTO run_recoveries (run_id, epoch, worker, claimed_at, recovered_from,
+                                          lease_expired_at)
     VALUES (NEW.id, NEW.epoch, NEW.lease_owner, NEW.updated_at, NEW.recovered_from,
             NEW.lease_expired_at);
-END;
-
--- A run started in a worker's process is leased to it at creation (epoch 1): its first claim.
-CREATE TRIGGER runs_leased_at_start AFTER INSERT ON runs
-WHEN NEW.lease_owner IS NOT NULL
-BEGIN
-    INSERT OR IGNORE INTO run_claims (run_id, epoch, worker, claimed_at)
-    VALUES (NEW.id, NEW.epoch, NEW.lease_owner, NEW.created_at);
 END;
 
 -- Workers alive now: each upserts its row at start and with every heartbeat, and deletes it
