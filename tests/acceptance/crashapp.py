@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 from aiosys import App, Context, current_step
@@ -33,6 +34,11 @@ def _log_effect() -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def held_marker() -> Path:
+    """The file ``hold_once`` writes when it starts blocking (beside the crash log)."""
+    return Path(os.environ["AIOSYS_CRASH_LOG"]).with_suffix(".held")
 
 
 def tally(messages: list[Any]) -> str:
@@ -69,6 +75,23 @@ def build(store: str | None = None) -> App:
         reply = await ctx.models.call("tally", f"{x} steps")
         assert reply.output == f"tallied {x} steps"
         return x
+
+    @app.step
+    def hold_once() -> int:
+        """Blocks in the first process that runs it, until that process is killed (the
+        marker file beside the crash log says it got there); returns at once elsewhere."""
+        marker = held_marker()
+        if marker.exists():
+            return os.getpid()
+        marker.write_text(str(os.getpid()))
+        while True:
+            time.sleep(0.05)
+
+    @app.workflow
+    async def handover(ctx: Context) -> int:
+        x = await bump(0)
+        await hold_once()
+        return await bump(x)
 
     @app.step
     def wall_clock() -> float:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from collections.abc import Sequence
 from typing import Any
 
 from rich.console import Group, RenderableType
@@ -11,6 +11,8 @@ from rich.table import Table
 from rich.text import Text
 
 from ..store.base import EffectRow, RunRow
+from .attempts import Attempt, attempts_table, gap_text
+from .times import iso, local
 
 STATUS_STYLE = {
     "pending": "cyan",
@@ -32,16 +34,6 @@ def _decode(text: str | None) -> Any:
         return json.loads(text)
     except json.JSONDecodeError:
         return text
-
-
-def iso(t: float | None) -> str | None:
-    """A store timestamp (epoch seconds) as ISO 8601 in UTC, for JSON."""
-    return None if t is None else datetime.fromtimestamp(t, UTC).isoformat()
-
-
-def local(t: float | None) -> str:
-    """A store timestamp in local time, for people."""
-    return "" if t is None else datetime.fromtimestamp(t).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def millis(start: float | None, end: float | None) -> float | None:
@@ -79,6 +71,8 @@ def run_detail(row: RunRow) -> dict[str, Any]:
 
 
 def effect_dict(e: EffectRow) -> dict[str, Any]:
+    """An effect as JSON, with the run attempt (claim) it was last recorded under and that
+    attempt's worker (None for records older than the store's keeping them)."""
     return {
         "seq": e.seq,
         "kind": e.kind,
@@ -91,6 +85,8 @@ def effect_dict(e: EffectRow) -> dict[str, Any]:
         "finished_at": iso(e.finished_at),
         "duration_ms": millis(e.started_at, e.finished_at),
         "meta": _decode(e.meta),
+        "run_attempt": e.epoch,
+        "worker": e.worker,
     }
 
 
@@ -131,9 +127,13 @@ def runs_table(rows: list[RunRow]) -> Table:
     return table
 
 
-def timeline_table(effects: list[EffectRow]) -> Table:
-    """The effect timeline of a run: what it did, in call order."""
+def timeline_table(effects: list[EffectRow], attempts: Sequence[Attempt] = ()) -> Table:
+    """The effect timeline of a run: what it did, in call order. With its ``attempts``,
+    the run attempt each effect was recorded under (``by``, as in the attempts table) and a
+    row for each gap (a lease that expired under a worker), where it fell."""
     table = Table(title="effect timeline", title_justify="left")
+    if attempts:
+        table.add_column("by", justify="right")
     table.add_column("seq", justify="right")
     table.add_column("kind")
     table.add_column("name")
@@ -144,10 +144,15 @@ def timeline_table(effects: list[EffectRow]) -> Table:
     table.add_column("tokens in/out", justify="right")
     table.add_column("cost", justify="right")
     table.add_column("error")
+    gaps = [a for a in attempts if a.gap is not None]
     for e in effects:
+        while gaps and (e.epoch or 0) >= gaps[0].number:
+            _gap_row(table, gaps.pop(0))
         ms = millis(e.started_at, e.finished_at)
         model, tokens, cost = _model_columns(e.meta)
+        by = ["" if e.epoch is None else f"#{e.epoch}"] if attempts else []
         table.add_row(
+            *by,
             str(e.seq),
             Text(e.kind),
             Text(e.name),
@@ -159,7 +164,15 @@ def timeline_table(effects: list[EffectRow]) -> Table:
             cost,
             Text(error_message(e.error), style="red"),
         )
+    for attempt in gaps:  # recoveries after the last effect recorded
+        _gap_row(table, attempt)
     return table
+
+
+def _gap_row(table: Table, attempt: Attempt) -> None:
+    assert attempt.gap is not None
+    what = Text(f"lease expired: {gap_text(attempt.gap)}", style="yellow")
+    table.add_row(f"#{attempt.number}", "", Text("gap", style="bold yellow"), what)
 
 
 def _model_columns(meta: str | None) -> tuple[str, str, str]:
@@ -209,8 +222,9 @@ def run_summary(row: RunRow) -> Table:
     return grid
 
 
-def run_view(row: RunRow, effects: list[EffectRow]) -> Group:
-    """``runs show``: the run's summary, its model usage, then its effect timeline."""
+def run_view(row: RunRow, effects: list[EffectRow], attempts: Sequence[Attempt] = ()) -> Group:
+    """``runs show``: the run's summary, its model usage, its attempts (which worker ran
+    each), then its effect timeline with the gaps."""
     parts: list[Any] = [run_summary(row)]
     usage = model_usage(effects)
     if usage["calls"]:
@@ -220,7 +234,9 @@ def run_view(row: RunRow, effects: list[EffectRow]) -> Group:
                 f"{usage['output_tokens']} out, cost {usage['cost']:.6f}"
             )
         )
-    parts += [Text(""), timeline_table(effects)]
+    if attempts:
+        parts += [Text(""), attempts_table(list(attempts))]
+    parts += [Text(""), timeline_table(effects, attempts)]
     return Group(*parts, *tracebacks(row, effects))
 
 

@@ -12,7 +12,8 @@ import typer
 from rich.text import Text
 
 from ..kernel import App
-from ..store.base import STATUSES, TERMINAL, EffectRow, RunRow
+from ..store.base import STATUSES, TERMINAL, EffectRow, RecoveryRow, RunRow, WorkerRow
+from .attempts import attempt_dicts, attempts
 from .common import (
     AppOption,
     JsonFlag,
@@ -26,6 +27,7 @@ from .common import (
     with_opened,
 )
 from .render import effect_dict, model_usage, run_detail, run_dict, run_view, runs_table
+from .times import iso
 
 runs = typer.Typer(help="Inspect and steer runs: list, show, cancel, resume, signal, prune.")
 
@@ -46,13 +48,27 @@ def list_runs(
     workflow: Annotated[str | None, typer.Option("--workflow", help="Workflow name.")] = None,
     tenant: Annotated[str | None, typer.Option("--tenant", help="Tenant.")] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many runs.")] = 50,
+    stranded: Annotated[
+        bool,
+        typer.Option(
+            "--stranded",
+            help="Only the runs no live worker serves: claimable (pending, timer due, lease "
+            "expired) but of a workflow@version or queue that no worker registered in the "
+            "store within its last two leases serves; longest claimable first.",
+        ),
+    ] = False,
     json_: JsonFlag = False,
     app: AppOption = None,
     store: StoreOption = None,
 ) -> None:
-    """List runs, newest first."""
+    """List runs, newest first (``--stranded``: the runs no live worker serves)."""
     if status is not None and status not in STATUSES:
         fail(f"unknown status {status!r}; use one of: {', '.join(STATUSES)}", 2)
+    if stranded:
+        if status is not None:
+            fail("--stranded lists claimable runs whatever their status: drop --status", 2)
+        _list_stranded(workflow, tenant, limit, json_, app, store)
+        return
 
     async def body(a: App) -> list[RunRow]:
         return await a.list_runs(status=status, workflow=workflow, tenant=tenant, limit=limit)
@@ -64,6 +80,60 @@ def list_runs(
         console().print(runs_table(rows))
 
 
+def _list_stranded(
+    workflow: str | None,
+    tenant: str | None,
+    limit: int,
+    json_: bool,
+    app: str | None,
+    store: str | None,
+) -> None:
+    async def body(a: App) -> tuple[list[RunRow], list[WorkerRow]]:
+        rows = await a.store.stranded_runs(workflow=workflow, tenant=tenant, limit=limit)
+        return rows, await a.store.live_workers()
+
+    rows, workers = run_async(lambda: with_opened(store_app(app, store), body))
+    if json_:
+        echo_json(
+            {
+                "live_workers": [_worker_dict(w) for w in workers],
+                "stranded": [
+                    {**run_dict(r), "queue": r.queue, "claimable_since": iso(r.available_at)}
+                    for r in rows
+                ],
+            }
+        )
+        return
+    out = console()
+    table = runs_table(rows)
+    table.title = f"{len(rows)} stranded run{'s' if len(rows) != 1 else ''}"
+    out.print(table)
+    if not workers:
+        out.print(
+            "no live worker is registered in this store: every claimable run is stranded "
+            "(start one with `aiosys worker`)",
+            markup=False,
+        )
+    for w in workers:
+        out.print(
+            f"live worker {w.id}: queues {', '.join(w.queues)}; serves "
+            f"{', '.join(w.wf_keys) or 'nothing'}",
+            markup=False,
+        )
+
+
+def _worker_dict(w: WorkerRow) -> dict[str, object]:
+    return {
+        "id": w.id,
+        "host": w.host,
+        "pid": w.pid,
+        "queues": list(w.queues),
+        "serves": list(w.wf_keys),
+        "started_at": iso(w.started_at),
+        "heartbeat_at": iso(w.heartbeat_at),
+    }
+
+
 @runs.command("show")
 def show(
     run_id: RunId,
@@ -72,18 +142,27 @@ def show(
     app: AppOption = None,
     store: StoreOption = None,
 ) -> None:
-    """Show a run and its effect timeline."""
+    """Show a run, its attempts (which worker ran each, and the gaps where a worker's lease
+    expired) and its effect timeline."""
 
-    async def body(a: App) -> tuple[RunRow, list[EffectRow]]:
+    async def body(a: App) -> tuple[RunRow, list[EffectRow], list[RecoveryRow]]:
         row = await a.get_run(run_id, tenant=tenant)
-        return row, await a.effects(run_id, tenant=tenant)
+        effects = await a.effects(run_id, tenant=tenant)
+        return row, effects, await a.store.list_recoveries(run_id, tenant=tenant)
 
-    row, effects = run_async(lambda: with_opened(store_app(app, store), body))
+    row, effects, recoveries = run_async(lambda: with_opened(store_app(app, store), body))
+    found = attempts(recoveries, effects)
     if json_:
         detail = {**run_detail(row), "model_usage": model_usage(effects)}
-        echo_json({**detail, "effects": [effect_dict(e) for e in effects]})
+        echo_json(
+            {
+                **detail,
+                "attempts": attempt_dicts(found),
+                "effects": [effect_dict(e) for e in effects],
+            }
+        )
     else:
-        console().print(run_view(row, effects))
+        console().print(run_view(row, effects, found))
 
 
 def _report(row: RunRow, json_: bool, action: str) -> None:

@@ -10,11 +10,18 @@ gets them as fields without parsing the text::
 delay_s=0.5 error="TransientError: 503"
     run.finished run=3f2c... workflow=intake@1 worker=w-host-81 status=succeeded duration_ms=812
     run.failed run=3f2c... workflow=intake@1 worker=w-host-81 status=dead error="..."
+    run.recovered run=3f2c... workflow=intake@1 worker=w-host-81 lost_by=w-host-12 \
+lease_expired_at=2025-01-07T10:31:02.512+00:00 recoveries=1 claims=2
+    run.unservable run=9a1e... workflow=intake@1 worker=w-host-81 status=pending \
+queue=default claimable_s=42.0 served=intake@2 reason="no live worker serves intake@1 ..."
 
 Events: ``started`` (an execution begins after a claim; ``recoveries`` counts the claims
 that took the run over from a worker whose lease expired: WARNING when it is not 0),
 ``retry`` (an effect failed transiently and is tried again), ``finished`` (succeeded),
-``failed`` (ended failed, dead or cancelled: WARNING). Field names avoid the ``LogRecord``
+``failed`` (ended failed, dead or cancelled: WARNING), ``recovered`` (a claim took the run
+over from the worker ``lost_by`` whose lease expired: WARNING; ``recovery.log_recovered``),
+``unservable`` (a run no live worker serves: WARNING, once per run per worker process;
+``presence.Presence``). Field names avoid the ``LogRecord``
 attributes (``name``, ``message``, ...), which ``extra`` may not overwrite.
 """
 

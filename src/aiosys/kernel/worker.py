@@ -35,12 +35,13 @@ from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from ..store.base import Claim, History, Release, RunRow
+from ..store.base import Claim, History, Release, RunRow, WorkerInfo
 from .commit import Committer
 from .control import Unwind
 from .oplog import run_event
+from .presence import Presence
 from .principal import bind_principal, principal_of_run
-from .recovery import over_cap
+from .recovery import log_recovered, over_cap
 from .retention import Pruner, configured_retention
 from .runtime import Execution
 
@@ -67,9 +68,15 @@ class Worker:
         max_parked: int | None = None,
         store_timeout: float | None = None,
         drain_grace: float = 30.0,
+        stranded_every: float = 10.0,
+        stranded_grace: float | None = None,
     ) -> None:
+        """``stranded_every``: seconds between looks for runs no live worker serves in
+        this worker's queues (logged as ``run.unservable``); ``stranded_grace``: seconds
+        such a run must have been claimable to be reported (default: the lease)."""
         self.app = app
-        self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.host = socket.gethostname()
+        self.id = f"{self.host}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.queues = queues or list(app.queues)
         self.concurrency = concurrency or app.concurrency
         self.lease = lease or app.lease
@@ -80,6 +87,13 @@ class Worker:
         # connection must not hold the loops forever. Default: the lease.
         self.store_timeout = store_timeout or self.lease
         self.committer = Committer(app.store, timeout=self.store_timeout)
+        self.presence = Presence(
+            app.store,
+            self.describe,
+            timeout=self.store_timeout,
+            every=stranded_every,
+            grace=self.lease if stranded_grace is None else stranded_grace,
+        )
         # Runs holding a slot (being loaded, replayed, or executing), as claimed.
         self._running: dict[str, RunRow] = {}
         self._executions: dict[str, Execution] = {}  # the execution of each running run
@@ -107,7 +121,19 @@ class Worker:
 
     # ---- lifecycle ------------------------------------------------------------------------
 
+    def describe(self) -> WorkerInfo:
+        """This worker's entry in the store's workers registry."""
+        return WorkerInfo(
+            id=self.id,
+            host=self.host,
+            pid=os.getpid(),
+            queues=tuple(self.queues),
+            wf_keys=tuple(self.app.wf_keys),
+            lease=self.lease,
+        )
+
     async def start(self) -> None:
+        await self.presence.beat()
         self.committer.start()
         loop = asyncio.get_running_loop()
         self._heartbeat = loop.create_task(
@@ -172,6 +198,7 @@ class Worker:
         if self._heartbeat is not None:
             self._heartbeat.cancel()
             await asyncio.gather(self._heartbeat, return_exceptions=True)
+        await self.presence.leave()
         await self.committer.stop()
         self.stopped.set()
 
@@ -479,6 +506,8 @@ class Worker:
                 # A run started here may have taken a slot while the claim was in flight.
                 spare: list[RunRow] = []
                 for row in rows:
+                    if row.recovered_from is not None:
+                        log_recovered(row, self.id)
                     if row.id in self._running:  # cannot happen (excluded); never twice
                         log.error("worker %s: claimed run %s it executes", self.id, row.id)
                     elif self._fits(row):
@@ -527,6 +556,7 @@ class Worker:
             for run_id, reason in held.items():
                 if reason is not None:
                     self.cancel_local(run_id, reason)
+            await self.presence.beat()
 
     async def _listen_loop(self) -> None:
         while not self._stopping:
@@ -537,6 +567,7 @@ class Worker:
                 await asyncio.sleep(self.idle_poll)
             self._kick.set()
             await self._poll_cancels()
+            await self.presence.look()
 
     async def _poll_cancels(self) -> None:
         """Look for cancels sent from other processes: to the runs executing here, so a run

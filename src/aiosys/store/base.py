@@ -69,6 +69,10 @@ class RunRow:
     # Who started it: a JSON snapshot of the principal (id, tenant, kind, roles), None for
     # the embedded default's local principal (``kernel.principal.principal_of_run``).
     principal: str | None = None
+    # Set by a claim that took the run over from a worker whose lease had expired (a
+    # recovery): that worker's id and when its lease expired. None after any other claim.
+    recovered_from: str | None = None
+    lease_expired_at: float | None = None
 
     @property
     def wf_key(self) -> str:
@@ -104,6 +108,10 @@ class EffectRow:
     started_at: float
     finished_at: float | None
     meta: str | None = None  # JSON the interceptors attach: model, usage, cost, cache hit
+    # The claim (``RunRow.epoch``: the run's attempt) it was last recorded under and the
+    # worker that held it, set by the store from the write (None in the kernel's own copy).
+    epoch: int | None = None
+    worker: str | None = None
 
 
 EFFECT_COLUMNS = tuple(EffectRow.__dataclass_fields__)
@@ -120,6 +128,55 @@ class SignalRow:
 
 
 SIGNAL_COLUMNS = tuple(SignalRow.__dataclass_fields__)
+
+
+@dataclass(frozen=True, slots=True)
+class RecoveryRow:
+    """One recovery of a run: a claim (``epoch``) that took it over from the worker
+    ``recovered_from``, whose lease had expired at ``lease_expired_at`` (it died, hung or
+    lost the store) — a gap in the run's history. Written by the claim itself."""
+
+    run_id: str
+    epoch: int
+    worker: str  # the worker that took the run over
+    claimed_at: float
+    recovered_from: str | None
+    lease_expired_at: float | None
+
+
+RECOVERY_COLUMNS = tuple(RecoveryRow.__dataclass_fields__)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerInfo:
+    """What a worker registers (``Store.beat_worker``): who it is and what it serves."""
+
+    id: str
+    host: str
+    pid: int
+    queues: tuple[str, ...]
+    wf_keys: tuple[str, ...]  # the workflow@version it can run
+    lease: float  # seconds; it is live while its last beat is younger than LIVE_LEASES leases
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerRow:
+    """A registered worker, as stored (times in seconds since the epoch, store clock)."""
+
+    id: str
+    host: str
+    pid: int
+    queues: tuple[str, ...]
+    wf_keys: tuple[str, ...]
+    lease: float
+    started_at: float
+    heartbeat_at: float
+    expires_at: float  # heartbeat_at + LIVE_LEASES * lease: not live after that
+
+
+# A worker is live until this many of its leases have passed since its last heartbeat (it
+# beats every third of a lease, so a live worker is never near it).
+LIVE_LEASES = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -350,6 +407,33 @@ class Store(Protocol):
 
     async def wait_for_work(self, timeout: float) -> None:
         """Return when new work may be claimable (a notification) or after ``timeout``."""
+
+    async def list_recoveries(self, run_id: str, *, tenant: str | None = None) -> list[RecoveryRow]:
+        """A run's recoveries (claims of it after a worker's lease expired), oldest first;
+        ``RunNotFound`` if the run is not in ``tenant``."""
+
+    async def beat_worker(self, worker: WorkerInfo) -> None:
+        """Register ``worker`` as live (insert or refresh its row; its heartbeat is now)."""
+
+    async def drop_worker(self, worker_id: str) -> None:
+        """Unregister a worker that stops; also forgets workers dead for over a day."""
+
+    async def live_workers(self) -> list[WorkerRow]:
+        """The registered workers whose heartbeat is recent enough, oldest first."""
+
+    async def stranded_runs(
+        self,
+        *,
+        queues: Sequence[str] | None = None,
+        workflow: str | None = None,
+        tenant: str | None = None,
+        claimable_for: float = 0.0,
+        limit: int = 50,
+    ) -> list[RunRow]:
+        """Runs a claim could take now (pending, waiting whose timer is due, running whose
+        lease expired) that no live worker serves (none registered their workflow@version
+        for their queue), claimable for at least ``claimable_for`` seconds; longest
+        claimable first. With no live worker at all, every claimable run is stranded."""
 
     async def fetch(
         self, query: str, params: Mapping[str, Any], *, durable: bool = True

@@ -59,6 +59,7 @@ from .common import (
     signal_row,
     write_statement,
 )
+from .operator import OperatorViews
 from .prune import Step
 
 log = logging.getLogger("aiosys.store")
@@ -99,7 +100,7 @@ def split_schema(url: str) -> tuple[str, str]:
     return urlunsplit(parts._replace(query=rest)), schemas[0]
 
 
-class PostgresStore(CommonStore):
+class PostgresStore(CommonStore, OperatorViews):
     dialect = "postgres"
 
     def __init__(self, url: str) -> None:
@@ -440,6 +441,9 @@ class PostgresStore(CommonStore):
         if row is None:
             await self.raise_not_resumable(run_id, tenant)
         return run_row(row)
+
+    def lists(self, values: Sequence[str] | None) -> Any:
+        return None if values is None else list(values)
 
     async def prune_batch(
         self, before: float, tenant: str | None, cursor: tuple[float, str], limit: int, dry: bool

@@ -46,6 +46,7 @@ from .common import (
     signal_row,
     write_statement,
 )
+from .operator import OperatorViews
 from .prune import Step, sqlite_batch
 
 T = TypeVar("T")
@@ -101,7 +102,7 @@ def create_parent(url: str) -> None:
         raise ConfigError(f"cannot create the directory {parent} of store {url!r}: {exc}") from None
 
 
-class SQLiteStore(CommonStore):
+class SQLiteStore(CommonStore, OperatorViews):
     dialect = "sqlite"
 
     def __init__(self, url: str, *, poll_interval: float = 0.1) -> None:
@@ -431,6 +432,9 @@ class SQLiteStore(CommonStore):
         if row is None:
             await self.raise_not_resumable(run_id, tenant)
         return run_row(row)
+
+    def lists(self, values: Sequence[str] | None) -> Any:
+        return None if values is None else json.dumps(list(values))
 
     async def prune_batch(
         self, before: float, tenant: str | None, cursor: tuple[float, str], limit: int, dry: bool

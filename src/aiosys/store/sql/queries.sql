@@ -41,14 +41,15 @@ WHERE lease_owner = :owner AND status = 'running' AND cancel_reason IS NOT NULL
 -- name: record_effect
 -- Insert (or complete a pending) effect, only while the writer's claim is the latest.
 INSERT INTO effects (run_id, seq, kind, name, status, output, error, attempt, started_at,
-                     finished_at, meta)
+                     finished_at, meta, epoch, worker)
 SELECT :run_id, :seq, :kind, :name, :status, :output, :error, :attempt, :started_at,
-       :finished_at, :meta
+       :finished_at, :meta, :epoch, :owner
 WHERE EXISTS (SELECT 1 FROM runs
               WHERE id = :run_id AND epoch = :epoch AND status = 'running')
 ON CONFLICT (run_id, seq) DO UPDATE
 SET status = excluded.status, output = excluded.output, error = excluded.error,
-    attempt = excluded.attempt, finished_at = excluded.finished_at, meta = excluded.meta
+    attempt = excluded.attempt, finished_at = excluded.finished_at, meta = excluded.meta,
+    epoch = excluded.epoch, worker = excluded.worker
 
 -- name: consume_signal
 -- Mark a signal as taken by the wait_for effect at :seq.
@@ -138,3 +139,28 @@ RETURNING *
 -- name: delete_effect
 -- Drop one effect's record (the failed effect of a resumed run).
 DELETE FROM effects WHERE run_id = :run_id AND seq = :seq
+
+-- name: list_recoveries
+-- A run's recoveries (claims after an expired lease), oldest first.
+SELECT * FROM run_recoveries WHERE run_id = :run_id ORDER BY epoch
+
+-- name: upsert_worker
+-- A worker says it is alive (at start and with each heartbeat), and what it serves.
+INSERT INTO workers (id, host, pid, queues, wf_keys, lease, started_at, heartbeat_at,
+                     expires_at)
+VALUES (:id, :host, :pid, :queues, :wf_keys, :lease, :now, :now, :expires_at)
+ON CONFLICT (id) DO UPDATE
+SET queues = excluded.queues, wf_keys = excluded.wf_keys, lease = excluded.lease,
+    heartbeat_at = excluded.heartbeat_at, expires_at = excluded.expires_at
+
+-- name: delete_worker
+-- A worker that stops says so.
+DELETE FROM workers WHERE id = :id
+
+-- name: forget_workers
+-- Drop the rows of workers that died long ago (each crash leaves one).
+DELETE FROM workers WHERE expires_at < :before
+
+-- name: live_workers
+-- The workers whose last heartbeat is recent enough, oldest first.
+SELECT * FROM workers WHERE expires_at > :now ORDER BY started_at, id

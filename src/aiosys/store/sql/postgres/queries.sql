@@ -4,7 +4,8 @@
 -- name: claim
 -- Lease up to :limit claimable runs of a queue, highest priority first, skipping rows
 -- another worker is claiming right now. Taking a running run (its lease expired) is a
--- recovery: counted, for the workflow's max_recoveries.
+-- recovery: counted, for the workflow's max_recoveries, and the worker that lost it and its
+-- lease's expiry kept (SET reads the row as it was).
 WITH c AS (
     SELECT id FROM runs
     WHERE queue = :queue AND available_at <= :now AND wf_key = ANY(:wf_keys)
@@ -16,7 +17,9 @@ WITH c AS (
 UPDATE runs AS r
 SET status = 'running', lease_owner = :owner, available_at = :expires, updated_at = :now,
     started_at = COALESCE(r.started_at, :now), claims = r.claims + 1, epoch = r.epoch + 1,
-    recoveries = r.recoveries + CASE WHEN r.status = 'running' THEN 1 ELSE 0 END
+    recoveries = r.recoveries + CASE WHEN r.status = 'running' THEN 1 ELSE 0 END,
+    recovered_from = CASE WHEN r.status = 'running' THEN r.lease_owner END,
+    lease_expired_at = CASE WHEN r.status = 'running' THEN r.available_at END
 FROM c WHERE r.id = c.id
 RETURNING r.*
 
@@ -47,15 +50,16 @@ SELECT pg_notify('aiosys_work', :queue)
 -- commits, and if the takeover committed first this sees it (READ COMMITTED re-reads a
 -- locked row), so an effect never lands after its writer lost the lease.
 INSERT INTO effects (run_id, seq, kind, name, status, output, error, attempt, started_at,
-                     finished_at, meta)
+                     finished_at, meta, epoch, worker)
 SELECT :run_id, :seq, :kind, :name, :status, :output, :error, :attempt, :started_at,
-       :finished_at, :meta
+       :finished_at, :meta, :epoch, :owner
 WHERE EXISTS (SELECT 1 FROM runs
               WHERE id = :run_id AND epoch = :epoch AND status = 'running'
               FOR SHARE)
 ON CONFLICT (run_id, seq) DO UPDATE
 SET status = excluded.status, output = excluded.output, error = excluded.error,
-    attempt = excluded.attempt, finished_at = excluded.finished_at, meta = excluded.meta
+    attempt = excluded.attempt, finished_at = excluded.finished_at, meta = excluded.meta,
+    epoch = excluded.epoch, worker = excluded.worker
 
 -- name: lock_runs
 -- Lock the runs a transaction will write, in id order, so that concurrent writers of
@@ -87,3 +91,18 @@ SELECT CAST(:id AS TEXT) AS id
 WHERE model_reserve(CAST(:id AS TEXT), CAST(:tenant AS TEXT), CAST(:workflow AS TEXT),
                     CAST(:amount AS DOUBLE PRECISION), CAST(:at AS DOUBLE PRECISION),
                     CAST(:expires_at AS DOUBLE PRECISION), CAST(:budgets AS JSONB))
+
+-- name: stranded_runs
+-- Claimable runs (what `claim` would take: pending, timer due, lease expired) that no live
+-- worker serves (its workflow@version and queue), claimable since :before or earlier.
+SELECT * FROM runs AS r
+WHERE r.available_at <= :before
+  AND (CAST(:queues AS text[]) IS NULL OR r.queue = ANY(:queues))
+  AND (CAST(:workflow AS text) IS NULL OR r.workflow = :workflow)
+  AND (CAST(:tenant AS text) IS NULL OR r.tenant = :tenant)
+  AND NOT EXISTS (SELECT 1 FROM workers AS w
+                  WHERE w.expires_at > :now
+                    AND CAST(w.wf_keys AS jsonb) @> jsonb_build_array(r.wf_key)
+                    AND CAST(w.queues AS jsonb) @> jsonb_build_array(r.queue))
+ORDER BY r.available_at, r.id
+LIMIT :limit

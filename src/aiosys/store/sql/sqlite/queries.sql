@@ -3,11 +3,14 @@
 
 -- name: claim
 -- Lease up to :limit claimable runs of a queue, highest priority first. Taking a running run
--- (its lease expired) is a recovery: counted, for the workflow's max_recoveries.
+-- (its lease expired) is a recovery: counted, for the workflow's max_recoveries, and the
+-- worker that lost it and its lease's expiry kept (SET reads the row as it was).
 UPDATE runs
 SET status = 'running', lease_owner = :owner, available_at = :expires, updated_at = :now,
     started_at = COALESCE(started_at, :now), claims = claims + 1, epoch = epoch + 1,
-    recoveries = recoveries + CASE WHEN status = 'running' THEN 1 ELSE 0 END
+    recoveries = recoveries + CASE WHEN status = 'running' THEN 1 ELSE 0 END,
+    recovered_from = CASE WHEN status = 'running' THEN lease_owner END,
+    lease_expired_at = CASE WHEN status = 'running' THEN available_at END
 WHERE id IN (SELECT id FROM runs
              WHERE queue = :queue AND available_at <= :now
                AND wf_key IN (SELECT value FROM json_each(:wf_keys))
@@ -41,3 +44,18 @@ WHERE id IN (SELECT value FROM json_each(:ids))
 UPDATE runs SET available_at = :expires, updated_at = :now
 WHERE lease_owner = :owner AND status = 'running' AND (:ids IS NULL OR id IN (SELECT value FROM json_each(:ids)))
 RETURNING id, cancel_reason
+
+-- name: stranded_runs
+-- Claimable runs (what `claim` would take: pending, timer due, lease expired) that no live
+-- worker serves (its workflow@version and queue), claimable since :before or earlier.
+SELECT * FROM runs AS r
+WHERE r.available_at <= :before
+  AND (:queues IS NULL OR r.queue IN (SELECT value FROM json_each(:queues)))
+  AND (:workflow IS NULL OR r.workflow = :workflow)
+  AND (:tenant IS NULL OR r.tenant = :tenant)
+  AND NOT EXISTS (SELECT 1 FROM workers AS w
+                  WHERE w.expires_at > :now
+                    AND EXISTS (SELECT 1 FROM json_each(w.wf_keys) WHERE value = r.wf_key)
+                    AND EXISTS (SELECT 1 FROM json_each(w.queues) WHERE value = r.queue))
+ORDER BY r.available_at, r.id
+LIMIT :limit
