@@ -421,3 +421,21 @@ async def test_a_cache_entry_refreshed_by_a_later_run_follows_that_run(
     assert sql(store_url, "SELECT run_id FROM model_cache WHERE key = 'shared'") == [
         {"run_id": second.id}
     ]
+
+
+async def test_a_pruned_run_takes_its_recoveries_and_a_kept_run_keeps_them(
+    store: Store, store_url: str
+) -> None:
+    """``run_recoveries`` rows (written when a claim took a run over from a dead worker)
+    belong to their run: they go when it is pruned, and stay with a run that is kept."""
+    old, recent = await ended(store, "succeeded"), await ended(store, "succeeded")
+    backdate(store_url, [old.id], days=40)
+    for run in (old, recent):
+        sql(
+            store_url,
+            "INSERT INTO run_recoveries (run_id, epoch, worker, claimed_at) VALUES (?, 2, 'w', 0)",
+            (run.id,),
+        )
+    await store.prune(store.clock() - 30 * DAY)
+    left = sql(store_url, "SELECT run_id FROM run_recoveries ORDER BY run_id")
+    assert [r["run_id"] for r in left] == [recent.id]
