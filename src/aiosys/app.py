@@ -2,7 +2,9 @@
 
 The composition root, outside the layers: the kernel knows effects and the gate, not models,
 so the pieces above it are put together here. ``app.models`` is created on first use (no
-provider, connection or SDK import before).
+provider, connection or SDK import before). ``app.audit`` is the audit log
+(``aiosys.governance.audit``): on by default, its interceptor on the gate, and the run actions
+(start, signal, cancel, resume) recorded here.
 """
 
 from __future__ import annotations
@@ -14,9 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from . import kernel
+from .errors import AiosysError
+from .governance.audit import AuditLog, AuditSettings
 from .models.catalog import ModelCard
 from .models.catalog_files import load_card_files
 from .models.plane import ModelPlane
+from .store.base import RunRow
 
 
 class App(kernel.App):
@@ -29,6 +34,12 @@ class App(kernel.App):
     with ``app.models.add_card`` before opening win over both. The providers the catalog
     names are then imported, in a worker thread (``ModelPlane.preload``), unless
     ``preload_models`` is False (commands that only read the store, such as ``aiosys runs``).
+
+    The audit log (``app.audit``) is on unless ``audit=False`` (or ``AIOSYS_AUDIT=off``, or
+    ``enabled = false`` under ``[audit]`` in aiosys.toml); ``audit_key`` is the PEM file of the
+    Ed25519 key that signs its checkpoints (default: generated under ``.aiosys/``), written
+    every ``audit_checkpoint_records`` records or ``audit_checkpoint_seconds`` seconds (see
+    ``AuditSettings``).
     """
 
     def __init__(
@@ -36,11 +47,23 @@ class App(kernel.App):
         *args: Any,
         models_dir: str | Path | None = None,
         preload_models: bool = True,
+        audit: bool | None = None,
+        audit_key: str | Path | None = None,
+        audit_checkpoint_records: int | None = None,
+        audit_checkpoint_seconds: float | None = None,
         **kw: Any,
     ) -> None:
         super().__init__(*args, **kw)
         self.models_dir = models_dir
         self.preload_models = preload_models
+        settings = AuditSettings.resolve(
+            audit, audit_key, audit_checkpoint_records, audit_checkpoint_seconds
+        )
+        self.audit = AuditLog(lambda: self.store, settings)
+        if settings.enabled:
+            # Just inside the effect log: a replayed effect is not audited again, and the
+            # record sees the effect's final outcome, after its retries.
+            self.gate.add("audit", self.audit.interceptor, before=self.gate.names[1])
 
     async def open(self) -> App:
         first = self._opened == 0
@@ -74,7 +97,74 @@ class App(kernel.App):
         # The plane goes first: shadow calls in flight still meter into the store.
         if self._opened <= 1 and "models" in self.__dict__:
             await self.models.close()
+        if self._opened <= 1:
+            await self.audit.close()  # the last checkpoint signs what this process appended
         await super().close()
+
+    # ---- run actions, audited -----------------------------------------------------------
+
+    async def start(self, workflow: str, input: dict[str, Any] | None = None, **kw: Any) -> Any:
+        if not self.audit.enabled or kw.get("parent_id"):  # a child: its parent's effect
+            return await super().start(workflow, input, **kw)
+        tenant = kw.get("tenant", "default")
+        detail: dict[str, Any] = {"workflow": workflow}
+        try:
+            handle = await super().start(workflow, input, **kw)
+        except AiosysError as exc:
+            await self._audit("start_workflow", tenant, None, exc, detail)
+            raise
+        await self._audit("start_workflow", tenant, handle.id, handle.created, detail)
+        return handle
+
+    async def signal(self, run_id: str, name: str, payload: Any = None, **kw: Any) -> None:
+        try:
+            await super().signal(run_id, name, payload, **kw)
+        except AiosysError as exc:
+            await self._audit("signal_run", kw.get("tenant"), run_id, exc, {"signal": name})
+            raise
+        await self._audit("signal_run", kw.get("tenant"), run_id, True, {"signal": name})
+
+    async def cancel(self, run_id: str, *args: Any, **kw: Any) -> RunRow:
+        try:
+            row = await super().cancel(run_id, *args, **kw)
+        except AiosysError as exc:
+            await self._audit("cancel_run", kw.get("tenant"), run_id, exc)
+            raise
+        await self._audit("cancel_run", row.tenant, run_id, True, {"status": row.status})
+        return row
+
+    async def resume(self, run_id: str, **kw: Any) -> RunRow:
+        try:
+            row = await super().resume(run_id, **kw)
+        except AiosysError as exc:
+            await self._audit("resume_run", kw.get("tenant"), run_id, exc)
+            raise
+        await self._audit("resume_run", row.tenant, run_id, True)
+        return row
+
+    async def _audit(
+        self,
+        action: str,
+        tenant: str | None,
+        run_id: str | None,
+        outcome: bool | BaseException,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        """Append a run action's record: ``outcome`` True (done; for a start, a new run),
+        False (a start that returned an existing run) or the error it raised."""
+        if not self.audit.enabled:
+            return
+        await self._ready()
+        if tenant is None and run_id is not None:  # the local default named no tenant
+            run = await self.store.get_run(run_id)
+            tenant = run.tenant if run is not None else "default"
+        if isinstance(outcome, BaseException):
+            text = f"error:{type(outcome).__name__}"
+        else:
+            text = ("created" if outcome else "existing") if action == "start_workflow" else "ok"
+        await self.audit.run_action(
+            action, tenant=tenant or "default", run_id=run_id, outcome=text, detail=detail
+        )
 
 
 def _card_files(directory: Path) -> list[tuple[ModelCard, Path]]:

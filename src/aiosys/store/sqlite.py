@@ -12,6 +12,7 @@ start with ``BEGIN IMMEDIATE`` so several processes sharing the file queue on SQ
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import re
 import sqlite3
@@ -170,6 +171,9 @@ class SQLiteStore(CommonStore):
         except (OSError, sqlite3.Error) as exc:
             raise ConfigError(f"cannot open the SQLite store at {self.path}: {exc}") from None
         conn.row_factory = sqlite3.Row
+        # SHA-256 for SQL (PostgreSQL has sha256()): the audit log's append hashes the chain
+        # in the appending statement (sql/sqlite/audit.sql).
+        conn.create_function("aiosys_sha256", 1, _sha256_hex, deterministic=True)
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = FULL")
@@ -460,6 +464,10 @@ class SQLiteStore(CommonStore):
         # SQLite has no notifications across processes: poll. Work started in this process
         # wakes the worker at once through the worker's own event, not through here.
         await asyncio.sleep(max(0.0, min(timeout, self.poll_interval)))
+
+
+def _sha256_hex(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _count(c: sqlite3.Connection, q: dict[str, str], params: dict[str, Any]) -> int:
