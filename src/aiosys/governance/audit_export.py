@@ -31,7 +31,7 @@ from ..store import Store
 from .audit_checkpoint import Checkpoint
 from .audit_keys import key_id, public_from_pem, public_pem
 from .audit_record import GENESIS
-from .audit_verify import PAGE, ChainChecker, Problem, Report, signed_summary, check_checkpoints
+from .audit_verify import PAGE, ChainChecker, Problem, Report, check_checkpoints, signed_summary
 
 FORMAT = "aiosys-audit-extract"
 
