@@ -56,17 +56,21 @@ class App(kernel.App):
         super().__init__(*args, **kw)
         self.models_dir = models_dir
         self.preload_models = preload_models
-        settings = AuditSettings.resolve(
-            audit, audit_key, audit_checkpoint_records, audit_checkpoint_seconds
+        self.audit = AuditLog(
+            lambda: self.store,
+            lambda: AuditSettings.resolve(
+                audit, audit_key, audit_checkpoint_records, audit_checkpoint_seconds
+            ),
         )
-        self.audit = AuditLog(lambda: self.store, settings)
-        if settings.enabled:
-            # Just inside the effect log: a replayed effect is not audited again, and the
-            # record sees the effect's final outcome, after its retries.
-            self.gate.add("audit", self.audit.interceptor, before=self.gate.names[1])
+        # Just inside the effect log: a replayed effect is not audited again, and the record
+        # sees the effect's final outcome, after its retries. (It passes effects through
+        # when the audit is off: settings are read when the app opens.)
+        self.gate.add("audit", self.audit.interceptor, before=self.gate.names[1])
 
     async def open(self) -> App:
         first = self._opened == 0
+        if first:
+            _ = self.audit.settings  # read now: a bad setting fails the open, not a call
         await super().open()
         if first:
             await self._load_catalog()

@@ -308,7 +308,7 @@ async def test_audit_off_records_nothing(store_url, key_path):
     app = make_app(store_url, key_path, audit=False)
     async with app:
         assert await app.run("ten", {"x": 1}) == 11
-        assert "audit" not in app.gate.names
+        assert not app.audit.enabled
         assert await audit_bodies(app) == []
 
 

@@ -27,6 +27,7 @@ import os
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import IO, Any
 
@@ -137,19 +138,33 @@ def _toml_audit() -> dict[str, Any]:
 class AuditLog:
     """The audit log of one app: ``app.audit``."""
 
-    def __init__(self, store: Callable[[], Store], settings: AuditSettings) -> None:
+    def __init__(
+        self, store: Callable[[], Store], settings: AuditSettings | Callable[[], AuditSettings]
+    ) -> None:
+        """``settings``, or how to get them: resolved on first use (when the app opens), so
+        the environment of that moment counts, not the one the app was made in."""
         self._store = store
-        self.settings = settings
+        self._settings = settings
         self._signing: Ed25519PrivateKey | None = None
-        self.checkpointer = Checkpointer(
-            store,
-            self.signing_key,
-            every=settings.checkpoint_records,
-            seconds=settings.checkpoint_seconds,
-        )
         self._pending: list[tuple[dict[str, Any], asyncio.Future[None]]] = []
         self._flushing: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
+
+    @property
+    def settings(self) -> AuditSettings:
+        if not isinstance(self._settings, AuditSettings):
+            self._settings = self._settings()
+        return self._settings
+
+    @cached_property
+    def checkpointer(self) -> Checkpointer:
+        s = self.settings
+        return Checkpointer(
+            self._store,
+            self.signing_key,
+            every=s.checkpoint_records,
+            seconds=s.checkpoint_seconds,
+        )
 
     @property
     def enabled(self) -> bool:
@@ -189,7 +204,7 @@ class AuditLog:
 
     async def interceptor(self, call: EffectCall, next: Next) -> Any:
         """The gate's ``audit`` interceptor (just inside the effect log)."""
-        if call.kind in UNAUDITED:
+        if call.kind in UNAUDITED or not self.enabled:
             return await next(call)
         try:
             out = await next(call)
@@ -303,7 +318,8 @@ class AuditLog:
             await asyncio.gather(*self._background, return_exceptions=True)
         if self._flushing is not None:
             await asyncio.gather(self._flushing, return_exceptions=True)
-        await self.checkpointer.stop()
+        if "checkpointer" in self.__dict__:
+            await self.checkpointer.stop()
 
     # ---- reading ----------------------------------------------------------------------
 
