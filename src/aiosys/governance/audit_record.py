@@ -29,6 +29,7 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from json.encoder import encode_basestring as _str  # json.dumps's own, in C
 from typing import Any
 
 GENESIS = "0" * 64
@@ -61,21 +62,32 @@ class AuditRecord:
     detail: Mapping[str, Scalar] = field(default_factory=dict)
 
     def body(self) -> str:
-        """The RFC 8785 JSON of everything but ``tenant`` and ``at``."""
-        return canonical_json(
-            {
-                "principal": self.principal,
-                "action": self.action,
-                "resource": self.resource,
-                "decision": self.decision,
-                "outcome": self.outcome,
-                "policies": list(self.policies),
-                "policy_version": self.policy_version,
-                "run_id": self.run_id,
-                "effect_seq": self.effect_seq,
-                "detail": {k: _scalar(v) for k, v in self.detail.items()},
-            }
+        """The RFC 8785 JSON of everything but ``tenant`` and ``at``: ``canonical_json`` of
+        ``as_dict()``, written out directly (it is made for every effect)."""
+        d = self.detail
+        detail = ",".join(f"{_str(k)}:{_json(d[k])}" for k in sorted(d))
+        return (
+            f'{{"action":{_str(self.action)},"decision":{_json(self.decision)},'
+            f'"detail":{{{detail}}},"effect_seq":{_json(self.effect_seq)},'
+            f'"outcome":{_json(self.outcome)},"policies":[{",".join(map(_str, self.policies))}],'
+            f'"policy_version":{_json(self.policy_version)},"principal":{_str(self.principal)},'
+            f'"resource":{_str(self.resource)},"run_id":{_json(self.run_id)}}}'
         )
+
+    def as_dict(self) -> dict[str, Any]:
+        """The fields of ``body``."""
+        return {
+            "principal": self.principal,
+            "action": self.action,
+            "resource": self.resource,
+            "decision": self.decision,
+            "outcome": self.outcome,
+            "policies": list(self.policies),
+            "policy_version": self.policy_version,
+            "run_id": self.run_id,
+            "effect_seq": self.effect_seq,
+            "detail": {k: _scalar(v) for k, v in self.detail.items()},
+        }
 
     def params(self) -> dict[str, Any]:
         """The parameters of the store's ``audit_append`` statement."""
@@ -86,6 +98,19 @@ class AuditRecord:
             "body": body,
             "digest": content_digest(self.tenant, self.at, body),
         }
+
+
+def _json(value: Any) -> str:
+    """One JSON value of a body, as ``json.dumps`` writes it (floats as their text)."""
+    if value is None:
+        return "null"
+    if isinstance(value, str):
+        return _str(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return int.__repr__(value)
+    return _str(str(value))
 
 
 def _scalar(value: Any) -> Scalar:

@@ -36,11 +36,13 @@ from ..redact import redact
 from . import _sql
 from ._pgbatch import Batch, locked_ids, send_order, stands_alone
 from ._pgconn import Conn, Cursor, Slot, StorableCursor, first, retrying, transaction
+from ._text import bind
 from .base import (
     Claim,
     EffectRow,
     History,
     NewRun,
+    RecordEffect,
     RunRow,
     SignalRow,
     Write,
@@ -71,6 +73,11 @@ REFUSED = (psycopg.DataError, psycopg.IntegrityError, psycopg.ProgrammingError, 
 
 DEFAULT_SCHEMA = "public"
 _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+
+
+def _bound(statement: tuple[str, dict[str, Any]]) -> tuple[str, dict[str, Any]]:
+    query, params = statement
+    return query, bind(params)
 
 
 def split_schema(url: str) -> tuple[str, str]:
@@ -366,6 +373,9 @@ class PostgresStore(CommonStore):
             async with self._apply.use() as conn:
                 cur = await conn.execute(*write_statement(q, writes[0], self.clock()))
             return [WriteResult(cur.rowcount == 1)]
+        lone = writes[0]
+        if len(writes) == 1 and isinstance(lone, RecordEffect) and lone.consume_signal is None:
+            return [await retrying(lambda: self._record_with_side_writes(lone))]
         order, ids = send_order(writes), locked_ids(writes)
 
         async def attempt() -> list[WriteResult]:
@@ -378,6 +388,26 @@ class PostgresStore(CommonStore):
             return batch.results(order)
 
         return await retrying(attempt)
+
+    async def _record_with_side_writes(self, w: RecordEffect) -> WriteResult:
+        """A lone effect record with side writes (its audit record, usage rows): BEGIN, the
+        lock, the record, the side writes and COMMIT as one simple-protocol query, the
+        parameters bound on the client. One round trip, as a pipelined transaction, for about
+        half its client CPU (a run one effect at a time makes nothing but these)."""
+        q = self._q
+        async with self._apply.use() as conn:
+            cur = psycopg.AsyncClientCursor(conn)
+            statements = [
+                "BEGIN",
+                cur.mogrify(q["lock_runs"], {"ids": [w.effect.run_id]}),
+                cur.mogrify(*_bound(write_statement(q, w, self.clock()))),
+                *(cur.mogrify(q[query], bind(dict(params))) for query, params in w.side_writes),
+                "COMMIT",
+            ]
+            await cur.execute(";\n".join(statements).encode())
+            cur.nextset()  # the lock
+            cur.nextset()  # the record
+            return WriteResult(cur.rowcount == 1)
 
     async def send_signal(
         self, run_id: str, name: str, payload: str, *, tenant: str | None = None

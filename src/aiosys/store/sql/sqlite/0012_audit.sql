@@ -18,15 +18,16 @@ CREATE TABLE audit_log (
 CREATE TABLE audit_head (
     id   INTEGER PRIMARY KEY CHECK (id = 1),
     seq  INTEGER NOT NULL,
-    hash TEXT NOT NULL
+    hash TEXT NOT NULL,
+    prev TEXT NOT NULL  -- the hash before the last record's (its prev_hash)
 );
-INSERT INTO audit_head (id, seq, hash)
-VALUES (1, 0, '0000000000000000000000000000000000000000000000000000000000000000');
+INSERT INTO audit_head (id, seq, hash, prev)
+VALUES (1, 0, '0000000000000000000000000000000000000000000000000000000000000000', '');
 
 CREATE TRIGGER audit_log_head AFTER INSERT ON audit_log
 WHEN NEW.seq > (SELECT seq FROM audit_head WHERE id = 1)
 BEGIN
-    UPDATE audit_head SET seq = NEW.seq, hash = NEW.hash WHERE id = 1;
+    UPDATE audit_head SET seq = NEW.seq, hash = NEW.hash, prev = NEW.prev_hash WHERE id = 1;
 END;
 
 -- Signed checkpoints (CloudTrail digest style): `payload` is the RFC 8785 JSON of
