@@ -146,9 +146,11 @@ class Checkpointer:
         n = 1 if last is None else last.n + 1
         cp = make_checkpoint(self._key(), n, seq, head_hash, micros(store.clock()), last)
         wrote = await store.execute("audit_insert_checkpoint", cp.row())
+        if wrote != 1:  # another worker wrote number n first: look again next turn
+            return None
         self._since = time.monotonic()
         self.appended = 0
-        return cp if wrote == 1 else None
+        return cp
 
     def start(self) -> None:
         if self._task is None:
@@ -176,6 +178,8 @@ class Checkpointer:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._nudge.wait(), poll)
             self._nudge.clear()
+            if not self.appended:  # nothing of ours to sign (other workers sign theirs)
+                continue
             try:
                 await self.checkpoint()
             except Exception as exc:  # a store hiccup: the next turn tries again
