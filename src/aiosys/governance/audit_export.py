@@ -31,7 +31,15 @@ from ..store import Store
 from .audit_checkpoint import Checkpoint
 from .audit_keys import key_id, public_from_pem, public_pem
 from .audit_record import GENESIS
-from .audit_verify import PAGE, ChainChecker, Problem, Report, check_checkpoints, signed_summary
+from .audit_verify import (
+    PAGE,
+    ChainChecker,
+    Problem,
+    Report,
+    Row,
+    check_checkpoints,
+    signed_summary,
+)
 
 FORMAT = "aiosys-audit-extract"
 
@@ -169,11 +177,13 @@ def _check_entries(
     return checker.problem
 
 
-def _checked(entries: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+def _checked(entries: list[dict[str, Any]]) -> Iterator[Row]:
     for e in entries:
-        if e["type"] == "stub":
-            e.pop("body", None)  # a stub is never taken for content
-        yield e
+        seq, prev_hash, h, digest = int(e["seq"]), e["prev_hash"], e["hash"], e["digest"]
+        if e["type"] == "stub":  # a stub is never taken for content
+            yield seq, prev_hash, h, digest, None, None, None
+        else:
+            yield seq, prev_hash, h, digest, str(e["tenant"]), int(e["at"]), str(e["body"])
 
 
 def _header(text: str) -> dict[str, Any]:

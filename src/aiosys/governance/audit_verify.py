@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -40,6 +40,10 @@ from .audit_keys import key_id, signature_ok
 from .audit_record import GENESIS, chain_hash, content_digest
 
 PAGE = 20_000  # records per read of the store
+
+#: A record as the checker reads it: (seq, prev_hash, hash, digest, tenant, at, body); a stub
+#: (an extract's record of another tenant) has None for tenant, at and body.
+Row = tuple[int, str, str, str, Any, Any, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,9 +144,9 @@ class ChainChecker:
         self.problem: Problem | None = None
         self.count = 0
 
-    def feed(self, rows: Iterable[Mapping[str, Any]]) -> bool:
-        """Check rows (``seq``, ``prev_hash``, ``hash``, ``digest``, and ``tenant``, ``at``,
-        ``body`` unless a stub); False once a problem is found."""
+    def feed(self, rows: Iterable[Row]) -> bool:
+        """Check rows ``(seq, prev_hash, hash, digest, tenant, at, body)`` (``body`` None:
+        a stub, whose content is not there to check); False once a problem is found."""
         if self.problem is not None:
             return False
         sha = hashlib.sha256
@@ -151,11 +155,10 @@ class ChainChecker:
         n = 0
         try:
             for r in rows:
-                seq, h, digest, body = r["seq"], r["hash"], r["digest"], r.get("body")
-                ok = seq == expected and r["prev_hash"] == prev
+                seq, prev_hash, h, digest, t, at, body = r
+                ok = seq == expected and prev_hash == prev
                 if ok and body is not None:
-                    t = r["tenant"]
-                    text = f"{len(t)}:{t}|{r['at']}|{body}"
+                    text = f"{len(t)}:{t}|{at}|{body}"
                     ok = sha(text.encode()).hexdigest() == digest and (
                         tenant is None or t == tenant
                     )
@@ -172,32 +175,30 @@ class ChainChecker:
             self.count += n
         return True
 
-    def _diagnose(
-        self, r: Mapping[str, Any], expected: int, prev: str, prev2: str | None
-    ) -> Problem | None:
-        seq, h, digest = r["seq"], r["hash"], r["digest"]
+    def _diagnose(self, r: Row, expected: int, prev: str, prev2: str | None) -> Problem | None:
+        seq, prev_hash, h, digest, tenant, at, body = r
         if seq > expected:
             gap = f"{expected}" if seq == expected + 1 else f"{expected} to {seq - 1}"
             return Problem(expected, "missing", f"record {gap} is missing (deleted)")
         if seq < expected:
             return Problem(seq, "reordered", f"record {seq} appears again after record {seq}")
-        if r.get("body") is not None:
-            if self.tenant is not None and r["tenant"] != self.tenant:
-                return Problem(seq, "foreign", f"it belongs to tenant {r['tenant']!r}")
-            if content_digest(r["tenant"], r["at"], r["body"]) != digest:
+        if body is not None:
+            if self.tenant is not None and tenant != self.tenant:
+                return Problem(seq, "foreign", f"it belongs to tenant {tenant!r}")
+            if content_digest(tenant, at, body) != digest:
                 return Problem(seq, "edited", "its content does not match its digest")
-        if chain_hash(r["prev_hash"], seq, digest) != h:
-            if chain_hash(r["prev_hash"], seq + 1, digest) == h:
+        if chain_hash(prev_hash, seq, digest) != h:
+            if chain_hash(prev_hash, seq + 1, digest) == h:
                 return Problem(
                     seq, "reordered", f"it is record {seq + 1}, moved (swapped or renumbered)"
                 )
-            if chain_hash(r["prev_hash"], seq - 1, digest) == h:
+            if chain_hash(prev_hash, seq - 1, digest) == h:
                 return Problem(
                     seq - 1, "inserted", f"record {seq} was written at {seq - 1}: one was put in"
                 )
             return Problem(seq, "edited", "its hash does not match its content")
-        if r["prev_hash"] != prev:
-            if prev2 is not None and r["prev_hash"] == prev2:
+        if prev_hash != prev:
+            if prev2 is not None and prev_hash == prev2:
                 return Problem(
                     seq - 1, "inserted", f"record {seq} chains to record {seq - 2}, not to it"
                 )
@@ -255,10 +256,10 @@ async def verify_store(store: Store, key: Ed25519PublicKey, *, page: int = PAGE)
         after = 0
         while True:
             params = {"after": after, "upto": head[0], "limit": page}
-            rows = await store.fetch("audit_page", params)
+            rows = await store.fetch_rows("audit_page", params)
             if not rows or not checker.feed(rows):
                 break
-            after = int(rows[-1]["seq"])
+            after = int(rows[-1][0])
             if after >= head[0]:
                 break
         checker.finish(head=head, checkpoints=checkpoints)

@@ -319,6 +319,11 @@ class Store(Protocol):
         For the layers above the kernel (model catalog, cache, usage), whose SQL lives in
         named blocks beside the kernel's."""
 
+    async def fetch_rows(self, query: str, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        """``fetch``, its rows as plain tuples in the query's column order: for bulk reads
+        (the audit log's verification reads a million rows), where a dict per row costs
+        more than the rest of the work."""
+
     async def execute(self, query: str, params: Mapping[str, Any]) -> int:
         """Run the named statement in its own transaction; the number of rows it changed."""
 

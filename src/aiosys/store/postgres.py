@@ -29,7 +29,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import psycopg
 import psycopg.sql
 from psycopg.conninfo import conninfo_to_dict
-from psycopg.rows import DictRow, dict_row
+from psycopg.rows import DictRow, dict_row, tuple_row
 
 from ..errors import ConfigError
 from ..redact import redact
@@ -471,6 +471,12 @@ class PostgresStore(CommonStore):
 
     async def fetch(self, query: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
         return [dict(r) for r in await self._one(self._q[query], dict(params))]
+
+    async def fetch_rows(self, query: str, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        async with self._reader().use() as conn:
+            cur = conn.cursor(row_factory=tuple_row)
+            await cur.execute(self._q[query], dict(params))
+            return await cur.fetchall()
 
     async def execute(self, query: str, params: Mapping[str, Any]) -> int:
         async with self._reader().use() as conn:

@@ -435,6 +435,16 @@ class SQLiteStore(CommonStore):
         rows = await self._run(lambda c: c.execute(sql, dict(params)).fetchall())
         return [dict(r) for r in rows]
 
+    async def fetch_rows(self, query: str, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        sql = self._q[query]
+
+        def read(c: sqlite3.Connection) -> list[tuple[Any, ...]]:
+            cur = c.cursor()
+            cur.row_factory = None  # plain tuples
+            return cur.execute(sql, bind(dict(params))).fetchall()
+
+        return await self._run(read)
+
     async def execute(self, query: str, params: Mapping[str, Any]) -> int:
         sql = self._q[query]
         return await self._run(
