@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sqlite3
 import tempfile
 import time
@@ -125,8 +126,10 @@ async def measure(url: str, key_path: Path, n: int, load: Any) -> dict[str, Any]
         await app.audit.checkpoint()
         built = time.perf_counter() - t0
         report = await app.audit.verify()
+        cpu = time.process_time()
         again = await app.audit.verify()
-    return {"built_s": built, "report": report, "again": again}
+        cpu = time.process_time() - cpu
+    return {"built_s": built, "report": report, "again": again, "cpu_s": cpu}
 
 
 def main() -> None:
@@ -168,7 +171,11 @@ def show(store: str, out: dict[str, Any]) -> None:
     r, again = out["report"], out["again"]
     print(f"{store}: built {r.records:,} records in {out['built_s']:.1f} s")
     print(f"  {r.line()}")
-    print(f"  verify again: {again.seconds:.2f} s ({again.records / again.seconds:,.0f} records/s)")
+    print(
+        f"  verify again: {again.seconds:.2f} s ({again.records / again.seconds:,.0f} records/s), "
+        f"this process's CPU {out['cpu_s']:.2f} s; load average {os.getloadavg()[0]:.1f} "
+        f"on {os.cpu_count()} CPUs"
+    )
 
 
 if __name__ == "__main__":

@@ -26,6 +26,8 @@ head back. ``Report.unsigned`` says how many records that is.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import time
 from collections.abc import Iterable
@@ -236,7 +238,7 @@ class ChainChecker:
             self.problem = Problem(last, "edited", "its hash is not the head's")
 
 
-async def verify_store(store: Store, key: Ed25519PublicKey, *, page: int = PAGE) -> Report:
+async def verify_store(store: Store, key: Ed25519PublicKey, *, page_size: int = PAGE) -> Report:
     """Verify the whole log in ``store`` against checkpoints signed by ``key``."""
     t0 = time.perf_counter()
     head_row = (await store.fetch("audit_head", {}))[0]
@@ -253,15 +255,30 @@ async def verify_store(store: Store, key: Ed25519PublicKey, *, page: int = PAGE)
         report.problem = check_checkpoints(checkpoints, key, from_first=True)
     if report.problem is None:
         checker = ChainChecker(checkpoints)
-        after = 0
-        while True:
-            params = {"after": after, "upto": head[0], "limit": page}
-            rows = await store.fetch_rows("audit_page", params)
-            if not rows or not checker.feed(rows):
-                break
-            after = int(rows[-1][0])
-            if after >= head[0]:
-                break
+
+        def page(after: int) -> asyncio.Task[list[tuple[Any, ...]]]:
+            params = {"after": after, "upto": head[0], "limit": page_size}
+            return asyncio.ensure_future(store.fetch_rows("audit_page", params))
+
+        # The next page is read while this one is checked (PostgreSQL: the server and the
+        # network work while this process hashes).
+        nxt: asyncio.Task[list[tuple[Any, ...]]] | None = page(0)
+        try:
+            while nxt is not None:
+                rows = await nxt
+                nxt = None
+                if not rows:
+                    break
+                last = int(rows[-1][0])
+                if last < head[0]:
+                    nxt = page(last)
+                if not checker.feed(rows):
+                    break
+        finally:
+            if nxt is not None:
+                nxt.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await nxt
         checker.finish(head=head, checkpoints=checkpoints)
         report.problem = checker.problem
         report.records = checker.count
