@@ -344,16 +344,17 @@ async def test_an_extract_verifies_on_its_own_and_a_tenant_sees_only_its_records
 async def test_a_decision_handed_to_the_log_is_recorded(store_url, key_path):
     @dataclass
     class Decision:  # the shape the policy engine hands its listeners
-        principal_uid: str
+        principal: str
         tenant: str
         action: str
         resource: str
         decision: str
-        policy_ids: tuple[str, ...]
+        policies: tuple[str, ...]
         policy_version: str
         run_id: str | None
-        effect_seq: int | None
+        seq: int | None
         time: float
+        call: Any = None
 
     app = App(store=store_url, audit_key=key_path)
     async with app:

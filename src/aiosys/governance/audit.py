@@ -271,8 +271,14 @@ class AuditLog:
     def on_decision(self, decision: Any, call: EffectCall | None = None) -> None:
         """A policy decision (``principal``/``principal_uid``, ``tenant``, ``action``,
         ``resource``, ``decision``, ``policy_ids``/``policies``, ``policy_version``,
-        ``run_id``, ``effect_seq``/``seq``, ``time``). With the ``call`` of a run's effect it
-        commits with that effect's record; else it is appended in the background."""
+        ``run_id``, ``effect_seq``/``seq``, ``time``, and ``call``: the policy engine's
+        ``Decision``). With the ``call`` of a run's effect (the argument, else the decision's
+        own) it commits with that effect's record; else it is appended in the background.
+        Subscribe it with ``app.policy.listen(app.audit.on_decision)``."""
+        if call is None and isinstance(getattr(decision, "call", None), EffectCall):
+            call = decision.call
+        if not self.enabled:
+            return
         record = decision_record(decision, micros(self._store().clock()))
         if call is not None and not call.direct:
             call.also_write("audit_append", record.params(), self._committed)
