@@ -10,6 +10,7 @@ provider, connection or SDK import before). ``app.audit`` is the audit log
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from functools import cached_property
 from pathlib import Path
@@ -22,6 +23,8 @@ from .models.catalog import ModelCard
 from .models.catalog_files import load_card_files
 from .models.plane import ModelPlane
 from .store.base import RunRow
+
+log = logging.getLogger("aiosys.audit")
 
 
 class App(kernel.App):
@@ -115,7 +118,7 @@ class App(kernel.App):
         try:
             handle = await super().start(workflow, input, **kw)
         except AiosysError as exc:
-            await self._audit("start_workflow", tenant, None, exc, detail)
+            await self._audit_refusal("start_workflow", tenant, None, exc, detail)
             raise
         await self._audit("start_workflow", tenant, handle.id, handle.created, detail)
         return handle
@@ -124,7 +127,7 @@ class App(kernel.App):
         try:
             await super().signal(run_id, name, payload, **kw)
         except AiosysError as exc:
-            await self._audit("signal_run", kw.get("tenant"), run_id, exc, {"signal": name})
+            await self._audit_refusal("signal_run", kw.get("tenant"), run_id, exc, {"signal": name})
             raise
         await self._audit("signal_run", kw.get("tenant"), run_id, True, {"signal": name})
 
@@ -132,7 +135,7 @@ class App(kernel.App):
         try:
             row = await super().cancel(run_id, *args, **kw)
         except AiosysError as exc:
-            await self._audit("cancel_run", kw.get("tenant"), run_id, exc)
+            await self._audit_refusal("cancel_run", kw.get("tenant"), run_id, exc)
             raise
         await self._audit("cancel_run", row.tenant, run_id, True, {"status": row.status})
         return row
@@ -141,10 +144,25 @@ class App(kernel.App):
         try:
             row = await super().resume(run_id, **kw)
         except AiosysError as exc:
-            await self._audit("resume_run", kw.get("tenant"), run_id, exc)
+            await self._audit_refusal("resume_run", kw.get("tenant"), run_id, exc)
             raise
         await self._audit("resume_run", row.tenant, run_id, True)
         return row
+
+    async def _audit_refusal(
+        self,
+        action: str,
+        tenant: str | None,
+        run_id: str | None,
+        exc: AiosysError,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        """Record a refused run action; a failure to record it is logged, never raised
+        over the refusal the caller must see."""
+        try:
+            await self._audit(action, tenant, run_id, exc, detail)
+        except Exception as failure:
+            log.error("audit: the refused %s could not be recorded: %s", action, failure)
 
     async def _audit(
         self,

@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 from json.encoder import encode_basestring as _str  # json.dumps's own, in C
 from typing import Any
 
+from ..store._text import storable
+
 GENESIS = "0" * 64
 
 #: What ``detail`` may hold: JSON values without floats (JCS numbers are not Python's).
@@ -90,13 +92,15 @@ class AuditRecord:
         }
 
     def params(self) -> dict[str, Any]:
-        """The parameters of the store's ``audit_append`` statement."""
-        body = self.body()
+        """The parameters of the store's ``audit_append`` statement. Text a store cannot
+        keep (NUL, a lone surrogate: a refused tenant name, say) is written as its JSON escape
+        before it is hashed, as the store would write it (``store._text``)."""
+        body, tenant = storable(self.body()), storable(self.tenant)
         return {
-            "tenant": self.tenant,
+            "tenant": tenant,
             "at": self.at,
             "body": body,
-            "digest": content_digest(self.tenant, self.at, body),
+            "digest": content_digest(tenant, self.at, body),
         }
 
 
