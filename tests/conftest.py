@@ -39,6 +39,30 @@ def _no_project_model_cards(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AIOSYS_MODELS_DIR", "")
 
 
+@pytest.fixture(scope="session")
+def _audit_key_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    path = tmp_path_factory.mktemp("audit") / "audit_key.pem"
+    key = Ed25519PrivateKey.generate()
+    path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _audit_key(monkeypatch: pytest.MonkeyPatch, _audit_key_file: Path) -> None:
+    """Apps in tests sign audit checkpoints with a key of the session (the embedded default
+    would generate one under ./.aiosys of the directory the tests run in)."""
+    monkeypatch.setenv("AIOSYS_AUDIT_KEY", str(_audit_key_file))
+
+
 def _with_db(url: str, dbname: str) -> str:
     """The same server URL naming another database."""
     return urlsplit(url)._replace(path=f"/{dbname}").geturl()

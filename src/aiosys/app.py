@@ -2,19 +2,23 @@
 
 The composition root, outside the layers: the kernel knows effects and the gate, not models,
 so the pieces above it are put together here. ``app.models`` is created on first use (no
-provider, connection or SDK import before).
+provider, connection or SDK import before). ``app.audit`` is the audit log
+(``aiosys.governance.audit``): on by default, its interceptor on the gate, and the run actions
+(start, signal, cancel, resume) recorded here.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import kernel
-from .errors import ModelNotFound
+from .errors import AiosysError, ModelNotFound
+from .governance.audit import AuditLog, AuditSettings
 from .governance.identity import Identity, note_identity
 from .governance.policy_files import policies_dir
 from .governance.roles import check_roles
@@ -23,6 +27,9 @@ from .kernel.checks import ClientCall
 from .models.catalog import ModelCard
 from .models.catalog_files import load_card_files
 from .models.plane import ModelPlane
+from .store.base import RunRow
+
+log = logging.getLogger("aiosys.audit")
 
 if TYPE_CHECKING:  # imported when a policy directory is found (cedarpy takes ~0.15 s)
     from .governance.policy import PolicyEngine
@@ -50,6 +57,12 @@ class App(kernel.App):
     before every model, connector and child-start effect and every declared step; ``start``,
     ``signal``, ``cancel`` and ``resume`` ask it too (``start_workflow``, ``signal_run``,
     ``cancel_run``, ``resume_run``). Without a directory nothing is installed.
+
+    The audit log (``app.audit``) is on unless ``audit=False`` (or ``AIOSYS_AUDIT=off``, or
+    ``enabled = false`` under ``[audit]`` in aiosys.toml); ``audit_key`` is the PEM file of the
+    Ed25519 key that signs its checkpoints (default: generated under ``.aiosys/``), written
+    every ``audit_checkpoint_records`` records or ``audit_checkpoint_seconds`` seconds (see
+    ``AuditSettings``).
     """
 
     def __init__(
@@ -58,6 +71,10 @@ class App(kernel.App):
         models_dir: str | Path | None = None,
         preload_models: bool = True,
         policies_dir: str | Path | None = None,
+        audit: bool | None = None,
+        audit_key: str | Path | None = None,
+        audit_checkpoint_records: int | None = None,
+        audit_checkpoint_seconds: float | None = None,
         **kw: Any,
     ) -> None:
         super().__init__(*args, **kw)
@@ -67,9 +84,21 @@ class App(kernel.App):
         self.policies_dir = policies_dir
         self.policy: PolicyEngine | None = None  # the Cedar engine, once the app opened
         self.authorizer: Authorize | None = None  # the gate's `authorize` interceptor
+        self.audit = AuditLog(
+            lambda: self.store,
+            lambda: AuditSettings.resolve(
+                audit, audit_key, audit_checkpoint_records, audit_checkpoint_seconds
+            ),
+        )
+        # Just inside the effect log: a replayed effect is not audited again, and the record
+        # sees the effect's final outcome, after its retries. (It passes effects through
+        # when the audit is off: settings are read when the app opens.)
+        self.gate.add("audit", self.audit.interceptor, before=self.gate.names[1])
 
     async def open(self) -> App:
         first = self._opened == 0
+        if first:
+            _ = self.audit.settings  # read now: a bad setting fails the open, not a call
         if first and self.policy is None:
             await self._install_policies()  # before the store: a broken set opens nothing
         await super().open()
@@ -114,6 +143,8 @@ class App(kernel.App):
         self.gate.add("authorize", authorizer, before=names[after] if after < len(names) else None)
         self.policy, self.authorizer = engine, authorizer
         self.add_check("policy", self._check_policy)  # after the roles
+        if self.audit.enabled:  # every decision, allow or deny, to the audit log
+            engine.listen(self.audit.on_decision)
 
     def _policy_models(self, call: EffectCall) -> list[ModelCard]:
         """The cards a model effect may reach: a direct call's model; a task's candidates
@@ -158,7 +189,89 @@ class App(kernel.App):
         # The plane goes first: shadow calls in flight still meter into the store.
         if self._opened <= 1 and "models" in self.__dict__:
             await self.models.close()
+        if self._opened <= 1:
+            await self.audit.close()  # the last checkpoint signs what this process appended
         await super().close()
+
+    # ---- run actions, audited -----------------------------------------------------------
+
+    async def start(self, workflow: str, input: dict[str, Any] | None = None, **kw: Any) -> Any:
+        if not self.audit.enabled or kw.get("parent_id"):  # a child: its parent's effect
+            return await super().start(workflow, input, **kw)
+        tenant = kw.get("tenant") or kernel.current_principal().tenant  # as start scopes it
+        detail: dict[str, Any] = {"workflow": workflow}
+        try:
+            handle = await super().start(workflow, input, **kw)
+        except AiosysError as exc:
+            await self._audit_refusal("start_workflow", tenant, None, exc, detail)
+            raise
+        await self._audit("start_workflow", tenant, handle.id, handle.created, detail)
+        return handle
+
+    async def signal(self, run_id: str, name: str, payload: Any = None, **kw: Any) -> None:
+        try:
+            await super().signal(run_id, name, payload, **kw)
+        except AiosysError as exc:
+            await self._audit_refusal("signal_run", kw.get("tenant"), run_id, exc, {"signal": name})
+            raise
+        await self._audit("signal_run", kw.get("tenant"), run_id, True, {"signal": name})
+
+    async def cancel(self, run_id: str, *args: Any, **kw: Any) -> RunRow:
+        try:
+            row = await super().cancel(run_id, *args, **kw)
+        except AiosysError as exc:
+            await self._audit_refusal("cancel_run", kw.get("tenant"), run_id, exc)
+            raise
+        await self._audit("cancel_run", row.tenant, run_id, True, {"status": row.status})
+        return row
+
+    async def resume(self, run_id: str, **kw: Any) -> RunRow:
+        try:
+            row = await super().resume(run_id, **kw)
+        except AiosysError as exc:
+            await self._audit_refusal("resume_run", kw.get("tenant"), run_id, exc)
+            raise
+        await self._audit("resume_run", row.tenant, run_id, True)
+        return row
+
+    async def _audit_refusal(
+        self,
+        action: str,
+        tenant: str | None,
+        run_id: str | None,
+        exc: AiosysError,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        """Record a refused run action; a failure to record it is logged, never raised
+        over the refusal the caller must see."""
+        try:
+            await self._audit(action, tenant, run_id, exc, detail)
+        except Exception as failure:
+            log.error("audit: the refused %s could not be recorded: %s", action, failure)
+
+    async def _audit(
+        self,
+        action: str,
+        tenant: str | None,
+        run_id: str | None,
+        outcome: bool | BaseException,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        """Append a run action's record: ``outcome`` True (done; for a start, a new run),
+        False (a start that returned an existing run) or the error it raised."""
+        if not self.audit.enabled:
+            return
+        await self._ready()
+        if tenant is None and run_id is not None:  # the local default named no tenant
+            run = await self.store.get_run(run_id)
+            tenant = run.tenant if run is not None else "default"
+        if isinstance(outcome, BaseException):
+            text = f"error:{type(outcome).__name__}"
+        else:
+            text = ("created" if outcome else "existing") if action == "start_workflow" else "ok"
+        await self.audit.run_action(
+            action, tenant=tenant or "default", run_id=run_id, outcome=text, detail=detail
+        )
 
 
 def _card_files(directory: Path) -> list[tuple[ModelCard, Path]]:

@@ -6,6 +6,7 @@ the client checks, runs.principal and its inheritance, and the no-identity defau
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import logging
 import os
@@ -89,6 +90,7 @@ APP_EXEMPT = {
     "retention": "a setting",
     "policies_dir": "a setting",
     "policy": "the Cedar engine: decides requests, holds no tenant data",
+    "audit": "walked below (AuditLog)",
     "authorizer": "the gate's authorize interceptor (configuration)",
     "models_dir": "a setting",
     "preload_models": "a setting",
@@ -105,6 +107,21 @@ APP_EXEMPT = {
     "models": "walked below (ModelPlane)",
     "store": "the raw store: the operator's in-process escape hatch, below every check",
     "identity": "the store's key admin API (operator's); the CLI checks manage_keys",
+}
+AUDIT_WALK = ("export", "verify", "checkpoint")
+AUDIT_EXEMPT = {
+    "append": "appends a record (the app's own writes), reads nothing",
+    "run_action": "appends a record of the caller's own action",
+    "on_decision": "a policy listener: appends, reads nothing",
+    "interceptor": "the gate's audit interceptor",
+    "effect_record": "builds a record of the caller's effect",
+    "close": "lifecycle",
+    "settings": "configuration",
+    "checkpointer": "configuration (signs on close and on a timer)",
+    "enabled": "a setting",
+    "key_path": "configuration",
+    "signing_key": "configuration: the operator's key, in this process already",
+    "verify_key": "configuration: a public key",
 }
 HANDLE_EXEMPT = {"app": "its App", "created": "a flag", "id": "the run id", "tenant": "a field"}
 MODELS_EXEMPT = {
@@ -222,6 +239,20 @@ async def test_tenant_walk_every_public_function_as_a_against_b(store_url: str) 
             assert await app.list_runs() == []
             assert await app.models.usage() == []
             assert await app.models.spent() == 0.0
+            # The audit log: B's records neither exported nor verified nor signed by A.
+            assert public(app.audit) == set(AUDIT_WALK) | set(AUDIT_EXEMPT)
+            with pytest.raises(PermissionDenied):
+                await app.audit.export(io.StringIO(), tenant="B")
+            with pytest.raises(PermissionDenied):
+                await app.audit.verify()
+            with pytest.raises(PermissionDenied):
+                await app.audit.checkpoint()
+            out = io.StringIO()
+            await app.audit.export(out)  # A's own extract: no record of B's in it
+            lines = [json.loads(line) for line in out.getvalue().splitlines()]
+            assert lines[0]["tenant"] == "A"
+            assert all(e.get("tenant") in (None, "A") for e in lines[1:])
+            assert not any(r in out.getvalue() for r in b_runs)
 
         # B's objects are as they were.
         assert (await app.get_run(waiting.id)).status == "waiting"

@@ -94,6 +94,9 @@ def test_the_cli_tenant_walk_every_command_as_a_against_b(store_url: str) -> Non
         "runs resume": [["runs", "resume", run_id, *s]],
         "runs signal": [["runs", "signal", run_id, "go", *s]],
         "runs prune": [["runs", "prune", "--before", "0s", "--tenant", "B", *s]],
+        "audit verify": [["audit", "verify", *s]],
+        "audit export": [["audit", "export", "--tenant", "B", *s]],
+        "audit checkpoint": [["audit", "checkpoint", *s]],
         "models sync": [["models", "sync", *s]],
         "models delete": [["models", "delete", "some-model", *s]],
         "models usage": [["models", "usage", "--tenant", "B", *s]],
@@ -116,6 +119,8 @@ def test_the_cli_tenant_walk_every_command_as_a_against_b(store_url: str) -> Non
     assert json.loads(ok(aiosys(*as_a, "runs", "list", "--json", *s)).stdout) == []
     assert json.loads(ok(aiosys(*as_a, "models", "usage", "--json", *s)).stdout) == []
     assert json.loads(ok(aiosys(*as_a, "models", "shadows", "--json", *s)).stdout) == []
+    extract = ok(aiosys(*as_a, "audit", "export", *s)).stdout  # A's own records only
+    assert run_id not in extract and '"tenant":"B"' not in extract.replace(" ", "")
     listed = json.loads(ok(aiosys(*as_a, "keys", "list", "--json", *s)).stdout)
     assert [k["id"] for k in listed] == [alice["id"]]
     # B's run and key are untouched.

@@ -107,13 +107,16 @@ def load_app(ref: str | None, store: str | None = None) -> App:
 
 def store_app(ref: str | None, store: str | None) -> App:
     """The app to reach the store with, for commands that only read or poke runs: the
-    configured app when there is one (its store argument counts), else a bare ``App``."""
+    configured app when there is one (its store argument counts), else a bare ``App``
+    (``aiosys.App``, so that what it does is audited like any app's)."""
     if ref or _toml_app():
         app = load_app(ref, store)
         if hasattr(app, "preload_models"):  # an aiosys.App: no model is called, no SDK import
             setattr(app, "preload_models", False)  # noqa: B010  (the kernel's App has none)
         return app
-    return App(store=store)
+    from ..app import App as PublicApp  # the composition root: models, audit
+
+    return PublicApp(store=store, preload_models=False)
 
 
 def say(message: str) -> None:

@@ -22,6 +22,7 @@ from ..kernel.step_threads import running_on_threads
 from ..redact import mask_url
 from ..store import DEFAULT_URL
 from ..store.base import SUCCEEDED, RunRow
+from .audit import audit
 from .common import (
     ApiKeyOption,
     AppOption,
@@ -63,6 +64,7 @@ cli.add_typer(runs, name="runs")
 cli.add_typer(models, name="models")
 cli.add_typer(keys, name="keys")
 cli.add_typer(policy, name="policy")
+cli.add_typer(audit, name="audit")
 
 WorkflowArg = Annotated[str, typer.Argument(help="The workflow's name.")]
 InputOption = Annotated[

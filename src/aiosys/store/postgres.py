@@ -29,7 +29,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import psycopg
 import psycopg.sql
 from psycopg.conninfo import conninfo_to_dict
-from psycopg.rows import DictRow, dict_row
+from psycopg.rows import DictRow, dict_row, tuple_row
 
 from ..errors import ConfigError
 from ..redact import redact
@@ -37,11 +37,13 @@ from . import _sql
 from ._pgbatch import Batch, locked_ids, send_order, stands_alone
 from ._pgconn import Conn, Cursor, Slot, StorableCursor, first, retrying, transaction
 from ._pgprune import postgres_batch
+from ._text import bind
 from .base import (
     Claim,
     EffectRow,
     History,
     NewRun,
+    RecordEffect,
     RunRow,
     SignalRow,
     Write,
@@ -74,6 +76,11 @@ REFUSED = (psycopg.DataError, psycopg.IntegrityError, psycopg.ProgrammingError, 
 
 DEFAULT_SCHEMA = "public"
 _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+
+
+def _bound(statement: tuple[str, dict[str, Any]]) -> tuple[str, dict[str, Any]]:
+    query, params = statement
+    return query, bind(params)
 
 
 def split_schema(url: str) -> tuple[str, str]:
@@ -369,6 +376,9 @@ class PostgresStore(CommonStore, OperatorViews):
             async with self._apply.use() as conn:
                 cur = await conn.execute(*write_statement(q, writes[0], self.clock()))
             return [WriteResult(cur.rowcount == 1)]
+        lone = writes[0]
+        if len(writes) == 1 and isinstance(lone, RecordEffect) and lone.consume_signal is None:
+            return [await retrying(lambda: self._record_with_side_writes(lone))]
         order, ids = send_order(writes), locked_ids(writes)
 
         async def attempt() -> list[WriteResult]:
@@ -381,6 +391,26 @@ class PostgresStore(CommonStore, OperatorViews):
             return batch.results(order)
 
         return await retrying(attempt)
+
+    async def _record_with_side_writes(self, w: RecordEffect) -> WriteResult:
+        """A lone effect record with side writes (its audit record, usage rows): BEGIN, the
+        lock, the record, the side writes and COMMIT as one simple-protocol query, the
+        parameters bound on the client. One round trip, as a pipelined transaction, for about
+        half its client CPU (a run one effect at a time makes nothing but these)."""
+        q = self._q
+        async with self._apply.use() as conn:
+            cur = psycopg.AsyncClientCursor(conn)
+            statements = [
+                "BEGIN",
+                cur.mogrify(q["lock_runs"], {"ids": [w.effect.run_id]}),
+                cur.mogrify(*_bound(write_statement(q, w, self.clock()))),
+                *(cur.mogrify(q[query], bind(dict(params))) for query, params in w.side_writes),
+                "COMMIT",
+            ]
+            await cur.execute(";\n".join(statements).encode())
+            cur.nextset()  # the lock
+            cur.nextset()  # the record
+            return WriteResult(cur.rowcount == 1)
 
     async def send_signal(
         self, run_id: str, name: str, payload: str, *, tenant: str | None = None
@@ -457,6 +487,12 @@ class PostgresStore(CommonStore, OperatorViews):
         # durable=False changes nothing here: the commit waits for the server's WAL flush as
         # any other (one round trip either way).
         return [dict(r) for r in await self._one(self._q[query], dict(params))]
+
+    async def fetch_rows(self, query: str, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        async with self._reader().use() as conn:
+            cur = conn.cursor(row_factory=tuple_row)
+            await cur.execute(self._q[query], dict(params))
+            return await cur.fetchall()
 
     async def execute(self, query: str, params: Mapping[str, Any]) -> int:
         async with self._reader().use() as conn:

@@ -12,6 +12,7 @@ start with ``BEGIN IMMEDIATE`` so several processes sharing the file queue on SQ
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import re
 import sqlite3
@@ -177,6 +178,9 @@ class SQLiteStore(CommonStore, OperatorViews):
         except (OSError, sqlite3.Error) as exc:
             raise ConfigError(f"cannot open the SQLite store at {self.path}: {exc}") from None
         conn.row_factory = sqlite3.Row
+        # SHA-256 for SQL (PostgreSQL has sha256()): the audit log's append hashes the chain
+        # in the appending statement (sql/sqlite/audit.sql).
+        conn.create_function("aiosys_sha256", 1, _sha256_hex, deterministic=True)
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = FULL")
@@ -457,6 +461,16 @@ class SQLiteStore(CommonStore, OperatorViews):
         rows = await self._run(run if durable else lambda c: _unsynced(c, run))
         return [dict(r) for r in rows]
 
+    async def fetch_rows(self, query: str, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        sql = self._q[query]
+
+        def read(c: sqlite3.Connection) -> list[tuple[Any, ...]]:
+            cur = c.cursor()
+            cur.row_factory = None  # plain tuples
+            return cur.execute(sql, bind(dict(params))).fetchall()
+
+        return await self._run(read)
+
     async def execute(self, query: str, params: Mapping[str, Any]) -> int:
         sql = self._q[query]
         return await self._run(
@@ -492,6 +506,10 @@ def _unsynced(c: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T
         return fn(c)
     finally:
         c.execute("PRAGMA synchronous = FULL")
+
+
+def _sha256_hex(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _count(c: sqlite3.Connection, q: dict[str, str], params: dict[str, Any]) -> int:

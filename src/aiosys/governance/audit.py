@@ -1,0 +1,414 @@
+"""The tamper-evident audit log: what is recorded, when, and how it is read back.
+
+On by default, the embedded default too (``AuditSettings``). What is recorded:
+
+- every effect a run makes through the gate that completes (``step``, ``model``,
+  ``child_start``, and any kind added later), with its outcome (``ok`` or
+  ``error:<Type>``); the kernel's own waits and reads (``sleep``, ``signal``,
+  ``child_result``, ``now``) are not. The record is committed in the same transaction as the
+  effect's record (``EffectCall.also_write``): no audited effect without its record, and the
+  other way round. A replay returns recorded outcomes and records nothing again. A direct
+  effect (outside a run) is appended before the call returns.
+- the run actions of the App: ``start_workflow``, ``signal_run``, ``cancel_run``,
+  ``resume_run`` (``App`` in ``aiosys.app`` calls ``run_action``), appended after the action
+  and before the call returns, batched with concurrent callers' (one transaction).
+- every policy decision handed to ``on_decision`` (``aiosys.governance`` policy).
+
+Appends form one chain (``audit_record``), checkpoints are signed (``audit_checkpoint``),
+``verify`` and ``export`` read it back (``audit_verify``, ``audit_export``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import os
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import IO, Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from ..errors import ConfigError, PermissionDenied
+from ..kernel.gate import EffectCall, Next
+from ..kernel.principal import current_principal, principal_of_run
+from ..store import Store
+from .audit_checkpoint import Checkpoint, Checkpointer
+from .audit_export import export as _export
+from .audit_keys import DEFAULT_KEY, default_signing_key, load_signing_key, load_verify_key
+from .audit_record import AuditRecord, Scalar, micros
+from .audit_verify import Report, verify_store
+
+log = logging.getLogger("aiosys.audit")
+
+#: Effect kinds not audited: the kernel's waits and reads (see the module docstring).
+UNAUDITED = frozenset({"now", "sleep", "signal", "child_result"})
+DEFAULT_RECORDS = 1000
+DEFAULT_SECONDS = 60.0
+_TRUE, _FALSE = {"1", "true", "on", "yes"}, {"0", "false", "off", "no"}
+
+
+@dataclass(frozen=True, slots=True)
+class AuditSettings:
+    """``enabled``: on by default; ``key``: the PEM file of the Ed25519 key that signs
+    checkpoints (None: the embedded default's, generated on first use); a checkpoint is
+    written every ``checkpoint_records`` records or ``checkpoint_seconds`` seconds.
+
+    ``resolve`` takes each from the argument, else the environment (``AIOSYS_AUDIT`` on/off,
+    ``AIOSYS_AUDIT_KEY``, ``AIOSYS_AUDIT_CHECKPOINT_RECORDS``,
+    ``AIOSYS_AUDIT_CHECKPOINT_SECONDS``), else ``[audit]`` in ./aiosys.toml (``enabled``,
+    ``key``, ``checkpoint_records``, ``checkpoint_seconds``), else the default."""
+
+    enabled: bool = True
+    key: str | None = None
+    checkpoint_records: int = 1000  # DEFAULT_RECORDS
+    checkpoint_seconds: float = 60.0  # DEFAULT_SECONDS
+
+    @classmethod
+    def resolve(
+        cls,
+        enabled: bool | None = None,
+        key: str | Path | None = None,
+        checkpoint_records: int | None = None,
+        checkpoint_seconds: float | None = None,
+    ) -> AuditSettings:
+        toml = _toml_audit()
+
+        def pick(arg: Any, env: str, name: str) -> Any:
+            if arg is not None:
+                return arg
+            if os.environ.get(env):
+                return os.environ[env]
+            return toml.get(name)
+
+        on = pick(enabled, "AIOSYS_AUDIT", "enabled")
+        if isinstance(on, str):
+            if on.lower() not in _TRUE | _FALSE:
+                raise ConfigError(f"audit enabled must be on or off, not {on!r}")
+            on = on.lower() in _TRUE
+        records = _number(
+            pick(checkpoint_records, "AIOSYS_AUDIT_CHECKPOINT_RECORDS", "checkpoint_records"),
+            int,
+            "checkpoint_records",
+        )
+        seconds = _number(
+            pick(checkpoint_seconds, "AIOSYS_AUDIT_CHECKPOINT_SECONDS", "checkpoint_seconds"),
+            float,
+            "checkpoint_seconds",
+        )
+        path = pick(key, "AIOSYS_AUDIT_KEY", "key")
+        return cls(
+            enabled=True if on is None else bool(on),
+            key=None if path is None else str(path),
+            checkpoint_records=DEFAULT_RECORDS if records is None else int(records),
+            checkpoint_seconds=DEFAULT_SECONDS if seconds is None else float(seconds),
+        )
+
+
+def _number(value: Any, kind: type[int] | type[float], name: str) -> int | float | None:
+    if value is None:
+        return None
+    try:
+        number = kind(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"audit {name} must be a number, not {value!r}") from None
+    if number <= 0:
+        raise ConfigError(f"audit {name} must be more than 0, not {value!r}")
+    return number
+
+
+def _toml_audit() -> dict[str, Any]:
+    path = Path("aiosys.toml")
+    if not path.is_file():
+        return {}
+    try:
+        with path.open("rb") as f:
+            table = tomllib.load(f).get("audit", {})
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"aiosys.toml is not valid TOML: {exc}") from None
+    if not isinstance(table, dict):
+        raise ConfigError("aiosys.toml: [audit] must be a table")
+    return table
+
+
+class AuditLog:
+    """The audit log of one app: ``app.audit``."""
+
+    def __init__(
+        self, store: Callable[[], Store], settings: AuditSettings | Callable[[], AuditSettings]
+    ) -> None:
+        """``settings``, or how to get them: resolved on first use (when the app opens), so
+        the environment of that moment counts, not the one the app was made in."""
+        self._store = store
+        self._settings = settings
+        self._signing: Ed25519PrivateKey | None = None
+        self._pending: list[tuple[dict[str, Any], asyncio.Future[None]]] = []
+        self._flushing: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[None]] = set()
+
+    @property
+    def settings(self) -> AuditSettings:
+        if not isinstance(self._settings, AuditSettings):
+            self._settings = self._settings()
+        return self._settings
+
+    @cached_property
+    def checkpointer(self) -> Checkpointer:
+        s = self.settings
+        return Checkpointer(
+            self._store,
+            self.signing_key,
+            every=s.checkpoint_records,
+            seconds=s.checkpoint_seconds,
+        )
+
+    @property
+    def enabled(self) -> bool:
+        return self.settings.enabled
+
+    # ---- keys -------------------------------------------------------------------------
+
+    def key_path(self) -> Path:
+        """The signing key's file: the configured one, else the embedded default's
+        (``audit_key.pem`` beside a SQLite store's file, else ``.aiosys/audit_key.pem``)."""
+        if self.settings.key:
+            return Path(self.settings.key)
+        path = getattr(self._store(), "path", None)
+        return Path(path).parent / DEFAULT_KEY.name if isinstance(path, Path) else DEFAULT_KEY
+
+    def signing_key(self) -> Ed25519PrivateKey:
+        if self._signing is None:
+            path = self.key_path()
+            self._signing = (
+                load_signing_key(path) if self.settings.key else default_signing_key(path)
+            )
+        return self._signing
+
+    def verify_key(self, path: str | Path | None = None) -> Ed25519PublicKey:
+        """The public key checkpoints are checked with: ``path`` (a public or private PEM),
+        else the configured or default key's public half."""
+        if path is not None:
+            return load_verify_key(path)
+        if not self.settings.key and not self.key_path().exists():
+            raise ConfigError(
+                f"no audit key to verify with: {self.key_path()} does not exist; pass "
+                "--public-key or configure audit_key"
+            )
+        return self.signing_key().public_key()
+
+    # ---- writing ----------------------------------------------------------------------
+
+    async def interceptor(self, call: EffectCall, next: Next) -> Any:
+        """The gate's ``audit`` interceptor (just inside the effect log)."""
+        if call.kind in UNAUDITED or not self.enabled:
+            return await next(call)
+        try:
+            out = await next(call)
+        except Exception as exc:
+            await self._effect_done(call, f"error:{type(exc).__name__}")
+            raise
+        await self._effect_done(call, "ok")
+        return out
+
+    async def _effect_done(self, call: EffectCall, outcome: str) -> None:
+        record = self.effect_record(call, outcome)
+        if call.direct:
+            await self.append(record)
+        else:
+            call.also_write("audit_append", record.params(), self._committed)
+
+    def _committed(self, committed: bool) -> None:
+        if committed:
+            self.checkpointer.note_appended()
+            self.checkpointer.start()
+
+    def effect_record(self, call: EffectCall, outcome: str) -> AuditRecord:
+        ex = call.run_execution
+        detail: dict[str, Scalar] = {"workflow": call.workflow}
+        kept = call.meta.get("record")
+        if isinstance(kept, dict):
+            detail.update({k: kept[k] for k in ("task", "model", "version") if k in kept})
+        if "attempt" in call.meta:
+            detail["attempt"] = int(call.meta["attempt"])
+        return AuditRecord(
+            principal=_run_principal(call),
+            tenant=call.tenant,
+            action=call.kind,
+            resource=call.name,
+            outcome=outcome,
+            run_id=None if ex is None else ex.run.id,
+            effect_seq=None if ex is None else call.seq,
+            at=micros(self._store().clock()),
+            detail=detail,
+        )
+
+    async def run_action(
+        self,
+        action: str,
+        *,
+        tenant: str,
+        run_id: str | None,
+        outcome: str,
+        detail: dict[str, Scalar] | None = None,
+    ) -> None:
+        """Append a run action of the App (``start_workflow``, ``signal_run``, ...)."""
+        record = AuditRecord(
+            principal=current_principal().uid,
+            tenant=tenant,
+            action=action,
+            resource=f"run:{run_id}" if run_id else "run",
+            outcome=outcome,
+            run_id=run_id,
+            at=micros(self._store().clock()),
+            detail=detail or {},
+        )
+        await self.append(record)
+
+    def on_decision(self, decision: Any, call: EffectCall | None = None) -> None:
+        """A policy decision (``principal``/``principal_uid``, ``tenant``, ``action``,
+        ``resource``, ``decision``, ``policy_ids``/``policies``, ``policy_version``,
+        ``run_id``, ``effect_seq``/``seq``, ``time``, and ``call``: the policy engine's
+        ``Decision``). With the ``call`` of a run's effect (the argument, else the decision's
+        own) it commits with that effect's record; else it is appended in the background.
+        Subscribe it with ``app.policy.listen(app.audit.on_decision)``."""
+        if call is None and isinstance(getattr(decision, "call", None), EffectCall):
+            call = decision.call
+        if not self.enabled:
+            return
+        record = decision_record(decision, micros(self._store().clock()))
+        if call is not None and not call.direct:
+            call.also_write("audit_append", record.params(), self._committed)
+            return
+        task = asyncio.get_running_loop().create_task(self._append_logged(record))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _append_logged(self, record: AuditRecord) -> None:
+        try:
+            await self.append(record)
+        except Exception as exc:
+            log.error("audit: a decision could not be recorded: %s", exc)
+
+    async def append(self, record: AuditRecord) -> None:
+        """Append ``record`` in its own transaction, shared with the records other callers
+        append meanwhile (group commit); returns once it is committed."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((record.params(), fut))
+        if self._flushing is None or self._flushing.done():
+            self._flushing = asyncio.get_running_loop().create_task(self._flush())
+        await fut
+
+    async def _flush(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                await self._store().execute_many("audit_append", [p for p, _ in batch])
+            except Exception as exc:
+                for _, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(exc)
+                continue
+            for _, fut in batch:
+                if not fut.done():
+                    fut.set_result(None)
+            self._committed(True)
+            self.checkpointer.note_appended(len(batch) - 1)
+
+    async def close(self) -> None:
+        """Wait for background appends, then sign what this process appended."""
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
+        if self._flushing is not None:
+            await asyncio.gather(self._flushing, return_exceptions=True)
+        if "checkpointer" in self.__dict__:
+            await self.checkpointer.stop()
+
+    # ---- reading ----------------------------------------------------------------------
+
+    async def checkpoint(self) -> Checkpoint | None:
+        """Sign the head now if it moved since the last checkpoint (the local principal
+        only: a checkpoint covers, and counts, every tenant's records)."""
+        if not current_principal().local:
+            raise PermissionDenied(
+                "a checkpoint covers every tenant's records: local operator only"
+            )
+        return await self.checkpointer.checkpoint(force=True)
+
+    async def verify(self, public_key: str | Path | None = None) -> Report:
+        """Verify the whole log (the local principal only: it spans every tenant)."""
+        if not current_principal().local:
+            raise PermissionDenied(
+                "verifying the whole audit log spans every tenant; export your tenant's "
+                "records (aiosys audit export) and verify the extract"
+            )
+        return await verify_store(self._store(), self.verify_key(public_key))
+
+    async def export(
+        self,
+        out: IO[str],
+        *,
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
+        tenant: str | None = None,
+        public_key: str | Path | None = None,
+    ) -> dict[str, int]:
+        """Write an extract (``audit_export``) to ``out``. A principal that is not the
+        local one exports only its own tenant's records (``PermissionDenied`` for
+        another's)."""
+        principal = current_principal()
+        if not principal.local:
+            if tenant is not None and tenant != principal.tenant:
+                raise PermissionDenied(f"cannot export the audit records of tenant {tenant!r}")
+            tenant = principal.tenant
+        return await _export(
+            self._store(),
+            self.verify_key(public_key),
+            out,
+            since=None if since is None else micros(since.timestamp()),
+            until=None if until is None else micros(until.timestamp()),
+            tenant=tenant,
+        )
+
+
+def _run_principal(call: EffectCall) -> str:
+    """Who an effect acts for: the principal that started its run, else (a direct effect)
+    the caller's."""
+    ex = call.run_execution
+    return current_principal().uid if ex is None else principal_of_run(ex.run).uid
+
+
+def decision_record(d: Any, now_us: int) -> AuditRecord:
+    """An ``AuditRecord`` from a policy decision object (see ``AuditLog.on_decision``)."""
+
+    def get(*names: str) -> Any:
+        for name in names:
+            value = getattr(d, name, None)
+            if value is not None:
+                return value
+        return None
+
+    principal = get("principal_uid", "principal")
+    at = get("time", "at")
+    if isinstance(at, dt.datetime):
+        at = micros(at.timestamp())
+    elif isinstance(at, int | float):
+        at = micros(float(at)) if at < 1e11 else int(at)
+    else:
+        at = now_us
+    seq = get("effect_seq", "seq")
+    return AuditRecord(
+        principal=str(getattr(principal, "uid", principal)),
+        tenant=str(get("tenant") or "default"),
+        action=str(get("action")),
+        resource=str(get("resource")),
+        decision=str(get("decision")),
+        policies=tuple(str(p) for p in get("policy_ids", "policies") or ()),
+        policy_version=None if get("policy_version") is None else str(get("policy_version")),
+        run_id=get("run_id"),
+        effect_seq=None if seq is None else int(seq),
+        at=at,
+    )

@@ -1,0 +1,8 @@
+-- name: audit_append
+-- Append one record to the chain: its position and previous hash come from the head, read
+-- in this transaction (SQLite's one writer serializes appends); a trigger moves the head.
+-- aiosys_sha256(text) is the store connection's SHA-256 (hex) of the text's UTF-8 bytes.
+INSERT INTO audit_log (seq, prev_hash, hash, digest, tenant, at, body)
+SELECT seq + 1, hash, aiosys_sha256(hash || '|' || (seq + 1) || '|' || :digest),
+       :digest, :tenant, :at, :body
+FROM audit_head WHERE id = 1
