@@ -11,16 +11,20 @@ import sys
 import tomllib
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from typer._click import exceptions as usage  # typer 0.29 carries its own click
-from typer.core import TyperGroup
 
-from ..errors import AiosysError
-from ..kernel import App
+from ..errors import AiosysError, RunNotFound
+from .params import PlainGroup
+
+if TYPE_CHECKING:
+    from ..kernel import App
+    from ..store import Store
+    from ..store.base import EffectRow, RunRow
 
 T = TypeVar("T")
 
@@ -79,6 +83,8 @@ def use_store(app: App, store: str | None) -> App:
 
 def load_app(ref: str | None, store: str | None = None) -> App:
     """Import ``module:attribute``; the current directory is importable, as with uvicorn."""
+    from ..kernel import App
+
     ref = ref or _toml_app()
     if not ref:
         raise AiosysError("no app given: pass --app module:attribute or set app = in aiosys.toml")
@@ -112,7 +118,47 @@ def store_app(ref: str | None, store: str | None) -> App:
         if hasattr(app, "preload_models"):  # an aiosys.App: no model is called, no SDK import
             setattr(app, "preload_models", False)  # noqa: B010  (the kernel's App has none)
         return app
+    from ..kernel import App
+
     return App(store=store)
+
+
+def run_store(ref: str | None, store: str | None) -> Store:
+    """The store, not yet opened, for commands that only read runs (``runs list``,
+    ``runs show``): the configured app's when there is one (importing it), else the one
+    the URL names, without importing the kernel or the model plane."""
+    if ref or _toml_app():
+        return load_app(ref, store).store
+    from ..store import open_store
+
+    return open_store(store)
+
+
+async def with_store(store: Store, fn: Callable[[Store], Awaitable[T]]) -> T:
+    """Open ``store``, call ``fn`` with it, close it."""
+    await store.open()
+    try:
+        return await fn(store)
+    finally:
+        await store.close()
+
+
+async def get_run(store: Store, run_id: str, tenant: str | None) -> RunRow:
+    """The run ``run_id`` (in ``tenant``, or any when None); ``RunNotFound`` as
+    ``App.get_run`` raises it."""
+    row = await store.get_run(run_id, tenant=tenant)
+    if row is None:
+        where = "" if tenant is None else f" in tenant {tenant!r}"
+        raise RunNotFound(f"no run with id {run_id!r}{where}")
+    return row
+
+
+async def run_and_effects(
+    store: Store, run_id: str, tenant: str | None
+) -> tuple[RunRow, list[EffectRow]]:
+    """A run and its effects, oldest first (``runs show``)."""
+    row = await get_run(store, run_id, tenant)
+    return row, await store.list_effects(run_id, tenant=tenant)
 
 
 def say(message: str) -> None:
@@ -126,7 +172,7 @@ def fail(message: str, code: int = EXIT_ERROR) -> NoReturn:
     raise typer.Exit(code)
 
 
-class OneLineErrors(TyperGroup):
+class OneLineErrors(PlainGroup):
     """The root command group: a malformed command line (an unknown option, ``--limit abc``)
     is one ``error:`` line on stderr naming the fix and exit 2, like every other error of
     the command, instead of click's multi-line usage box."""

@@ -6,20 +6,13 @@ Commands that run workflows (``run``, ``demo``, ``worker``) execute them in this
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import os
-import signal
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.text import Text
 
 from ..errors import AiosysError, RunFailed
-from ..kernel import Worker
-from ..kernel.step_threads import running_on_threads
-from ..redact import mask_url
 from ..store import DEFAULT_URL
 from ..store.base import SUCCEEDED, RunRow
 from .common import (
@@ -37,11 +30,9 @@ from .common import (
     parse_json,
     run_async,
 )
-from .demo import run_demo, show_outcome
 from .models import models
 from .render import error_message, run_dict
 from .runs import runs
-from .scaffold import scaffold
 
 log = logging.getLogger("aiosys.worker")
 
@@ -179,6 +170,8 @@ def demo(
     ] = None,
 ) -> None:
     """Run the built-in document-intake demo in this process and show its timeline."""
+    from .demo import run_demo, show_outcome
+
     url = store or DEFAULT_URL
     out = console()
     row, effects = run_async(lambda: run_demo(url, out))
@@ -190,6 +183,10 @@ def demo(
 @cli.command()
 def init() -> None:
     """Write aiosys.toml and an example workflows.py here (files that exist are kept)."""
+    from rich.text import Text
+
+    from .scaffold import scaffold
+
     out = console()
     for path, written in scaffold(Path.cwd()):
         verb = ("wrote", "green") if written else ("kept ", "dim")
@@ -224,6 +221,14 @@ def worker(
     The first SIGTERM or SIGINT drains it: no more claims, runs in flight go on until they
     end or park or the grace period passes, then the rest are given back to the queue for
     another worker. A second signal gives them back at once. Either way it exits 0."""
+    import asyncio
+    import os
+    import signal
+
+    from ..kernel import Worker
+    from ..kernel.step_threads import running_on_threads
+    from ..redact import mask_url
+
     try:
         the_app = load_app(app, store)
         if create:

@@ -6,13 +6,12 @@ These commands need no workflow code beyond locating the store: with no ``--app`
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.text import Text
 
-from ..kernel import App
-from ..store.base import STATUSES, TERMINAL, EffectRow, RunRow
+from ..store.base import STATUSES, TERMINAL, RunRow
 from .common import (
     AppOption,
     JsonFlag,
@@ -21,13 +20,22 @@ from .common import (
     echo_json,
     fail,
     parse_json,
+    run_and_effects,
     run_async,
+    run_store,
     store_app,
     with_opened,
+    with_store,
 )
+from .params import PlainGroup
 from .render import effect_dict, model_usage, run_detail, run_dict, run_view, runs_table
 
-runs = typer.Typer(help="Inspect and steer runs: list, show, cancel, resume, signal.")
+if TYPE_CHECKING:
+    from ..store import Store
+
+runs = typer.Typer(
+    help="Inspect and steer runs: list, show, cancel, resume, signal.", cls=PlainGroup
+)
 
 RunId = Annotated[str, typer.Argument(help="The run's id.")]
 TenantOption = Annotated[
@@ -54,10 +62,10 @@ def list_runs(
     if status is not None and status not in STATUSES:
         fail(f"unknown status {status!r}; use one of: {', '.join(STATUSES)}", 2)
 
-    async def body(a: App) -> list[RunRow]:
-        return await a.list_runs(status=status, workflow=workflow, tenant=tenant, limit=limit)
+    async def body(s: Store) -> list[RunRow]:
+        return await s.list_runs(status=status, workflow=workflow, tenant=tenant, limit=limit)
 
-    rows = run_async(lambda: with_opened(store_app(app, store), body))
+    rows = run_async(lambda: with_store(run_store(app, store), body))
     if json_:
         echo_json([run_dict(r) for r in rows])
     else:
@@ -74,11 +82,9 @@ def show(
 ) -> None:
     """Show a run and its effect timeline."""
 
-    async def body(a: App) -> tuple[RunRow, list[EffectRow]]:
-        row = await a.get_run(run_id, tenant=tenant)
-        return row, await a.effects(run_id, tenant=tenant)
-
-    row, effects = run_async(lambda: with_opened(store_app(app, store), body))
+    row, effects = run_async(
+        lambda: with_store(run_store(app, store), lambda s: run_and_effects(s, run_id, tenant))
+    )
     if json_:
         detail = {**run_detail(row), "model_usage": model_usage(effects)}
         echo_json({**detail, "effects": [effect_dict(e) for e in effects]})
