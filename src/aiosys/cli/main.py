@@ -88,18 +88,29 @@ def run(
     idempotency_key: KeyOption = None,
     tenant: TenantOption = "default",
     json_: JsonFlag = False,
+    serve_others: Annotated[
+        bool,
+        typer.Option(
+            "--serve-others",
+            help="Also execute the store's other pending runs of the app's workflows, as "
+            "a worker does, while this run lasts (default: only this run and its children).",
+        ),
+    ] = False,
     app: AppOption = None,
     store: StoreOption = None,
     create: CreateFlag = False,
 ) -> None:
-    """Start a run and execute it in this process; print its result (--json: its record)."""
+    """Start a run and execute it in this process; print its result (--json: its record).
+
+    Only this run and the child runs it starts are executed here, unless --serve-others
+    is given: other pending runs stay in the store for a worker."""
     data = parse_json(input, "--input")
 
     async def body() -> tuple[RunRow, bool]:
         the_app = load_app(app, store)
         if create:
             create_store_dir(the_app)
-        async with the_app:
+        async with the_app.embedded(own_runs_only=not serve_others):
             handle = await the_app.start(
                 workflow, data, idempotency_key=idempotency_key, tenant=tenant
             )

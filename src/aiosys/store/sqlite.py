@@ -290,6 +290,7 @@ class SQLiteStore(CommonStore):
         q = self._q
         wf_keys = json.dumps(list(claim.wf_keys))
         exclude = json.dumps(list(claim.exclude))
+        only = None if claim.only is None else json.dumps(list(claim.only))
         queues = json.dumps(list(claim.slots))
 
         def body(c: sqlite3.Connection) -> tuple[list[RunRow], float | None]:
@@ -308,6 +309,7 @@ class SQLiteStore(CommonStore):
                         "expires": t + claim.lease,
                         "wf_keys": wf_keys,
                         "exclude": exclude,
+                        "only": only,
                         "limit": limit,
                     },
                 ).fetchall()
