@@ -19,7 +19,7 @@ from rich.markup import escape
 from typer._click import exceptions as usage  # typer 0.29 carries its own click
 
 from ..errors import AiosysError, RunNotFound
-from .params import PlainGroup
+from .group import CommandGroup
 
 if TYPE_CHECKING:
     from ..kernel import App
@@ -172,7 +172,7 @@ def fail(message: str, code: int = EXIT_ERROR) -> NoReturn:
     raise typer.Exit(code)
 
 
-class OneLineErrors(PlainGroup):
+class OneLineErrors(CommandGroup):
     """The root command group: a malformed command line (an unknown option, ``--limit abc``)
     is one ``error:`` line on stderr naming the fix and exit 2, like every other error of
     the command, instead of click's multi-line usage box."""

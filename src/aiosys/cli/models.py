@@ -34,7 +34,7 @@ from .common import (
     store_app,
     with_opened,
 )
-from .params import PlainGroup
+from .group import CommandGroup
 
 # The model plane (pydantic, the catalog) is imported by the commands that use it, not
 # when the ``aiosys`` command starts: ``aiosys runs list`` never pays for it.
@@ -46,7 +46,7 @@ if TYPE_CHECKING:
 
 models = typer.Typer(
     help="The model catalog: list, show, sync and delete model cards; usage, cost, shadows.",
-    cls=PlainGroup,
+    cls=CommandGroup,
 )
 
 DirOption = Annotated[

@@ -3,10 +3,11 @@
 Typer (0.29) converts every option value with a pydantic ``TypeAdapter`` built when the
 command line is parsed: importing pydantic and building the adapters costs about as much
 CPU as the rest of ``aiosys runs list``. The values of aiosys's commands are plain: text,
-flags, and numbers with bounds. ``PlainGroup`` (the class of the ``aiosys`` command and its
-sub-commands) gives such parameters a converter of its own, with typer's behaviour and
-messages; any other parameter (a path, a list, a choice) and any value of another type
-still goes through typer's adapter, built when first needed.
+flags, and numbers with bounds. ``plain_params`` (applied by ``aiosys.cli.group.CommandGroup``,
+the class of the ``aiosys`` command and its sub-commands) gives such parameters a converter
+of its own, with typer's behaviour and messages; any other parameter (a path, a list, a
+choice) and any value of another type still goes through typer's adapter, built when
+first needed.
 
 This reaches into typer's parameter internals (``_TyperParameter._runtime_param``,
 ``RuntimeParam``). If a typer release moves them, nothing here is applied and typer
@@ -17,8 +18,6 @@ converts every value itself: slower, never wrong (a test checks which modules a
 from __future__ import annotations
 
 from typing import Any
-
-from typer.core import TyperGroup
 
 try:  # typer's internals: see the module's docstring
     from typer._click import Context
@@ -93,22 +92,10 @@ else:  # pragma: no cover - another typer
         pass
 
 
-class PlainGroup(TyperGroup):
-    """A typer group whose commands convert plain values without pydantic."""
-
-    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
-        for param in self.get_params(ctx):  # with --help, made (and kept) for this context
-            _plain(param)
-        return super().parse_args(ctx, args)
-
-    def get_command(self, ctx: Any, cmd_name: str) -> Any:
-        command = super().get_command(ctx, cmd_name)
-        if command is not None and not isinstance(command, TyperGroup):
-            # A sub-command's context inherits the help option names of this one: its
-            # --help option, made here, is the one it keeps.
-            for param in command.get_params(ctx):
-                _plain(param)
-        return command
+def plain_params(params: list[Any]) -> None:
+    """Give the plain parameters among ``params`` the pydantic-free converter."""
+    for param in params:
+        _plain(param)
 
 
-__all__ = ["PlainGroup"]
+__all__ = ["plain_params"]

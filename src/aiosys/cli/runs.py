@@ -27,14 +27,14 @@ from .common import (
     with_opened,
     with_store,
 )
-from .params import PlainGroup
+from .group import CommandGroup
 from .render import effect_dict, model_usage, run_detail, run_dict, run_view, runs_table
 
 if TYPE_CHECKING:
     from ..store import Store
 
 runs = typer.Typer(
-    help="Inspect and steer runs: list, show, cancel, resume, signal.", cls=PlainGroup
+    help="Inspect and steer runs: list, show, cancel, resume, signal.", cls=CommandGroup
 )
 
 RunId = Annotated[str, typer.Argument(help="The run's id.")]
@@ -110,8 +110,10 @@ def cancel(
     app: AppOption = None,
     store: StoreOption = None,
 ) -> None:
-    """Cancel a run (and its children not started detached): at once if it holds no
-    worker, else at its next effect."""
+    """Cancel a run and its children that were not started detached.
+
+    A run that holds no worker ends cancelled at once; a running one stops at its next
+    effect."""
     row = run_async(
         lambda: with_opened(
             store_app(app, store), lambda a: a.cancel(run_id, reason, tenant=tenant)
