@@ -45,3 +45,10 @@ async def until_greeted(ctx: Context) -> int:
             return looks
         await ctx.sleep(0.02)
     raise RuntimeError("the greet runs never finished")
+
+
+@app.workflow
+async def naps(ctx: Context) -> str:
+    """Sleeps (parked) long enough for a status line to be drawn, were one drawn."""
+    await ctx.sleep(0.6)
+    return "rested"

@@ -103,7 +103,12 @@ def run(
     """Start a run and execute it in this process; print its result (--json: its record).
 
     Only this run and the child runs it starts are executed here, unless --serve-others
-    is given: other pending runs stay in the store for a worker."""
+    is given: other pending runs stay in the store for a worker. On a terminal, a spinner
+    on stderr names what the run is doing or waiting for."""
+    import asyncio
+
+    from .status import show_status
+
     data = parse_json(input, "--input")
 
     async def body() -> tuple[RunRow, bool]:
@@ -114,10 +119,14 @@ def run(
             handle = await the_app.start(
                 workflow, data, idempotency_key=idempotency_key, tenant=tenant
             )
+            spinner = asyncio.create_task(show_status(the_app.store, handle.id, err))
             try:
                 await handle.result()
             except RunFailed:  # reported from the run's row below
                 pass
+            finally:
+                spinner.cancel()
+                await asyncio.gather(spinner, return_exceptions=True)
             return await handle.row(), handle.created
 
     row, created = run_async(body)
