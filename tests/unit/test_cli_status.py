@@ -122,13 +122,14 @@ async def test_on_a_terminal_the_spinner_names_the_signal_the_run_waits_for(
     terminal = Console(file=out, force_terminal=True, width=120)
     async with app:
         handle = await app.start("review")
-        while await handle.status() != "waiting":  # parked on its signal
-            await asyncio.sleep(0.01)
+        async with asyncio.timeout(30):
+            while await handle.status() != "waiting":  # noqa: ASYNC110 - parked on its signal
+                await asyncio.sleep(0.01)
         spinner = asyncio.create_task(show_status(app.store, handle.id, terminal, poll=0.01))
         try:
             async with asyncio.timeout(30):
-                while "waiting for signal 'approval' until" not in out.getvalue():
-                    await asyncio.sleep(0.01)
+                while "waiting for signal 'approval' until" not in out.getvalue():  # noqa: ASYNC110
+                    await asyncio.sleep(0.01)  # what the spinner drew, read as it draws
         finally:
             spinner.cancel()
             await asyncio.gather(spinner, return_exceptions=True)
