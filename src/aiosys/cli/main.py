@@ -2,11 +2,16 @@
 
 Commands that run workflows (``run``, ``demo``, ``worker``) execute them in this process;
 ``start`` and the ``runs`` commands only touch the store, so they work next to any worker.
+The kernel, the model plane and pydantic are imported by the commands that use them, not
+when the command starts (``aiosys runs list`` never pays for them: tests/unit/test_cli_startup).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
+import signal
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -105,8 +110,6 @@ def run(
     Only this run and the child runs it starts are executed here, unless --serve-others
     is given: other pending runs stay in the store for a worker. On a terminal, a spinner
     on stderr names what the run is doing or waiting for."""
-    import asyncio
-
     from .status import show_status
 
     data = parse_json(input, "--input")
@@ -241,10 +244,6 @@ def worker(
     The first SIGTERM or SIGINT drains it: no more claims, runs in flight go on until they
     end or park or the grace period passes, then the rest are given back to the queue for
     another worker. A second signal gives them back at once. Either way it exits 0."""
-    import asyncio
-    import os
-    import signal
-
     from ..kernel import Worker
     from ..kernel.step_threads import running_on_threads
     from ..redact import mask_url
