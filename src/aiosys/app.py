@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from . import kernel
+from .governance.identity import Identity, note_identity
+from .governance.roles import check_roles
 from .models.catalog import ModelCard
 from .models.catalog_files import load_card_files
 from .models.plane import ModelPlane
@@ -41,13 +43,21 @@ class App(kernel.App):
         super().__init__(*args, **kw)
         self.models_dir = models_dir
         self.preload_models = preload_models
+        self.add_check("roles", check_roles, local=False)
 
     async def open(self) -> App:
         first = self._opened == 0
         await super().open()
         if first:
+            await note_identity(self.store)
             await self._load_catalog()
         return self
+
+    @cached_property
+    def identity(self) -> Identity:
+        """The store's API keys and the JWT settings: ``await app.identity.authenticate(
+        credential)`` is the principal to bind."""
+        return Identity(self.store)
 
     async def _load_catalog(self) -> None:
         plane = self.models

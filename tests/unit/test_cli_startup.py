@@ -23,11 +23,14 @@ TESTS_DIR = Path(__file__).resolve().parents[1]
 SRC_DIR = TESTS_DIR.parent / "src"
 
 # Modules that reading runs from a SQLite store never needs: the kernel and the model plane,
-# pydantic (typer converts option values with it unless aiosys.cli.params does), Markdown
-# rendering, the provider SDKs and their HTTP clients, the PostgreSQL driver.
+# the identity libraries, pydantic (typer converts option values with it unless
+# aiosys.cli.params does), Markdown rendering, the provider SDKs and their HTTP clients, the
+# PostgreSQL driver.
 NEVER = (
     "aiosys.app",
-    "aiosys.kernel",
+    "aiosys.kernel.app",  # the kernel proper (its package and principal.py are light)
+    "aiosys.kernel.runtime",
+    "aiosys.kernel.worker",
     "aiosys.models",
     "pydantic",
     "rich.markdown",
@@ -37,6 +40,9 @@ NEVER = (
     "numpy",
     "yaml",
     "psycopg",
+    "jwt",
+    "cryptography",
+    "cedarpy",
 )
 
 # Runs the command as the console script does, and writes the names of the modules the

@@ -9,7 +9,8 @@ import json
 import os
 import sys
 import tomllib
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
@@ -22,7 +23,7 @@ from ..errors import AiosysError, RunNotFound
 from .group import CommandGroup
 
 if TYPE_CHECKING:
-    from ..kernel import App
+    from ..kernel import App, Principal
     from ..store import Store
     from ..store.base import EffectRow, RunRow
 
@@ -123,12 +124,14 @@ def store_app(ref: str | None, store: str | None) -> App:
     return App(store=store)
 
 
-def run_store(ref: str | None, store: str | None) -> Store:
-    """The store, not yet opened, for commands that only read runs (``runs list``,
-    ``runs show``): the configured app's when there is one (importing it), else the one
-    the URL names, without importing the kernel or the model plane."""
-    if ref or _toml_app():
-        return load_app(ref, store).store
+def bare_store(ref: str | None, store: str | None) -> Store | None:
+    """The store, not yet opened, that commands which only read runs (``runs list``,
+    ``runs show``) may read directly, without importing the kernel or the model plane: when
+    no app is configured and no credential given, the caller is the local principal with
+    every right and a bare ``App`` would check nothing. None otherwise: the read must go
+    through the app (``store_app``), its checks and the caller's tenant."""
+    if ref or _toml_app() or has_credential():
+        return None
     from ..store import open_store
 
     return open_store(store)
@@ -244,11 +247,64 @@ def run_async(fn: Callable[[], Awaitable[T]]) -> T:
         fail(str(exc))
 
 
+# The credential every command acts with (``--api-key`` / ``AIOSYS_API_KEY``), set by the
+# root command for each invocation; None: the local principal, with every right.
+_credential: dict[str, str | None] = {"value": None}
+
+ApiKeyOption = Annotated[
+    str | None,
+    typer.Option(
+        "--api-key",
+        envvar="AIOSYS_API_KEY",
+        show_envvar=True,
+        help="Act as this API key's (or bearer token's) principal, in its tenant with its "
+        "roles. Default: the local principal, with every right.",
+    ),
+]
+
+
+def set_credential(value: str | None) -> None:
+    _credential["value"] = value or None
+
+
+def has_credential() -> bool:
+    return _credential["value"] is not None
+
+
+async def caller(app: App) -> Principal | None:
+    """The principal the command acts as, authenticated against ``app``'s (open) store;
+    None for the local principal. ``AuthenticationFailed`` for a refused credential."""
+    credential = _credential["value"]
+    if credential is None:
+        return None
+    from ..governance.identity import Identity
+
+    return await Identity(app.store).authenticate(credential)
+
+
+@asynccontextmanager
+async def as_caller(app: App) -> AsyncIterator[Principal | None]:
+    """Bind the command's principal (``caller``) around the block; nothing without one."""
+    principal = await caller(app)
+    if principal is None:
+        yield None
+        return
+    from ..kernel import bind_principal
+
+    if "roles" not in app.checks.names:  # a bare kernel App (no app configured)
+        from ..governance.roles import check_roles
+
+        app.add_check("roles", check_roles, local=False)
+    with bind_principal(principal):
+        yield principal
+
+
 async def with_opened(app: App, fn: Callable[[App], Awaitable[T]]) -> T:
-    """Open the app's store (no worker), call ``fn``, close it."""
+    """Open the app's store (no worker), call ``fn`` as the command's principal, close it."""
     await app.open()
     try:
-        return await fn(app)
+        async with as_caller(app):
+            return await fn(app)
     finally:
         await app.close()
 

@@ -21,25 +21,33 @@ from ..errors import AiosysError, RunFailed
 from ..store import DEFAULT_URL
 from ..store.base import SUCCEEDED, RunRow
 from .common import (
+    ApiKeyOption,
     AppOption,
     CreateFlag,
     JsonFlag,
     OneLineErrors,
     StoreOption,
+    as_caller,
     console,
     create_store_dir,
     echo_json,
     err,
     fail,
+    has_credential,
     load_app,
     parse_json,
     run_async,
+    set_credential,
 )
+from .keys import keys
 from .models import models
+from .prune import prune as _prune  # noqa: F401  (registers `aiosys runs prune`)
 from .render import error_message, run_dict
 from .runs import runs
 
 log = logging.getLogger("aiosys.worker")
+
+_LOCAL_ONLY = "{what}: run it without an API key (unset AIOSYS_API_KEY, drop --api-key)"
 
 cli = typer.Typer(
     help="aiosys: durable, governed, observable AI workflows.",
@@ -48,6 +56,7 @@ cli = typer.Typer(
 )
 cli.add_typer(runs, name="runs")
 cli.add_typer(models, name="models")
+cli.add_typer(keys, name="keys")
 
 WorkflowArg = Annotated[str, typer.Argument(help="The workflow's name.")]
 InputOption = Annotated[
@@ -62,7 +71,13 @@ KeyOption = Annotated[
     str | None,
     typer.Option("--idempotency-key", help="Starting again with this key returns the same run."),
 ]
-TenantOption = Annotated[str, typer.Option("--tenant", help="The tenant the run belongs to.")]
+TenantOption = Annotated[
+    str | None,
+    typer.Option(
+        "--tenant",
+        help="The tenant the run belongs to (default: the API key's, else 'default').",
+    ),
+]
 
 
 def _version(value: bool) -> None:
@@ -82,8 +97,10 @@ def _root(
         bool,
         typer.Option("--version", is_eager=True, callback=_version, help="Print the version."),
     ] = False,
+    api_key: ApiKeyOption = None,
 ) -> None:
     """aiosys: durable, governed, observable AI workflows."""
+    set_credential(api_key)
 
 
 @cli.command()
@@ -91,7 +108,7 @@ def run(
     workflow: WorkflowArg,
     input: InputOption = None,
     idempotency_key: KeyOption = None,
-    tenant: TenantOption = "default",
+    tenant: TenantOption = None,
     json_: JsonFlag = False,
     serve_others: Annotated[
         bool,
@@ -118,7 +135,7 @@ def run(
         the_app = load_app(app, store)
         if create:
             create_store_dir(the_app)
-        async with the_app.embedded(own_runs_only=not serve_others):
+        async with the_app.embedded(own_runs_only=not serve_others), as_caller(the_app):
             handle = await the_app.start(
                 workflow, data, idempotency_key=idempotency_key, tenant=tenant
             )
@@ -154,7 +171,7 @@ def start(
     workflow: WorkflowArg,
     input: InputOption = None,
     idempotency_key: KeyOption = None,
-    tenant: TenantOption = "default",
+    tenant: TenantOption = None,
     json_: JsonFlag = False,
     app: AppOption = None,
     store: StoreOption = None,
@@ -169,10 +186,11 @@ def start(
             create_store_dir(the_app)
         await the_app.open()
         try:
-            handle = await the_app.start(
-                workflow, data, idempotency_key=idempotency_key, tenant=tenant
-            )
-            return await handle.row(), handle.created
+            async with as_caller(the_app):
+                handle = await the_app.start(
+                    workflow, data, idempotency_key=idempotency_key, tenant=tenant
+                )
+                return await handle.row(), handle.created
         finally:
             await the_app.close()
 
@@ -195,6 +213,8 @@ def demo(
     """Run the built-in document-intake demo in this process and show its timeline."""
     from .demo import run_demo, show_outcome
 
+    if has_credential():
+        fail(_LOCAL_ONLY.format(what="the demo runs in its own tenant"))
     url = store or DEFAULT_URL
     out = console()
     row, effects = run_async(lambda: run_demo(url, out))
@@ -248,6 +268,13 @@ def worker(
     from ..kernel.step_threads import running_on_threads
     from ..redact import mask_url
 
+    if has_credential():
+        fail(
+            _LOCAL_ONLY.format(
+                what="a worker serves every tenant and executes each run as the principal "
+                "that started it"
+            )
+        )
     try:
         the_app = load_app(app, store)
         if create:

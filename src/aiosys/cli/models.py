@@ -162,6 +162,7 @@ def sync(
     folder = directory or DEFAULT_DIR
 
     async def body(a: App) -> tuple[list[CardSource], list[AliasMove]]:
+        await a.authorize("manage_catalog")
         paths = card_paths(folder)
         if not paths:
             raise ConfigError(f"no model card files (*.toml, *.yaml, *.yml) in {folder}")
@@ -215,6 +216,7 @@ def delete(
     from ..models.catalog_store import delete_card
 
     async def body(a: App) -> CardRecord:
+        await a.authorize("manage_catalog")
         return await delete_card(a.store, name)
 
     card, source = run_async(lambda: with_opened(store_app(app, store), body))
@@ -237,7 +239,10 @@ def delete(
 
 @models.command("usage")
 def usage(
-    tenant: Annotated[str, typer.Option("--tenant", help="Whose calls.")] = "default",
+    tenant: Annotated[
+        str | None,
+        typer.Option("--tenant", help="Whose calls (default: the API key's, else 'default')."),
+    ] = None,
     since: Annotated[
         str | None,
         typer.Option(
@@ -263,19 +268,25 @@ def usage(
 
     start = _since(since)
     read = usage_by_model if by == "model" else usage_by_workflow
-    rows = run_async(
-        lambda: with_opened(store_app(app, store), lambda a: read(a.store, tenant, start))
-    )
+
+    async def body(a: App) -> tuple[str, list[dict[str, Any]]]:
+        whose = await a.authorize("read_usage", tenant=tenant) or "default"
+        return whose, await read(a.store, whose, start)
+
+    whose, rows = run_async(lambda: with_opened(store_app(app, store), body))
     if json_:
         echo_json(rows)
         return
-    console().print(_usage_table(rows, by, tenant, start))
+    console().print(_usage_table(rows, by, whose, start))
 
 
 @models.command("shadows")
 def shadows(
     task: Annotated[str | None, typer.Argument(help="Only this task's (default: all).")] = None,
-    tenant: Annotated[str, typer.Option("--tenant", help="Whose calls.")] = "default",
+    tenant: Annotated[
+        str | None,
+        typer.Option("--tenant", help="Whose calls (default: the API key's, else 'default')."),
+    ] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many.")] = 50,
     json_: JsonFlag = False,
     app: AppOption = None,
@@ -287,15 +298,16 @@ def shadows(
     answer; its output, parsed as the task parses, is kept here beside the caller's."""
     from ..models.shadows import shadow_results
 
-    async def body(a: App) -> list[dict[str, Any]]:
-        return await shadow_results(a.store, task, tenant=tenant, limit=limit)
+    async def body(a: App) -> tuple[str, list[dict[str, Any]]]:
+        whose = await a.authorize("read_usage", tenant=tenant) or "default"
+        return whose, await shadow_results(a.store, task, tenant=whose, limit=limit)
 
-    rows = run_async(lambda: with_opened(store_app(app, store), body))
+    whose, rows = run_async(lambda: with_opened(store_app(app, store), body))
     if json_:
         echo_json(rows)
         return
     agree = sum(r["same"] for r in rows)
-    title = f"shadow outcomes of tenant {tenant!r}" + (f", task {task!r}" if task else "")
+    title = f"shadow outcomes of tenant {whose!r}" + (f", task {task!r}" if task else "")
     t = Table(title=f"{title}: {agree} of {len(rows)} the same", box=box.SIMPLE_HEAD)
     for col in ("at (UTC)", "task", "serving", "shadow", "same", "latency ms", "cost"):
         t.add_column(col, justify="right" if col in ("latency ms", "cost") else "left")

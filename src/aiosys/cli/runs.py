@@ -11,18 +11,18 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.text import Text
 
-from ..store.base import STATUSES, TERMINAL, RunRow
+from ..store.base import STATUSES, TERMINAL, EffectRow, RunRow
 from .common import (
     AppOption,
     JsonFlag,
     StoreOption,
+    bare_store,
     console,
     echo_json,
     fail,
     parse_json,
     run_and_effects,
     run_async,
-    run_store,
     store_app,
     with_opened,
     with_store,
@@ -31,10 +31,11 @@ from .group import CommandGroup
 from .render import effect_dict, model_usage, run_detail, run_dict, run_view, runs_table
 
 if TYPE_CHECKING:
+    from ..kernel import App
     from ..store import Store
 
 runs = typer.Typer(
-    help="Inspect and steer runs: list, show, cancel, resume, signal.", cls=CommandGroup
+    help="Inspect and steer runs: list, show, cancel, resume, signal, prune.", cls=CommandGroup
 )
 
 RunId = Annotated[str, typer.Argument(help="The run's id.")]
@@ -62,10 +63,16 @@ def list_runs(
     if status is not None and status not in STATUSES:
         fail(f"unknown status {status!r}; use one of: {', '.join(STATUSES)}", 2)
 
-    async def body(s: Store) -> list[RunRow]:
+    async def body(s: Store | App) -> list[RunRow]:
         return await s.list_runs(status=status, workflow=workflow, tenant=tenant, limit=limit)
 
-    rows = run_async(lambda: with_store(run_store(app, store), body))
+    async def read() -> list[RunRow]:
+        bare = bare_store(app, store)  # the local user, no app: the store alone, fast
+        if bare is not None:
+            return await with_store(bare, body)
+        return await with_opened(store_app(app, store), body)
+
+    rows = run_async(read)
     if json_:
         echo_json([run_dict(r) for r in rows])
     else:
@@ -82,9 +89,17 @@ def show(
 ) -> None:
     """Show a run and its effect timeline."""
 
-    row, effects = run_async(
-        lambda: with_store(run_store(app, store), lambda s: run_and_effects(s, run_id, tenant))
-    )
+    async def app_body(a: App) -> tuple[RunRow, list[EffectRow]]:
+        row = await a.get_run(run_id, tenant=tenant)
+        return row, await a.effects(run_id, tenant=tenant)
+
+    async def read() -> tuple[RunRow, list[EffectRow]]:
+        bare = bare_store(app, store)  # the local user, no app: the store alone, fast
+        if bare is not None:
+            return await with_store(bare, lambda s: run_and_effects(s, run_id, tenant))
+        return await with_opened(store_app(app, store), app_body)
+
+    row, effects = run_async(read)
     if json_:
         detail = {**run_detail(row), "model_usage": model_usage(effects)}
         echo_json({**detail, "effects": [effect_dict(e) for e in effects]})

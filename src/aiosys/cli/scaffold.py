@@ -11,6 +11,8 @@ AIOSYS_TOML = f"""\
 app = "workflows:app"
 # SQLite (embedded, the default) or postgresql://user@host:5432/dbname (scale-out)
 store = "{DEFAULT_URL}"
+# Workers delete runs that ended longer ago than this, with their rows (default: keep forever)
+# retention = "30d"
 """
 
 WORKFLOWS_PY = '''\

@@ -10,6 +10,7 @@ import typing
 import uuid
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any, NamedTuple, ParamSpec, Protocol, TypeVar, overload
 
 import pydantic
@@ -35,10 +36,12 @@ from ..store.base import (
     child_cancel_reason,
 )
 from . import serde
+from .checks import Check, Checks, ClientCall, scope_tenant
 from .effects import register_kernel_effects
 from .gate import Gate
 from .interceptors import EffectLog, Retrying
-from .principal import Principal, bind_principal
+from .principal import Principal, bind_principal, current_principal, principal_json
+from .retention import retention_seconds
 from .retry import Retry
 from .runtime import current_execution
 
@@ -154,7 +157,9 @@ class Ended(NamedTuple):
 
 class RunHandle:
     """A started run: ``id``, ``await status()``, ``await result()``. It reads the run in
-    its ``tenant``; ``created`` is False when an idempotency key returned an existing run."""
+    its ``tenant`` (None: the bound principal's, or any for the local one), as the principal
+    bound at each call; ``created`` is False when an idempotency key returned an existing
+    run."""
 
     def __init__(
         self, app: App, run_id: str, created: bool = True, *, tenant: str | None = None
@@ -168,12 +173,9 @@ class RunHandle:
         return f"RunHandle({self.id!r})"
 
     async def row(self) -> RunRow:
-        await self.app._ready()
-        row = await self.app.store.get_run(self.id, tenant=self.tenant)
-        if row is None:
-            where = "" if self.tenant is None else f" in tenant {self.tenant!r}"
-            raise RunNotFound(f"no run with id {self.id!r}{where}")
-        return row
+        """The run's row; ``RunNotFound`` if it is not in the tenant the caller reads."""
+        tenant, row = await self.app._admit_run("read_run", self.id, self.tenant)
+        return row if row is not None else await self.app._read_run(self.id, tenant)
 
     async def status(self) -> str:
         return (await self.row()).status
@@ -181,12 +183,15 @@ class RunHandle:
     async def result(self, timeout: float | None = None) -> Any:
         """Wait for the run to end: its result, or ``RunFailed`` if it did not succeed."""
         app = self.app
+        # Admitted once (a check reads the row): the polls below read it in that tenant.
+        tenant, checked = await app._admit_run("read_run", self.id, self.tenant)
         async with asyncio.timeout(timeout):
             delay = 0.01
             while True:
                 waiter = app._waiter(self.id)
+                first, checked = checked, None
                 if not app._running_here(self.id):
-                    row = await self.row()
+                    row = first or await app._read_run(self.id, tenant)
                     if row.status in TERMINAL:
                         return app._outcome(
                             Ended(
@@ -218,11 +223,17 @@ class App:
         concurrency: int = 64,
         lease: float = 30.0,
         max_parked: int = 10_000,
+        retention: float | timedelta | str | None = None,
     ) -> None:
         """``concurrency``: runs a worker of this app executes at once; ``lease``: seconds a
         claim lasts without a heartbeat; ``max_parked``: parked executions a worker keeps
         suspended to resume in place (beyond it the least recently parked are dropped and
-        their runs replayed when they wake; 0 replays every wake-up)."""
+        their runs replayed when they wake; 0 replays every wake-up); ``retention``: how
+        long ended runs are kept (seconds, a ``timedelta`` or ``"30d"``): the app's workers
+        prune older ones with their rows (``kernel/retention.py``); None: ``retention`` in
+        aiosys.toml, else forever. ``ConfigError`` for a retention that is not a positive
+        length of time."""
+        self.retention = None if retention is None else retention_seconds(retention)
         self._store_arg = store
         self._store: Store | None = store if not isinstance(store, str | None) else None
         self.concurrency = concurrency
@@ -234,6 +245,8 @@ class App:
         self.safe_modules: set[str] = set()
         self.queues: dict[str, QueueSpec] = {"default": QueueSpec("default")}
         self.gate = Gate()
+        # What governance asks before a client call reads or changes runs (checks.py).
+        self.checks = Checks()
         self.gate.add("effect_log", EffectLog())
         self.gate.add("retry", Retrying())
         register_kernel_effects(self.gate)
@@ -447,13 +460,74 @@ class App:
 
     # ---- runs -----------------------------------------------------------------------------
 
+    # ---- client checks ----------------------------------------------------------------------
+
+    def add_check(
+        self, name: str, check: Check, *, before: str | None = None, local: bool = True
+    ) -> None:
+        """Ask ``check(ClientCall)`` (sync or async; raise to refuse) before every client call
+        that reads or changes runs, after the tenant scoping and the checks added before it
+        (or before the one named ``before``). ``local=False`` skips it for the embedded
+        default's local principal. ``ConfigError`` for a name already used."""
+        self.checks.add(name, check, before=before, local=local)
+
+    async def authorize(
+        self,
+        action: str,
+        *,
+        tenant: str | None = None,
+        workflow: str | None = None,
+        input: Any = None,
+    ) -> str | None:
+        """Scope and check a client call that is not about one run (the model plane's usage
+        reports and direct calls, the CLI's): the tenant it acts in (None: every tenant, for
+        the local principal only). ``PermissionDenied`` for another tenant than the bound
+        principal's, or whatever a check raises."""
+        principal = current_principal()
+        scope = scope_tenant(principal, tenant, action)
+        if self.checks.wants(principal):
+            await self.checks(ClientCall(action, principal, scope, workflow, input=input))
+        return scope
+
+    async def _admit_run(
+        self,
+        action: str,
+        run_id: str,
+        tenant: str | None,
+        *,
+        signal: str | None = None,
+        input: Any = None,
+    ) -> tuple[str | None, RunRow | None]:
+        """Scope and check a call on one run. With checks, the run is read once (they see
+        its workflow, tenant and principal) and returned with tenant None (checked: the
+        store need not check it again, a run's tenant never changes); without, nothing is
+        read and the tenant the store must check is returned."""
+        principal = current_principal()
+        scope = scope_tenant(principal, tenant, action)
+        await self._ready()
+        if not self.checks.wants(principal):
+            return scope, None
+        row = await self._read_run(run_id, scope)
+        call = ClientCall(action, principal, scope, row.workflow, row, signal, input)
+        await self.checks(call)
+        return None, row
+
+    async def _read_run(self, run_id: str, tenant: str | None) -> RunRow:
+        row = await self.store.get_run(run_id, tenant=tenant)
+        if row is None:
+            where = "" if tenant is None else f" in tenant {tenant!r}"
+            raise RunNotFound(f"no run with id {run_id!r}{where}")
+        return row
+
+    # ---- runs -------------------------------------------------------------------------------
+
     async def start(
         self,
         workflow: str,
         input: dict[str, Any] | None = None,
         *,
         idempotency_key: str | None = None,
-        tenant: str = "default",
+        tenant: str | None = None,
         queue: str | None = None,
         priority: int | None = None,
         version: str | None = None,
@@ -470,8 +544,17 @@ class App:
         Idempotency keys and tenants are identities: text a store cannot keep as it is
         (NUL, lone surrogates) is refused with ``InvalidInput``, never altered.
         A child (``parent_id``) is cancelled with its parent (cancel or timeout) unless it
-        is ``detached``."""
+        is ``detached``.
+
+        The run is started as the bound principal (recorded in ``runs.principal``) in its
+        tenant: ``tenant`` None means that one (``default`` for the local principal), and
+        another is ``PermissionDenied``; the app's client checks (``start_workflow``) may
+        refuse it too."""
         spec = self.spec(workflow, version)
+        principal = current_principal()
+        tenant = scope_tenant(principal, tenant, "start_workflow")
+        if tenant is None:
+            tenant = "default"
         check_identifier("tenant", tenant)
         if idempotency_key is not None:
             check_identifier("idempotency key", idempotency_key)
@@ -480,6 +563,10 @@ class App:
                 f"queue {queue!r} is not declared in this app (declared: "
                 f"{', '.join(sorted(self.queues))}); declare it with app.queue({queue!r}) "
                 "so that workers serve it"
+            )
+        if self.checks.wants(principal):
+            await self.checks(
+                ClientCall("start_workflow", principal, tenant, spec.name, input=input)
             )
         await self._ready()
         created_at = self.store.clock()
@@ -496,6 +583,7 @@ class App:
             deadline_at=None if spec.timeout is None else created_at + spec.timeout,
             created_at=created_at,
             detached=detached,
+            principal=principal_json(principal),
         )
         worker = self._worker
         if worker is not None and worker.can_take(new.queue):
@@ -531,18 +619,26 @@ class App:
         return await (await self.start(workflow, input, **kw)).result()
 
     # Every call that reads or changes one run is scoped by ``tenant``: a run of another
-    # tenant is reported as a missing one (``RunNotFound``). ``tenant=None`` is the embedded
-    # default's one local principal, which has every right until identities are configured.
+    # tenant is reported as a missing one (``RunNotFound``). ``tenant=None`` means the bound
+    # principal's tenant; for the embedded default's local principal (every right until
+    # identities are configured), any tenant. A non-local principal naming another tenant
+    # is refused (``PermissionDenied``). The app's client checks see each call first.
 
     async def get_run(self, run_id: str, *, tenant: str | None = None) -> RunRow:
+        """The run's row; ``RunNotFound`` if it is not in the caller's tenant."""
         return await self.handle(run_id, tenant=tenant).row()
 
     async def list_runs(self, **filters: Any) -> list[RunRow]:
+        """Runs newest first; filters ``status``, ``workflow``, ``tenant`` (only the bound
+        principal's, for a non-local one), ``limit`` (default 50)."""
+        filters["tenant"] = await self.authorize("list_runs", tenant=filters.get("tenant"))
         await self._ready()
         return await self.store.list_runs(**filters)
 
     async def effects(self, run_id: str, *, tenant: str | None = None) -> list[EffectRow]:
-        await self._ready()
+        """A run's effects in call order; ``RunNotFound`` if it is not in the caller's
+        tenant."""
+        tenant, _ = await self._admit_run("read_run", run_id, tenant)
         return await self.store.list_effects(run_id, tenant=tenant)
 
     async def signal(
@@ -551,7 +647,7 @@ class App:
         """Send a signal; a run waiting for it wakes, a run not yet waiting keeps it."""
         check_identifier("signal name", name)
         text = serde.dumps(payload, f"signal {name!r}")
-        await self._ready()
+        tenant, _ = await self._admit_run("signal_run", run_id, tenant, signal=name, input=payload)
         await self.store.send_signal(run_id, name, text, tenant=tenant)
         if self._worker is not None:
             self._worker.kick()
@@ -564,7 +660,7 @@ class App:
         tenant: str | None = None,
     ) -> RunRow:
         """Cancel a run and its children that were not started detached (recursively)."""
-        await self._ready()
+        tenant, _ = await self._admit_run("cancel_run", run_id, tenant)
         row = await self.store.cancel(run_id, reason, tenant=tenant)
         if self._worker is not None:
             self._worker.cancel_local(run_id, reason)
@@ -575,7 +671,8 @@ class App:
         return row
 
     async def resume(self, run_id: str, *, tenant: str | None = None) -> RunRow:
-        await self._ready()
+        """Put a ``dead`` or ``failed`` run back in the queue, from the effect that failed."""
+        tenant, _ = await self._admit_run("resume_run", run_id, tenant)
         row = await self.store.resume(run_id, tenant=tenant)
         if self._worker is not None:
             self._worker.kick()

@@ -10,11 +10,16 @@ tenant.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
+from functools import lru_cache
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..store.base import RunRow
 
 #: Kinds of principals (Cedar entity types in ``aiosys.governance``).
 PRINCIPAL_KINDS = ("user", "service", "agent")
@@ -92,3 +97,35 @@ class bind_principal:
 
     async def __aexit__(self, *exc: object) -> None:
         self.__exit__()
+
+
+def principal_json(principal: Principal) -> str | None:
+    """The snapshot a run keeps of who started it (``runs.principal``): id, tenant, kind and
+    roles as JSON, never attributes (they may hold a token's claims). None for the local
+    principal: its runs read back as ``LOCAL``."""
+    if principal.local:
+        return None
+    return json.dumps(
+        {
+            "id": principal.id,
+            "tenant": principal.tenant,
+            "kind": principal.kind,
+            "roles": sorted(principal.roles),
+        },
+        separators=(",", ":"),
+    )
+
+
+@lru_cache(maxsize=1024)
+def _from_json(text: str) -> Principal:
+    data = json.loads(text)
+    return Principal(
+        id=data["id"], tenant=data["tenant"], kind=data["kind"], roles=frozenset(data["roles"])
+    )
+
+
+def principal_of_run(run: RunRow) -> Principal:
+    """Who started ``run`` (a snapshot taken then: roles granted or revoked later do not
+    show); ``LOCAL`` for a run the local principal started. Child runs inherit their
+    parent's."""
+    return LOCAL if run.principal is None else _from_json(run.principal)

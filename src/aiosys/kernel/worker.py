@@ -39,7 +39,9 @@ from ..store.base import Claim, History, Release, RunRow
 from .commit import Committer
 from .control import Unwind
 from .oplog import run_event
+from .principal import bind_principal, principal_of_run
 from .recovery import over_cap
+from .retention import Pruner, configured_retention
 from .runtime import Execution
 
 if TYPE_CHECKING:
@@ -105,6 +107,9 @@ class Worker:
         self._forced = asyncio.Event()
         self._last_cancel_poll = 0.0
         self.stopped = asyncio.Event()
+        # Prunes runs ended longer ago than the app's retention (None: kept forever).
+        keep = configured_retention(app.retention)
+        self.pruner = None if keep is None else Pruner(app.store, keep)
 
     # ---- lifecycle ------------------------------------------------------------------------
 
@@ -119,6 +124,12 @@ class Worker:
             self._heartbeat,
             loop.create_task(self._supervise("listen", self._listen_loop), name="aiosys-listen"),
         ]
+        if self.pruner is not None:
+            self._loops.append(
+                loop.create_task(
+                    self._supervise("retention", self.pruner.loop), name="aiosys-retention"
+                )
+            )
         log.info("worker %s serving queues %s", self.id, ", ".join(self.queues))
 
     async def stop(self, grace: float = 0.0) -> None:
@@ -376,7 +387,11 @@ class Worker:
             )
             ex = Execution(self.app, self, history, spec)
             self._executions[row.id] = ex
-            await ex.execute()
+            if run.principal is None:  # the local principal's run
+                await ex.execute()
+            else:  # its effects (a child's start, a step's calls) act as who started it
+                with bind_principal(principal_of_run(run)):
+                    await ex.execute()
         except asyncio.CancelledError:
             raise
         except Exception:

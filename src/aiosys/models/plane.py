@@ -44,7 +44,15 @@ from .chain import DeploymentCall, Link, NextLink, compose
 from .contracts import Candidate, RouteContext, RoutingPlan, TaskContract, describe
 from .links.breaker import BreakerLink, Breakers
 from .links.budget import BudgetLink, Budgets
-from .links.metering import MeteringLink, flush_usage, usage_log
+from .links.metering import (
+    MeteringLink,
+    flush_usage,
+    spent,
+    usage_by_model,
+    usage_by_run,
+    usage_by_workflow,
+    usage_log,
+)
 from .links.ratelimit import RateLimitLink, RedisWindows, StoreWindows, Windows
 from .providers.base import Provider
 from .providers.registry import Providers
@@ -273,7 +281,7 @@ class ModelPlane:
         task: TaskContract[Any, Out],
         input: dict[str, Any] | pydantic.BaseModel,
         *,
-        tenant: str = ...,
+        tenant: str | None = ...,
         classification: str | None = ...,
         workflow: str | None = ...,
     ) -> Out: ...
@@ -284,7 +292,7 @@ class ModelPlane:
         task: str,
         input: dict[str, Any] | pydantic.BaseModel,
         *,
-        tenant: str = ...,
+        tenant: str | None = ...,
         classification: str | None = ...,
         workflow: str | None = ...,
     ) -> Any: ...
@@ -294,12 +302,15 @@ class ModelPlane:
         task: str | TaskContract[Any, Any],
         input: dict[str, Any] | pydantic.BaseModel,
         *,
-        tenant: str = "default",
+        tenant: str | None = None,
         classification: str | None = None,
         workflow: str | None = None,
     ) -> Any:
         """Run a task outside any workflow: a direct effect through the gate (its
-        interceptors apply; nothing is recorded). Its validated output."""
+        interceptors apply; nothing is recorded). Its validated output. ``tenant``: whose
+        call it is (None: the bound principal's, ``default`` for the local one; another is
+        ``PermissionDenied``)."""
+        tenant = await self._tenant("call_model", tenant, workflow)
         contract = self.contract(task)
         data = contract.validate_input(input)
         params = {"task": contract.name, "input": data, "classification": classification}
@@ -312,13 +323,15 @@ class ModelPlane:
         model: str,
         messages: Messages,
         *,
-        tenant: str = "default",
+        tenant: str | None = None,
         classification: str | None = None,
         workflow: str | None = None,
         **params: Any,
     ) -> ModelResponse:
         """Call one model outside any workflow: a direct effect through the gate (its
-        interceptors apply; nothing is recorded). Its metered response."""
+        interceptors apply; nothing is recorded). Its metered response. ``tenant`` as in
+        ``run``."""
+        tenant = await self._tenant("call_model", tenant, workflow)
         request = make_request(messages, params)
         effect_params = {"model": model, "request": request, "classification": classification}
         response: ModelResponse = await self.app.gate.direct(
@@ -397,11 +410,50 @@ class ModelPlane:
     async def _record_shadow(self, result: ShadowResult, ctx: RouteContext) -> None:
         await record_shadow(self.app.store, result, ctx)
 
+    async def _tenant(self, action: str, tenant: str | None, workflow: str | None = None) -> str:
+        """The tenant a call of the bound principal acts in, after the app's client checks
+        (``PermissionDenied`` for another tenant than a non-local principal's)."""
+        return await self.app.authorize(action, tenant=tenant, workflow=workflow) or "default"
+
     async def shadow_results(
-        self, task: str | None = None, *, tenant: str = "default", limit: int = 100
+        self, task: str | None = None, *, tenant: str | None = None, limit: int = 100
     ) -> list[dict[str, Any]]:
-        """What shadow models answered beside the serving model (see ``shadows.py``)."""
+        """What shadow models answered beside the serving model (see ``shadows.py``), of
+        ``tenant`` (None: the bound principal's, ``default`` for the local one)."""
+        tenant = await self._tenant("read_usage", tenant)
+        await self.app._ready()
         return await shadow_results(self.app.store, task, tenant=tenant, limit=limit)
+
+    async def usage(
+        self, *, by: str = "model", since: float = 0.0, tenant: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Model calls, outcomes, tokens and cost of ``tenant`` (as in ``shadow_results``)
+        since ``since`` (seconds since the epoch), one dict per model (``by="model"``) or
+        per workflow (``by="workflow"``); see ``links/metering.py``. Pending usage rows are
+        written first."""
+        if by not in ("model", "workflow"):
+            raise InvalidInput(f"usage is reported by 'model' or 'workflow', not {by!r}")
+        tenant = await self._tenant("read_usage", tenant)
+        await self.app._ready()
+        await self.flush_usage()
+        read = usage_by_model if by == "model" else usage_by_workflow
+        return await read(self.app.store, tenant, since)
+
+    async def run_usage(self, run_id: str, *, tenant: str | None = None) -> dict[str, Any]:
+        """Tokens, cost and number of model calls of one run (``input_tokens``,
+        ``output_tokens``, ``cost``, ``calls``); ``RunNotFound`` if the run is not in the
+        caller's tenant (as ``app.get_run``)."""
+        await self.app.get_run(run_id, tenant=tenant)
+        return await usage_by_run(self.app.store, run_id)
+
+    async def spent(
+        self, *, workflow: str | None = None, since: float = 0.0, tenant: str | None = None
+    ) -> float:
+        """What ``tenant`` (as in ``shadow_results``), or one of its workflows, spent on
+        models since ``since`` (seconds since the epoch), in the catalog's currency units."""
+        tenant = await self._tenant("read_usage", tenant, workflow)
+        await self.app._ready()
+        return await spent(self.app.store, tenant, workflow, since=since)
 
     async def close(self) -> None:
         """Wait for shadow calls in flight, then close the providers."""

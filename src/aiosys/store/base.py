@@ -15,7 +15,7 @@ own after its lease lapsed). The worker id (``owner``) is kept for the logs and 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -66,6 +66,9 @@ class RunRow:
     epoch: int  # bumped by every claim; writes of older claims are refused
     recoveries: int = 0  # claims after an expired lease (see the workflow's max_recoveries)
     detached: bool = False  # a child left alone when its parent is cancelled or times out
+    # Who started it: a JSON snapshot of the principal (id, tenant, kind, roles), None for
+    # the embedded default's local principal (``kernel.principal.principal_of_run``).
+    principal: str | None = None
 
     @property
     def wf_key(self) -> str:
@@ -142,6 +145,7 @@ class NewRun:
     deadline_at: float | None = None
     created_at: float = field(default_factory=now)
     detached: bool = False  # a child that outlives its parent's cancellation or timeout
+    principal: str | None = None  # who starts it (RunRow.principal)
 
 
 # ---- writes applied in batches (group commit) --------------------------------------------
@@ -228,6 +232,39 @@ class Claim:
     # When set, only these runs and their children (runs whose parent_id is one of them)
     # are claimed: a worker that serves its own runs (``aiosys run``), not the queue.
     only: Sequence[str] | None = None
+
+
+PRUNE_BATCH = 1000  # root runs per prune transaction (with their ended descendants)
+
+
+@dataclass(frozen=True, slots=True)
+class PruneReport:
+    """What ``Store.prune`` deleted (with ``dry_run``: would delete), in rows per table.
+
+    ``before`` is the cutoff (epoch seconds: runs that ended before it); ``runs`` counts the
+    runs, ``effects``, ``signals``, ``usage`` (``model_usage``), ``shadows``
+    (``model_shadows``) and ``cache`` (``model_cache``) the rows of those runs, and
+    ``reservations`` the expired budget reservations dropped. ``roots`` is how many runs the
+    prune went through as the top of a tree (its progress; at most ``limit``)."""
+
+    before: float
+    tenant: str | None = None
+    dry_run: bool = False
+    runs: int = 0
+    effects: int = 0
+    signals: int = 0
+    usage: int = 0
+    shadows: int = 0
+    cache: int = 0
+    reservations: int = 0
+    roots: int = 0
+
+    def counts(self) -> dict[str, int]:
+        """The row counts by table name as above (``runs``, ``effects``, ...)."""
+        return {k: getattr(self, k) for k in PRUNED}
+
+
+PRUNED = ("runs", "effects", "signals", "usage", "shadows", "cache", "reservations")
 
 
 @runtime_checkable
@@ -330,3 +367,34 @@ class Store(Protocol):
         commit for a batch of usage rows); the number of rows changed. For writes nobody
         waits for: a store may trade the last power-cut's worth of durability for speed
         (SQLite skips the commit's own fsync), never a process crash's."""
+
+    async def prune(
+        self,
+        before: float,
+        *,
+        tenant: str | None = None,
+        limit: int | None = None,
+        dry_run: bool = False,
+        batch: int = PRUNE_BATCH,
+        progress: Callable[[PruneReport], None] | None = None,
+    ) -> PruneReport:
+        """Delete the runs that ended (succeeded, failed, cancelled, dead) before ``before``
+        (epoch seconds, the store's clock) in ``tenant`` (None: every tenant), with their
+        effects, signals, model usage rows, shadow outcomes and the cache entries they
+        wrote, and drop the budget reservations that expired before it.
+
+        A run goes with the tree it tops: a run whose parent is still stored waits for its
+        parent; a pruned run's descendants that have ended go with it, whenever they ended;
+        a descendant still pending, running or waiting is never deleted (nor its rows, nor
+        what is below it) and is pruned on its own once it has ended long enough. Deletes in
+        transactions of ``batch`` trees (oldest first), so no lock is held long; runs being
+        resumed meanwhile stay; idempotent, and safe beside workers and other prunes. Stops
+        after ``limit`` trees (None: all). ``dry_run`` deletes nothing and reports what would
+        go. ``progress`` is called after each batch with the totals so far.
+
+        Budgets do not forget spend: they read whole UTC days from the daily spend buckets
+        (``model_spend``), which a prune leaves alone, and their periods start at UTC
+        midnight. Only ``spent(since=...)`` with a ``since`` inside a day, and the usage
+        reports (``aiosys models usage``), read usage rows, and lose the pruned ones.
+        ``ValueError`` for a ``batch`` below 1 or a negative ``limit``."""
+        ...

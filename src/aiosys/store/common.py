@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from ..errors import InvalidRunState, RunNotFound, StoreRefused
 from .base import (
+    PRUNE_BATCH,
     TERMINAL,
     Claim,
     EffectRow,
     Finish,
     NewRun,
     Park,
+    PruneReport,
     RecordEffect,
     Release,
     RunRow,
@@ -21,6 +25,7 @@ from .base import (
     Write,
     now,
 )
+from .prune import START, Step
 
 NOT_OPEN = "the store is not open: use `async with app:` or `await app.open()`"
 
@@ -47,6 +52,7 @@ def run_params(new: NewRun, owner: str | None, lease: float) -> dict[str, Any]:
         "lease_owner": owner,
         "epoch": 1 if claimed else 0,
         "detached": int(new.detached),
+        "principal": new.principal,
     }
 
 
@@ -135,6 +141,65 @@ class CommonStore:
 
     async def get_run(self, run_id: str, *, tenant: str | None = None) -> RunRow | None:
         raise NotImplementedError
+
+    async def fetch(self, query: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    async def execute(self, query: str, params: Mapping[str, Any]) -> int:
+        raise NotImplementedError
+
+    async def prune_batch(
+        self,
+        before: float,
+        tenant: str | None,
+        cursor: tuple[float, str],
+        limit: int,
+        dry_run: bool,
+    ) -> Step:
+        """One batch of ``prune`` in one transaction (see ``prune.py``)."""
+        raise NotImplementedError
+
+    async def prune(
+        self,
+        before: float,
+        *,
+        tenant: str | None = None,
+        limit: int | None = None,
+        dry_run: bool = False,
+        batch: int = PRUNE_BATCH,
+        progress: Callable[[PruneReport], None] | None = None,
+    ) -> PruneReport:
+        """See ``Store.prune``."""
+        if batch < 1:
+            raise ValueError(f"a prune batch must hold at least one run, not {batch}")
+        if limit is not None and limit < 0:
+            raise ValueError(f"a prune limit must not be negative, not {limit}")
+        if math.isnan(before):
+            raise ValueError("a prune cutoff must be a time, not NaN")
+        report = PruneReport(before=before, tenant=tenant, dry_run=dry_run)
+        cursor = START
+        while limit is None or report.roots < limit:
+            size = batch if limit is None else min(batch, limit - report.roots)
+            step = await self.prune_batch(before, tenant, cursor, size, dry_run)
+            totals = {k: getattr(report, k) + n for k, n in step.counts.items()}
+            report = replace(report, roots=report.roots + step.roots, **totals)
+            if progress is not None:
+                progress(report)
+            if step.roots < size:
+                break
+            cursor = step.cursor
+        # Reservations name no run: those that expired before the cutoff (and before now,
+        # should the cutoff lie ahead) are what is left of calls long over.
+        params = {"before": min(before, self.clock()), "tenant": tenant}
+        if dry_run:
+            rows = await self.fetch("prune_count_reservations", params)
+            dropped = int(rows[0]["n"])
+        else:
+            dropped = await self.execute("prune_reservations", params)
+        report = replace(report, reservations=dropped)
+        if progress is not None:
+            progress(report)
+        return report
 
     @staticmethod
     def of_tenant(row: RunRow | None, tenant: str | None) -> RunRow | None:

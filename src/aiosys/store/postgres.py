@@ -36,6 +36,7 @@ from ..redact import redact
 from . import _sql
 from ._pgbatch import Batch, locked_ids, send_order, stands_alone
 from ._pgconn import Conn, Cursor, Slot, StorableCursor, first, retrying, transaction
+from ._pgprune import postgres_batch
 from .base import (
     Claim,
     EffectRow,
@@ -58,6 +59,7 @@ from .common import (
     signal_row,
     write_statement,
 )
+from .prune import Step
 
 log = logging.getLogger("aiosys.store")
 
@@ -439,6 +441,12 @@ class PostgresStore(CommonStore):
         if row is None:
             await self.raise_not_resumable(run_id, tenant)
         return run_row(row)
+
+    async def prune_batch(
+        self, before: float, tenant: str | None, cursor: tuple[float, str], limit: int, dry: bool
+    ) -> Step:
+        q, slot = self._q, self._reader()
+        return await retrying(lambda: postgres_batch(slot, q, before, tenant, cursor, limit, dry))
 
     async def fetch(self, query: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
         return [dict(r) for r in await self._one(self._q[query], dict(params))]

@@ -46,6 +46,7 @@ from .common import (
     signal_row,
     write_statement,
 )
+from .prune import Step, sqlite_batch
 
 T = TypeVar("T")
 
@@ -140,8 +141,13 @@ class SQLiteStore(CommonStore):
         finally:
             conn.execute("PRAGMA busy_timeout = 0")
 
-    def _tx(self, conn: sqlite3.Connection, body: Callable[[sqlite3.Connection], T]) -> T:
-        conn.execute("BEGIN IMMEDIATE")  # raises "database is locked" before any change
+    def _tx(
+        self,
+        conn: sqlite3.Connection,
+        body: Callable[[sqlite3.Connection], T],
+        begin: str = "BEGIN IMMEDIATE",  # raises "database is locked" before any change
+    ) -> T:
+        conn.execute(begin)
         try:
             out = body(conn)
         except BaseException:
@@ -427,6 +433,16 @@ class SQLiteStore(CommonStore):
         if row is None:
             await self.raise_not_resumable(run_id, tenant)
         return run_row(row)
+
+    async def prune_batch(
+        self, before: float, tenant: str | None, cursor: tuple[float, str], limit: int, dry: bool
+    ) -> Step:
+        def body(c: sqlite3.Connection) -> Step:
+            return sqlite_batch(c, self._q, before, tenant, cursor, limit, dry)
+
+        if dry:  # one read snapshot (WAL): writers go on meanwhile
+            return await self._run(lambda c: self._tx(c, body, "BEGIN"))
+        return await self._run(lambda c: self._tx(c, body))
 
     async def fetch(self, query: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
         sql = self._q[query]

@@ -133,7 +133,7 @@ class CacheLink:
                 if near is not None:
                     return self._hit(call, near[0], near[1], started)
         response = await next(call)
-        entry = (key, scope or call.card.key, response, vector, policy.ttl)
+        entry = (key, scope or call.card.key, response, vector, policy.ttl, call.run_id)
 
         async def verdict(accepted: bool) -> None:
             if accepted:
@@ -212,6 +212,7 @@ class CacheLink:
         response: ModelResponse,
         vector: Vector | None,
         ttl: float | None,
+        run_id: str | None,
     ) -> None:
         now = self.clock()
         entry = {
@@ -221,6 +222,7 @@ class CacheLink:
             "embedding": None if vector is None else json.dumps(vector.tolist()),
             "now": now,
             "expires_at": None if ttl is None else now + ttl,
+            "run_id": run_id,  # a prune of the run deletes the entry
         }
         if vector is not None:  # this worker never decodes its own entry
             self._vectors[(key, now)] = vector

@@ -27,12 +27,14 @@ SELECT response FROM model_cache
 WHERE key = :key AND (expires_at IS NULL OR expires_at > :now)
 
 -- name: cache_put
--- Store (or refresh) a cache entry.
-INSERT INTO model_cache (key, scope, response, embedding, created_at, expires_at)
-VALUES (:key, :scope, :response, :embedding, :now, :expires_at)
+-- Store (or refresh) a cache entry, noting the run that wrote it (:run_id, NULL outside a
+-- run): a prune of that run deletes it.
+INSERT INTO model_cache (key, scope, response, embedding, created_at, expires_at, run_id)
+VALUES (:key, :scope, :response, :embedding, :now, :expires_at, :run_id)
 ON CONFLICT (key) DO UPDATE
 SET response = excluded.response, embedding = excluded.embedding,
-    created_at = excluded.created_at, expires_at = excluded.expires_at
+    created_at = excluded.created_at, expires_at = excluded.expires_at,
+    run_id = excluded.run_id
 
 -- name: cache_semantic_candidates
 -- Live semantic entries of a scope, newest first (compared by embedding in Python).

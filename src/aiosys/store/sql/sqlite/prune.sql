@@ -1,0 +1,34 @@
+-- SQLite's pruning statements: the runs of a batch are passed as a JSON array (:ids).
+
+-- name: prune_runs
+-- Delete the runs named that have ended (a run resumed meanwhile stays).
+DELETE FROM runs WHERE id IN (SELECT value FROM json_each(:ids)) AND status IN ('succeeded', 'failed', 'cancelled', 'dead')
+
+-- name: prune_effects
+-- Delete the effects of the runs named.
+DELETE FROM effects WHERE run_id IN (SELECT value FROM json_each(:ids))
+
+-- name: prune_signals
+-- Delete the signals sent to the runs named.
+DELETE FROM signals WHERE run_id IN (SELECT value FROM json_each(:ids))
+
+-- name: prune_usage
+-- Delete the model usage rows of the runs named (the daily spend buckets stay).
+DELETE FROM model_usage WHERE run_id IN (SELECT value FROM json_each(:ids))
+
+-- name: prune_shadows
+-- Delete the shadow-model outcomes of the runs named.
+DELETE FROM model_shadows WHERE run_id IN (SELECT value FROM json_each(:ids))
+
+-- name: prune_cache
+-- Delete the cached model answers the runs named wrote.
+DELETE FROM model_cache WHERE run_id IN (SELECT value FROM json_each(:ids))
+
+-- name: prune_counts
+-- How many rows of each table belong to the runs named (a dry run).
+SELECT
+    (SELECT count(*) FROM effects WHERE run_id IN (SELECT value FROM json_each(:ids))) AS effects,
+    (SELECT count(*) FROM signals WHERE run_id IN (SELECT value FROM json_each(:ids))) AS signals,
+    (SELECT count(*) FROM model_usage WHERE run_id IN (SELECT value FROM json_each(:ids))) AS usage,
+    (SELECT count(*) FROM model_shadows WHERE run_id IN (SELECT value FROM json_each(:ids))) AS shadows,
+    (SELECT count(*) FROM model_cache WHERE run_id IN (SELECT value FROM json_each(:ids))) AS cache

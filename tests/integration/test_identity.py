@@ -1,0 +1,455 @@
+"""Identity and tenants through the Python API, on both stores: the tenant walk (every
+public function of App, RunHandle and app.models, as tenant A against tenant B's objects:
+a refusal or nothing), API keys (revoked, expired, unknown: refused), the built-in roles,
+the client checks, runs.principal and its inheritance, and the no-identity default."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import stat
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import aiosys
+from aiosys import Context, PermanentError
+from aiosys.errors import AuthenticationFailed, PermissionDenied, RunNotFound
+from aiosys.governance import identity as identity_mod
+from aiosys.governance.identity_keys import ApiKeys
+from aiosys.kernel import LOCAL, ClientCall, Principal, principal_of_run
+from aiosys.kernel.app import RunHandle
+
+SECRET = "s" * 40
+
+
+@pytest.fixture(autouse=True)
+def _key_secret(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("AIOSYS_KEY_SECRET", SECRET)
+    monkeypatch.chdir(tmp_path)  # no aiosys.toml, no ./models
+    for var in [v for v in os.environ if v.startswith("AIOSYS_JWT_")]:
+        monkeypatch.delenv(var)
+
+
+def make_app(store_url: str) -> aiosys.App:
+    app = aiosys.App(store_url, models_dir="", preload_models=False)
+
+    @app.workflow
+    async def waits(ctx: Context) -> Any:
+        return await ctx.wait_for("go")
+
+    @app.step
+    def boom() -> None:
+        raise PermanentError("boom")
+
+    @app.workflow
+    async def dies(ctx: Context) -> None:
+        await boom()
+
+    @app.workflow
+    async def parent(ctx: Context) -> Any:
+        return await ctx.child("waits")
+
+    return app
+
+
+async def principal_for(app: aiosys.App, tenant: str, who: str, *roles: str) -> Principal:
+    new = await app.identity.keys.create(tenant, who, roles=roles)
+    return await app.identity.authenticate(new.key)
+
+
+async def wait_for(app: aiosys.App, run_id: str, *statuses: str) -> Any:
+    async with asyncio.timeout(20):
+        while True:
+            row = await app.store.get_run(run_id)
+            if row is not None and row.status in statuses:
+                return row
+            await asyncio.sleep(0.01)
+
+
+def public(obj: object) -> set[str]:
+    return {n for n in dir(obj) if not n.startswith("_")}
+
+
+# What the walk does not call as A against B, and why. A public attribute that is in neither
+# this table nor the walk fails the test: a new method must be walked or exempted here.
+APP_EXEMPT = {
+    "add_check": "registers a check (configuration, no tenant data)",
+    "as_principal": "binds a principal (no tenant data)",
+    "checks": "the registered checks (configuration)",
+    "close": "lifecycle",
+    "open": "lifecycle",
+    "embedded": "lifecycle (opens the app with its worker, as async with app:)",
+    "concurrency": "a setting",
+    "lease": "a setting",
+    "max_parked": "a setting",
+    "retention": "a setting",
+    "models_dir": "a setting",
+    "preload_models": "a setting",
+    "gate": "the effect chain (configuration)",
+    "queue": "declares a queue (configuration)",
+    "queues": "declared queues (configuration)",
+    "safe_modules": "configuration",
+    "spec": "a registered workflow's spec (code, not tenant data)",
+    "step": "registration",
+    "workflow": "registration",
+    "workflows": "registration",
+    "wf_keys": "registration",
+    "use_store": "configuration, before opening",
+    "models": "walked below (ModelPlane)",
+    "store": "the raw store: the operator's in-process escape hatch, below every check",
+    "identity": "the store's key admin API (operator's); the CLI checks manage_keys",
+}
+HANDLE_EXEMPT = {"app": "its App", "created": "a flag", "id": "the run id", "tenant": "a field"}
+MODELS_EXEMPT = {
+    "add_card": "the shared catalog (no tenant data)",
+    "add_provider": "configuration",
+    "add_task": "configuration",
+    "app": "its App",
+    "bind": "used inside a workflow (runs as the run's principal)",
+    "breakers": "configuration",
+    "budgets": "configuration",
+    "card": "the shared catalog",
+    "cards": "the shared catalog",
+    "close": "lifecycle",
+    "contract": "configuration",
+    "embed_model": "configuration",
+    "flush_usage": "writes this process's pending rows (reads nothing back)",
+    "links": "configuration",
+    "load_files": "the shared catalog",
+    "load_store": "the shared catalog",
+    "preload": "lifecycle",
+    "provider": "configuration",
+    "providers": "configuration",
+    "redis_url": "configuration",
+    "router": "configuration",
+    "save_to_store": "the shared catalog",
+    "task": "configuration",
+    "tasks": "configuration",
+}
+
+
+async def refused_or_nothing(what: str, coro: Any) -> None:
+    try:
+        out = await coro
+    except (PermissionDenied, RunNotFound):
+        return
+    assert out in ([], None, 0.0) or (isinstance(out, dict) and not out.get("calls")), (
+        what,
+        out,
+    )
+
+
+async def test_tenant_walk_every_public_function_as_a_against_b(store_url: str) -> None:
+    app = make_app(store_url)
+    async with app:
+        alice = await principal_for(app, "A", "alice", "admin")
+        bob = await principal_for(app, "B", "bob", "admin")
+        async with app.as_principal(bob):
+            waiting = await app.start("waits")
+            dead = await app.start("dies")
+        await wait_for(app, waiting.id, "waiting")
+        await wait_for(app, dead.id, "dead")
+        usage = {
+            "at": time.time(),
+            "tenant": "B",
+            "workflow": "waits",
+            "run_id": waiting.id,
+            "seq": 1,
+            "task": None,
+            "model": "m",
+            "deployment": "d",
+            "input_tokens": 10,
+            "output_tokens": 5,
+            "cache_read_tokens": 0,
+            "cache_write_tokens": 0,
+            "reasoning_tokens": 0,
+            "cost": 1.5,
+            "latency_ms": 3.0,
+            "status": "ok",
+            "error": None,
+            "reservation": None,
+        }
+        await app.store.execute("insert_usage", usage)
+        b_runs = {waiting.id, dead.id}
+
+        app_walk = {
+            "start": lambda: app.start("waits", tenant="B"),
+            "run": lambda: app.run("waits", tenant="B"),
+            "get_run": lambda: app.get_run(waiting.id),
+            "effects": lambda: app.effects(dead.id),
+            "list_runs": lambda: app.list_runs(),
+            "signal": lambda: app.signal(waiting.id, "go", "x"),
+            "cancel": lambda: app.cancel(waiting.id),
+            "resume": lambda: app.resume(dead.id),
+            "handle": lambda: app.handle(waiting.id).row(),
+            "authorize": lambda: app.authorize("read_usage", tenant="B"),
+        }
+        handle_walk = {
+            "row": lambda h: h.row(),
+            "status": lambda h: h.status(),
+            "result": lambda h: h.result(timeout=5),
+        }
+        models_walk = {
+            "run": lambda: app.models.run("t", {}, tenant="B"),
+            "call": lambda: app.models.call("m", "hi", tenant="B"),
+            "usage": lambda: app.models.usage(tenant="B"),
+            "spent": lambda: app.models.spent(tenant="B"),
+            "run_usage": lambda: app.models.run_usage(waiting.id),
+            "shadow_results": lambda: app.models.shadow_results(tenant="B"),
+        }
+        assert public(app) == set(app_walk) | set(APP_EXEMPT)
+        assert public(RunHandle(app, "x")) == set(handle_walk) | set(HANDLE_EXEMPT)
+        assert public(app.models) == set(models_walk) | set(MODELS_EXEMPT)
+
+        async with app.as_principal(alice):
+            for name, call in app_walk.items():
+                await refused_or_nothing(f"app.{name}", call())
+            for name, on_handle in handle_walk.items():
+                for run_id in b_runs:
+                    for tenant in (None, "B"):
+                        h = app.handle(run_id, tenant=tenant)
+                        await refused_or_nothing(f"handle.{name}", on_handle(h))
+            for name, call in models_walk.items():
+                await refused_or_nothing(f"models.{name}", call())
+            # What A sees of its own: none of B's.
+            assert await app.list_runs() == []
+            assert await app.models.usage() == []
+            assert await app.models.spent() == 0.0
+
+        # B's objects are as they were.
+        assert (await app.get_run(waiting.id)).status == "waiting"
+        assert (await app.get_run(dead.id)).status == "dead"
+        assert await app.store.load_signals(waiting.id) == []
+        assert {r.id for r in await app.list_runs(tenant="B")} == b_runs
+        async with app.as_principal(bob):
+            assert {r.id for r in await app.list_runs()} == b_runs
+            assert [r["calls"] for r in await app.models.usage()] == [1]
+            assert await app.models.spent() == 1.5
+            await app.cancel(waiting.id)
+
+
+async def test_a_principal_starts_in_its_tenant_and_the_run_records_it(store_url: str) -> None:
+    app = make_app(store_url)
+    async with app:
+        alice = await principal_for(app, "A", "alice", "runner")
+        async with app.as_principal(alice):
+            handle = await app.start("waits")
+            with pytest.raises(PermissionDenied, match="tenant 'B'"):
+                await app.start("waits", tenant="B")
+        row = await app.get_run(handle.id)
+        assert row.tenant == "A"
+        assert json.loads(row.principal or "") == {
+            "id": "alice",
+            "tenant": "A",
+            "kind": "user",
+            "roles": ["runner"],
+        }
+        assert principal_of_run(row) == Principal("alice", "A", roles=frozenset({"runner"}))
+        await app.cancel(handle.id)
+
+
+async def test_a_child_run_inherits_its_parent_principal(store_url: str) -> None:
+    app = make_app(store_url)
+    async with app:
+        alice = await principal_for(app, "A", "alice", "operator")
+        async with app.as_principal(alice):
+            parent = await app.start("parent")
+        await wait_for(app, parent.id, "waiting")
+        children = [r for r in await app.list_runs(workflow="waits") if r.parent_id == parent.id]
+        async with asyncio.timeout(20):
+            while not children:
+                await asyncio.sleep(0.01)
+                runs = await app.list_runs(workflow="waits")
+                children = [r for r in runs if r.parent_id == parent.id]
+        (child,) = children
+        assert child.tenant == "A"
+        assert principal_of_run(child) == principal_of_run(await app.get_run(parent.id))
+        async with app.as_principal(alice):
+            await app.signal(child.id, "go", 7)
+            assert await parent.result(timeout=20) == 7
+
+
+async def test_local_runs_record_no_principal(store_url: str) -> None:
+    app = make_app(store_url)
+    async with app:
+        handle = await app.start("waits")
+        row = await app.get_run(handle.id)
+        assert row.principal is None and principal_of_run(row) is LOCAL
+        assert row.tenant == "default"
+        await app.cancel(handle.id)
+
+
+async def test_roles_allow_and_refuse_by_action(store_url: str) -> None:
+    app = make_app(store_url)
+    async with app:
+        viewer = await principal_for(app, "A", "vic", "viewer")
+        runner = await principal_for(app, "A", "run", "runner")
+        operator = await principal_for(app, "A", "ops", "operator")
+        async with app.as_principal(runner):
+            handle = await app.start("waits")
+            assert (await handle.row()).tenant == "A"
+            with pytest.raises(PermissionDenied, match=r"roles: runner.*signal run"):
+                await app.signal(handle.id, "go")
+            with pytest.raises(PermissionDenied, match="cancel run"):
+                await app.cancel(handle.id)
+        async with app.as_principal(viewer):
+            assert [r.id for r in await app.list_runs()] == [handle.id]
+            with pytest.raises(PermissionDenied, match=r"start workflow.*admin, operator, runner"):
+                await app.start("waits")
+        async with app.as_principal(operator):
+            await app.cancel(handle.id)
+            with pytest.raises(PermissionDenied, match=r"manage catalog.*local operator"):
+                await app.authorize("manage_catalog")
+
+
+async def test_a_check_sees_the_run_of_a_run_id_action_read_once(store_url: str) -> None:
+    app = make_app(store_url)
+    seen: list[ClientCall] = []
+
+    async def deny_cancel(call: ClientCall) -> None:
+        seen.append(call)
+        if call.action == "cancel_run":
+            raise PermissionDenied(
+                f"no cancelling {call.workflow} in {call.run and call.run.tenant}"
+            )
+
+    app.add_check("test", deny_cancel)
+    async with app:
+        handle = await app.start("waits")
+        await wait_for(app, handle.id, "waiting")
+        with pytest.raises(PermissionDenied, match="no cancelling waits in default"):
+            await app.cancel(handle.id)
+        await app.signal(handle.id, "go", 1)
+        assert await handle.result(timeout=20) == 1
+    actions = [c.action for c in seen]
+    assert actions[:4] == ["start_workflow", "cancel_run", "signal_run", "read_run"]
+    signal = seen[2]
+    assert signal.signal == "go" and signal.input == 1 and signal.run is not None
+    assert signal.run.id == handle.id and signal.principal is LOCAL
+
+
+async def test_local_false_checks_cost_nothing_for_the_local_principal(store_url: str) -> None:
+    app = make_app(store_url)
+    assert app.checks.names == ["roles"]
+    assert not app.checks.wants(LOCAL)
+    assert app.checks.wants(Principal("x", "A"))
+
+
+async def test_revoked_expired_and_unknown_keys_are_refused(store_url: str) -> None:
+    app = make_app(store_url)
+    await app.open()
+    try:
+        now = [1_000_000.0]
+        keys = ApiKeys(app.store, lambda: SECRET.encode(), clock=lambda: now[0])
+        good = await keys.create("A", "alice", roles=["viewer"], expires_in=3600)
+        assert (await keys.authenticate(good.key)).tenant == "A"
+        revoked = await keys.create("A", "alice", expires_in=None)
+        await keys.revoke(revoked.info.id)
+        with pytest.raises(AuthenticationFailed, match=f"API key {revoked.info.id} was revoked"):
+            await keys.authenticate(revoked.key)
+        now[0] += 3600
+        with pytest.raises(AuthenticationFailed, match=f"API key {good.info.id} has expired"):
+            await keys.authenticate(good.key)
+        unknown = "aiosys_0123456789abcdef_" + "x" * 43
+        with pytest.raises(AuthenticationFailed, match="unknown API key 0123456789abcdef"):
+            await keys.authenticate(unknown)
+        forged = good.key[:-4] + "abcd"
+        with pytest.raises(AuthenticationFailed, match="does not verify") as exc:
+            await keys.authenticate(forged)
+        assert forged not in str(exc.value)
+        with pytest.raises(AuthenticationFailed, match="malformed API key"):
+            await keys.authenticate("aiosys_nope")
+        other_secret = ApiKeys(app.store, lambda: b"t" * 40, clock=lambda: 0.0)
+        with pytest.raises(AuthenticationFailed, match="does not verify"):
+            await other_secret.authenticate(good.key)
+        listed = {k.id: k.status(now[0]) for k in await keys.list("A")}
+        assert listed == {good.info.id: "expired", revoked.info.id: "revoked"}
+        assert await keys.list("B") == []
+    finally:
+        await app.close()
+
+
+async def test_keys_are_stored_only_as_a_keyed_hash(store_url: str) -> None:
+    app = make_app(store_url)
+    await app.open()
+    try:
+        new = await app.identity.keys.create("A", "svc", kind="service", roles=["runner"])
+        rows = await app.store.fetch("get_api_key", {"id": new.info.id})
+        stored = json.dumps(rows, default=str)
+        assert new.key not in stored and new.key.split("_", 2)[2] not in stored
+        assert len(rows[0]["hash"]) == 64
+        principal = await app.identity.authenticate(f"Bearer {new.key}")
+        assert (principal.id, principal.kind, principal.roles) == (
+            "svc",
+            "service",
+            frozenset({"runner"}),
+        )
+    finally:
+        await app.close()
+
+
+async def test_a_principal_with_no_role_gets_no_key(store_url: str) -> None:
+    app = make_app(store_url)
+    await app.open()
+    try:
+        with pytest.raises(aiosys.errors.InvalidInput, match="no role in tenant 'A'"):
+            await app.identity.keys.create("A", "nobody")
+    finally:
+        await app.close()
+
+
+async def test_the_embedded_secret_is_created_0600_beside_the_sqlite_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("AIOSYS_KEY_SECRET")
+    app = make_app(f"sqlite:///{tmp_path}/s.db")
+    await app.open()
+    try:
+        new = await app.identity.keys.create("A", "alice", roles=["viewer"])
+        secret = tmp_path / "key_secret"
+        assert stat.S_IMODE(secret.stat().st_mode) == 0o600
+        again = make_app(f"sqlite:///{tmp_path}/s.db")
+        await again.open()
+        try:
+            assert (await again.identity.authenticate(new.key)).id == "alice"
+        finally:
+            await again.close()
+    finally:
+        await app.close()
+
+
+async def test_a_server_store_without_a_configured_secret_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("AIOSYS_KEY_SECRET")
+    from aiosys.errors import ConfigError
+    from aiosys.governance.identity_config import key_secret
+
+    with pytest.raises(ConfigError, match="AIOSYS_KEY_SECRET"):
+        key_secret("postgresql://postgres@127.0.0.1/x")
+    monkeypatch.setenv("AIOSYS_KEY_SECRET", "short")
+    with pytest.raises(ConfigError, match="at least 32"):
+        key_secret("postgresql://postgres@127.0.0.1/x")
+
+
+async def test_without_identity_the_app_says_so_once_and_the_local_principal_does_all(
+    store_url: str, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(identity_mod, "_said_no_identity", False)
+    caplog.set_level(logging.INFO, logger="aiosys.governance")
+    app = make_app(store_url)
+    async with app:
+        handle = await app.start("waits", tenant="T")
+        await wait_for(app, handle.id, "waiting")
+        await app.cancel(handle.id)
+        assert (await app.get_run(handle.id)).status == "cancelled"
+    again = make_app(store_url)
+    await again.open()
+    await again.close()
+    said = [r for r in caplog.records if "without identity" in r.getMessage()]
+    assert len(said) == 1
