@@ -84,6 +84,7 @@ APP_EXEMPT = {
     "checks": "the registered checks (configuration)",
     "close": "lifecycle",
     "open": "lifecycle",
+    "embedded": "lifecycle (opens the app with its worker, as async with app:)",
     "concurrency": "a setting",
     "lease": "a setting",
     "max_parked": "a setting",

@@ -7,6 +7,7 @@ waited for: a lease that expired or a timer that is due is written in the past.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import uuid
 from collections.abc import Awaitable, Callable
@@ -675,3 +676,16 @@ async def test_cancel_requests_name_the_running_runs_of_a_worker(store: Store) -
     await store.cancel(run.id, "stop")
     assert await store.cancel_requests("w1") == {run.id: "stop"}
     assert await store.cancel_requests("w2") == {}
+
+
+async def test_claim_with_only_takes_those_runs_and_their_children(store: Store) -> None:
+    mine = await pending(store)
+    child = await pending(store, parent=mine.id)
+    others = [await pending(store), await pending(store)]
+    await pending(store, parent=others[0].id)  # a child of a run not named
+    base = claim_for("w1")
+    rows, _ = await store.claim(dataclasses.replace(base, only=[mine.id]))
+    assert ids(rows) == {mine.id, child.id}
+    assert (await store.claim(dataclasses.replace(base, only=[])))[0] == []
+    rows, _ = await store.claim(base)  # only=None: any run
+    assert ids(rows) >= ids(others)

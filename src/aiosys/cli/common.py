@@ -12,16 +12,20 @@ import tomllib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from typer._click import exceptions as usage  # typer 0.29 carries its own click
-from typer.core import TyperGroup
 
-from ..errors import AiosysError
-from ..kernel import App, Principal, bind_principal
+from ..errors import AiosysError, RunNotFound
+from .group import CommandGroup
+
+if TYPE_CHECKING:
+    from ..kernel import App, Principal
+    from ..store import Store
+    from ..store.base import EffectRow, RunRow
 
 T = TypeVar("T")
 
@@ -80,6 +84,8 @@ def use_store(app: App, store: str | None) -> App:
 
 def load_app(ref: str | None, store: str | None = None) -> App:
     """Import ``module:attribute``; the current directory is importable, as with uvicorn."""
+    from ..kernel import App
+
     ref = ref or _toml_app()
     if not ref:
         raise AiosysError("no app given: pass --app module:attribute or set app = in aiosys.toml")
@@ -119,6 +125,46 @@ def store_app(ref: str | None, store: str | None) -> App:
     return PublicApp(store=store, preload_models=False)
 
 
+def bare_store(ref: str | None, store: str | None) -> Store | None:
+    """The store, not yet opened, that commands which only read runs (``runs list``,
+    ``runs show``) may read directly, without importing the kernel or the model plane: when
+    no app is configured and no credential given, the caller is the local principal with
+    every right and a bare ``App`` would check nothing. None otherwise: the read must go
+    through the app (``store_app``), its checks and the caller's tenant."""
+    if ref or _toml_app() or has_credential():
+        return None
+    from ..store import open_store
+
+    return open_store(store)
+
+
+async def with_store(store: Store, fn: Callable[[Store], Awaitable[T]]) -> T:
+    """Open ``store``, call ``fn`` with it, close it."""
+    await store.open()
+    try:
+        return await fn(store)
+    finally:
+        await store.close()
+
+
+async def get_run(store: Store, run_id: str, tenant: str | None) -> RunRow:
+    """The run ``run_id`` (in ``tenant``, or any when None); ``RunNotFound`` as
+    ``App.get_run`` raises it."""
+    row = await store.get_run(run_id, tenant=tenant)
+    if row is None:
+        where = "" if tenant is None else f" in tenant {tenant!r}"
+        raise RunNotFound(f"no run with id {run_id!r}{where}")
+    return row
+
+
+async def run_and_effects(
+    store: Store, run_id: str, tenant: str | None
+) -> tuple[RunRow, list[EffectRow]]:
+    """A run and its effects, oldest first (``runs show``)."""
+    row = await get_run(store, run_id, tenant)
+    return row, await store.list_effects(run_id, tenant=tenant)
+
+
 def say(message: str) -> None:
     """One line on stderr, ``error: ...``."""
     err.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
@@ -130,7 +176,7 @@ def fail(message: str, code: int = EXIT_ERROR) -> NoReturn:
     raise typer.Exit(code)
 
 
-class OneLineErrors(TyperGroup):
+class OneLineErrors(CommandGroup):
     """The root command group: a malformed command line (an unknown option, ``--limit abc``)
     is one ``error:`` line on stderr naming the fix and exit 2, like every other error of
     the command, instead of click's multi-line usage box."""
@@ -244,6 +290,8 @@ async def as_caller(app: App) -> AsyncIterator[Principal | None]:
     if principal is None:
         yield None
         return
+    from ..kernel import bind_principal
+
     if "roles" not in app.checks.names:  # a bare kernel App (no app configured)
         from ..governance.roles import check_roles
 

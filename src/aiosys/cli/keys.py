@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich import box
@@ -17,7 +17,6 @@ from rich.table import Table
 
 from ..governance.identity import Identity
 from ..governance.identity_keys import KeyInfo
-from ..kernel import App
 from ..kernel.principal import PRINCIPAL_KINDS
 from .common import (
     EXIT_USAGE,
@@ -32,6 +31,9 @@ from .common import (
     store_app,
     with_opened,
 )
+
+if TYPE_CHECKING:
+    from ..kernel import App
 
 keys = typer.Typer(help="API keys: create (shown once), list, revoke.")
 

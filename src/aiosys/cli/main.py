@@ -2,6 +2,8 @@
 
 Commands that run workflows (``run``, ``demo``, ``worker``) execute them in this process;
 ``start`` and the ``runs`` commands only touch the store, so they work next to any worker.
+The kernel, the model plane and pydantic are imported by the commands that use them, not
+when the command starts (``aiosys runs list`` never pays for them: tests/unit/test_cli_startup).
 """
 
 from __future__ import annotations
@@ -14,12 +16,8 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.text import Text
 
 from ..errors import AiosysError, RunFailed
-from ..kernel import Worker
-from ..kernel.step_threads import running_on_threads
-from ..redact import mask_url
 from ..store import DEFAULT_URL
 from ..store.base import SUCCEEDED, RunRow
 from .audit import audit
@@ -42,14 +40,12 @@ from .common import (
     run_async,
     set_credential,
 )
-from .demo import run_demo, show_outcome
 from .keys import keys
 from .models import models
 from .policy import policy
 from .prune import prune as _prune  # noqa: F401  (registers `aiosys runs prune`)
 from .render import error_message, run_dict
 from .runs import runs
-from .scaffold import scaffold
 
 log = logging.getLogger("aiosys.worker")
 
@@ -118,25 +114,43 @@ def run(
     idempotency_key: KeyOption = None,
     tenant: TenantOption = None,
     json_: JsonFlag = False,
+    serve_others: Annotated[
+        bool,
+        typer.Option(
+            "--serve-others",
+            help="Also execute the store's other pending runs of the app's workflows, as "
+            "a worker does, while this run lasts (default: only this run and its children).",
+        ),
+    ] = False,
     app: AppOption = None,
     store: StoreOption = None,
     create: CreateFlag = False,
 ) -> None:
-    """Start a run and execute it in this process; print its result (--json: its record)."""
+    """Start a run and execute it in this process; print its result (--json: its record).
+
+    Only this run and the child runs it starts are executed here, unless --serve-others
+    is given: other pending runs stay in the store for a worker. On a terminal, a spinner
+    on stderr names what the run is doing or waiting for."""
+    from .status import show_status
+
     data = parse_json(input, "--input")
 
     async def body() -> tuple[RunRow, bool]:
         the_app = load_app(app, store)
         if create:
             create_store_dir(the_app)
-        async with the_app, as_caller(the_app):
+        async with the_app.embedded(own_runs_only=not serve_others), as_caller(the_app):
             handle = await the_app.start(
                 workflow, data, idempotency_key=idempotency_key, tenant=tenant
             )
+            spinner = asyncio.create_task(show_status(the_app.store, handle.id, err))
             try:
                 await handle.result()
             except RunFailed:  # reported from the run's row below
                 pass
+            finally:
+                spinner.cancel()
+                await asyncio.gather(spinner, return_exceptions=True)
             return await handle.row(), handle.created
 
     row, created = run_async(body)
@@ -201,6 +215,8 @@ def demo(
     ] = None,
 ) -> None:
     """Run the built-in document-intake demo in this process and show its timeline."""
+    from .demo import run_demo, show_outcome
+
     if has_credential():
         fail(_LOCAL_ONLY.format(what="the demo runs in its own tenant"))
     url = store or DEFAULT_URL
@@ -214,6 +230,10 @@ def demo(
 @cli.command()
 def init() -> None:
     """Write aiosys.toml and an example workflows.py here (files that exist are kept)."""
+    from rich.text import Text
+
+    from .scaffold import scaffold
+
     out = console()
     for path, written in scaffold(Path.cwd()):
         verb = ("wrote", "green") if written else ("kept ", "dim")
@@ -248,6 +268,10 @@ def worker(
     The first SIGTERM or SIGINT drains it: no more claims, runs in flight go on until they
     end or park or the grace period passes, then the rest are given back to the queue for
     another worker. A second signal gives them back at once. Either way it exits 0."""
+    from ..kernel import Worker
+    from ..kernel.step_threads import running_on_threads
+    from ..redact import mask_url
+
     if has_credential():
         fail(
             _LOCAL_ONLY.format(

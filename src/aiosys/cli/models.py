@@ -14,39 +14,13 @@ import datetime as dt
 import json
 import re
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich import box
-from rich.markdown import Markdown
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 from rich.text import Text
 
-from ..errors import ConfigError
-from ..kernel import App
-from ..models.card_markdown import card_to_markdown
-from ..models.catalog import ModelCard
-from ..models.catalog_files import (
-    DEFAULT_DIR,
-    CardSource,
-    card_paths,
-    check_catalog,
-    load_card_file,
-    load_card_files,
-)
-from ..models.catalog_store import (
-    AliasMove,
-    CardRecord,
-    delete_card,
-    find_card,
-    load_records,
-    merge_cards,
-    save_cards,
-)
-from ..models.links.budget import period_start
-from ..models.links.metering import usage_by_model, usage_by_workflow
-from ..models.shadows import shadow_results
 from .common import (
     EXIT_USAGE,
     AppOption,
@@ -60,9 +34,19 @@ from .common import (
     store_app,
     with_opened,
 )
+from .group import CommandGroup
+
+# The model plane (pydantic, the catalog) is imported by the commands that use it, not
+# when the ``aiosys`` command starts: ``aiosys runs list`` never pays for it.
+if TYPE_CHECKING:
+    from ..kernel import App
+    from ..models.catalog import ModelCard
+    from ..models.catalog_files import CardSource
+    from ..models.catalog_store import AliasMove, CardRecord
 
 models = typer.Typer(
-    help="The model catalog: list, show, sync and delete model cards; usage, cost, shadows."
+    help="The model catalog: list, show, sync and delete model cards; usage, cost, shadows.",
+    cls=CommandGroup,
 )
 
 DirOption = Annotated[
@@ -83,6 +67,8 @@ RISK_STYLE = {
 
 def _files(directory: Path | None) -> list[CardSource]:
     """The cards of ``--dir``; without it, of ./models if it exists, else none."""
+    from ..models.catalog_files import DEFAULT_DIR, load_card_files
+
     if directory is None:
         if not DEFAULT_DIR.is_dir():
             return []
@@ -91,6 +77,8 @@ def _files(directory: Path | None) -> list[CardSource]:
 
 
 async def _catalog(a: App, directory: Path | None) -> list[CardRecord]:
+    from ..models.catalog_store import load_records, merge_cards
+
     files = _files(directory)  # first: a bad file is reported before the store is read
     merged, _ = merge_cards(await load_records(a.store), files)
     return merged
@@ -137,6 +125,9 @@ def show(
     if json_ and markdown:
         fail("--json and --markdown cannot be used together", EXIT_USAGE)
 
+    from ..models.card_markdown import card_to_markdown
+    from ..models.catalog_store import find_card
+
     async def body(a: App) -> ModelCard:
         return find_card([card for card, _ in await _catalog(a, directory)], name)
 
@@ -146,6 +137,8 @@ def show(
     elif markdown:
         typer.echo(card_to_markdown(card), nl=False)
     else:
+        from rich.markdown import Markdown
+
         console().print(Markdown(card_to_markdown(card)))
 
 
@@ -160,6 +153,12 @@ def sync(
 
     A saved card replaces the stored card of its id; an alias it claims is taken from the
     stored card holding it. Stored cards without a file are kept."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from ..errors import ConfigError
+    from ..models.catalog_files import DEFAULT_DIR, card_paths, check_catalog, load_card_file
+    from ..models.catalog_store import save_cards
+
     folder = directory or DEFAULT_DIR
 
     async def body(a: App) -> tuple[list[CardSource], list[AliasMove]]:
@@ -214,6 +213,7 @@ def delete(
 
     Workers stop routing to it when they next load the catalog. A card file still under
     models/ brings it back at the next sync."""
+    from ..models.catalog_store import delete_card
 
     async def body(a: App) -> CardRecord:
         await a.authorize("manage_catalog")
@@ -264,6 +264,8 @@ def usage(
     are what was metered. Rows for calls made outside any workflow have workflow `-`."""
     if by not in ("model", "workflow"):
         fail(f"--by must be 'model' or 'workflow', not {by!r}", EXIT_USAGE)
+    from ..models.links.metering import usage_by_model, usage_by_workflow
+
     start = _since(since)
     read = usage_by_model if by == "model" else usage_by_workflow
 
@@ -294,6 +296,7 @@ def shadows(
 
     A routing plan's `shadow` model gets a copy of each request after the caller has its
     answer; its output, parsed as the task parses, is kept here beside the caller's."""
+    from ..models.shadows import shadow_results
 
     async def body(a: App) -> tuple[str, list[dict[str, Any]]]:
         whose = await a.authorize("read_usage", tenant=tenant) or "default"
@@ -327,6 +330,8 @@ def shadows(
 
 def _since(text: str | None) -> float:
     """Epoch seconds from ``--since`` (see ``usage``)."""
+    from ..models.links.budget import period_start
+
     now = dt.datetime.now(dt.UTC)
     if text is None:
         return period_start("month", now.timestamp())

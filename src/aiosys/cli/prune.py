@@ -61,8 +61,10 @@ def prune(
     app: AppOption = None,
     store: StoreOption = None,
 ) -> None:
-    """Delete runs that ended (succeeded, failed, cancelled, dead) before --before, with
-    their effects, signals, model usage rows and cached answers; never a run still pending,
+    """Delete the runs that ended before --before, with their effects and usage rows.
+
+    A run that ended (succeeded, failed, cancelled, dead) before --before is deleted with
+    its effects, signals, model usage rows and cached answers; never a run still pending,
     running or waiting. Budgets keep counting the spend of deleted usage rows."""
     from ..durations import parse_before
 

@@ -6,30 +6,39 @@ These commands need no workflow code beyond locating the store: with no ``--app`
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.text import Text
 
-from ..kernel import App
 from ..store.base import STATUSES, TERMINAL, EffectRow, RecoveryRow, RunRow, WorkerRow
 from .attempts import attempt_dicts, attempts
 from .common import (
     AppOption,
     JsonFlag,
     StoreOption,
+    bare_store,
     console,
     echo_json,
     fail,
     parse_json,
+    run_and_effects,
     run_async,
     store_app,
     with_opened,
+    with_store,
 )
+from .group import CommandGroup
 from .render import effect_dict, model_usage, run_detail, run_dict, run_view, runs_table
 from .times import iso
 
-runs = typer.Typer(help="Inspect and steer runs: list, show, cancel, resume, signal, prune.")
+if TYPE_CHECKING:
+    from ..kernel import App
+    from ..store import Store
+
+runs = typer.Typer(
+    help="Inspect and steer runs: list, show, cancel, resume, signal, prune.", cls=CommandGroup
+)
 
 RunId = Annotated[str, typer.Argument(help="The run's id.")]
 TenantOption = Annotated[
@@ -70,10 +79,16 @@ def list_runs(
         _list_stranded(workflow, tenant, limit, json_, app, store)
         return
 
-    async def body(a: App) -> list[RunRow]:
-        return await a.list_runs(status=status, workflow=workflow, tenant=tenant, limit=limit)
+    async def body(s: Store | App) -> list[RunRow]:
+        return await s.list_runs(status=status, workflow=workflow, tenant=tenant, limit=limit)
 
-    rows = run_async(lambda: with_opened(store_app(app, store), body))
+    async def read() -> list[RunRow]:
+        bare = bare_store(app, store)  # the local user, no app: the store alone, fast
+        if bare is not None:
+            return await with_store(bare, body)
+        return await with_opened(store_app(app, store), body)
+
+    rows = run_async(read)
     if json_:
         echo_json([run_dict(r) for r in rows])
     else:
@@ -145,12 +160,23 @@ def show(
     """Show a run, its attempts (which worker ran each, and the gaps where a worker's lease
     expired) and its effect timeline."""
 
-    async def body(a: App) -> tuple[RunRow, list[EffectRow], list[RecoveryRow]]:
+    async def app_body(a: App) -> tuple[RunRow, list[EffectRow], list[RecoveryRow]]:
         row = await a.get_run(run_id, tenant=tenant)
         effects = await a.effects(run_id, tenant=tenant)
         return row, effects, await a.store.list_recoveries(run_id, tenant=tenant)
 
-    row, effects, recoveries = run_async(lambda: with_opened(store_app(app, store), body))
+    async def read() -> tuple[RunRow, list[EffectRow], list[RecoveryRow]]:
+        bare = bare_store(app, store)  # the local user, no app: the store alone, fast
+        if bare is not None:
+
+            async def direct(s: Store) -> tuple[RunRow, list[EffectRow], list[RecoveryRow]]:
+                row, effects = await run_and_effects(s, run_id, tenant)
+                return row, effects, await s.list_recoveries(run_id, tenant=tenant)
+
+            return await with_store(bare, direct)
+        return await with_opened(store_app(app, store), app_body)
+
+    row, effects, recoveries = run_async(read)
     found = attempts(recoveries, effects)
     if json_:
         detail = {**run_detail(row), "model_usage": model_usage(effects)}
@@ -183,8 +209,10 @@ def cancel(
     app: AppOption = None,
     store: StoreOption = None,
 ) -> None:
-    """Cancel a run (and its children not started detached): at once if it holds no
-    worker, else at its next effect."""
+    """Cancel a run and its children that were not started detached.
+
+    A run that holds no worker ends cancelled at once; a running one stops at its next
+    effect."""
     row = run_async(
         lambda: with_opened(
             store_app(app, store), lambda a: a.cancel(run_id, reason, tenant=tenant)

@@ -435,10 +435,20 @@ class App:
             await self.store.close()
 
     async def __aenter__(self) -> App:
+        return await self._enter(own_runs_only=False)
+
+    def embedded(self, *, own_runs_only: bool = False) -> _Embedded:
+        """``async with app.embedded(own_runs_only=True):`` is ``async with app:`` whose
+        worker executes only the runs started through this app while it is open (or
+        returned to ``start`` by their idempotency key) and the children they start, not
+        the other pending runs of the app's workflows in the store (``aiosys run``)."""
+        return _Embedded(self, own_runs_only)
+
+    async def _enter(self, *, own_runs_only: bool) -> App:
         from .worker import Worker
 
         await self.open()
-        self._worker = Worker(self)
+        self._worker = Worker(self, only=() if own_runs_only else None)
         await self._worker.start()
         return self
 
@@ -584,6 +594,8 @@ class App:
             row, created = await self.store.create_run(new)
             if created and worker is not None:
                 worker.kick()
+        if worker is not None:  # a worker serving its own runs: this one is (or the one
+            worker.include(row.id)  # its idempotency key returned)
         if not created and (row.workflow != new.workflow or row.input != new.input):
             raise IdempotencyConflict(
                 f"idempotency key {idempotency_key!r} already started run {row.id} "
@@ -709,3 +721,17 @@ class App:
                     run.id, run.workflow, run.version, finish.status, finish.result, finish.error
                 )
             fut.set_result(end)
+
+
+class _Embedded:
+    """``App.embedded``: an async context manager around an app and its worker."""
+
+    def __init__(self, app: App, own_runs_only: bool) -> None:
+        self.app = app
+        self.own_runs_only = own_runs_only
+
+    async def __aenter__(self) -> App:
+        return await self.app._enter(own_runs_only=self.own_runs_only)
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.app.__aexit__(*exc)

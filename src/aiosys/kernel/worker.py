@@ -32,7 +32,7 @@ import socket
 import time
 import uuid
 from collections import Counter, OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from ..store.base import Claim, History, Release, RunRow, WorkerInfo
@@ -70,11 +70,17 @@ class Worker:
         drain_grace: float = 30.0,
         stranded_every: float = 10.0,
         stranded_grace: float | None = None,
+        only: Iterable[str] | None = None,
     ) -> None:
         """``stranded_every``: seconds between looks for runs no live worker serves in
         this worker's queues (logged as ``run.unservable``); ``stranded_grace``: seconds
-        such a run must have been claimable to be reported (default: the lease)."""
+        such a run must have been claimable to be reported (default: the lease). ``only``:
+        serve only these runs (ids), the runs added with ``include`` and their descendants
+        (the children they start, recursively), instead of every run of the app's
+        workflows in ``queues``. A run this worker leased at its start (``adopt_new``) is
+        one of its own."""
         self.app = app
+        self.only: set[str] | None = None if only is None else set(only)
         self.host = socket.gethostname()
         self.id = f"{self.host}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.queues = queues or list(app.queues)
@@ -282,6 +288,13 @@ class Worker:
         self._more = True
         self._kick.set()
 
+    def include(self, run_id: str) -> None:
+        """Serve ``run_id`` (and its children) too, when this worker serves only some runs:
+        it is claimed when it is claimable. A worker that serves every run ignores it."""
+        if self.only is not None and run_id not in self.only:
+            self.only.add(run_id)
+            self.kick()
+
     def _free(self, queue: str) -> int:
         free = self.concurrency - len(self._running)
         limit = self.app.queues.get(queue)
@@ -351,6 +364,8 @@ class Worker:
                 cancelled.add(ex.run.id)
 
     def _take_slot(self, row: RunRow) -> None:
+        if self.only is not None:  # a run it executes: its children are served here too
+            self.only.add(row.id)
         self._running[row.id] = row
         self._per_queue[row.queue] += 1
 
@@ -495,6 +510,7 @@ class Worker:
                     },
                     lease=self.lease,
                     exclude=list(self._running),
+                    only=None if self.only is None else sorted(self.only),
                 )
                 try:
                     async with asyncio.timeout(self.store_timeout):

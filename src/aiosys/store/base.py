@@ -286,6 +286,9 @@ class Claim:
     # Runs this worker executes right now: never claimed again by it (a worker whose lease
     # lapsed while it still runs a run must not start it a second time beside itself).
     exclude: Sequence[str] = ()
+    # When set, only these runs and their children (runs whose parent_id is one of them)
+    # are claimed: a worker that serves its own runs (``aiosys run``), not the queue.
+    only: Sequence[str] | None = None
 
 
 PRUNE_BATCH = 1000  # root runs per prune transaction (with their ended descendants)

@@ -333,6 +333,7 @@ class PostgresStore(CommonStore, OperatorViews):
                     params = {"queue": queue, "owner": claim.owner, "now": t, "limit": limit}
                     params.update(expires=t + claim.lease, wf_keys=list(claim.wf_keys))
                     params.update(exclude=list(claim.exclude))
+                    params.update(only=None if claim.only is None else list(claim.only))
                     claimed.append(await tx.run(q["claim"], params))
             nxt = await tx.run(q["next_available"], {"now": t, "queues": list(claim.slots)})
         rows = [run_row(r) for cur in claimed for r in await cur.fetchall()]

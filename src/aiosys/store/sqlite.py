@@ -301,6 +301,7 @@ class SQLiteStore(CommonStore, OperatorViews):
         q = self._q
         wf_keys = json.dumps(list(claim.wf_keys))
         exclude = json.dumps(list(claim.exclude))
+        only = None if claim.only is None else json.dumps(list(claim.only))
         queues = json.dumps(list(claim.slots))
 
         def body(c: sqlite3.Connection) -> tuple[list[RunRow], float | None]:
@@ -319,6 +320,7 @@ class SQLiteStore(CommonStore, OperatorViews):
                         "expires": t + claim.lease,
                         "wf_keys": wf_keys,
                         "exclude": exclude,
+                        "only": only,
                         "limit": limit,
                     },
                 ).fetchall()

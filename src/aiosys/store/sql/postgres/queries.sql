@@ -5,11 +5,13 @@
 -- Lease up to :limit claimable runs of a queue, highest priority first, skipping rows
 -- another worker is claiming right now. Taking a running run (its lease expired) is a
 -- recovery: counted, for the workflow's max_recoveries, and the worker that lost it and its
--- lease's expiry kept (SET reads the row as it was).
+-- lease's expiry kept (SET reads the row as it was). :only (or NULL for any run) keeps to
+-- those runs and their children.
 WITH c AS (
     SELECT id FROM runs
     WHERE queue = :queue AND available_at <= :now AND wf_key = ANY(:wf_keys)
       AND NOT (id = ANY(:exclude))
+      AND (CAST(:only AS text[]) IS NULL OR id = ANY(:only) OR parent_id = ANY(:only))
     ORDER BY priority DESC, available_at
     LIMIT :limit
     FOR UPDATE SKIP LOCKED

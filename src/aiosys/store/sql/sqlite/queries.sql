@@ -4,7 +4,8 @@
 -- name: claim
 -- Lease up to :limit claimable runs of a queue, highest priority first. Taking a running run
 -- (its lease expired) is a recovery: counted, for the workflow's max_recoveries, and the
--- worker that lost it and its lease's expiry kept (SET reads the row as it was).
+-- worker that lost it and its lease's expiry kept (SET reads the row as it was). :only (a JSON
+-- list, or NULL for any run) keeps to those runs and their children.
 UPDATE runs
 SET status = 'running', lease_owner = :owner, available_at = :expires, updated_at = :now,
     started_at = COALESCE(started_at, :now), claims = claims + 1, epoch = epoch + 1,
@@ -15,6 +16,8 @@ WHERE id IN (SELECT id FROM runs
              WHERE queue = :queue AND available_at <= :now
                AND wf_key IN (SELECT value FROM json_each(:wf_keys))
                AND id NOT IN (SELECT value FROM json_each(:exclude))
+               AND (:only IS NULL OR id IN (SELECT value FROM json_each(:only))
+                    OR parent_id IN (SELECT value FROM json_each(:only)))
              ORDER BY priority DESC, available_at
              LIMIT :limit)
 RETURNING *
