@@ -10,14 +10,10 @@ import datetime as dt
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from ..governance.audit import AuditLog, AuditSettings
-from ..governance.audit_export import verify_extract
-from ..governance.audit_verify import Report
-from ..kernel import App
 from .common import (
     EXIT_USAGE,
     AppOption,
@@ -29,8 +25,16 @@ from .common import (
     store_app,
     with_opened,
 )
+from .group import CommandGroup
 
-audit = typer.Typer(help="The tamper-evident audit log: verify, export, checkpoint.")
+if TYPE_CHECKING:  # imported by the commands when they run: `aiosys runs list` stays light
+    from ..governance.audit import AuditLog
+    from ..governance.audit_verify import Report
+    from ..kernel import App
+
+audit = typer.Typer(
+    help="The tamper-evident audit log: verify, export, checkpoint.", cls=CommandGroup
+)
 
 PublicKeyOption = Annotated[
     Path | None,
@@ -43,6 +47,8 @@ PublicKeyOption = Annotated[
 
 
 def _log(a: App) -> AuditLog:
+    from ..governance.audit import AuditLog, AuditSettings
+
     found = getattr(a, "audit", None)
     if isinstance(found, AuditLog):
         return found
@@ -89,6 +95,8 @@ def verify(
             key = None  # none configured: the key the extract carries
             if public_key is not None or log.settings.key or log.key_path().exists():
                 key = log.verify_key(public_key)
+            from ..governance.audit_export import verify_extract
+
             return verify_extract(lines, key)
 
         _print(run_async(check_file), json_)

@@ -8,7 +8,6 @@ local operator (every tenant); with one, as its principal: an ``admin`` of its o
 from __future__ import annotations
 
 import datetime as dt
-import re
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -31,24 +30,27 @@ from .common import (
     store_app,
     with_opened,
 )
+from .group import CommandGroup
 
 if TYPE_CHECKING:
     from ..kernel import App
 
-keys = typer.Typer(help="API keys: create (shown once), list, revoke.")
-
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-_DURATION = re.compile(r"^(\d+)([smhdw])$")
+keys = typer.Typer(help="API keys: create (shown once), list, revoke.", cls=CommandGroup)
 
 
 def _lifetime(text: str) -> float | None:
     """Seconds a key lives: ``90d``, ``12h``, ``30m``, ``2w``, ``45s``; ``never``: None."""
     if text == "never":
         return None
-    m = _DURATION.match(text.strip())
-    if m is None or int(m.group(1)) == 0:
+    from ..durations import parse_duration
+
+    try:
+        seconds = parse_duration(text)
+    except ValueError:
+        seconds = 0.0
+    if seconds <= 0:
         fail(f"--expires {text!r}: use a positive duration such as 90d, 12h, 2w, or never", 2)
-    return int(m.group(1)) * _UNITS[m.group(2)]
+    return seconds
 
 
 def _when(t: float | None) -> str:

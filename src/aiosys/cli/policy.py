@@ -21,9 +21,12 @@ from ..errors import ConfigError, PolicyDenied
 from ..governance.policy_files import SCHEMA_FILE, policies_dir
 from ..kernel.principal import LOCAL, PRINCIPAL_KINDS, Principal
 from .common import EXIT_USAGE, JsonFlag, console, echo_json, fail, parse_json
+from .group import CommandGroup
 
 policy = typer.Typer(
-    help="Cedar policies: check a request, validate, reload.", no_args_is_help=True
+    help="Cedar policies: check a request, validate, reload.",
+    no_args_is_help=True,
+    cls=CommandGroup,
 )
 
 EXIT_DENY = 3
@@ -201,8 +204,10 @@ def validate(directory: DirOption = None, json_: JsonFlag = False) -> None:
 
 @policy.command()
 def reload(directory: DirOption = None, json_: JsonFlag = False) -> None:
-    """Validate, then touch the schema file: every process polling the directory loads the
-    set within its poll interval. A broken set is refused and nothing is touched."""
+    """Validate the policies, then make every process that polls them reload.
+
+    It touches the schema file: every process polling the directory loads the set within its
+    poll interval. A broken set is refused and nothing is touched."""
     engine = _engine(directory)
     os.utime(engine.policies.directory / SCHEMA_FILE)
     _report(engine, json_, "reloaded")

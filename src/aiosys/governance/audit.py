@@ -320,10 +320,12 @@ class AuditLog:
 
     async def close(self) -> None:
         """Wait for background appends, then sign what this process appended."""
-        if self._background:
-            await asyncio.gather(*self._background, return_exceptions=True)
-        if self._flushing is not None:
-            await asyncio.gather(self._flushing, return_exceptions=True)
+        # Tasks of this loop still running; a task left from an earlier event loop (the app
+        # opened again under another one) is done already and cannot be awaited here.
+        live = [t for t in (*self._background, self._flushing) if t is not None and not t.done()]
+        if live:
+            await asyncio.gather(*live, return_exceptions=True)
+        self._flushing = None
         if "checkpointer" in self.__dict__:
             await self.checkpointer.stop()
 
