@@ -13,6 +13,18 @@ the other's numbers. Every result is checked (``x + 10``). CPU per step is the c
 process CPU time (all its threads) over the timed section divided by steps; the PostgreSQL
 server's CPU is not included.
 
+Governance (``--governance``): ``off`` (the default) runs aiosys with no audit log
+(``AIOSYS_AUDIT=off``), no policies and the local principal. ``on`` runs it with the audit
+log on (checkpoints signed with a generated Ed25519 key), 50 Cedar policies (the shipped
+``examples/policies`` plus generated ``forbid`` policies that never match) and every run
+started as a non-local service principal with roles {operator}: the built-in roles check
+and a ``start_workflow`` decision on every start, the bench's step declared ``read_data``
+on a ``Dataset`` so each step is authorized too, and every start, effect and decision
+audited. The child reports the decisions made (a listener on the engine) and the audit
+records written (counted in the database) over the timed section. ``both`` measures
+aiosys off and on in each cell (DBOS still once) and prints their ratio against the
+target (on >= 70% of off's throughput), PASS or FAIL per cell.
+
 DBOS on SQLite is given the same durability settings as aiosys: the file is created in WAL
 mode before DBOS opens it and every connection DBOS opens runs ``PRAGMA synchronous=FULL``
 (both read back and reported). ``--dbos-sqlite-journal delete`` measures DBOS's out-of-box
@@ -21,6 +33,7 @@ rollback journal instead.
     .venv/bin/python bench/kernel.py
     .venv/bin/python bench/kernel.py --only sqlite --profile
     .venv/bin/python bench/kernel.py --only postgres --skip-dbos --profile --profiler pyinstrument
+    .venv/bin/python bench/kernel.py --governance both --skip-dbos --skip-wakes --repeat 3
 
 Results are printed as a table and written to bench/results/kernel-<timestamp>.json. Then
 ``bench/wakes.py`` measures wake-ups (timer overshoot, cross-process signal latency, CPU per
@@ -53,6 +66,8 @@ BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
 RESULTS_DIR = BENCH_DIR / "results"
 PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+#: ``--governance both``: governance on must keep this share of the throughput with it off.
+GOVERNANCE_TARGET = 0.70
 
 
 # =========================================================================================
@@ -109,10 +124,20 @@ async def drive(run_one: Any, mode: str, runs: int, inflight: int, base: int) ->
 
 def child_aiosys(spec: dict[str, Any]) -> dict[str, Any]:
     from aiosys import App, Context
+    from aiosys.kernel import Principal
 
-    app = App(store=spec["url"], concurrency=max(64, spec["inflight"]))
+    governed = spec.get("governance") == "on"
+    if governed:  # audit on with a generated key, ~50 Cedar policies
+        gov: dict[str, Any] = {
+            "audit": True,
+            "audit_key": spec["audit_key"],
+            "policies_dir": spec["policies_dir"],
+        }
+    else:  # audit off (AIOSYS_AUDIT=off too), no policies
+        gov = {"audit": False, "policies_dir": ""}
+    app = App(store=spec["url"], concurrency=max(64, spec["inflight"]), **gov)
 
-    @app.step()
+    @app.step(name="inc")
     async def inc(x: int) -> int:
         return x + 1
 
@@ -125,29 +150,102 @@ def child_aiosys(spec: dict[str, Any]) -> dict[str, Any]:
     async def run_one(x: int) -> Any:
         return await app.run("ten", {"x": x})
 
+    decisions = {"all": 0, "allow": 0, "cached": 0}
+
+    def count_decision(d: Any) -> None:
+        decisions["all"] += 1
+        decisions["allow"] += d.allowed
+        decisions["cached"] += d.cached
+
     async def main() -> dict[str, Any]:
-        out: dict[str, Any] = {"system": "aiosys", "version": _version("aiosys")}
+        out: dict[str, Any] = {
+            "system": "aiosys",
+            "version": _version("aiosys"),
+            "governance": spec.get("governance", "off"),
+        }
         async with app:
             if spec["backend"] == "sqlite":
                 out["sqlite_settings"] = await _aiosys_sqlite_settings(app)
-            await drive(run_one, spec["mode"], spec["warmup"], spec["inflight"], 1_000_000)
-            out.update(await drive(run_one, spec["mode"], spec["runs"], spec["inflight"], 0))
-            if spec["profile"]:
-                prof = make_profiler(spec["profiler"])
-                prof.enable() if spec["profiler"] == "cprofile" else prof.start()
-                try:
-                    pres = await drive(
-                        run_one, spec["mode"], spec["runs"], spec["inflight"], 2_000_000
-                    )
-                finally:
-                    prof.disable() if spec["profiler"] == "cprofile" else prof.stop()
-                out["profile"] = profile_rows(
-                    spec["profiler"], prof, 25, Path(spec["profile_base"])
+            principal: Any = None
+            if governed:
+                assert app.policy is not None and app.authorizer is not None
+                # Plain steps are not policy-checked unless declared: declare the bench's
+                # step, so every step is authorized (read_data on a Dataset).
+                app.authorizer.declare_step(
+                    "inc",
+                    "read_data",
+                    ("Dataset", "bench-input", {"classification": "internal", "tenant": "bench"}),
                 )
-                out["profile"]["profiled_wf_per_s"] = pres["wf_per_s"]
+                app.policy.listen(count_decision)
+                out["policies"] = len(app.policy.policies)
+                principal = Principal(
+                    id="bench-svc", tenant="bench", kind="service", roles={"operator"}
+                )
+            bound = app.as_principal(principal) if governed else contextlib.nullcontext()
+            with bound:
+                await drive(run_one, spec["mode"], spec["warmup"], spec["inflight"], 1_000_000)
+                seq0 = await asyncio.to_thread(_audit_tally, spec["url"], None)
+                before = dict(decisions)
+                out.update(await drive(run_one, spec["mode"], spec["runs"], spec["inflight"], 0))
+                if governed:
+                    out["decisions"] = {k: decisions[k] - before[k] for k in decisions}
+                    out["audit"] = await asyncio.to_thread(_audit_tally, spec["url"], seq0)
+                if spec["profile"]:
+                    prof = make_profiler(spec["profiler"])
+                    prof.enable() if spec["profiler"] == "cprofile" else prof.start()
+                    try:
+                        pres = await drive(
+                            run_one, spec["mode"], spec["runs"], spec["inflight"], 2_000_000
+                        )
+                    finally:
+                        prof.disable() if spec["profiler"] == "cprofile" else prof.stop()
+                    out["profile"] = profile_rows(
+                        spec["profiler"], prof, 25, Path(spec["profile_base"])
+                    )
+                    out["profile"]["profiled_wf_per_s"] = pres["wf_per_s"]
+        # After close (background appends awaited, the last checkpoint signed): every record.
+        out["audit_total"] = _audit_tally(spec["url"], 0)
         return out
 
     return asyncio.run(main())
+
+
+def _audit_tally(url: str, after: int | None) -> Any:
+    """The audit log as the database holds it, read on a connection of its own: with
+    ``after`` None, the last record's position (0 for none); else the records after that
+    position, by action and decision or outcome, and the signed checkpoints in all."""
+
+    def rows(conn: Any, mark: str) -> tuple[list[Any], int]:
+        if after is None:
+            return [conn.execute("SELECT COALESCE(MAX(seq), 0) FROM audit_log").fetchone()], 0
+        found = conn.execute(
+            f"SELECT body FROM audit_log WHERE seq > {mark} ORDER BY seq", (after,)
+        ).fetchall()
+        return found, conn.execute("SELECT COUNT(*) FROM audit_checkpoints").fetchone()[0]
+
+    if url.startswith("sqlite:///"):
+        conn: Any = sqlite3.connect(url.removeprefix("sqlite:///"))
+        try:
+            found, checkpoints = rows(conn, "?")
+        finally:
+            conn.close()
+    else:
+        import psycopg
+
+        with psycopg.connect(url) as conn:
+            found, checkpoints = rows(conn, "%s")
+    if after is None:
+        return int(found[0][0])
+    by: dict[str, int] = {}
+    for (body,) in found:
+        record = json.loads(body)
+        key = f"{record.get('action')}:{record.get('decision') or record.get('outcome')}"
+        by[key] = by.get(key, 0) + 1
+    return {
+        "records": len(found),
+        "by_action": dict(sorted(by.items())),
+        "checkpoints": checkpoints,
+    }
 
 
 async def _aiosys_sqlite_settings(app: Any) -> dict[str, Any]:
@@ -297,8 +395,63 @@ def aiosys_backend_available(backend: str) -> str | None:
 
 
 def run_child(spec: dict[str, Any], workdir: Path, timeout: float) -> dict[str, Any]:
-    out_path = workdir / f"{spec['system']}-{spec['backend']}-{spec['mode']}.json"
-    return _run_child(Path(__file__).resolve(), spec, out_path, workdir, timeout)
+    gov = spec.get("governance")
+    name = f"{spec['system']}{'-gov-' + gov if gov else ''}-{spec['backend']}-{spec['mode']}"
+    # Governance off: no audit log, no policies (the environment says so too, so nothing
+    # in the child's environment or working directory turns either on).
+    env = {"AIOSYS_AUDIT": "off", "AIOSYS_POLICIES_DIR": ""} if gov == "off" else None
+    return _run_child(
+        Path(__file__).resolve(), spec, workdir / f"{name}.json", workdir, timeout, env
+    )
+
+
+#: Policies in the governed runs' set: the shipped example's plus generated ones.
+POLICIES = 50
+
+
+def governance_material(tmp: Path) -> tuple[Path, Path, int]:
+    """The governed children's audit key (a fresh Ed25519 PEM) and policy directory (the
+    shipped ``examples/policies`` plus ``forbid`` policies that never match the bench's
+    requests, ``POLICIES`` in all): ``(key, directory, policies)``."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    key = tmp / "audit_key.pem"
+    key.write_bytes(
+        Ed25519PrivateKey.generate().private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    key.chmod(0o600)
+    directory = tmp / "policies"
+    shutil.copytree(REPO / "examples" / "policies", directory)
+    shipped = sum(f.read_text().count("@id(") for f in directory.glob("*.cedar"))
+    (directory / "generated.cedar").write_text(_never_matching(POLICIES - shipped))
+    return key, directory, POLICIES
+
+
+def _never_matching(n: int) -> str:
+    """``n`` forbid policies on the actions the bench asks (``read_data``,
+    ``start_workflow``) and others, each conditioned on a tenant or role the bench's
+    principal does not have, so Cedar evaluates them all and none decides."""
+    actions = ("read_data", "start_workflow", "call_model", "use_connector", "export")
+    out = []
+    for i in range(n):
+        action = actions[i % len(actions)]
+        level = ("public", "internal", "confidential", "restricted")[i % 4]
+        cond = (
+            f'principal.tenant == "tenant-{i}" && !principal.roles.contains("role-{i}")'
+            if action == "start_workflow"
+            else f'principal.tenant == "tenant-{i}" && '
+            f'context.classification in Classification::"{level}"'
+        )
+        out.append(
+            f'@id("never-{i}")\nforbid(principal, action == Action::"{action}", resource)\n'
+            f"when {{ {cond} }};\n"
+        )
+    return "\n".join(out)
 
 
 def environment(
@@ -356,10 +509,12 @@ def print_table(console: Any, cells: list[dict[str, Any]], args: argparse.Namesp
             return "[red]n/a[/]"
         return format(r[key], fmt)
 
+    key = "aiosys_gov" if args.governance == "on" else "aiosys"
     t = Table(
         title=f"Kernel throughput: 10-step workflow of trivial async steps, in process "
         f"(serial = {args.runs_serial} runs one at a time; concurrent = "
-        f"{args.runs_concurrent} runs, {args.inflight} in flight)",
+        f"{args.runs_concurrent} runs, {args.inflight} in flight; aiosys governance "
+        f"{'on' if key == 'aiosys_gov' else 'off'})",
         title_justify="left",
     )
     t.add_column("cell")
@@ -372,7 +527,7 @@ def print_table(console: Any, cells: list[dict[str, Any]], args: argparse.Namesp
     t.add_column("DBOS CPU ms/step", justify="right")
     t.add_column("CPU ratio DBOS/aiosys", justify="right")
     for c in cells:
-        a, d = c.get("aiosys"), c.get("dbos")
+        a, d = c.get(key), c.get("dbos")
         ok_a = a is not None and "error" not in a
         ok_d = d is not None and "error" not in d
         ratio = f"{a['wf_per_s'] / d['wf_per_s']:.2f}x" if ok_a and ok_d else "-"
@@ -391,6 +546,46 @@ def print_table(console: Any, cells: list[dict[str, Any]], args: argparse.Namesp
             cpu_ratio,
         )
     console.print(t)
+
+
+def print_governance(console: Any, cells: list[dict[str, Any]]) -> list[str]:
+    """The on/off table of ``--governance both``; returns the cells below the target."""
+    from rich.table import Table
+
+    t = Table(
+        title=f"aiosys with identity, policy and audit on vs off (target: on >= "
+        f"{100 * GOVERNANCE_TARGET:.0f}% of off's throughput in every cell)",
+        title_justify="left",
+    )
+    for name in ("cell", "wf/s off", "wf/s on", "on/off", "CPU ms/step off", "CPU ms/step on"):
+        t.add_column(name, justify="left" if name == "cell" else "right")
+    t.add_column("decisions/run", justify="right")
+    t.add_column("audit records/run", justify="right")
+    t.add_column("verdict", justify="center")
+    failing = []
+    for c in cells:
+        off, on = c.get("aiosys"), c.get("aiosys_gov")
+        if not off or not on or "error" in off or "error" in on:
+            t.add_row(c["cell"], *["-"] * 7, "[red]n/a[/]")
+            failing.append(c["cell"])
+            continue
+        ratio = on["wf_per_s"] / off["wf_per_s"]
+        ok = ratio >= GOVERNANCE_TARGET
+        if not ok:
+            failing.append(c["cell"])
+        t.add_row(
+            c["cell"],
+            f"{off['wf_per_s']:,.1f}",
+            f"{on['wf_per_s']:,.1f}",
+            f"{100 * ratio:.0f}%",
+            f"{1000 * off['cpu_s_per_step']:.3f}",
+            f"{1000 * on['cpu_s_per_step']:.3f}",
+            f"{on['decisions']['all'] / on['runs']:.1f}",
+            f"{on['audit']['records'] / on['runs']:.1f}",
+            "[green]PASS[/]" if ok else "[red]FAIL[/]",
+        )
+    console.print(t)
+    return failing
 
 
 def print_profile(console: Any, cell: str, prof: dict[str, Any]) -> None:
@@ -433,7 +628,14 @@ def parent_main(args: argparse.Namespace) -> int:
     # Wide enough for the table when piped to a file (rich falls back to 80 columns).
     console = Console(width=None if sys.stdout.isatty() else 150)
     backends = [args.only] if args.only else ["sqlite", "postgres"]
-    systems = ["aiosys"] + ([] if args.skip_dbos else ["dbos"])
+    # (result key, system, governance): aiosys once or twice (off, on), DBOS once.
+    governance = {"off": ["off"], "on": ["on"], "both": ["off", "on"]}[args.governance]
+    variants: list[tuple[str, str, str | None]] = [
+        ("aiosys" if g == "off" else "aiosys_gov", "aiosys", g) for g in governance
+    ]
+    if not args.skip_dbos:
+        variants.append(("dbos", "dbos", None))
+    systems = [key for key, _, _ in variants]
     modes = [("serial", args.runs_serial), ("concurrent", args.runs_concurrent)]
 
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
@@ -454,6 +656,9 @@ def parent_main(args: argparse.Namespace) -> int:
             console.print(f"[yellow]aiosys {b} cells skipped: {why}[/]")
 
     env = environment(args, pg_info, tmp)
+    audit_key = policies = None
+    if "on" in governance:
+        audit_key, policies, env["governance_policies"] = governance_material(tmp)
     console.print(
         f"[bold]bench/kernel.py[/]  aiosys {env['aiosys_version']} (git {env['git_head']}"
         f"{', src dirty' if env['git_dirty'] else ''})  DBOS {env['dbos_version']}  "
@@ -462,11 +667,11 @@ def parent_main(args: argparse.Namespace) -> int:
     )
     cells: list[dict[str, Any]] = []
     jobs = [
-        (b, m, n, s, r)
+        (b, m, n, v, r)
         for b in backends
         for m, n in modes
         for r in range(args.repeat)
-        for s in systems
+        for v in variants
     ]
     try:
         with Progress(
@@ -478,7 +683,7 @@ def parent_main(args: argparse.Namespace) -> int:
             console=console,
         ) as progress:
             task = progress.add_task("starting", total=len(jobs))
-            for backend, mode, runs, system, rep in jobs:
+            for backend, mode, runs, (key, system, gov), rep in jobs:
                 label = f"{'SQLite' if backend == 'sqlite' else 'Postgres'} {mode}"
                 cell = next((c for c in cells if c["cell"] == label), None)
                 if cell is None:
@@ -490,13 +695,14 @@ def parent_main(args: argparse.Namespace) -> int:
                         "inflight": 1 if mode == "serial" else args.inflight,
                     }
                     cells.append(cell)
-                progress.update(task, description=f"{label}: {system}")
+                who = system if gov is None else f"{system} gov {gov}"
+                progress.update(task, description=f"{label}: {who}")
                 if system == "aiosys" and unavailable.get(backend):
-                    cell[system] = {"system": system, "error": unavailable[backend]}
-                    cell.setdefault(f"{system}_reps", [])
+                    cell[key] = {"system": system, "error": unavailable[backend]}
+                    cell.setdefault(f"{key}_reps", [])
                     progress.advance(task)
                     continue
-                db = f"bench_{system}_{mode}_{stamp.replace('-', '_')}_{rep}"
+                db = f"bench_{key}_{mode}_{stamp.replace('-', '_')}_{rep}"
                 if backend == "sqlite":
                     url = f"sqlite:///{tmp / (db + '.db')}"
                 else:
@@ -515,17 +721,22 @@ def parent_main(args: argparse.Namespace) -> int:
                     "profile_base": str(RESULTS_DIR / f"kernel-{stamp}-{backend}-{mode}"),
                     "dbos_sqlite_journal": args.dbos_sqlite_journal,
                 }
+                if gov is not None:
+                    spec["governance"] = gov
+                    spec["audit_key"] = str(audit_key)
+                    spec["policies_dir"] = str(policies)
+                    spec["profile_base"] += f"-gov-{gov}"
                 try:
                     res = run_child(spec, tmp, args.timeout)
                 finally:
                     if backend == "postgres" and pg is not None and not args.keep_dbs:
                         pg.drop(db)
                 res["url"] = url
-                reps = cell.setdefault(f"{system}_reps", [])
+                reps = cell.setdefault(f"{key}_reps", [])
                 reps.append(res)
-                cell[system] = _median_rep(reps)
+                cell[key] = _median_rep(reps)
                 if "error" in res:
-                    progress.console.print(f"[red]{label} {system} failed:[/]\n{res['error']}")
+                    progress.console.print(f"[red]{label} {who} failed:[/]\n{res['error']}")
                 else:
                     extra = ""
                     if "sqlite_settings" in res:
@@ -534,8 +745,16 @@ def parent_main(args: argparse.Namespace) -> int:
                             f"  (journal_mode={s.get('journal_mode')}, "
                             f"synchronous={s.get('synchronous')})"
                         )
+                    if "decisions" in res:  # governance on: show that it really ran
+                        d, a = res["decisions"], res["audit"]
+                        extra += (
+                            f"\n  {'':<22} {'':<13} governance: {res['policies']} policies, "
+                            f"{d['all']} decisions ({d['allow']} allowed, {d['cached']} cached), "
+                            f"{a['records']} audit records {a['by_action']}, "
+                            f"{res['audit_total']['checkpoints']} checkpoints signed"
+                        )
                     progress.console.print(
-                        f"  {label:<22} {system:<6} #{rep + 1} {res['wf_per_s']:8.1f} wf/s  "
+                        f"  {label:<22} {who:<13} #{rep + 1} {res['wf_per_s']:8.1f} wf/s  "
                         f"{res['steps_per_s']:8.0f} steps/s  "
                         f"{1000 * res['cpu_s_per_step']:.3f} CPU ms/step  "
                         f"p50 {res['latency_p50_ms']:.1f} ms  load {res['loadavg_before'][0]:.1f}"
@@ -559,15 +778,31 @@ def parent_main(args: argparse.Namespace) -> int:
         + (f"; median of {args.repeat} interleaved repetitions" if args.repeat > 1 else "")
         + ".[/]"
     )
+    below: list[str] = []
+    if args.governance == "both":
+        console.print()
+        below = print_governance(console, cells)
+        console.print(
+            "[dim]off: AIOSYS_AUDIT=off, no policies, runs started by the local principal. "
+            f"on: audit log (generated Ed25519 checkpoint key), {POLICIES} Cedar policies "
+            "(examples/policies + never-matching forbids), every run started as a service "
+            "principal with roles {operator} (roles check + start_workflow decision) and its "
+            "step declared read_data on a Dataset (a decision per step); decisions and audit "
+            "records counted over the timed section.[/]"
+        )
     if args.profile:
         for c in cells:
-            prof = (c.get("aiosys") or {}).get("profile")
-            if prof:
-                console.print()
-                print_profile(console, c["cell"], prof)
+            for key in ("aiosys", "aiosys_gov"):
+                prof = (c.get(key) or {}).get("profile")
+                if prof:
+                    console.print()
+                    gov = " (governance on)" if key == "aiosys_gov" else ""
+                    print_profile(console, c["cell"] + gov, prof)
 
     out = RESULTS_DIR / f"kernel-{stamp}.json"
-    out.write_text(json.dumps({"environment": env, "cells": cells}, indent=2))
+    out.write_text(
+        json.dumps({"environment": env, "cells": cells, "governance_below_target": below}, indent=2)
+    )
     console.print(f"\n[dim]results: {out.relative_to(REPO)}[/]")
     if not args.skip_wakes:
         # Wake-ups (bench/wakes.py): timer overshoot, cross-process signals, CPU per wake.
@@ -601,6 +836,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=10, help="untimed runs per cell before timing")
     p.add_argument("--only", choices=["sqlite", "postgres"])
     p.add_argument("--skip-dbos", action="store_true")
+    p.add_argument(
+        "--governance",
+        choices=["off", "on", "both"],
+        default="off",
+        help="aiosys with identity, policy and audit off (default), on, or both: each cell "
+        "measured off and on, with an on/off table against the 70%% target (doubles "
+        "aiosys's run time)",
+    )
     p.add_argument(
         "--skip-wakes", action="store_true", help="leave out the wake-up figures (bench/wakes.py)"
     )
