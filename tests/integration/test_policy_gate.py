@@ -423,3 +423,56 @@ async def test_an_effect_asked_about_several_models_keeps_a_record_per_decision(
         ("call_model", 'Model::"cloud"', "allow"),
     ]
     assert {b["effect_seq"] for b in bodies if b["decision"]} == {model[0]["effect_seq"]}
+
+
+async def test_a_step_asked_twice_commits_both_decisions_with_its_record(
+    store_url, openai_server, tmp_path
+):
+    """An effect with several audit records and nothing else beside its record (PostgreSQL:
+    one statement with the record) keeps them all, chained, and the log verifies."""
+    import json
+
+    from aiosys.governance.policy_entities import resource_entity
+
+    app = make_app(store_url, openai_server)
+
+    @app.step
+    async def copy() -> int:
+        return 7
+
+    @app.step
+    async def done() -> int:
+        return 1
+
+    @app.workflow
+    async def copies(ctx: Context) -> int:
+        # copy's record commits alone, before done starts (the last one goes with the end)
+        return await copy() + await done()
+
+    async with app:
+        assert app.authorizer is not None
+        public = {"classification": "public"}
+        app.authorizer.describe(
+            "step",
+            lambda call: (
+                [
+                    ("read_data", resource_entity("Dataset", "from", public)),
+                    ("export", resource_entity("Dataset", "to", public)),
+                ]
+                if call.name == copy.__qualname__
+                else []
+            ),
+        )
+        assert await app.run("copies") == 8
+        rows = await app.store.fetch("audit_page", {"after": 0, "upto": 10**9, "limit": 10**6})
+        report = await app.audit.verify()
+    assert report.ok, report.line()
+    bodies = [json.loads(r["body"]) for r in rows]
+    step = [b for b in bodies if b["resource"] == copy.__qualname__]
+    assert [(b["outcome"], b["decision"]) for b in step] == [("ok", None)]
+    asked = [(b["action"], b["resource"], b["effect_seq"]) for b in bodies if b["decision"]]
+    seq = step[0]["effect_seq"]
+    assert [a for a in asked if a[2] == seq] == [
+        ("read_data", 'Dataset::"from"', seq),
+        ("export", 'Dataset::"to"', seq),
+    ]

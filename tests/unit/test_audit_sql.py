@@ -14,6 +14,7 @@ from aiosys.store._pgbatch import many_params
 def test_the_audited_record_statement_holds_record_effect_verbatim():
     q = _sql.load_queries("postgres")
     assert q["record_effect"] in q["record_effect_audited"]
+    assert q["record_effect"] in q["record_effect_audited_many"]
 
 
 def test_audit_append_many_takes_the_rows_of_audit_append_as_json_objects_in_order():
