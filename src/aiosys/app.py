@@ -139,7 +139,10 @@ class App(kernel.App):
         engine = await asyncio.to_thread(PolicyEngine.from_dir, directory)
         authorizer = Authorize(engine, self._policy_models)
         names = self.gate.names
-        after = names.index("effect_log") + 1 if "effect_log" in names else 0
+        # Right inside the effect log (a replayed effect is not asked again) and the audit
+        # (which writes the effect's decisions with its record, a denial's too).
+        outer = [names.index(n) + 1 for n in ("effect_log", "audit") if n in names]
+        after = max(outer, default=0)
         self.gate.add("authorize", authorizer, before=names[after] if after < len(names) else None)
         self.policy, self.authorizer = engine, authorizer
         self.add_check("policy", self._check_policy)  # after the roles

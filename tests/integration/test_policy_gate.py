@@ -298,3 +298,181 @@ async def test_a_declared_step_is_checked_as_its_action_and_a_plain_one_is_not(
         ('Dataset::"claims"', "deny"),
         ('Dataset::"brochure"', "allow"),
     ]
+
+
+async def test_an_allowed_effect_carries_its_decision_in_its_one_audit_record(
+    store_url, openai_server, tmp_path, wait_status
+):
+    """The decision on a step, allow or deny, is folded into the step's own audit record (one
+    record per effect; a denied one ends error:PolicyDenied); a step no policy asks about
+    has none."""
+    import json
+
+    policies = tmp_path / "policies"
+    shutil.copytree(SHIPPED, policies)
+    (policies / "exports.cedar").write_text(
+        '@id("restricted-data-stays")\n'
+        'forbid(principal, action == Action::"export", resource is Dataset)\n'
+        "when { resource has classification &&\n"
+        '       resource.classification in Classification::"confidential" };\n'
+    )
+    app = make_app(store_url, openai_server, policies)
+
+    @app.step
+    async def export_claims() -> int:
+        return 3
+
+    @app.step
+    async def export_brochure() -> int:
+        return 2
+
+    @app.step
+    async def count() -> int:
+        return 1
+
+    @app.workflow
+    async def claims(ctx: Context) -> int:
+        return await count() + await export_claims()
+
+    @app.workflow
+    async def brochure(ctx: Context) -> int:
+        return await count() + await export_brochure()
+
+    async with app:
+        assert app.authorizer is not None and app.policy is not None
+        app.authorizer.declare_step(
+            export_claims.__qualname__,
+            "export",
+            ("Dataset", "claims", {"classification": "restricted"}),
+        )
+        app.authorizer.declare_step(
+            export_brochure.__qualname__,
+            "export",
+            ("Dataset", "brochure", {"classification": "public"}),
+        )
+        refused = await app.start("claims")
+        await wait_status(app, refused.id, "dead")
+        passed = await app.start("brochure")
+        assert await passed.result() == 3
+        version = app.policy.version
+        rows = await app.store.fetch("audit_page", {"after": 0, "upto": 10**9, "limit": 10**6})
+        assert (await app.audit.verify()).ok
+    bodies = [json.loads(r["body"]) for r in rows]
+
+    def of(run_id: str) -> list[dict]:
+        return [b for b in bodies if b["run_id"] == run_id]
+
+    allowed = [b for b in of(passed.id) if b["action"] == "step"]
+    assert [(b["resource"], b["outcome"], b["decision"]) for b in allowed] == [
+        (count.__qualname__, "ok", None),
+        (export_brochure.__qualname__, "ok", "allow"),
+    ]
+    folded = allowed[1]
+    assert folded["policy_version"] == version and folded["policies"]
+    assert folded["detail"]["policy_action"] == "export"
+    assert folded["detail"]["policy_resource"] == 'Dataset::"brochure"'
+    assert folded["detail"]["cached"] is False
+    assert not [b for b in of(passed.id) if b["action"] == "export"]  # no second record
+    denied = [b for b in of(refused.id) if b["resource"] == export_claims.__qualname__]
+    assert [(b["decision"], b["policies"], b["outcome"]) for b in denied] == [
+        ("deny", ["restricted-data-stays"], "error:PolicyDenied")
+    ]
+    assert denied[0]["detail"]["policy_resource"] == 'Dataset::"claims"'
+    assert not [b for b in bodies if b["action"] == "export"]  # no record of its own
+
+
+async def test_an_effect_asked_about_several_models_keeps_a_record_per_decision(
+    store_url, openai_server
+):
+    """A task that may reach two models is asked about each: both decisions are records of
+    their own, beside the model effect's record, in its transaction."""
+    import json
+
+    app = make_app(store_url, openai_server)
+
+    def build(data: In) -> ModelRequest:
+        return ModelRequest(messages=[Message(role="user", content=data.text)])
+
+    def parse(response) -> dict[str, str]:
+        return {"answer": str(response.output)}
+
+    app.models.task(
+        "either",
+        input=In,
+        output=Out,
+        build=build,
+        parse=parse,
+        plan=RoutingPlan(["onprem", "cloud"]),
+    )
+
+    @app.workflow
+    async def ask(ctx: Context) -> str:
+        out = await ctx.models.run("either", {"text": "hi"}, classification="public")
+        return out.answer
+
+    async with app:
+        assert await app.run("ask") == "echo: hi"
+        rows = await app.store.fetch("audit_page", {"after": 0, "upto": 10**9, "limit": 10**6})
+        assert (await app.audit.verify()).ok
+    bodies = [json.loads(r["body"]) for r in rows if json.loads(r["body"])["run_id"]]
+    model = [b for b in bodies if b["action"] == "model"]
+    assert [(b["outcome"], b["decision"]) for b in model] == [("ok", None)]
+    asked = [(b["action"], b["resource"], b["decision"]) for b in bodies if b["decision"]]
+    assert asked == [
+        ("call_model", 'Model::"onprem"', "allow"),
+        ("call_model", 'Model::"cloud"', "allow"),
+    ]
+    assert {b["effect_seq"] for b in bodies if b["decision"]} == {model[0]["effect_seq"]}
+
+
+async def test_a_step_asked_twice_commits_both_decisions_with_its_record(
+    store_url, openai_server, tmp_path
+):
+    """An effect with several audit records and nothing else beside its record (PostgreSQL:
+    one statement with the record) keeps them all, chained, and the log verifies."""
+    import json
+
+    from aiosys.governance.policy_entities import resource_entity
+
+    app = make_app(store_url, openai_server)
+
+    @app.step
+    async def copy() -> int:
+        return 7
+
+    @app.step
+    async def done() -> int:
+        return 1
+
+    @app.workflow
+    async def copies(ctx: Context) -> int:
+        # copy's record commits alone, before done starts (the last one goes with the end)
+        return await copy() + await done()
+
+    async with app:
+        assert app.authorizer is not None
+        public = {"classification": "public"}
+        app.authorizer.describe(
+            "step",
+            lambda call: (
+                [
+                    ("read_data", resource_entity("Dataset", "from", public)),
+                    ("export", resource_entity("Dataset", "to", public)),
+                ]
+                if call.name == copy.__qualname__
+                else []
+            ),
+        )
+        assert await app.run("copies") == 8
+        rows = await app.store.fetch("audit_page", {"after": 0, "upto": 10**9, "limit": 10**6})
+        report = await app.audit.verify()
+    assert report.ok, report.line()
+    bodies = [json.loads(r["body"]) for r in rows]
+    step = [b for b in bodies if b["resource"] == copy.__qualname__]
+    assert [(b["outcome"], b["decision"]) for b in step] == [("ok", None)]
+    asked = [(b["action"], b["resource"], b["effect_seq"]) for b in bodies if b["decision"]]
+    seq = step[0]["effect_seq"]
+    assert [a for a in asked if a[2] == seq] == [
+        ("read_data", 'Dataset::"from"', seq),
+        ("export", 'Dataset::"to"', seq),
+    ]

@@ -12,7 +12,13 @@ On by default, the embedded default too (``AuditSettings``). What is recorded:
 - the run actions of the App: ``start_workflow``, ``signal_run``, ``cancel_run``,
   ``resume_run`` (``App`` in ``aiosys.app`` calls ``run_action``), appended after the action
   and before the call returns, batched with concurrent callers' (one transaction).
-- every policy decision handed to ``on_decision`` (``aiosys.governance`` policy).
+- every policy decision handed to ``on_decision`` (``aiosys.governance`` policy). The
+  decision of an audited run effect, allow or deny, is folded into that effect's own record
+  (``decision``, ``policies``, ``policy_version``, and in ``detail`` the decision's
+  ``policy_action``, ``policy_resource`` and ``cached``): one record per effect, committed
+  with it (a denial: ``outcome`` ``error:PolicyDenied``). An effect asked more than once (a
+  model call that may reach several models) has a record per decision beside its own; a
+  client action's decision and a direct effect's are records of their own.
 
 Appends form one chain (``audit_record``), checkpoints are signed (``audit_checkpoint``),
 ``verify`` and ``export`` read it back (``audit_verify``, ``audit_export``).
@@ -47,6 +53,8 @@ log = logging.getLogger("aiosys.audit")
 
 #: Effect kinds not audited: the kernel's waits and reads (see the module docstring).
 UNAUDITED = frozenset({"now", "sleep", "signal", "child_result"})
+#: ``call.meta`` key: the decisions made for a run's effect, that its record writes.
+_DECISIONS = "audit_decisions"
 DEFAULT_RECORDS = 1000
 DEFAULT_SECONDS = 60.0
 _TRUE, _FALSE = {"1", "true", "on", "yes"}, {"0", "false", "off", "no"}
@@ -203,9 +211,12 @@ class AuditLog:
     # ---- writing ----------------------------------------------------------------------
 
     async def interceptor(self, call: EffectCall, next: Next) -> Any:
-        """The gate's ``audit`` interceptor (just inside the effect log)."""
+        """The gate's ``audit`` interceptor (just inside the effect log, outside
+        ``authorize``: the decisions made for the effect are folded into, or written beside,
+        its record, whichever way it ends)."""
         if call.kind in UNAUDITED or not self.enabled:
             return await next(call)
+        call.meta[_DECISIONS] = []  # this interceptor writes the decisions made inside it
         try:
             out = await next(call)
         except Exception as exc:
@@ -215,18 +226,28 @@ class AuditLog:
         return out
 
     async def _effect_done(self, call: EffectCall, outcome: str) -> None:
-        record = self.effect_record(call, outcome)
+        decisions: list[Any] = call.meta.pop(_DECISIONS, None) or []
+        # One decision: the effect's own record carries it. Several (a model call that may
+        # reach more than one model): each is a record of its own, beside the effect's.
+        record = self.effect_record(call, outcome, decisions[0] if len(decisions) == 1 else None)
         if call.direct:
             await self.append(record)
-        else:
-            call.also_write("audit_append", record.params(), self._committed)
+            return
+        if len(decisions) > 1:
+            at = micros(self._store().clock())
+            for decision in decisions:
+                params = decision_record(decision, at).params()
+                call.also_write("audit_append", params, self._committed)
+        call.also_write("audit_append", record.params(), self._committed)
 
     def _committed(self, committed: bool) -> None:
         if committed:
             self.checkpointer.note_appended()
             self.checkpointer.start()
 
-    def effect_record(self, call: EffectCall, outcome: str) -> AuditRecord:
+    def effect_record(self, call: EffectCall, outcome: str, decision: Any = None) -> AuditRecord:
+        """The record of an effect that ended with ``outcome``; with ``decision`` (the
+        policy decision that let it proceed, a ``Decision``) folded in."""
         ex = call.run_execution
         detail: dict[str, Scalar] = {"workflow": call.workflow}
         kept = call.meta.get("record")
@@ -234,12 +255,24 @@ class AuditLog:
             detail.update({k: kept[k] for k in ("task", "model", "version") if k in kept})
         if "attempt" in call.meta:
             detail["attempt"] = int(call.meta["attempt"])
+        verdict, version = None, None
+        policies: tuple[str, ...] = ()
+        if decision is not None:
+            verdict = str(decision.decision)
+            policies = tuple(str(p) for p in decision.policies)
+            version = str(decision.policy_version)
+            detail["policy_action"] = str(decision.action)
+            detail["policy_resource"] = str(decision.resource)
+            detail["cached"] = bool(getattr(decision, "cached", False))
         return AuditRecord(
             principal=_run_principal(call),
             tenant=call.tenant,
             action=call.kind,
             resource=call.name,
             outcome=outcome,
+            decision=verdict,
+            policies=policies,
+            policy_version=version,
             run_id=None if ex is None else ex.run.id,
             effect_seq=None if ex is None else call.seq,
             at=micros(self._store().clock()),
@@ -273,11 +306,18 @@ class AuditLog:
         ``resource``, ``decision``, ``policy_ids``/``policies``, ``policy_version``,
         ``run_id``, ``effect_seq``/``seq``, ``time``, and ``call``: the policy engine's
         ``Decision``). With the ``call`` of a run's effect (the argument, else the decision's
-        own) it commits with that effect's record; else it is appended in the background.
+        own) it commits with that effect's record: folded into it when it is the effect's
+        only decision and the ``audit`` interceptor wraps the call (see the module
+        docstring), else as a record of its own. Else it is appended in the background.
         Subscribe it with ``app.policy.listen(app.audit.on_decision)``."""
         if call is None and isinstance(getattr(decision, "call", None), EffectCall):
             call = decision.call
         if not self.enabled:
+            return
+        if call is not None and not call.direct and _DECISIONS in call.meta:
+            # Made inside the interceptor, which writes it when the effect ends, however it
+            # ends: folded into the effect's record, or beside it.
+            call.meta[_DECISIONS].append(decision)
             return
         record = decision_record(decision, micros(self._store().clock()))
         if call is not None and not call.direct:

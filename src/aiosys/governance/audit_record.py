@@ -44,10 +44,12 @@ Scalar = str | int | bool | None
 class AuditRecord:
     """What happened, as the audit log keeps it.
 
-    ``decision``: ``allow`` or ``deny`` when a policy decided (None for an outcome);
-    ``outcome``: how an action or effect ended (``ok``, ``created``, ``existing``,
-    ``error:<ExceptionType>``), None for a decision; ``policies``: the ids of the policies
-    that decided; ``detail``: a few more facts (a model id, a workflow), strings and integers.
+    ``decision``: ``allow`` or ``deny`` when a policy decided (None for an outcome no policy
+    was asked about); ``outcome``: how an action or effect ended (``ok``, ``created``,
+    ``existing``, ``error:<ExceptionType>``), None for a decision alone; an effect's record
+    may carry both (the decision that let it proceed, folded in: ``aiosys.governance.audit``);
+    ``policies``: the ids of the policies that decided; ``detail``: a few more facts (a model
+    id, a workflow), strings and integers.
     """
 
     principal: str

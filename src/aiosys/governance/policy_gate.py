@@ -1,7 +1,8 @@
 """``authorize``: the gate's interceptor that asks the policy engine before every effect.
 
 It sits right after the effect log (a recorded effect, replayed, is never asked again: its
-decision was made, and recorded, the first time). Which action an effect is:
+decision was made, and recorded, the first time) and the audit interceptor (which records
+the decisions with the effect's own record, however it ends). Which action an effect is:
 
 - ``model`` effects: ``call_model`` on each ``Model`` the call may reach (a direct
   ``models.call``: that model; a task: the plan's candidates and shadow that its routing

@@ -6,12 +6,21 @@ It syncs early only where a statement depends on an earlier one's outcome.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ._pgconn import Cursor, Tx
+from ._text import bind
 from .base import Finish, RecordEffect, Release, Write, WriteResult
 from .common import CommonStore, write_run_id, write_statement
+
+
+def many_params(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The parameters of a ``<query>_many`` statement, which writes all the rows of
+    ``<query>`` at once, in order: ``rows``, a JSON array of their parameter objects (text
+    made storable first, as ``bind`` would)."""
+    return {"rows": json.dumps([bind(dict(r)) for r in rows], ensure_ascii=False)}
 
 
 def stands_alone(w: Write) -> bool:
@@ -99,9 +108,15 @@ class Batch:
     async def end(self) -> None:
         await self.follow_up()
         # Side writes land whatever their records did, so they need no outcome: they go
-        # last, one executemany per statement, outside the row counts of the writes.
+        # last, outside the row counts of the writes: one statement for all the rows of a
+        # query that has a ``<query>_many`` form (``many_params``: the audit log's, whose
+        # records are chained in order under one lock), else one executemany per statement.
         for query, rows in self.side.items():
-            await self.tx.conn.cursor().executemany(self.q[query], rows)
+            many = self.q.get(f"{query}_many")
+            if many is not None and len(rows) > 1:
+                await self.tx.run(many, many_params(rows))
+            else:
+                await self.tx.conn.cursor().executemany(self.q[query], rows)
         if self.notify:
             await self.tx.run(self.q["notify_work"], {"queue": ""})
 

@@ -34,7 +34,7 @@ from psycopg.rows import DictRow, dict_row, tuple_row
 from ..errors import ConfigError
 from ..redact import redact
 from . import _sql
-from ._pgbatch import Batch, locked_ids, send_order, stands_alone
+from ._pgbatch import Batch, locked_ids, many_params, send_order, stands_alone
 from ._pgconn import Conn, Cursor, Slot, StorableCursor, first, retrying, transaction
 from ._pgprune import postgres_batch
 from ._text import bind
@@ -379,6 +379,8 @@ class PostgresStore(CommonStore, OperatorViews):
             return [WriteResult(cur.rowcount == 1)]
         lone = writes[0]
         if len(writes) == 1 and isinstance(lone, RecordEffect) and lone.consume_signal is None:
+            if all(query == "audit_append" for query, _ in lone.side_writes):
+                return [await retrying(lambda: self._record_audited(lone))]
             return [await retrying(lambda: self._record_with_side_writes(lone))]
         order, ids = send_order(writes), locked_ids(writes)
 
@@ -392,6 +394,22 @@ class PostgresStore(CommonStore, OperatorViews):
             return batch.results(order)
 
         return await retrying(attempt)
+
+    async def _record_audited(self, w: RecordEffect) -> WriteResult:
+        """A lone effect record whose side writes are its audit records only: one prepared
+        statement in autocommit mode (``record_effect_audited``; several audit records:
+        ``record_effect_audited_many``, with ``audit_append_many``'s rows). One round trip,
+        no BEGIN or COMMIT, no statement text built on the client."""
+        _, params = write_statement(self._q, w, self.clock())
+        if len(w.side_writes) == 1:  # the common case: the cheaper one-record function
+            query = "record_effect_audited"
+            params.update(w.side_writes[0][1])
+        else:
+            query = "record_effect_audited_many"
+            params.update(many_params([p for _, p in w.side_writes]))
+        async with self._apply.use() as conn:
+            cur = await conn.execute(self._q[query], params)
+            return WriteResult((await first(cur))["landed"] == 1)
 
     async def _record_with_side_writes(self, w: RecordEffect) -> WriteResult:
         """A lone effect record with side writes (its audit record, usage rows): BEGIN, the
@@ -502,6 +520,11 @@ class PostgresStore(CommonStore, OperatorViews):
     async def execute_many(self, query: str, rows: Sequence[Mapping[str, Any]]) -> int:
         if not rows:
             return 0
+        many = self._q.get(f"{query}_many")
+        if many is not None and len(rows) > 1:  # one statement for all the rows
+            async with self._reader().use() as conn:
+                await conn.execute(many, many_params(rows))
+            return len(rows)
         async with self._reader().use() as conn, conn.transaction(), conn.cursor() as cur:
             # psycopg sends the rows pipelined: one round trip for the batch
             await cur.executemany(self._q[query], [dict(r) for r in rows])
