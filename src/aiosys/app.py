@@ -173,8 +173,8 @@ class App(kernel.App):
         ``signal``, ``cancel`` and ``resume`` as ``start_workflow``, ``signal_run``,
         ``cancel_run``, ``resume_run``. A child's start is asked at the gate instead."""
         engine = self.policy
-        if engine is None or call.action not in CLIENT_ACTIONS:
-            return
+        if engine is None or call.action not in CLIENT_ACTIONS or call.parent_id is not None:
+            return  # a child's start was decided at the gate (its child_start effect)
         run = call.run
         if run is None:
             attrs: dict[str, Any] = {"workflow": call.workflow, "tenant": call.tenant}

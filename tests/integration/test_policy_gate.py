@@ -152,6 +152,31 @@ async def test_a_task_is_refused_when_a_model_its_plan_may_reach_is_forbidden(
     assert out.answer == "echo: y"
 
 
+async def test_a_child_start_is_decided_once_at_the_gate(store_url, openai_server):
+    """A child workflow's start is one ``start_workflow`` decision (its ``child_start``
+    effect at the gate), not a second one as a client check of ``App.start``."""
+    app = make_app(store_url, openai_server)
+
+    @app.workflow
+    async def kid(ctx: Context) -> int:
+        return 7
+
+    @app.workflow
+    async def parent(ctx: Context) -> int:
+        return int(await ctx.child("kid"))
+
+    alice = Principal(id="alice", tenant="acme", roles={"operator"})
+    async with app:
+        seen = decisions(app)
+        async with app.as_principal(alice):
+            assert await app.run("parent") == 7
+    starts = [(d.action, d.resource, d.run_id is not None) for d in seen]
+    assert starts == [
+        ("start_workflow", 'Workflow::"parent"', False),  # the client's start
+        ("start_workflow", 'Workflow::"kid"', True),  # the parent's child_start effect
+    ]
+
+
 async def test_client_actions_are_checked_as_the_bound_principal(
     store_url, openai_server, tmp_path
 ):

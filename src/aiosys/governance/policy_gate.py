@@ -29,7 +29,7 @@ from typing import Any
 
 from ..kernel.gate import EffectCall, Next
 from ..kernel.principal import LOCAL, Principal, current_principal
-from .policy import PolicyEngine
+from .policy import CLIENT_ACTIONS, PolicyEngine
 from .policy_entities import (
     Entity,
     PolicyRequest,
@@ -149,8 +149,11 @@ class Authorize:
             pairs.append(("workflow", Ref("Workflow", call.workflow)))
         frozen = tuple(pairs)
         for action, resource in asks:
+            # A client action asked at the gate (a child's start_workflow) has the context the
+            # App's client checks give it (tenant only), as the schema declares per action.
+            context = (("tenant", tenant),) if action in CLIENT_ACTIONS else frozen
             self.engine.authorize(
-                PolicyRequest(entity, action, resource, frozen),
+                PolicyRequest(entity, action, resource, context),
                 principal=principal.uid,
                 tenant=tenant,
                 run_id=run_id,

@@ -566,7 +566,9 @@ class App:
             )
         if self.checks.wants(principal):
             await self.checks(
-                ClientCall("start_workflow", principal, tenant, spec.name, input=input)
+                ClientCall(
+                    "start_workflow", principal, tenant, spec.name, input=input, parent_id=parent_id
+                )
             )
         await self._ready()
         created_at = self.store.clock()

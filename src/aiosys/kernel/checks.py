@@ -48,7 +48,9 @@ class ClientCall:
     ``workflow``: the workflow started, or the run's; ``run``: the run a run-id action acts
     on, read once before the checks (so ``run.tenant``, ``run.workflow`` and the principal
     that started it, ``run.principal``, are at hand); ``signal``: a signal's name;
-    ``input``: a start's input or a signal's payload, as given."""
+    ``input``: a start's input or a signal's payload, as given; ``parent_id``: for the
+    start of a child run, the run that starts it (its ``child_start`` effect passed the gate
+    already)."""
 
     action: str
     principal: Principal
@@ -57,6 +59,7 @@ class ClientCall:
     run: RunRow | None = None
     signal: str | None = None
     input: Any = None
+    parent_id: str | None = None  # a child's start: the run starting it (a workflow's effect)
 
     @property
     def run_id(self) -> str | None:
