@@ -5,35 +5,23 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
 import auditapp
 import pytest
+from workerprocs import spawn_worker
 
 from aiosys.store.base import TERMINAL
 
 HERE = Path(__file__).parent
-SRC = str(Path(auditapp.__file__).resolve().parents[2] / "src")
 RUNS = 300
 
 
 def spawn(store_url: str, out: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([SRC, str(HERE)])}
-    command = [sys.executable, "-m", "aiosys.cli", "worker", "--app", "auditapp:app"]
-    with out.open("ab") as sink:
-        return subprocess.Popen(
-            [*command, "--store", store_url, "--concurrency", "64"],
-            cwd=HERE,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-        )
+    return spawn_worker("auditapp:app", store_url, out, concurrency=64)
 
 
 @pytest.mark.timeout(240)

@@ -5,34 +5,22 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import budgetapp
 import pytest
+from workerprocs import spawn_worker
 
 from aiosys.models.links.metering import spent
 from aiosys.store.base import TERMINAL
 
 HERE = Path(__file__).parent
-SRC = str(Path(budgetapp.__file__).resolve().parents[2] / "src")
 RUNS = 40
 
 
 def spawn(store_url: str, out: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([SRC, str(HERE)])}
-    command = [sys.executable, "-m", "aiosys.cli", "worker", "--app", "budgetapp:app"]
-    with out.open("ab") as sink:
-        return subprocess.Popen(
-            [*command, "--store", store_url, "--concurrency", "20"],
-            cwd=HERE,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-        )
+    return spawn_worker("budgetapp:app", store_url, out, concurrency=20)
 
 
 @pytest.mark.timeout(180)

@@ -130,3 +130,22 @@ async def poll_until(
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout}s waiting for {what}")
         await asyncio.sleep(every)
+
+
+def spawn_worker(
+    app_ref: str, store_url: str, out: Path, *, concurrency: int
+) -> subprocess.Popen[bytes]:
+    """One ``aiosys worker --app APP_REF`` process on ``store_url`` (this checkout's ``src``
+    and the acceptance apps importable), its stdout and stderr appended to ``out``."""
+    src = str(HERE.parents[1] / "src")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, str(HERE)])}
+    command = [sys.executable, "-m", "aiosys.cli", "worker", "--app", app_ref]
+    with out.open("ab") as sink:
+        return subprocess.Popen(
+            [*command, "--store", store_url, "--concurrency", str(concurrency)],
+            cwd=HERE,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
