@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,6 +28,7 @@ from .kernel.checks import ClientCall
 from .models.catalog import ModelCard
 from .models.catalog_files import load_card_files
 from .models.plane import ModelPlane
+from .observe.stats import Stats, read_stats, window_start
 from .store.base import RunRow
 
 log = logging.getLogger("aiosys.audit")
@@ -195,6 +197,33 @@ class App(kernel.App):
         if self._opened <= 1:
             await self.audit.close()  # the last checkpoint signs what this process appended
         await super().close()
+
+    # ---- stats and SLOs (aiosys.observe) -----------------------------------------------
+
+    async def stats(
+        self,
+        *,
+        since: str | float | timedelta = "24h",
+        until: float | None = None,
+        workflow: str | None = None,
+        model: str | None = None,
+        tenant: str | None = None,
+    ) -> Stats:
+        """Per workflow and per model stats over ``[since, until)`` (see
+        ``aiosys.observe.stats``): ``since`` a duration back from ``until`` (``"24h"``, a
+        ``timedelta``), an ISO 8601 time or epoch seconds; ``until`` epoch seconds, default
+        now on the store's clock. Of ``tenant`` (None: the bound principal's; every tenant
+        for the local principal). ``PermissionDenied`` for another tenant (action
+        ``read_usage``), ``InvalidInput`` for a malformed ``since``."""
+        scope = await self.authorize("read_usage", tenant=tenant, workflow=workflow)
+        await self._ready()
+        if "models" in self.__dict__:  # this process's pending usage rows count too
+            await self.models.flush_usage()
+        end = self.store.clock() if until is None else float(until)
+        start = window_start(since, end)
+        return await read_stats(
+            self.store, since=start, until=end, tenant=scope, workflow=workflow, model=model
+        )
 
     # ---- run actions, audited -----------------------------------------------------------
 

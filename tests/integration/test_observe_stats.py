@@ -1,0 +1,155 @@
+"""``app.stats``: per workflow and per model stats by SQL over the store, on both stores.
+Percentiles equal numpy's nearest-rank ones (``method="inverted_cdf"``) on the same data;
+counts, error rates, failure classes, retries, costs and the dead-letter backlog are what was
+seeded; the window and the tenant bound what is counted."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from tests.integration.stats_seed import SeedRun, seed_model_calls, seed_runs
+
+import aiosys
+from aiosys.errors import InvalidInput
+from aiosys.kernel import Principal
+
+HOUR = 3600.0
+
+
+def app_on(store_url: str) -> aiosys.App:
+    return aiosys.App(store_url, models_dir="", preload_models=False, audit=False)
+
+
+def nearest_rank(values: list[float]) -> list[float]:
+    return [float(v) for v in np.percentile(values, [50, 95, 99], method="inverted_cdf")]
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 20, 101, 1000])
+async def test_percentiles_equal_numpys_nearest_rank(store_url: str, n: int) -> None:
+    rng = np.random.default_rng(n)
+    app = app_on(store_url)
+    await app.open()
+    try:
+        now = app.store.clock()
+        # Millisecond latencies with ties, runs created a random wait before they started.
+        latency = np.round(rng.lognormal(0.0, 1.0, n), 3)
+        wait = np.round(rng.exponential(2.0, n), 3)
+        ends = now - rng.uniform(1.0, HOUR, n)
+        runs = [
+            SeedRun("wf", float(e - lat - w), float(e - lat), float(e))
+            for lat, w, e in zip(latency, wait, ends, strict=True)
+        ]
+        seed_runs(store_url, runs)
+        calls = np.round(rng.gamma(2.0, 40.0, n), 1).tolist()
+        seed_model_calls(store_url, "m1", now - 10, calls)
+        stats = await app.stats(since="2h", until=now)
+    finally:
+        await app.close()
+    wf = stats.of_workflow("wf")
+    assert wf is not None and wf.runs == n
+    got = [wf.latency.p50, wf.latency.p95, wf.latency.p99]
+    # The same float the database computed from the same columns, so compare those.
+    durations = [r.finished_at - r.started_at for r in runs]
+    assert got == nearest_rank(durations)
+    resolution = [r.finished_at - r.created_at for r in runs]
+    res = wf.time_to_resolution
+    assert [res.p50, res.p95, res.p99] == nearest_rank(resolution)
+    assert res.mean == pytest.approx(float(np.mean(resolution)), rel=1e-9)
+    m = stats.of_model("m1")
+    assert m is not None and m.calls == n
+    assert [m.latency_ms.p50, m.latency_ms.p95, m.latency_ms.p99] == nearest_rank(calls)
+    assert m.latency_ms.mean == pytest.approx(float(np.mean(calls)), rel=1e-9)
+
+
+async def test_counts_failures_retries_costs_and_backlog(store_url: str) -> None:
+    app = app_on(store_url)
+    await app.open()
+    try:
+        now = app.store.clock()
+        t = now - 60
+        seed_runs(
+            store_url,
+            [
+                # Two succeeded, one of them after 2 retries of its second step; costs 1 + 3.
+                SeedRun("wf", t - 5, t - 4, t, attempts=(1, 3), cost=1.0),
+                SeedRun("wf", t - 5, t - 4, t, cost=3.0),
+                # Dead of a permanent error; failed after transient retries ran out (3 tries).
+                SeedRun("wf", t - 5, t - 4, t, "dead", error="permanent", cost=5.0),
+                SeedRun("wf", t - 5, t - 4, t, "failed", attempts=(3,), error="transient"),
+                SeedRun("wf", t - 5, t - 4, t, "cancelled"),
+                # Outside the window, another tenant's, and a dead run from long ago.
+                SeedRun("wf", t - 5, t - 4, now - 3 * HOUR),
+                SeedRun("wf", t - 5, t - 4, t, tenant="other"),
+                SeedRun("old", now - 90 * HOUR, now - 90 * HOUR, now - 89 * HOUR, "dead"),
+            ],
+        )
+        seed_model_calls(store_url, "m1", t, [10.0, 20.0], cost=0.5)
+        seed_model_calls(store_url, "m1", t, [None], status="cached")  # type: ignore[list-item]
+        seed_model_calls(
+            store_url, "m1", t, [5.0], status="error", error="ProviderUnavailable: 503"
+        )
+        seed_model_calls(store_url, "m1", t, [5.0], status="error", error="ProviderRejected: 400")
+        seed_model_calls(store_url, "m1", t, [None], status="denied", error="BudgetExceeded: x")  # type: ignore[list-item]
+        seed_model_calls(store_url, "m2", t, [1.0], tenant="other")
+        async with app.as_principal(Principal("ann", "acme", roles=frozenset({"viewer"}))):
+            stats = await app.stats(since="1h", until=now)
+        everyone = await app.stats(since="1h", until=now)  # the local principal: all tenants
+        acme_long = await app.stats(since="4d", until=now, tenant="acme")
+    finally:
+        await app.close()
+
+    assert stats.tenant == "acme" and everyone.tenant is None
+    assert [w.workflow for w in stats.workflows] == ["old", "wf"]
+    wf = stats.of_workflow("wf")
+    assert wf is not None
+    assert (wf.runs, wf.succeeded, wf.failed, wf.cancelled) == (5, 2, 2, 1)
+    assert wf.error_rate == pytest.approx(2 / 5)
+    assert wf.throughput_per_min == pytest.approx(5 / 60)
+    assert wf.latency.p50 == pytest.approx(4.0) and wf.time_to_resolution.p99 == pytest.approx(5.0)
+    assert wf.effects == 6
+    assert wf.retries_per_run == pytest.approx((2 + 2) / 5)
+    assert (wf.transient_failures, wf.permanent_failures) == (2 + 2 + 1, 1)
+    assert wf.cost_per_completed_run == pytest.approx((1.0 + 3.0) / 2)
+    assert wf.dead_letter_backlog == 1
+    assert wf.without_human_edit is None
+    old = stats.of_workflow("old")
+    assert old is not None and old.runs == 0 and old.dead_letter_backlog == 1
+    assert old.latency.p95 is None and old.error_rate is None
+
+    m1 = stats.of_model("m1")
+    assert m1 is not None and stats.of_model("m2") is None
+    assert (m1.calls, m1.ok, m1.cached, m1.errors, m1.denied) == (6, 2, 1, 2, 1)
+    assert m1.error_rate == pytest.approx(3 / 6)
+    assert (m1.transient_failures, m1.permanent_failures) == (1, 2)
+    assert (m1.latency_ms.p50, m1.latency_ms.p99) == (10.0, 20.0)
+    assert m1.cost_per_inference == pytest.approx(1.0 / 3)
+
+    every = everyone.of_workflow("wf")
+    assert every is not None and every.runs == 6 and everyone.of_model("m2") is not None
+    longer = acme_long.of_workflow("wf")
+    assert longer is not None and longer.runs == 6
+
+
+async def test_filters_and_bad_windows(store_url: str) -> None:
+    app = app_on(store_url)
+    await app.open()
+    try:
+        now = app.store.clock()
+        seed_runs(store_url, [SeedRun("a", now - 9, now - 8, now - 5, cost=1.0)])
+        seed_runs(store_url, [SeedRun("b", now - 9, now - 8, now - 5)])
+        seed_model_calls(store_url, "m1", now - 5, [3.0])
+        only_a = await app.stats(since="1h", workflow="a")
+        assert [w.workflow for w in only_a.workflows] == ["a"]
+        # The models' calls of workflow a: its one metered call (seeded with the run).
+        assert [(m.model, m.calls) for m in only_a.models] == [("m", 1)]
+        only_m1 = await app.stats(since="1h", model="m1")
+        assert [m.model for m in only_m1.models] == ["m1"]
+        assert {w.workflow for w in only_m1.workflows} == {"a", "b"}
+        with pytest.raises(InvalidInput, match="duration"):
+            await app.stats(since="yesterday")
+        with pytest.raises(InvalidInput, match="before now"):
+            await app.stats(since="2999-01-01")
+        data = only_a.to_dict()
+        assert data["workflows"][0]["latency"]["p50"] == pytest.approx(3.0)
+    finally:
+        await app.close()
