@@ -28,6 +28,7 @@ from .kernel.checks import ClientCall
 from .models.catalog import ModelCard
 from .models.catalog_files import load_card_files
 from .models.plane import ModelPlane
+from .observe import slo as slo_mod
 from .observe.stats import Stats, read_stats, window_start
 from .store.base import RunRow
 
@@ -96,6 +97,7 @@ class App(kernel.App):
         # sees the effect's final outcome, after its retries. (It passes effects through
         # when the audit is off: settings are read when the app opens.)
         self.gate.add("audit", self.audit.interceptor, before=self.gate.names[1])
+        self.slos: list[slo_mod.Slo] = []  # declared in code (app.slo); aiosys.toml's beside
 
     async def open(self) -> App:
         first = self._opened == 0
@@ -224,6 +226,44 @@ class App(kernel.App):
         return await read_stats(
             self.store, since=start, until=end, tenant=scope, workflow=workflow, model=model
         )
+
+    def slo(
+        self,
+        *,
+        objective: str,
+        target: float,
+        window: str | float = slo_mod.DEFAULT_WINDOW,
+        workflow: str | None = None,
+        model: str | None = None,
+    ) -> slo_mod.Slo:
+        """Declare an SLO of one workflow or model (see ``aiosys.observe.slo``): objective
+        ``p95_latency`` (seconds), ``error_rate`` (a fraction), ``cost_per_run`` (workflow)
+        or ``cost_per_call`` (model), over the last ``window`` (``"1h"``). ``ConfigError``
+        for a malformed one."""
+        declared = slo_mod.make_slo(
+            objective=objective, target=target, window=window, workflow=workflow, model=model
+        )
+        self.slos.append(declared)
+        return declared
+
+    async def check_slos(
+        self, *, tenant: str | None = None, toml: str | Path | None = "aiosys.toml"
+    ) -> list[slo_mod.SloResult]:
+        """Check the SLOs declared in code and in ``toml``'s ``[[slo]]`` tables (None: code
+        only) against the stats of each one's last window, now on the store's clock, in
+        ``tenant`` (as ``stats``). One ``SloResult`` each, in declaration order (code
+        first); ``ConfigError`` for a malformed table, ``PermissionDenied`` as ``stats``."""
+        declared = list(self.slos) + (slo_mod.slos_from_toml(Path(toml)) if toml else [])
+        if not declared:
+            return []
+        scope = await self.authorize("read_usage", tenant=tenant)
+        await self._ready()
+        end = self.store.clock()
+
+        async def over(window: float) -> Stats:
+            return await self.stats(since=end - window, until=end, tenant=scope)
+
+        return await slo_mod.check(declared, over)
 
     # ---- run actions, audited -----------------------------------------------------------
 

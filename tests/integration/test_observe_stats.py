@@ -70,7 +70,7 @@ async def test_counts_failures_retries_costs_and_backlog(store_url: str) -> None
         seed_runs(
             store_url,
             [
-                # Two succeeded, one of them after 2 retries of its second step; costs 1 + 3.
+                # Two succeeded, one of them after 2 retries of its second step; cost 1 + 3.
                 SeedRun("wf", t - 5, t - 4, t, attempts=(1, 3), cost=1.0),
                 SeedRun("wf", t - 5, t - 4, t, cost=3.0),
                 # Dead of a permanent error; failed after transient retries ran out (3 tries).
@@ -106,10 +106,10 @@ async def test_counts_failures_retries_costs_and_backlog(store_url: str) -> None
     assert wf.error_rate == pytest.approx(2 / 5)
     assert wf.throughput_per_min == pytest.approx(5 / 60)
     assert wf.latency.p50 == pytest.approx(4.0) and wf.time_to_resolution.p99 == pytest.approx(5.0)
-    assert wf.effects == 6
     assert wf.retries_per_run == pytest.approx((2 + 2) / 5)
     assert (wf.transient_failures, wf.permanent_failures) == (2 + 2 + 1, 1)
-    assert wf.cost_per_completed_run == pytest.approx((1.0 + 3.0) / 2)
+    # The workflow's model spend in the window (the dead run's too) per run that succeeded.
+    assert wf.cost_per_completed_run == pytest.approx((1.0 + 3.0 + 5.0) / 2)
     assert wf.dead_letter_backlog == 1
     assert wf.without_human_edit is None
     old = stats.of_workflow("old")

@@ -46,6 +46,7 @@ from .policy import policy
 from .prune import prune as _prune  # noqa: F401  (registers `aiosys runs prune`)
 from .render import error_message, run_dict
 from .runs import runs
+from .stats import slo, stats
 
 log = logging.getLogger("aiosys.worker")
 
@@ -61,6 +62,8 @@ cli.add_typer(models, name="models")
 cli.add_typer(keys, name="keys")
 cli.add_typer(policy, name="policy")
 cli.add_typer(audit, name="audit")
+cli.add_typer(slo, name="slo")
+cli.command("stats")(stats)
 
 WorkflowArg = Annotated[str, typer.Argument(help="The workflow's name.")]
 InputOption = Annotated[

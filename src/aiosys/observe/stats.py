@@ -16,9 +16,11 @@ dead or cancelled: ``runs.finished_at`` in the window):
 - ``transient_failures``: failed attempts the kernel classified transient (every retry
   follows one, plus the effects that ended in a transient error once retries ran out);
   ``permanent_failures``: effects that ended in a permanent error; ``retries_per_run``:
-  attempts beyond the first, per run (effects of the runs that ended in the window);
-- ``cost_per_completed_run``: model cost metered for the runs that succeeded, per such run
-  (None when none succeeded);
+  attempts beyond the first, per run (the effects of the runs that ended in the window,
+  read through a partial index of the retried or failed ones only);
+- ``cost_per_completed_run``: the model cost metered in the window for the workflow's calls
+  (those of its failed runs included) per run that succeeded in it: what a completed run
+  costs (None when none succeeded);
 - ``dead_letter_backlog``: runs ``dead`` now, whenever they died (not windowed);
 - ``without_human_edit``: the share of runs finished without a human edit. Human tasks are
   not built yet, so it is always None (shown ``n/a``).
@@ -32,15 +34,18 @@ the error's class name (``TRANSIENT_ERRORS``; a denial is permanent), tokens, ``
 ``cost_per_inference`` (cost per call that returned an answer: ok or cached).
 
 Percentiles are nearest-rank: the value at 1-based rank ``ceil(q * n)`` of the ``n`` values
-in order (numpy's ``method="inverted_cdf"``, PostgreSQL's ``percentile_disc``); SQLite, which
-has no percentile function, picks it with ``row_number()`` (``sql/sqlite/stats.sql``). A
-percentile is always one of the observed values, so both stores give numpy's exact answer.
+in order (numpy's ``method="inverted_cdf"``, PostgreSQL's ``percentile_disc``). SQLite has no
+percentile function: each percentile is one ``ORDER BY value LIMIT 1 OFFSET ceil(q * n) - 1``
+query that an index on (workflow or model, value) answers without sorting
+(``sql/sqlite/stats.sql``, migration 0018). A percentile is always one of the observed
+values, so both stores give numpy's exact answer.
 """
 
 from __future__ import annotations
 
 import builtins
 import inspect
+import math
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -98,7 +103,6 @@ class WorkflowStats:
     error_rate: float | None = None
     latency: Percentiles = field(default_factory=Percentiles)
     time_to_resolution: Percentiles = field(default_factory=Percentiles)
-    effects: int = 0
     retries_per_run: float | None = None
     transient_failures: int = 0
     permanent_failures: int = 0
@@ -196,26 +200,53 @@ async def read_stats(
         "until": float(until),
         "tenant": tenant,
         "workflow": workflow,
-        "model": model,
     }
     minutes = (until - since) / 60.0
-    workflows = await _workflows(store, params, minutes)
-    models = await _models(store, params, minutes)
+    usage = await store.fetch("stats_usage", params)
+    workflows = await _workflows(store, params, minutes, usage)
+    models = await _models(store, params, minutes, usage, model)
     return Stats(since, until, tenant, workflow, model, workflows, models)
 
 
-async def _workflows(store: Store, params: dict[str, Any], minutes: float) -> list[WorkflowStats]:
+async def _at_ranks(store: Store, query: str, params: dict[str, Any], n: int) -> list[Any]:
+    """SQLite: the values at the percentiles' nearest ranks among ``n`` (1-based
+    ``ceil(q * n)``, at least 1), one ``ORDER BY ... LIMIT 1 OFFSET`` query each; from the
+    top (``<query>_desc``) when the rank is in the upper half, so the index walk is short."""
+    out = []
+    for q in QUANTILES:
+        offset = max(1, math.ceil(q * n)) - 1
+        name = query
+        if offset > n // 2:
+            name, offset = f"{query}_desc", n - 1 - offset
+        rows = await store.fetch(name, {**params, "offset": offset})
+        out.append(rows[0]["value"] if rows else None)
+    return out
+
+
+async def _workflows(
+    store: Store, params: dict[str, Any], minutes: float, usage: list[dict[str, Any]]
+) -> list[WorkflowStats]:
     runs = {r["workflow"]: r for r in await store.fetch("stats_runs", params)}
     effects = {r["workflow"]: r for r in await store.fetch("stats_run_effects", params)}
-    costs = {r["workflow"]: r for r in await store.fetch("stats_run_costs", params)}
     dead = {r["workflow"]: int(r["dead"]) for r in await store.fetch("stats_dead_backlog", params)}
+    cost: dict[str, float] = {}
+    for u in usage:
+        if u["workflow"] is not None:
+            cost[u["workflow"]] = cost.get(u["workflow"], 0.0) + float(u["cost"] or 0.0)
     out = []
     for name in sorted(set(runs) | set(dead)):
-        r, e, c = runs.get(name), effects.get(name), costs.get(name)
+        r, e = runs.get(name), effects.get(name)
         n = int(r["runs"]) if r else 0
         succeeded = int(r["succeeded"]) if r else 0
         failed = int(r["failed"]) if r else 0
         retries = int(e["retries"] or 0) if e else 0
+        latency = resolution = Percentiles()
+        if r is not None:
+            if store.dialect == "sqlite":
+                one = {**params, "workflow": name}
+                r["latency"] = await _at_ranks(store, "stats_run_latency_at", one, n)
+                r["resolution"] = await _at_ranks(store, "stats_run_resolution_at", one, n)
+            latency, resolution = _percentiles(r, "latency"), _percentiles(r, "resolution")
         out.append(
             WorkflowStats(
                 workflow=name,
@@ -225,66 +256,99 @@ async def _workflows(store: Store, params: dict[str, Any], minutes: float) -> li
                 cancelled=int(r["cancelled"]) if r else 0,
                 throughput_per_min=n / minutes,
                 error_rate=failed / n if n else None,
-                latency=_percentiles(r, "latency") if r else Percentiles(),
-                time_to_resolution=_percentiles(r, "resolution") if r else Percentiles(),
-                effects=int(e["effects"]) if e else 0,
+                latency=latency,
+                time_to_resolution=resolution,
                 retries_per_run=retries / n if n else None,
                 transient_failures=retries + (int(e["transient_errors"] or 0) if e else 0),
                 permanent_failures=int(e["permanent_errors"] or 0) if e else 0,
-                cost_per_completed_run=(
-                    (float(c["cost"] or 0.0) if c else 0.0) / succeeded if succeeded else None
-                ),
+                cost_per_completed_run=cost.get(name, 0.0) / succeeded if succeeded else None,
                 dead_letter_backlog=dead.get(name, 0),
             )
         )
     return out
 
 
-async def _models(store: Store, params: dict[str, Any], minutes: float) -> list[ModelStats]:
-    transient: dict[str, int] = {}
-    permanent: dict[str, int] = {}
-    for row in await store.fetch("stats_model_errors", params):
-        name, calls = row["model"], int(row["calls"])
-        is_transient = row["status"] == "error" and row["error_type"].strip() in TRANSIENT_ERRORS
-        bucket = transient if is_transient else permanent
-        bucket[name] = bucket.get(name, 0) + calls
+@dataclass
+class _Sums:
+    calls: int = 0
+    by_status: dict[str, int] = field(default_factory=dict)
+    transient: int = 0
+    permanent: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost: float = 0.0
+    latency_sum: float = 0.0
+    timed: int = 0
+
+
+async def _models(
+    store: Store,
+    params: dict[str, Any],
+    minutes: float,
+    usage: list[dict[str, Any]],
+    only: str | None,
+) -> list[ModelStats]:
+    sums: dict[str, _Sums] = {}
+    for u in usage:
+        if only is not None and u["model"] != only:
+            continue
+        s = sums.setdefault(u["model"], _Sums())
+        calls, status = int(u["calls"]), u["status"]
+        s.calls += calls
+        s.by_status[status] = s.by_status.get(status, 0) + calls
+        if status in ("error", "denied"):
+            if status == "error" and str(u["error_type"]).strip() in TRANSIENT_ERRORS:
+                s.transient += calls
+            else:
+                s.permanent += calls
+        s.input_tokens += int(u["input_tokens"] or 0)
+        s.output_tokens += int(u["output_tokens"] or 0)
+        s.cost += float(u["cost"] or 0.0)
+        if status == "ok":
+            s.latency_sum += float(u["latency_sum"] or 0.0)
+            s.timed += int(u["timed"])
+    if store.dialect == "sqlite":
+        latency = {
+            name: await _at_ranks(
+                store, "stats_model_latency_at", {**params, "model": name}, s.timed
+            )
+            for name, s in sums.items()
+            if s.timed
+        }
+    else:
+        rows = await store.fetch("stats_model_latency", params)
+        latency = {r["model"]: list(r["latency"]) for r in rows}
     out = []
-    for r in await store.fetch("stats_models", params):
-        name, calls = r["model"], int(r["calls"])
-        answered = int(r["ok"]) + int(r["cached"])
-        failed = int(r["errors"]) + int(r["denied"])
-        cost = float(r["cost"] or 0.0)
+    for name in sorted(sums):
+        s = sums[name]
+        ok, cached = s.by_status.get("ok", 0), s.by_status.get("cached", 0)
+        p50, p95, p99 = (_num(v) for v in latency.get(name, (None, None, None)))
         out.append(
             ModelStats(
                 model=name,
-                calls=calls,
-                ok=int(r["ok"]),
-                cached=int(r["cached"]),
-                errors=int(r["errors"]),
-                denied=int(r["denied"]),
-                throughput_per_min=calls / minutes,
-                error_rate=failed / calls if calls else None,
-                latency_ms=_percentiles(r, "latency"),
-                transient_failures=transient.get(name, 0),
-                permanent_failures=permanent.get(name, 0),
-                input_tokens=int(r["input_tokens"] or 0),
-                output_tokens=int(r["output_tokens"] or 0),
-                cost=cost,
-                cost_per_inference=cost / answered if answered else None,
+                calls=s.calls,
+                ok=ok,
+                cached=cached,
+                errors=s.by_status.get("error", 0),
+                denied=s.by_status.get("denied", 0),
+                throughput_per_min=s.calls / minutes,
+                error_rate=(s.transient + s.permanent) / s.calls if s.calls else None,
+                latency_ms=Percentiles(p50, p95, p99, s.latency_sum / s.timed if s.timed else None),
+                transient_failures=s.transient,
+                permanent_failures=s.permanent,
+                input_tokens=s.input_tokens,
+                output_tokens=s.output_tokens,
+                cost=s.cost,
+                cost_per_inference=s.cost / (ok + cached) if ok + cached else None,
             )
         )
     return out
 
 
 def _percentiles(row: dict[str, Any], prefix: str) -> Percentiles:
-    """From a row holding ``<prefix>`` (PostgreSQL: an array of the three) or
-    ``<prefix>_p50`` ... (SQLite), and ``<prefix>_mean``."""
-    packed = row.get(prefix)
-    if isinstance(packed, list | tuple):
-        values = [None if v is None else float(v) for v in packed]
-    else:
-        values = [_num(row.get(f"{prefix}_p{round(q * 100)}")) for q in QUANTILES]
-    p50, p95, p99 = values
+    """From a row holding ``<prefix>``, the three percentiles in a list, and
+    ``<prefix>_mean``."""
+    p50, p95, p99 = (_num(v) for v in row.get(prefix) or (None, None, None))
     return Percentiles(p50, p95, p99, _num(row.get(f"{prefix}_mean")))
 
 

@@ -1,6 +1,6 @@
 -- Issue 11: PostgreSQL's own stats queries (see ../stats.sql). Percentiles are
 -- percentile_disc: the nearest-rank order statistic (the value at 1-based rank
--- ceil(q * n)), numpy's method="inverted_cdf" and what SQLite's queries compute.
+-- ceil(q * n)), numpy's method="inverted_cdf" and what SQLite's offset queries pick.
 
 -- name: stats_runs
 -- Per workflow, the runs that ended in the window: counts by end, latency (started -> finished)
@@ -21,50 +21,45 @@ WHERE finished_at >= :since AND finished_at < :until
   AND (CAST(:workflow AS TEXT) IS NULL OR workflow = :workflow)
 GROUP BY workflow ORDER BY workflow
 
+-- name: stats_model_latency
+-- Per model, the latency percentiles (ms) of its calls in the window that reached a provider.
+SELECT model,
+       percentile_disc(ARRAY[0.5, 0.95, 0.99]::float8[]) WITHIN GROUP (ORDER BY latency_ms)
+           AS latency
+FROM model_usage
+WHERE status = 'ok' AND latency_ms IS NOT NULL AND at >= :since AND at < :until
+  AND (CAST(:tenant AS TEXT) IS NULL OR tenant = :tenant)
+  AND (CAST(:workflow AS TEXT) IS NULL OR workflow = :workflow)
+GROUP BY model
+
 -- name: stats_run_effects
--- Per workflow, the effects of the runs that ended in the window: how many, the retries
--- (attempts beyond the first: each follows a transient failure) and the effects that ended
--- in error, transient (retries exhausted) or permanent, as the kernel classified them.
-SELECT r.workflow AS workflow, COUNT(*) AS effects,
+-- Per workflow, the retried or failed effects of the runs that ended in the window (the
+-- partial index effects_eventful: effects with neither are not read): retries (attempts
+-- beyond the first, each after a transient failure) and the effects that ended in error,
+-- transient (retries exhausted) or permanent, as the kernel classified them.
+SELECT r.workflow AS workflow,
        SUM(e.attempt - 1) AS retries,
        COUNT(*) FILTER (WHERE e.status = 'error'
                         AND (e.error::json ->> 'transient') = 'true') AS transient_errors,
        COUNT(*) FILTER (WHERE e.status = 'error'
                         AND COALESCE(e.error::json ->> 'transient', 'false') <> 'true')
            AS permanent_errors
-FROM runs r JOIN effects e ON e.run_id = r.id
-WHERE r.finished_at >= :since AND r.finished_at < :until
+FROM effects e JOIN runs r ON r.id = e.run_id
+WHERE (e.attempt > 1 OR e.status = 'error')
+  AND r.finished_at >= :since AND r.finished_at < :until
   AND (CAST(:tenant AS TEXT) IS NULL OR r.tenant = :tenant)
   AND (CAST(:workflow AS TEXT) IS NULL OR r.workflow = :workflow)
 GROUP BY r.workflow
 
--- name: stats_models
--- Per model, the calls metered in the window: counts by outcome, tokens, cost, and the
--- latency percentiles (ms) of the calls that reached a provider (status ok).
-SELECT model, COUNT(*) AS calls,
-       COUNT(*) FILTER (WHERE status = 'ok') AS ok,
-       COUNT(*) FILTER (WHERE status = 'cached') AS cached,
-       COUNT(*) FILTER (WHERE status = 'error') AS errors,
-       COUNT(*) FILTER (WHERE status = 'denied') AS denied,
-       SUM(input_tokens) AS input_tokens, SUM(output_tokens) AS output_tokens,
-       SUM(cost) AS cost,
-       percentile_disc(ARRAY[0.5, 0.95, 0.99]::float8[]) WITHIN GROUP (ORDER BY latency_ms)
-           FILTER (WHERE status = 'ok' AND latency_ms IS NOT NULL) AS latency,
-       AVG(latency_ms) FILTER (WHERE status = 'ok') AS latency_mean
+-- name: stats_usage
+-- The model calls metered in the window, in one pass: per model, workflow, outcome and error
+-- class (the text before the first ':' of model_usage.error), the calls, tokens, cost and the
+-- sum and count of the latencies (ms) of the calls that reached a provider.
+SELECT model, workflow, status, split_part(COALESCE(error, ''), ':', 1) AS error_type,
+       COUNT(*) AS calls, SUM(input_tokens) AS input_tokens, SUM(output_tokens) AS output_tokens,
+       SUM(cost) AS cost, SUM(latency_ms) AS latency_sum, COUNT(latency_ms) AS timed
 FROM model_usage
 WHERE at >= :since AND at < :until
   AND (CAST(:tenant AS TEXT) IS NULL OR tenant = :tenant)
   AND (CAST(:workflow AS TEXT) IS NULL OR workflow = :workflow)
-  AND (CAST(:model AS TEXT) IS NULL OR model = :model)
-GROUP BY model ORDER BY model
-
--- name: stats_model_errors
--- Per model and error class (the text before the first ':' of model_usage.error), the calls
--- that failed or were denied in the window.
-SELECT model, status, split_part(COALESCE(error, ''), ':', 1) AS error_type, COUNT(*) AS calls
-FROM model_usage
-WHERE at >= :since AND at < :until AND status IN ('error', 'denied')
-  AND (CAST(:tenant AS TEXT) IS NULL OR tenant = :tenant)
-  AND (CAST(:workflow AS TEXT) IS NULL OR workflow = :workflow)
-  AND (CAST(:model AS TEXT) IS NULL OR model = :model)
-GROUP BY model, status, split_part(COALESCE(error, ''), ':', 1)
+GROUP BY model, workflow, status, split_part(COALESCE(error, ''), ':', 1)

@@ -1,112 +1,107 @@
 -- Issue 11: SQLite's own stats queries (see ../stats.sql). SQLite has no percentile
--- function: each percentile is the nearest-rank order statistic (the value at 1-based rank
--- ceil(q * n), at least 1; numpy's method="inverted_cdf", PostgreSQL's percentile_disc),
--- picked by row_number() over the group's values in order. ceil is spelled with CAST so
--- that a build without SQLite's math functions runs it too.
+-- function: aiosys/observe/stats.py asks for each percentile as the nearest-rank order
+-- statistic, the row at 0-based offset ceil(q * n) - 1 in value order (the *_at queries),
+-- which an index on (group, value) answers by walking that many index entries; from the top
+-- (the *_at_desc twins, offset n - ceil(q * n)) for the upper percentiles, so a p99 walks 1%.
 
 -- name: stats_runs
--- Per workflow, the runs that ended in the window: counts by end, latency (started -> finished)
--- and time to resolution (created -> finished) percentiles and means, in seconds.
-WITH ended AS (
-    SELECT workflow, status,
-           finished_at - COALESCE(started_at, created_at) AS latency,
-           finished_at - created_at AS resolution
-    FROM runs
-    WHERE finished_at >= :since AND finished_at < :until
-      AND (CAST(:tenant AS TEXT) IS NULL OR tenant = :tenant)
-      AND (CAST(:workflow AS TEXT) IS NULL OR workflow = :workflow)
-), ranked AS (
-    SELECT workflow, status, latency, resolution,
-           row_number() OVER (PARTITION BY workflow ORDER BY latency) AS li,
-           row_number() OVER (PARTITION BY workflow ORDER BY resolution) AS ri,
-           COUNT(*) OVER (PARTITION BY workflow) AS n
-    FROM ended
-), ranks AS (
-    SELECT workflow, status, latency, resolution, li, ri, n,
-           MAX(1, CAST(n * 0.5 AS INTEGER) + (n * 0.5 > CAST(n * 0.5 AS INTEGER))) AS k50,
-           MAX(1, CAST(n * 0.95 AS INTEGER) + (n * 0.95 > CAST(n * 0.95 AS INTEGER))) AS k95,
-           MAX(1, CAST(n * 0.99 AS INTEGER) + (n * 0.99 > CAST(n * 0.99 AS INTEGER))) AS k99
-    FROM ranked
-)
-SELECT workflow, n AS runs,
+-- Per workflow, the runs that ended in the window: counts by end, and the mean latency
+-- (started -> finished) and time to resolution (created -> finished), in seconds.
+SELECT workflow, COUNT(*) AS runs,
        SUM(status = 'succeeded') AS succeeded,
        SUM(status IN ('failed', 'dead')) AS failed,
        SUM(status = 'cancelled') AS cancelled,
-       MAX(CASE WHEN li = k50 THEN latency END) AS latency_p50,
-       MAX(CASE WHEN li = k95 THEN latency END) AS latency_p95,
-       MAX(CASE WHEN li = k99 THEN latency END) AS latency_p99,
-       AVG(latency) AS latency_mean,
-       MAX(CASE WHEN ri = k50 THEN resolution END) AS resolution_p50,
-       MAX(CASE WHEN ri = k95 THEN resolution END) AS resolution_p95,
-       MAX(CASE WHEN ri = k99 THEN resolution END) AS resolution_p99,
-       AVG(resolution) AS resolution_mean
-FROM ranks GROUP BY workflow, n ORDER BY workflow
+       AVG(finished_at - COALESCE(started_at, created_at)) AS latency_mean,
+       AVG(finished_at - created_at) AS resolution_mean
+FROM runs
+WHERE finished_at >= :since AND finished_at < :until
+  AND (CAST(:tenant AS TEXT) IS NULL OR tenant = :tenant)
+  AND (CAST(:workflow AS TEXT) IS NULL OR workflow = :workflow)
+GROUP BY workflow ORDER BY workflow
+
+-- name: stats_run_latency_at
+-- One workflow's run latency at 0-based rank :offset among the runs that ended in the window
+-- (index runs_latency).
+SELECT finished_at - COALESCE(started_at, created_at) AS value
+FROM runs
+WHERE workflow = :workflow AND finished_at >= :since AND finished_at < :until
+  AND (CAST(:tenant AS TEXT) IS NULL OR tenant = :tenant)
+ORDER BY finished_at - COALESCE(started_at, created_at) LIMIT 1 OFFSET :offset
+
+-- name: stats_run_latency_at_desc
+-- The same from the top: the value at 0-based rank :offset in descending order.
+SELECT finished_at - COALESCE(started_at, created_at) AS value
+FROM runs
+WHERE workflow = :workflow AND finished_at >= :since AND finished_at < :until
+  AND (CAST(:tenant AS TEXT) IS NULL OR tenant = :tenant)
+ORDER BY finished_at - COALESCE(started_at, created_at) DESC LIMIT 1 OFFSET :offset
+
+-- name: stats_run_resolution_at
+-- One workflow's time to resolution at 0-based rank :offset (index runs_resolution).
+SELECT finished_at - created_at AS value
+FROM runs
+WHERE workflow = :workflow AND finished_at >= :since AND finished_at < :until
+  AND (CAST(:tenant AS TEXT) IS NULL OR tenant = :tenant)
+ORDER BY finished_at - created_at LIMIT 1 OFFSET :offset
+
+-- name: stats_run_resolution_at_desc
+-- The same from the top: the value at 0-based rank :offset in descending order.
+SELECT finished_at - created_at AS value
+FROM runs
+WHERE workflow = :workflow AND finished_at >= :since AND finished_at < :until
+  AND (CAST(:tenant AS TEXT) IS NULL OR tenant = :tenant)
+ORDER BY finished_at - created_at DESC LIMIT 1 OFFSET :offset
+
+-- name: stats_model_latency_at
+-- One model's latency (ms) at 0-based rank :offset among its timed calls in the window
+-- (index model_usage_latency).
+SELECT latency_ms AS value
+FROM model_usage
+WHERE model = :model AND status = 'ok' AND latency_ms IS NOT NULL
+  AND at >= :since AND at < :until
+  AND (CAST(:tenant AS TEXT) IS NULL OR tenant = :tenant)
+  AND (CAST(:workflow AS TEXT) IS NULL OR workflow = :workflow)
+ORDER BY latency_ms LIMIT 1 OFFSET :offset
+
+-- name: stats_model_latency_at_desc
+-- The same from the top: the value at 0-based rank :offset in descending order.
+SELECT latency_ms AS value
+FROM model_usage
+WHERE model = :model AND status = 'ok' AND latency_ms IS NOT NULL
+  AND at >= :since AND at < :until
+  AND (CAST(:tenant AS TEXT) IS NULL OR tenant = :tenant)
+  AND (CAST(:workflow AS TEXT) IS NULL OR workflow = :workflow)
+ORDER BY latency_ms DESC LIMIT 1 OFFSET :offset
 
 -- name: stats_run_effects
--- Per workflow, the effects of the runs that ended in the window: how many, the retries
--- (attempts beyond the first: each follows a transient failure) and the effects that ended
--- in error, transient (retries exhausted) or permanent, as the kernel classified them.
-SELECT r.workflow AS workflow, COUNT(*) AS effects,
+-- Per workflow, the retried or failed effects of the runs that ended in the window (the
+-- partial index effects_eventful: effects with neither are not read): retries (attempts
+-- beyond the first, each after a transient failure) and the effects that ended in error,
+-- transient (retries exhausted) or permanent, as the kernel classified them.
+SELECT r.workflow AS workflow,
        SUM(e.attempt - 1) AS retries,
-       SUM(CASE WHEN e.status = 'error' AND json_extract(e.error, '$.transient') = 1
-                THEN 1 ELSE 0 END) AS transient_errors,
-       SUM(CASE WHEN e.status = 'error' AND COALESCE(json_extract(e.error, '$.transient'), 0) = 0
-                THEN 1 ELSE 0 END) AS permanent_errors
-FROM runs r JOIN effects e ON e.run_id = r.id
-WHERE r.finished_at >= :since AND r.finished_at < :until
+       SUM(e.status = 'error' AND json_extract(e.error, '$.transient') = 1) AS transient_errors,
+       SUM(e.status = 'error' AND COALESCE(json_extract(e.error, '$.transient'), 0) = 0)
+           AS permanent_errors
+FROM effects e CROSS JOIN runs r ON r.id = e.run_id
+WHERE (e.attempt > 1 OR e.status = 'error')
+  AND r.finished_at >= :since AND r.finished_at < :until
   AND (CAST(:tenant AS TEXT) IS NULL OR r.tenant = :tenant)
   AND (CAST(:workflow AS TEXT) IS NULL OR r.workflow = :workflow)
 GROUP BY r.workflow
 
--- name: stats_models
--- Per model, the calls metered in the window: counts by outcome, tokens, cost, and the
--- latency percentiles (ms) of the calls that reached a provider (status ok).
-WITH calls AS (
-    SELECT model, status, latency_ms, cost, input_tokens, output_tokens
-    FROM model_usage
-    WHERE at >= :since AND at < :until
-      AND (CAST(:tenant AS TEXT) IS NULL OR tenant = :tenant)
-      AND (CAST(:workflow AS TEXT) IS NULL OR workflow = :workflow)
-      AND (CAST(:model AS TEXT) IS NULL OR model = :model)
-), timed AS (
-    SELECT model, latency_ms,
-           row_number() OVER (PARTITION BY model ORDER BY latency_ms) AS i,
-           COUNT(*) OVER (PARTITION BY model) AS n
-    FROM calls WHERE status = 'ok' AND latency_ms IS NOT NULL
-), pct AS (
-    SELECT model, n,
-           MAX(CASE WHEN i = MAX(1, CAST(n * 0.5 AS INTEGER)
-                                    + (n * 0.5 > CAST(n * 0.5 AS INTEGER)))
-                    THEN latency_ms END) AS latency_p50,
-           MAX(CASE WHEN i = MAX(1, CAST(n * 0.95 AS INTEGER)
-                                    + (n * 0.95 > CAST(n * 0.95 AS INTEGER)))
-                    THEN latency_ms END) AS latency_p95,
-           MAX(CASE WHEN i = MAX(1, CAST(n * 0.99 AS INTEGER)
-                                    + (n * 0.99 > CAST(n * 0.99 AS INTEGER)))
-                    THEN latency_ms END) AS latency_p99,
-           AVG(latency_ms) AS latency_mean
-    FROM timed GROUP BY model, n
-), sums AS (
-    SELECT model, COUNT(*) AS calls,
-           SUM(status = 'ok') AS ok, SUM(status = 'cached') AS cached,
-           SUM(status = 'error') AS errors, SUM(status = 'denied') AS denied,
-           SUM(input_tokens) AS input_tokens, SUM(output_tokens) AS output_tokens,
-           SUM(cost) AS cost
-    FROM calls GROUP BY model
-)
-SELECT s.*, p.latency_p50, p.latency_p95, p.latency_p99, p.latency_mean
-FROM sums s LEFT JOIN pct p ON p.model = s.model ORDER BY s.model
-
--- name: stats_model_errors
--- Per model and error class (the text before the first ':' of model_usage.error), the calls
--- that failed or were denied in the window.
-SELECT model, status,
+-- name: stats_usage
+-- The model calls metered in the window, in one pass: per model, workflow, outcome and error
+-- class (the text before the first ':' of model_usage.error), the calls, tokens, cost and the
+-- sum and count of the latencies (ms) of the calls that reached a provider.
+SELECT model, workflow, status,
        CASE WHEN instr(COALESCE(error, ''), ':') > 0
-            THEN substr(error, 1, instr(error, ':') - 1) ELSE COALESCE(error, '') END AS error_type,
-       COUNT(*) AS calls
+            THEN substr(error, 1, instr(error, ':') - 1) ELSE COALESCE(error, '') END
+           AS error_type,
+       COUNT(*) AS calls, SUM(input_tokens) AS input_tokens, SUM(output_tokens) AS output_tokens,
+       SUM(cost) AS cost, SUM(latency_ms) AS latency_sum, COUNT(latency_ms) AS timed
 FROM model_usage
-WHERE at >= :since AND at < :until AND status IN ('error', 'denied')
+WHERE at >= :since AND at < :until
   AND (CAST(:tenant AS TEXT) IS NULL OR tenant = :tenant)
   AND (CAST(:workflow AS TEXT) IS NULL OR workflow = :workflow)
-  AND (CAST(:model AS TEXT) IS NULL OR model = :model)
-GROUP BY model, status, error_type
+GROUP BY model, workflow, status, error_type
