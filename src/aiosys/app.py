@@ -253,10 +253,10 @@ class App(kernel.App):
         only) against the stats of each one's last window, now on the store's clock, in
         ``tenant`` (as ``stats``). One ``SloResult`` each, in declaration order (code
         first); ``ConfigError`` for a malformed table, ``PermissionDenied`` as ``stats``."""
+        scope = await self.authorize("read_usage", tenant=tenant)
         declared = list(self.slos) + (slo_mod.slos_from_toml(Path(toml)) if toml else [])
         if not declared:
             return []
-        scope = await self.authorize("read_usage", tenant=tenant)
         await self._ready()
         end = self.store.clock()
 

@@ -108,6 +108,8 @@ APP_EXEMPT = {
     "models": "walked below (ModelPlane)",
     "store": "the raw store: the operator's in-process escape hatch, below every check",
     "identity": "the store's key admin API (operator's); the CLI checks manage_keys",
+    "slo": "declares an SLO (configuration, no tenant data)",
+    "slos": "the SLOs declared in code (configuration)",
 }
 AUDIT_WALK = ("export", "verify", "checkpoint")
 AUDIT_EXEMPT = {
@@ -208,6 +210,8 @@ async def test_tenant_walk_every_public_function_as_a_against_b(store_url: str) 
             "resume": lambda: app.resume(dead.id),
             "handle": lambda: app.handle(waiting.id).row(),
             "authorize": lambda: app.authorize("read_usage", tenant="B"),
+            "stats": lambda: app.stats(tenant="B"),
+            "check_slos": lambda: app.check_slos(tenant="B"),
         }
         handle_walk = {
             "row": lambda h: h.row(),
@@ -240,6 +244,12 @@ async def test_tenant_walk_every_public_function_as_a_against_b(store_url: str) 
             assert await app.list_runs() == []
             assert await app.models.usage() == []
             assert await app.models.spent() == 0.0
+            mine = await app.stats(since="1h")
+            assert (mine.tenant, mine.workflows, mine.models) == ("A", [], [])
+            app.slo(workflow="dies", objective="error_rate", target=0.5)
+            (slo_of_a,) = await app.check_slos(toml=None)  # B's dead run is not A's
+            assert (slo_of_a.status, slo_of_a.samples) == ("no data", 0)
+            app.slos.clear()
             # The audit log: B's records neither exported nor verified nor signed by A.
             assert public(app.audit) == set(AUDIT_WALK) | set(AUDIT_EXEMPT)
             with pytest.raises(PermissionDenied):
@@ -263,6 +273,11 @@ async def test_tenant_walk_every_public_function_as_a_against_b(store_url: str) 
         async with app.as_principal(bob):
             assert {r.id for r in await app.list_runs()} == b_runs
             assert [r["calls"] for r in await app.models.usage()] == [1]
+            theirs = await app.stats(since="1h")
+            assert [(w.workflow, w.runs, w.dead_letter_backlog) for w in theirs.workflows] == [
+                ("dies", 1, 1)
+            ]
+            assert [m.model for m in theirs.models] == ["m"]
             assert await app.models.spent() == 1.5
             await app.cancel(waiting.id)
 

@@ -80,10 +80,13 @@ def stats(
     app: AppOption = None,
     store: StoreOption = None,
 ) -> None:
-    """Per workflow and per model: count, p50/p95/p99 latency, throughput, error rate,
-    transient vs permanent failures, cost per run and per call, dead-letter backlog, time to
-    resolution and retries per run, over the runs that ended (and the calls made) in the
-    window. Percentiles are nearest-rank (numpy's inverted_cdf)."""
+    """Latency percentiles, throughput, errors, costs and KPIs per workflow and model.
+
+    Per workflow, over the runs that ended in the window: count, p50/p95/p99 latency,
+    throughput, error rate, transient vs permanent failures, cost per completed run,
+    dead-letter backlog, time to resolution and retries per run. Per model, over the calls
+    made in it: the same for calls, and cost per call. Percentiles are nearest-rank (numpy's
+    inverted_cdf)."""
     from ..durations import parse_before
 
     try:
@@ -220,11 +223,12 @@ def slo_check(
     app: AppOption = None,
     store: StoreOption = None,
 ) -> None:
-    """Check every SLO ([[slo]] tables in ./aiosys.toml, and app.slo(...) of the app) against
-    the stats of its window: measured value, target and burn (measured / target; for
-    error_rate, the error budget's burn rate). Exit 1 when one is broken, 0 when all hold
-    or have no data in their window, 0 with a note when none is declared; 2 for a malformed
-    [[slo]] table."""
+    """Check every SLO against the stats of its window; exit 1 when one is broken.
+
+    The SLOs are the [[slo]] tables of ./aiosys.toml and the app's app.slo(...). Each is
+    printed with its measured value, target and burn (measured / target; for error_rate,
+    the error budget's burn rate). Exit 0 when all hold or have no data in their window, 0
+    with a note when none is declared, 2 for a malformed [[slo]] table."""
     from ..errors import ConfigError
 
     async def body(a: App) -> list[SloResult]:
