@@ -150,9 +150,11 @@ class Stats:
         return asdict(self)
 
     def of_workflow(self, name: str) -> WorkflowStats | None:
+        """The entry of workflow ``name``, or None when it has none in the window."""
         return next((w for w in self.workflows if w.workflow == name), None)
 
     def of_model(self, name: str) -> ModelStats | None:
+        """The entry of model ``name``, or None when it made no call in the window."""
         return next((m for m in self.models if m.model == name), None)
 
 
