@@ -8,12 +8,14 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 from tests.integration.stats_seed import SeedRun, seed_model_calls, seed_runs
 
 import aiosys
+from aiosys import Context, PermanentError, Retry, TransientError
 from aiosys.errors import InvalidInput
 from aiosys.kernel import Principal
 from aiosys.store import open_store
@@ -200,3 +202,47 @@ def test_sqlite_percentiles_walk_an_index_and_sort_nothing(
             )
             assert f"INDEX {index}" in plan, (name, plan)
             assert "TEMP B-TREE FOR ORDER BY" not in plan, (name, plan)
+
+
+async def test_runs_executed_by_the_kernel_count_their_retries_and_failure_classes(
+    store_url: str, wait_status: Any
+) -> None:
+    """Not seeded rows: what a worker records. A step failing transiently twice then
+    succeeding gives 2 retries (2 transient failures); a permanent error ends its run dead
+    (1 permanent failure); retries that run out end a run dead with a transient error."""
+    app = app_on(store_url)
+    tries: dict[str, int] = {}
+
+    @app.step(retry=Retry(attempts=3, backoff=0.0, jitter=0.0))
+    def flaky(key: str, fail_times: int) -> str:
+        tries[key] = tries.get(key, 0) + 1
+        if tries[key] <= fail_times:
+            raise TransientError(f"try {tries[key]}")
+        return key
+
+    @app.step
+    def refuse() -> None:
+        raise PermanentError("no")
+
+    @app.workflow
+    async def work(ctx: Context, key: str, fail_times: int, permanent: bool) -> str:
+        out = await flaky(key, fail_times)
+        if permanent:
+            await refuse()
+        return out
+
+    async with app:
+        ok = await app.start("work", {"key": "a", "fail_times": 2, "permanent": False})
+        dead = await app.start("work", {"key": "b", "fail_times": 0, "permanent": True})
+        spent = await app.start("work", {"key": "c", "fail_times": 5, "permanent": False})
+        await wait_status(app, ok.id, "succeeded")
+        await wait_status(app, dead.id, "dead")
+        await wait_status(app, spent.id, "dead")
+        stats = await app.stats(since="1h")
+    wf = stats.of_workflow("work")
+    assert wf is not None
+    assert (wf.runs, wf.succeeded, wf.failed, wf.dead_letter_backlog) == (3, 1, 2, 2)
+    # a: 2 retries; c: 2 retries, then its third attempt's transient error ends it.
+    assert wf.retries_per_run == pytest.approx(4 / 3)
+    assert (wf.transient_failures, wf.permanent_failures) == (4 + 1, 1)
+    assert wf.latency.p50 is not None and wf.latency.p50 >= 0
