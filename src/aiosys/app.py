@@ -183,6 +183,32 @@ class App(kernel.App):
             attrs["status"] = run.status
         await engine.check_client(call.action, call.principal, attrs)
 
+    async def metrics(self, *, tenant: str | None = None) -> str:
+        """The Prometheus metrics of the store, in the text exposition format (0.0.4): runs,
+        effects, queues, workers, model calls, tokens, cost, budgets (this app's) and this
+        process's circuit breakers, computed from the store now, so they count the work of
+        every worker sharing it (``aiosys.observe.metrics`` lists the series).
+
+        Scoped like every read (action ``read_usage``): a non-local principal sees only its
+        tenant's series (``tenant`` None means its own; another is ``PermissionDenied``); the
+        local principal sees every tenant (or only ``tenant``) and the live workers."""
+        from .observe.metrics import BudgetSpec, collect, exposition
+
+        scope = await self.authorize("read_usage", tenant=tenant)
+        await self._ready()
+        budgets: list[BudgetSpec] = []
+        breakers: dict[str, str] = {}
+        if "models" in self.__dict__:  # the plane exists: its budgets and breakers
+            from .models.links.metering import flush_usage
+
+            await flush_usage(self.store)  # this process's usage rows not yet written
+            budgets = [
+                BudgetSpec(b.scope, b.key, b.limit, b.period, b.hard) for b in self.models.budgets
+            ]
+            breakers = {k: v["state"] for k, v in self.models.breakers.snapshot().items()}
+        families = await collect(self.store, tenant=scope, budgets=budgets, breakers=breakers)
+        return exposition(families)
+
     @cached_property
     def models(self) -> ModelPlane:
         """The catalog, tasks, providers, budgets and router of this app."""

@@ -208,6 +208,7 @@ async def test_tenant_walk_every_public_function_as_a_against_b(store_url: str) 
             "resume": lambda: app.resume(dead.id),
             "handle": lambda: app.handle(waiting.id).row(),
             "authorize": lambda: app.authorize("read_usage", tenant="B"),
+            "metrics": lambda: app.metrics(tenant="B"),
         }
         handle_walk = {
             "row": lambda h: h.row(),
@@ -240,6 +241,7 @@ async def test_tenant_walk_every_public_function_as_a_against_b(store_url: str) 
             assert await app.list_runs() == []
             assert await app.models.usage() == []
             assert await app.models.spent() == 0.0
+            assert 'tenant="B"' not in await app.metrics()  # no series of B's
             # The audit log: B's records neither exported nor verified nor signed by A.
             assert public(app.audit) == set(AUDIT_WALK) | set(AUDIT_EXEMPT)
             with pytest.raises(PermissionDenied):
@@ -264,6 +266,9 @@ async def test_tenant_walk_every_public_function_as_a_against_b(store_url: str) 
             assert {r.id for r in await app.list_runs()} == b_runs
             assert [r["calls"] for r in await app.models.usage()] == [1]
             assert await app.models.spent() == 1.5
+            seen = await app.metrics()
+            assert 'aiosys_runs_created_total{tenant="B",workflow="waits"} 1.0' in seen
+            assert 'aiosys_model_cost_total{model="m",tenant="B"} 1.5' in seen
             await app.cancel(waiting.id)
 
 

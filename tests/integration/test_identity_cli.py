@@ -105,6 +105,7 @@ def test_the_cli_tenant_walk_every_command_as_a_against_b(store_url: str) -> Non
             ["keys", "create", "--tenant", "B", "--principal", "eve", "--role", "admin", *s]
         ],
         "keys list": [["keys", "list", "--tenant", "B", *s]],
+        "metrics": [["metrics", "--tenant", "B", *s]],
         "keys revoke": [["keys", "revoke", bob["id"], *s]],
     }
     assert commands(typer.main.get_command(cli)) == set(walk) | set(EXEMPT)
@@ -119,6 +120,7 @@ def test_the_cli_tenant_walk_every_command_as_a_against_b(store_url: str) -> Non
     assert json.loads(ok(aiosys(*as_a, "runs", "list", "--json", *s)).stdout) == []
     assert json.loads(ok(aiosys(*as_a, "models", "usage", "--json", *s)).stdout) == []
     assert json.loads(ok(aiosys(*as_a, "models", "shadows", "--json", *s)).stdout) == []
+    assert 'tenant="B"' not in ok(aiosys(*as_a, "metrics", *s)).stdout
     extract = ok(aiosys(*as_a, "audit", "export", *s)).stdout  # A's own records only
     assert run_id not in extract and '"tenant":"B"' not in extract.replace(" ", "")
     listed = json.loads(ok(aiosys(*as_a, "keys", "list", "--json", *s)).stdout)

@@ -41,6 +41,7 @@ from .common import (
     set_credential,
 )
 from .keys import keys
+from .metrics import metrics as _metrics
 from .models import models
 from .policy import policy
 from .prune import prune as _prune  # noqa: F401  (registers `aiosys runs prune`)
@@ -61,6 +62,7 @@ cli.add_typer(models, name="models")
 cli.add_typer(keys, name="keys")
 cli.add_typer(policy, name="policy")
 cli.add_typer(audit, name="audit")
+cli.command("metrics")(_metrics)
 
 WorkflowArg = Annotated[str, typer.Argument(help="The workflow's name.")]
 InputOption = Annotated[
