@@ -98,6 +98,9 @@ class App(kernel.App):
     async def open(self) -> App:
         first = self._opened == 0
         if first:
+            from .observe.logs import install_default
+
+            install_default()  # structured lines, only if the process configured no logging
             _ = self.audit.settings  # read now: a bad setting fails the open, not a call
         if first and self.policy is None:
             await self._install_policies()  # before the store: a broken set opens nothing

@@ -5,6 +5,7 @@ the runs two worker processes executed (test_metrics_workers.py)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 from aiosys import App, Context, PermanentError, Retry, TransientError, current_step
@@ -15,6 +16,7 @@ PER_CALL = 0.01
 LIMIT = 10.0
 
 app = App()
+log = logging.getLogger("metricsapp")
 
 
 async def model(messages: Any) -> str:
@@ -38,6 +40,7 @@ app.models.budgets.add(Budget("tenant", "default", LIMIT, period="total"))
 async def flaky(x: int) -> int:
     step = current_step()
     assert step is not None
+    log.info("flaky %d, attempt %d", x, step.attempt)  # a line the worker stamps with run/seq
     if x % 2 and step.attempt == 1:
         raise TransientError(f"first attempt of {x} fails")
     return x

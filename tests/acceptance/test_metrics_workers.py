@@ -1,11 +1,13 @@
 """``aiosys metrics`` against what two real ``aiosys worker`` processes did, on SQLite and on
 PostgreSQL: its output parses with prometheus-client's own parser and its counts are the
 runs, effects and model calls the workers recorded (the metrics are computed from the store,
-so no worker's count is lost)."""
+so no worker's count is lost). And the workers' logs: JSON lines (stderr is not a terminal),
+each line about a run carrying its run_id, each line about an effect its seq."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -151,3 +153,16 @@ async def test_metrics_count_what_two_worker_processes_did(store_url, tmp_path):
     assert value(acme_only, "aiosys_runs_created_total", workflow="mix", tenant="acme") == len(ACME)
     assert value(acme_only, "aiosys_run_duration_seconds_count", workflow="mix") == len(ACME)
     assert ("aiosys_workers", ()) not in acme_only
+
+    # The workers' stderr: every line is a JSON object; lines about a run name it, lines
+    # written inside an effect (the app's own logger, in a step) name the effect too.
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    ids = {r.id for r in rows}
+    about_runs = [line for line in lines if str(line.get("event", "")).startswith("run.")]
+    assert {line["run_id"] for line in about_runs} == ids
+    assert {line["seq"] for line in about_runs if line["event"] == "run.retry"} == {1}
+    in_steps = [line for line in lines if line["logger"] == "metricsapp"]
+    assert len(in_steps) == RUNS + odd  # one per attempt
+    assert {line["run_id"] for line in in_steps} == ids
+    assert {line["seq"] for line in in_steps} == {1}
+    assert all(set(line) >= {"ts", "level", "message", "trace_id", "span_id"} for line in lines)
