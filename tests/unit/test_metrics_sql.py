@@ -1,5 +1,5 @@
-"""The histograms' buckets are counted in SQL (sql/metrics.sql): every CASE there writes the
-bounds of ``aiosys.observe.metrics.BUCKETS``, in order, with +Inf last."""
+"""The histograms' buckets are counted in SQL (sql/metrics.sql): every histogram query has one
+column ``le_<i>`` per bound of ``aiosys.observe.metrics.BUCKETS``, in order, and ``n``."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from aiosys.store._sql import load_queries
 HISTOGRAMS = (
     "metrics_run_seconds",
     "metrics_queue_wait_seconds",
-    "metrics_effect_seconds",
+    "metrics_effects",
     "metrics_model_seconds",
 )
 
@@ -21,12 +21,12 @@ HISTOGRAMS = (
 @pytest.mark.parametrize("dialect", ["sqlite", "postgres"])
 def test_every_histogram_query_buckets_by_the_bounds_of_buckets(dialect: str) -> None:
     queries = load_queries(dialect)
-    bucketed = {name for name, sql in queries.items() if " AS bucket" in sql}
+    bucketed = {name for name, sql in queries.items() if " AS le_0" in sql}
     assert bucketed == set(HISTOGRAMS)
     for name in HISTOGRAMS:
-        sql = queries[name]
-        whens = re.findall(r"WHEN d <= ([0-9.]+) THEN (\d+)", sql)
-        assert [(float(b), int(i)) for b, i in whens] == [(b, i) for i, b in enumerate(BUCKETS)], (
-            name
-        )
-        assert f"ELSE {len(BUCKETS)} END AS bucket" in " ".join(sql.split()), name
+        sql = " ".join(queries[name].split())
+        columns = re.findall(r"sum\(CASE WHEN d <= ([0-9.]+) THEN 1 ELSE 0 END\) AS le_(\d+)", sql)
+        assert [(float(b), int(i)) for b, i in columns] == [
+            (b, i) for i, b in enumerate(BUCKETS)
+        ], name
+        assert "count(*) AS n" in sql and "sum(d) AS total" in sql, name

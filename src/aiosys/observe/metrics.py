@@ -6,8 +6,9 @@ registry are the system of record every worker writes to, so a scrape from any p
 ``aiosys metrics`` command, a server's ``/metrics``) counts the work of every worker, and a
 worker that dies loses no count. Counters are totals over the rows the store keeps: a prune
 lowers them (Prometheus treats that as a counter reset). Histograms are counted per bucket in
-SQL (``sql/metrics.sql``). Nothing runs on a worker's hot path: switched off (never scraped)
-it costs nothing.
+SQL (``sql/metrics.sql``, one column per bound). Nothing runs on a worker's hot path:
+switched off (never scraped) it costs nothing. A scrape reads every row the store keeps
+(see "Scrape cost" in the README): retention bounds it.
 
 The only in-process figures are the circuit breakers' states, which live in each process's
 memory (``models/links/breaker.py``): the caller passes what its own process knows.
@@ -67,7 +68,7 @@ from prometheus_client.registry import Collector
 from ..store.base import STATUSES, TERMINAL, Store
 
 #: Upper bounds (seconds) of the histograms' buckets, +Inf after them. Workflows wait for
-#: minutes to days, so the bounds reach a day. ``sql/metrics.sql`` writes them as CASEs.
+#: minutes to days, so the bounds reach a day. ``sql/metrics.sql`` writes one column each.
 BUCKETS: tuple[float, ...] = (
     0.005,
     0.01,
@@ -173,15 +174,7 @@ async def collect(
             await store.fetch("metrics_queue_wait_seconds", params),
         )
     )
-    families += _effects(await store.fetch("metrics_effects", params))
-    families.append(
-        _histogram(
-            "aiosys_effect_duration_seconds",
-            "Seconds from an effect's start to its recorded outcome, per kind.",
-            "kind",
-            await store.fetch("metrics_effect_seconds", params),
-        )
-    )
+    families += _effects(await store.fetch("metrics_effects", params))  # one pass: 3 families
     if tenant is None:
         workers = GaugeMetricFamily("aiosys_workers", "Live workers (registered, beating).")
         workers.add_metric([], len(await store.live_workers()))
@@ -277,19 +270,28 @@ def _effects(rows: list[dict[str, Any]]) -> list[Metric]:
     )
     counts: dict[tuple[str, str, str, str], int] = defaultdict(int)
     retried: dict[tuple[str, str], int] = defaultdict(int)
+    per_kind: list[dict[str, Any]] = []  # the duration histogram's rows, by kind
     for r in rows:
         kind, name = str(r["kind"]), str(r["name"])
-        outcome = str(r["status"])
-        klass = ""
-        if outcome == "error":
-            klass = "transient" if r["transient"] in (1, True) else "permanent"
-        counts[(kind, name, outcome, klass)] += int(r["n"])
+        n, transient = int(r["n"]), int(r["transient"] or 0)
+        if r["status"] == "error":
+            counts[(kind, name, "error", "transient")] += transient
+            counts[(kind, name, "error", "permanent")] += n - transient
+        else:
+            counts[(kind, name, "ok", "")] += n
         retried[(kind, name)] += int(r["retries"] or 0)
+        per_kind.append({**r, "kind": kind})
     for key, n in sorted(counts.items()):
         effects.add_metric(list(key), n)
     for (kind, name), n in sorted(retried.items()):
         retries.add_metric([kind, name], n)
-    return [effects, retries]
+    durations = _histogram(
+        "aiosys_effect_duration_seconds",
+        "Seconds from an effect's start to its recorded outcome, per kind.",
+        "kind",
+        per_kind,
+    )
+    return [effects, retries, durations]
 
 
 def _models(rows: list[dict[str, Any]]) -> list[Metric]:
@@ -341,19 +343,19 @@ def _models(rows: list[dict[str, Any]]) -> list[Metric]:
 
 
 def _histogram(name: str, doc: str, label: str, rows: list[dict[str, Any]]) -> Metric:
-    """A histogram family from rows of (label value, bucket index, n, total)."""
+    """A histogram family from rows of (label value, cumulative ``le_<i>`` per bound of
+    ``BUCKETS``, ``n``, ``total``); rows of one label value are added up."""
     family = HistogramMetricFamily(name, doc, labels=[label])
-    per: dict[str, tuple[list[int], list[float]]] = {}
+    per: dict[str, list[float]] = {}
     for r in rows:
-        counts, total = per.setdefault(str(r[label]), ([0] * (len(BUCKETS) + 1), [0.0]))
-        counts[min(int(r["bucket"]), len(BUCKETS))] += int(r["n"])
-        total[0] += float(r["total"] or 0.0)
-    for value, (counts, total) in sorted(per.items()):
-        running, buckets = 0, []
-        for bound, n in zip([*map(_bound, BUCKETS), "+Inf"], counts, strict=True):
-            running += n
-            buckets.append((bound, running))
-        family.add_metric([value], buckets, total[0])
+        sums = per.setdefault(str(r[label]), [0.0] * (len(BUCKETS) + 2))
+        for i in range(len(BUCKETS)):
+            sums[i] += int(r[f"le_{i}"] or 0)
+        sums[-2] += int(r["n"])
+        sums[-1] += float(r["total"] or 0.0)
+    for value, sums in sorted(per.items()):
+        bounds = [*map(_bound, BUCKETS), "+Inf"]
+        family.add_metric([value], list(zip(bounds, sums[:-1], strict=True)), sums[-1])
     return family
 
 

@@ -1,8 +1,10 @@
 -- Prometheus metrics computed from the store at scrape time (aiosys.observe.metrics), so a
 -- scrape from any process counts the work of every worker. :tenant NULL means every tenant.
--- Histograms count their observations per bucket here: `bucket` is the index of the first
--- bound of aiosys.observe.metrics.BUCKETS (seconds) the value is at most, len(BUCKETS) for
--- +Inf (tests/unit/test_metrics_sql.py checks every CASE below against BUCKETS).
+-- Histograms are counted here, cumulatively as Prometheus writes them: `le_<i>` counts the
+-- values at most aiosys.observe.metrics.BUCKETS[i] (seconds), `n` all of them (+Inf), `total`
+-- their sum; one column per bound keeps the groups few (PostgreSQL aggregates them in its
+-- parallel workers, no sort). tests/unit/test_metrics_sql.py checks every column, here and in
+-- the dialects' own metrics.sql, against BUCKETS.
 
 -- name: metrics_runs
 -- Runs by workflow, tenant and status, and how many of them were ever claimed (started).
@@ -15,32 +17,56 @@ GROUP BY workflow, tenant, status
 -- name: metrics_run_seconds
 -- Histogram of the runs that ended: seconds from their first claim to their end, per workflow.
 SELECT workflow,
-       CASE WHEN d <= 0.005 THEN 0 WHEN d <= 0.01 THEN 1 WHEN d <= 0.025 THEN 2
-            WHEN d <= 0.05 THEN 3 WHEN d <= 0.1 THEN 4 WHEN d <= 0.25 THEN 5 WHEN d <= 0.5 THEN 6
-            WHEN d <= 1 THEN 7 WHEN d <= 2.5 THEN 8 WHEN d <= 5 THEN 9 WHEN d <= 10 THEN 10
-            WHEN d <= 30 THEN 11 WHEN d <= 60 THEN 12 WHEN d <= 300 THEN 13 WHEN d <= 1800 THEN 14
-            WHEN d <= 3600 THEN 15 WHEN d <= 21600 THEN 16 WHEN d <= 86400 THEN 17
-            ELSE 18 END AS bucket,
+       sum(CASE WHEN d <= 0.005 THEN 1 ELSE 0 END) AS le_0,
+       sum(CASE WHEN d <= 0.01 THEN 1 ELSE 0 END) AS le_1,
+       sum(CASE WHEN d <= 0.025 THEN 1 ELSE 0 END) AS le_2,
+       sum(CASE WHEN d <= 0.05 THEN 1 ELSE 0 END) AS le_3,
+       sum(CASE WHEN d <= 0.1 THEN 1 ELSE 0 END) AS le_4,
+       sum(CASE WHEN d <= 0.25 THEN 1 ELSE 0 END) AS le_5,
+       sum(CASE WHEN d <= 0.5 THEN 1 ELSE 0 END) AS le_6,
+       sum(CASE WHEN d <= 1 THEN 1 ELSE 0 END) AS le_7,
+       sum(CASE WHEN d <= 2.5 THEN 1 ELSE 0 END) AS le_8,
+       sum(CASE WHEN d <= 5 THEN 1 ELSE 0 END) AS le_9,
+       sum(CASE WHEN d <= 10 THEN 1 ELSE 0 END) AS le_10,
+       sum(CASE WHEN d <= 30 THEN 1 ELSE 0 END) AS le_11,
+       sum(CASE WHEN d <= 60 THEN 1 ELSE 0 END) AS le_12,
+       sum(CASE WHEN d <= 300 THEN 1 ELSE 0 END) AS le_13,
+       sum(CASE WHEN d <= 1800 THEN 1 ELSE 0 END) AS le_14,
+       sum(CASE WHEN d <= 3600 THEN 1 ELSE 0 END) AS le_15,
+       sum(CASE WHEN d <= 21600 THEN 1 ELSE 0 END) AS le_16,
+       sum(CASE WHEN d <= 86400 THEN 1 ELSE 0 END) AS le_17,
        count(*) AS n, sum(d) AS total
 FROM (SELECT workflow, finished_at - started_at AS d FROM runs
       WHERE finished_at IS NOT NULL AND started_at IS NOT NULL
         AND (CAST(:tenant AS TEXT) IS NULL OR tenant = :tenant)) AS t
-GROUP BY workflow, bucket
+GROUP BY workflow
 
 -- name: metrics_queue_wait_seconds
 -- Histogram of the seconds runs waited in their queue, from creation to their first claim.
 SELECT queue,
-       CASE WHEN d <= 0.005 THEN 0 WHEN d <= 0.01 THEN 1 WHEN d <= 0.025 THEN 2
-            WHEN d <= 0.05 THEN 3 WHEN d <= 0.1 THEN 4 WHEN d <= 0.25 THEN 5 WHEN d <= 0.5 THEN 6
-            WHEN d <= 1 THEN 7 WHEN d <= 2.5 THEN 8 WHEN d <= 5 THEN 9 WHEN d <= 10 THEN 10
-            WHEN d <= 30 THEN 11 WHEN d <= 60 THEN 12 WHEN d <= 300 THEN 13 WHEN d <= 1800 THEN 14
-            WHEN d <= 3600 THEN 15 WHEN d <= 21600 THEN 16 WHEN d <= 86400 THEN 17
-            ELSE 18 END AS bucket,
+       sum(CASE WHEN d <= 0.005 THEN 1 ELSE 0 END) AS le_0,
+       sum(CASE WHEN d <= 0.01 THEN 1 ELSE 0 END) AS le_1,
+       sum(CASE WHEN d <= 0.025 THEN 1 ELSE 0 END) AS le_2,
+       sum(CASE WHEN d <= 0.05 THEN 1 ELSE 0 END) AS le_3,
+       sum(CASE WHEN d <= 0.1 THEN 1 ELSE 0 END) AS le_4,
+       sum(CASE WHEN d <= 0.25 THEN 1 ELSE 0 END) AS le_5,
+       sum(CASE WHEN d <= 0.5 THEN 1 ELSE 0 END) AS le_6,
+       sum(CASE WHEN d <= 1 THEN 1 ELSE 0 END) AS le_7,
+       sum(CASE WHEN d <= 2.5 THEN 1 ELSE 0 END) AS le_8,
+       sum(CASE WHEN d <= 5 THEN 1 ELSE 0 END) AS le_9,
+       sum(CASE WHEN d <= 10 THEN 1 ELSE 0 END) AS le_10,
+       sum(CASE WHEN d <= 30 THEN 1 ELSE 0 END) AS le_11,
+       sum(CASE WHEN d <= 60 THEN 1 ELSE 0 END) AS le_12,
+       sum(CASE WHEN d <= 300 THEN 1 ELSE 0 END) AS le_13,
+       sum(CASE WHEN d <= 1800 THEN 1 ELSE 0 END) AS le_14,
+       sum(CASE WHEN d <= 3600 THEN 1 ELSE 0 END) AS le_15,
+       sum(CASE WHEN d <= 21600 THEN 1 ELSE 0 END) AS le_16,
+       sum(CASE WHEN d <= 86400 THEN 1 ELSE 0 END) AS le_17,
        count(*) AS n, sum(d) AS total
 FROM (SELECT queue, started_at - created_at AS d FROM runs
       WHERE started_at IS NOT NULL
         AND (CAST(:tenant AS TEXT) IS NULL OR tenant = :tenant)) AS t
-GROUP BY queue, bucket
+GROUP BY queue
 
 -- name: metrics_queues
 -- Per queue, of the runs a claim could take now (pending, timer due, lease expired): how many
@@ -53,22 +79,6 @@ SELECT queue,
 FROM runs
 WHERE available_at IS NOT NULL AND (CAST(:tenant AS TEXT) IS NULL OR tenant = :tenant)
 GROUP BY queue
-
--- name: metrics_effect_seconds
--- Histogram of the effects that ended (ok or error): seconds from start to end, per kind.
-SELECT kind,
-       CASE WHEN d <= 0.005 THEN 0 WHEN d <= 0.01 THEN 1 WHEN d <= 0.025 THEN 2
-            WHEN d <= 0.05 THEN 3 WHEN d <= 0.1 THEN 4 WHEN d <= 0.25 THEN 5 WHEN d <= 0.5 THEN 6
-            WHEN d <= 1 THEN 7 WHEN d <= 2.5 THEN 8 WHEN d <= 5 THEN 9 WHEN d <= 10 THEN 10
-            WHEN d <= 30 THEN 11 WHEN d <= 60 THEN 12 WHEN d <= 300 THEN 13 WHEN d <= 1800 THEN 14
-            WHEN d <= 3600 THEN 15 WHEN d <= 21600 THEN 16 WHEN d <= 86400 THEN 17
-            ELSE 18 END AS bucket,
-       count(*) AS n, sum(d) AS total
-FROM (SELECT kind, finished_at - started_at AS d FROM effects
-      WHERE finished_at IS NOT NULL AND status IN ('ok', 'error')
-        AND (CAST(:tenant AS TEXT) IS NULL
-             OR run_id IN (SELECT id FROM runs WHERE tenant = :tenant))) AS t
-GROUP BY kind, bucket
 
 -- name: metrics_models
 -- Model calls (model_usage rows) by model, tenant and status (ok, error, cached, denied,
@@ -85,17 +95,29 @@ GROUP BY model, tenant, status
 -- Histogram of the latency of the model calls sent to a provider (not cache hits, not calls
 -- a budget denied), per model, in seconds.
 SELECT model,
-       CASE WHEN d <= 0.005 THEN 0 WHEN d <= 0.01 THEN 1 WHEN d <= 0.025 THEN 2
-            WHEN d <= 0.05 THEN 3 WHEN d <= 0.1 THEN 4 WHEN d <= 0.25 THEN 5 WHEN d <= 0.5 THEN 6
-            WHEN d <= 1 THEN 7 WHEN d <= 2.5 THEN 8 WHEN d <= 5 THEN 9 WHEN d <= 10 THEN 10
-            WHEN d <= 30 THEN 11 WHEN d <= 60 THEN 12 WHEN d <= 300 THEN 13 WHEN d <= 1800 THEN 14
-            WHEN d <= 3600 THEN 15 WHEN d <= 21600 THEN 16 WHEN d <= 86400 THEN 17
-            ELSE 18 END AS bucket,
+       sum(CASE WHEN d <= 0.005 THEN 1 ELSE 0 END) AS le_0,
+       sum(CASE WHEN d <= 0.01 THEN 1 ELSE 0 END) AS le_1,
+       sum(CASE WHEN d <= 0.025 THEN 1 ELSE 0 END) AS le_2,
+       sum(CASE WHEN d <= 0.05 THEN 1 ELSE 0 END) AS le_3,
+       sum(CASE WHEN d <= 0.1 THEN 1 ELSE 0 END) AS le_4,
+       sum(CASE WHEN d <= 0.25 THEN 1 ELSE 0 END) AS le_5,
+       sum(CASE WHEN d <= 0.5 THEN 1 ELSE 0 END) AS le_6,
+       sum(CASE WHEN d <= 1 THEN 1 ELSE 0 END) AS le_7,
+       sum(CASE WHEN d <= 2.5 THEN 1 ELSE 0 END) AS le_8,
+       sum(CASE WHEN d <= 5 THEN 1 ELSE 0 END) AS le_9,
+       sum(CASE WHEN d <= 10 THEN 1 ELSE 0 END) AS le_10,
+       sum(CASE WHEN d <= 30 THEN 1 ELSE 0 END) AS le_11,
+       sum(CASE WHEN d <= 60 THEN 1 ELSE 0 END) AS le_12,
+       sum(CASE WHEN d <= 300 THEN 1 ELSE 0 END) AS le_13,
+       sum(CASE WHEN d <= 1800 THEN 1 ELSE 0 END) AS le_14,
+       sum(CASE WHEN d <= 3600 THEN 1 ELSE 0 END) AS le_15,
+       sum(CASE WHEN d <= 21600 THEN 1 ELSE 0 END) AS le_16,
+       sum(CASE WHEN d <= 86400 THEN 1 ELSE 0 END) AS le_17,
        count(*) AS n, sum(d) AS total
 FROM (SELECT model, latency_ms / 1000.0 AS d FROM model_usage
       WHERE latency_ms IS NOT NULL AND status IN ('ok', 'error', 'shadow')
         AND (CAST(:tenant AS TEXT) IS NULL OR tenant = :tenant)) AS t
-GROUP BY model, bucket
+GROUP BY model
 
 -- name: metrics_spend_since
 -- Spend per tenant and workflow ('' outside a workflow) since a UTC midnight, from the daily
