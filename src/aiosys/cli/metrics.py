@@ -27,8 +27,10 @@ def metrics(
     app: AppOption = None,
     store: StoreOption = None,
 ) -> None:
-    """Print the store's Prometheus metrics (text exposition format): runs, effects, queues,
-    workers, model calls, tokens, cost, budgets; as the API key's tenant when one is given."""
+    """Print the store's Prometheus metrics in the text exposition format.
+
+    Runs, effects, queues, workers, model calls, tokens, cost and budgets, computed from the
+    store now (every worker's work); with an API key, only its tenant's series."""
 
     async def body(the_app: App) -> str:
         return await scrape(the_app, tenant)
