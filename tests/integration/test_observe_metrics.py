@@ -12,8 +12,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from tests.integration.test_store_contract import claim_for, effect, pending, running
 
+import aiosys
 from aiosys import PermanentError, TransientError
 from aiosys.kernel.error_records import dump_error
+from aiosys.models.links.budget import Budget
 from aiosys.observe.metrics import BUCKETS, BudgetSpec, collect, exposition
 from aiosys.store import Store
 from aiosys.store.base import Finish, Park, RecordEffect
@@ -187,3 +189,24 @@ async def test_models_budgets_and_breakers_and_a_tenants_scrape(store: Store) ->
     assert value(acme_only, "aiosys_model_cache_hit_ratio", model="m") == pytest.approx(2 / 3)
     assert value(acme_only, "aiosys_runs_created_total", workflow="wf", tenant="acme") == 1
     assert ("aiosys_workers", ()) not in acme_only
+
+
+async def test_app_metrics_adds_the_apps_budgets_and_this_process_breakers(store_url: str) -> None:
+    app = aiosys.App(store_url, models_dir="", preload_models=False)
+    app.models.budgets.add(Budget("tenant", "default", 2.0, period="day", hard=False))
+    app.models.breakers.trip("m@1")  # the deployment refused to serve: open at once
+    await app.open()
+    try:
+        text = await app.metrics()
+    finally:
+        await app.close()
+    seen = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+    assert value(seen, "aiosys_breaker_state", deployment="m@1", state="open") == 1
+    assert value(seen, "aiosys_breaker_state", deployment="m@1", state="half_open") == 0
+    day = dict(scope="tenant", key="default", period="day", tenant="default", hard="false")
+    assert value(seen, "aiosys_budget_limit", **day) == 2.0
+    assert value(seen, "aiosys_budget_used", **day) == 0.0
