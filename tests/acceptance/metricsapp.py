@@ -20,7 +20,7 @@ log = logging.getLogger("metricsapp")
 
 
 async def model(messages: Any) -> str:
-    await asyncio.sleep(0.05)  # a model's latency: both workers get runs to do
+    await asyncio.sleep(0.2)  # a model's latency: one worker alone (4 at a time) takes 2 s
     return "ok"
 
 
