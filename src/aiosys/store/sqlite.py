@@ -236,7 +236,12 @@ class SQLiteStore(CommonStore, OperatorViews):
     # ---- runs ---------------------------------------------------------------------------
 
     async def create_run(
-        self, new: NewRun, *, owner: str | None = None, lease: float = 0.0
+        self,
+        new: NewRun,
+        *,
+        owner: str | None = None,
+        lease: float = 0.0,
+        also: Sequence[tuple[str, Mapping[str, Any]]] = (),
     ) -> tuple[RunRow, bool]:
         q = self._q
         params = run_params(new, owner, lease)
@@ -244,6 +249,8 @@ class SQLiteStore(CommonStore, OperatorViews):
         def body(c: sqlite3.Connection) -> tuple[RunRow, bool]:
             created = c.execute(q["insert_run"], params).rowcount == 1
             if created:
+                for query, values in also:
+                    c.execute(q[query], dict(values))
                 row = c.execute(q["get_run"], {"id": new.id}).fetchone()
             else:
                 row = c.execute(q["get_run_by_key"], params).fetchone()
