@@ -14,3 +14,14 @@ INSERT INTO audit_log (seq, prev_hash, hash, digest, tenant, at, body)
 SELECT seq + 1, hash, aiosys_sha256(hash || '|' || (seq + 1) || '|' || :digest),
        :digest, :tenant, :at, :body
 FROM audit_head WHERE id = 1 AND EXISTS (SELECT 1 FROM runs WHERE id = :run_id)
+
+-- name: audit_head
+-- The chain's head: the last record's position and hash (see `audit_insert`).
+SELECT seq, hash FROM audit_head WHERE id = 1
+
+-- name: audit_insert
+-- One record whose position and hashes the store computed from the head it read in this
+-- transaction (`SQLiteStore._append_audit`: a batch's records chained in Python, the same
+-- formula as `audit_append`); the trigger moves the head.
+INSERT INTO audit_log (seq, prev_hash, hash, digest, tenant, at, body)
+VALUES (:seq, :prev_hash, :hash, :digest, :tenant, :at, :body)
