@@ -52,6 +52,7 @@ from ..kernel.principal import current_principal, principal_of_run
 from ..store import Store
 from ..store.base import NewRun
 from .audit_checkpoint import Checkpoint, Checkpointer
+from .audit_effects import KEPT, EffectRecords
 from .audit_export import export as _export
 from .audit_keys import DEFAULT_KEY, default_signing_key, load_signing_key, load_verify_key
 from .audit_record import AuditRecord, Scalar, micros
@@ -177,6 +178,7 @@ class AuditLog:
         self._pending: list[tuple[dict[str, Any], asyncio.Future[None]]] = []
         self._flushing: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
+        self._records = EffectRecords()
 
     @property
     def settings(self) -> AuditSettings:
@@ -240,39 +242,82 @@ class AuditLog:
         try:
             out = await next(call)
         except Exception as exc:
-            await self._effect_done(call, f"error:{type(exc).__name__}")
+            if call.direct:
+                await self._direct_done(call, f"error:{type(exc).__name__}")
+            else:
+                self._effect_done(call, f"error:{type(exc).__name__}")
             raise
-        await self._effect_done(call, "ok")
+        if call.direct:
+            await self._direct_done(call, "ok")
+        else:
+            self._effect_done(call, "ok")
         return out
 
-    async def _effect_done(self, call: EffectCall, outcome: str) -> None:
+    async def _direct_done(self, call: EffectCall, outcome: str) -> None:
         decisions: list[Any] = call.meta.pop(_DECISIONS, None) or []
-        # One decision: the effect's own record carries it. Several (a model call that may
-        # reach more than one model): each is a record of its own, beside the effect's.
-        record = self.effect_record(call, outcome, decisions[0] if len(decisions) == 1 else None)
-        if call.direct:
-            await self.append(record)
-            return
+        await self.append(
+            self.effect_record(call, outcome, decisions[0] if len(decisions) == 1 else None)
+        )
+
+    def _effect_done(self, call: EffectCall, outcome: str) -> None:
+        """A run's effect ended: its record (and any decisions beside it) go with the
+        effect's record (``also_write``)."""
+        decisions: list[Any] = call.meta.pop(_DECISIONS, None) or []
+        at = micros(self._store().clock())
         if len(decisions) > 1:
-            at = micros(self._store().clock())
             for decision in decisions:
                 params = decision_record(decision, at).params()
                 call.also_write("audit_append", params, self._committed)
-        call.also_write("audit_append", record.params(), self._committed)
+        # One decision: the effect's own record carries it. Several (a model call that may
+        # reach more than one model): each is a record of its own, beside the effect's.
+        one = decisions[0] if len(decisions) == 1 else None
+        call.also_write(
+            "audit_append", self._effect_params(call, outcome, one, at), self._committed
+        )
+
+    def _effect_params(
+        self, call: EffectCall, outcome: str, decision: Any, at: int
+    ) -> dict[str, Any]:
+        """``effect_record(...).params()``, rendered from a template (``audit_effects``)."""
+        run = call.execution.run
+        meta = call.meta
+        kept = meta.get("record")
+        kept = {k: kept[k] for k in KEPT if k in kept} if isinstance(kept, dict) else {}
+        attempt = meta.get("attempt")
+        try:
+            return self._records.params(
+                principal=principal_of_run(run).uid,
+                tenant=run.tenant,
+                kind=call.kind,
+                name=call.name,
+                workflow=run.workflow,
+                kept=kept,
+                attempt=None if attempt is None else int(attempt),
+                decision=decision,
+                outcome=outcome,
+                run_id=run.id,
+                seq=call.seq,
+                at=at,
+            )
+        except TypeError:  # a kept value that is not hashable: the plain way
+            return self.effect_record(call, outcome, decision, at).params()
 
     def _committed(self, committed: bool) -> None:
         if committed:
             self.checkpointer.note_appended()
             self.checkpointer.start()
 
-    def effect_record(self, call: EffectCall, outcome: str, decision: Any = None) -> AuditRecord:
-        """The record of an effect that ended with ``outcome``; with ``decision`` (the
-        policy decision that let it proceed, a ``Decision``) folded in."""
+    def effect_record(
+        self, call: EffectCall, outcome: str, decision: Any = None, at: int | None = None
+    ) -> AuditRecord:
+        """The record of an effect that ended with ``outcome`` at ``at`` (microseconds; None:
+        now); with ``decision`` (the policy decision that let it proceed, a ``Decision``)
+        folded in."""
         ex = call.run_execution
         detail: dict[str, Scalar] = {"workflow": call.workflow}
         kept = call.meta.get("record")
         if isinstance(kept, dict):
-            detail.update({k: kept[k] for k in ("task", "model", "version") if k in kept})
+            detail.update({k: kept[k] for k in KEPT if k in kept})
         if "attempt" in call.meta:
             detail["attempt"] = int(call.meta["attempt"])
         verdict, policies, version = _fold(detail, decision)
@@ -287,7 +332,7 @@ class AuditLog:
             policy_version=version,
             run_id=None if ex is None else ex.run.id,
             effect_seq=None if ex is None else call.seq,
-            at=micros(self._store().clock()),
+            at=micros(self._store().clock()) if at is None else at,
             detail=detail,
         )
 
