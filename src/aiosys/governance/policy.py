@@ -39,9 +39,10 @@ CLIENT_ACTIONS = {
 }
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one is made per decision, and a frozen one costs 5x
 class Decision:
-    """One policy decision, as listeners (the audit log) receive it.
+    """One policy decision, as listeners (the audit log) receive it (listeners must not
+    change it).
 
     ``principal`` is the principal's uid (``user:acme/alice``), ``resource`` the Cedar uid
     (``Model::"gpt-4o"``), ``decision`` ``allow`` or ``deny``, ``policies`` the ids of the
