@@ -15,10 +15,6 @@ SELECT seq + 1, hash, aiosys_sha256(hash || '|' || (seq + 1) || '|' || :digest),
        :digest, :tenant, :at, :body
 FROM audit_head WHERE id = 1 AND EXISTS (SELECT 1 FROM runs WHERE id = :run_id)
 
--- name: audit_head
--- The chain's head: the last record's position and hash (see `audit_insert`).
-SELECT seq, hash FROM audit_head WHERE id = 1
-
 -- name: audit_insert
 -- One record whose position and hashes the store computed from the head it read in this
 -- transaction (`SQLiteStore._append_audit`: a batch's records chained in Python, the same
