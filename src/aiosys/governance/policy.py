@@ -98,6 +98,9 @@ class PolicyEngine:
         self.clock = clock
         self._listeners: list[Listener] = []
         self._version = ""
+        # id(principal) -> (principal, its entity, its client requests by shape): a client
+        # repeating a call reuses its request (found in the decision cache by identity).
+        self._clients: dict[int, tuple[Principal, Any, dict[Any, PolicyRequest]]] = {}
         source.on_change.append(self._changed)
 
     @classmethod
@@ -198,12 +201,24 @@ class PolicyEngine:
         else:
             rid = str(values.pop("run_id", ""))
         values = {k: v for k, v in values.items() if k in _CLIENT_ATTRS[type_]}
-        request = PolicyRequest(
-            principal_entity(principal),
-            action,
-            resource_entity(type_, rid, values),
-            attrs({"tenant": tenant}),
-        )
+        client = self._clients.get(id(principal))
+        if client is None or client[0] is not principal:
+            if len(self._clients) >= 1024:
+                self._clients.clear()
+            client = (principal, principal_entity(principal), {})  # kept: id() stays its own
+            self._clients[id(principal)] = client
+        _, entity, requests = client
+        try:
+            key: Any = (action, type_, rid, tuple(sorted(values.items())))
+            request = requests.get(key)
+        except TypeError:  # an attribute value that does not hash: not kept
+            key, request = None, None
+        if request is None:
+            request = PolicyRequest(
+                entity, action, resource_entity(type_, rid, values), attrs({"tenant": tenant})
+            )
+            if key is not None and len(requests) < 1024:
+                requests[key] = request
         self.authorize(request, principal=principal.uid, tenant=tenant)
 
     def explain(self, request: PolicyRequest) -> Explanation:
