@@ -179,6 +179,7 @@ class AuditLog:
         self._flushing: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
         self._records = EffectRecords()
+        self._enabled: bool | None = None
 
     @property
     def settings(self) -> AuditSettings:
@@ -198,7 +199,10 @@ class AuditLog:
 
     @property
     def enabled(self) -> bool:
-        return self.settings.enabled
+        on = self._enabled
+        if on is None:  # resolved once (asked per effect)
+            on = self._enabled = self.settings.enabled
+        return on
 
     # ---- keys -------------------------------------------------------------------------
 
@@ -438,10 +442,12 @@ class AuditLog:
         only decision and the ``audit`` interceptor wraps the call (see the module
         docstring), else as a record of its own. Else it is appended in the background.
         Subscribe it with ``app.policy.listen(app.audit.on_decision)``."""
-        if call is None and isinstance(getattr(decision, "call", None), EffectCall):
-            call = decision.call
         if not self.enabled:
             return
+        if call is None:
+            call = getattr(decision, "call", None)
+            if not isinstance(call, EffectCall):
+                call = None
         if call is None:
             start = _STARTING.get()
             if start is not None:  # a client decision of a start: folded into its record

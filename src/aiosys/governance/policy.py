@@ -139,15 +139,22 @@ class PolicyEngine:
     def decide(self, request: PolicyRequest) -> tuple[Verdict, bool]:
         """Cedar's verdict on ``request`` under the set in force, and whether it came from
         the cache."""
-        self.source.poll()
-        policies = self.source.current
-        key = (request, policies.version)
+        verdict, cached, _ = self._decide(request)
+        return verdict, cached
+
+    def _decide(self, request: PolicyRequest) -> tuple[Verdict, bool, str]:
+        """``decide``, and the version of the set that decided."""
+        source = self.source
+        source.poll()
+        policies = source.current
+        version = policies.version
+        key = (request, version)
         found = self.cache.get(key)
         if found is not None:
-            return found, True
+            return found, True, version
         verdict = evaluate(policies, request)
         self.cache.put(key, verdict)
-        return verdict, False
+        return verdict, False, version
 
     def authorize(
         self,
@@ -160,7 +167,7 @@ class PolicyEngine:
         call: Any = None,
     ) -> Decision:
         """Decide, tell the listeners, and raise ``PolicyDenied`` on a denial."""
-        verdict, cached = self.decide(request)
+        verdict, cached, version = self._decide(request)
         decision = Decision(
             principal=principal,
             tenant=tenant,
@@ -168,7 +175,7 @@ class PolicyEngine:
             resource=request.resource.uid,
             decision="allow" if verdict.allowed else "deny",
             policies=verdict.policies,
-            policy_version=self.source.current.version,
+            policy_version=version,
             run_id=run_id,
             seq=seq,
             time=self.clock(),
