@@ -248,9 +248,13 @@ class SQLiteStore(CommonStore, OperatorViews):
 
         def body(c: sqlite3.Connection) -> tuple[RunRow, bool]:
             created = c.execute(q["insert_run"], params).rowcount == 1
-            if created:
+            if created:  # (known here: the guard of a `_for_run` statement is not needed)
+                audit = [v for query, v in also if query in _AUDIT_APPENDS]
                 for query, values in also:
-                    c.execute(q[query], dict(values))
+                    if query not in _AUDIT_APPENDS:
+                        c.execute(q[query], dict(values))
+                if audit:
+                    self._append_audit(c, audit)
                 row = c.execute(q["get_run"], {"id": new.id}).fetchone()
             else:
                 row = c.execute(q["get_run_by_key"], params).fetchone()
@@ -531,6 +535,10 @@ class SQLiteStore(CommonStore, OperatorViews):
         # SQLite has no notifications across processes: poll. Work started in this process
         # wakes the worker at once through the worker's own event, not through here.
         await asyncio.sleep(max(0.0, min(timeout, self.poll_interval)))
+
+
+#: Statements that append audit records: chained in Python in a batch (``_append_audit``).
+_AUDIT_APPENDS = frozenset({"audit_append", "audit_append_for_run"})
 
 
 def _unsynced(c: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
