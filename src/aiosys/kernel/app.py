@@ -192,9 +192,10 @@ class RunHandle:
         """Wait for the run to end: its result, or ``RunFailed`` if it did not succeed."""
         app = self.app
         # Admitted once (a check reads the row): the polls below read it in that tenant.
-        tenant, checked = await app._admit_run(
-            "read_run", self.id, self.tenant, known=self._known()
-        )
+        known = self._known()
+        tenant, checked = await app._admit_run("read_run", self.id, self.tenant, known=known)
+        if checked is known:  # its status is the start's: read it again if it is needed
+            checked = None
         async with asyncio.timeout(timeout):
             delay = 0.01
             while True:
