@@ -94,6 +94,7 @@ class App(kernel.App):
         # sees the effect's final outcome, after its retries. (It passes effects through
         # when the audit is off: settings are read when the app opens.)
         self.gate.add("audit", self.audit.interceptor, before=self.gate.names[1])
+        self._start_writes.append(self.audit.start_writes)
 
     async def open(self) -> App:
         first = self._opened == 0
@@ -232,12 +233,21 @@ class App(kernel.App):
             return await super().start(workflow, input, **kw)
         tenant = kw.get("tenant") or kernel.current_principal().tenant  # as start scopes it
         detail: dict[str, Any] = {"workflow": workflow}
-        try:
-            handle = await super().start(workflow, input, **kw)
-        except AiosysError as exc:
-            await self._audit_refusal("start_workflow", tenant, None, exc, detail)
-            raise
-        await self._audit("start_workflow", tenant, handle.id, handle.created, detail)
+        # The start's record, its policy decision folded in, commits with the new run
+        # (AuditLog.start_writes, a kernel start hook); an existing run or a refusal is
+        # appended after.
+        with self.audit.starting() as started:
+            try:
+                handle = await super().start(workflow, input, **kw)
+            except AiosysError as exc:
+                await self._audit_refusal(
+                    "start_workflow", tenant, None, exc, detail, started.decisions
+                )
+                raise
+        if handle.created:
+            self.audit.appended(started.written)
+            return handle
+        await self._audit("start_workflow", tenant, handle.id, False, detail, started.decisions)
         return handle
 
     async def signal(self, run_id: str, name: str, payload: Any = None, **kw: Any) -> None:
@@ -273,11 +283,12 @@ class App(kernel.App):
         run_id: str | None,
         exc: AiosysError,
         detail: dict[str, Any] | None = None,
+        decisions: list[Any] | None = None,
     ) -> None:
         """Record a refused run action; a failure to record it is logged, never raised
         over the refusal the caller must see."""
         try:
-            await self._audit(action, tenant, run_id, exc, detail)
+            await self._audit(action, tenant, run_id, exc, detail, decisions)
         except Exception as failure:
             log.error("audit: the refused %s could not be recorded: %s", action, failure)
 
@@ -288,9 +299,11 @@ class App(kernel.App):
         run_id: str | None,
         outcome: bool | BaseException,
         detail: dict[str, Any] | None = None,
+        decisions: list[Any] | None = None,
     ) -> None:
         """Append a run action's record: ``outcome`` True (done; for a start, a new run),
-        False (a start that returned an existing run) or the error it raised."""
+        False (a start that returned an existing run) or the error it raised; with the
+        policy ``decisions`` made for it (folded in)."""
         if not self.audit.enabled:
             return
         await self._ready()
@@ -302,7 +315,12 @@ class App(kernel.App):
         else:
             text = ("created" if outcome else "existing") if action == "start_workflow" else "ok"
         await self.audit.run_action(
-            action, tenant=tenant or "default", run_id=run_id, outcome=text, detail=detail
+            action,
+            tenant=tenant or "default",
+            run_id=run_id,
+            outcome=text,
+            detail=detail,
+            decisions=decisions,
         )
 
 
