@@ -98,10 +98,14 @@ class App(kernel.App):
         # when the audit is off: settings are read when the app opens.)
         self.gate.add("audit", self.audit.interceptor, before=self.gate.names[1])
         self.slos: list[slo_mod.Slo] = []  # declared in code (app.slo); aiosys.toml's beside
+        self._start_writes.append(self.audit.start_writes)
 
     async def open(self) -> App:
         first = self._opened == 0
         if first:
+            from .observe.logs import install_default
+
+            install_default()  # structured lines, only if the process configured no logging
             _ = self.audit.settings  # read now: a bad setting fails the open, not a call
         if first and self.policy is None:
             await self._install_policies()  # before the store: a broken set opens nothing
@@ -186,6 +190,32 @@ class App(kernel.App):
             attrs = {"run_id": run.id, "workflow": run.workflow, "tenant": run.tenant}
             attrs["status"] = run.status
         await engine.check_client(call.action, call.principal, attrs)
+
+    async def metrics(self, *, tenant: str | None = None) -> str:
+        """The Prometheus metrics of the store, in the text exposition format (0.0.4): runs,
+        effects, queues, workers, model calls, tokens, cost, budgets (this app's) and this
+        process's circuit breakers, computed from the store now, so they count the work of
+        every worker sharing it (``aiosys.observe.metrics`` lists the series).
+
+        Scoped like every read (action ``read_usage``): a non-local principal sees only its
+        tenant's series (``tenant`` None means its own; another is ``PermissionDenied``); the
+        local principal sees every tenant (or only ``tenant``) and the live workers."""
+        from .observe.metrics import BudgetSpec, collect, exposition
+
+        scope = await self.authorize("read_usage", tenant=tenant)
+        await self._ready()
+        budgets: list[BudgetSpec] = []
+        breakers: dict[str, str] = {}
+        if "models" in self.__dict__:  # the plane exists: its budgets and breakers
+            from .models.links.metering import flush_usage
+
+            await flush_usage(self.store)  # this process's usage rows not yet written
+            budgets = [
+                BudgetSpec(b.scope, b.key, b.limit, b.period, b.hard) for b in self.models.budgets
+            ]
+            breakers = {k: v["state"] for k, v in self.models.breakers.snapshot().items()}
+        families = await collect(self.store, tenant=scope, budgets=budgets, breakers=breakers)
+        return exposition(families)
 
     @cached_property
     def models(self) -> ModelPlane:
@@ -272,12 +302,21 @@ class App(kernel.App):
             return await super().start(workflow, input, **kw)
         tenant = kw.get("tenant") or kernel.current_principal().tenant  # as start scopes it
         detail: dict[str, Any] = {"workflow": workflow}
-        try:
-            handle = await super().start(workflow, input, **kw)
-        except AiosysError as exc:
-            await self._audit_refusal("start_workflow", tenant, None, exc, detail)
-            raise
-        await self._audit("start_workflow", tenant, handle.id, handle.created, detail)
+        # The start's record, its policy decision folded in, commits with the new run
+        # (AuditLog.start_writes, a kernel start hook); an existing run or a refusal is
+        # appended after.
+        with self.audit.starting() as started:
+            try:
+                handle = await super().start(workflow, input, **kw)
+            except AiosysError as exc:
+                await self._audit_refusal(
+                    "start_workflow", tenant, None, exc, detail, started.decisions
+                )
+                raise
+        if handle.created:
+            self.audit.appended(started.written)
+            return handle
+        await self._audit("start_workflow", tenant, handle.id, False, detail, started.decisions)
         return handle
 
     async def signal(self, run_id: str, name: str, payload: Any = None, **kw: Any) -> None:
@@ -313,11 +352,12 @@ class App(kernel.App):
         run_id: str | None,
         exc: AiosysError,
         detail: dict[str, Any] | None = None,
+        decisions: list[Any] | None = None,
     ) -> None:
         """Record a refused run action; a failure to record it is logged, never raised
         over the refusal the caller must see."""
         try:
-            await self._audit(action, tenant, run_id, exc, detail)
+            await self._audit(action, tenant, run_id, exc, detail, decisions)
         except Exception as failure:
             log.error("audit: the refused %s could not be recorded: %s", action, failure)
 
@@ -328,9 +368,11 @@ class App(kernel.App):
         run_id: str | None,
         outcome: bool | BaseException,
         detail: dict[str, Any] | None = None,
+        decisions: list[Any] | None = None,
     ) -> None:
         """Append a run action's record: ``outcome`` True (done; for a start, a new run),
-        False (a start that returned an existing run) or the error it raised."""
+        False (a start that returned an existing run) or the error it raised; with the
+        policy ``decisions`` made for it (folded in)."""
         if not self.audit.enabled:
             return
         await self._ready()
@@ -342,7 +384,12 @@ class App(kernel.App):
         else:
             text = ("created" if outcome else "existing") if action == "start_workflow" else "ok"
         await self.audit.run_action(
-            action, tenant=tenant or "default", run_id=run_id, outcome=text, detail=detail
+            action,
+            tenant=tenant or "default",
+            run_id=run_id,
+            outcome=text,
+            detail=detail,
+            decisions=decisions,
         )
 
 

@@ -116,6 +116,9 @@ AUDIT_EXEMPT = {
     "append": "appends a record (the app's own writes), reads nothing",
     "run_action": "appends a record of the caller's own action",
     "on_decision": "a policy listener: appends, reads nothing",
+    "starting": "collects the caller's own start's decisions, reads nothing",
+    "start_writes": "the kernel's start hook: the caller's own start's record",
+    "appended": "counts records toward the next checkpoint, reads nothing",
     "interceptor": "the gate's audit interceptor",
     "effect_record": "builds a record of the caller's effect",
     "close": "lifecycle",
@@ -212,6 +215,7 @@ async def test_tenant_walk_every_public_function_as_a_against_b(store_url: str) 
             "authorize": lambda: app.authorize("read_usage", tenant="B"),
             "stats": lambda: app.stats(tenant="B"),
             "check_slos": lambda: app.check_slos(tenant="B"),
+            "metrics": lambda: app.metrics(tenant="B"),
         }
         handle_walk = {
             "row": lambda h: h.row(),
@@ -250,6 +254,7 @@ async def test_tenant_walk_every_public_function_as_a_against_b(store_url: str) 
             (slo_of_a,) = await app.check_slos(toml=None)  # B's dead run is not A's
             assert (slo_of_a.status, slo_of_a.samples) == ("no data", 0)
             app.slos.clear()
+            assert 'tenant="B"' not in await app.metrics()  # no series of B's
             # The audit log: B's records neither exported nor verified nor signed by A.
             assert public(app.audit) == set(AUDIT_WALK) | set(AUDIT_EXEMPT)
             with pytest.raises(PermissionDenied):
@@ -279,6 +284,9 @@ async def test_tenant_walk_every_public_function_as_a_against_b(store_url: str) 
             ]
             assert [m.model for m in theirs.models] == ["m"]
             assert await app.models.spent() == 1.5
+            seen = await app.metrics()
+            assert 'aiosys_runs_created_total{tenant="B",workflow="waits"} 1.0' in seen
+            assert 'aiosys_model_cost_total{model="m",tenant="B"} 1.5' in seen
             await app.cancel(waiting.id)
 
 
@@ -502,3 +510,30 @@ async def test_without_identity_the_app_says_so_once_and_the_local_principal_doe
     await again.close()
     said = [r for r in caplog.records if "without identity" in r.getMessage()]
     assert len(said) == 1
+
+
+async def test_a_handle_reads_its_runs_end_though_its_start_row_is_stale(store_url: str) -> None:
+    """A handle's ``result`` is checked against the row its start returned (not read again
+    for the check), but the run's status is read fresh: a run that another worker ended
+    before ``result`` is asked returns its result at once, as the principal that started
+    it; another tenant's principal is refused (the handle names the run's tenant)."""
+    starter = make_app(store_url)
+    alice = Principal(id="alice", tenant="acme", roles={"operator"})
+    await starter.open()  # no worker here: another process's worker executes the run
+    try:
+        async with starter.as_principal(alice):
+            handle = await starter.start("waits")
+        assert handle._started is not None and handle._started[1].status == "pending"
+        async with make_app(store_url):  # a worker
+            other = await wait_for(starter, handle.id, "waiting")
+            assert other.status == "waiting"
+            await starter.signal(handle.id, "go", 7)  # the local operator
+            await wait_for(starter, handle.id, "succeeded")
+        async with starter.as_principal(alice):
+            assert await handle.result(timeout=20) == 7
+        bob = Principal(id="bob", tenant="globex", roles={"operator"})
+        async with starter.as_principal(bob):
+            with pytest.raises(PermissionDenied, match="acts in tenant 'globex' only"):
+                await handle.result(timeout=20)
+    finally:
+        await starter.close()

@@ -107,6 +107,7 @@ def test_the_cli_tenant_walk_every_command_as_a_against_b(store_url: str) -> Non
         "keys list": [["keys", "list", "--tenant", "B", *s]],
         "stats": [["stats", "--tenant", "B", *s]],
         "slo check": [["slo", "check", "--tenant", "B", *s]],
+        "metrics": [["metrics", "--tenant", "B", *s]],
         "keys revoke": [["keys", "revoke", bob["id"], *s]],
     }
     assert commands(typer.main.get_command(cli)) == set(walk) | set(EXEMPT)
@@ -123,6 +124,7 @@ def test_the_cli_tenant_walk_every_command_as_a_against_b(store_url: str) -> Non
     assert json.loads(ok(aiosys(*as_a, "models", "shadows", "--json", *s)).stdout) == []
     mine = json.loads(ok(aiosys(*as_a, "stats", "--json", *s)).stdout)
     assert (mine["tenant"], mine["workflows"], mine["models"]) == ("A", [], [])
+    assert 'tenant="B"' not in ok(aiosys(*as_a, "metrics", *s)).stdout
     extract = ok(aiosys(*as_a, "audit", "export", *s)).stdout  # A's own records only
     assert run_id not in extract and '"tenant":"B"' not in extract.replace(" ", "")
     listed = json.loads(ok(aiosys(*as_a, "keys", "list", "--json", *s)).stdout)

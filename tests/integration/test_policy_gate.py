@@ -442,12 +442,17 @@ async def test_an_effect_asked_about_several_models_keeps_a_record_per_decision(
     bodies = [json.loads(r["body"]) for r in rows if json.loads(r["body"])["run_id"]]
     model = [b for b in bodies if b["action"] == "model"]
     assert [(b["outcome"], b["decision"]) for b in model] == [("ok", None)]
-    asked = [(b["action"], b["resource"], b["decision"]) for b in bodies if b["decision"]]
+    # The start's record carries its start_workflow decision (folded in, one record).
+    (start,) = [b for b in bodies if b["action"] == "start_workflow"]
+    assert (start["outcome"], start["decision"]) == ("created", "allow")
+    assert start["detail"]["policy_action"] == "start_workflow"
+    effects = [b for b in bodies if b["action"] != "start_workflow"]
+    asked = [(b["action"], b["resource"], b["decision"]) for b in effects if b["decision"]]
     assert asked == [
         ("call_model", 'Model::"onprem"', "allow"),
         ("call_model", 'Model::"cloud"', "allow"),
     ]
-    assert {b["effect_seq"] for b in bodies if b["decision"]} == {model[0]["effect_seq"]}
+    assert {b["effect_seq"] for b in effects if b["decision"]} == {model[0]["effect_seq"]}
 
 
 async def test_a_step_asked_twice_commits_both_decisions_with_its_record(
@@ -501,3 +506,115 @@ async def test_a_step_asked_twice_commits_both_decisions_with_its_record(
         ("read_data", 'Dataset::"from"', seq),
         ("export", 'Dataset::"to"', seq),
     ]
+
+
+async def test_a_start_is_one_record_with_its_decision_committed_with_the_run(
+    store_url, openai_server, tmp_path
+):
+    """A start's record carries its ``start_workflow`` decision (one record, no decision
+    record beside it) and commits in the transaction that inserts the run; a start that
+    returns an existing run (an idempotency key) is a record of its own (``existing``),
+    and a denied start is one refusal record with the denial folded in."""
+    import json
+
+    policies = tmp_path / "policies"
+    shutil.copytree(SHIPPED, policies)
+    (policies / "runs.cedar").write_text(
+        '@id("no-secret-starts")\n'
+        'forbid(principal, action == Action::"start_workflow", resource)\n'
+        'when { resource == Workflow::"secret" };\n'
+    )
+    app = make_app(store_url, openai_server, policies)
+
+    @app.workflow
+    async def noop(ctx: Context) -> int:
+        return 1
+
+    @app.workflow
+    async def secret(ctx: Context) -> int:
+        return 2
+
+    alice = Principal(id="alice", tenant="acme", roles={"operator"})
+    await app.open()
+    try:
+        async with app.as_principal(alice):
+            run = await app.start("noop", idempotency_key="k1")
+            again = await app.start("noop", idempotency_key="k1")
+            with pytest.raises(PolicyDenied):
+                await app.start("secret")
+        rows = await app.store.fetch("audit_page", {"after": 0, "upto": 10**9, "limit": 10**6})
+        assert (await app.audit.verify()).ok
+    finally:
+        await app.close()
+    assert (again.id, again.created) == (run.id, False)
+    bodies = [json.loads(r["body"]) for r in rows]
+    starts = [
+        (b["action"], b["run_id"], b["outcome"], b["decision"], b["policies"], b["principal"])
+        for b in bodies
+    ]
+    assert starts == [
+        ("start_workflow", run.id, "created", "allow", ["same-tenant-runs"], "user:acme/alice"),
+        ("start_workflow", run.id, "existing", "allow", ["same-tenant-runs"], "user:acme/alice"),
+        (
+            "start_workflow",
+            None,
+            "error:PolicyDenied",
+            "deny",
+            ["no-secret-starts"],
+            "user:acme/alice",
+        ),
+    ]
+    assert all(b["detail"]["policy_action"] == "start_workflow" for b in bodies)
+    assert [r["tenant"] for r in rows] == ["acme"] * 3
+
+
+async def test_a_start_record_is_written_only_with_the_run_it_creates(store_url, tmp_path):
+    """``audit_append_for_run`` in ``create_run``'s transaction: written when the run is
+    created, not when an idempotency key returns an existing one."""
+    from aiosys.governance.audit_record import AuditRecord
+    from aiosys.store import open_store
+    from aiosys.store.base import NewRun
+
+    app = App(store=store_url, policies_dir="")
+    await app.open()  # migrated
+    await app.close()
+    store = open_store(store_url)
+    await store.open()
+    try:
+
+        def new(run_id: str) -> NewRun:
+            return NewRun(
+                id=run_id,
+                workflow="w",
+                version="1",
+                tenant="acme",
+                queue="default",
+                priority=0,
+                input="{}",
+                idempotency_key="same",
+                parent_id=None,
+                deadline_at=None,
+                created_at=1.0,
+            )
+
+        def write(run_id: str) -> tuple[str, dict]:
+            rec = AuditRecord(
+                principal="user:acme/a",
+                tenant="acme",
+                action="start_workflow",
+                resource=f"run:{run_id}",
+                outcome="created",
+                run_id=run_id,
+                at=1,
+            )
+            return ("audit_append_for_run", {**rec.params(), "run_id": run_id})
+
+        _, created = await store.create_run(new("r1"), also=[write("r1")])
+        _, again = await store.create_run(new("r2"), also=[write("r2")])
+        rows = await store.fetch("audit_page", {"after": 0, "upto": 10**9, "limit": 100})
+    finally:
+        await store.close()
+    assert (created, again) == (True, False)
+    import json
+
+    assert [json.loads(r["body"])["run_id"] for r in rows] == ["r1"]

@@ -41,6 +41,7 @@ from .common import (
     set_credential,
 )
 from .keys import keys
+from .metrics import metrics as _metrics
 from .models import models
 from .policy import policy
 from .prune import prune as _prune  # noqa: F401  (registers `aiosys runs prune`)
@@ -64,6 +65,7 @@ cli.add_typer(policy, name="policy")
 cli.add_typer(audit, name="audit")
 cli.add_typer(slo, name="slo")
 cli.command("stats")(stats)
+cli.command("metrics")(_metrics)
 
 WorkflowArg = Annotated[str, typer.Argument(help="The workflow's name.")]
 InputOption = Annotated[
@@ -134,9 +136,11 @@ def run(
     Only this run and the child runs it starts are executed here, unless --serve-others
     is given: other pending runs stay in the store for a worker. On a terminal, a spinner
     on stderr names what the run is doing or waiting for."""
+    from ..observe.logs import configure_cli
     from .status import show_status
 
     data = parse_json(input, "--input")
+    configure_cli(logging.WARNING)  # the spinner says what the run does; problems are logged
 
     async def body() -> tuple[RunRow, bool]:
         the_app = load_app(app, store)
@@ -295,7 +299,9 @@ def worker(
             f"(its queues: {', '.join(the_app.queues)}); declare it with app.queue(...) or "
             "@app.workflow(queue=...)"
         )
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    from ..observe.logs import configure_cli
+
+    configure_cli(logging.INFO)  # JSON lines on stderr, unless it is a terminal
 
     async def main() -> None:
         await the_app.open()
@@ -317,7 +323,7 @@ def worker(
             loop.add_signal_handler(sig, on_signal, sig)
         await w.start()
         where = mask_url(the_app.store.url)
-        err.print(f"worker {w.id} on {where}, queues: {', '.join(w.queues)}")
+        log.info("worker %s on %s, queues: %s", w.id, where, ", ".join(w.queues))
         try:
             await stop.wait()
         finally:

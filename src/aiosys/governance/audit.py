@@ -10,15 +10,20 @@ On by default, the embedded default too (``AuditSettings``). What is recorded:
   other way round. A replay returns recorded outcomes and records nothing again. A direct
   effect (outside a run) is appended before the call returns.
 - the run actions of the App: ``start_workflow``, ``signal_run``, ``cancel_run``,
-  ``resume_run`` (``App`` in ``aiosys.app`` calls ``run_action``), appended after the action
-  and before the call returns, batched with concurrent callers' (one transaction).
+  ``resume_run`` (``App`` in ``aiosys.app``). A start that creates a run has its record
+  committed in the transaction that inserts the run (``start_writes``, a kernel start hook),
+  its ``start_workflow`` decision folded in: one record, no run without it. The others (a
+  start that returned an existing run, a refused one, a signal, cancel or resume) are
+  appended after the action and before the call returns (``run_action``), batched with
+  concurrent callers' (one transaction), with their decision folded in likewise.
 - every policy decision handed to ``on_decision`` (``aiosys.governance`` policy). The
   decision of an audited run effect, allow or deny, is folded into that effect's own record
   (``decision``, ``policies``, ``policy_version``, and in ``detail`` the decision's
   ``policy_action``, ``policy_resource`` and ``cached``): one record per effect, committed
   with it (a denial: ``outcome`` ``error:PolicyDenied``). An effect asked more than once (a
   model call that may reach several models) has a record per decision beside its own; a
-  client action's decision and a direct effect's are records of their own.
+  start's decision is folded into the start's record; another client action's decision and
+  a direct effect's are records of their own.
 
 Appends form one chain (``audit_record``), checkpoints are signed (``audit_checkpoint``),
 ``verify`` and ``export`` read it back (``audit_verify``, ``audit_export``).
@@ -31,8 +36,10 @@ import datetime as dt
 import logging
 import os
 import tomllib
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import IO, Any
@@ -43,7 +50,9 @@ from ..errors import ConfigError, PermissionDenied
 from ..kernel.gate import EffectCall, Next
 from ..kernel.principal import current_principal, principal_of_run
 from ..store import Store
+from ..store.base import NewRun
 from .audit_checkpoint import Checkpoint, Checkpointer
+from .audit_effects import KEPT, EffectRecords
 from .audit_export import export as _export
 from .audit_keys import DEFAULT_KEY, default_signing_key, load_signing_key, load_verify_key
 from .audit_record import AuditRecord, Scalar, micros
@@ -58,6 +67,18 @@ _DECISIONS = "audit_decisions"
 DEFAULT_RECORDS = 1000
 DEFAULT_SECONDS = 60.0
 _TRUE, _FALSE = {"1", "true", "on", "yes"}, {"0", "false", "off", "no"}
+
+
+@dataclass(slots=True)
+class Starting:
+    """A start being made in this task (``AuditLog.starting``): the policy decisions made
+    for it, folded into its record."""
+
+    decisions: list[Any] = field(default_factory=list)
+    written: int = 0  # records start_writes handed to the run's creating transaction
+
+
+_STARTING: ContextVar[Starting | None] = ContextVar("aiosys_audit_starting", default=None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +178,8 @@ class AuditLog:
         self._pending: list[tuple[dict[str, Any], asyncio.Future[None]]] = []
         self._flushing: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
+        self._records = EffectRecords()
+        self._enabled: bool | None = None
 
     @property
     def settings(self) -> AuditSettings:
@@ -176,7 +199,10 @@ class AuditLog:
 
     @property
     def enabled(self) -> bool:
-        return self.settings.enabled
+        on = self._enabled
+        if on is None:  # resolved once (asked per effect)
+            on = self._enabled = self.settings.enabled
+        return on
 
     # ---- keys -------------------------------------------------------------------------
 
@@ -220,50 +246,85 @@ class AuditLog:
         try:
             out = await next(call)
         except Exception as exc:
-            await self._effect_done(call, f"error:{type(exc).__name__}")
+            if call.direct:
+                await self._direct_done(call, f"error:{type(exc).__name__}")
+            else:
+                self._effect_done(call, f"error:{type(exc).__name__}")
             raise
-        await self._effect_done(call, "ok")
+        if call.direct:
+            await self._direct_done(call, "ok")
+        else:
+            self._effect_done(call, "ok")
         return out
 
-    async def _effect_done(self, call: EffectCall, outcome: str) -> None:
+    async def _direct_done(self, call: EffectCall, outcome: str) -> None:
         decisions: list[Any] = call.meta.pop(_DECISIONS, None) or []
-        # One decision: the effect's own record carries it. Several (a model call that may
-        # reach more than one model): each is a record of its own, beside the effect's.
-        record = self.effect_record(call, outcome, decisions[0] if len(decisions) == 1 else None)
-        if call.direct:
-            await self.append(record)
-            return
+        await self.append(
+            self.effect_record(call, outcome, decisions[0] if len(decisions) == 1 else None)
+        )
+
+    def _effect_done(self, call: EffectCall, outcome: str) -> None:
+        """A run's effect ended: its record (and any decisions beside it) go with the
+        effect's record (``also_write``)."""
+        decisions: list[Any] = call.meta.pop(_DECISIONS, None) or []
+        at = micros(self._store().clock())
         if len(decisions) > 1:
-            at = micros(self._store().clock())
             for decision in decisions:
                 params = decision_record(decision, at).params()
                 call.also_write("audit_append", params, self._committed)
-        call.also_write("audit_append", record.params(), self._committed)
+        # One decision: the effect's own record carries it. Several (a model call that may
+        # reach more than one model): each is a record of its own, beside the effect's.
+        one = decisions[0] if len(decisions) == 1 else None
+        call.also_write(
+            "audit_append", self._effect_params(call, outcome, one, at), self._committed
+        )
+
+    def _effect_params(
+        self, call: EffectCall, outcome: str, decision: Any, at: int
+    ) -> dict[str, Any]:
+        """``effect_record(...).params()``, rendered from a template (``audit_effects``)."""
+        run = call.execution.run
+        meta = call.meta
+        kept = meta.get("record")
+        kept = {k: kept[k] for k in KEPT if k in kept} if isinstance(kept, dict) else {}
+        attempt = meta.get("attempt")
+        try:
+            return self._records.params(
+                principal=principal_of_run(run).uid,
+                tenant=run.tenant,
+                kind=call.kind,
+                name=call.name,
+                workflow=run.workflow,
+                kept=kept,
+                attempt=None if attempt is None else int(attempt),
+                decision=decision,
+                outcome=outcome,
+                run_id=run.id,
+                seq=call.seq,
+                at=at,
+            )
+        except TypeError:  # a kept value that is not hashable: the plain way
+            return self.effect_record(call, outcome, decision, at).params()
 
     def _committed(self, committed: bool) -> None:
         if committed:
             self.checkpointer.note_appended()
             self.checkpointer.start()
 
-    def effect_record(self, call: EffectCall, outcome: str, decision: Any = None) -> AuditRecord:
-        """The record of an effect that ended with ``outcome``; with ``decision`` (the
-        policy decision that let it proceed, a ``Decision``) folded in."""
+    def effect_record(
+        self, call: EffectCall, outcome: str, decision: Any = None, at: int | None = None
+    ) -> AuditRecord:
+        """The record of an effect that ended with ``outcome`` at ``at`` (microseconds; None:
+        now); with ``decision`` (the policy decision that let it proceed, a ``Decision``)
+        folded in."""
         ex = call.run_execution
         detail: dict[str, Scalar] = {"workflow": call.workflow}
         kept = call.meta.get("record")
         if isinstance(kept, dict):
-            detail.update({k: kept[k] for k in ("task", "model", "version") if k in kept})
+            detail.update({k: kept[k] for k in KEPT if k in kept})
         if "attempt" in call.meta:
             detail["attempt"] = int(call.meta["attempt"])
-        verdict, version = None, None
-        policies: tuple[str, ...] = ()
-        if decision is not None:
-            verdict = str(decision.decision)
-            policies = tuple(str(p) for p in decision.policies)
-            version = str(decision.policy_version)
-            detail["policy_action"] = str(decision.action)
-            detail["policy_resource"] = str(decision.resource)
-            detail["cached"] = bool(getattr(decision, "cached", False))
+        verdict, policies, version = _fold(detail, decision)
         return AuditRecord(
             principal=_run_principal(call),
             tenant=call.tenant,
@@ -275,9 +336,53 @@ class AuditLog:
             policy_version=version,
             run_id=None if ex is None else ex.run.id,
             effect_seq=None if ex is None else call.seq,
-            at=micros(self._store().clock()),
+            at=micros(self._store().clock()) if at is None else at,
             detail=detail,
         )
+
+    @contextmanager
+    def starting(self) -> Iterator[Starting]:
+        """Around an App's start: the client policy decisions made for it in this task are
+        collected (not appended on their own) and folded into the start's record, which
+        ``start_writes`` commits with the run (or the caller appends with ``run_action``: an
+        existing run, a refusal)."""
+        start = Starting()
+        token = _STARTING.set(start)
+        try:
+            yield start
+        finally:
+            _STARTING.reset(token)
+
+    def start_writes(self, new: NewRun) -> list[tuple[str, dict[str, Any]]]:
+        """The kernel's start hook: the ``start_workflow`` record of a start made inside
+        ``starting``, as a statement the store commits in the transaction that inserts the
+        run, written only if it is created (``audit_append_for_run``). Outside ``starting``
+        (a child's start: its parent's effect records it), nothing."""
+        start = _STARTING.get()
+        if start is None or not self.enabled:
+            return []
+        at = micros(self._store().clock())
+        records = self._action_records(
+            "start_workflow",
+            new.tenant,
+            new.id,
+            "created",
+            {"workflow": new.workflow},
+            start.decisions,
+            at,
+        )
+        out = []
+        for record in records:
+            params = record.params()
+            params["run_id"] = new.id
+            out.append(("audit_append_for_run", params))
+        start.written = len(out)
+        return out
+
+    def appended(self, n: int = 1) -> None:
+        """``n`` records committed by a transaction of someone else's (``start_writes``'s)."""
+        for _ in range(n):
+            self._committed(True)
 
     async def run_action(
         self,
@@ -287,19 +392,46 @@ class AuditLog:
         run_id: str | None,
         outcome: str,
         detail: dict[str, Scalar] | None = None,
+        decisions: list[Any] | None = None,
     ) -> None:
-        """Append a run action of the App (``start_workflow``, ``signal_run``, ...)."""
+        """Append a run action of the App (``start_workflow``, ``signal_run``, ...), with
+        the policy ``decisions`` made for it (one is folded into its record; several are
+        records of their own beside it)."""
+        at = micros(self._store().clock())
+        records = self._action_records(
+            action, tenant, run_id, outcome, detail or {}, decisions or [], at
+        )
+        await asyncio.gather(*(self.append(r) for r in records))
+
+    def _action_records(
+        self,
+        action: str,
+        tenant: str,
+        run_id: str | None,
+        outcome: str,
+        detail: dict[str, Scalar],
+        decisions: list[Any],
+        at: int,
+    ) -> list[AuditRecord]:
+        one = decisions[0] if len(decisions) == 1 else None
+        detail = dict(detail)
+        verdict, policies, version = _fold(detail, one)
         record = AuditRecord(
             principal=current_principal().uid,
             tenant=tenant,
             action=action,
             resource=f"run:{run_id}" if run_id else "run",
             outcome=outcome,
+            decision=verdict,
+            policies=policies,
+            policy_version=version,
             run_id=run_id,
-            at=micros(self._store().clock()),
-            detail=detail or {},
+            at=at,
+            detail=detail,
         )
-        await self.append(record)
+        if one is not None or not decisions:
+            return [record]
+        return [decision_record(d, at) for d in decisions] + [record]
 
     def on_decision(self, decision: Any, call: EffectCall | None = None) -> None:
         """A policy decision (``principal``/``principal_uid``, ``tenant``, ``action``,
@@ -310,10 +442,17 @@ class AuditLog:
         only decision and the ``audit`` interceptor wraps the call (see the module
         docstring), else as a record of its own. Else it is appended in the background.
         Subscribe it with ``app.policy.listen(app.audit.on_decision)``."""
-        if call is None and isinstance(getattr(decision, "call", None), EffectCall):
-            call = decision.call
         if not self.enabled:
             return
+        if call is None:
+            call = getattr(decision, "call", None)
+            if not isinstance(call, EffectCall):
+                call = None
+        if call is None:
+            start = _STARTING.get()
+            if start is not None:  # a client decision of a start: folded into its record
+                start.decisions.append(decision)
+                return
         if call is not None and not call.direct and _DECISIONS in call.meta:
             # Made inside the interceptor, which writes it when the effect ends, however it
             # ends: folded into the effect's record, or beside it.
@@ -414,6 +553,24 @@ class AuditLog:
             until=None if until is None else micros(until.timestamp()),
             tenant=tenant,
         )
+
+
+def _fold(
+    detail: dict[str, Scalar], decision: Any
+) -> tuple[str | None, tuple[str, ...], str | None]:
+    """A record's ``decision``, ``policies`` and ``policy_version`` from the policy
+    ``decision`` folded into it (None: none), adding its action, resource and whether it
+    was cached to ``detail``."""
+    if decision is None:
+        return None, (), None
+    detail["policy_action"] = str(decision.action)
+    detail["policy_resource"] = str(decision.resource)
+    detail["cached"] = bool(getattr(decision, "cached", False))
+    return (
+        str(decision.decision),
+        tuple(str(p) for p in decision.policies),
+        str(decision.policy_version),
+    )
 
 
 def _run_principal(call: EffectCall) -> str:

@@ -39,9 +39,10 @@ CLIENT_ACTIONS = {
 }
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one is made per decision, and a frozen one costs 5x
 class Decision:
-    """One policy decision, as listeners (the audit log) receive it.
+    """One policy decision, as listeners (the audit log) receive it (listeners must not
+    change it).
 
     ``principal`` is the principal's uid (``user:acme/alice``), ``resource`` the Cedar uid
     (``Model::"gpt-4o"``), ``decision`` ``allow`` or ``deny``, ``policies`` the ids of the
@@ -97,6 +98,9 @@ class PolicyEngine:
         self.clock = clock
         self._listeners: list[Listener] = []
         self._version = ""
+        # id(principal) -> (principal, its entity, its client requests by shape): a client
+        # repeating a call reuses its request (found in the decision cache by identity).
+        self._clients: dict[int, tuple[Principal, Any, dict[Any, PolicyRequest]]] = {}
         source.on_change.append(self._changed)
 
     @classmethod
@@ -135,15 +139,22 @@ class PolicyEngine:
     def decide(self, request: PolicyRequest) -> tuple[Verdict, bool]:
         """Cedar's verdict on ``request`` under the set in force, and whether it came from
         the cache."""
-        self.source.poll()
-        policies = self.source.current
-        key = (request, policies.version)
+        verdict, cached, _ = self._decide(request)
+        return verdict, cached
+
+    def _decide(self, request: PolicyRequest) -> tuple[Verdict, bool, str]:
+        """``decide``, and the version of the set that decided."""
+        source = self.source
+        source.poll()
+        policies = source.current
+        version = policies.version
+        key = (request, version)
         found = self.cache.get(key)
         if found is not None:
-            return found, True
+            return found, True, version
         verdict = evaluate(policies, request)
         self.cache.put(key, verdict)
-        return verdict, False
+        return verdict, False, version
 
     def authorize(
         self,
@@ -156,7 +167,7 @@ class PolicyEngine:
         call: Any = None,
     ) -> Decision:
         """Decide, tell the listeners, and raise ``PolicyDenied`` on a denial."""
-        verdict, cached = self.decide(request)
+        verdict, cached, version = self._decide(request)
         decision = Decision(
             principal=principal,
             tenant=tenant,
@@ -164,7 +175,7 @@ class PolicyEngine:
             resource=request.resource.uid,
             decision="allow" if verdict.allowed else "deny",
             policies=verdict.policies,
-            policy_version=self.source.current.version,
+            policy_version=version,
             run_id=run_id,
             seq=seq,
             time=self.clock(),
@@ -197,12 +208,24 @@ class PolicyEngine:
         else:
             rid = str(values.pop("run_id", ""))
         values = {k: v for k, v in values.items() if k in _CLIENT_ATTRS[type_]}
-        request = PolicyRequest(
-            principal_entity(principal),
-            action,
-            resource_entity(type_, rid, values),
-            attrs({"tenant": tenant}),
-        )
+        client = self._clients.get(id(principal))
+        if client is None or client[0] is not principal:
+            if len(self._clients) >= 1024:
+                self._clients.clear()
+            client = (principal, principal_entity(principal), {})  # kept: id() stays its own
+            self._clients[id(principal)] = client
+        _, entity, requests = client
+        try:
+            key: Any = (action, type_, rid, tuple(sorted(values.items())))
+            request = requests.get(key)
+        except TypeError:  # an attribute value that does not hash: not kept
+            key, request = None, None
+        if request is None:
+            request = PolicyRequest(
+                entity, action, resource_entity(type_, rid, values), attrs({"tenant": tenant})
+            )
+            if key is not None and len(requests) < 1024:
+                requests[key] = request
         self.authorize(request, principal=principal.uid, tenant=tenant)
 
     def explain(self, request: PolicyRequest) -> Explanation:

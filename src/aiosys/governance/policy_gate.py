@@ -43,7 +43,7 @@ from .policy_entities import (
 #: Resolves the model cards a ``model`` effect may reach (see the module docstring).
 ModelResolver = Callable[[EffectCall], list[Any]]
 
-_principals: dict[str | None, tuple[Principal, Entity]] = {}
+_principals: dict[str | None, tuple[Principal, Entity, str]] = {}
 
 
 def effect_principal(call: EffectCall) -> Principal:
@@ -55,11 +55,12 @@ def effect_principal(call: EffectCall) -> Principal:
     return _principal_and_entity(getattr(call.run_execution.run, "principal", None))[0]
 
 
-def _principal_and_entity(text: str | None) -> tuple[Principal, Entity]:
+def _principal_and_entity(text: str | None) -> tuple[Principal, Entity, str]:
+    """The principal of a run's ``principal`` JSON, its entity and its uid (cached)."""
     found = _principals.get(text)
     if found is None:
         principal = LOCAL if not text else principal_from_json(text)
-        found = (principal, principal_entity(principal))
+        found = (principal, principal_entity(principal), principal.uid)
         if len(_principals) > 10_000:
             _principals.clear()
         _principals[text] = found
@@ -91,6 +92,10 @@ class Authorize:
         self._steps: dict[str, tuple[str, Entity]] = {}
         self._cards: dict[int, tuple[Any, Entity]] = {}
         self._bound: dict[int, tuple[Principal, Entity]] = {}
+        # (principal entity, action, resource, classification, task, tenant, workflow) ->
+        # the request: a repeated effect reuses its request (built once, hashed once, found
+        # in the decision cache by identity).
+        self._requests: dict[tuple[Any, ...], PolicyRequest] = {}
         self._describe: dict[str, Callable[[EffectCall], list[tuple[str, Entity]]]] = {
             "model": self._model,
             "connector": self._connector,
@@ -131,35 +136,58 @@ class Authorize:
                     self._bound.clear()
                 known = (principal, principal_entity(principal))  # kept: id() stays its own
                 self._bound[id(principal)] = known
-            entity = known[1]
+            entity, uid = known[1], principal.uid
             run_id, seq = None, None
+            tenant, workflow = call.tenant, call.workflow
         else:
-            principal, entity = _principal_and_entity(getattr(ex.run, "principal", None))
-            run_id, seq = ex.run.id, call.seq
-        tenant = call.tenant
+            run = ex.run
+            _, entity, uid = _principal_and_entity(getattr(run, "principal", None))
+            run_id, seq = run.id, call.seq
+            tenant, workflow = run.tenant, run.workflow
         params = call.params
-        # The context's pairs in name order (``attrs`` would sort them; this is the hot path).
-        label = classification(params.get("classification"), self.default_classification)
-        pairs: list[tuple[str, Any]] = [("classification", label)]
-        task = params.get("task")
-        if isinstance(task, str):
+        label, task = params.get("classification"), params.get("task")
+        if label is not None and not isinstance(label, str):
+            label = str(label)  # refused below as an unknown label, by its text
+        if not isinstance(task, str):
+            task = None
+        engine, requests = self.engine, self._requests
+        for action, resource in asks:
+            key = (entity, action, resource, label, task, tenant, workflow)
+            request = requests.get(key)
+            if request is None:
+                request = self._request(entity, action, resource, label, task, tenant, workflow)
+                if len(requests) >= 10_000:
+                    requests.clear()
+                requests[key] = request
+            engine.authorize(
+                request, principal=uid, tenant=tenant, run_id=run_id, seq=seq, call=call
+            )
+
+    def _request(
+        self,
+        entity: Entity,
+        action: str,
+        resource: Entity,
+        label: Any,
+        task: str | None,
+        tenant: str,
+        workflow: str | None,
+    ) -> PolicyRequest:
+        """The request of an effect: its context's pairs in name order (``attrs`` would sort
+        them). An unknown classification label is refused (``PolicyDenied``)."""
+        # A client action asked at the gate (a child's start_workflow) has the context the
+        # App's client checks give it (tenant only), as the schema declares per action.
+        if action in CLIENT_ACTIONS:
+            return PolicyRequest(entity, action, resource, (("tenant", tenant),))
+        pairs: list[tuple[str, Any]] = [
+            ("classification", classification(label, self.default_classification))
+        ]
+        if task is not None:
             pairs.append(("task", Ref("Task", task)))
         pairs.append(("tenant", tenant))
-        if call.workflow is not None:
-            pairs.append(("workflow", Ref("Workflow", call.workflow)))
-        frozen = tuple(pairs)
-        for action, resource in asks:
-            # A client action asked at the gate (a child's start_workflow) has the context the
-            # App's client checks give it (tenant only), as the schema declares per action.
-            context = (("tenant", tenant),) if action in CLIENT_ACTIONS else frozen
-            self.engine.authorize(
-                PolicyRequest(entity, action, resource, context),
-                principal=principal.uid,
-                tenant=tenant,
-                run_id=run_id,
-                seq=seq,
-                call=call,
-            )
+        if workflow is not None:
+            pairs.append(("workflow", Ref("Workflow", workflow)))
+        return PolicyRequest(entity, action, resource, tuple(pairs))
 
     # ---- what each kind of effect asks ---------------------------------------------------
 

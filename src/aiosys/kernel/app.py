@@ -8,7 +8,7 @@ import inspect
 import json
 import typing
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, NamedTuple, ParamSpec, Protocol, TypeVar, overload
@@ -168,6 +168,14 @@ class RunHandle:
         self.id = run_id
         self.created = created
         self.tenant = tenant
+        # The row ``start`` wrote or found, and who started it: the checks of that
+        # principal's reads see this row instead of reading the run again (a run's workflow,
+        # tenant and principal never change; its status in this row may be stale).
+        self._started: tuple[Principal, RunRow] | None = None
+
+    def _known(self) -> RunRow | None:
+        started = self._started
+        return started[1] if started is not None and started[0] is current_principal() else None
 
     def __repr__(self) -> str:
         return f"RunHandle({self.id!r})"
@@ -184,7 +192,10 @@ class RunHandle:
         """Wait for the run to end: its result, or ``RunFailed`` if it did not succeed."""
         app = self.app
         # Admitted once (a check reads the row): the polls below read it in that tenant.
-        tenant, checked = await app._admit_run("read_run", self.id, self.tenant)
+        known = self._known()
+        tenant, checked = await app._admit_run("read_run", self.id, self.tenant, known=known)
+        if checked is known:  # its status is the start's: read it again if it is needed
+            checked = None
         async with asyncio.timeout(timeout):
             delay = 0.01
             while True:
@@ -247,6 +258,10 @@ class App:
         self.gate = Gate()
         # What governance asks before a client call reads or changes runs (checks.py).
         self.checks = Checks()
+        # Statements to commit in the transaction that creates a run, each written only if
+        # the run is created (the store's named statements; governance's audit record of the
+        # start). Each hook gets the ``NewRun`` about to be inserted.
+        self._start_writes: list[Callable[[NewRun], Sequence[tuple[str, Mapping[str, Any]]]]] = []
         self.gate.add("effect_log", EffectLog())
         self.gate.add("retry", Retrying())
         register_kernel_effects(self.gate)
@@ -497,17 +512,23 @@ class App:
         *,
         signal: str | None = None,
         input: Any = None,
+        known: RunRow | None = None,
     ) -> tuple[str | None, RunRow | None]:
         """Scope and check a call on one run. With checks, the run is read once (they see
         its workflow, tenant and principal) and returned with tenant None (checked: the
         store need not check it again, a run's tenant never changes); without, nothing is
-        read and the tenant the store must check is returned."""
+        read and the tenant the store must check is returned. ``known``: the run's row as
+        this principal's ``start`` returned it, checked instead of reading it again (only
+        when it is in the scoped tenant)."""
         principal = current_principal()
         scope = scope_tenant(principal, tenant, action)
         await self._ready()
         if not self.checks.wants(principal):
             return scope, None
-        row = await self._read_run(run_id, scope)
+        if known is not None and (scope is None or known.tenant == scope):
+            row = known
+        else:
+            row = await self._read_run(run_id, scope)
         call = ClientCall(action, principal, scope, row.workflow, row, signal, input)
         await self.checks(call)
         return None, row
@@ -587,13 +608,16 @@ class App:
             detached=detached,
             principal=principal_json(principal),
         )
+        also = [w for hook in self._start_writes for w in hook(new)]
         worker = self._worker
         if worker is not None and worker.can_take(new.queue):
-            row, created = await self.store.create_run(new, owner=worker.id, lease=worker.lease)
+            row, created = await self.store.create_run(
+                new, owner=worker.id, lease=worker.lease, also=also
+            )
             if created:
                 worker.adopt_new(row, spec)
         else:
-            row, created = await self.store.create_run(new)
+            row, created = await self.store.create_run(new, also=also)
             if created and worker is not None:
                 worker.kick()
         if worker is not None:  # a worker serving its own runs: this one is (or the one
@@ -606,7 +630,9 @@ class App:
                 "or the same workflow and input to get that run back",
                 run_id=row.id,
             )
-        return RunHandle(self, row.id, created, tenant=tenant)
+        handle = RunHandle(self, row.id, created, tenant=tenant)
+        handle._started = (principal, row)
+        return handle
 
     def as_principal(self, principal: Principal) -> bind_principal:
         """Bind ``principal`` around the calls made in the block: ``async with

@@ -105,7 +105,10 @@ def principal_json(principal: Principal) -> str | None:
     principal: its runs read back as ``LOCAL``."""
     if principal.local:
         return None
-    return json.dumps(
+    known = _snapshots.get(id(principal))
+    if known is not None and known[0] is principal:  # the same object: made once per principal
+        return known[1]
+    text = json.dumps(
         {
             "id": principal.id,
             "tenant": principal.tenant,
@@ -114,6 +117,13 @@ def principal_json(principal: Principal) -> str | None:
         },
         separators=(",", ":"),
     )
+    if len(_snapshots) >= 1024:
+        _snapshots.clear()
+    _snapshots[id(principal)] = (principal, text)  # kept: its id() stays its own
+    return text
+
+
+_snapshots: dict[int, tuple[Principal, str]] = {}
 
 
 @lru_cache(maxsize=1024)

@@ -100,6 +100,11 @@ class Execution:
         self._seq += 1
         return self._seq
 
+    @property
+    def seq(self) -> int:
+        """The number of the last effect this execution started (0 before its first)."""
+        return self._seq
+
     def defer(self, record: asyncio.Future[WriteResult]) -> None:
         """Keep a queued record; the run's next effect or end waits for its commit."""
         self._unflushed.append(record)

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 from ..store.base import Claim, History, Release, RunRow, WorkerInfo
 from .commit import Committer
 from .control import Unwind
+from .gcfreeze import freeze_once
 from .oplog import run_event
 from .presence import Presence
 from .principal import bind_principal, principal_of_run
@@ -139,6 +140,7 @@ class Worker:
         )
 
     async def start(self) -> None:
+        freeze_once()  # what the process holds now is not the collector's (gcfreeze)
         await self.presence.beat()
         self.committer.start()
         loop = asyncio.get_running_loop()

@@ -342,11 +342,19 @@ class Store(Protocol):
     async def close(self) -> None: ...
 
     async def create_run(
-        self, new: NewRun, *, owner: str | None = None, lease: float = 0.0
+        self,
+        new: NewRun,
+        *,
+        owner: str | None = None,
+        lease: float = 0.0,
+        also: Sequence[tuple[str, Mapping[str, Any]]] = (),
     ) -> tuple[RunRow, bool]:
         """Insert a run (``pending``; or already ``running`` under ``owner``'s lease, for a
         worker in this process). Returns ``(run, created)``; with an idempotency key that was
-        used before in the tenant, returns the existing run and ``False``."""
+        used before in the tenant, returns the existing run and ``False``. ``also``: named
+        statements run in the same transaction after the insert, each written so that it
+        changes nothing unless the run ``new.id`` exists (it is new, so that means created:
+        the ``*_for_run`` statements)."""
 
     async def get_run(self, run_id: str, *, tenant: str | None = None) -> RunRow | None:
         """The run, or None if there is none in ``tenant``. Every method that reads or

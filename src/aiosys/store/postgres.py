@@ -258,13 +258,20 @@ class PostgresStore(CommonStore, OperatorViews):
     # ---- runs ---------------------------------------------------------------------------
 
     async def create_run(
-        self, new: NewRun, *, owner: str | None = None, lease: float = 0.0
+        self,
+        new: NewRun,
+        *,
+        owner: str | None = None,
+        lease: float = 0.0,
+        also: Sequence[tuple[str, Mapping[str, Any]]] = (),
     ) -> tuple[RunRow, bool]:
         q = self._q
         params = run_params(new, owner, lease)
 
         async with transaction(self._reader()) as tx:
             inserted = await tx.run(q["insert_run"], params)
+            for query, values in also:  # pipelined: each is written only if the run exists
+                await tx.run(q[query], dict(values))
             by_id = await tx.run(q["get_run"], {"id": new.id})
             by_key = await tx.run(q["get_run_by_key"], params)
             if owner is None:  # a pending run: wake idle workers, if it is new

@@ -4,6 +4,13 @@
 SELECT aiosys_audit_append(CAST(:digest AS text), CAST(:tenant AS text), CAST(:at AS bigint),
                            CAST(:body AS text))
 
+-- name: audit_append_for_run
+-- `audit_append` only if the run :run_id exists: the audit record of a start, committed in
+-- the transaction that inserts the run (`create_run`'s `also`), written only if it was created.
+SELECT aiosys_audit_append(CAST(:digest AS text), CAST(:tenant AS text), CAST(:at AS bigint),
+                           CAST(:body AS text))
+FROM runs WHERE id = :run_id
+
 -- name: audit_append_many
 -- Append several records, chained in the order given: :rows is a JSON array of
 -- `audit_append`'s parameter objects (a group commit's side writes: _pgbatch.Batch.end).

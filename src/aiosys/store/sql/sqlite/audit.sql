@@ -6,3 +6,18 @@ INSERT INTO audit_log (seq, prev_hash, hash, digest, tenant, at, body)
 SELECT seq + 1, hash, aiosys_sha256(hash || '|' || (seq + 1) || '|' || :digest),
        :digest, :tenant, :at, :body
 FROM audit_head WHERE id = 1
+
+-- name: audit_append_for_run
+-- `audit_append` only if the run :run_id exists: the audit record of a start, committed in
+-- the transaction that inserts the run (`create_run`'s `also`), written only if it was created.
+INSERT INTO audit_log (seq, prev_hash, hash, digest, tenant, at, body)
+SELECT seq + 1, hash, aiosys_sha256(hash || '|' || (seq + 1) || '|' || :digest),
+       :digest, :tenant, :at, :body
+FROM audit_head WHERE id = 1 AND EXISTS (SELECT 1 FROM runs WHERE id = :run_id)
+
+-- name: audit_insert
+-- One record whose position and hashes the store computed from the head it read in this
+-- transaction (`SQLiteStore._append_audit`: a batch's records chained in Python, the same
+-- formula as `audit_append`); the trigger moves the head.
+INSERT INTO audit_log (seq, prev_hash, hash, digest, tenant, at, body)
+VALUES (:seq, :prev_hash, :hash, :digest, :tenant, :at, :body)
