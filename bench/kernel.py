@@ -25,6 +25,14 @@ records written (counted in the database) over the timed section. ``both`` measu
 aiosys off and on in each cell (DBOS still once) and prints their ratio against the
 target (on >= 70% of off's throughput), PASS or FAIL per cell.
 
+Observability (``--observe``): ``off`` runs aiosys with tracing off (``AIOSYS_TRACING=off``),
+``on`` with tracing to the store (a span per run and per effect, kept with the effect's
+record) and metrics scraped (``App.metrics()``, computed from the store) once a second in the
+same process during the timed section; governance is off in both (no audit log, no
+policies, the local principal). ``both`` measures aiosys off and on in each cell and prints
+their ratio against the target (on >= 85% of off's throughput), PASS or FAIL per cell.
+``--governance both`` runs with tracing off on both sides, so it measures governance alone.
+
 DBOS on SQLite is given the same durability settings as aiosys: the file is created in WAL
 mode before DBOS opens it and every connection DBOS opens runs ``PRAGMA synchronous=FULL``
 (both read back and reported). ``--dbos-sqlite-journal delete`` measures DBOS's out-of-box
@@ -34,6 +42,7 @@ rollback journal instead.
     .venv/bin/python bench/kernel.py --only sqlite --profile
     .venv/bin/python bench/kernel.py --only postgres --skip-dbos --profile --profiler pyinstrument
     .venv/bin/python bench/kernel.py --governance both --skip-dbos --skip-wakes --repeat 3
+    .venv/bin/python bench/kernel.py --observe both --skip-dbos --skip-wakes --repeat 3
 
 Results are printed as a table and written to bench/results/kernel-<timestamp>.json. Then
 ``bench/wakes.py`` measures wake-ups (timer overshoot, cross-process signal latency, CPU per
@@ -68,6 +77,10 @@ RESULTS_DIR = BENCH_DIR / "results"
 PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 #: ``--governance both``: governance on must keep this share of the throughput with it off.
 GOVERNANCE_TARGET = 0.70
+#: ``--observe both``: tracing and metrics on must keep this share of it with them off.
+OBSERVE_TARGET = 0.85
+#: ``--observe on``: seconds between two metrics scrapes during the timed section.
+SCRAPE_EVERY = 1.0
 
 
 # =========================================================================================
@@ -186,7 +199,21 @@ def child_aiosys(spec: dict[str, Any]) -> dict[str, Any]:
                 await drive(run_one, spec["mode"], spec["warmup"], spec["inflight"], 1_000_000)
                 seq0 = await asyncio.to_thread(_audit_tally, spec["url"], None)
                 before = dict(decisions)
-                out.update(await drive(run_one, spec["mode"], spec["runs"], spec["inflight"], 0))
+                scrapes: list[float] = []
+                scraper = (
+                    asyncio.get_running_loop().create_task(_scrape(app, scrapes))
+                    if spec.get("observe") == "on"
+                    else None
+                )
+                try:
+                    timed = await drive(run_one, spec["mode"], spec["runs"], spec["inflight"], 0)
+                finally:
+                    if scraper is not None:
+                        scraper.cancel()
+                        await asyncio.gather(scraper, return_exceptions=True)
+                out.update(timed)
+                if scraper is not None:
+                    out["scrapes"] = {"n": len(scrapes), "max_s": max(scrapes, default=0.0)}
                 if governed:
                     out["decisions"] = {k: decisions[k] - before[k] for k in decisions}
                     out["audit"] = await asyncio.to_thread(_audit_tally, spec["url"], seq0)
@@ -208,6 +235,17 @@ def child_aiosys(spec: dict[str, Any]) -> dict[str, Any]:
         return out
 
     return asyncio.run(main())
+
+
+async def _scrape(app: Any, took: list[float]) -> None:
+    """Scrape the app's metrics once a second (the first at once), as Prometheus would;
+    each scrape's duration appended to ``took``."""
+    while True:
+        t0 = time.perf_counter()
+        text = await app.metrics()
+        assert "aiosys_runs" in text, "the scrape holds no run series"
+        took.append(time.perf_counter() - t0)
+        await asyncio.sleep(SCRAPE_EVERY)
 
 
 def _audit_tally(url: str, after: int | None) -> Any:
@@ -395,13 +433,21 @@ def aiosys_backend_available(backend: str) -> str | None:
 
 
 def run_child(spec: dict[str, Any], workdir: Path, timeout: float) -> dict[str, Any]:
-    gov = spec.get("governance")
-    name = f"{spec['system']}{'-gov-' + gov if gov else ''}-{spec['backend']}-{spec['mode']}"
+    gov, obs = spec.get("governance"), spec.get("observe")
+    tag = f"-gov-{gov}" if gov else f"-obs-{obs}" if obs else ""
+    name = f"{spec['system']}{tag}-{spec['backend']}-{spec['mode']}"
     # Governance off: no audit log, no policies (the environment says so too, so nothing
-    # in the child's environment or working directory turns either on).
-    env = {"AIOSYS_AUDIT": "off", "AIOSYS_POLICIES_DIR": ""} if gov == "off" else None
+    # in the child's environment or working directory turns either on). Governance measured
+    # with tracing off on both sides; observability with governance off on both sides.
+    env: dict[str, str] = {}
+    if gov == "off" or obs is not None:
+        env.update({"AIOSYS_AUDIT": "off", "AIOSYS_POLICIES_DIR": ""})
+    if gov is not None:
+        env["AIOSYS_TRACING"] = "off"
+    if obs is not None:
+        env["AIOSYS_TRACING"] = obs
     return _run_child(
-        Path(__file__).resolve(), spec, workdir / f"{name}.json", workdir, timeout, env
+        Path(__file__).resolve(), spec, workdir / f"{name}.json", workdir, timeout, env or None
     )
 
 
@@ -509,12 +555,18 @@ def print_table(console: Any, cells: list[dict[str, Any]], args: argparse.Namesp
             return "[red]n/a[/]"
         return format(r[key], fmt)
 
-    key = "aiosys_gov" if args.governance == "on" else "aiosys"
+    if args.governance == "on":
+        key, what = "aiosys_gov", "governance on"
+    elif args.observe == "on":
+        key, what = "aiosys_obs", "tracing and metrics on"
+    elif args.observe is not None:
+        key, what = "aiosys", "tracing off"
+    else:
+        key, what = "aiosys", "governance off"
     t = Table(
         title=f"Kernel throughput: 10-step workflow of trivial async steps, in process "
         f"(serial = {args.runs_serial} runs one at a time; concurrent = "
-        f"{args.runs_concurrent} runs, {args.inflight} in flight; aiosys governance "
-        f"{'on' if key == 'aiosys_gov' else 'off'})",
+        f"{args.runs_concurrent} runs, {args.inflight} in flight; aiosys {what})",
         title_justify="left",
     )
     t.add_column("cell")
@@ -588,6 +640,41 @@ def print_governance(console: Any, cells: list[dict[str, Any]]) -> list[str]:
     return failing
 
 
+def print_on_off(
+    console: Any, cells: list[dict[str, Any]], key: str, title: str, target: float
+) -> list[str]:
+    """The on/off table of ``--observe both`` (``key``: the on side's results); returns the
+    cells below ``target``."""
+    from rich.table import Table
+
+    t = Table(title=title, title_justify="left")
+    for name in ("cell", "wf/s off", "wf/s on", "on/off", "CPU ms/step off", "CPU ms/step on"):
+        t.add_column(name, justify="left" if name == "cell" else "right")
+    t.add_column("verdict", justify="center")
+    failing = []
+    for c in cells:
+        off, on = c.get("aiosys"), c.get(key)
+        if not off or not on or "error" in off or "error" in on:
+            t.add_row(c["cell"], *["-"] * 5, "[red]n/a[/]")
+            failing.append(c["cell"])
+            continue
+        ratio = on["wf_per_s"] / off["wf_per_s"]
+        ok = ratio >= target
+        if not ok:
+            failing.append(c["cell"])
+        t.add_row(
+            c["cell"],
+            f"{off['wf_per_s']:,.1f}",
+            f"{on['wf_per_s']:,.1f}",
+            f"{100 * ratio:.0f}%",
+            f"{1000 * off['cpu_s_per_step']:.3f}",
+            f"{1000 * on['cpu_s_per_step']:.3f}",
+            "[green]PASS[/]" if ok else "[red]FAIL[/]",
+        )
+    console.print(t)
+    return failing
+
+
 def print_profile(console: Any, cell: str, prof: dict[str, Any]) -> None:
     from rich.markup import escape
     from rich.table import Table
@@ -628,14 +715,26 @@ def parent_main(args: argparse.Namespace) -> int:
     # Wide enough for the table when piped to a file (rich falls back to 80 columns).
     console = Console(width=None if sys.stdout.isatty() else 150)
     backends = [args.only] if args.only else ["sqlite", "postgres"]
-    # (result key, system, governance): aiosys once or twice (off, on), DBOS once.
-    governance = {"off": ["off"], "on": ["on"], "both": ["off", "on"]}[args.governance]
-    variants: list[tuple[str, str, str | None]] = [
-        ("aiosys" if g == "off" else "aiosys_gov", "aiosys", g) for g in governance
-    ]
+    # (result key, system, governance, observe): aiosys once or twice (off, on), DBOS once.
+    both = {"off": ["off"], "on": ["on"], "both": ["off", "on"]}
+    governance = both[args.governance]
+    variants: list[tuple[str, str, str | None, str | None]]
+    if args.observe is not None:
+        if args.governance != "off":
+            console.print("[red]--observe and --governance on/both measure one thing each[/]")
+            return 2
+        governance = []
+        variants = [
+            ("aiosys" if o == "off" else "aiosys_obs", "aiosys", None, o)
+            for o in both[args.observe]
+        ]
+    else:
+        variants = [
+            ("aiosys" if g == "off" else "aiosys_gov", "aiosys", g, None) for g in governance
+        ]
     if not args.skip_dbos:
-        variants.append(("dbos", "dbos", None))
-    systems = [key for key, _, _ in variants]
+        variants.append(("dbos", "dbos", None, None))
+    systems = [key for key, *_ in variants]
     modes = [("serial", args.runs_serial), ("concurrent", args.runs_concurrent)]
 
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
@@ -683,7 +782,7 @@ def parent_main(args: argparse.Namespace) -> int:
             console=console,
         ) as progress:
             task = progress.add_task("starting", total=len(jobs))
-            for backend, mode, runs, (key, system, gov), rep in jobs:
+            for backend, mode, runs, (key, system, gov, obs), rep in jobs:
                 label = f"{'SQLite' if backend == 'sqlite' else 'Postgres'} {mode}"
                 cell = next((c for c in cells if c["cell"] == label), None)
                 if cell is None:
@@ -695,7 +794,13 @@ def parent_main(args: argparse.Namespace) -> int:
                         "inflight": 1 if mode == "serial" else args.inflight,
                     }
                     cells.append(cell)
-                who = system if gov is None else f"{system} gov {gov}"
+                who = (
+                    f"{system} gov {gov}"
+                    if gov is not None
+                    else f"{system} obs {obs}"
+                    if obs is not None
+                    else system
+                )
                 progress.update(task, description=f"{label}: {who}")
                 if system == "aiosys" and unavailable.get(backend):
                     cell[key] = {"system": system, "error": unavailable[backend]}
@@ -726,6 +831,9 @@ def parent_main(args: argparse.Namespace) -> int:
                     spec["audit_key"] = str(audit_key)
                     spec["policies_dir"] = str(policies)
                     spec["profile_base"] += f"-gov-{gov}"
+                if obs is not None:
+                    spec["observe"] = obs
+                    spec["profile_base"] += f"-obs-{obs}"
                 try:
                     res = run_child(spec, tmp, args.timeout)
                 finally:
@@ -752,6 +860,11 @@ def parent_main(args: argparse.Namespace) -> int:
                             f"{d['all']} decisions ({d['allow']} allowed, {d['cached']} cached), "
                             f"{a['records']} audit records {a['by_action']}, "
                             f"{res['audit_total']['checkpoints']} checkpoints signed"
+                        )
+                    if "scrapes" in res:  # observability on: the scrapes that ran
+                        extra += (
+                            f"\n  {'':<22} {'':<13} metrics: {res['scrapes']['n']} scrapes "
+                            f"(longest {1000 * res['scrapes']['max_s']:.0f} ms)"
                         )
                     progress.console.print(
                         f"  {label:<22} {who:<13} #{rep + 1} {res['wf_per_s']:8.1f} wf/s  "
@@ -790,18 +903,45 @@ def parent_main(args: argparse.Namespace) -> int:
             "step declared read_data on a Dataset (a decision per step); decisions and audit "
             "records counted over the timed section.[/]"
         )
+    observe_below: list[str] = []
+    if args.observe == "both":
+        console.print()
+        observe_below = print_on_off(
+            console,
+            cells,
+            "aiosys_obs",
+            f"aiosys with tracing and metrics on vs off (target: on >= "
+            f"{100 * OBSERVE_TARGET:.0f}% of off's throughput in every cell)",
+            OBSERVE_TARGET,
+        )
+        console.print(
+            "[dim]off: AIOSYS_TRACING=off. on: a span per run and per effect kept in the "
+            f"store, and App.metrics() scraped every {SCRAPE_EVERY:g} s during the timed "
+            "section. Governance off on both sides (no audit log, no policies).[/]"
+        )
     if args.profile:
         for c in cells:
-            for key in ("aiosys", "aiosys_gov"):
+            for key, what in (
+                ("aiosys", ""),
+                ("aiosys_gov", " (governance on)"),
+                ("aiosys_obs", " (observability on)"),
+            ):
                 prof = (c.get(key) or {}).get("profile")
                 if prof:
                     console.print()
-                    gov = " (governance on)" if key == "aiosys_gov" else ""
-                    print_profile(console, c["cell"] + gov, prof)
+                    print_profile(console, c["cell"] + what, prof)
 
     out = RESULTS_DIR / f"kernel-{stamp}.json"
     out.write_text(
-        json.dumps({"environment": env, "cells": cells, "governance_below_target": below}, indent=2)
+        json.dumps(
+            {
+                "environment": env,
+                "cells": cells,
+                "governance_below_target": below,
+                "observe_below_target": observe_below,
+            },
+            indent=2,
+        )
     )
     console.print(f"\n[dim]results: {out.relative_to(REPO)}[/]")
     if not args.skip_wakes:
@@ -843,6 +983,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="aiosys with identity, policy and audit off (default), on, or both: each cell "
         "measured off and on, with an on/off table against the 70%% target (doubles "
         "aiosys's run time)",
+    )
+    p.add_argument(
+        "--observe",
+        choices=["off", "on", "both"],
+        default=None,
+        help="aiosys with tracing and metrics off, on, or both: each cell measured off and "
+        "on, with an on/off table against the 85%% target (governance off on both sides)",
     )
     p.add_argument(
         "--skip-wakes", action="store_true", help="leave out the wake-up figures (bench/wakes.py)"
