@@ -371,7 +371,9 @@ async def test_cancel_from_another_process_unwinds_a_run_parked_here(store_url, 
         try:
             run = await app.start("patient")
             await wait_status(app, run.id, "waiting")
-            assert run.id in app._worker._parked
+            async with asyncio.timeout(20):  # parked here just after its wait is committed
+                while run.id not in app._worker._parked:  # noqa: ASYNC110
+                    await asyncio.sleep(0.01)
             await elsewhere.cancel(run.id, "not needed")
             async with asyncio.timeout(20):
                 while run.id in app._worker._parked or not unwound:  # noqa: ASYNC110

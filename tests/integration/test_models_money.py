@@ -160,6 +160,59 @@ async def test_a_call_without_max_tokens_is_sent_one_that_fits_what_is_left(
         assert await spent(app.store, "acme") <= 0.5
 
 
+async def test_a_call_right_after_another_waits_for_its_usage_row_not_refused(
+    store_url: str, openai_server: OpenAIWire
+) -> None:
+    """A finished call's usage row being written still counts its reservation in full (it
+    may have landed: never less than the truth). The next call, which would not fit beside
+    that reservation, waits for the row to land and is then sent, not refused."""
+    from aiosys.models.links.metering import usage_log
+
+    async with App(store_url) as app:
+        app.models.add_card(
+            {
+                "id": "gpt",
+                "provider": "openai",
+                "endpoint": openai_server.endpoint,
+                "pricing": {"output_per_1k": 1.0},
+            }
+        )
+        # The first call reserves 1.024 (the default output) under 2.0; then the limit is
+        # 0.5: the second call fits only once the first's reservation is settled.
+        app.models.budgets.add(Budget("tenant", "acme", 2.0, period="total"))
+        await app.models.call("gpt", "one two three", tenant="acme")
+        app.models.budgets.add(Budget("tenant", "acme", 0.5, period="total"))
+        gate = asyncio.Event()
+        store = app.store
+        original = store.execute_many
+
+        async def slow_usage(query: str, rows: Any) -> int:
+            if query == "insert_usage":
+                await gate.wait()  # the write is in flight until the test lets it land
+            return await original(query, rows)
+
+        store.execute_many = slow_usage  # type: ignore[method-assign]
+        log = usage_log(store)
+        writing = asyncio.create_task(log.flush())
+        try:
+            async with asyncio.timeout(20):
+                while not log.writing:
+                    await asyncio.sleep(0)
+            second = asyncio.create_task(app.models.call("gpt", "one two three", tenant="acme"))
+            for _ in range(50):  # the call runs up to its wait for the row, not refused
+                await asyncio.sleep(0)
+            assert not second.done(), second
+        finally:
+            gate.set()  # the row lands (also when the test failed: nothing left hanging)
+            await writing
+        response = await asyncio.wait_for(second, 20)
+        assert response.output == "echo: one two three"
+        already = openai_server.requests[-2].body
+        sent = openai_server.requests[-1].body["max_tokens"]
+        assert already["max_tokens"] == DEFAULT_OUTPUT_TOKENS
+        assert 0 < sent < DEFAULT_OUTPUT_TOKENS  # what was left of 0.5, in output tokens
+
+
 async def test_no_budget_no_max_tokens_added(store_url: str, openai_server: OpenAIWire) -> None:
     async with App(store_url) as app:
         app.models.add_card(

@@ -227,6 +227,12 @@ class BudgetLink:
             request = _with_max_tokens(request, DEFAULT_OUTPUT_TOKENS)
         amount = estimate_cost(card, request)
         reservation = await self._try(call, hard, amount, now)
+        if reservation is None and self.log.writing:
+            # This process's usage rows being written count their reservations in full until
+            # they land (never less than the truth), so a call made right after another one
+            # ended may see the room it freed as still taken: let them land, ask again.
+            await self.log.flush()
+            reservation = await self._try(call, hard, amount, now)
         if reservation is None and bound:
             # The default output does not fit: send the most output that does.
             left = min(limit for limit in await self._left(call, hard, now))
