@@ -13,6 +13,16 @@ import re
 from datetime import UTC, datetime, timedelta
 
 UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86_400.0, "w": 604_800.0}
+#: The longest duration accepted: 100 years (36,525 days). Past that a point in time
+#: "that long ago" or "from now" leaves what dates and timestamps can hold (year 1..9999,
+#: a platform's time_t), and no retention, key lifetime or stats window is meant.
+MAX_SECONDS = 36_525 * 86_400.0
+
+
+class TooLong(ValueError):
+    """A duration longer than ``MAX_SECONDS``, or a point in time no timestamp holds."""
+
+
 _PART = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
 FORMS = "a duration such as 30d, 12h, 90m, 45s, 2w or 1d12h"
 
@@ -29,6 +39,8 @@ def parse_duration(text: str) -> float:
         pos = m.end()
     if not spelled or pos != len(spelled):
         raise ValueError(f"{text!r} is not {FORMS}")
+    if total > MAX_SECONDS:
+        raise TooLong(f"{text!r} is longer than 100 years, the longest duration accepted")
     return total
 
 
@@ -41,7 +53,10 @@ def parse_time(text: str) -> float:
         raise ValueError(f"{text!r} is not an ISO 8601 date or date/time") from None
     if at.tzinfo is None:
         at = at.replace(tzinfo=UTC)
-    return at.timestamp()
+    try:  # in UTC too (year 1 with a positive offset is year 0 there: no date holds it)
+        return at.astimezone(UTC).timestamp()
+    except (OverflowError, ValueError, OSError):
+        raise TooLong(f"{text!r} is out of the range of timestamps") from None
 
 
 def parse_before(text: str, now: float) -> float:
@@ -49,10 +64,14 @@ def parse_before(text: str, now: float) -> float:
     30 days) or an ISO 8601 date/time. ``ValueError`` naming both forms otherwise."""
     try:
         return now - parse_duration(text)
+    except TooLong:
+        raise
     except ValueError:
         pass
     try:
         return parse_time(text)
+    except TooLong:
+        raise
     except ValueError:
         raise ValueError(
             f"{text!r} is neither {FORMS} (meaning that long ago) nor an ISO 8601 date or "

@@ -196,7 +196,7 @@ async def test_a_call_right_after_another_waits_for_its_usage_row_not_refused(
         writing = asyncio.create_task(log.flush())
         try:
             async with asyncio.timeout(20):
-                while not log.writing:
+                while not log.writing:  # noqa: ASYNC110
                     await asyncio.sleep(0)
             second = asyncio.create_task(app.models.call("gpt", "one two three", tenant="acme"))
             for _ in range(50):  # the call runs up to its wait for the row, not refused

@@ -265,7 +265,15 @@ ApiKeyOption = Annotated[
 
 
 def set_credential(value: str | None) -> None:
-    _credential["value"] = value or None
+    """The credential of this invocation. An empty one (``--api-key ""``, a script's unset
+    variable) is refused: falling back to the local principal would grant every right."""
+    if value is not None and not value.strip():
+        fail(
+            "--api-key is empty: give an API key or bearer token, or leave the option out "
+            "to act as the local principal",
+            EXIT_USAGE,
+        )
+    _credential["value"] = value
 
 
 def has_credential() -> bool:

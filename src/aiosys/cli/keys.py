@@ -42,10 +42,12 @@ def _lifetime(text: str) -> float | None:
     """Seconds a key lives: ``90d``, ``12h``, ``30m``, ``2w``, ``45s``; ``never``: None."""
     if text == "never":
         return None
-    from ..durations import parse_duration
+    from ..durations import TooLong, parse_duration
 
     try:
         seconds = parse_duration(text)
+    except TooLong as exc:
+        fail(f"--expires {exc}", 2)
     except ValueError:
         seconds = 0.0
     if seconds <= 0:

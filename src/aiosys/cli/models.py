@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -330,24 +329,16 @@ def shadows(
 
 def _since(text: str | None) -> float:
     """Epoch seconds from ``--since`` (see ``usage``)."""
+    from ..durations import parse_before
     from ..models.links.budget import period_start
 
-    now = dt.datetime.now(dt.UTC)
+    now = dt.datetime.now(dt.UTC).timestamp()
     if text is None:
-        return period_start("month", now.timestamp())
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd])\s*", text)
-    if m:
-        unit = {"s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
-        return now.timestamp() - float(m.group(1)) * unit
+        return period_start("month", now)
     try:
-        at = dt.datetime.fromisoformat(text.strip())
-    except ValueError:
-        fail(
-            f"--since {text!r} is neither a duration (30m, 24h, 7d) nor a date or time "
-            "(2026-11-01, 2026-11-01T08:00)",
-            EXIT_USAGE,
-        )
-    return (at if at.tzinfo else at.replace(tzinfo=dt.UTC)).timestamp()
+        return parse_before(text, now)
+    except ValueError as exc:
+        fail(f"--since {exc}", EXIT_USAGE)
 
 
 def _usage_table(rows: list[dict[str, Any]], by: str, tenant: str, since: float) -> Table:

@@ -165,6 +165,9 @@ def check(
         fail(f"--context: {exc}", EXIT_USAGE)
     explained = engine.explain(PolicyRequest(principal_entity(who), action, target, frozen))
     verdict = explained.verdict
+    malformed = [e for e in verdict.errors if e.startswith("failed to build request")]
+    if malformed:  # not a decision: Cedar could not even pose the question
+        fail(f"the request does not fit the policy schema: {malformed[0]}", EXIT_USAGE)
     decision = "allow" if verdict.allowed else "deny"
     if json_:
         echo_json(

@@ -56,7 +56,9 @@ def list_runs(
     ] = None,
     workflow: Annotated[str | None, typer.Option("--workflow", help="Workflow name.")] = None,
     tenant: Annotated[str | None, typer.Option("--tenant", help="Tenant.")] = None,
-    limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many runs.")] = 50,
+    limit: Annotated[
+        int, typer.Option("--limit", min=1, max=1_000_000, help="At most this many runs.")
+    ] = 50,
     stranded: Annotated[
         bool,
         typer.Option(

@@ -57,6 +57,7 @@ from .audit_export import export as _export
 from .audit_keys import DEFAULT_KEY, default_signing_key, load_signing_key, load_verify_key
 from .audit_record import AuditRecord, Scalar, micros
 from .audit_verify import Report, verify_store
+from .roles import allows
 
 log = logging.getLogger("aiosys.audit")
 
@@ -538,10 +539,16 @@ class AuditLog:
         public_key: str | Path | None = None,
     ) -> dict[str, int]:
         """Write an extract (``audit_export``) to ``out``. A principal that is not the
-        local one exports only its own tenant's records (``PermissionDenied`` for
-        another's)."""
+        local one needs the role admin (``export_audit``) and exports only its own tenant's
+        records (``PermissionDenied`` otherwise)."""
         principal = current_principal()
         if not principal.local:
+            if not allows(principal.roles, "export_audit"):
+                has = ", ".join(sorted(principal.roles)) or "none"
+                raise PermissionDenied(
+                    f"{principal.uid} (roles: {has}) may not export audit records: that takes "
+                    "the role admin"
+                )
             if tenant is not None and tenant != principal.tenant:
                 raise PermissionDenied(f"cannot export the audit records of tenant {tenant!r}")
             tenant = principal.tenant

@@ -26,7 +26,7 @@ from typing import IO, Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from ..errors import AiosysError
+from ..errors import AiosysError, ConfigError
 from ..store import Store
 from .audit_checkpoint import Checkpoint
 from .audit_keys import key_id, public_from_pem, public_pem
@@ -74,6 +74,14 @@ async def export(
     if first == 0:  # nothing in the range
         start, end = 1, 0
     needed = [cp for cp in checkpoints if start - 1 <= cp.seq <= max(end, start - 1)]
+    signer = key_id(key)
+    for cp in needed:  # an extract whose checkpoints its key does not verify is no proof
+        if cp.key != signer:
+            raise ConfigError(
+                f"checkpoint {cp.n} (of record {cp.seq}) is signed by key {cp.key}, not by "
+                f"{signer}: the extract would not verify; export with the key that signs "
+                "the log (or its public half)"
+            )
     header = {
         "type": FORMAT,
         "version": 1,

@@ -3,8 +3,8 @@
 =========  ==============================================================================
 role       may
 =========  ==============================================================================
-admin      everything in its tenant, manage the tenant's API keys (``manage_keys``) and prune
-           its ended runs (``prune_runs``)
+admin      everything in its tenant, manage the tenant's API keys (``manage_keys``), prune
+           its ended runs (``prune_runs``) and export its audit records (``export_audit``)
 operator   start, signal, cancel and resume runs; read runs and usage; call models
 runner     start runs and read runs; call models
 viewer     read runs and usage
@@ -35,6 +35,7 @@ ROLES: dict[str, frozenset[str]] = {
             "call_model",
             "manage_keys",
             "prune_runs",
+            "export_audit",
         }
     )
     | _READ,

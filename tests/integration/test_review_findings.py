@@ -1,0 +1,166 @@
+"""What a newcomer's review of issues 10 and 11 found, each fixed where it was born and
+shown here: roles on audit export, an empty credential, durations past what dates hold,
+a malformed policy question, an extract its key does not verify, unbounded limits, and a
+help text that lost its ``[[slo]]``."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from tests.unit.clirunner import aiosys, ok, reported_error
+
+from aiosys.durations import parse_before, parse_duration
+
+TESTS_DIR = Path(__file__).resolve().parents[1]
+SHIPPED = TESTS_DIR.parent / "examples" / "policies"
+
+
+@pytest.fixture(autouse=True)
+def _env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.syspath_prepend(str(TESTS_DIR))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("AIOSYS_KEY_SECRET", "c" * 40)
+    for var in [v for v in os.environ if v.startswith("AIOSYS_JWT_") or v == "AIOSYS_API_KEY"]:
+        monkeypatch.delenv(var)
+
+
+def key(store: str, tenant: str, who: str, *roles: str, expires: str | None = None) -> Any:
+    args = ["keys", "create", "--tenant", tenant, "--principal", who, "--json", "--store", store]
+    for role in roles:
+        args += ["--role", role]
+    if expires is not None:
+        args += ["--expires", expires]
+    return json.loads(ok(aiosys(*args)).stdout)
+
+
+def a_run(store: str, tenant: str = "acme") -> None:
+    ok(
+        aiosys(
+            "run",
+            "double",
+            "--input",
+            '{"x": 1}',
+            "--app",
+            "cliapp:app",
+            "--store",
+            store,
+            "--tenant",
+            tenant,
+        )
+    )
+
+
+def test_audit_export_takes_the_role_admin(store_url: str, tmp_path: Path) -> None:
+    a_run(store_url)
+    out = tmp_path / "x.jsonl"
+    for roles in [("none",), ("runner",), ("viewer",), ("operator",)]:
+        k = key(store_url, "acme", "who" + "".join(roles), *roles)["key"]
+        error = reported_error(
+            aiosys("--api-key", k, "audit", "export", "-o", str(out), "--store", store_url)
+        )
+        assert "may not export audit records: that takes the role admin" in error
+    admin = key(store_url, "acme", "boss", "admin")["key"]
+    ok(aiosys("--api-key", admin, "audit", "export", "-o", str(out), "--store", store_url))
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert lines[0]["tenant"] == "acme"
+    assert {r["tenant"] for r in lines if r["type"] == "record"} == {"acme"}
+
+
+def test_an_empty_api_key_is_refused_not_the_local_principal(store_url: str) -> None:
+    for value in ["", "   "]:
+        error = reported_error(aiosys("--api-key", value, "runs", "list", "--store", store_url), 2)
+        assert "--api-key is empty" in error
+
+
+@pytest.mark.parametrize("text", ["1000000d", "99999999999999999999d", "36526d", "5300w"])
+def test_a_duration_past_100_years_is_refused_everywhere(store_url: str, text: str) -> None:
+    with pytest.raises(ValueError, match="longer than 100 years"):
+        parse_duration(text)
+    with pytest.raises(ValueError, match="longer than 100 years"):
+        parse_before(text, 1.8e9)
+    assert parse_duration("36525d") == 36525 * 86400.0
+    for args in (
+        ["stats", "--since", text],
+        ["models", "usage", "--since", text],
+        ["runs", "prune", "--before", text, "--dry-run"],
+        [
+            "keys",
+            "create",
+            "--tenant",
+            "acme",
+            "--principal",
+            "p",
+            "--role",
+            "viewer",
+            "--expires",
+            text,
+        ],
+    ):
+        error = reported_error(aiosys(*args, "--store", store_url), 2)
+        assert "100 years" in error, (args, error)
+    listed = ok(aiosys("keys", "list", "--store", store_url))  # nothing stored: still lists
+    assert "Traceback" not in listed.output
+
+
+def test_a_point_in_time_out_of_range_is_an_error_not_a_traceback(store_url: str) -> None:
+    error = reported_error(
+        aiosys("stats", "--since", "0001-01-01T00:00:00+14:00", "--store", store_url), 2
+    )
+    assert "out of the range" in error or "not" in error
+
+
+def test_policy_check_refuses_a_request_the_schema_cannot_pose(tmp_path: Path) -> None:
+    base = ["policy", "check", "--dir", str(SHIPPED), "--principal", "acme/alice"]
+    error = reported_error(aiosys(*base, "--action", "fly", "--resource", "workflow:x"), 2)
+    assert 'action `Action::"fly"` does not exist' in error
+    error = reported_error(
+        aiosys(
+            *base,
+            "--action",
+            "start_workflow",
+            "--resource",
+            "model:gpt",
+            "--resource-attrs",
+            '{"external": true}',
+        ),
+        2,
+    )
+    assert "does not fit the policy schema" in error
+    ok(aiosys(*base, "--action", "start_workflow", "--resource", "workflow:x"))
+
+
+def test_export_refuses_a_key_that_does_not_verify_its_checkpoints(
+    store_url: str, tmp_path: Path
+) -> None:
+    a_run(store_url)
+    ok(aiosys("audit", "checkpoint", "--store", store_url))
+    other = tmp_path / "other.pem"
+    other.write_bytes(
+        Ed25519PrivateKey.generate().private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    error = reported_error(
+        aiosys("audit", "export", "--public-key", str(other), "--store", store_url)
+    )
+    assert "the extract would not verify" in error
+
+
+def test_limits_are_bounded(store_url: str) -> None:
+    error = reported_error(
+        aiosys("runs", "list", "--limit", "9223372036854775808", "--store", store_url), 2
+    )
+    assert "--limit" in error
+
+
+def test_slo_check_help_shows_its_slo_tables() -> None:
+    text = ok(aiosys("slo", "check", "--help")).output
+    assert "[[slo]]" in text
