@@ -321,7 +321,7 @@ async def test_an_extract_verifies_on_its_own_and_a_tenant_sees_only_its_records
     try:
         whole, acme = io.StringIO(), io.StringIO()
         assert (await app.audit.export(whole))["records"] == RECORDS
-        with app.as_principal(Principal(id="alice", tenant="acme")):
+        with app.as_principal(Principal(id="alice", tenant="acme", roles={"admin"})):
             counts = await app.audit.export(acme)
             with pytest.raises(PermissionDenied):
                 await app.audit.export(io.StringIO(), tenant="globex")

@@ -241,18 +241,21 @@ class AuditLog:
         """The gate's ``audit`` interceptor (just inside the effect log, outside
         ``authorize``: the decisions made for the effect are folded into, or written beside,
         its record, whichever way it ends)."""
-        if call.kind in UNAUDITED or not self.enabled:
+        on = self._enabled
+        if on is None:
+            on = self.enabled
+        if not on or call.kind in UNAUDITED:
             return await next(call)
         call.meta[_DECISIONS] = []  # this interceptor writes the decisions made inside it
         try:
             out = await next(call)
         except Exception as exc:
-            if call.direct:
+            if call.run_execution is None:
                 await self._direct_done(call, f"error:{type(exc).__name__}")
             else:
                 self._effect_done(call, f"error:{type(exc).__name__}")
             raise
-        if call.direct:
+        if call.run_execution is None:
             await self._direct_done(call, "ok")
         else:
             self._effect_done(call, "ok")
@@ -454,7 +457,7 @@ class AuditLog:
             if start is not None:  # a client decision of a start: folded into its record
                 start.decisions.append(decision)
                 return
-        if call is not None and not call.direct and _DECISIONS in call.meta:
+        if call is not None and call.run_execution is not None and _DECISIONS in call.meta:
             # Made inside the interceptor, which writes it when the effect ends, however it
             # ends: folded into the effect's record, or beside it.
             call.meta[_DECISIONS].append(decision)

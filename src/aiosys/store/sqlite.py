@@ -508,9 +508,11 @@ class SQLiteStore(CommonStore, OperatorViews):
             seq += 1
             digest = row["digest"]
             hash_ = _sha256_hex(f"{prev}|{seq}|{digest}")
-            chained.append({**row, "seq": seq, "prev_hash": prev, "hash": hash_})
+            chained.append((seq, prev, hash_, digest, row["tenant"], row["at"], row["body"]))
             prev = hash_
-        c.executemany(q["audit_insert"], chained)
+        # Bound as they are, past ``_Connection``'s ``bind``: an audit record's text is made
+        # storable before it is hashed (``AuditRecord.params``), and the rest is hex.
+        sqlite3.Connection.executemany(c, q["audit_insert"], chained)
         return len(chained)
 
     async def execute_many(self, query: str, rows: Sequence[Mapping[str, Any]]) -> int:

@@ -18,6 +18,6 @@ FROM audit_head WHERE id = 1 AND EXISTS (SELECT 1 FROM runs WHERE id = :run_id)
 -- name: audit_insert
 -- One record whose position and hashes the store computed from the head it read in this
 -- transaction (`SQLiteStore._append_audit`: a batch's records chained in Python, the same
--- formula as `audit_append`); the trigger moves the head.
-INSERT INTO audit_log (seq, prev_hash, hash, digest, tenant, at, body)
-VALUES (:seq, :prev_hash, :hash, :digest, :tenant, :at, :body)
+-- formula as `audit_append`); the trigger moves the head. Positional parameters (seq,
+-- prev_hash, hash, digest, tenant, at, body): the batch's rows as tuples.
+INSERT INTO audit_log (seq, prev_hash, hash, digest, tenant, at, body) VALUES (?, ?, ?, ?, ?, ?, ?)
