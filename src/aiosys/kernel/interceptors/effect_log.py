@@ -64,6 +64,8 @@ class EffectLog:
         # A wait (timer, signal, child) raises Parked until it is satisfied: the execution is
         # suspended in place and the wait checked again when the run wakes.
         fresh = not waiting
+        # When the wait began (recorded before a crash or a move), for ``Gate.wait_hooks``.
+        parked_since = recorded.started_at if waiting and recorded is not None else None
         failure: Exception | None = None
         while True:
             try:
@@ -79,10 +81,13 @@ class EffectLog:
                     await self._record(call, started, "pending", output=json.dumps(parked.state))
                     call.meta["pending"] = parked.state
                     fresh = False
+                    parked_since = started
                 await ex.suspend(parked.wake_at)
             except Exception as live:
                 failure = live
                 break
+        if parked_since is not None:
+            ex.app.gate.wait_ended(call, parked_since, failure)
         if failure is not None:
             # The workflow gets the error rebuilt from its record, as it will on replay
             # (error_records: "one value"); the live one never leaks past the gate.
