@@ -27,24 +27,24 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from functools import cached_property
-from typing import Any, cast
+from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON
-from opentelemetry.trace import NonRecordingSpan, Span, SpanContext, Status, StatusCode, Tracer
+from opentelemetry.trace import NonRecordingSpan, SpanContext, Status, StatusCode, Tracer
 
 from ..kernel.control import Parked
 from ..kernel.gate import EffectCall, Next
 from ..store.base import Finish, RunRow
 from . import genai
+from .effect_span import EffectSpan
 from .settings import TracingSettings
 from .traceids import SAMPLED, format_traceparent, run_trace
 
@@ -72,7 +72,7 @@ class Tracing:
     def __init__(self, settings: TracingSettings | Callable[[], TracingSettings]) -> None:
         """``settings``, or how to get them: resolved on first use (when the app opens)."""
         self._settings = settings
-        self._contexts: dict[tuple[str, str | None], otel_context.Context] = {}
+        self.exporting = False  # a span processor was added: spans go to the SDK too
 
     @property
     def settings(self) -> TracingSettings:
@@ -86,19 +86,29 @@ class Tracing:
 
     @cached_property
     def provider(self) -> TracerProvider:
-        """This app's SDK provider (every span sampled; the resource from ``OTEL_*``
-        variables, ``service.name`` defaulting to ``aiosys``). With an OTLP endpoint in the
-        environment, spans are exported by OTLP/HTTP in batches."""
+        """This app's SDK provider, which exports (every span sampled; the resource from
+        ``OTEL_*`` variables, ``service.name`` defaulting to ``aiosys``). Add processors with
+        ``add_span_processor``, not on the provider itself: spans are only made for it once
+        one is added."""
         resource = Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME", "aiosys")})
-        provider = TracerProvider(sampler=ALWAYS_ON, resource=resource, id_generator=_Ids())
-        if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get(
-            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
-        ):
+        return TracerProvider(sampler=ALWAYS_ON, resource=resource, id_generator=_Ids())
+
+    def add_span_processor(self, processor: SpanProcessor) -> None:
+        """Send every span (runs' and effects') to ``processor`` from now on (an SDK
+        ``SpanProcessor``: ``BatchSpanProcessor(exporter)``, ``SimpleSpanProcessor``)."""
+        self.provider.add_span_processor(processor)
+        self.exporting = True
+
+    def export_from_env(self) -> None:
+        """With ``OTEL_EXPORTER_OTLP_ENDPOINT`` (or ``..._TRACES_ENDPOINT``) set, export by
+        OTLP/HTTP in batches (the exporter reads its other ``OTEL_EXPORTER_OTLP_*``
+        settings: headers, timeout, compression)."""
+        env = os.environ
+        if env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
             from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-            provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
-        return provider
+            self.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
 
     @cached_property
     def tracer(self) -> Tracer:
@@ -111,20 +121,9 @@ class Tracing:
 
     # ---- the run's span -----------------------------------------------------------------
 
-    def _run_context(self, run: RunRow) -> otel_context.Context:
-        key = (run.id, run.traceparent)
-        ctx = self._contexts.get(key)
-        if ctx is None:
-            if len(self._contexts) > 4096:
-                self._contexts.clear()
-            parent = NonRecordingSpan(run_trace(run.id, run.traceparent).context)
-            ctx = self._contexts[key] = trace.set_span_in_context(parent)
-        return ctx
-
     def run_ended(self, run: RunRow, finish: Finish) -> None:
         """Export the run's span (``kernel.App.run_end_hooks``): ``run <workflow>``, from
         ``created_at`` to now, status ERROR unless it succeeded."""
-        self._contexts.pop((run.id, run.traceparent), None)
         ids = run_trace(run.id, run.traceparent)
         parent = otel_context.Context()
         if ids.parent_id is not None:
@@ -140,7 +139,9 @@ class Tracing:
             )
         finally:
             _forced_ids.reset(token)
-        if finish.status != "succeeded":
+        if finish.status == "succeeded":
+            span.set_status(Status(StatusCode.OK))
+        else:
             span.set_status(Status(StatusCode.ERROR, _error_text(finish.error)))
         span.end()
 
@@ -150,12 +151,9 @@ class Tracing:
         """The gate's ``trace`` interceptor (just inside the effect log)."""
         if call.kind in UNTRACED:
             return await next(call)
-        ex = call.run_execution
-        parent = None if ex is None else self._run_context(ex.run)
-        attrs = _effect_attributes(call)
-        span = self.tracer.start_span(_span_name(call), context=parent, attributes=attrs)
+        span = self._open(call)
         call.meta[_SPAN] = span
-        token = otel_context.attach(trace.set_span_in_context(span))
+        token = otel_context.attach(trace.set_span_in_context(span.otel()))
         try:
             out = await next(call)
         except Parked:
@@ -169,27 +167,36 @@ class Tracing:
         self._end(call, span, None, out)
         return out
 
+    def _open(self, call: EffectCall, start_ns: int | None = None) -> EffectSpan:
+        ex = call.run_execution
+        if ex is not None:
+            ids = run_trace(ex.run.id, ex.run.traceparent)
+            trace_id, parent_id = ids.trace_id, ids.span_id
+        else:  # a direct effect: a child of the caller's current span, if any
+            current = trace.get_current_span().get_span_context()
+            trace_id = current.trace_id if current.is_valid else _Ids().generate_trace_id()
+            parent_id = current.span_id if current.is_valid else 0
+        attrs: dict[str, Any] = {"aiosys.effect.kind": call.kind, "aiosys.effect.name": call.name}
+        attrs["aiosys.effect.seq"] = call.seq
+        return EffectSpan(_span_name(call), trace_id, parent_id, attrs, start_ns)
+
     def wait_ended(self, call: EffectCall, since: float, error: BaseException | None) -> None:
         """``Gate.wait_hooks``: a parked wait ended (``since``: when it began, Unix s)."""
         span = call.meta.get(_SPAN)
-        if span is None:  # the execution that began the wait was unwound: a new one
-            ex = call.execution
-            span = self.tracer.start_span(
-                _span_name(call),
-                context=self._run_context(ex.run),
-                attributes=_effect_attributes(call),
-                start_time=int(since * 1e9),
-            )
+        if not isinstance(span, EffectSpan):  # the execution that began it was unwound
+            span = self._open(call, int(since * 1e9))
         self._end(call, span, error, None)
 
     def add_event(self, call: EffectCall | None, name: str, attributes: Mapping[str, Any]) -> None:
         """An event on ``call``'s span while it is open (the composition root hands policy
         decisions here); nothing when it has none."""
         span = None if call is None else call.meta.get(_SPAN)
-        if span is not None and span.is_recording():
+        if isinstance(span, EffectSpan) and span.is_recording():
             span.add_event(name, {k: v for k, v in attributes.items() if v is not None})
 
-    def _end(self, call: EffectCall, span: Span, error: BaseException | None, out: Any) -> None:
+    def _end(
+        self, call: EffectCall, span: EffectSpan, error: BaseException | None, out: Any
+    ) -> None:
         call.meta.pop(_SPAN, None)
         for retry in call.meta.get("retries") or ():
             span.add_event(
@@ -203,38 +210,46 @@ class Tracing:
             )
         if call.kind == "model":
             record = call.meta.get("record")
-            span.set_attributes(genai.model_attributes(call.params, call.name, record))
+            span.attributes.update(genai.model_attributes(call.params, call.name, record))
             for name, attrs in genai.model_events(record):
                 span.add_event(name, attrs)
             if self.settings.content and error is None:
-                span.set_attributes(genai.content_attributes(call.params, out))
+                span.attributes.update(genai.content_attributes(call.params, out))
         if error is not None:
-            cls = type(error)
-            span.set_attribute("error.type", cls.__qualname__)
-            span.set_status(Status(StatusCode.ERROR, f"{cls.__qualname__}: {error}"))
-            span.record_exception(error)
-        else:
-            span.set_status(Status(StatusCode.OK))
+            span.fail(error)
         span.end()
+        if self.exporting:
+            self._export(span)
         ex = call.run_execution
         if ex is not None:
-            # The SDK's spans are readable once ended.
-            row = span_params(cast(ReadableSpan, span), ex.run.id, call.seq, call.kind)
-            call.also_write("span_record", row)
+            call.also_write("span_record", span.row(ex.run.id, call.seq, call.kind))
+
+    def _export(self, span: EffectSpan) -> None:
+        """The ended span, as an SDK span with the same ids, to the span processors."""
+        parent = otel_context.Context()
+        if span.parent_id:
+            ctx = SpanContext(span.context.trace_id, span.parent_id, False, trace_flags=SAMPLED)
+            parent = trace.set_span_in_context(NonRecordingSpan(ctx))
+        token = _forced_ids.set((span.context.trace_id, span.context.span_id))
+        try:
+            sdk = self.tracer.start_span(
+                span.name, context=parent, attributes=span.attributes, start_time=span.start_ns
+            )
+        finally:
+            _forced_ids.reset(token)
+        for name, at, attrs in span.events:
+            sdk.add_event(name, attrs, timestamp=at)
+        if span.error is None:
+            sdk.set_status(Status(StatusCode.OK))
+        else:
+            sdk.set_status(Status(StatusCode.ERROR, span.error))
+        sdk.end(end_time=span.end_ns)
 
     def current_traceparent(self) -> str | None:
         """The W3C traceparent of the current OpenTelemetry span (of any provider), if any:
         the trace a run started now joins."""
         ctx = trace.get_current_span().get_span_context()
         return format_traceparent(ctx) if ctx.is_valid else None
-
-
-def _effect_attributes(call: EffectCall) -> dict[str, Any]:
-    return {
-        "aiosys.effect.kind": call.kind,
-        "aiosys.effect.name": call.name,
-        "aiosys.effect.seq": call.seq,
-    }
 
 
 def _span_name(call: EffectCall) -> str:
@@ -257,32 +272,6 @@ def run_attributes(run: RunRow, status: str) -> dict[str, Any]:
         "aiosys.workflow.version": run.version,
         "aiosys.tenant": run.tenant,
         "aiosys.run.status": status,
-    }
-
-
-def span_params(span: ReadableSpan, run_id: str, seq: int, kind: str) -> dict[str, Any]:
-    """The ``span_record`` parameters of an ended span."""
-    ctx = span.get_span_context()
-    assert ctx is not None
-    status = span.status
-    events = [
-        {"name": e.name, "time_ns": e.timestamp, "attributes": dict(e.attributes or {})}
-        for e in span.events
-    ]
-    return {
-        "run_id": run_id,
-        "span_id": f"{ctx.span_id:016x}",
-        "trace_id": f"{ctx.trace_id:032x}",
-        "parent_id": None if span.parent is None else f"{span.parent.span_id:016x}",
-        "seq": seq,
-        "name": span.name,
-        "kind": kind,
-        "start_ns": span.start_time or time.time_ns(),
-        "end_ns": span.end_time or time.time_ns(),
-        "status": "error" if status.status_code is StatusCode.ERROR else "ok",
-        "error": status.description if status.status_code is StatusCode.ERROR else None,
-        "attributes": json.dumps(dict(span.attributes or {}), default=str),
-        "events": json.dumps(events, default=str) if events else None,
     }
 
 
