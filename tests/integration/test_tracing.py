@@ -3,6 +3,8 @@ in-memory exporter and against the spans table written with the effects' records
 
 from __future__ import annotations
 
+import asyncio
+import json
 from typing import Any
 
 import pytest
@@ -10,6 +12,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
+from tests.unit.clirunner import aiosys, ok, reported_error
 
 from aiosys import App, Context, PermanentError, Retry, TransientError
 from aiosys.errors import InvalidInput
@@ -154,3 +157,30 @@ async def test_tracing_off_installs_nothing_and_stores_nothing(store_url):
         assert await run.result(timeout=10) == 1
         assert "trace" not in app.gate.names
         assert [s["name"] for s in await app.trace(run.id)] == ["run w"]
+
+
+def test_runs_show_trace_draws_the_waterfall_and_json_gives_the_spans(store_url, wait_status):
+    app, _ = traced_app(store_url)
+
+    async def go() -> str:
+        async with app:
+            run = await app.start("tree", {"x": 1})
+            await wait_status(app, run.id, "waiting")
+            await app.signal(run.id, "go", 0)
+            await run.result(timeout=20)
+            return run.id
+
+    run_id = asyncio.run(go())
+    drawn = ok(aiosys("runs", "show", run_id, "--trace", "--store", store_url)).stdout
+    lines = drawn.splitlines()
+    assert "trace " + f"{run_trace(run_id, None).trace_id:032x}" in lines[0]
+    names = [ln.split()[0:2] for ln in lines[2:] if ln.strip()]
+    assert names[0] == ["run", "tree"]
+    assert ["step", "flaky"] in names and ["signal", "go"] in names
+    assert "error PermanentError: no" in drawn and "█" in drawn
+    spans = json.loads(
+        ok(aiosys("runs", "show", run_id, "--trace", "--json", "--store", store_url)).stdout
+    )
+    assert spans[0]["name"] == "run tree" and spans[0]["status"] == "ok"
+    assert {s["parent_id"] for s in spans[1:]} == {spans[0]["span_id"]}
+    assert reported_error(aiosys("runs", "show", "nope", "--trace", "--store", store_url))

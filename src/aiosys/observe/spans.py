@@ -9,9 +9,19 @@ from typing import Any
 from ..store import Store
 from ..store.base import RunRow
 from .traceids import run_trace
-from .tracing import run_attributes
 
 NS = 1_000_000_000
+
+
+def run_attributes(run: RunRow, status: str) -> dict[str, Any]:
+    """The run span's attributes."""
+    return {
+        "aiosys.run_id": run.id,
+        "aiosys.workflow": run.workflow,
+        "aiosys.workflow.version": run.version,
+        "aiosys.tenant": run.tenant,
+        "aiosys.run.status": status,
+    }
 
 
 def run_span(run: RunRow, now: float) -> dict[str, Any]:

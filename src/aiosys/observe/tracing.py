@@ -46,6 +46,7 @@ from ..store.base import Finish, RunRow
 from . import genai
 from .effect_span import EffectSpan
 from .settings import TracingSettings
+from .spans import run_attributes
 from .traceids import SAMPLED, format_traceparent, run_trace
 
 #: Effect kinds that make no span: the kernel's read of the clock.
@@ -263,16 +264,6 @@ def _span_name(call: EffectCall) -> str:
     if call.kind == "step":  # a step's name is its qualified name: the span shows the last part
         return f"step {call.name.rsplit('.', 1)[-1]}"
     return call.kind if call.kind == "sleep" else f"{call.kind} {call.name}"
-
-
-def run_attributes(run: RunRow, status: str) -> dict[str, Any]:
-    return {
-        "aiosys.run_id": run.id,
-        "aiosys.workflow": run.workflow,
-        "aiosys.workflow.version": run.version,
-        "aiosys.tenant": run.tenant,
-        "aiosys.run.status": status,
-    }
 
 
 def _error_text(error: str | None) -> str:
