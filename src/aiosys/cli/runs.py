@@ -167,7 +167,9 @@ def show(
     ] = False,
 ) -> None:
     """Show a run, its attempts (which worker ran each, and the gaps where a worker's lease
-    expired) and its effect timeline; with --trace, its trace."""
+    expired) and its effect timeline.
+
+    With --trace, its trace instead: the run's span and its effects' spans as a waterfall."""
     if trace:
         _show_trace(run_id, tenant, json_, app, store)
         return
