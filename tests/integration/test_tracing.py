@@ -1,5 +1,5 @@
 """Traces on both stores: one span per run, one child span per effect, checked with the SDK's
-in-memory exporter and against the spans table written with the effects' records."""
+in-memory exporter and against the spans read back from the runs and effects rows."""
 
 from __future__ import annotations
 
@@ -12,11 +12,12 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
+from tests.integration.tracespans import as_stored, stored_shape
 from tests.unit.clirunner import aiosys, ok, reported_error
 
 from aiosys import App, Context, PermanentError, Retry, TransientError
 from aiosys.errors import InvalidInput
-from aiosys.observe.traceids import run_trace
+from aiosys.observe.traceids import effect_span_id, run_trace
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -125,6 +126,33 @@ async def test_a_run_is_one_trace_of_effect_spans_exported_and_stored(store_url,
         assert rows[name]["status"] == ("error" if name == "step refuse" else "ok")
     assert [e["name"] for e in rows["step flaky"]["events"]] == ["aiosys.retry"]
     assert rows["step refuse"]["attributes"]["error.type"] == "PermanentError"
+    # Exported and stored effect spans are the same spans: ids, times, attributes, events.
+    for name, span in named.items():
+        assert as_stored(span) == stored_shape(rows[name]), name
+    assert rows["step flaky"]["start_ns"] < rows["step flaky"]["events"][0]["time_ns"]
+    # A run's span is exported when it ends: the store's has its ids and status.
+    exported_root = as_stored(root[0])
+    assert {k: exported_root[k] for k in ("span_id", "trace_id", "parent_id", "name")} == {
+        k: stored[0][k] for k in ("span_id", "trace_id", "parent_id", "name")
+    }
+
+
+async def test_a_span_costs_no_write_of_its_own(store_url):
+    """A plain step's span is its effect record as the kernel writes it: nothing added to
+    it, no other row; what a record does not say (a policy decision, a model call's GenAI
+    attributes) goes in its meta, in the same write."""
+    app, _ = traced_app(store_url)
+    async with app:
+        run = await app.start("leaf", {"x": 2})
+        assert await run.result(timeout=10) == 4
+        (effect,) = await app.store.list_effects(run.id)
+        spans = await app.trace(run.id)
+    assert effect.kind == "step" and effect.meta is None
+    assert [s["name"] for s in spans] == ["run leaf", "step double"]
+    assert spans[1]["start_ns"] == int(effect.started_at * 1e9)
+    assert spans[1]["end_ns"] == int(effect.finished_at * 1e9)
+    assert spans[1]["span_id"] == f"{effect_span_id(run.id, effect.seq):016x}"
+    assert spans[1]["attributes"]["aiosys.worker"] == effect.worker
 
 
 async def test_a_caller_traceparent_is_joined_and_a_bad_one_refused(store_url):
@@ -141,8 +169,12 @@ async def test_a_caller_traceparent_is_joined_and_a_bad_one_refused(store_url):
     assert root.parent.is_remote
 
 
-async def test_tracing_off_installs_nothing_and_stores_nothing(store_url):
+async def test_tracing_off_installs_nothing_and_the_trace_is_read_from_the_records(store_url):
+    """Off, no interceptor runs and nothing is exported; the run's trace is still what its
+    records say (the spans are the records)."""
     app = App(store=store_url, tracing=False, audit=False)
+    exporter = InMemorySpanExporter()
+    app.tracing.add_span_processor(SimpleSpanProcessor(exporter))
 
     @app.step
     async def one() -> int:
@@ -156,7 +188,10 @@ async def test_tracing_off_installs_nothing_and_stores_nothing(store_url):
         run = await app.start("w")
         assert await run.result(timeout=10) == 1
         assert "trace" not in app.gate.names
-        assert [s["name"] for s in await app.trace(run.id)] == ["run w"]
+        spans = await app.trace(run.id)
+    assert [s["name"] for s in spans] == ["run w", "step one"]
+    assert spans[1]["parent_id"] == spans[0]["span_id"]
+    assert exporter.get_finished_spans() == ()
 
 
 def test_runs_show_trace_draws_the_waterfall_and_json_gives_the_spans(store_url, wait_status):

@@ -11,6 +11,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 from pydantic import BaseModel
+from tests.integration.tracespans import as_stored, stored_shape
 from tests.wire.control import server_error, slow
 from tests.wire.openai_server import OpenAIWire
 
@@ -110,3 +111,5 @@ async def test_model_spans_follow_genai_and_show_fallback_slowness_and_denial(
     assert stored["chat ask"]["attributes"]["gen_ai.response.model"] == "backup"
     assert stored["chat cloud"]["status"] == "error"
     assert "aiosys.policy.decision" in [e["name"] for e in stored["chat cloud"]["events"]]
+    for name in ("chat ask", "chat cloud"):  # exported and stored: the same spans
+        assert as_stored(spans[name]) == stored_shape(stored[name]), name

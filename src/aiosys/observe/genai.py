@@ -19,6 +19,13 @@ def request_model(call_params: dict[str, Any], name: str) -> str:
     return str(model) if model else name
 
 
+def span_name(params: dict[str, Any], name: str) -> str:
+    """A model call's span name: ``<operation> <requested model>`` (``chat ask``)."""
+    request = params.get("request")
+    kind = getattr(request, "kind", None) or "chat"
+    return f"{OPERATIONS.get(kind, kind)} {request_model(params, name)}"
+
+
 def model_attributes(
     params: dict[str, Any], name: str, record: dict[str, Any] | None
 ) -> dict[str, Any]:

@@ -1,10 +1,12 @@
-"""A run's trace and span ids, and W3C ``traceparent`` text.
+"""A run's trace and span ids, its effects' span ids, and W3C ``traceparent`` text.
 
 A run's span id is derived from its id (the first 8 bytes after 16 of SHA-256 of it), so
 every execution of the run, on any worker, after any crash, park or move, makes its effect
 spans children of the same run span without reading anything. Its trace id is the one of
 the span it joined (``RunRow.traceparent``: a caller's, a parent run's ``child_start``), else
-derived from its id too (the first 16 bytes).
+derived from its id too (the first 16 bytes). An effect's span id is derived from the run's
+id and the effect's number (``effect_span_id``): the span of effect #n is the same whichever
+execution records it, and is read back from the effect's record.
 """
 
 from __future__ import annotations
@@ -46,6 +48,24 @@ def run_trace(run_id: str, traceparent: str | None) -> RunTrace:
         parent = parse_traceparent(traceparent)
         return RunTrace(parent.trace_id, span_id, parent.span_id)
     return RunTrace(int.from_bytes(digest[:16]) or 1, span_id, None)
+
+
+def effect_span_id(run_id: str, seq: int) -> int:
+    """The span id (64 bits, never 0) of effect ``seq`` of run ``run_id``: SplitMix64's
+    mix of the run's key (8 bytes of SHA-256 of its id, after the run span's) plus ``seq``
+    times the golden ratio: distinct for the effects of a run, cheap on the hot path."""
+    z = (_run_key(run_id) + seq * 0x9E3779B97F4A7C15) & _MASK
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK
+    return (z ^ (z >> 31)) or 1
+
+
+_MASK = (1 << 64) - 1
+
+
+@lru_cache(maxsize=4096)
+def _run_key(run_id: str) -> int:
+    return int.from_bytes(hashlib.sha256(run_id.encode()).digest()[24:32])
 
 
 def parse_traceparent(text: str) -> SpanContext:

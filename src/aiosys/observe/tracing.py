@@ -1,70 +1,53 @@
-"""Traces: one OpenTelemetry span per run, one child span per effect (the gate's ``trace``
-interceptor), made with the official SDK.
+"""Traces: one OpenTelemetry span per run, one child span per effect.
 
 - **The run's span** has ids derived from the run (``traceids``): every execution of the
   run, after a crash, a park or a move to another worker, makes its effect spans children of
-  the same span in the same trace. It is exported once, when the run ends
-  (``kernel.App.run_end_hooks``), from the run's ``created_at`` to its end; the store keeps
-  it as the runs row itself.
-- **Effect spans** (``step <name>``, ``<operation> <model>`` for model calls, ``sleep``,
-  ``signal <name>``, ``child_start <workflow>``, ``child_result ...``) are made by the
-  interceptor just inside the effect log, so a replayed effect (a recorded outcome) makes
-  none. An effect that ends in an error has status ERROR, ``error.type`` and an exception
-  event. Retries are span events (``aiosys.retry``: attempt, error, retry_at), and so are the
-  model plane's failed attempts and skipped candidates and the policy decisions
-  (``add_event``). Model calls carry the GenAI attributes (``genai``). Each span is written
-  to the store (``spans``) in the same transaction as the effect's record
-  (``EffectCall.also_write``): a crash keeps both or neither.
-- A wait that parks (timer, signal, child) ends when the effect log records its end
-  (``Gate.wait_hooks``), in this execution or, after an unwind, a later one.
-- **Export**: ``provider`` is an SDK ``TracerProvider`` of this app; with
-  ``OTEL_EXPORTER_OTLP_ENDPOINT`` (or ``..._TRACES_ENDPOINT``) set, a ``BatchSpanProcessor``
-  sends spans by OTLP/HTTP. Tests add their own processor (``provider.add_span_processor``).
+  the same span in the same trace. The store keeps it as the runs row itself; it is exported
+  once, when the run ends (``kernel.App.run_end_hooks``).
+- **An effect's span** is its effect record (``observe.spans``): its id is derived from the run and
+  the effect's number, its times, status and error are the record's. The gate's ``trace``
+  interceptor, just inside the effect log (so a replayed effect, whose record is read back,
+  makes none), makes the span current while the effect runs (a model provider's
+  ``traceparent``, a child run, a step's own spans join it) and adds to the record's ``meta``
+  what the record does not say: a model call's GenAI attributes (``genai``), its failed
+  attempts and skipped candidates, the policy decisions (``add_event``). No write of its own:
+  keeping spans in the store costs the hot path a few microseconds per effect.
+- **Export**: ``provider`` is an SDK ``TracerProvider`` of this app. With a span processor
+  (``add_span_processor``; ``export_from_env``: a ``BatchSpanProcessor`` of an OTLP/HTTP
+  exporter when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set), each effect's span is made an SDK
+  span when its record has committed (``EffectCall.on_recorded``), from that record, by the
+  same functions that read spans back from the store: the same ids and contents. A parked
+  wait's span, which the interceptor does not see end, is exported from ``Gate.wait_hooks``.
+  A direct effect (outside any run: no record) is an SDK span of the current trace.
 - Switched off (``TracingSettings``), the interceptor is not installed: it costs nothing.
 """
 
 from __future__ import annotations
 
-import json
 import os
+import time
 from collections.abc import Callable, Mapping
-from contextvars import ContextVar
-from functools import cached_property
+from dataclasses import replace
+from functools import cached_property, partial
 from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 from opentelemetry.trace import NonRecordingSpan, SpanContext, Status, StatusCode, Tracer
 
-from ..kernel.control import Parked
 from ..kernel.gate import EffectCall, Next
-from ..store.base import Finish, RunRow
+from ..kernel.interceptors.effect_log import WRITTEN
+from ..store.base import Finish, RunRow, now
 from . import genai
-from .effect_span import EffectSpan
+from .export import ForcedIds, export_span
 from .settings import TracingSettings
-from .spans import run_attributes
-from .traceids import SAMPLED, format_traceparent, run_trace
+from .spans import SPAN, UNTRACED, effect_span, run_span, span_name
+from .traceids import SAMPLED, effect_span_id, format_traceparent, run_trace
 
-#: Effect kinds that make no span: the kernel's read of the clock.
-UNTRACED = frozenset({"now"})
-_SPAN = "trace_span"  # call.meta: the effect's span while it is open
-_forced_ids: ContextVar[tuple[int, int] | None] = ContextVar("aiosys_forced_ids", default=None)
-
-
-class _Ids(RandomIdGenerator):
-    """Random ids, except for a run's span, whose ids are derived from the run."""
-
-    def generate_span_id(self) -> int:
-        forced = _forced_ids.get()
-        return forced[1] if forced is not None else super().generate_span_id()
-
-    def generate_trace_id(self) -> int:
-        forced = _forced_ids.get()
-        return forced[0] if forced is not None else super().generate_trace_id()
+_EVENTS = "trace_events"  # call.meta: the events added to the effect's span (add_event)
 
 
 class Tracing:
@@ -92,7 +75,7 @@ class Tracing:
         ``add_span_processor``, not on the provider itself: spans are only made for it once
         one is added."""
         resource = Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME", "aiosys")})
-        return TracerProvider(sampler=ALWAYS_ON, resource=resource, id_generator=_Ids())
+        return TracerProvider(sampler=ALWAYS_ON, resource=resource, id_generator=ForcedIds())
 
     def add_span_processor(self, processor: SpanProcessor) -> None:
         """Send every span (runs' and effects') to ``processor`` from now on (an SDK
@@ -123,128 +106,128 @@ class Tracing:
     # ---- the run's span -----------------------------------------------------------------
 
     def run_ended(self, run: RunRow, finish: Finish) -> None:
-        """Export the run's span (``kernel.App.run_end_hooks``): ``run <workflow>``, from
-        ``created_at`` to now, status ERROR unless it succeeded."""
-        ids = run_trace(run.id, run.traceparent)
-        parent = otel_context.Context()
-        if ids.parent_id is not None:
-            remote = SpanContext(ids.trace_id, ids.parent_id, is_remote=True, trace_flags=SAMPLED)
-            parent = trace.set_span_in_context(NonRecordingSpan(remote))
-        token = _forced_ids.set((ids.trace_id, ids.span_id))
-        try:
-            span = self.tracer.start_span(
-                f"run {run.workflow}",
-                context=parent,
-                start_time=int(run.created_at * 1e9),
-                attributes=run_attributes(run, finish.status),
-            )
-        finally:
-            _forced_ids.reset(token)
-        if finish.status == "succeeded":
-            span.set_status(Status(StatusCode.OK))
-        else:
-            span.set_status(Status(StatusCode.ERROR, _error_text(finish.error)))
-        span.end()
+        """Export the run's span (``kernel.App.run_end_hooks``), as the store will read it
+        back: ``run <workflow>``, from ``created_at`` to now, status ERROR unless it
+        succeeded."""
+        if self.exporting:
+            t = now()
+            ended = replace(run, status=finish.status, error=finish.error, finished_at=t)
+            export_span(self.tracer, run_span(ended, t))
 
     # ---- effect spans -------------------------------------------------------------------
 
     async def interceptor(self, call: EffectCall, next: Next) -> Any:
         """The gate's ``trace`` interceptor (just inside the effect log)."""
+        ex = call.run_execution
+        if ex is None:
+            return await self._direct(call, next)
         if call.kind in UNTRACED:
             return await next(call)
-        span = self._open(call)
-        call.meta[_SPAN] = span
-        token = otel_context.attach(trace.set_span_in_context(span.otel()))
+        run = ex.run
+        ids = run_trace(run.id, run.traceparent)
+        ctx = SpanContext(ids.trace_id, effect_span_id(run.id, call.seq), False, SAMPLED)
+        token = otel_context.attach(trace.set_span_in_context(NonRecordingSpan(ctx)))
         try:
             out = await next(call)
-        except Parked:
-            raise  # the wait goes on: ended by ``wait_ended``
         except Exception as exc:
-            self._end(call, span, exc, None)
+            self._keep(call, exc, None)
             raise
-        # Anything else (an unwind, a cancel) leaves no record, so no span: it is not ended.
+        # ``Parked`` (a BaseException): the wait goes on, its span exported by
+        # ``wait_ended``; anything else (an unwind, a cancel) leaves no record, so no span.
         finally:
             otel_context.detach(token)
-        self._end(call, span, None, out)
+        self._keep(call, None, out)
         return out
 
-    def _open(self, call: EffectCall, start_ns: int | None = None) -> EffectSpan:
-        ex = call.run_execution
-        if ex is not None:
-            ids = run_trace(ex.run.id, ex.run.traceparent)
-            trace_id, parent_id = ids.trace_id, ids.span_id
-        else:  # a direct effect: a child of the caller's current span, if any
-            current = trace.get_current_span().get_span_context()
-            trace_id = current.trace_id if current.is_valid else _Ids().generate_trace_id()
-            parent_id = current.span_id if current.is_valid else 0
-        attrs: dict[str, Any] = {"aiosys.effect.kind": call.kind, "aiosys.effect.name": call.name}
-        attrs["aiosys.effect.seq"] = call.seq
-        return EffectSpan(_span_name(call), trace_id, parent_id, attrs, start_ns)
+    def _keep(self, call: EffectCall, error: BaseException | None, out: Any) -> None:
+        """Put what the record does not say in its meta; export it once committed."""
+        extra = self._extras(call, error, out)
+        if extra:
+            call.meta["record"] = {**(call.meta.get("record") or {}), SPAN: extra}
+        if self.exporting:
+            call.on_recorded.append(partial(self._export_record, call))
+
+    def _extras(
+        self, call: EffectCall, error: BaseException | None, out: Any
+    ) -> dict[str, Any] | None:
+        events: list[dict[str, Any]] | None = call.meta.get(_EVENTS)
+        if call.kind != "model":
+            return {"events": events} if events else None
+        record = call.meta.get("record")
+        attrs = genai.model_attributes(call.params, call.name, record)
+        if self.settings.content and error is None:
+            attrs.update(genai.content_attributes(call.params, out))
+        at = time.time_ns()
+        events = [
+            *(events or ()),
+            *({"name": n, "time_ns": at, "attributes": a} for n, a in genai.model_events(record)),
+        ]
+        extra: dict[str, Any] = {"name": genai.span_name(call.params, call.name)}
+        extra["attributes"] = attrs
+        if events:
+            extra["events"] = events
+        return extra
 
     def wait_ended(self, call: EffectCall, since: float, error: BaseException | None) -> None:
-        """``Gate.wait_hooks``: a parked wait ended (``since``: when it began, Unix s)."""
-        span = call.meta.get(_SPAN)
-        if not isinstance(span, EffectSpan):  # the execution that began it was unwound
-            span = self._open(call, int(since * 1e9))
-        self._end(call, span, error, None)
+        """``Gate.wait_hooks``: a parked wait ended (``since``: when it began, Unix s); its
+        span is exported once its record has committed."""
+        if self.exporting and call.run_execution is not None:
+            call.on_recorded.append(partial(self._export_record, call))
+
+    def _export_record(self, call: EffectCall, committed: bool) -> None:
+        row = call.meta.get(WRITTEN)
+        if not committed or row is None or row.status == "pending":
+            return
+        ex = call.execution
+        row = replace(row, worker=ex.owner, epoch=ex.epoch)  # as the store keeps it
+        export_span(self.tracer, effect_span(ex.run, row, now()))
 
     def add_event(self, call: EffectCall | None, name: str, attributes: Mapping[str, Any]) -> None:
-        """An event on ``call``'s span while it is open (the composition root hands policy
-        decisions here); nothing when it has none."""
-        span = None if call is None else call.meta.get(_SPAN)
-        if isinstance(span, EffectSpan) and span.is_recording():
-            span.add_event(name, {k: v for k, v in attributes.items() if v is not None})
+        """An event on ``call``'s span, now (the composition root hands policy decisions
+        here): kept with the effect's record. Values other than text, numbers, booleans and
+        lists of text are kept as text; None values are left out."""
+        if call is None:
+            return
+        attrs = {k: _attribute(v) for k, v in attributes.items() if v is not None}
+        event = {"name": name, "time_ns": time.time_ns(), "attributes": attrs}
+        call.meta.setdefault(_EVENTS, []).append(event)
 
-    def _end(
-        self, call: EffectCall, span: EffectSpan, error: BaseException | None, out: Any
-    ) -> None:
-        call.meta.pop(_SPAN, None)
-        for retry in call.meta.get("retries") or ():
-            span.add_event(
-                "aiosys.retry",
-                {
-                    "attempt": retry["attempt"],
-                    "error": str(retry["error"]),
-                    "retry_at": float(retry["retry_at"]),
-                },
-                timestamp=int(retry["failed_at"] * 1e9),
-            )
-        if call.kind == "model":
-            record = call.meta.get("record")
-            span.attributes.update(genai.model_attributes(call.params, call.name, record))
-            for name, attrs in genai.model_events(record):
-                span.add_event(name, attrs)
-            if self.settings.content and error is None:
-                span.attributes.update(genai.content_attributes(call.params, out))
-        if error is not None:
-            span.fail(error)
-        span.end()
-        if self.exporting:
-            self._export(span)
-        ex = call.run_execution
-        if ex is not None:
-            call.also_write("span_record", span.row(ex.run.id, call.seq, call.kind))
+    # ---- direct effects (outside any run) -------------------------------------------------
 
-    def _export(self, span: EffectSpan) -> None:
-        """The ended span, as an SDK span with the same ids, to the span processors."""
-        parent = otel_context.Context()
-        if span.parent_id:
-            ctx = SpanContext(span.context.trace_id, span.parent_id, False, trace_flags=SAMPLED)
-            parent = trace.set_span_in_context(NonRecordingSpan(ctx))
-        token = _forced_ids.set((span.context.trace_id, span.context.span_id))
+    async def _direct(self, call: EffectCall, next: Next) -> Any:
+        """A direct effect: no record, so nothing stored; an SDK span of the current trace
+        when spans are exported."""
+        if not self.exporting or call.kind in UNTRACED:
+            return await next(call)
+        attrs = {"aiosys.effect.kind": call.kind, "aiosys.effect.name": call.name}
+        span = self.tracer.start_span(span_name(call.kind, call.name), attributes=attrs)
+        token = otel_context.attach(trace.set_span_in_context(span))
         try:
-            sdk = self.tracer.start_span(
-                span.name, context=parent, attributes=span.attributes, start_time=span.start_ns
-            )
+            out = await next(call)
+        except Exception as exc:
+            self._end_direct(span, call, exc, None)
+            raise
         finally:
-            _forced_ids.reset(token)
-        for name, at, attrs in span.events:
-            sdk.add_event(name, attrs, timestamp=at)
-        if span.error is None:
-            sdk.set_status(Status(StatusCode.OK))
+            otel_context.detach(token)
+        self._end_direct(span, call, None, out)
+        return out
+
+    def _end_direct(
+        self, span: trace.Span, call: EffectCall, error: BaseException | None, out: Any
+    ) -> None:
+        extra = self._extras(call, error, out) or {}
+        if extra.get("name"):
+            span.update_name(extra["name"])
+        span.set_attributes(extra.get("attributes") or {})
+        for e in extra.get("events") or ():
+            span.add_event(e["name"], e["attributes"], timestamp=e["time_ns"])
+        if error is None:
+            span.set_status(Status(StatusCode.OK))
         else:
-            sdk.set_status(Status(StatusCode.ERROR, span.error))
-        sdk.end(end_time=span.end_ns)
+            span.set_attribute("error.type", type(error).__qualname__)
+            span.record_exception(error)
+            span.set_status(Status(StatusCode.ERROR, f"{type(error).__qualname__}: {error}"))
+        span.end()
 
     def current_traceparent(self) -> str | None:
         """The W3C traceparent of the current OpenTelemetry span (of any provider), if any:
@@ -253,24 +236,9 @@ class Tracing:
         return format_traceparent(ctx) if ctx.is_valid else None
 
 
-def _span_name(call: EffectCall) -> str:
-    if call.kind == "model":
-        request = call.params.get("request")
-        kind = getattr(request, "kind", None) or "chat"
-        op = genai.OPERATIONS.get(kind, kind)
-        return f"{op} {genai.request_model(call.params, call.name)}"
-    if call.kind == "child_start":
-        return f"child_start {call.params.get('workflow', call.name)}"
-    if call.kind == "step":  # a step's name is its qualified name: the span shows the last part
-        return f"step {call.name.rsplit('.', 1)[-1]}"
-    return call.kind if call.kind == "sleep" else f"{call.kind} {call.name}"
-
-
-def _error_text(error: str | None) -> str:
-    if not error:
-        return "the run did not succeed"
-    try:
-        rec = json.loads(error)
-    except ValueError:
-        return error
-    return f"{rec.get('type', 'Error')}: {rec.get('message', '')}"
+def _attribute(value: Any) -> Any:
+    if isinstance(value, str | bool | int | float):
+        return value
+    if isinstance(value, list | tuple | set | frozenset):
+        return [str(v) for v in value]
+    return str(value)
