@@ -3,15 +3,10 @@ server decoding the protobuf ExportTraceServiceRequest) gets the run's spans."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-    ExportTraceServiceRequest,
-    ExportTraceServiceResponse,
-)
+from tests.integration.tracespans import Receiver, otlp_receiver
 
 from aiosys import App, Context
 from aiosys.observe.traceids import run_trace
@@ -20,39 +15,15 @@ pytestmark = pytest.mark.timeout(60)
 
 
 @pytest.fixture
-def receiver() -> Iterator[tuple[str, list[ExportTraceServiceRequest]]]:
-    got: list[ExportTraceServiceRequest] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            if self.path == "/v1/traces":
-                got.append(ExportTraceServiceRequest.FromString(body))
-            out = ExportTraceServiceResponse().SerializeToString()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/x-protobuf")
-            self.send_header("Content-Length", str(len(out)))
-            self.end_headers()
-            self.wfile.write(out)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", got
-    finally:
-        server.shutdown()
-        thread.join()
+def receiver() -> Iterator[Receiver]:
+    with otlp_receiver() as got:
+        yield got
 
 
 async def test_spans_are_exported_by_otlp_http_when_the_endpoint_is_set(
     store_url, receiver, monkeypatch
 ):
-    endpoint, got = receiver
-    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint)
     app = App(store=store_url, tracing=True, audit=False)
 
     @app.step
@@ -67,9 +38,7 @@ async def test_spans_are_exported_by_otlp_http_when_the_endpoint_is_set(
         run = await app.start("w")
         assert await run.result(timeout=10) == 2
     # Closing the app flushed the batch processor.
-    spans = [
-        s for req in got for rs in req.resource_spans for ss in rs.scope_spans for s in ss.spans
-    ]
+    spans = receiver.spans()
     ids = run_trace(run.id, None)
     assert sorted(s.name for s in spans) == ["run w", "step one", "step one"]
     assert {s.trace_id.hex() for s in spans} == {f"{ids.trace_id:032x}"}
@@ -78,5 +47,5 @@ async def test_spans_are_exported_by_otlp_http_when_the_endpoint_is_set(
     assert {s.parent_span_id.hex() for s in spans if s.name == "step one"} == {root.span_id.hex()}
     stored = {s["span_id"] for s in await app.trace(run.id)}
     assert {s.span_id.hex() for s in spans} == stored  # the same spans as the store keeps
-    resource = got[0].resource_spans[0].resource
+    resource = receiver.requests[0].resource_spans[0].resource
     assert any(a.key == "service.name" for a in resource.attributes)
