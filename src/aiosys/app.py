@@ -123,7 +123,7 @@ class App(kernel.App):
 
     def _install_tracing(self) -> None:
         tracing = self.tracing
-        tracing.export_from_env()
+        tracing.open()  # exporters from the environment, the metrics' MeterProvider
         # Just inside the effect log (a replayed effect makes no span), outside the audit and
         # the policy (a denied effect has its span, the decision an event on it).
         self.gate.add("trace", tracing.interceptor, before=self.gate.names[1])

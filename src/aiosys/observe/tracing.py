@@ -19,6 +19,10 @@
   same functions that read spans back from the store: the same ids and contents. A parked
   wait's span, which the interceptor does not see end, is exported from ``Gate.wait_hooks``.
   A direct effect (outside any run: no record) is an SDK span of the current trace.
+- **Metrics**: a model call's ``gen_ai.client.operation.duration`` and
+  ``gen_ai.client.token.usage`` (``genai_metrics``), on an SDK ``MeterProvider`` made only
+  when a metric reader is configured (``add_metric_reader``; an OTLP/HTTP one from the
+  environment like spans).
 - Switched off (``TracingSettings``), the interceptor is not installed: it costs nothing.
 """
 
@@ -33,16 +37,20 @@ from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import MetricReader
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 from opentelemetry.trace import NonRecordingSpan, SpanContext, Status, StatusCode, Tracer
 
+from ..errors import ConfigError
 from ..kernel.gate import EffectCall, Next
 from ..kernel.interceptors.effect_log import WRITTEN
 from ..store.base import Finish, RunRow, now
 from . import genai
 from .export import ForcedIds, export_span
+from .genai_metrics import GenAIMetrics
 from .settings import TracingSettings
 from .spans import SPAN, UNTRACED, effect_span, run_span, span_name
 from .traceids import SAMPLED, effect_span_id, format_traceparent, run_trace
@@ -57,6 +65,10 @@ class Tracing:
         """``settings``, or how to get them: resolved on first use (when the app opens)."""
         self._settings = settings
         self.exporting = False  # a span processor was added: spans go to the SDK too
+        self._metric_readers: list[MetricReader] = []
+        self._meter_provider: MeterProvider | None = None
+        #: The GenAI metrics, when a metric reader is configured (``open``); else None.
+        self.metrics: GenAIMetrics | None = None
 
     @property
     def settings(self) -> TracingSettings:
@@ -74,8 +86,7 @@ class Tracing:
         ``OTEL_*`` variables, ``service.name`` defaulting to ``aiosys``). Add processors with
         ``add_span_processor``, not on the provider itself: spans are only made for it once
         one is added."""
-        resource = Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME", "aiosys")})
-        return TracerProvider(sampler=ALWAYS_ON, resource=resource, id_generator=ForcedIds())
+        return TracerProvider(sampler=ALWAYS_ON, resource=_resource(), id_generator=ForcedIds())
 
     def add_span_processor(self, processor: SpanProcessor) -> None:
         """Send every span (runs' and effects') to ``processor`` from now on (an SDK
@@ -83,16 +94,42 @@ class Tracing:
         self.provider.add_span_processor(processor)
         self.exporting = True
 
+    def add_metric_reader(self, reader: MetricReader) -> None:
+        """Record the GenAI metrics for ``reader`` (an SDK ``MetricReader``:
+        ``PeriodicExportingMetricReader(exporter)``, ``InMemoryMetricReader``). Before the
+        app opens (the ``MeterProvider`` is made then): ``ConfigError`` after."""
+        if self._meter_provider is not None:
+            raise ConfigError("add metric readers to app.tracing before the app opens")
+        self._metric_readers.append(reader)
+
+    def open(self) -> None:
+        """Install the exporters the environment asks for (``export_from_env``) and, when a
+        metric reader is configured, the ``MeterProvider`` of the GenAI metrics."""
+        self.export_from_env()
+        if self._metric_readers and self._meter_provider is None:
+            self._meter_provider = MeterProvider(
+                metric_readers=self._metric_readers, resource=_resource()
+            )
+            self.metrics = GenAIMetrics(self._meter_provider.get_meter("aiosys"))
+
     def export_from_env(self) -> None:
-        """With ``OTEL_EXPORTER_OTLP_ENDPOINT`` (or ``..._TRACES_ENDPOINT``) set, export by
-        OTLP/HTTP in batches (the exporter reads its other ``OTEL_EXPORTER_OTLP_*``
-        settings: headers, timeout, compression)."""
-        env = os.environ
-        if env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
+        """With ``OTEL_EXPORTER_OTLP_ENDPOINT`` (or ``..._TRACES_ENDPOINT``,
+        ``..._METRICS_ENDPOINT``) set, export spans and metrics by OTLP/HTTP (spans in
+        batches, metrics every ``OTEL_METRIC_EXPORT_INTERVAL`` ms); the exporters read the
+        other ``OTEL_EXPORTER_OTLP_*`` settings (headers, timeout, compression).
+        ``OTEL_TRACES_EXPORTER=none`` / ``OTEL_METRICS_EXPORTER=none`` turn either off."""
+        if _otlp("TRACES"):
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
             from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
             self.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+        if _otlp("METRICS") and self._meter_provider is None:
+            from opentelemetry.exporter.otlp.proto.http.metric_exporter import (
+                OTLPMetricExporter,
+            )
+            from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+
+            self.add_metric_reader(PeriodicExportingMetricReader(OTLPMetricExporter()))
 
     @cached_property
     def tracer(self) -> Tracer:
@@ -102,6 +139,8 @@ class Tracing:
         """Export what is queued and stop the exporters (the app's close)."""
         if "provider" in self.__dict__:
             self.provider.shutdown()
+        if self._meter_provider is not None:
+            self._meter_provider.shutdown()
 
     # ---- the run's span -----------------------------------------------------------------
 
@@ -127,21 +166,25 @@ class Tracing:
         ids = run_trace(run.id, run.traceparent)
         ctx = SpanContext(ids.trace_id, effect_span_id(run.id, call.seq), False, SAMPLED)
         token = otel_context.attach(trace.set_span_in_context(NonRecordingSpan(ctx)))
+        t0 = time.perf_counter()
         try:
             out = await next(call)
         except Exception as exc:
-            self._keep(call, exc, None)
+            self._keep(call, exc, None, t0)
             raise
         # ``Parked`` (a BaseException): the wait goes on, its span exported by
         # ``wait_ended``; anything else (an unwind, a cancel) leaves no record, so no span.
         finally:
             otel_context.detach(token)
-        self._keep(call, None, out)
+        self._keep(call, None, out, t0)
         return out
 
-    def _keep(self, call: EffectCall, error: BaseException | None, out: Any) -> None:
-        """Put what the record does not say in its meta; export it once committed."""
+    def _keep(self, call: EffectCall, error: BaseException | None, out: Any, t0: float) -> None:
+        """Put what the record does not say in its meta; export it once committed; a model
+        call's metrics."""
         extra = self._extras(call, error, out)
+        if extra and call.kind == "model":
+            self._measure(extra, error, t0)
         if extra:
             call.meta["record"] = {**(call.meta.get("record") or {}), SPAN: extra}
         if self.exporting:
@@ -167,6 +210,11 @@ class Tracing:
         if events:
             extra["events"] = events
         return extra
+
+    def _measure(self, extra: dict[str, Any], error: BaseException | None, t0: float) -> None:
+        if self.metrics is not None:
+            error_type = None if error is None else type(error).__qualname__
+            self.metrics.record(extra["attributes"], time.perf_counter() - t0, error_type)
 
     def wait_ended(self, call: EffectCall, since: float, error: BaseException | None) -> None:
         """``Gate.wait_hooks``: a parked wait ended (``since``: when it began, Unix s); its
@@ -196,26 +244,40 @@ class Tracing:
 
     async def _direct(self, call: EffectCall, next: Next) -> Any:
         """A direct effect: no record, so nothing stored; an SDK span of the current trace
-        when spans are exported."""
-        if not self.exporting or call.kind in UNTRACED:
+        when spans are exported, a model call's metrics when they are recorded."""
+        measured = call.kind == "model" and self.metrics is not None
+        if call.kind in UNTRACED or not (self.exporting or measured):
             return await next(call)
-        attrs = {"aiosys.effect.kind": call.kind, "aiosys.effect.name": call.name}
-        span = self.tracer.start_span(span_name(call.kind, call.name), attributes=attrs)
-        token = otel_context.attach(trace.set_span_in_context(span))
+        span, token = None, None
+        if self.exporting:
+            attrs = {"aiosys.effect.kind": call.kind, "aiosys.effect.name": call.name}
+            span = self.tracer.start_span(span_name(call.kind, call.name), attributes=attrs)
+            token = otel_context.attach(trace.set_span_in_context(span))
+        t0 = time.perf_counter()
         try:
             out = await next(call)
         except Exception as exc:
-            self._end_direct(span, call, exc, None)
+            self._end_direct(span, call, exc, None, t0)
             raise
         finally:
-            otel_context.detach(token)
-        self._end_direct(span, call, None, out)
+            if token is not None:
+                otel_context.detach(token)
+        self._end_direct(span, call, None, out, t0)
         return out
 
     def _end_direct(
-        self, span: trace.Span, call: EffectCall, error: BaseException | None, out: Any
+        self,
+        span: trace.Span | None,
+        call: EffectCall,
+        error: BaseException | None,
+        out: Any,
+        t0: float,
     ) -> None:
         extra = self._extras(call, error, out) or {}
+        if call.kind == "model":
+            self._measure(extra, error, t0)
+        if span is None:
+            return
         if extra.get("name"):
             span.update_name(extra["name"])
         span.set_attributes(extra.get("attributes") or {})
@@ -234,6 +296,20 @@ class Tracing:
         the trace a run started now joins."""
         ctx = trace.get_current_span().get_span_context()
         return format_traceparent(ctx) if ctx.is_valid else None
+
+
+def _resource() -> Resource:
+    return Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME", "aiosys")})
+
+
+def _otlp(signal: str) -> bool:
+    """Whether the environment asks for OTLP export of ``signal`` (TRACES, METRICS)."""
+    env = os.environ
+    if env.get(f"OTEL_{signal}_EXPORTER", "otlp").strip().lower() == "none":
+        return False
+    return bool(
+        env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or env.get(f"OTEL_EXPORTER_OTLP_{signal}_ENDPOINT")
+    )
 
 
 def _attribute(value: Any) -> Any:
