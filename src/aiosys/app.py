@@ -29,7 +29,11 @@ from .models.catalog import ModelCard
 from .models.catalog_files import load_card_files
 from .models.plane import ModelPlane
 from .observe import slo as slo_mod
+from .observe.settings import TracingSettings
+from .observe.spans import stored_trace
 from .observe.stats import Stats, read_stats, window_start
+from .observe.traceids import parse_traceparent
+from .observe.tracing import Tracing
 from .store.base import RunRow
 
 log = logging.getLogger("aiosys.audit")
@@ -66,6 +70,11 @@ class App(kernel.App):
     Ed25519 key that signs its checkpoints (default: generated under ``.aiosys/``), written
     every ``audit_checkpoint_records`` records or ``audit_checkpoint_seconds`` seconds (see
     ``AuditSettings``).
+
+    Traces (``app.tracing``, ``aiosys.observe.tracing``) are on unless ``tracing=False`` (or
+    ``AIOSYS_TRACING=off``, or ``enabled = false`` under ``[tracing]``); ``trace_content``
+    puts model prompts and completions on spans (off by default). A run joins the trace of
+    ``start(..., traceparent=...)`` or of the OpenTelemetry span current when it is started.
     """
 
     def __init__(
@@ -78,6 +87,8 @@ class App(kernel.App):
         audit_key: str | Path | None = None,
         audit_checkpoint_records: int | None = None,
         audit_checkpoint_seconds: float | None = None,
+        tracing: bool | None = None,
+        trace_content: bool | None = None,
         **kw: Any,
     ) -> None:
         super().__init__(*args, **kw)
@@ -99,6 +110,7 @@ class App(kernel.App):
         self.gate.add("audit", self.audit.interceptor, before=self.gate.names[1])
         self.slos: list[slo_mod.Slo] = []  # declared in code (app.slo); aiosys.toml's beside
         self._start_writes.append(self.audit.start_writes)
+        self.tracing = Tracing(lambda: TracingSettings.resolve(tracing, trace_content))
 
     async def open(self) -> App:
         first = self._opened == 0
@@ -109,11 +121,38 @@ class App(kernel.App):
             _ = self.audit.settings  # read now: a bad setting fails the open, not a call
         if first and self.policy is None:
             await self._install_policies()  # before the store: a broken set opens nothing
+        if first and self.tracing.enabled and "trace" not in self.gate.names:
+            self._install_tracing()
         await super().open()
         if first:
             await note_identity(self.store)
             await self._load_catalog()
         return self
+
+    def _install_tracing(self) -> None:
+        tracing = self.tracing
+        tracing.open()  # exporters from the environment, the metrics' MeterProvider
+        # Just inside the effect log (a replayed effect makes no span), outside the audit and
+        # the policy (a denied effect has its span, the decision an event on it).
+        self.gate.add("trace", tracing.interceptor, before=self.gate.names[1])
+        self.gate.wait_hooks.append(tracing.wait_ended)
+        self.run_end_hooks.append(tracing.run_ended)
+        if self.policy is not None:
+            self.policy.listen(self._trace_decision)
+
+    def _trace_decision(self, decision: Any) -> None:
+        """A policy decision, as an event on the span of the effect it was made for."""
+        self.tracing.add_event(
+            decision.call,
+            "aiosys.policy.decision",
+            {
+                "decision": decision.decision,
+                "action": decision.action,
+                "resource": decision.resource,
+                "policies": list(decision.policies),
+                "cached": decision.cached,
+            },
+        )
 
     @cached_property
     def identity(self) -> Identity:
@@ -228,6 +267,7 @@ class App(kernel.App):
             await self.models.close()
         if self._opened <= 1:
             await self.audit.close()  # the last checkpoint signs what this process appended
+            await asyncio.to_thread(self.tracing.shutdown)  # exports what is queued
         await super().close()
 
     # ---- stats and SLOs (aiosys.observe) -----------------------------------------------
@@ -295,9 +335,26 @@ class App(kernel.App):
 
         return await slo_mod.check(declared, over)
 
+    async def trace(self, run_id: str, *, tenant: str | None = None) -> list[dict[str, Any]]:
+        """A run's trace as the store keeps it, whether tracing is on here or not: the run's
+        span first, then its effects' spans in the order they started (the dicts of
+        ``aiosys.observe.spans.stored_trace``). ``RunNotFound`` if the run is not in the
+        caller's tenant."""
+        tenant, row = await self._admit_run("read_run", run_id, tenant)
+        if row is None:
+            row = await self._read_run(run_id, tenant)
+        return await stored_trace(self.store, row)
+
     # ---- run actions, audited -----------------------------------------------------------
 
     async def start(self, workflow: str, input: dict[str, Any] | None = None, **kw: Any) -> Any:
+        """``kernel.App.start``; ``traceparent`` (W3C text) is checked (``InvalidInput``), and
+        without one the run joins the current OpenTelemetry span's trace, if there is one
+        (a child: its parent's ``child_start`` span)."""
+        if kw.get("traceparent") is not None:
+            parse_traceparent(kw["traceparent"])
+        elif self.tracing.enabled:
+            kw["traceparent"] = self.tracing.current_traceparent()
         if not self.audit.enabled or kw.get("parent_id"):  # a child: its parent's effect
             return await super().start(workflow, input, **kw)
         tenant = kw.get("tenant") or kernel.current_principal().tenant  # as start scopes it

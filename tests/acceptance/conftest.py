@@ -23,13 +23,19 @@ def workers_factory(tmp_path: Path, crash_log: Path) -> Iterator[Callable[..., W
     """Make ``Workers`` for a store; every process still alive is killed at the end."""
     pools: list[Workers] = []
 
-    def make(store_url: str, *, concurrency: int = 16, lease: float = 1.5) -> Workers:
+    def make(
+        store_url: str,
+        *,
+        concurrency: int = 16,
+        lease: float = 1.5,
+        env: dict[str, str] | None = None,
+    ) -> Workers:
         pool = Workers(
             store_url,
             tmp_path,
             concurrency=concurrency,
             lease=lease,
-            env={"AIOSYS_CRASH_LOG": str(crash_log)},
+            env={"AIOSYS_CRASH_LOG": str(crash_log), **(env or {})},
         )
         pools.append(pool)
         return pool

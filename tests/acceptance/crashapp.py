@@ -93,6 +93,13 @@ def build(store: str | None = None) -> App:
         await hold_once()
         return await bump(x)
 
+    @app.workflow
+    async def traced_handover(ctx: Context) -> int:
+        x = await bump(0)
+        await ctx.sleep(0.05)  # a timer: its span ends by Gate.wait_hooks
+        await hold_once()
+        return await bump(x)
+
     @app.step
     def wall_clock() -> float:
         return time.time()

@@ -110,6 +110,8 @@ APP_EXEMPT = {
     "identity": "the store's key admin API (operator's); the CLI checks manage_keys",
     "slo": "declares an SLO (configuration, no tenant data)",
     "slos": "the SLOs declared in code (configuration)",
+    "tracing": "the tracer and its settings (configuration); spans are read by app.trace",
+    "run_end_hooks": "configuration (who is told a run ended in this process)",
 }
 AUDIT_WALK = ("export", "verify", "checkpoint")
 AUDIT_EXEMPT = {
@@ -207,6 +209,7 @@ async def test_tenant_walk_every_public_function_as_a_against_b(store_url: str) 
             "run": lambda: app.run("waits", tenant="B"),
             "get_run": lambda: app.get_run(waiting.id),
             "effects": lambda: app.effects(dead.id),
+            "trace": lambda: app.trace(dead.id),
             "list_runs": lambda: app.list_runs(),
             "signal": lambda: app.signal(waiting.id, "go", "x"),
             "cancel": lambda: app.cancel(waiting.id),

@@ -89,7 +89,12 @@ def test_the_cli_tenant_walk_every_command_as_a_against_b(store_url: str) -> Non
         "demo": [["demo", *s]],
         "worker": [["worker", "--app", APP, *s]],
         "runs list": [["runs", "list", "--tenant", "B", *s]],
-        "runs show": [["runs", "show", run_id, *s], ["runs", "show", run_id, "--tenant", "B", *s]],
+        "runs show": [
+            ["runs", "show", run_id, *s],
+            ["runs", "show", run_id, "--tenant", "B", *s],
+            ["runs", "show", run_id, "--trace", *s],
+            ["runs", "show", run_id, "--trace", "--json", "--tenant", "B", *s],
+        ],
         "runs cancel": [["runs", "cancel", run_id, *s]],
         "runs resume": [["runs", "resume", run_id, *s]],
         "runs signal": [["runs", "signal", run_id, "go", *s]],

@@ -21,6 +21,7 @@ from .common import (
     console,
     echo_json,
     fail,
+    get_run,
     parse_json,
     run_and_effects,
     run_async,
@@ -158,9 +159,22 @@ def show(
     json_: JsonFlag = False,
     app: AppOption = None,
     store: StoreOption = None,
+    trace: Annotated[
+        bool,
+        typer.Option(
+            "--trace",
+            help="Draw the run's trace (its span and its effects' spans, from the store) as a "
+            "waterfall; with --json, the spans.",
+        ),
+    ] = False,
 ) -> None:
     """Show a run, its attempts (which worker ran each, and the gaps where a worker's lease
-    expired) and its effect timeline."""
+    expired) and its effect timeline.
+
+    With --trace, its trace instead: the run's span and its effects' spans as a waterfall."""
+    if trace:
+        _show_trace(run_id, tenant, json_, app, store)
+        return
 
     async def app_body(a: App) -> tuple[RunRow, list[EffectRow], list[RecoveryRow]]:
         row = await a.get_run(run_id, tenant=tenant)
@@ -191,6 +205,37 @@ def show(
         )
     else:
         console().print(run_view(row, effects, found))
+
+
+def _show_trace(
+    run_id: str, tenant: str | None, json_: bool, app: str | None, store: str | None
+) -> None:
+    from ..observe.spans import stored_trace
+    from .trace_view import waterfall
+
+    async def read() -> list[dict[str, object]]:
+        bare = bare_store(app, store)  # the local user, no app: the store alone, fast
+        if bare is not None:
+
+            async def direct(s: Store) -> list[dict[str, object]]:
+                return await stored_trace(s, await get_run(s, run_id, tenant))
+
+            return await with_store(bare, direct)
+
+        async def app_body(a: App) -> list[dict[str, object]]:
+            from ..app import App as FullApp
+
+            if isinstance(a, FullApp):
+                return list(await a.trace(run_id, tenant=tenant))
+            return await stored_trace(a.store, await a.get_run(run_id, tenant=tenant))
+
+        return await with_opened(store_app(app, store), app_body)
+
+    spans = run_async(read)
+    if json_:
+        echo_json(spans)
+    else:
+        console().print(waterfall(spans))
 
 
 def _report(row: RunRow, json_: bool, action: str) -> None:

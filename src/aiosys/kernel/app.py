@@ -269,6 +269,9 @@ class App:
         self._implicit = False  # opened by a call before open(): open() adopts it
         self._worker: Any = None  # the in-process Worker while `async with app:` runs
         self._waiters: dict[str, asyncio.Future[Ended | None]] = {}
+        # Called with the run and its ``Finish`` when an execution of this process has ended
+        # a run (committed): how observability closes a run's span.
+        self.run_end_hooks: list[Callable[[RunRow, Finish], None]] = []
 
     # ---- registration -----------------------------------------------------------------
 
@@ -554,6 +557,7 @@ class App:
         version: str | None = None,
         parent_id: str | None = None,
         detached: bool = False,
+        traceparent: str | None = None,
     ) -> RunHandle:
         """Record a new run as pending (a worker in this process takes it at once).
         Opens the app if it is not open.
@@ -565,7 +569,8 @@ class App:
         Idempotency keys and tenants are identities: text a store cannot keep as it is
         (NUL, lone surrogates) is refused with ``InvalidInput``, never altered.
         A child (``parent_id``) is cancelled with its parent (cancel or timeout) unless it
-        is ``detached``.
+        is ``detached``. ``traceparent`` (W3C, ``00-<trace id>-<span id>-<flags>``) is kept
+        with the run, opaque to the kernel: the span its trace joins (``aiosys.observe``).
 
         The run is started as the bound principal (recorded in ``runs.principal``) in its
         tenant: ``tenant`` None means that one (``default`` for the local principal), and
@@ -607,6 +612,7 @@ class App:
             created_at=created_at,
             detached=detached,
             principal=principal_json(principal),
+            traceparent=traceparent,
         )
         also = [w for hook in self._start_writes for w in hook(new)]
         worker = self._worker
@@ -741,6 +747,9 @@ class App:
         return fut
 
     def _notify_finished(self, run: RunRow, finish: Finish | None = None) -> None:
+        if finish is not None:
+            for hook in self.run_end_hooks:
+                hook(run, finish)
         fut = self._waiters.pop(run.id, None)
         if fut is not None and not fut.done():
             end = None

@@ -107,6 +107,8 @@ class Interceptor(Protocol):
 
 
 Executor = Callable[[EffectCall], Awaitable[Any]]
+#: ``(call, waited_since, error)``: see ``Gate.wait_hooks``.
+WaitHook = Callable[[EffectCall, float, "BaseException | None"], None]
 
 
 class Gate:
@@ -116,6 +118,11 @@ class Gate:
         self._interceptors: list[tuple[str, Interceptor]] = []
         self._executors: dict[str, Executor] = {}
         self._chain: Next = self._execute
+        # Called by the effect log just before it records the end of a wait that parked (a
+        # timer, a signal, a child: ok, or the error it ended with), with the time the wait
+        # began: the interceptors do not see a parked wait end (the effect log checks it
+        # again past them), so this is where they learn it. A hook may ``also_write``.
+        self.wait_hooks: list[WaitHook] = []
 
     def add(self, name: str, interceptor: Interceptor, *, before: str | None = None) -> None:
         """Insert an interceptor, before the one named ``before`` (else at the end)."""
@@ -151,6 +158,10 @@ class Gate:
 
     def __call__(self, call: EffectCall) -> Awaitable[Any]:
         return self._chain(call)
+
+    def wait_ended(self, call: EffectCall, since: float, error: BaseException | None) -> None:
+        for hook in self.wait_hooks:
+            hook(call, since, error)
 
     def execute(self, call: EffectCall) -> Awaitable[Any]:
         """The executor alone, past every interceptor: how the effect log checks a parked

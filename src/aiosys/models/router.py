@@ -118,11 +118,15 @@ class Trace:
                 "model": card.id,
                 "version": card.version,
                 "deployment": card.key,
+                "provider": card.provider,
+                "kind": card.kind,
                 "usage": r.usage.model_dump(),
                 "cost": r.cost,
                 "latency_ms": r.latency_ms,
                 "cached": r.cached,
             }
+            if r.finish_reason:
+                rec["finish_reason"] = r.finish_reason
         rec["attempts"] = [{"model": a.model, "error": a.error} for a in self.attempts]
         if self.skipped:
             rec["skipped"] = dict(self.skipped)

@@ -73,6 +73,9 @@ class RunRow:
     # recovery): that worker's id and when its lease expired. None after any other claim.
     recovered_from: str | None = None
     lease_expired_at: float | None = None
+    # The W3C traceparent of the span the run's trace joins (a caller's, a parent run's
+    # ``child_start``); None: its trace is its own (``aiosys.observe.tracing``).
+    traceparent: str | None = None
 
     @property
     def wf_key(self) -> str:
@@ -203,6 +206,7 @@ class NewRun:
     created_at: float = field(default_factory=now)
     detached: bool = False  # a child that outlives its parent's cancellation or timeout
     principal: str | None = None  # who starts it (RunRow.principal)
+    traceparent: str | None = None  # the span its trace joins (RunRow.traceparent)
 
 
 # ---- writes applied in batches (group commit) --------------------------------------------

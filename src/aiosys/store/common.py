@@ -53,6 +53,7 @@ def run_params(new: NewRun, owner: str | None, lease: float) -> dict[str, Any]:
         "epoch": 1 if claimed else 0,
         "detached": int(new.detached),
         "principal": new.principal,
+        "traceparent": new.traceparent,
     }
 
 

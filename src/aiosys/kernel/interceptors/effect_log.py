@@ -60,10 +60,15 @@ class EffectLog:
         waiting = recorded is not None and RETRY not in call.meta["pending"]
         await ex.flush()
         ex.check_cancelled()
-        started = now()
+        # The effect's start: its first record's, if it has one (the store keeps that one),
+        # so that this copy of the record says what the store does.
+        started = now() if recorded is None else recorded.started_at
+        call.meta[STARTED] = started
         # A wait (timer, signal, child) raises Parked until it is satisfied: the execution is
         # suspended in place and the wait checked again when the run wakes.
         fresh = not waiting
+        # When the wait began (recorded before a crash or a move), for ``Gate.wait_hooks``.
+        parked_since = started if waiting else None
         failure: Exception | None = None
         while True:
             try:
@@ -79,10 +84,13 @@ class EffectLog:
                     await self._record(call, started, "pending", output=json.dumps(parked.state))
                     call.meta["pending"] = parked.state
                     fresh = False
+                    parked_since = started
                 await ex.suspend(parked.wake_at)
             except Exception as live:
                 failure = live
                 break
+        if parked_since is not None:
+            ex.app.gate.wait_ended(call, parked_since, failure)
         if failure is not None:
             # The workflow gets the error rebuilt from its record, as it will on replay
             # (error_records: "one value"); the live one never leaks past the gate.
@@ -139,6 +147,7 @@ class EffectLog:
             finished_at=None if status == "pending" else now(),
             meta=_meta(call),
         )
+        call.meta[WRITTEN] = row
         return RecordEffect(
             ex.owner,
             row,
@@ -149,6 +158,10 @@ class EffectLog:
 
 
 RETRY = "next_attempt"  # the key of a pending record that a step's retry wrote
+# call.meta: when the effect started (Unix s: its first record's start, on a replay), and the
+# ``EffectRow`` of its last record written (who is told it committed, ``on_recorded``, may
+# read it: e.g. to export a trace span made from the record).
+STARTED, WRITTEN = "started_at", "written"
 RETRIES = "retries"  # the failed attempts so far, on the pending record and the final meta
 
 
@@ -164,7 +177,7 @@ async def record_retry(call: EffectCall, exc: BaseException, retry_at: float) ->
     state = {RETRY: attempt + 1, "retry_at": retry_at, RETRIES: call.meta.get(RETRIES, [])}
     write = EffectLog._write(
         call,
-        now(),
+        call.meta.get(STARTED) or now(),  # the effect's start, not this attempt's end
         "pending",
         output=json.dumps(state),
         error=serde.dump_error(exc, transient=True),

@@ -16,6 +16,7 @@ from anthropic.resources.messages import AsyncMessages
 from anthropic.types import MessageParam
 
 from ...errors import ProviderRejected
+from ...observe.propagation import trace_headers
 from ..catalog import ModelCard
 from ..tokens import DEFAULT_OUTPUT_TOKENS
 from ..types import Kind, ModelRequest, ProviderResult, Usage
@@ -58,6 +59,7 @@ class AnthropicProvider:
         params = dict(request.params)
         params.setdefault("max_tokens", DEFAULT_MAX_TOKENS)
         kwargs = split_params(card, params, AsyncMessages.create, _RESERVED)
+        kwargs["extra_headers"] = trace_headers(kwargs.get("extra_headers"))  # the effect span's
         if system:
             kwargs["system"] = "\n\n".join(system)
         key, hint = api_key(card)

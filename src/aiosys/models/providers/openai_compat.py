@@ -18,6 +18,7 @@ import openai
 from openai.resources.embeddings import AsyncEmbeddings
 
 from ...errors import ProviderRejected
+from ...observe.propagation import trace_headers
 from ..catalog import ModelCard
 from ..types import Kind, ModelRequest, ProviderResult, Usage
 from ._http_errors import install_classifier, malformed, sdk_errors
@@ -71,6 +72,7 @@ class OpenAIProvider:
         body["model"] = card.upstream_model
         body["messages"] = [{"role": m.role, "content": m.content} for m in request.messages]
         options["timeout"] = card.timeout
+        options["headers"] = trace_headers(options.get("headers"))  # the effect span's
         with sdk_errors(card, endpoint, hint):
             http = await client.post(
                 "/chat/completions", cast_to=httpx2.Response, body=body, options=cast(Any, options)
@@ -105,6 +107,7 @@ class OpenAIProvider:
         if not request.texts:
             return ProviderResult(output=[], provider_model=card.upstream_model)
         kwargs = split_params(card, request.params, AsyncEmbeddings.create, _EMBED_RESERVED)
+        kwargs["extra_headers"] = trace_headers(kwargs.get("extra_headers"))
         with sdk_errors(card, endpoint, hint):
             response: Any = await client.embeddings.create(
                 model=card.upstream_model, input=request.texts, timeout=card.timeout, **kwargs

@@ -6,10 +6,10 @@
 -- A new run; its idempotency key (per tenant) makes a second start a no-op.
 INSERT INTO runs (id, workflow, version, wf_key, tenant, queue, priority, status, input,
                   idempotency_key, parent_id, created_at, updated_at, started_at, deadline_at,
-                  available_at, lease_owner, epoch, detached, principal)
+                  available_at, lease_owner, epoch, detached, principal, traceparent)
 VALUES (:id, :workflow, :version, :wf_key, :tenant, :queue, :priority, :status, :input,
         :idempotency_key, :parent_id, :created_at, :created_at, :started_at, :deadline_at,
-        :available_at, :lease_owner, :epoch, :detached, :principal)
+        :available_at, :lease_owner, :epoch, :detached, :principal, :traceparent)
 ON CONFLICT DO NOTHING
 
 -- name: get_run
