@@ -176,7 +176,8 @@ class Tracing:
         # ``wait_ended``; anything else (an unwind, a cancel) leaves no record, so no span.
         finally:
             otel_context.detach(token)
-        self._keep(call, None, out, t0)
+        if call.kind == "model" or self.exporting or _EVENTS in call.meta:
+            self._keep(call, None, out, t0)  # else (a plain step) nothing to add: its record
         return out
 
     def _keep(self, call: EffectCall, error: BaseException | None, out: Any, t0: float) -> None:
