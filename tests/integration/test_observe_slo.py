@@ -139,3 +139,32 @@ def test_app_slo_refuses_a_malformed_declaration() -> None:
     with pytest.raises(ConfigError, match="cost_per_run"):
         app.slo(workflow="w", objective="cost_per_call", target=1)
     assert app.slos == []
+
+
+async def test_an_slo_naming_what_the_app_does_not_know_is_refused(store_url: str) -> None:
+    """A typo in an SLO's workflow or model would read as "no data" and pass a CI gate:
+    when the app declares workflows (has model cards), an unknown one is a ConfigError."""
+    app = aiosys_pkg.App(store_url, models_dir="", preload_models=False, audit=False)
+
+    @app.workflow
+    async def intake(ctx: aiosys_pkg.Context) -> int:
+        return 1
+
+    app.models.add_card({"id": "m1", "provider": "local", "kind": "chat"})
+    await app.open()
+    try:
+        app.slo(workflow="intkae", objective="p95_latency", target=1.0)
+        with pytest.raises(
+            ConfigError, match=r"no workflow 'intkae' in this app \(declared: intake"
+        ):
+            await app.check_slos(toml=None)
+        app.slos.clear()
+        app.slo(model="m2", objective="p95_latency", target=1.0)
+        with pytest.raises(ConfigError, match=r"no model 'm2' in this app's catalog \(cards: m1"):
+            await app.check_slos(toml=None)
+        app.slos.clear()
+        app.slo(workflow="intake", objective="p95_latency", target=1.0)
+        app.slo(model="m1", objective="p95_latency", target=1.0)
+        assert [r.status for r in await app.check_slos(toml=None)] == ["no data", "no data"]
+    finally:
+        await app.close()
