@@ -602,60 +602,44 @@ def print_table(console: Any, cells: list[dict[str, Any]], args: argparse.Namesp
 
 def print_governance(console: Any, cells: list[dict[str, Any]]) -> list[str]:
     """The on/off table of ``--governance both``; returns the cells below the target."""
-    from rich.table import Table
-
-    t = Table(
-        title=f"aiosys with identity, policy and audit on vs off (target: on >= "
+    return print_on_off(
+        console,
+        cells,
+        "aiosys_gov",
+        f"aiosys with identity, policy and audit on vs off (target: on >= "
         f"{100 * GOVERNANCE_TARGET:.0f}% of off's throughput in every cell)",
-        title_justify="left",
+        GOVERNANCE_TARGET,
+        extra={
+            "decisions/run": lambda on: f"{on['decisions']['all'] / on['runs']:.1f}",
+            "audit records/run": lambda on: f"{on['audit']['records'] / on['runs']:.1f}",
+        },
     )
-    for name in ("cell", "wf/s off", "wf/s on", "on/off", "CPU ms/step off", "CPU ms/step on"):
-        t.add_column(name, justify="left" if name == "cell" else "right")
-    t.add_column("decisions/run", justify="right")
-    t.add_column("audit records/run", justify="right")
-    t.add_column("verdict", justify="center")
-    failing = []
-    for c in cells:
-        off, on = c.get("aiosys"), c.get("aiosys_gov")
-        if not off or not on or "error" in off or "error" in on:
-            t.add_row(c["cell"], *["-"] * 7, "[red]n/a[/]")
-            failing.append(c["cell"])
-            continue
-        ratio = on["wf_per_s"] / off["wf_per_s"]
-        ok = ratio >= GOVERNANCE_TARGET
-        if not ok:
-            failing.append(c["cell"])
-        t.add_row(
-            c["cell"],
-            f"{off['wf_per_s']:,.1f}",
-            f"{on['wf_per_s']:,.1f}",
-            f"{100 * ratio:.0f}%",
-            f"{1000 * off['cpu_s_per_step']:.3f}",
-            f"{1000 * on['cpu_s_per_step']:.3f}",
-            f"{on['decisions']['all'] / on['runs']:.1f}",
-            f"{on['audit']['records'] / on['runs']:.1f}",
-            "[green]PASS[/]" if ok else "[red]FAIL[/]",
-        )
-    console.print(t)
-    return failing
 
 
 def print_on_off(
-    console: Any, cells: list[dict[str, Any]], key: str, title: str, target: float
+    console: Any,
+    cells: list[dict[str, Any]],
+    key: str,
+    title: str,
+    target: float,
+    extra: dict[str, Any] | None = None,
 ) -> list[str]:
-    """The on/off table of ``--observe both`` (``key``: the on side's results); returns the
-    cells below ``target``."""
+    """An on/off table (``key``: the on side's results, ``extra``: more columns, each a
+    function of the on side's result); returns the cells below ``target``."""
     from rich.table import Table
 
+    extra = extra or {}
     t = Table(title=title, title_justify="left")
     for name in ("cell", "wf/s off", "wf/s on", "on/off", "CPU ms/step off", "CPU ms/step on"):
         t.add_column(name, justify="left" if name == "cell" else "right")
+    for name in extra:
+        t.add_column(name, justify="right")
     t.add_column("verdict", justify="center")
     failing = []
     for c in cells:
         off, on = c.get("aiosys"), c.get(key)
         if not off or not on or "error" in off or "error" in on:
-            t.add_row(c["cell"], *["-"] * 5, "[red]n/a[/]")
+            t.add_row(c["cell"], *["-"] * (5 + len(extra)), "[red]n/a[/]")
             failing.append(c["cell"])
             continue
         ratio = on["wf_per_s"] / off["wf_per_s"]
@@ -669,6 +653,7 @@ def print_on_off(
             f"{100 * ratio:.0f}%",
             f"{1000 * off['cpu_s_per_step']:.3f}",
             f"{1000 * on['cpu_s_per_step']:.3f}",
+            *(column(on) for column in extra.values()),
             "[green]PASS[/]" if ok else "[red]FAIL[/]",
         )
     console.print(t)
