@@ -164,3 +164,36 @@ def test_limits_are_bounded(store_url: str) -> None:
 def test_slo_check_help_shows_its_slo_tables() -> None:
     text = ok(aiosys("slo", "check", "--help")).output
     assert "[[slo]]" in text
+
+
+def test_a_reader_that_leaves_early_is_not_an_error(store_url: str) -> None:
+    """``aiosys audit export | head -1``: the pipe closes; no error line, no traceback."""
+    import asyncio
+    import subprocess
+    import sys
+
+    from aiosys import App
+    from aiosys.governance.audit_record import AuditRecord
+
+    async def fill() -> None:  # more than a pipe's buffer holds (64 KiB)
+        app = App(store=store_url)
+        async with app:
+            for i in range(400):
+                body = {"note": "x" * 300}
+                await app.audit.append(
+                    AuditRecord("user:acme/a", "acme", "step", f"r{i}", at=i + 1, detail=body)
+                )
+
+    asyncio.run(fill())
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "aiosys.cli", "audit", "export", "--store", store_url],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    first = proc.stdout.readline()
+    proc.stdout.close()  # as head does after its line
+    stderr = proc.stderr.read().decode()
+    proc.wait(timeout=60)
+    assert json.loads(first)["type"] == "aiosys-audit-extract"
+    assert "error" not in stderr.lower() and "Traceback" not in stderr, stderr

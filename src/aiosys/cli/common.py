@@ -244,6 +244,8 @@ def run_async(fn: Callable[[], Awaitable[T]]) -> T:
 
     try:
         return asyncio.run(main())
+    except BrokenPipeError:
+        raise  # the reader left (`| head`): click ends quietly, no error line
     except (AiosysError, OSError) as exc:
         fail(str(exc))
 
