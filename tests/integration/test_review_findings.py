@@ -197,3 +197,14 @@ def test_a_reader_that_leaves_early_is_not_an_error(store_url: str) -> None:
     proc.wait(timeout=60)
     assert json.loads(first)["type"] == "aiosys-audit-extract"
     assert "error" not in stderr.lower() and "Traceback" not in stderr, stderr
+
+
+def test_a_principal_refuses_roles_as_one_string_and_empty_names() -> None:
+    from aiosys.kernel import Principal
+
+    with pytest.raises(TypeError, match="not the string 'admin'"):
+        Principal(id="alice", tenant="acme", roles="admin")  # type: ignore[arg-type]
+    for bad in ({"id": "", "tenant": "acme"}, {"id": "a", "tenant": ""}, {"id": 5, "tenant": "t"}):
+        with pytest.raises(ValueError, match="must be a non-empty string"):
+            Principal(**bad)  # type: ignore[arg-type]
+    assert Principal(id="alice", tenant="acme", roles=["admin"]).roles == frozenset({"admin"})

@@ -46,6 +46,15 @@ class Principal:
     def __post_init__(self) -> None:
         if self.kind not in PRINCIPAL_KINDS:
             raise ValueError(f"principal kind must be one of {PRINCIPAL_KINDS}, not {self.kind!r}")
+        for name in ("id", "tenant"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value:
+                raise ValueError(f"principal {name} must be a non-empty string, not {value!r}")
+        if isinstance(self.roles, str):  # frozenset("admin") would be its letters
+            raise TypeError(
+                f"principal roles must be a collection of role names, not the string "
+                f"{self.roles!r} (write roles={{{self.roles!r}}})"
+            )
         if not isinstance(self.roles, frozenset):
             object.__setattr__(self, "roles", frozenset(self.roles))
         if not isinstance(self.attrs, MappingProxyType):
