@@ -208,3 +208,11 @@ def test_a_principal_refuses_roles_as_one_string_and_empty_names() -> None:
         with pytest.raises(ValueError, match="must be a non-empty string"):
             Principal(**bad)  # type: ignore[arg-type]
     assert Principal(id="alice", tenant="acme", roles=["admin"]).roles == frozenset({"admin"})
+
+
+def test_revoking_with_the_whole_key_does_not_echo_its_secret(store_url: str) -> None:
+    made = key(store_url, "acme", "bob", "viewer")
+    error = reported_error(aiosys("keys", "revoke", made["key"], "--store", store_url), 1)
+    assert made["key"] not in error and made["key"].split("_")[-1] not in error
+    assert f"its id is {made['id']}" in error
+    ok(aiosys("keys", "revoke", made["id"], "--store", store_url))

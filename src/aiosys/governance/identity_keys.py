@@ -189,6 +189,13 @@ class ApiKeys:
         """Revoke the key ``key_id`` (of ``tenant``; None: any). ``InvalidInput`` if there is
         no such key there (another tenant's reads as missing); revoking twice keeps the
         first time."""
+        if key_id.startswith(PREFIX):  # a whole key, secret and all: never echo it back
+            m = _KEY.match(key_id)
+            raise InvalidInput(
+                "give the key's id, not the key itself"
+                + (f" (its id is {m.group(1)})" if m else "")
+                + ": `aiosys keys list` shows the ids"
+            )
         info = await self.get(key_id) if _ID.match(key_id) else None
         if info is None or (tenant is not None and info.tenant != tenant):
             where = "" if tenant is None else f" in tenant {tenant!r}"
