@@ -216,3 +216,20 @@ def test_revoking_with_the_whole_key_does_not_echo_its_secret(store_url: str) ->
     assert made["key"] not in error and made["key"].split("_")[-1] not in error
     assert f"its id is {made['id']}" in error
     ok(aiosys("keys", "revoke", made["id"], "--store", store_url))
+
+
+def test_runs_show_lists_each_failed_attempt_of_a_step(
+    store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The timeline shows a retried step's failed attempt, its error and when the next was
+    due (``meta.retries``), not only the attempt that ended it."""
+    monkeypatch.setenv("COLUMNS", "240")  # one table row per line
+    a_run(store_url)  # `double`: its step fails once (TransientError "not yet"), then passes
+    (run,) = json.loads(
+        ok(aiosys("runs", "list", "--json", "--workflow", "double", "--store", store_url)).stdout
+    )
+    shown = ok(aiosys("runs", "show", run["id"], "--store", store_url)).stdout
+    lines = [line for line in shown.splitlines() if "flaky_double" in line]
+    assert len(lines) == 2, shown
+    assert "retried" in lines[0] and "not yet" in lines[0] and "next attempt due" in lines[0]
+    assert "ok" in lines[1]

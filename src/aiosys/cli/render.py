@@ -151,6 +151,21 @@ def timeline_table(effects: list[EffectRow], attempts: Sequence[Attempt] = ()) -
         ms = millis(e.started_at, e.finished_at)
         model, tokens, cost = _model_columns(e.meta)
         by = ["" if e.epoch is None else f"#{e.epoch}"] if attempts else []
+        for failed in _retries(e.meta):  # each failed attempt, and when the next was due
+            table.add_row(
+                *by,
+                str(e.seq),
+                Text(e.kind),
+                Text(e.name),
+                str(failed.get("attempt", "")),
+                Text("retried", style="yellow"),
+                *[""] * 4,
+                Text(
+                    f"{failed.get('error', '')} (next attempt due "
+                    f"{local(_number(failed.get('retry_at')))})",
+                    style="yellow",
+                ),
+            )
         table.add_row(
             *by,
             str(e.seq),
@@ -173,6 +188,17 @@ def _gap_row(table: Table, attempt: Attempt) -> None:
     assert attempt.gap is not None
     what = Text(f"lease expired: {gap_text(attempt.gap)}", style="yellow")
     table.add_row(f"#{attempt.number}", "", Text("gap", style="bold yellow"), what)
+
+
+def _retries(meta: str | None) -> list[dict[str, Any]]:
+    """The failed attempts a step's record keeps (``meta["retries"]``), oldest first."""
+    data = _decode(meta)
+    found = data.get("retries") if isinstance(data, dict) else None
+    return [r for r in found if isinstance(r, dict)] if isinstance(found, list) else []
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) else None
 
 
 def _model_columns(meta: str | None) -> tuple[str, str, str]:
