@@ -23,6 +23,7 @@ from .governance.audit import AuditLog, AuditSettings
 from .governance.identity import Identity, note_identity
 from .governance.policy_files import policies_dir
 from .governance.roles import check_roles
+from .humans import HumanTasks, Inbox, TaskRow
 from .kernel import EffectCall
 from .kernel.checks import ClientCall
 from .models.catalog import ModelCard
@@ -43,7 +44,9 @@ if TYPE_CHECKING:  # imported when a policy directory is found (cedarpy takes ~0
     from .governance.policy_gate import Authorize
 
 #: The client actions the policies decide (the rest are the built-in roles' alone).
-CLIENT_ACTIONS = frozenset({"start_workflow", "signal_run", "cancel_run", "resume_run"})
+CLIENT_ACTIONS = frozenset(
+    {"start_workflow", "signal_run", "cancel_run", "resume_run", "complete_task"}
+)
 
 
 class App(kernel.App):
@@ -111,6 +114,10 @@ class App(kernel.App):
         self.slos: list[slo_mod.Slo] = []  # declared in code (app.slo); aiosys.toml's beside
         self._start_writes.append(self.audit.start_writes)
         self.tracing = Tracing(lambda: TracingSettings.resolve(tracing, trace_content))
+        # Human tasks: the `human_task` effect (ctx.human_task) and the inbox (list_tasks...).
+        self.humans = HumanTasks(self)
+        self.humans.install(self.gate)
+        self._inbox = Inbox(self)
 
     async def open(self) -> App:
         first = self._opened == 0
@@ -218,13 +225,16 @@ class App(kernel.App):
     async def _check_policy(self, call: ClientCall) -> None:
         """The client check of the Cedar policies (after the built-in roles): ``start``,
         ``signal``, ``cancel`` and ``resume`` as ``start_workflow``, ``signal_run``,
-        ``cancel_run``, ``resume_run``. A child's start is asked at the gate instead."""
+        ``cancel_run``, ``resume_run``, and a task's decision as ``complete_task`` on its
+        ``HumanTask``. A child's start is asked at the gate instead."""
         engine = self.policy
         if engine is None or call.action not in CLIENT_ACTIONS or call.parent_id is not None:
             return  # a child's start was decided at the gate (its child_start effect)
         run = call.run
-        if run is None:
-            attrs: dict[str, Any] = {"workflow": call.workflow, "tenant": call.tenant}
+        if call.action == "complete_task":  # the task's attributes (humans.inbox.task_attrs)
+            attrs: dict[str, Any] = dict(call.input)
+        elif run is None:
+            attrs = {"workflow": call.workflow, "tenant": call.tenant}
         else:
             attrs = {"run_id": run.id, "workflow": run.workflow, "tenant": run.tenant}
             attrs["status"] = run.status
@@ -366,6 +376,54 @@ class App(kernel.App):
         if row is None:
             row = await self._read_run(run_id, tenant)
         return await stored_trace(self.store, row)
+
+    # ---- human tasks (aiosys.humans.inbox) -----------------------------------------------
+
+    async def list_tasks(
+        self,
+        *,
+        status: str | None = None,
+        tenant: str | None = None,
+        run_id: str | None = None,
+        limit: int = 50,
+    ) -> list[TaskRow]:
+        """The human tasks the bound principal may act on (its roles', or claimed by it;
+        the local principal: all), most urgent first; ``status`` None: still to decide.
+        See ``Inbox.listing``."""
+        await self._ready()
+        return await self._inbox.listing(status=status, tenant=tenant, run_id=run_id, limit=limit)
+
+    async def get_task(self, task_id: str, *, tenant: str | None = None) -> TaskRow:
+        """One human task; ``TaskNotFound`` if it is not in the caller's tenant."""
+        await self._ready()
+        return await self._inbox.read(task_id, tenant=tenant)
+
+    async def claim_task(self, task_id: str, *, tenant: str | None = None) -> TaskRow:
+        """Claim a task for the bound principal (who alone may then decide it)."""
+        await self._ready()
+        return await self._inbox.claim(task_id, tenant=tenant)
+
+    async def release_task(self, task_id: str, *, tenant: str | None = None) -> TaskRow:
+        """Give a claimed task back to its role."""
+        await self._ready()
+        return await self._inbox.release(task_id, tenant=tenant)
+
+    async def complete_task(
+        self,
+        task_id: str,
+        action: str,
+        *,
+        data: Any = None,
+        comment: str | None = None,
+        tenant: str | None = None,
+    ) -> TaskRow:
+        """Decide a task (``approve``, ``reject``, or ``edit`` with ``data`` checked against
+        its form); the run waiting for it resumes at once. ``PolicyDenied`` when decided
+        already or not the principal's to decide. See ``Inbox.complete``."""
+        await self._ready()
+        return await self._inbox.complete(
+            task_id, action, data=data, comment=comment, tenant=tenant
+        )
 
     # ---- run actions, audited -----------------------------------------------------------
 

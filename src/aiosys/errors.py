@@ -34,6 +34,8 @@
     ├── RunFailed                       awaiting a run's result that ended without success
     ├── RunTimedOut                     a run passed its per-run timeout
     ├── InvalidRunState                 the action does not apply to the run's status
+    ├── TaskNotFound                    no human task has that id (in the caller's tenant)
+    ├── InvalidTaskState                the action does not apply to the human task's status
     ├── StoreRefused                    the store refused one write (a constraint, a value):
     │                                   only that write's run fails
     ├── NonDeterminismError             replay met a different effect than the one recorded
@@ -238,6 +240,16 @@ class InvalidRunState(AiosysError):
     """The action does not apply to a run in its current status."""
 
 
+class TaskNotFound(AiosysError):
+    """No human task has that id, or it belongs to another tenant (reported alike)."""
+
+
+class InvalidTaskState(AiosysError):
+    """The action does not apply to the human task as it is now: claiming a task another
+    principal holds or one that is decided, releasing one that is not claimed, deciding one
+    whose run has ended. (Deciding a task twice is a ``PolicyDenied``: ``complete_task``.)"""
+
+
 class StoreRefused(AiosysError):
     """The store refused one write for what it holds (a constraint it violates, a value it
     cannot keep), not for being unreachable. The group commit then writes the batch's writes
@@ -273,6 +285,7 @@ __all__ = [
     "InvalidInput",
     "InvalidModelOutput",
     "InvalidRunState",
+    "InvalidTaskState",
     "MaxRecoveriesExceeded",
     "ModelNotFound",
     "NoRouteAvailable",
@@ -291,6 +304,7 @@ __all__ = [
     "StepInterrupted",
     "StepTimeout",
     "StoreRefused",
+    "TaskNotFound",
     "TransientError",
     "UnknownWorkflow",
     "UnwindSwallowed",

@@ -19,7 +19,7 @@ import pytest
 
 import aiosys
 from aiosys import Context, PermanentError
-from aiosys.errors import AuthenticationFailed, PermissionDenied, RunNotFound
+from aiosys.errors import AuthenticationFailed, PermissionDenied, RunNotFound, TaskNotFound
 from aiosys.governance import identity as identity_mod
 from aiosys.governance.identity_keys import ApiKeys
 from aiosys.kernel import LOCAL, ClientCall, Principal, principal_of_run
@@ -54,6 +54,10 @@ def make_app(store_url: str) -> aiosys.App:
     @app.workflow
     async def parent(ctx: Context) -> Any:
         return await ctx.child("waits")
+
+    @app.workflow
+    async def asks(ctx: Context) -> Any:
+        return (await ctx.human_task("sign-off", role="admin", data={"doc": 1})).action
 
     return app
 
@@ -112,6 +116,8 @@ APP_EXEMPT = {
     "slos": "the SLOs declared in code (configuration)",
     "tracing": "the tracer and its settings (configuration); spans are read by app.trace",
     "run_end_hooks": "configuration (who is told a run ended in this process)",
+    "humans": "the human_task effect's executor: used inside workflows, as the run's principal",
+    "complete_wait": "the layers' hook below every check (they scope and check first), as store",
 }
 AUDIT_WALK = ("export", "verify", "checkpoint")
 AUDIT_EXEMPT = {
@@ -163,7 +169,7 @@ MODELS_EXEMPT = {
 async def refused_or_nothing(what: str, coro: Any) -> None:
     try:
         out = await coro
-    except (PermissionDenied, RunNotFound):
+    except (PermissionDenied, RunNotFound, TaskNotFound):
         return
     assert out in ([], None, 0.0) or (isinstance(out, dict) and not out.get("calls")), (
         what,
@@ -179,8 +185,11 @@ async def test_tenant_walk_every_public_function_as_a_against_b(store_url: str) 
         async with app.as_principal(bob):
             waiting = await app.start("waits")
             dead = await app.start("dies")
+            asking = await app.start("asks")
         await wait_for(app, waiting.id, "waiting")
         await wait_for(app, dead.id, "dead")
+        await wait_for(app, asking.id, "waiting")
+        (b_task,) = await app.list_tasks(tenant="B")
         usage = {
             "at": time.time(),
             "tenant": "B",
@@ -202,7 +211,7 @@ async def test_tenant_walk_every_public_function_as_a_against_b(store_url: str) 
             "reservation": None,
         }
         await app.store.execute("insert_usage", usage)
-        b_runs = {waiting.id, dead.id}
+        b_runs = {waiting.id, dead.id, asking.id}
 
         app_walk = {
             "start": lambda: app.start("waits", tenant="B"),
@@ -219,6 +228,11 @@ async def test_tenant_walk_every_public_function_as_a_against_b(store_url: str) 
             "stats": lambda: app.stats(tenant="B"),
             "check_slos": lambda: app.check_slos(tenant="B"),
             "metrics": lambda: app.metrics(tenant="B"),
+            "list_tasks": lambda: app.list_tasks(tenant="B"),
+            "get_task": lambda: app.get_task(b_task.id),
+            "claim_task": lambda: app.claim_task(b_task.id),
+            "release_task": lambda: app.release_task(b_task.id),
+            "complete_task": lambda: app.complete_task(b_task.id, "approve"),
         }
         handle_walk = {
             "row": lambda h: h.row(),
@@ -249,6 +263,7 @@ async def test_tenant_walk_every_public_function_as_a_against_b(store_url: str) 
                 await refused_or_nothing(f"models.{name}", call())
             # What A sees of its own: none of B's.
             assert await app.list_runs() == []
+            assert await app.list_tasks(status="any") == []
             assert await app.models.usage() == []
             assert await app.models.spent() == 0.0
             mine = await app.stats(since="1h")
@@ -276,6 +291,8 @@ async def test_tenant_walk_every_public_function_as_a_against_b(store_url: str) 
         # B's objects are as they were.
         assert (await app.get_run(waiting.id)).status == "waiting"
         assert (await app.get_run(dead.id)).status == "dead"
+        assert (await app.get_run(asking.id)).status == "waiting"
+        assert (await app.get_task(b_task.id)).status == "open"
         assert await app.store.load_signals(waiting.id) == []
         assert {r.id for r in await app.list_runs(tenant="B")} == b_runs
         async with app.as_principal(bob):
@@ -291,6 +308,9 @@ async def test_tenant_walk_every_public_function_as_a_against_b(store_url: str) 
             assert 'aiosys_runs_created_total{tenant="B",workflow="waits"} 1.0' in seen
             assert 'aiosys_model_cost_total{model="m",tenant="B"} 1.5' in seen
             await app.cancel(waiting.id)
+            assert [t.id for t in await app.list_tasks()] == [b_task.id]
+            await app.complete_task(b_task.id, "approve")
+        assert await app.handle(asking.id).result(timeout=10) == "approve"
 
 
 async def test_a_principal_starts_in_its_tenant_and_the_run_records_it(store_url: str) -> None:

@@ -78,6 +78,14 @@ def run(status: str = "running") -> RunRow:
             "waiting for child run feedbeef (ocr_page)",
         ),
         (
+            effect("human_task", "review", output={"task_id": "0a1b2c3d-99", "due_at": AT}),
+            "waiting for human task 'review' (0a1b2c3d), due 14:02:11",
+        ),
+        (
+            effect("human_task", "sign", output={"task_id": "0a1b2c3d-99", "due_at": None}),
+            "waiting for human task 'sign' (0a1b2c3d)",
+        ),
+        (
             effect("step", "ocr", output={"next_attempt": 2, "retry_at": AT, "retries": []}),
             "step ocr (attempt 2 at 14:02:11)",
         ),

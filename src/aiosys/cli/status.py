@@ -36,8 +36,9 @@ def _clock(t: Any) -> str:
 def effect_line(effect: EffectRow) -> str:
     """What a run is doing, from its latest effect: a pending one is a wait (``sleeping
     until 14:02:11``, ``waiting for signal 'review'``, ``waiting for child run <id>
-    (<workflow>)``) or a step between attempts (``step ocr (attempt 2 at 14:02:11)``); one
-    that ended is the last thing done (``running; last: step ocr``)."""
+    (<workflow>)``, ``waiting for human task 'review' (<task id>), due 14:02:11``) or a
+    step between attempts (``step ocr (attempt 2 at 14:02:11)``); one that ended is the
+    last thing done (``running; last: step ocr``)."""
     what = f"{effect.kind} {effect.name}"
     if effect.status != "pending":
         return f"running; last: {what}" + (" (failed)" if effect.status == "error" else "")
@@ -55,6 +56,9 @@ def effect_line(effect: EffectRow) -> str:
         return f"sleeping until {deadline}" if deadline else "sleeping"
     if effect.kind == "signal":
         return f"waiting for signal {effect.name!r}" + (f" until {deadline}" if deadline else "")
+    if effect.kind == "human_task":
+        task, due = str(state.get("task_id", "?"))[:8], _clock(state.get("due_at"))
+        return f"waiting for human task {effect.name!r} ({task})" + (f", due {due}" if due else "")
     if effect.kind == "child_result":
         return f"waiting for child run {str(state.get('child_id', '?'))[:8]} ({effect.name})"
     return f"waiting on {what}"

@@ -5,7 +5,10 @@ On by default, the embedded default too (``AuditSettings``). What is recorded:
 - every effect a run makes through the gate that completes (``step``, ``model``,
   ``child_start``, and any kind added later), with its outcome (``ok`` or
   ``error:<Type>``); the kernel's own waits and reads (``sleep``, ``signal``,
-  ``child_result``, ``now``) are not. The record is committed in the same transaction as the
+  ``child_result``, ``now``) are not, nor human tasks (``human_task``), whose creation,
+  claims, escalations and decision ``aiosys.humans`` records itself (``create_task``,
+  ``claim_task``, ``release_task``, ``escalate_task``, ``complete_task``), each with the
+  principal that acted and committed with the change it records. The record is committed in the same transaction as the
   effect's record (``EffectCall.also_write``): no audited effect without its record, and the
   other way round. A replay returns recorded outcomes and records nothing again. A direct
   effect (outside a run) is appended before the call returns.
@@ -61,8 +64,9 @@ from .roles import allows
 
 log = logging.getLogger("aiosys.audit")
 
-#: Effect kinds not audited: the kernel's waits and reads (see the module docstring).
-UNAUDITED = frozenset({"now", "sleep", "signal", "child_result"})
+#: Effect kinds not audited: the kernel's waits and reads (see the module docstring), and
+#: human tasks, whose creation, claims, escalations and decision the inbox audits itself.
+UNAUDITED = frozenset({"now", "sleep", "signal", "child_result", "human_task"})
 #: ``call.meta`` key: the decisions made for a run's effect, that its record writes.
 _DECISIONS = "audit_decisions"
 DEFAULT_RECORDS = 1000

@@ -36,6 +36,7 @@ CLIENT_ACTIONS = {
     "signal_run": "Run",
     "cancel_run": "Run",
     "resume_run": "Run",
+    "complete_task": "HumanTask",
 }
 
 
@@ -193,8 +194,9 @@ class PolicyEngine:
         self, action: str, principal: Principal, resource_attrs: Mapping[str, Any]
     ) -> None:
         """The check of the App's client actions (``start_workflow``, ``signal_run``,
-        ``cancel_run``, ``resume_run``): ``resource_attrs`` holds ``workflow`` (and for a
-        run ``run_id``), ``tenant`` and any further attributes. ``PolicyDenied`` if denied."""
+        ``cancel_run``, ``resume_run``, ``complete_task``): ``resource_attrs`` holds
+        ``workflow`` (for a run ``run_id``, for a human task ``task_id``), ``tenant`` and any
+        further attributes. ``PolicyDenied`` if denied."""
         try:
             type_ = CLIENT_ACTIONS[action]
         except KeyError:
@@ -205,6 +207,8 @@ class PolicyEngine:
         values["tenant"] = tenant
         if type_ == "Workflow":
             rid = str(values.pop("workflow", ""))
+        elif type_ == "HumanTask":
+            rid = str(values.pop("task_id", ""))
         else:
             rid = str(values.pop("run_id", ""))
         values = {k: v for k, v in values.items() if k in _CLIENT_ATTRS[type_]}
@@ -236,7 +240,11 @@ class PolicyEngine:
         return Explanation(request, verdict, policies.version, infos)
 
 
-_CLIENT_ATTRS = {"Workflow": {"tenant", "version"}, "Run": {"tenant", "workflow", "status"}}
+_CLIENT_ATTRS = {
+    "Workflow": {"tenant", "version"},
+    "Run": {"tenant", "workflow", "status"},
+    "HumanTask": {"tenant", "workflow", "name", "role", "status"},
+}
 
 
 def evaluate(policies: PolicySet, request: PolicyRequest) -> Verdict:

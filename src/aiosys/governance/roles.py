@@ -11,7 +11,10 @@ viewer     read runs and usage
 =========  ==============================================================================
 
 Every role acts in its principal's tenant only (the kernel scopes each call first). A role
-this table does not know grants nothing here (Cedar policies may read it). No role may
+this table does not know grants nothing here (Cedar policies may read it), except on human
+tasks: the task actions (``TASK_ACTIONS``: list, read, claim, release and decide tasks) pass
+this table, because each task names the role that may act on it (``paralegal``), which the
+inbox checks on the task itself (``aiosys.humans.inbox``). No role may
 change the model catalog, which every tenant shares (``manage_catalog``): only the local
 operator, without identity, does that. The local principal passes without a check.
 """
@@ -48,6 +51,10 @@ ROLES: dict[str, frozenset[str]] = {
 }
 
 
+#: Client actions on human tasks: allowed by the task's own role (checked by the inbox).
+TASK_ACTIONS = frozenset({"list_tasks", "read_task", "claim_task", "release_task", "complete_task"})
+
+
 def allows(roles: frozenset[str], action: str) -> bool:
     """Whether any of ``roles`` allows ``action``."""
     return any(action in ROLES.get(role, ()) for role in roles)
@@ -57,7 +64,7 @@ def check_roles(call: ClientCall) -> None:
     """The client check of the built-in roles: ``PermissionDenied`` naming the principal,
     its roles, the action and the roles that would allow it."""
     principal = call.principal
-    if principal.local or allows(principal.roles, call.action):
+    if principal.local or call.action in TASK_ACTIONS or allows(principal.roles, call.action):
         return
     needed = [role for role, actions in ROLES.items() if call.action in actions]
     has = ", ".join(sorted(principal.roles)) or "none"

@@ -686,6 +686,27 @@ class App:
         if self._worker is not None:
             self._worker.kick()
 
+    async def complete_wait(
+        self,
+        query: str,
+        params: Mapping[str, Any],
+        *,
+        also: Sequence[tuple[str, Mapping[str, Any]]] = (),
+    ) -> list[dict[str, Any]]:
+        """The kernel's hook for a wait completed from outside its run (an effect kind a
+        layer above registers, whose executor parks until something is recorded elsewhere:
+        ``aiosys.humans``' tasks). Runs the store's named statement ``query``, which records
+        the completion and returns the rows it changed, each naming the ``run_id`` that
+        waits; in the same transaction, only if it changed any, ``also`` is written and
+        those runs are woken, as a signal wakes one (``Store.change``), and this process's
+        worker is told at once. The rows; none: nothing changed, nobody woken. Below every
+        check: the caller scopes and authorizes first, and the statement guards its rows."""
+        await self._ready()
+        rows = await self.store.change(query, params, also=also, wake=True)
+        if rows and self._worker is not None:
+            self._worker.kick()
+        return rows
+
     async def cancel(
         self,
         run_id: str,

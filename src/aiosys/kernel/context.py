@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 import uuid
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Sequence
 from typing import Any
 
 from ..errors import ConfigError
@@ -53,6 +53,43 @@ class Context:
                 "from aiosys.kernel, which has no models)"
             )
         return plane.bind(self)
+
+    async def human_task(
+        self,
+        name: str,
+        *,
+        role: str,
+        data: Any = None,
+        form: Any = None,
+        sla: Any = None,
+        escalate_to: Sequence[str] = (),
+        assignee: str | None = None,
+        return_escalated: bool = False,
+    ) -> Any:
+        """Park the run (durably, holding no worker) until a person with ``role`` decides
+        the task ``name`` (``data``: what they review; ``form``: the pydantic model an edit
+        must fit; ``sla``: how long each role has, ``"2d"`` or seconds; ``escalate_to``: the
+        roles it passes to as each SLA passes; ``assignee``: a principal id it is claimed
+        for); returns the decision. Provided by ``aiosys.App`` (``aiosys.humans``), whose
+        ``humans`` attribute the kernel does not know: see ``HumanTasks.task``."""
+        humans = getattr(self._ex.app, "humans", None)
+        if humans is None:
+            raise ConfigError(
+                f"ctx.human_task needs an app with human tasks: create the app with "
+                f"`from aiosys import App` (this one is a {type(self._ex.app).__qualname__} "
+                "from aiosys.kernel, which has none)"
+            )
+        return await humans.task(
+            self,
+            name,
+            role=role,
+            data=data,
+            form=form,
+            sla=sla,
+            escalate_to=escalate_to,
+            assignee=assignee,
+            return_escalated=return_escalated,
+        )
 
     async def effect(
         self,

@@ -471,6 +471,24 @@ class Store(Protocol):
     async def execute(self, query: str, params: Mapping[str, Any]) -> int:
         """Run the named statement in its own transaction; the number of rows it changed."""
 
+    async def change(
+        self,
+        query: str,
+        params: Mapping[str, Any],
+        *,
+        also: Sequence[tuple[str, Mapping[str, Any]]] = (),
+        wake: bool = False,
+    ) -> list[dict[str, Any]]:
+        """A conditional change and what goes with it, in one transaction: run the named
+        statement ``query``, one that returns the rows it changed (``UPDATE ... RETURNING``,
+        ``INSERT ... ON CONFLICT DO NOTHING RETURNING``); only if it returned any, run the
+        named statements ``also`` (``audit_append`` records chained as ``apply`` chains them)
+        and, with ``wake``, wake the run named by each row's ``run_id`` as ``send_signal``
+        does (a waiting run becomes claimable at once; workers are told). The rows, as dicts:
+        none means nothing was written. How the layers above complete a wait from outside
+        its run (``aiosys.humans``: a task's decision wakes the run that waits for it)."""
+        ...
+
     async def execute_many(self, query: str, rows: Sequence[Mapping[str, Any]]) -> int:
         """Run the named statement once per row of parameters, all in one transaction (one
         commit for a batch of usage rows); the number of rows changed. For writes nobody

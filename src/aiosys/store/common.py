@@ -137,7 +137,9 @@ class CommonStore:
     dialect: str
 
     def clock(self) -> float:
-        """This host's clock; a store whose server keeps time overrides it."""
+        """This host's clock; a store whose server keeps time overrides it. Every time a
+        store writes or compares (claims, leases, timers, wake-ups) is read from here, so
+        replacing it on an open store (a test's controlled clock) moves all of them."""
         return now()
 
     async def get_run(self, run_id: str, *, tenant: str | None = None) -> RunRow | None:

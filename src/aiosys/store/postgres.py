@@ -31,7 +31,7 @@ import psycopg.sql
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import DictRow, dict_row, tuple_row
 
-from ..errors import ConfigError
+from ..errors import ConfigError, StoreRefused
 from ..redact import redact
 from . import _sql
 from ._pgbatch import Batch, locked_ids, many_params, send_order, stands_alone
@@ -523,6 +523,38 @@ class PostgresStore(CommonStore, OperatorViews):
     async def execute(self, query: str, params: Mapping[str, Any]) -> int:
         async with self._reader().use() as conn:
             return (await conn.execute(self._q[query], dict(params))).rowcount
+
+    async def change(
+        self,
+        query: str,
+        params: Mapping[str, Any],
+        *,
+        also: Sequence[tuple[str, Mapping[str, Any]]] = (),
+        wake: bool = False,
+    ) -> list[dict[str, Any]]:
+        # The changed rows are locked first, then the runs woken, then the audit head: the
+        # order every writer takes the run and the head in (effect records, group commits).
+        q = self._q
+
+        async def attempt() -> list[dict[str, Any]]:
+            async with transaction(self._reader()) as tx:
+                changed = await tx.run(q[query], dict(params))
+                await tx.sync()
+                rows = [dict(r) for r in await changed.fetchall()]
+                if rows and wake:
+                    t = self.clock()
+                    for run_id in sorted({r["run_id"] for r in rows}):
+                        await tx.run(q["wake"], {"run_id": run_id, "now": t})
+                    await tx.run(q["notify_work"], {"queue": ""})
+                if rows:
+                    for name, values in also:
+                        await tx.run(q[name], dict(values))
+            return rows
+
+        try:
+            return await retrying(attempt)
+        except REFUSED as exc:
+            raise StoreRefused(f"the store refused {query}: {type(exc).__name__}: {exc}") from exc
 
     async def execute_many(self, query: str, rows: Sequence[Mapping[str, Any]]) -> int:
         if not rows:

@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ..errors import ConfigError
+from ..errors import ConfigError, StoreRefused
 from . import DEFAULT_URL, _sql
 from ._text import bind
 from .base import (
@@ -36,7 +36,6 @@ from .base import (
     Write,
     WriteResult,
     child_cancel_reason,
-    now,
 )
 from .common import (
     CommonStore,
@@ -316,7 +315,7 @@ class SQLiteStore(CommonStore, OperatorViews):
         queues = json.dumps(list(claim.slots))
 
         def body(c: sqlite3.Connection) -> tuple[list[RunRow], float | None]:
-            t = now()
+            t = self.clock()
             out: list[RunRow] = []
             for queue, free in claim.slots.items():
                 limit = self.limit_for(queue, free, claim, lambda p: _count(c, q, p), t)
@@ -348,7 +347,7 @@ class SQLiteStore(CommonStore, OperatorViews):
         ids = None if runs is None else json.dumps(list(runs))
 
         def body(c: sqlite3.Connection) -> dict[str, str | None]:
-            t = now()
+            t = self.clock()
             params = {"owner": owner, "now": t, "expires": t + lease, "ids": ids}
             rows = c.execute(q["heartbeat"], params)
             return {r["id"]: r["cancel_reason"] for r in rows.fetchall()}
@@ -374,7 +373,7 @@ class SQLiteStore(CommonStore, OperatorViews):
         q = self._q
 
         def body(c: sqlite3.Connection) -> list[WriteResult]:
-            t = now()
+            t = self.clock()
             results: list[WriteResult] = []
             audit: list[Mapping[str, Any]] = []  # the batch's audit records, appended last
             for w in writes:
@@ -409,7 +408,7 @@ class SQLiteStore(CommonStore, OperatorViews):
         q = self._q
 
         def body(c: sqlite3.Connection) -> bool:
-            t = now()
+            t = self.clock()
             woke = c.execute(q["wake"], {"run_id": run_id, "now": t}).fetchall()
             if not woke:
                 return False
@@ -425,7 +424,7 @@ class SQLiteStore(CommonStore, OperatorViews):
         q = self._q
 
         def body(c: sqlite3.Connection) -> Any:
-            t = now()
+            t = self.clock()
             params = {"id": run_id, "reason": reason, "now": t, "error": self.cancel_error(reason)}
             row = c.execute(q["cancel"], params).fetchone()
             if row is not None and row["status"] == "cancelled" and row["parent_id"]:
@@ -446,7 +445,7 @@ class SQLiteStore(CommonStore, OperatorViews):
 
         def body(c: sqlite3.Connection) -> Any:
             before = c.execute(q["get_run"], {"id": run_id}).fetchone()
-            row = c.execute(q["resume"], {"id": run_id, "now": now()}).fetchone()
+            row = c.execute(q["resume"], {"id": run_id, "now": self.clock()}).fetchone()
             if row is not None and before["failed_seq"] is not None:
                 c.execute(q["delete_effect"], {"run_id": run_id, "seq": before["failed_seq"]})
             return row
@@ -495,6 +494,37 @@ class SQLiteStore(CommonStore, OperatorViews):
         return await self._run(
             lambda c: self._tx(c, lambda c: c.execute(sql, dict(params)).rowcount)
         )
+
+    async def change(
+        self,
+        query: str,
+        params: Mapping[str, Any],
+        *,
+        also: Sequence[tuple[str, Mapping[str, Any]]] = (),
+        wake: bool = False,
+    ) -> list[dict[str, Any]]:
+        q, args = self._q, dict(params)
+
+        def body(c: sqlite3.Connection) -> list[dict[str, Any]]:
+            rows = [dict(r) for r in c.execute(q[query], args).fetchall()]
+            if not rows:
+                return rows
+            audit = [v for name, v in also if name in _AUDIT_APPENDS]
+            for name, values in also:
+                if name not in _AUDIT_APPENDS:
+                    c.execute(q[name], dict(values))
+            if wake:
+                t = self.clock()
+                for run_id in {r["run_id"] for r in rows}:
+                    c.execute(q["wake"], {"run_id": run_id, "now": t}).fetchall()
+            if audit:
+                self._append_audit(c, audit)
+            return rows
+
+        try:
+            return await self._run(lambda c: self._tx(c, body))
+        except REFUSED as exc:
+            raise StoreRefused(f"the store refused {query}: {type(exc).__name__}: {exc}") from exc
 
     def _append_audit(self, c: sqlite3.Connection, rows: Sequence[Mapping[str, Any]]) -> int:
         """Append ``audit_append``'s records (``digest``, ``tenant``, ``at``, ``body``) in

@@ -1,0 +1,83 @@
+"""Forms: the pydantic model an ``edit`` decision's data must fit.
+
+A task records its form as a reference (``module:QualifiedName``) and the model's JSON
+schema (what a reviewer's tool shows). An edit is validated by the model class itself, so
+its validators run and its data is stored as it dumps it. The class is found among the forms
+this process has used (``remember``, called when a workflow asks for a task) and the modules
+it has already imported (the app's, when a command loads it with ``--app``): a module named
+in the store is never imported, as error records never rebuild classes from unknown modules.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import pydantic
+
+from ..errors import ConfigError, InvalidInput
+
+_seen: dict[str, type[pydantic.BaseModel]] = {}
+
+
+def form_ref(form: type[pydantic.BaseModel]) -> str:
+    return f"{form.__module__}:{form.__qualname__}"
+
+
+def describe(form: Any) -> dict[str, Any] | None:
+    """``{"ref", "schema"}`` of ``form`` (a pydantic model class, or None: no form), and the
+    class remembered for validating edits in this process. ``ConfigError`` for anything else."""
+    if form is None:
+        return None
+    if not (isinstance(form, type) and issubclass(form, pydantic.BaseModel)):
+        raise ConfigError(
+            f"a human task's form must be a pydantic model class, not {form!r} "
+            "(class Review(pydantic.BaseModel): ...)"
+        )
+    ref = form_ref(form)
+    _seen[ref] = form
+    return {"ref": ref, "schema": form.model_json_schema()}
+
+
+def _resolve(ref: str) -> type[pydantic.BaseModel] | None:
+    known = _seen.get(ref)
+    if known is not None:
+        return known
+    module_name, _, qualname = ref.partition(":")
+    obj: Any = sys.modules.get(module_name)  # loaded already, or not at all: never imported
+    for part in qualname.split("."):
+        if obj is None or part == "<locals>":
+            return None
+        obj = getattr(obj, part, None)
+    if isinstance(obj, type) and issubclass(obj, pydantic.BaseModel):
+        return obj
+    return None
+
+
+def validate_edit(form: dict[str, Any] | None, data: Any, task: str) -> Any:
+    """The edited ``data`` of task ``task`` as it is stored: validated by the form's model
+    and dumped to JSON values; as given when the task has no form. ``InvalidInput`` naming
+    each problem for data the form refuses; ``ConfigError`` when the form's class is not
+    loaded in this process (complete the task where the app's module is imported)."""
+    if form is None:
+        return data
+    ref = str(form.get("ref", ""))
+    model = _resolve(ref)
+    if model is None:
+        raise ConfigError(
+            f"cannot check the edit of task {task!r}: its form {ref} is not loaded in this "
+            "process; decide it where the app's module is imported (aiosys tasks complete "
+            "--app module:app, or the app's own process)"
+        )
+    try:
+        return model.model_validate(data).model_dump(mode="json")
+    except pydantic.ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'data'}: {e['msg']}" for e in exc.errors()
+        )
+        raise InvalidInput(
+            f"the edit of task {task!r} does not fit its form {model.__qualname__}: {problems}"
+        ) from None
+
+
+__all__ = ["describe", "form_ref", "validate_edit"]
