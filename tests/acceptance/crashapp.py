@@ -100,6 +100,13 @@ def build(store: str | None = None) -> App:
         await hold_once()
         return await bump(x)
 
+    @app.workflow
+    async def reviewed(ctx: Context) -> dict[str, Any]:
+        """A human task, then a step that blocks in the first process to reach it."""
+        decision = await ctx.human_task("review", role="paralegal", data={"doc": 1})
+        await hold_once()
+        return {"action": decision.action, "by": decision.decided_by}
+
     @app.step
     def wall_clock() -> float:
         return time.time()

@@ -38,6 +38,7 @@ TABLES = {
     "model_usage": "run_id",
     "model_shadows": "run_id",
     "model_cache": "run_id",
+    "human_tasks": "run_id",
 }
 
 
@@ -93,7 +94,8 @@ def effect(run_id: str, seq: int) -> EffectRow:
 
 
 async def own_rows(store: Store, run: RunRow, *, effects: int = 2) -> None:
-    """Give a run (held by worker w) effects, a signal, a usage row, a shadow and a cache entry."""
+    """Give a run (held by worker w) effects, a signal, a usage row, a shadow, a cache entry
+    and a human task."""
     await store.apply(
         [RecordEffect("w", effect(run.id, i), epoch=run.epoch) for i in range(effects)]
     )
@@ -146,6 +148,27 @@ async def own_rows(store: Store, run: RunRow, *, effects: int = 2) -> None:
         "run_id": run.id,
     }
     await store.execute("cache_put", entry)
+    task = {
+        "id": f"t-{run.id}",
+        "tenant": run.tenant,
+        "run_id": run.id,
+        "seq": effects,
+        "workflow": "wf",
+        "name": "review",
+        "role": "paralegal",
+        "data": None,
+        "form": None,
+        "sla": None,
+        "due_at": None,
+        "escalate_to": "[]",
+        "return_escalated": 0,
+        "assignee": None,
+        "claimed_by": None,
+        "claimed_at": None,
+        "status": "open",
+        "now": t,
+    }
+    assert await store.change("human_task_insert", task)
 
 
 async def started(store: Store, tenant: str = "acme", parent: str | None = None) -> RunRow:
@@ -196,6 +219,7 @@ ONE_RUN = {
     "model_usage": 1,
     "model_shadows": 1,
     "model_cache": 1,
+    "human_tasks": 1,
 }
 
 
@@ -309,6 +333,7 @@ async def test_a_dry_run_deletes_nothing_and_counts_what_a_prune_then_deletes(
         "usage": 3,
         "shadows": 3,
         "cache": 3,
+        "tasks": 3,
         "reservations": 0,
     }
 

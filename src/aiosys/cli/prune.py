@@ -33,6 +33,7 @@ NAMES = {  # one of each, as the counts are printed
     "usage": "model usage row",
     "shadows": "shadow outcome",
     "cache": "cached answer",
+    "tasks": "human task",
     "reservations": "expired budget reservation",
 }
 
@@ -64,7 +65,7 @@ def prune(
     """Delete the runs that ended before --before, with their effects and usage rows.
 
     A run that ended (succeeded, failed, cancelled, dead) before --before is deleted with
-    its effects, signals, model usage rows and cached answers; never a run still pending,
+    its effects, signals, model usage rows, cached answers and human tasks; never a run still pending,
     running or waiting. Budgets keep counting the spend of deleted usage rows."""
     from ..durations import parse_before
 

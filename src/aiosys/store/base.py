@@ -304,7 +304,8 @@ class PruneReport:
 
     ``before`` is the cutoff (epoch seconds: runs that ended before it); ``runs`` counts the
     runs, ``effects``, ``signals``, ``usage`` (``model_usage``), ``shadows``
-    (``model_shadows``) and ``cache`` (``model_cache``) the rows of those runs, and
+    (``model_shadows``), ``cache`` (``model_cache``) and ``tasks`` (``human_tasks``) the
+    rows of those runs, and
     ``reservations`` the expired budget reservations dropped. ``roots`` is how many runs the
     prune went through as the top of a tree (its progress; at most ``limit``)."""
 
@@ -317,6 +318,7 @@ class PruneReport:
     usage: int = 0
     shadows: int = 0
     cache: int = 0
+    tasks: int = 0
     reservations: int = 0
     roots: int = 0
 
@@ -325,7 +327,7 @@ class PruneReport:
         return {k: getattr(self, k) for k in PRUNED}
 
 
-PRUNED = ("runs", "effects", "signals", "usage", "shadows", "cache", "reservations")
+PRUNED = ("runs", "effects", "signals", "usage", "shadows", "cache", "tasks", "reservations")
 
 
 @runtime_checkable
@@ -507,8 +509,8 @@ class Store(Protocol):
     ) -> PruneReport:
         """Delete the runs that ended (succeeded, failed, cancelled, dead) before ``before``
         (epoch seconds, the store's clock) in ``tenant`` (None: every tenant), with their
-        effects, signals, model usage rows, shadow outcomes and the cache entries they
-        wrote, and drop the budget reservations that expired before it.
+        effects, signals, model usage rows, shadow outcomes, the cache entries they wrote
+        and their human tasks, and drop the budget reservations that expired before it.
 
         A run goes with the tree it tops: a run whose parent is still stored waits for its
         parent; a pruned run's descendants that have ended go with it, whenever they ended;
