@@ -65,8 +65,8 @@ def prune(
     """Delete the runs that ended before --before, with their effects and usage rows.
 
     A run that ended (succeeded, failed, cancelled, dead) before --before is deleted with
-    its effects, signals, model usage rows, cached answers and human tasks; never a run still pending,
-    running or waiting. Budgets keep counting the spend of deleted usage rows."""
+    its effects, signals, model usage rows, cached answers and human tasks; never a run
+    still pending, running or waiting. Budgets keep counting the spend of deleted usage rows."""
     from ..durations import parse_before
 
     try:

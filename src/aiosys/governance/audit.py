@@ -5,13 +5,14 @@ On by default, the embedded default too (``AuditSettings``). What is recorded:
 - every effect a run makes through the gate that completes (``step``, ``model``,
   ``child_start``, and any kind added later), with its outcome (``ok`` or
   ``error:<Type>``); the kernel's own waits and reads (``sleep``, ``signal``,
-  ``child_result``, ``now``) are not, nor human tasks (``human_task``), whose creation,
-  claims, escalations and decision ``aiosys.humans`` records itself (``create_task``,
-  ``claim_task``, ``release_task``, ``escalate_task``, ``complete_task``), each with the
-  principal that acted and committed with the change it records. The record is committed in the same transaction as the
-  effect's record (``EffectCall.also_write``): no audited effect without its record, and the
-  other way round. A replay returns recorded outcomes and records nothing again. A direct
-  effect (outside a run) is appended before the call returns.
+  ``child_result``, ``now``) are not. The record is committed in the same transaction as
+  the effect's record (``EffectCall.also_write``): no audited effect without its record,
+  and the other way round. A replay returns recorded outcomes and records nothing again. A
+  direct effect (outside a run) is appended before the call returns.
+- human tasks (``aiosys.humans``): not their effect (``human_task``), but each step of the
+  task, with the principal that took it, committed with the change it records:
+  ``create_task`` and ``escalate_task`` (as the run's principal), ``claim_task``,
+  ``release_task`` and ``complete_task`` (as the caller; a refused one is appended too).
 - the run actions of the App: ``start_workflow``, ``signal_run``, ``cancel_run``,
   ``resume_run`` (``App`` in ``aiosys.app``). A start that creates a run has its record
   committed in the transaction that inserts the run (``start_writes``, a kernel start hook),

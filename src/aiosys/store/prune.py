@@ -5,8 +5,9 @@ a cutoff in trees: a *root* is an ended run whose parent is gone or never was; i
 the root and its descendants reached through ended runs (in the same tenant). A batch takes
 up to ``batch`` roots, oldest first, after a cursor on ``(finished_at, id)``, and deletes
 their trees in one transaction: the runs, their effects, signals, model usage rows, shadow
-outcomes, the cache entries they wrote (``model_cache.run_id``) and their human tasks. A live descendant stays,
-and so does everything below it: once it ends it is a root of its own (its parent is gone).
+outcomes, the cache entries they wrote (``model_cache.run_id``) and their human tasks. A
+live descendant stays, and so does everything below it: once it ends it is a root of its own
+(its parent is gone).
 
 Safe beside workers: only ended runs are deleted, and the run rows are deleted with their
 status checked again in the deleting transaction (SQLite: one write transaction for the
