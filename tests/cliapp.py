@@ -4,9 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
+import pydantic
+
 from aiosys import App, Context, PermanentError, Retry, TransientError, current_step
 
 app = App()
+
+
+class Review(pydantic.BaseModel):
+    """The form of an edit of ``reviewed``'s task."""
+
+    summary: str
+    score: int = pydantic.Field(ge=0, le=10)
 
 
 @app.step(retry=Retry(attempts=3, backoff=0.0, jitter=0.0))
@@ -47,3 +56,12 @@ async def waits(ctx: Context) -> Any:
 async def crashes(ctx: Context, n: int = 0) -> None:
     """Raises in the workflow's own body (no effect failed)."""
     raise ValueError(f"bad n {n}")
+
+
+@app.workflow
+async def reviewed(ctx: Context, text: str = "a letter") -> dict[str, Any]:
+    """A human task for a paralegal; returns the decision."""
+    decision = await ctx.human_task(
+        "review", role="paralegal", data={"summary": text, "score": 5}, form=Review, sla="2d"
+    )
+    return decision.model_dump(mode="json")

@@ -66,12 +66,25 @@ async def b_objects(store: str, bob_key: str) -> dict[str, str]:
     async def waits(ctx: aiosys_pkg.Context) -> None:
         await ctx.wait_for("go")
 
+    @app.workflow
+    async def signoff(ctx: aiosys_pkg.Context) -> str:
+        return (await ctx.human_task("sign-off", role="admin", data={"doc": "b"})).action
+
     await app.open()
     try:
         bob = await app.identity.authenticate(bob_key)
         async with app.as_principal(bob):
             pending = await app.start("waits")
-        return {"run": pending.id}
+        async with app.embedded(own_runs_only=True):  # parks B's task, then stops
+            async with app.as_principal(bob):
+                asking = await app.start("signoff")
+                async with asyncio.timeout(20):
+                    while True:  # its task written and the run parked on it
+                        found = await app.list_tasks()
+                        if found and await asking.status() == "waiting":
+                            break
+                        await asyncio.sleep(0.01)
+        return {"run": pending.id, "asking": asking.id, "task": found[0].id}
     finally:
         await app.close()
 
@@ -81,7 +94,7 @@ def test_the_cli_tenant_walk_every_command_as_a_against_b(store_url: str) -> Non
     alice = create_key(store, "A", "alice", "admin")
     bob = create_key(store, "B", "bob", "admin")
     b = asyncio.run(b_objects(store, bob["key"]))
-    run_id = b["run"]
+    run_id, task_id = b["run"], b["task"]
     s = ["--store", store]
     walk: dict[str, list[list[str]]] = {
         "run": [["run", "greet", "-i", '{"name": "x"}', "--tenant", "B", "--app", APP, *s]],
@@ -114,17 +127,30 @@ def test_the_cli_tenant_walk_every_command_as_a_against_b(store_url: str) -> Non
         "slo check": [["slo", "check", "--tenant", "B", *s]],
         "metrics": [["metrics", "--tenant", "B", *s]],
         "keys revoke": [["keys", "revoke", bob["id"], *s]],
+        "tasks list": [["tasks", "list", "--tenant", "B", *s]],
+        "tasks show": [
+            ["tasks", "show", task_id, *s],
+            ["tasks", "show", task_id, "--tenant", "B", *s],
+        ],
+        "tasks claim": [["tasks", "claim", task_id, *s]],
+        "tasks release": [["tasks", "release", task_id, *s]],
+        "tasks complete": [
+            ["tasks", "complete", task_id, "--action", "approve", *s],
+            ["tasks", "complete", task_id, "--action", "approve", "--tenant", "B", *s],
+        ],
     }
     assert commands(typer.main.get_command(cli)) == set(walk) | set(EXEMPT)
     for name, invocations in walk.items():
         for args in invocations:
             error = reported_error(aiosys("--api-key", alice["key"], *args))
             # Nothing of B's shows: not its run's workflow or status, not its key.
-            leaks = ("waits", "pending", "'bob'", bob["key"])
+            leaks = ("waits", "pending", "'bob'", bob["key"], "sign-off", "signoff")
             assert not any(leak in error for leak in leaks), (name, error)
     # What A sees without naming B: nothing of B's.
     as_a = ["--api-key", alice["key"]]
     assert json.loads(ok(aiosys(*as_a, "runs", "list", "--json", *s)).stdout) == []
+    listed = ok(aiosys(*as_a, "tasks", "list", "--json", "--status", "any", *s)).stdout
+    assert json.loads(listed) == []
     assert json.loads(ok(aiosys(*as_a, "models", "usage", "--json", *s)).stdout) == []
     assert json.loads(ok(aiosys(*as_a, "models", "shadows", "--json", *s)).stdout) == []
     mine = json.loads(ok(aiosys(*as_a, "stats", "--json", *s)).stdout)
@@ -140,6 +166,10 @@ def test_the_cli_tenant_walk_every_command_as_a_against_b(store_url: str) -> Non
     )
     # Not ended (the worker of `aiosys run` may have taken it, as B's principal).
     assert shown["status"] in ("pending", "running", "waiting")
+    b_task = json.loads(
+        ok(aiosys("--api-key", bob["key"], "tasks", "show", task_id, "--json", *s)).stdout
+    )
+    assert (b_task["status"], b_task["decision"]) == ("open", None)
     every = json.loads(ok(aiosys("keys", "list", "--json", *s)).stdout)
     assert {k["id"]: k["status"] for k in every} == {alice["id"]: "active", bob["id"]: "active"}
 

@@ -48,6 +48,7 @@ from .prune import prune as _prune  # noqa: F401  (registers `aiosys runs prune`
 from .render import error_message, run_dict
 from .runs import runs
 from .stats import slo, stats
+from .tasks import tasks
 
 log = logging.getLogger("aiosys.worker")
 
@@ -59,6 +60,7 @@ cli = typer.Typer(
     cls=OneLineErrors,
 )
 cli.add_typer(runs, name="runs")
+cli.add_typer(tasks, name="tasks")
 cli.add_typer(models, name="models")
 cli.add_typer(keys, name="keys")
 cli.add_typer(policy, name="policy")
