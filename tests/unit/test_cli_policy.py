@@ -128,3 +128,18 @@ def test_without_a_policy_directory_the_commands_say_how_to_give_one(tmp_path, m
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("AIOSYS_POLICIES_DIR", raising=False)
     assert "no policy directory" in reported_error(aiosys("policy", "validate"))
+
+
+def test_check_answers_complete_task_on_a_human_task_by_its_role(project):
+    def decide(*roles: str):
+        args = ["policy", "check", "--principal", "acme/alice", "--action", "complete_task"]
+        for role in roles:
+            args += ["--role", role]
+        attrs = '{"role": "paralegal", "workflow": "intake"}'
+        return aiosys(*args, "--resource", "humantask:t-1", "--resource-attrs", attrs)
+
+    allowed = ok(decide("paralegal"))
+    assert allowed.stdout.startswith('allow  complete_task on HumanTask::"t-1"')
+    assert "task-role-decides (permit" in allowed.stdout
+    denied = decide("viewer")
+    assert denied.exit_code == 3 and denied.stdout.startswith("deny  complete_task")

@@ -36,7 +36,7 @@ DirOption = Annotated[
     typer.Option("--dir", help="The policy directory (default: AIOSYS_POLICIES_DIR, ./policies)."),
 ]
 RESOURCE_TYPES = {
-    t.lower(): t for t in ("Model", "Workflow", "Run", "Connector", "Dataset", "Task")
+    t.lower(): t for t in ("Model", "Workflow", "Run", "Connector", "Dataset", "Task", "HumanTask")
 }
 
 
