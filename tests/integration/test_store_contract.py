@@ -689,3 +689,52 @@ async def test_claim_with_only_takes_those_runs_and_their_children(store: Store)
     assert (await store.claim(dataclasses.replace(base, only=[])))[0] == []
     rows, _ = await store.claim(base)  # only=None: any run
     assert ids(rows) >= ids(others)
+
+
+async def test_a_change_writes_what_goes_with_it_and_wakes_its_run_only_if_it_changed_rows(
+    store: Store,
+) -> None:
+    from aiosys.governance.audit_record import AuditRecord
+
+    run = await parked(store, wake_at=None)
+    task = {
+        "id": "t1",
+        "tenant": run.tenant,
+        "run_id": run.id,
+        "seq": 1,
+        "workflow": "wf",
+        "name": "review",
+        "role": "paralegal",
+        "data": None,
+        "form": None,
+        "sla": None,
+        "due_at": None,
+        "escalate_to": "[]",
+        "return_escalated": 0,
+        "assignee": None,
+        "claimed_by": None,
+        "claimed_at": None,
+        "status": "open",
+        "now": now(),
+    }
+    assert [r["id"] for r in await store.change("human_task_insert", task)] == ["t1"]
+    assert await store.change("human_task_insert", task) == []  # written once
+    record = AuditRecord(principal="user:A/x", tenant=run.tenant, action="complete_task",
+                         resource="task:t1", at=1)  # fmt: skip
+    also = [("audit_append", record.params())]
+    decide = {"id": "t1", "tenant": run.tenant, "escalations": 0, "who": "x", "any_claim": 0,
+              "decision": "{}", "now": now()}  # fmt: skip
+    (head,) = await store.fetch("audit_head", {})
+
+    changed = await store.change("human_task_complete", decide, also=also, wake=True)
+
+    assert [r["run_id"] for r in changed] == [run.id]
+    woken = await get(store, run.id)
+    assert (woken.status, woken.wake_seq) == ("pending", run.wake_seq + 1)
+    assert (await store.fetch("audit_head", {}))[0]["seq"] == head["seq"] + 1
+    # Nothing changed the second time: nothing written with it, nobody woken.
+    assert await store.change("human_task_complete", decide, also=also, wake=True) == []
+    assert (await get(store, run.id)).wake_seq == run.wake_seq + 1
+    assert (await store.fetch("audit_head", {}))[0]["seq"] == head["seq"] + 1
+    got, _ = await store.claim(claim_for("w2"))
+    assert ids(got) == {run.id}
