@@ -57,7 +57,7 @@ import math
 import random
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pydantic
@@ -75,6 +75,7 @@ from .chain import DeploymentCall, NextLink, judge
 from .contracts import Candidate, RouteContext, RoutingPlan, describe
 from .links.breaker import Breakers, CircuitOpen
 from .route_failures import Failure, Failures
+from .route_trace import Attempt, Trace
 from .tokens import estimate_cost
 from .types import ModelRequest, ModelResponse
 
@@ -90,49 +91,6 @@ STOP = (ProviderRejected,)
 OPEN_BREAKER = "open breaker"
 # What a task's ``parse`` raises for an answer it cannot read (ValidationError is a ValueError).
 BAD_OUTPUT = (ValueError, TypeError, KeyError, IndexError)
-
-
-@dataclass(slots=True)
-class Attempt:
-    model: str  # the deployment, id@version
-    error: str | None = None
-
-
-@dataclass(slots=True)
-class Trace:
-    """What happened during one routed call; the effect timeline shows it."""
-
-    task: str | None = None
-    attempts: list[Attempt] = field(default_factory=list)
-    skipped: dict[str, str] = field(default_factory=dict)  # candidate -> reason
-    warnings: list[str] = field(default_factory=list)  # e.g. a soft budget passed
-    card: ModelCard | None = None
-    response: ModelResponse | None = None
-    output: Any = None
-
-    def record(self) -> dict[str, Any]:
-        rec: dict[str, Any] = {"task": self.task} if self.task else {}
-        r, card = self.response, self.card
-        if r is not None and card is not None:
-            rec |= {
-                "model": card.id,
-                "version": card.version,
-                "deployment": card.key,
-                "provider": card.provider,
-                "kind": card.kind,
-                "usage": r.usage.model_dump(),
-                "cost": r.cost,
-                "latency_ms": r.latency_ms,
-                "cached": r.cached,
-            }
-            if r.finish_reason:
-                rec["finish_reason"] = r.finish_reason
-        rec["attempts"] = [{"model": a.model, "error": a.error} for a in self.attempts]
-        if self.skipped:
-            rec["skipped"] = dict(self.skipped)
-        if self.warnings:
-            rec["warnings"] = list(self.warnings)
-        return rec
 
 
 @dataclass(frozen=True, slots=True)
