@@ -16,8 +16,28 @@ from .types import ModelResponse
 
 @dataclass(slots=True)
 class Attempt:
-    model: str  # the deployment, id@version
+    """One try of one deployment through the deployment chain, from ``start`` to ``end``
+    (Unix seconds, the clock of the effect records); ``error`` (``"Type: message"``, ``open
+    breaker``, ``invalid output: ...``) and ``error_type`` (the error's class name) when it
+    failed."""
+
+    card: ModelCard
+    start: float
+    end: float
     error: str | None = None
+    error_type: str | None = None
+
+    def record(self) -> dict[str, Any]:
+        """As kept in the effect's record: ``model`` (the deployment, ``id@version``),
+        ``error`` (None: it served the call), ``model_id``, ``provider`` and ``kind`` (the
+        card's), ``start`` and ``end``, and ``error_type`` when it failed."""
+        card = self.card
+        rec: dict[str, Any] = {"model": card.key, "error": self.error, "model_id": card.id}
+        rec |= {"provider": card.provider, "kind": card.kind}
+        rec |= {"start": self.start, "end": self.end}
+        if self.error_type is not None:
+            rec["error_type"] = self.error_type
+        return rec
 
 
 @dataclass(slots=True)
@@ -49,7 +69,7 @@ class Trace:
             }
             if r.finish_reason:
                 rec["finish_reason"] = r.finish_reason
-        rec["attempts"] = [{"model": a.model, "error": a.error} for a in self.attempts]
+        rec["attempts"] = [a.record() for a in self.attempts]
         if self.skipped:
             rec["skipped"] = dict(self.skipped)
         if self.warnings:
