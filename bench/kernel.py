@@ -205,6 +205,7 @@ def child_aiosys(spec: dict[str, Any]) -> dict[str, Any]:
                     if spec.get("observe") == "on"
                     else None
                 )
+                server0 = await asyncio.to_thread(_pg_server_cpu, spec["url"])
                 try:
                     timed = await drive(run_one, spec["mode"], spec["runs"], spec["inflight"], 0)
                 finally:
@@ -212,6 +213,13 @@ def child_aiosys(spec: dict[str, Any]) -> dict[str, Any]:
                         scraper.cancel()
                         await asyncio.gather(scraper, return_exceptions=True)
                 out.update(timed)
+                server1 = await asyncio.to_thread(_pg_server_cpu, spec["url"])
+                if server0 is not None and server1 is not None:
+                    # Backends that lived through the timed section (the store's pool).
+                    used = sum(server1[p] - server0[p] for p in server1.keys() & server0.keys())
+                    out["server_cpu_ms_per_step"] = (
+                        used * 1000 / (spec["runs"] * STEPS_PER_WORKFLOW)
+                    )
                 if scraper is not None:
                     out["scrapes"] = {"n": len(scrapes), "max_s": max(scrapes, default=0.0)}
                 if governed:
@@ -246,6 +254,33 @@ async def _scrape(app: Any, took: list[float]) -> None:
         assert "aiosys_runs" in text, "the scrape holds no run series"
         took.append(time.perf_counter() - t0)
         await asyncio.sleep(SCRAPE_EVERY)
+
+
+def _pg_server_cpu(url: str) -> dict[int, float] | None:
+    """CPU seconds (user + system) of each PostgreSQL backend serving ``url``'s database,
+    by pid, read from /proc (the server runs on this machine); None on SQLite or when
+    /proc cannot be read."""
+    if url.startswith("sqlite:///"):
+        return None
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        pids = [
+            r[0]
+            for r in conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+                " AND pid <> pg_backend_pid()"
+            ).fetchall()
+        ]
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[int, float] = {}
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out[pid] = (int(fields[11]) + int(fields[12])) / tick
+    return out or None
 
 
 def _audit_tally(url: str, after: int | None) -> Any:
@@ -630,7 +665,9 @@ def print_on_off(
 
     extra = extra or {}
     t = Table(title=title, title_justify="left")
-    for name in ("cell", "wf/s off", "wf/s on", "on/off", "CPU ms/step off", "CPU ms/step on"):
+    names = ["cell", "wf/s off", "wf/s on", "on/off", "CPU ms/step off", "CPU ms/step on"]
+    names += ["server CPU ms/step off", "server CPU ms/step on"]
+    for name in names:
         t.add_column(name, justify="left" if name == "cell" else "right")
     for name in extra:
         t.add_column(name, justify="right")
@@ -639,7 +676,7 @@ def print_on_off(
     for c in cells:
         off, on = c.get("aiosys"), c.get(key)
         if not off or not on or "error" in off or "error" in on:
-            t.add_row(c["cell"], *["-"] * (5 + len(extra)), "[red]n/a[/]")
+            t.add_row(c["cell"], *["-"] * (7 + len(extra)), "[red]n/a[/]")
             failing.append(c["cell"])
             continue
         ratio = on["wf_per_s"] / off["wf_per_s"]
@@ -653,6 +690,10 @@ def print_on_off(
             f"{100 * ratio:.0f}%",
             f"{1000 * off['cpu_s_per_step']:.3f}",
             f"{1000 * on['cpu_s_per_step']:.3f}",
+            *(
+                f"{side['server_cpu_ms_per_step']:.3f}" if "server_cpu_ms_per_step" in side else "-"
+                for side in (off, on)
+            ),
             *(column(on) for column in extra.values()),
             "[green]PASS[/]" if ok else "[red]FAIL[/]",
         )

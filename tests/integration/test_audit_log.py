@@ -405,3 +405,70 @@ async def test_records_appended_together_are_chained_in_order_in_one_batch(store
         row, prev_hash = rows[i], rows[i - 1]["hash"] if i else "0" * 64
         assert row["prev_hash"] == prev_hash
         assert row["hash"] == chain_hash(prev_hash, row["seq"], row["digest"])
+
+
+async def test_each_start_record_is_chained_before_its_runs_effects(store_url, key_path):
+    # PostgreSQL keeps a start's record pending (committed with its run, unchained) until
+    # the next append chains it: the first effect of its run at the latest.
+    app = make_app(store_url, key_path, concurrency=16)
+    async with app:
+        runs = await asyncio.gather(*(app.start("ten", {"x": i}) for i in range(16)))
+        await asyncio.gather(*(r.result() for r in runs))
+        bodies = await audit_bodies(app)
+    position = {(b["action"], b["run_id"], b.get("effect_seq")): i for i, b in enumerate(bodies)}
+    for r in runs:
+        start = position[("start_workflow", r.id, None)]
+        assert all(start < position[("step", r.id, seq)] for seq in range(1, 11)), r.id
+    if not store_url.startswith("sqlite"):
+        assert sql_on(store_url)("SELECT count(*) FROM audit_pending") == [(0,)]
+
+
+CRASH_AFTER_START = """
+import asyncio, os, signal, sys
+from aiosys import App, Context
+
+app = App(store=sys.argv[1], audit_key=sys.argv[2])
+
+@app.workflow()
+async def ten(ctx: Context, x: int) -> int:
+    return x
+
+async def main() -> None:
+    await app.open()
+    run = await app.start("ten", {"x": 1}, tenant="acme")
+    print(run.id, flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)  # before close: nothing else is written
+
+asyncio.run(main())
+"""
+
+
+async def test_a_start_record_left_pending_by_a_killed_process_is_chained_later(
+    store_url, key_path, tmp_path
+):
+    import subprocess
+    import sys
+
+    script = tmp_path / "start_and_die.py"
+    script.write_text(CRASH_AFTER_START)
+    proc = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, str(script), store_url, str(key_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == -9, proc.stderr
+    run_id = proc.stdout.strip()
+    sql = sql_on(store_url)
+    assert sql("SELECT status FROM runs WHERE id = %s", (run_id,)) == [("pending",)]
+    if not store_url.startswith("sqlite"):  # committed with its run, not yet chained
+        assert sql("SELECT count(*) FROM audit_pending") == [(1,)]
+        assert sql("SELECT count(*) FROM audit_log") == [(0,)]
+    report = await verify(store_url, key_path)  # chains what waits, then verifies
+    assert report.ok, report.line()
+    assert report.records == 1
+    (body,) = sql("SELECT body FROM audit_log")
+    assert f'"run_id":"{run_id}"' in body[0] and '"start_workflow"' in body[0]
+    if not store_url.startswith("sqlite"):
+        assert sql("SELECT count(*) FROM audit_pending") == [(0,)]

@@ -672,10 +672,29 @@ async def test_a_task_in_a_workflow_is_a_recorded_effect_not_repeated_on_replay(
     }
     assert meta["cost"] == pytest.approx(0.007 + 0.006)
     assert meta["cached"] is False and meta["latency_ms"] >= 0
-    assert meta["attempts"] == [
-        {"model": "a@1", "error": "ProviderUnavailable: a: HTTP 503"},
-        {"model": "b@1", "error": None},
-    ]
+    first, second = meta["attempts"]
+    assert first == {
+        "model": "a@1",
+        "error": "ProviderUnavailable: a: HTTP 503",
+        "error_type": "ProviderUnavailable",
+        "model_id": "a",
+        "provider": "scripted",
+        "kind": "summarize",
+        "start": first["start"],
+        "end": first["end"],
+    }
+    assert second == {
+        "model": "b@1",
+        "error": None,  # it served the call
+        "model_id": "b",
+        "provider": "scripted",
+        "kind": "summarize",
+        "start": second["start"],
+        "end": second["end"],
+    }
+    # Each attempt's times, on the clock of the effect's record, within the effect.
+    assert effect.started_at <= first["start"] <= first["end"] <= second["start"]
+    assert second["start"] <= second["end"] <= effect.finished_at
     await app.models.flush_usage()
     rows = await app.store.fetch("usage_by_run", {"run_id": run.id})
     assert rows[0]["calls"] == 2  # both attempts metered, under the run
@@ -718,9 +737,9 @@ async def test_a_failed_routing_is_recorded_with_its_attempts_and_the_run_is_dea
     effect = (await app.effects(run.id))[0]
     assert effect.status == "error" and effect.attempt == 1  # permanent: not retried
     assert "NoRouteAvailable" in effect.error
-    assert json.loads(effect.meta)["attempts"] == [
-        {"model": "a@1", "error": "DeploymentUnusable: a: HTTP 401"}
-    ]
+    [attempt] = json.loads(effect.meta)["attempts"]
+    assert (attempt["model"], attempt["error"]) == ("a@1", "DeploymentUnusable: a: HTTP 401")
+    assert attempt["error_type"] == "DeploymentUnusable"
 
 
 async def test_an_outage_is_retried_under_the_tasks_retry_then_the_run_is_dead(env, wait_status):

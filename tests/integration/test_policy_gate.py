@@ -611,6 +611,8 @@ async def test_a_start_record_is_written_only_with_the_run_it_creates(store_url,
 
         _, created = await store.create_run(new("r1"), also=[write("r1")])
         _, again = await store.create_run(new("r2"), also=[write("r2")])
+        # Chained at the next append (PostgreSQL keeps a start's record pending till then).
+        assert (await store.fetch("audit_seal", {}))[0]["seq"] == 1
         rows = await store.fetch("audit_page", {"after": 0, "upto": 10**9, "limit": 100})
     finally:
         await store.close()

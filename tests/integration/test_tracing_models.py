@@ -10,28 +10,18 @@ import pytest
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
-from pydantic import BaseModel
-from tests.integration.tracespans import as_stored, stored_shape
+from tests.integration.tracespans import as_stored, ask_task, stored_shape
 from tests.wire.control import server_error, slow
 from tests.wire.openai_server import OpenAIWire
 
 from aiosys import App, Context
 from aiosys.errors import PolicyDenied
-from aiosys.models.contracts import Candidate, RoutingPlan
-from aiosys.models.types import Message, ModelRequest
+from aiosys.models.contracts import Candidate
 from aiosys.observe.traceids import run_trace
 
 pytestmark = pytest.mark.timeout(60)
 
 SHIPPED = Path(__file__).resolve().parents[2] / "examples" / "policies"
-
-
-class In(BaseModel):
-    text: str
-
-
-class Out(BaseModel):
-    answer: str
 
 
 def card(id: str, wire: Any, external: bool = False) -> dict[str, Any]:
@@ -54,14 +44,7 @@ async def test_model_spans_follow_genai_and_show_fallback_slowness_and_denial(
     app.models.add_card(card("primary", primary))
     app.models.add_card(card("backup", backup))
     app.models.add_card(card("cloud", backup, external=True))
-    app.models.task(
-        "ask",
-        input=In,
-        output=Out,
-        build=lambda d: ModelRequest(messages=[Message(role="user", content=d.text)]),
-        parse=lambda r: {"answer": r.output},
-        plan=RoutingPlan([Candidate("primary", retries=0), "backup"]),
-    )
+    ask_task(app, [Candidate("primary", retries=0), "backup"])
 
     @app.workflow
     async def chat(ctx: Context) -> str:
@@ -80,7 +63,8 @@ async def test_model_spans_follow_genai_and_show_fallback_slowness_and_denial(
         stored = {s["name"]: s for s in await app.trace(run.id)}
     ids = run_trace(run.id, None)
     spans = {s.name: s for s in exporter.get_finished_spans()}
-    assert set(spans) == {"run chat", "chat ask", "chat cloud"}
+    # The call's attempts are its child spans (tests/integration/test_tracing_attempts.py).
+    assert set(spans) == {"run chat", "chat ask", "chat cloud", "chat primary", "chat backup"}
     ask = spans["chat ask"]
     assert ask.parent.span_id == ids.span_id and ask.context.trace_id == ids.trace_id
     a = ask.attributes

@@ -1,5 +1,6 @@
 """Helpers of the tracing tests: exported spans in the shape the store reads them back
-(``app.trace``), to compare; a local OTLP/HTTP receiver decoding ``ExportTraceServiceRequest``."""
+(``app.trace``), to compare; a local OTLP/HTTP receiver decoding ``ExportTraceServiceRequest``;
+the chat task ``ask`` the model-span tests route."""
 
 from __future__ import annotations
 
@@ -16,6 +17,11 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import StatusCode
+from pydantic import BaseModel
+
+from aiosys import App
+from aiosys.models.contracts import Candidate, RoutingPlan
+from aiosys.models.types import Message, ModelRequest
 
 
 class Receiver:
@@ -103,3 +109,24 @@ def as_stored(span: ReadableSpan) -> dict[str, Any]:
 def stored_shape(span: dict[str, Any]) -> dict[str, Any]:
     """A stored span without the fields an exported one does not have."""
     return {k: v for k, v in span.items() if k not in ("run_id", "seq", "kind")}
+
+
+class AskIn(BaseModel):
+    text: str
+
+
+class AskOut(BaseModel):
+    answer: str
+
+
+def ask_task(app: App, plan: list[Candidate | str]) -> None:
+    """Register the task ``ask``: ``{"text"}`` sent as one user message to the candidates of
+    ``plan``, the answer's text as ``{"answer"}``."""
+    app.models.task(
+        "ask",
+        input=AskIn,
+        output=AskOut,
+        build=lambda d: ModelRequest(messages=[Message(role="user", content=d.text)]),
+        parse=lambda r: {"answer": r.output},
+        plan=RoutingPlan(plan),
+    )

@@ -517,6 +517,16 @@ class AuditLog:
         if "checkpointer" in self.__dict__:
             await self.checkpointer.stop()
 
+    async def _seal(self) -> int:
+        """Chain the records that wait to be, now, and return the head's position (records
+        in the chain). On PostgreSQL a start's record commits with its run unchained
+        (``audit_pending``) and is chained by the next append of any worker, the next
+        checkpointer turn (at most ``min(1 s, seconds)`` in a process that wrote one), or
+        this; ``verify`` and ``export`` call it first. On SQLite every record is chained as
+        it is written."""
+        rows = await self._store().fetch("audit_seal", {})
+        return int(rows[0]["seq"]) if rows else 0
+
     # ---- reading ----------------------------------------------------------------------
 
     async def checkpoint(self) -> Checkpoint | None:
@@ -535,7 +545,9 @@ class AuditLog:
                 "verifying the whole audit log spans every tenant; export your tenant's "
                 "records (aiosys audit export) and verify the extract"
             )
-        return await verify_store(self._store(), self.verify_key(public_key))
+        key = self.verify_key(public_key)
+        await self._seal()
+        return await verify_store(self._store(), key)
 
     async def export(
         self,
@@ -560,9 +572,11 @@ class AuditLog:
             if tenant is not None and tenant != principal.tenant:
                 raise PermissionDenied(f"cannot export the audit records of tenant {tenant!r}")
             tenant = principal.tenant
+        key = self.verify_key(public_key)
+        await self._seal()
         return await _export(
             self._store(),
-            self.verify_key(public_key),
+            key,
             out,
             since=None if since is None else micros(since.timestamp()),
             until=None if until is None else micros(until.timestamp()),

@@ -13,7 +13,8 @@ stubs (see ``audit_record``); inclusion proofs of single records would be what a
 adds, and nothing here asks for them yet.
 
 ``Checkpointer`` writes one every ``every`` records or ``seconds`` seconds (whichever comes
-first, only when there are new records), in each worker; workers that race for the same
+first, only when there are new records), in each process that appends records (chaining, on
+each turn, the records waiting to be: ``audit_seal``); workers that race for the same
 number write it once (``ON CONFLICT DO NOTHING``) and agree because they share the key.
 """
 
@@ -134,6 +135,9 @@ class Checkpointer:
         """Sign the head if it moved past the last checkpoint and one is due (``force``:
         whenever it moved). Returns the checkpoint written, or None."""
         store = self._store()
+        # Chain the records waiting to be (PostgreSQL's starts: ``audit_seal``) first, so
+        # the head signed covers them; every turn of the loop does, due or not.
+        await store.fetch("audit_seal", {})
         heads = await store.fetch("audit_head", {})
         seq, head_hash = int(heads[0]["seq"]), str(heads[0]["hash"])
         last = await last_checkpoint(store)

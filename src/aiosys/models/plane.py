@@ -56,7 +56,8 @@ from .links.metering import (
 from .links.ratelimit import RateLimitLink, RedisWindows, StoreWindows, Windows
 from .providers.base import Provider
 from .providers.registry import Providers
-from .router import Router, ShadowResult, Trace
+from .route_trace import Trace
+from .router import Router, ShadowResult
 from .shadows import record_shadow, shadow_results
 from .types import Message, ModelRequest, ModelResponse
 

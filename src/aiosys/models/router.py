@@ -30,7 +30,9 @@ For one call it
    answers), and so do the faults of one deployment: ``DeploymentUnusable`` (401, 403,
    404: its breaker opens) and a hard budget that refuses this candidate's estimate (a
    cheaper one may fit; noted in ``trace.warnings``). A fault of the request stops the
-   call: ``ProviderRejected`` (400, 422, ...) propagates.
+   call: ``ProviderRejected`` (400, 422, ...) propagates. Every attempt, retry or fallback,
+   is noted in ``trace.attempts`` with its start, end (``clock``) and error, if any: the
+   effect's record keeps them (``route_trace.py``), and its trace shows each as a span.
 
 With nothing left it raises the error ``route_failures.Failures.error`` chooses: a
 transient ``ProviderUnavailable`` carrying the smallest retry-after when any candidate may
@@ -57,7 +59,7 @@ import math
 import random
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pydantic
@@ -70,11 +72,13 @@ from ..errors import (
     TransientError,
 )
 from ..kernel.retry import capped_backoff
+from ..store.base import now
 from .catalog import ModelCard
 from .chain import DeploymentCall, NextLink, judge
 from .contracts import Candidate, RouteContext, RoutingPlan, describe
 from .links.breaker import Breakers, CircuitOpen
 from .route_failures import Failure, Failures
+from .route_trace import Attempt, Trace
 from .tokens import estimate_cost
 from .types import ModelRequest, ModelResponse
 
@@ -90,49 +94,6 @@ STOP = (ProviderRejected,)
 OPEN_BREAKER = "open breaker"
 # What a task's ``parse`` raises for an answer it cannot read (ValidationError is a ValueError).
 BAD_OUTPUT = (ValueError, TypeError, KeyError, IndexError)
-
-
-@dataclass(slots=True)
-class Attempt:
-    model: str  # the deployment, id@version
-    error: str | None = None
-
-
-@dataclass(slots=True)
-class Trace:
-    """What happened during one routed call; the effect timeline shows it."""
-
-    task: str | None = None
-    attempts: list[Attempt] = field(default_factory=list)
-    skipped: dict[str, str] = field(default_factory=dict)  # candidate -> reason
-    warnings: list[str] = field(default_factory=list)  # e.g. a soft budget passed
-    card: ModelCard | None = None
-    response: ModelResponse | None = None
-    output: Any = None
-
-    def record(self) -> dict[str, Any]:
-        rec: dict[str, Any] = {"task": self.task} if self.task else {}
-        r, card = self.response, self.card
-        if r is not None and card is not None:
-            rec |= {
-                "model": card.id,
-                "version": card.version,
-                "deployment": card.key,
-                "provider": card.provider,
-                "kind": card.kind,
-                "usage": r.usage.model_dump(),
-                "cost": r.cost,
-                "latency_ms": r.latency_ms,
-                "cached": r.cached,
-            }
-            if r.finish_reason:
-                rec["finish_reason"] = r.finish_reason
-        rec["attempts"] = [{"model": a.model, "error": a.error} for a in self.attempts]
-        if self.skipped:
-            rec["skipped"] = dict(self.skipped)
-        if self.warnings:
-            rec["warnings"] = list(self.warnings)
-        return rec
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +139,7 @@ class Router:
         estimate: Callable[[ModelCard, ModelRequest], float] = estimate_cost,
         rng: random.Random | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Callable[[], float] = now,
         max_retry_wait: float = 2.0,
         ewma_alpha: float = 0.3,
         shadow_ring: int = 1000,
@@ -190,6 +152,7 @@ class Router:
         self.estimate = estimate
         self.rng = rng or random.Random()
         self.sleep = sleep
+        self.clock = clock  # the start and end of each attempt (Unix s: the effect records')
         self.max_retry_wait = max_retry_wait
         self.ewma_alpha = ewma_alpha
         self.latency: dict[str, float] = {}  # deployment -> EWMA latency in ms
@@ -359,32 +322,38 @@ class Router:
     async def _try(
         self, choice: Choice, ctx: RouteContext, accept: Accept | None, trace: Trace
     ) -> Failure | None:
-        """One candidate, with its retries: None when it served the call, else why not."""
+        """One candidate, with its retries: None when it served the call, else why not.
+        Each attempt goes to ``trace.attempts`` with its start and end (``clock``)."""
         card, cand = choice.card, choice.candidate
         failure = Failure(OPEN_BREAKER, "transient", self.breakers.retry_after(card.key))
+
+        def failed(exc: BaseException, error: str) -> None:  # the attempt begun at ``start``
+            trace.attempts.append(Attempt(card, start, self.clock(), error, type(exc).__name__))
+
         for n in range(cand.retries + 1):
             if n and self.breakers.is_open(card.key):
                 # this candidate's own failures just opened it
                 return Failure(OPEN_BREAKER, "transient", self.breakers.retry_after(card.key))
             call = _deployment_call(card, choice.request, ctx)
+            start = self.clock()
             try:
                 response = await self.send(call)
                 if "budget_warning" in call.meta:  # a soft budget let the call through
                     trace.warnings.append(call.meta["budget_warning"])
-            except CircuitOpen:  # another caller holds the half-open trial
-                trace.attempts.append(Attempt(card.key, OPEN_BREAKER))
+            except CircuitOpen as exc:  # another caller holds the half-open trial
+                failed(exc, OPEN_BREAKER)
                 return Failure(OPEN_BREAKER, "transient", self.breakers.retry_after(card.key))
             except FALL_BACK as exc:
-                trace.attempts.append(Attempt(card.key, _error(exc)))
+                failed(exc, _error(exc))
                 if isinstance(exc, BudgetExceeded):
                     trace.warnings.append(f"{_label(cand, card)} not used: {exc}")
                     return Failure(f"failed: {_error(exc)}", "budget", budget=exc)
                 return Failure(f"failed: {_error(exc)}", "permanent")
             except STOP as exc:
-                trace.attempts.append(Attempt(card.key, _error(exc)))
+                failed(exc, _error(exc))
                 raise
             except RETRYABLE as exc:
-                trace.attempts.append(Attempt(card.key, _error(exc)))
+                failed(exc, _error(exc))
                 hint = exc.retry_after if isinstance(exc, ProviderUnavailable) else None
                 failure = Failure(f"failed: {_error(exc)}", "transient", hint)
                 wait = self._wait(n, cand, exc)
@@ -392,6 +361,7 @@ class Router:
                     break
                 await self.sleep(wait)
                 continue
+            end = self.clock()
             if not response.cached:
                 self.observe(card.key, response.latency_ms)
             try:
@@ -399,10 +369,11 @@ class Router:
             except BAD_OUTPUT as exc:
                 await judge(call, False)  # a rejected answer is never cached (links/cache.py)
                 why = describe(exc) if isinstance(exc, pydantic.ValidationError) else _error(exc)
-                trace.attempts.append(Attempt(card.key, f"invalid output: {why}"))
+                error = f"invalid output: {why}"
+                trace.attempts.append(Attempt(card, start, end, error, type(exc).__name__))
                 return Failure(f"invalid output: {why}", "invalid")
             await judge(call, True)
-            trace.attempts.append(Attempt(card.key))
+            trace.attempts.append(Attempt(card, start, end))
             trace.card, trace.response, trace.output = card, response, output
             return None
         return failure

@@ -1,7 +1,9 @@
 """OpenTelemetry GenAI semantic conventions for model-call spans.
 
 Read from what the model plane leaves on the effect (``call.meta["record"]``:
-``aiosys.models.router.Trace.record``), never by importing the model plane.
+``aiosys.models.route_trace.Trace.record``), never by importing the model plane: the
+call's span (``span_name``, ``model_attributes``, ``model_events``) and its attempts' child
+spans (``attempt_spans``).
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+NS = 1_000_000_000
 # aiosys request kinds -> gen_ai.operation.name (the spec's well-known values where one fits)
 OPERATIONS = {"chat": "chat", "embed": "embeddings", "summarize": "summarize", "ocr": "ocr"}
 
@@ -43,20 +46,12 @@ def model_attributes(
         attrs["aiosys.task"] = record["task"]
     if record.get("provider"):
         attrs["gen_ai.provider.name"] = record["provider"]
+    attrs.update(_answer(record))
     if record.get("model"):
-        attrs["gen_ai.response.model"] = record.get("provider_model") or record["model"]
         attrs["aiosys.model"] = record["model"]
         attrs["aiosys.deployment"] = record.get("deployment", "")
-    usage = record.get("usage") or {}
-    if usage:
-        attrs["gen_ai.usage.input_tokens"] = int(usage.get("input_tokens", 0))
-        attrs["gen_ai.usage.output_tokens"] = int(usage.get("output_tokens", 0))
-    if record.get("finish_reason"):
-        attrs["gen_ai.response.finish_reasons"] = (str(record["finish_reason"]),)
     if "cost" in record:
         attrs["aiosys.cost"] = float(record["cost"] or 0.0)
-    if "cached" in record:
-        attrs["aiosys.cache_hit"] = bool(record["cached"])
     attempts = record.get("attempts") or []
     if attempts:
         attrs["aiosys.fallback"] = any(a.get("model") != attempts[0].get("model") for a in attempts)
@@ -73,6 +68,77 @@ def model_events(record: dict[str, Any] | None) -> list[tuple[str, dict[str, Any
     for model, why in ((record or {}).get("skipped") or {}).items():
         events.append(("aiosys.model.skipped", {"model": model, "reason": why}))
     return events
+
+
+def attempt_spans(record: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The spans of a model call's attempts (each try of a deployment, retries and
+    fallbacks alike), in the order they were made, from the attempts its record keeps
+    (``start``/``end`` in Unix seconds; a record written before they were kept makes none):
+    each a dict of ``name`` (``<operation> <card id>``, ``chat gpt-4o``), ``start_ns``,
+    ``end_ns``, ``status`` (``ok`` for the one that answered, else ``error``), ``error``
+    (``"Type: message"``) and ``attributes``: ``gen_ai.operation.name``,
+    ``gen_ai.provider.name``, ``gen_ai.request.model`` (the card's id),
+    ``aiosys.deployment`` (``id@version``),
+    ``aiosys.fallback_index`` (0: the first deployment tried, 1: the next, ...),
+    ``aiosys.retry_index`` (0: the deployment's first try); on the one that answered,
+    ``gen_ai.response.model``, the ``gen_ai.usage.*`` tokens,
+    ``gen_ai.response.finish_reasons`` and ``aiosys.cache_hit``; on a failed one,
+    ``error.type`` (the error's class name)."""
+    record = record or {}
+    out: list[dict[str, Any]] = []
+    fallback, retry, last = -1, 0, None
+    for a in record.get("attempts") or ():
+        if "start" not in a:
+            return []
+        deployment = a.get("model")
+        if deployment != last:
+            fallback, retry, last = fallback + 1, 0, deployment
+        else:
+            retry += 1
+        kind = a.get("kind") or record.get("kind") or "chat"
+        model = a.get("model_id") or str(deployment).rsplit("@", 1)[0]
+        op = OPERATIONS.get(kind, kind)
+        attrs: dict[str, Any] = {"gen_ai.operation.name": op, "gen_ai.request.model": model}
+        if a.get("provider"):
+            attrs["gen_ai.provider.name"] = a["provider"]
+        attrs["aiosys.deployment"] = deployment
+        attrs["aiosys.fallback_index"] = fallback
+        attrs["aiosys.retry_index"] = retry
+        error = a.get("error")
+        if error is None:
+            attrs.update(_answer(record))
+        else:
+            attrs["error.type"] = error_type = a.get("error_type") or "Error"
+            if not error.startswith(f"{error_type}: "):  # "open breaker", "invalid output: "
+                error = f"{error_type}: {error}"
+        out.append(
+            {
+                "name": f"{op} {model}",
+                "start_ns": int(a["start"] * NS),
+                "end_ns": int(a["end"] * NS),
+                "status": "ok" if error is None else "error",
+                "error": error,
+                "attributes": attrs,
+                "events": [],
+            }
+        )
+    return out
+
+
+def _answer(record: dict[str, Any]) -> dict[str, Any]:
+    """The GenAI attributes of the answer a call's record keeps."""
+    attrs: dict[str, Any] = {}
+    if record.get("model"):
+        attrs["gen_ai.response.model"] = record.get("provider_model") or record["model"]
+    usage = record.get("usage") or {}
+    if usage:
+        attrs["gen_ai.usage.input_tokens"] = int(usage.get("input_tokens", 0))
+        attrs["gen_ai.usage.output_tokens"] = int(usage.get("output_tokens", 0))
+    if record.get("finish_reason"):  # a list: JSON's shape, as the store gives it back
+        attrs["gen_ai.response.finish_reasons"] = [str(record["finish_reason"])]
+    if "cached" in record:
+        attrs["aiosys.cache_hit"] = bool(record["cached"])
+    return attrs
 
 
 def content_attributes(params: dict[str, Any], output: Any) -> dict[str, str]:

@@ -13,6 +13,8 @@ model call's ``<operation> <model>``), ``attributes`` (the GenAI conventions of 
 its content when the operator turned that on) and ``events`` (policy decisions, a model
 call's failed attempts and skipped candidates), ``[{name, time_ns, attributes}]``. A step's
 retries are read from ``meta["retries"]`` (the kernel's), its error from the record's error.
+A model call's attempts, each a child span of the call's, are read from the attempts the
+model plane keeps in its record (``meta["attempts"]``: deployment, start, end, error).
 """
 
 from __future__ import annotations
@@ -22,10 +24,12 @@ from typing import Any
 
 from ..store import Store
 from ..store.base import EffectRow, RunRow
-from .traceids import effect_span_id, run_trace
+from . import genai
+from .traceids import attempt_span_id, effect_span_id, run_trace
 
 NS = 1_000_000_000
 SPAN = "span"  # the key of an effect record's meta that holds its span's extras
+ATTEMPT = "attempt"  # the ``kind`` of a model call's attempt span (a child of the call's)
 #: Effect kinds that make no span: the kernel's read of the clock.
 UNTRACED = frozenset({"now"})
 
@@ -72,14 +76,31 @@ def span_name(kind: str, name: str) -> str:
     return kind if kind == "sleep" else f"{kind} {name}"
 
 
-def effect_span(run: RunRow, row: EffectRow, now: float) -> dict[str, Any]:
-    """Effect ``row``'s span (a dict as ``stored_trace`` gives), a child of ``run``'s span:
-    its id ``effect_span_id(run, seq)``, from the record's start to its end (a ``pending``
-    record, a wait or a step between retries: to ``now``, status ``open``); status ``error``
-    with ``error.type`` and an ``exception`` event when the effect failed; its retries as
-    ``aiosys.retry`` events."""
-    ids = run_trace(run.id, run.traceparent)
+def effect_spans(run: RunRow, row: EffectRow, now: float) -> list[dict[str, Any]]:
+    """Effect ``row``'s span (a dict as ``stored_trace`` gives), a child of ``run``'s span,
+    then its own children: a model call's attempts.
+
+    The effect's span: its id ``effect_span_id(run, seq)``, from the record's start to its
+    end (a ``pending`` record, a wait or a step between retries: to ``now``, status
+    ``open``); status ``error`` with ``error.type`` and an ``exception`` event when the
+    effect failed; its retries as ``aiosys.retry`` events. A model call's attempts
+    (``genai.attempt_spans``: each try of a deployment, retries and fallbacks alike): kind
+    ``attempt``, ids ``attempt_span_id(run, seq, index)``, from the attempt's start to its
+    end. All are read from the one record, so a replayed call makes none anew."""
     meta = _meta(row.meta)
+    span = _effect_span(run, row, now, meta)
+    if row.kind != "model":
+        return [span]
+    children = genai.attempt_spans(meta)
+    for index, child in enumerate(children):
+        child["span_id"] = f"{attempt_span_id(run.id, row.seq, index):016x}"
+        child |= {"run_id": run.id, "trace_id": span["trace_id"], "parent_id": span["span_id"]}
+        child |= {"seq": row.seq, "kind": ATTEMPT}
+    return [span, *children]
+
+
+def _effect_span(run: RunRow, row: EffectRow, now: float, meta: dict[str, Any]) -> dict[str, Any]:
+    ids = run_trace(run.id, run.traceparent)
     extra = meta.get(SPAN) or {}
     attrs: dict[str, Any] = {
         "aiosys.effect.kind": row.kind,
@@ -125,7 +146,8 @@ def effect_span(run: RunRow, row: EffectRow, now: float) -> dict[str, Any]:
 
 
 async def stored_trace(store: Store, run: RunRow) -> list[dict[str, Any]]:
-    """The run's span, then its effects' spans in the order they started, as dicts:
+    """The run's span, then its effects' spans in the order they started, each followed by
+    its children (a model call's attempts, kind ``attempt``), as dicts:
     ``run_id``, ``span_id`` (16 hex), ``trace_id`` (32 hex), ``parent_id`` (16 hex or None:
     the run's span's parent is the caller's span it joined, if any), ``seq`` (the effect's
     number; 0 for the run), ``name``, ``kind``, ``start_ns`` / ``end_ns`` (Unix time in
@@ -135,9 +157,9 @@ async def stored_trace(store: Store, run: RunRow) -> list[dict[str, Any]]:
     (``RunNotFound`` if the run is gone)."""
     effects = await store.list_effects(run.id, tenant=run.tenant)
     now = store.clock()
-    spans = [effect_span(run, e, now) for e in effects if e.kind not in UNTRACED]
-    spans.sort(key=lambda s: (s["start_ns"], s["seq"]))
-    return [run_span(run, now), *spans]
+    groups = [effect_spans(run, e, now) for e in effects if e.kind not in UNTRACED]
+    groups.sort(key=lambda g: (g[0]["start_ns"], g[0]["seq"]))
+    return [run_span(run, now), *(span for group in groups for span in group)]
 
 
 def _meta(text: str | None) -> dict[str, Any]:

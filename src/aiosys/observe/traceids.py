@@ -6,7 +6,8 @@ spans children of the same run span without reading anything. Its trace id is th
 the span it joined (``RunRow.traceparent``: a caller's, a parent run's ``child_start``), else
 derived from its id too (the first 16 bytes). An effect's span id is derived from the run's
 id and the effect's number (``effect_span_id``): the span of effect #n is the same whichever
-execution records it, and is read back from the effect's record.
+execution records it, and is read back from the effect's record. A model call's attempts'
+span ids are derived from its span id and their order (``attempt_span_id``) the same way.
 """
 
 from __future__ import annotations
@@ -54,13 +55,26 @@ def effect_span_id(run_id: str, seq: int) -> int:
     """The span id (64 bits, never 0) of effect ``seq`` of run ``run_id``: SplitMix64's
     mix of the run's key (8 bytes of SHA-256 of its id, after the run span's) plus ``seq``
     times the golden ratio: distinct for the effects of a run, cheap on the hot path."""
-    z = (_run_key(run_id) + seq * 0x9E3779B97F4A7C15) & _MASK
-    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
-    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK
-    return (z ^ (z >> 31)) or 1
+    return _mix(_run_key(run_id) + seq * _GOLDEN) or 1
+
+
+def attempt_span_id(run_id: str, seq: int, index: int) -> int:
+    """The span id (64 bits, never 0) of attempt ``index`` (0: the first) of model call
+    ``seq`` of run ``run_id``: the same mix of the call's span id plus ``index + 1`` times
+    the golden ratio, so it is the same on every read and export of the call's record."""
+    return _mix(effect_span_id(run_id, seq) + (index + 1) * _GOLDEN) or 1
 
 
 _MASK = (1 << 64) - 1
+_GOLDEN = 0x9E3779B97F4A7C15
+
+
+def _mix(z: int) -> int:
+    """SplitMix64's finalizer of ``z`` (mod 2**64): a bijection of 64-bit integers."""
+    z &= _MASK
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK
+    return z ^ (z >> 31)
 
 
 @lru_cache(maxsize=4096)

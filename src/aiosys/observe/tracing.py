@@ -1,4 +1,5 @@
-"""Traces: one OpenTelemetry span per run, one child span per effect.
+"""Traces: one OpenTelemetry span per run, one child span per effect (and per attempt of a
+model call, under the call's).
 
 - **The run's span** has ids derived from the run (``traceids``): every execution of the
   run, after a crash, a park or a move to another worker, makes its effect spans children of
@@ -12,6 +13,10 @@
   what the record does not say: a model call's GenAI attributes (``genai``), its failed
   attempts and skipped candidates, the policy decisions (``add_event``). No write of its own:
   keeping spans in the store costs the hot path a few microseconds per effect.
+- **A model call's attempts** (each try of a deployment: retries, fallbacks) are child spans
+  of its span, read from the attempts the model plane keeps in the call's record (their
+  start, end and error), with ids derived from the call's span id and their order: stored,
+  exported and replayed like the call's span, at no cost of their own on the hot path.
 - **Export**: ``provider`` is an SDK ``TracerProvider`` of this app. With a span processor
   (``add_span_processor``; ``export_from_env``: a ``BatchSpanProcessor`` of an OTLP/HTTP
   exporter when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set), each effect's span is made an SDK
@@ -52,7 +57,7 @@ from . import genai
 from .export import ForcedIds, export_span
 from .genai_metrics import GenAIMetrics
 from .settings import TracingSettings
-from .spans import SPAN, UNTRACED, effect_span, run_span, span_name
+from .spans import ATTEMPT, SPAN, UNTRACED, effect_spans, run_span, span_name
 from .traceids import SAMPLED, effect_span_id, format_traceparent, run_trace
 
 _EVENTS = "trace_events"  # call.meta: the events added to the effect's span (add_event)
@@ -229,7 +234,8 @@ class Tracing:
             return
         ex = call.execution
         row = replace(row, worker=ex.owner, epoch=ex.epoch)  # as the store keeps it
-        export_span(self.tracer, effect_span(ex.run, row, now()))
+        for span in effect_spans(ex.run, row, now()):  # and a model call's attempts
+            export_span(self.tracer, span)
 
     def add_event(self, call: EffectCall | None, name: str, attributes: Mapping[str, Any]) -> None:
         """An event on ``call``'s span, now (the composition root hands policy decisions
@@ -290,7 +296,18 @@ class Tracing:
             span.set_attribute("error.type", type(error).__qualname__)
             span.record_exception(error)
             span.set_status(Status(StatusCode.ERROR, f"{type(error).__qualname__}: {error}"))
+        if call.kind == "model":
+            self._export_attempts(span.get_span_context(), call.meta.get("record"))
         span.end()
+
+    def _export_attempts(self, parent: SpanContext, record: dict[str, Any] | None) -> None:
+        """A direct model call's attempts, as children of its span (random ids: nothing
+        stored will be read back)."""
+        for child in genai.attempt_spans(record):
+            span_id = self.provider.id_generator.generate_span_id()
+            child |= {"trace_id": f"{parent.trace_id:032x}", "span_id": f"{span_id:016x}"}
+            child |= {"parent_id": f"{parent.span_id:016x}", "kind": ATTEMPT}
+            export_span(self.tracer, child)
 
     def current_traceparent(self) -> str | None:
         """The W3C traceparent of the current OpenTelemetry span (of any provider), if any:

@@ -16,11 +16,17 @@ from .base import Finish, RecordEffect, Release, Write, WriteResult
 from .common import CommonStore, write_run_id, write_statement
 
 
-def many_params(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+#: Side writes whose text is made storable where their parameters are built (an audit
+#: record's, before it is hashed: ``AuditRecord.params``), so ``bind`` would change nothing.
+BOUND = frozenset({"audit_append"})
+
+
+def many_params(rows: Sequence[Mapping[str, Any]], *, bound: bool = False) -> dict[str, Any]:
     """The parameters of a ``<query>_many`` statement, which writes all the rows of
     ``<query>`` at once, in order: ``rows``, a JSON array of their parameter objects (text
-    made storable first, as ``bind`` would)."""
-    return {"rows": json.dumps([bind(dict(r)) for r in rows], ensure_ascii=False)}
+    made storable first, as ``bind`` would, unless ``bound``: it is already)."""
+    objects = rows if bound else [bind(dict(r)) for r in rows]
+    return {"rows": json.dumps(objects, ensure_ascii=False)}
 
 
 def stands_alone(w: Write) -> bool:
@@ -114,7 +120,7 @@ class Batch:
         for query, rows in self.side.items():
             many = self.q.get(f"{query}_many")
             if many is not None and len(rows) > 1:
-                await self.tx.run(many, many_params(rows))
+                await self.tx.run(many, many_params(rows, bound=query in BOUND))
             else:
                 await self.tx.conn.cursor().executemany(self.q[query], rows)
         if self.notify:

@@ -413,7 +413,7 @@ class PostgresStore(CommonStore, OperatorViews):
             params.update(w.side_writes[0][1])
         else:
             query = "record_effect_audited_many"
-            params.update(many_params([p for _, p in w.side_writes]))
+            params.update(many_params([p for _, p in w.side_writes], bound=True))
         async with self._apply.use() as conn:
             cur = await conn.execute(self._q[query], params)
             return WriteResult((await first(cur))["landed"] == 1)

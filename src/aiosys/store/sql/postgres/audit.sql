@@ -5,11 +5,16 @@ SELECT aiosys_audit_append(CAST(:digest AS text), CAST(:tenant AS text), CAST(:a
                            CAST(:body AS text))
 
 -- name: audit_append_for_run
--- `audit_append` only if the run :run_id exists: the audit record of a start, committed in
--- the transaction that inserts the run (`create_run`'s `also`), written only if it was created.
-SELECT aiosys_audit_append(CAST(:digest AS text), CAST(:tenant AS text), CAST(:at AS bigint),
-                           CAST(:body AS text))
-FROM runs WHERE id = :run_id
+-- The audit record of a start, committed in the transaction that inserts the run
+-- (`create_run`'s `also`), written only if the run :run_id exists (it was created). It waits
+-- in audit_pending, unchained, for the next append or `audit_seal` to chain it
+-- (0019_audit_pending.sql says why): a start does not take the chain's head.
+INSERT INTO audit_pending (digest, tenant, at, body)
+SELECT :digest, :tenant, :at, :body FROM runs WHERE id = :run_id
+
+-- name: audit_seal
+-- Chain the pending records now (0019_audit_pending.sql); `seq`: the head's position after.
+SELECT aiosys_audit_seal() AS seq
 
 -- name: audit_append_many
 -- Append several records, chained in the order given: :rows is a JSON array of

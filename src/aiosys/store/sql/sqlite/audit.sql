@@ -21,3 +21,9 @@ FROM audit_head WHERE id = 1 AND EXISTS (SELECT 1 FROM runs WHERE id = :run_id)
 -- formula as `audit_append`); the trigger moves the head. Positional parameters (seq,
 -- prev_hash, hash, digest, tenant, at, body): the batch's rows as tuples.
 INSERT INTO audit_log (seq, prev_hash, hash, digest, tenant, at, body) VALUES (?, ?, ?, ?, ?, ?, ?)
+
+-- name: audit_seal
+-- Chain the records waiting to be: on SQLite none ever wait (its one writer chains every
+-- record as it is written; PostgreSQL's starts wait in audit_pending), so this only reads
+-- the head's position, as PostgreSQL's returns it.
+SELECT seq FROM audit_head WHERE id = 1
