@@ -29,7 +29,9 @@ def test_an_edit_is_validated_and_dumped_by_the_form() -> None:
     }
     with pytest.raises(InvalidInput, match=r"task 't' does not fit its form Letter: pages: "):
         forms.validate_edit(form, {"subject": "s", "pages": 0}, "t")
-    assert forms.validate_edit(None, {"any": ["thing"]}, "t") == {"any": ["thing"]}
+    assert forms.validate_edit(None, {"any": ("thing",)}, "t") == {"any": ["thing"]}
+    with pytest.raises(InvalidInput, match="is not JSON data"):
+        forms.validate_edit(None, {"x": object()}, "t")
 
 
 def test_a_form_of_a_module_not_loaded_is_not_imported() -> None:

@@ -10,10 +10,12 @@ in the store is never imported, as error records never rebuild classes from unkn
 
 from __future__ import annotations
 
+import json
 import sys
 from typing import Any
 
 import pydantic
+import pydantic_core
 
 from ..errors import ConfigError, InvalidInput
 
@@ -56,11 +58,14 @@ def _resolve(ref: str) -> type[pydantic.BaseModel] | None:
 
 def validate_edit(form: dict[str, Any] | None, data: Any, task: str) -> Any:
     """The edited ``data`` of task ``task`` as it is stored: validated by the form's model
-    and dumped to JSON values; as given when the task has no form. ``InvalidInput`` naming
-    each problem for data the form refuses; ``ConfigError`` when the form's class is not
+    and dumped to JSON values; as its JSON gives it back when the task has no form.
+    ``InvalidInput`` naming each problem for data the form refuses (or that is not JSON); ``ConfigError`` when the form's class is not
     loaded in this process (complete the task where the app's module is imported)."""
-    if form is None:
-        return data
+    if form is None:  # any JSON: kept as it comes back from its JSON text
+        try:
+            return json.loads(pydantic_core.to_json(data))
+        except (pydantic_core.PydanticSerializationError, ValueError) as exc:
+            raise InvalidInput(f"the edit of task {task!r} is not JSON data: {exc}") from None
     ref = str(form.get("ref", ""))
     model = _resolve(ref)
     if model is None:
