@@ -59,8 +59,9 @@ def _resolve(ref: str) -> type[pydantic.BaseModel] | None:
 def validate_edit(form: dict[str, Any] | None, data: Any, task: str) -> Any:
     """The edited ``data`` of task ``task`` as it is stored: validated by the form's model
     and dumped to JSON values; as its JSON gives it back when the task has no form.
-    ``InvalidInput`` naming each problem for data the form refuses (or that is not JSON); ``ConfigError`` when the form's class is not
-    loaded in this process (complete the task where the app's module is imported)."""
+    ``InvalidInput`` naming each problem for data the form refuses (or that is not JSON);
+    ``ConfigError`` when the form's class is not loaded in this process (complete the task
+    where the app's module is imported)."""
     if form is None:  # any JSON: kept as it comes back from its JSON text
         try:
             return json.loads(pydantic_core.to_json(data))
