@@ -158,7 +158,7 @@ class App(kernel.App):
     def identity(self) -> Identity:
         """The store's API keys and the JWT settings: ``await app.identity.authenticate(
         credential)`` is the principal to bind."""
-        return Identity(self.store)
+        return Identity(self.store, audit=self.audit.key_action)
 
     async def _load_catalog(self) -> None:
         plane = self.models
@@ -195,6 +195,27 @@ class App(kernel.App):
         self.add_check("policy", self._check_policy)  # after the roles
         if self.audit.enabled:  # every decision, allow or deny, to the audit log
             engine.listen(self.audit.on_decision)
+            # And every reload: the version put in force, or the broken set refused.
+            engine.source.on_change.append(self._policies_loaded)
+            engine.source.on_refused.append(self._policies_refused)
+
+    def _policies_loaded(self, policies: Any) -> None:
+        self.audit.note_admin_action(
+            "load_policies",
+            tenant=kernel.current_principal().tenant,
+            resource=f"policies:{policies.version}",
+            outcome="loaded",
+            detail={"policy_version": policies.version, "policies": len(policies)},
+        )
+
+    def _policies_refused(self, error: Exception, kept: str) -> None:
+        self.audit.note_admin_action(
+            "load_policies",
+            tenant=kernel.current_principal().tenant,
+            resource=f"policies:{kept}",
+            outcome="refused",
+            detail={"policy_version": kept, "reason": str(error)[:500]},
+        )
 
     def _policy_models(self, call: EffectCall) -> list[ModelCard]:
         """The cards a model effect may reach: a direct call's model; a task's candidates

@@ -272,7 +272,8 @@ class PolicySource:
     ``poll()`` is cheap (a clock read) and is called on every decision: at most every
     ``poll_interval`` seconds it starts a reload check in a worker thread. ``refresh()``
     checks now. A set that fails to load leaves the current one in force; ``last_error``
-    says why, and ``on_change`` listeners hear of every new version."""
+    says why (and ``on_refused`` listeners hear of it), and ``on_change`` listeners hear of
+    every new version."""
 
     def __init__(
         self,
@@ -290,6 +291,8 @@ class PolicySource:
         self._next_check = 0.0
         self._checking: asyncio.Task[bool] | None = None
         self.on_change: list[Callable[[PolicySet], None]] = []
+        # Told of a reload refused while a set stays in force: the error, the version kept.
+        self.on_refused: list[Callable[[ConfigError, str], None]] = []
 
     @property
     def current(self) -> PolicySet:
@@ -338,6 +341,8 @@ class PolicySource:
                 self._current.version,
                 outcome,
             )
+            for refused in list(self.on_refused):
+                refused(outcome, self._current.version)
             return False
         self.last_error = None
         changed = self._current is None or outcome.version != self._current.version
