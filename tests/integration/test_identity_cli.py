@@ -220,3 +220,24 @@ def test_a_key_with_no_role_is_refused(tmp_path: Path) -> None:
         aiosys("keys", "create", "--tenant", "A", "--principal", "p", "--store", store)
     )
     assert "no role in tenant 'A'" in error
+
+
+def test_runs_list_stranded_as_a_shows_nothing_of_b(store_url: str) -> None:
+    """``runs list --stranded`` reads the store directly: it is scoped like ``runs list``
+    (a key sees its tenant's stranded runs only; ``--tenant`` of another is refused)."""
+    store = store_url
+    alice = create_key(store, "A", "alice", "admin")
+    bob = create_key(store, "B", "bob", "admin")
+    run_id = asyncio.run(b_objects(store, bob["key"]))["run"]  # pending: no worker serves it
+    s = ["--store", store]
+    as_a = ["--api-key", alice["key"]]
+    listed = json.loads(ok(aiosys(*as_a, "runs", "list", "--stranded", "--json", *s)).stdout)
+    assert listed["stranded"] == []
+    error = reported_error(aiosys(*as_a, "runs", "list", "--stranded", "--tenant", "B", *s))
+    assert run_id not in error and "may not" in error
+    # B sees its own; the local operator sees every tenant's.
+    as_b = ["--api-key", bob["key"]]
+    mine = json.loads(ok(aiosys(*as_b, "runs", "list", "--stranded", "--json", *s)).stdout)
+    assert [r["id"] for r in mine["stranded"]] == [run_id]
+    every = json.loads(ok(aiosys("runs", "list", "--stranded", "--json", *s)).stdout)
+    assert [r["id"] for r in every["stranded"]] == [run_id]
