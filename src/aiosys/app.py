@@ -200,22 +200,23 @@ class App(kernel.App):
             engine.source.on_refused.append(self._policies_refused)
 
     def _policies_loaded(self, policies: Any) -> None:
-        self.audit.note_admin_action(
-            "load_policies",
-            tenant=kernel.current_principal().tenant,
-            resource=f"policies:{policies.version}",
-            outcome="loaded",
-            detail={"policy_version": policies.version, "policies": len(policies)},
-        )
+        detail = {"policy_version": policies.version, "policies": len(policies)}
+        self._note_reload(policies.version, "loaded", detail)
 
     def _policies_refused(self, error: Exception, kept: str) -> None:
-        self.audit.note_admin_action(
-            "load_policies",
-            tenant=kernel.current_principal().tenant,
-            resource=f"policies:{kept}",
-            outcome="refused",
-            detail={"policy_version": kept, "reason": str(error)[:500]},
-        )
+        self._note_reload(kept, "refused", {"policy_version": kept, "reason": str(error)[:500]})
+
+    def _note_reload(self, version: str, outcome: str, detail: dict[str, Any]) -> None:
+        """A reload is the process's act: it is found by whichever decision looks at the
+        files first, so it is recorded as the local principal's, not that decision's."""
+        with kernel.bind_principal(kernel.LOCAL):
+            self.audit.note_admin_action(
+                "load_policies",
+                tenant=kernel.LOCAL.tenant,
+                resource=f"policies:{version}",
+                outcome=outcome,
+                detail=detail,
+            )
 
     def _policy_models(self, call: EffectCall) -> list[ModelCard]:
         """The cards a model effect may reach: a direct call's model; a task's candidates
