@@ -165,7 +165,7 @@ class App(kernel.App):
     def identity(self) -> Identity:
         """The store's API keys and the JWT settings: ``await app.identity.authenticate(
         credential)`` is the principal to bind."""
-        return Identity(self.store)
+        return Identity(self.store, audit=self.audit.key_action)
 
     async def _load_catalog(self) -> None:
         plane = self.models
@@ -202,6 +202,28 @@ class App(kernel.App):
         self.add_check("policy", self._check_policy)  # after the roles
         if self.audit.enabled:  # every decision, allow or deny, to the audit log
             engine.listen(self.audit.on_decision)
+            # And every reload: the version put in force, or the broken set refused.
+            engine.source.on_change.append(self._policies_loaded)
+            engine.source.on_refused.append(self._policies_refused)
+
+    def _policies_loaded(self, policies: Any) -> None:
+        detail = {"policy_version": policies.version, "policies": len(policies)}
+        self._note_reload(policies.version, "loaded", detail)
+
+    def _policies_refused(self, error: Exception, kept: str) -> None:
+        self._note_reload(kept, "refused", {"policy_version": kept, "reason": str(error)[:500]})
+
+    def _note_reload(self, version: str, outcome: str, detail: dict[str, Any]) -> None:
+        """A reload is the process's act: it is found by whichever decision looks at the
+        files first, so it is recorded as the local principal's, not that decision's."""
+        with kernel.bind_principal(kernel.LOCAL):
+            self.audit.note_admin_action(
+                "load_policies",
+                tenant=kernel.LOCAL.tenant,
+                resource=f"policies:{version}",
+                outcome=outcome,
+                detail=detail,
+            )
 
     def _policy_models(self, call: EffectCall) -> list[ModelCard]:
         """The cards a model effect may reach: a direct call's model; a task's candidates

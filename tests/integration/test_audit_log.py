@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from aiosys import App, Context, PermanentError
-from aiosys.errors import PermissionDenied
+from aiosys.errors import ConfigError, PermissionDenied
 from aiosys.governance.audit_export import verify_extract
 from aiosys.governance.audit_record import AuditRecord, chain_hash, content_digest
 from aiosys.kernel.principal import Principal
@@ -472,3 +472,26 @@ async def test_a_start_record_left_pending_by_a_killed_process_is_chained_later(
     assert f'"run_id":"{run_id}"' in body[0] and '"start_workflow"' in body[0]
     if not store_url.startswith("sqlite"):
         assert sql("SELECT count(*) FROM audit_pending") == [(0,)]
+
+
+async def test_a_process_with_another_key_does_not_sign_the_log(store_url, key_path, tmp_path):
+    """A process whose signing key is not the log's (a CLI command run where the operator's
+    key is not configured: a PostgreSQL store's default key is generated in the working
+    directory) appends its records but signs no checkpoint: one signed by its key would
+    make the log fail verification with the log's own key, for good."""
+    await build_log(store_url, key_path)
+    stranger = App(store=store_url, audit_key=write_key(tmp_path / "stranger.pem"))
+    async with stranger:
+        await stranger.audit.append(record(RECORDS + 1))
+        with pytest.raises(ConfigError, match="not the key"):
+            await stranger.audit.checkpoint()
+    # Its closing checkpoint was refused too: the log is intact under its own key.
+    report = await verify(store_url, key_path)
+    assert report.problem is None, report.line()
+    assert (report.records, report.signed_to) == (RECORDS + 1, SIGNED)
+    # The log's key still signs the head, the stranger's record included.
+    app = App(store=store_url, audit_key=key_path)
+    async with app:
+        assert (await app.audit.checkpoint()) is not None
+    report = await verify(store_url, key_path)
+    assert report.problem is None and report.signed_to == RECORDS + 1

@@ -122,6 +122,9 @@ APP_EXEMPT = {
 AUDIT_WALK = ("export", "verify", "checkpoint")
 AUDIT_EXEMPT = {
     "append": "appends a record (the app's own writes), reads nothing",
+    "admin_action": "appends a record of the caller's own action in its own tenant",
+    "note_admin_action": "admin_action from a listener (a policy reload), reads nothing",
+    "key_action": "admin_action of a key the caller created or revoked, reads nothing",
     "run_action": "appends a record of the caller's own action",
     "on_decision": "a policy listener: appends, reads nothing",
     "starting": "collects the caller's own start's decisions, reads nothing",

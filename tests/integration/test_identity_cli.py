@@ -250,3 +250,42 @@ def test_a_key_with_no_role_is_refused(tmp_path: Path) -> None:
         aiosys("keys", "create", "--tenant", "A", "--principal", "p", "--store", store)
     )
     assert "no role in tenant 'A'" in error
+
+
+def test_runs_list_stranded_as_a_shows_nothing_of_b(store_url: str) -> None:
+    """``runs list --stranded`` reads the store directly: it is scoped like ``runs list``
+    (a key sees its tenant's stranded runs only; ``--tenant`` of another is refused)."""
+    store = store_url
+    alice = create_key(store, "A", "alice", "admin")
+    bob = create_key(store, "B", "bob", "admin")
+    run_id = asyncio.run(b_objects(store, bob["key"]))["run"]  # pending: no worker serves it
+    s = ["--store", store]
+    as_a = ["--api-key", alice["key"]]
+    listed = json.loads(ok(aiosys(*as_a, "runs", "list", "--stranded", "--json", *s)).stdout)
+    assert listed["stranded"] == []
+    error = reported_error(aiosys(*as_a, "runs", "list", "--stranded", "--tenant", "B", *s))
+    assert run_id not in error and "may not" in error
+    # B sees its own; the local operator sees every tenant's.
+    as_b = ["--api-key", bob["key"]]
+    mine = json.loads(ok(aiosys(*as_b, "runs", "list", "--stranded", "--json", *s)).stdout)
+    assert [r["id"] for r in mine["stranded"]] == [run_id]
+    every = json.loads(ok(aiosys("runs", "list", "--stranded", "--json", *s)).stdout)
+    assert [r["id"] for r in every["stranded"]] == [run_id]
+
+
+def test_run_serve_others_refuses_an_api_key(store_url: str) -> None:
+    """``run --serve-others`` executes the store's other pending runs, every tenant's, as a
+    worker does: like ``aiosys worker`` it refuses a key (tenant A's key ran B's run)."""
+    store = store_url
+    alice = create_key(store, "A", "alice", "admin")
+    bob = create_key(store, "B", "bob", "admin")
+    run_id = asyncio.run(b_objects(store, bob["key"]))["run"]
+    s = ["--store", store]
+    args = ["run", "greet", "-i", '{"name": "x"}', "--serve-others", "--app", APP, *s]
+    error = reported_error(aiosys("--api-key", alice["key"], *args))
+    assert "without an API key" in error
+    shown = json.loads(ok(aiosys("runs", "show", run_id, "--json", *s)).stdout)
+    assert (shown["status"], shown["attempts"]) == ("pending", [])
+    # Without --serve-others a key still runs its own run here.
+    own = ["run", "greet", "-i", '{"name": "x"}', "--json", "--app", APP, *s]
+    assert json.loads(ok(aiosys("--api-key", alice["key"], *own)).stdout)["tenant"] == "A"

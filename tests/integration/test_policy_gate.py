@@ -620,3 +620,70 @@ async def test_a_start_record_is_written_only_with_the_run_it_creates(store_url,
     import json
 
     assert [json.loads(r["body"])["run_id"] for r in rows] == ["r1"]
+
+
+async def test_a_policy_reload_is_audited_loaded_or_refused(store_url, openai_server, tmp_path):
+    # Each reload a process makes is a record: the version put in force, or the broken set
+    # refused with its reason and the version kept.
+    import json
+
+    policies = tmp_path / "policies"
+    shutil.copytree(SHIPPED, policies)
+    app = make_app(store_url, openai_server, policies)
+    async with app:
+        first = app.policy.version
+        (policies / "extra.cedar").write_text(
+            '@id("extra-forbid")\n'
+            'forbid(principal, action == Action::"export", resource is Dataset)\n'
+            "when { resource has classification &&\n"
+            '       resource.classification in Classification::"confidential" };\n'
+        )
+        assert await app.policy.source.refresh()
+        second = app.policy.version
+        (policies / "broken.cedar").write_text("permit(principal, action, resource\n")
+        assert not await app.policy.source.refresh()
+        assert app.policy.version == second
+        await app.audit.close()  # the background appends, committed
+        rows = await app.store.fetch("audit_page", {"after": 0, "upto": 10**9, "limit": 100})
+    loads = [json.loads(r["body"]) for r in rows]
+    loads = [b for b in loads if b["action"] == "load_policies"]
+    assert [(b["outcome"], b["detail"]["policy_version"]) for b in loads] == [
+        ("loaded", second),
+        ("refused", second),
+    ]
+    assert second != first and loads[0]["resource"] == f"policies:{second}"
+    assert "broken.cedar" in loads[1]["detail"]["reason"]
+    assert loads[0]["principal"] == "user:default/local"
+
+
+async def test_a_reload_found_by_a_tenants_decision_is_recorded_as_the_process(
+    store_url, openai_server, tmp_path
+):
+    # A worker finds an edit on whichever decision looks at the files first: the reload is
+    # the process's act, not that of the principal whose call happened to look (tenant B's
+    # user did not load policies, and B's extract must not say so).
+    import json
+
+    from aiosys.kernel import bind_principal
+
+    policies = tmp_path / "policies"
+    shutil.copytree(SHIPPED, policies)
+    app = make_app(store_url, openai_server, policies)
+    bob = Principal(id="bob", tenant="B", kind="user", roles=frozenset({"operator"}))
+    async with app:
+        (policies / "extra.cedar").write_text(
+            '@id("extra-forbid")\nforbid(principal, action == Action::"export", resource);\n'
+        )
+        with bind_principal(bob):
+            assert await app.policy.source.refresh()
+        (policies / "broken.cedar").write_text("permit(principal, action, resource\n")
+        with bind_principal(bob):
+            assert not await app.policy.source.refresh()
+        await app.audit.close()  # the background appends, committed
+        rows = await app.store.fetch("audit_page", {"after": 0, "upto": 10**9, "limit": 100})
+    loads = [(r["tenant"], json.loads(r["body"])) for r in rows]
+    loads = [(t, b) for t, b in loads if b["action"] == "load_policies"]
+    assert [(t, b["principal"], b["outcome"]) for t, b in loads] == [
+        ("default", "user:default/local", "loaded"),
+        ("default", "user:default/local", "refused"),
+    ]

@@ -19,6 +19,7 @@ from .common import (
     AppOption,
     JsonFlag,
     StoreOption,
+    audit_log,
     err,
     fail,
     run_async,
@@ -28,7 +29,6 @@ from .common import (
 from .group import CommandGroup
 
 if TYPE_CHECKING:  # imported by the commands when they run: `aiosys runs list` stays light
-    from ..governance.audit import AuditLog
     from ..governance.audit_verify import Report
     from ..kernel import App
 
@@ -44,15 +44,6 @@ PublicKeyOption = Annotated[
         "audit key's public half; for --file, else the key the extract carries).",
     ),
 ]
-
-
-def _log(a: App) -> AuditLog:
-    from ..governance.audit import AuditLog, AuditSettings
-
-    found = getattr(a, "audit", None)
-    if isinstance(found, AuditLog):
-        return found
-    return AuditLog(lambda: a.store, AuditSettings.resolve())  # a kernel-only app
 
 
 def _when(text: str | None, option: str) -> dt.datetime | None:
@@ -91,7 +82,7 @@ def verify(
             fail(f"cannot read {file}: {reason}")
 
         async def check_file() -> Report:
-            log = _log(store_app(app, store))
+            log = audit_log(store_app(app, store))
             key = None  # none configured: the key the extract carries
             if public_key is not None or log.settings.key or log.key_path().exists():
                 key = log.verify_key(public_key)
@@ -103,7 +94,7 @@ def verify(
         return
 
     async def body(a: App) -> Report:
-        return await _log(a).verify(public_key)
+        return await audit_log(a).verify(public_key)
 
     _print(run_async(lambda: with_opened(store_app(app, store), body)), json_)
 
@@ -130,7 +121,7 @@ def export(
         fail("--from must be before --to", EXIT_USAGE)
 
     async def body(a: App) -> dict[str, Any]:
-        log = _log(a)
+        log = audit_log(a)
         if output is None:
             return await log.export(
                 sys.stdout, since=since, until=until, tenant=tenant, public_key=public_key
@@ -157,7 +148,7 @@ def checkpoint(app: AppOption = None, store: StoreOption = None) -> None:
     """Sign the chain's head now (workers also do it every N records or T seconds)."""
 
     async def body(a: App) -> str:
-        cp = await _log(a).checkpoint()
+        cp = await audit_log(a).checkpoint()
         if cp is None:
             return "nothing to sign: the last checkpoint covers every record"
         return f"checkpoint {cp.n}: {cp.seq} records, head {cp.hash[:16]}..., key {cp.key}"

@@ -23,6 +23,7 @@ from ..errors import AiosysError, RunNotFound
 from .group import CommandGroup
 
 if TYPE_CHECKING:
+    from ..governance.audit import AuditLog
     from ..kernel import App, Principal
     from ..store import Store
     from ..store.base import EffectRow, RunRow
@@ -323,3 +324,14 @@ async def with_opened(app: App, fn: Callable[[App], Awaitable[T]]) -> T:
 def echo_json(value: Any) -> None:
     """JSON on stdout, unwrapped and uncoloured so that it pipes into ``jq``."""
     typer.echo(json.dumps(value, indent=2, ensure_ascii=False, default=str))
+
+
+def audit_log(a: App) -> AuditLog:
+    """The app's audit log, or for a kernel-only app (no governance layer composed) one
+    over its store with the configured settings."""
+    from ..governance.audit import AuditLog, AuditSettings
+
+    found = getattr(a, "audit", None)
+    if isinstance(found, AuditLog):
+        return found
+    return AuditLog(lambda: a.store, AuditSettings.resolve())

@@ -22,6 +22,7 @@ from .common import (
     AppOption,
     JsonFlag,
     StoreOption,
+    audit_log,
     console,
     echo_json,
     err,
@@ -104,7 +105,7 @@ def create(
 
     async def body(a: App) -> Any:
         await a.authorize("manage_keys", tenant=tenant)
-        ids = Identity(a.store, jwt=False)
+        ids = Identity(a.store, jwt=False, audit=audit_log(a).key_action)
         return await ids.keys.create(
             tenant, principal, kind=kind, roles=role or (), expires_in=lifetime
         )
@@ -138,7 +139,7 @@ def list_keys(
 
     async def body(a: App) -> tuple[list[KeyInfo], float]:
         whose = await a.authorize("manage_keys", tenant=tenant)
-        ids = Identity(a.store, jwt=False)
+        ids = Identity(a.store, jwt=False, audit=audit_log(a).key_action)
         return await ids.keys.list(whose), ids.keys.clock()
 
     infos, now = run_async(lambda: with_opened(store_app(app, store), body))
@@ -173,7 +174,7 @@ def revoke(
 
     async def body(a: App) -> tuple[KeyInfo, float]:
         whose = await a.authorize("manage_keys")
-        ids = Identity(a.store, jwt=False)
+        ids = Identity(a.store, jwt=False, audit=audit_log(a).key_action)
         return await ids.keys.revoke(key_id, tenant=whose), ids.keys.clock()
 
     info, now = run_async(lambda: with_opened(store_app(app, store), body))

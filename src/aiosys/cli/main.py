@@ -141,6 +141,12 @@ def run(
     from ..observe.logs import configure_cli
     from .status import show_status
 
+    if serve_others and has_credential():
+        fail(
+            _LOCAL_ONLY.format(
+                what="--serve-others executes every tenant's pending runs, as a worker does"
+            )
+        )
     data = parse_json(input, "--input")
     configure_cli(logging.WARNING)  # the spinner says what the run does; problems are logged
 

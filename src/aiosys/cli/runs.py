@@ -107,7 +107,9 @@ def _list_stranded(
     store: str | None,
 ) -> None:
     async def body(a: App) -> tuple[list[RunRow], list[WorkerRow]]:
-        rows = await a.store.stranded_runs(workflow=workflow, tenant=tenant, limit=limit)
+        # Scoped as `runs list` is: a key's principal sees its own tenant's runs only.
+        scope = await a.authorize("list_runs", tenant=tenant)
+        rows = await a.store.stranded_runs(workflow=workflow, tenant=scope, limit=limit)
         return rows, await a.store.live_workers()
 
     rows, workers = run_async(lambda: with_opened(store_app(app, store), body))

@@ -412,6 +412,78 @@ class AuditLog:
         )
         await asyncio.gather(*(self.append(r) for r in records))
 
+    async def admin_action(
+        self,
+        action: str,
+        *,
+        tenant: str,
+        resource: str,
+        outcome: str,
+        detail: dict[str, Scalar] | None = None,
+    ) -> None:
+        """Append the record of an administrative action made by the bound principal (an
+        API key created or revoked: ``create_key``, ``revoke_key``) and wait for its commit.
+        Nothing when the audit log is off."""
+        if not self.enabled:
+            return
+        await self.append(self._admin_record(action, tenant, resource, outcome, detail))
+
+    async def key_action(self, action: str, key: Any) -> None:
+        """The ``KeyAudit`` hook of ``Identity``: an API key ``key`` (a ``KeyInfo``) was
+        created or revoked by the bound principal."""
+        detail: dict[str, Scalar] = {"principal": key.principal, "kind": key.kind}
+        detail["roles"] = ",".join(key.roles)
+        if key.expires_at is not None:
+            detail["expires_at"] = micros(key.expires_at)
+        outcome = "created" if action == "create_key" else "revoked"
+        await self.admin_action(
+            action, tenant=key.tenant, resource=f"key:{key.id}", outcome=outcome, detail=detail
+        )
+
+    def note_admin_action(
+        self,
+        action: str,
+        *,
+        tenant: str,
+        resource: str,
+        outcome: str,
+        detail: dict[str, Scalar] | None = None,
+    ) -> None:
+        """``admin_action`` from a synchronous listener (a policy set loaded or refused by
+        a reload: ``load_policies``): appended in the background, a failure logged."""
+        if not self.enabled:
+            return
+        record = self._admin_record(action, tenant, resource, outcome, detail)
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # a blocking reload outside any loop: nothing to append with
+            log.warning("audit: %s %s (%s) not recorded: no event loop", action, resource, outcome)
+            return
+        task = loop.create_task(self._append_logged(record))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def _admin_record(
+        self,
+        action: str,
+        tenant: str,
+        resource: str,
+        outcome: str,
+        detail: dict[str, Scalar] | None,
+    ) -> AuditRecord:
+        principal = current_principal()
+        if not principal.local and tenant != principal.tenant:
+            raise PermissionDenied(f"{principal.uid} may not record an action in tenant {tenant!r}")
+        return AuditRecord(
+            principal=principal.uid,
+            tenant=tenant,
+            action=action,
+            resource=resource,
+            outcome=outcome,
+            at=micros(self._store().clock()),
+            detail=dict(detail or {}),
+        )
+
     def _action_records(
         self,
         action: str,
@@ -479,7 +551,7 @@ class AuditLog:
         try:
             await self.append(record)
         except Exception as exc:
-            log.error("audit: a decision could not be recorded: %s", exc)
+            log.error("audit: a record could not be appended: %s", exc)
 
     async def append(self, record: AuditRecord) -> None:
         """Append ``record`` in its own transaction, shared with the records other callers

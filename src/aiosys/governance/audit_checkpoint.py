@@ -16,6 +16,9 @@ adds, and nothing here asks for them yet.
 first, only when there are new records), in each process that appends records (chaining, on
 each turn, the records waiting to be: ``audit_seal``); workers that race for the same
 number write it once (``ON CONFLICT DO NOTHING``) and agree because they share the key.
+A process whose key is not the one that signed the last checkpoint signs nothing
+(``ConfigError``; the loop and the closing checkpoint log it): its records stay chained,
+for a process with the log's key to sign.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from ..errors import ConfigError
 from ..store import Store
 from .audit_keys import key_id, sign
 from .audit_record import GENESIS, canonical_json, micros
@@ -147,8 +151,17 @@ class Checkpointer:
         due = seq - done >= self.every or time.monotonic() - self._since >= self.seconds
         if not (force or due):
             return None
+        key = self._key()
+        if last is not None and last.key != key_id(key.public_key()):
+            # Signing with another key would make the log fail verification with its own
+            # key for good (a checkpoint cannot be taken back): leave the head unsigned.
+            raise ConfigError(
+                f"this process's audit signing key {key_id(key.public_key())} is not the "
+                f"key {last.key} that signed checkpoint {last.n}: not signing; configure the "
+                "log's key (audit_key, AIOSYS_AUDIT_KEY or [audit] key in aiosys.toml)"
+            )
         n = 1 if last is None else last.n + 1
-        cp = make_checkpoint(self._key(), n, seq, head_hash, micros(store.clock()), last)
+        cp = make_checkpoint(key, n, seq, head_hash, micros(store.clock()), last)
         wrote = await store.execute("audit_insert_checkpoint", cp.row())
         if wrote != 1:  # another worker wrote number n first: look again next turn
             return None
@@ -178,6 +191,7 @@ class Checkpointer:
 
     async def _loop(self) -> None:
         poll = max(0.05, min(1.0, self.seconds))
+        refused = False
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._nudge.wait(), poll)
@@ -186,5 +200,9 @@ class Checkpointer:
                 continue
             try:
                 await self.checkpoint()
+            except ConfigError as exc:  # not the log's key: say so once, not every turn
+                if not refused:
+                    log.error("audit: %s", exc)
+                refused = True
             except Exception as exc:  # a store hiccup: the next turn tries again
                 log.warning("audit: writing a checkpoint failed: %s", exc)

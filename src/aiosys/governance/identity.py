@@ -18,7 +18,7 @@ from ..errors import AuthenticationFailed
 from ..kernel.principal import Principal
 from ..store.base import Store
 from .identity_config import JwtSettings, jwt_settings, key_secret
-from .identity_keys import PREFIX, ApiKeys
+from .identity_keys import PREFIX, ApiKeys, KeyAudit
 
 if TYPE_CHECKING:
     from .identity_jwt import JwtVerifier
@@ -32,15 +32,19 @@ class Identity:
     """Credentials of one store. ``jwt``: the JWT settings; True (default) reads the
     configured ones from ./aiosys.toml and the environment, False means none."""
 
-    def __init__(self, store: Store, *, jwt: JwtSettings | bool = True) -> None:
+    def __init__(
+        self, store: Store, *, jwt: JwtSettings | bool = True, audit: KeyAudit | None = None
+    ) -> None:
         self.store = store
         self._jwt_arg = jwt
+        self._audit = audit
 
     @cached_property
     def keys(self) -> ApiKeys:
-        """The store's tenants, principals and API keys."""
+        """The store's tenants, principals and API keys (each created or revoked told to
+        ``audit``, when given)."""
         url = self.store.url
-        return ApiKeys(self.store, lambda: key_secret(url))
+        return ApiKeys(self.store, lambda: key_secret(url), audit=self._audit)
 
     @cached_property
     def jwt_settings(self) -> JwtSettings | None:

@@ -14,7 +14,7 @@ import hmac
 import re
 import secrets
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
 from ..errors import AuthenticationFailed, ConfigError, InvalidInput
@@ -57,6 +57,11 @@ class NewKey:
     info: KeyInfo
 
 
+#: Told of a key created or revoked (``"create_key"``/``"revoke_key"``, the key as listed,
+#: never its secret), after the write: the audit log records it (``AuditLog.key_action``).
+KeyAudit = Callable[[str, "KeyInfo"], Awaitable[None]]
+
+
 class ApiKeys:
     """The identity tables of one store. ``secret``: what keys are hashed under (a callable,
     read on first need); ``clock``: seconds since the epoch (tests move it)."""
@@ -67,11 +72,13 @@ class ApiKeys:
         secret: Callable[[], bytes],
         *,
         clock: Callable[[], float] = time.time,
+        audit: KeyAudit | None = None,
     ) -> None:
         self.store = store
         self._secret_source = secret
         self._secret: bytes | None = None
         self.clock = clock
+        self._audit = audit
 
     def _hash(self, key: str) -> str:
         if self._secret is None:
@@ -137,6 +144,8 @@ class ApiKeys:
             },
         )
         info = KeyInfo(key_id, tenant, principal, kind, held, now, expires_at, None)
+        if self._audit is not None:
+            await self._audit("create_key", info)
         return NewKey(key, info)
 
     async def roles(self, tenant: str, principal: str) -> tuple[str, ...]:
@@ -204,6 +213,8 @@ class ApiKeys:
         revoked = await self.get(key_id)
         if revoked is None:  # pragma: no cover - keys are never deleted
             raise ConfigError(f"API key {key_id} vanished while being revoked")
+        if self._audit is not None:
+            await self._audit("revoke_key", revoked)
         return revoked
 
     async def count(self) -> int:

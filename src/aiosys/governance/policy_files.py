@@ -11,7 +11,7 @@ Each policy's id is its ``@id("...")`` annotation, else ``file.cedar:LINE``; ids
 in the set. The set's ``version`` is a hash of the schema's and the files' names and text.
 
 ``PolicySource`` keeps the set in force: the last good one. It reloads when a file changes
-(an mtime and size poll, at most every ``poll`` seconds, in a worker thread) or when asked
+(an mtime and size poll, at most every ``poll`` seconds, on a decision) or when asked
 (``refresh``); a broken edit is logged and refused, and the last good set stays in force.
 ``aiosys policy reload`` validates the directory and then touches the schema file, so every
 process polling it (workers on any host that share the directory) loads the set within its
@@ -270,9 +270,10 @@ class PolicySource:
 
     ``load()`` reads the directory once (a broken set raises: there is no good one yet).
     ``poll()`` is cheap (a clock read) and is called on every decision: at most every
-    ``poll_interval`` seconds it starts a reload check in a worker thread. ``refresh()``
+    ``poll_interval`` seconds it looks at the files and loads an edit at once. ``refresh()``
     checks now. A set that fails to load leaves the current one in force; ``last_error``
-    says why, and ``on_change`` listeners hear of every new version."""
+    says why (and ``on_refused`` listeners hear of it), and ``on_change`` listeners hear of
+    every new version."""
 
     def __init__(
         self,
@@ -288,8 +289,9 @@ class PolicySource:
         self._current: PolicySet | None = None
         self._stamp: Stamp = ()
         self._next_check = 0.0
-        self._checking: asyncio.Task[bool] | None = None
         self.on_change: list[Callable[[PolicySet], None]] = []
+        # Told of a reload refused while a set stays in force: the error, the version kept.
+        self.on_refused: list[Callable[[ConfigError, str], None]] = []
 
     @property
     def current(self) -> PolicySet:
@@ -338,6 +340,8 @@ class PolicySource:
                 self._current.version,
                 outcome,
             )
+            for refused in list(self.on_refused):
+                refused(outcome, self._current.version)
             return False
         self.last_error = None
         changed = self._current is None or outcome.version != self._current.version
@@ -354,16 +358,13 @@ class PolicySource:
         return changed
 
     def poll(self) -> None:
-        """Start a reload check in the background when one is due (hot path: cheap)."""
+        """Look at the files when a check is due (hot path: a clock read; when due, a stat
+        of the directory, ~15 µs), and put an edited set in force before returning, so the
+        decision that finds the edit is made under it (loading it blocks for a few ms, once
+        per edit): a set replaced in the background would still answer the decisions made
+        meanwhile, and the first one of a worker that made none for a while."""
         now = self.clock()
         if now < self._next_check:
             return
         self._next_check = now + self.poll_interval
-        if self._checking is not None and not self._checking.done():
-            return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            self.reload_if_changed()
-            return
-        self._checking = loop.create_task(self.refresh())
+        self.reload_if_changed()

@@ -15,7 +15,6 @@ from ._text import bind
 from .base import Finish, RecordEffect, Release, Write, WriteResult
 from .common import CommonStore, write_run_id, write_statement
 
-
 #: Side writes whose text is made storable where their parameters are built (an audit
 #: record's, before it is hashed: ``AuditRecord.params``), so ``bind`` would change nothing.
 BOUND = frozenset({"audit_append"})
