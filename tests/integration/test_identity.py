@@ -112,6 +112,9 @@ APP_EXEMPT = {
     "slos": "the SLOs declared in code (configuration)",
     "tracing": "the tracer and its settings (configuration); spans are read by app.trace",
     "run_end_hooks": "configuration (who is told a run ended in this process)",
+    "redaction": "the gate's redact interceptor and presenter (configuration); restoring is "
+    "decided per effect by the run's principal's read_data",
+    "redaction_settings": "a setting",
 }
 AUDIT_WALK = ("export", "verify", "checkpoint")
 AUDIT_EXEMPT = {

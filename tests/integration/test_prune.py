@@ -38,6 +38,7 @@ TABLES = {
     "model_usage": "run_id",
     "model_shadows": "run_id",
     "model_cache": "run_id",
+    "pseudonyms": "run_id",
 }
 
 
@@ -93,7 +94,8 @@ def effect(run_id: str, seq: int) -> EffectRow:
 
 
 async def own_rows(store: Store, run: RunRow, *, effects: int = 2) -> None:
-    """Give a run (held by worker w) effects, a signal, a usage row, a shadow and a cache entry."""
+    """Give a run (held by worker w) effects, a signal, a usage row, a shadow, a cache entry
+    and a pseudonym."""
     await store.apply(
         [RecordEffect("w", effect(run.id, i), epoch=run.epoch) for i in range(effects)]
     )
@@ -146,6 +148,9 @@ async def own_rows(store: Store, run: RunRow, *, effects: int = 2) -> None:
         "run_id": run.id,
     }
     await store.execute("cache_put", entry)
+    pseudonym = {"run_id": run.id, "token": "<PERSON_1>", "tenant": run.tenant}
+    pseudonym |= {"entity": "PERSON", "value": "Ada", "now": t, "epoch": run.epoch}
+    assert await store.execute("pseudonym_put", pseudonym) == 1
 
 
 async def started(store: Store, tenant: str = "acme", parent: str | None = None) -> RunRow:
@@ -196,6 +201,7 @@ ONE_RUN = {
     "model_usage": 1,
     "model_shadows": 1,
     "model_cache": 1,
+    "pseudonyms": 1,
 }
 
 
@@ -222,7 +228,7 @@ async def test_runs_ended_before_the_cutoff_go_with_every_row_and_the_others_sta
     report = await store.prune(store.clock() - 30 * DAY)
 
     assert (report.runs, report.effects, report.signals) == (4, 8, 4)
-    assert (report.usage, report.shadows, report.cache) == (4, 4, 4)
+    assert (report.usage, report.shadows, report.cache, report.pseudonyms) == (4, 4, 4, 4)
     assert rows_of(store_url, old_ids) == dict.fromkeys(TABLES, 0)
     assert rows_of(store_url, kept_ids) == kept_before
     assert kept_before["runs"] == 3
@@ -309,6 +315,7 @@ async def test_a_dry_run_deletes_nothing_and_counts_what_a_prune_then_deletes(
         "usage": 3,
         "shadows": 3,
         "cache": 3,
+        "pseudonyms": 3,
         "reservations": 0,
     }
 

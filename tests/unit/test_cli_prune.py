@@ -58,6 +58,7 @@ def test_prune_deletes_runs_ended_before_the_duration_and_prints_the_counts(stor
         "usage": 2,
         "shadows": 2,
         "cache": 2,
+        "pseudonyms": 2,
         "reservations": 0,
     }
     assert rows_of(store, old) == dict.fromkeys(TABLES, 0)
@@ -70,7 +71,7 @@ def test_prune_says_what_it_deleted_in_one_line(store: str) -> None:
     assert out.startswith("pruned 1 run that ended before ")
     assert out.rstrip().endswith(
         ": 2 effects, 1 signal, 1 model usage row, 1 shadow outcome, 1 cached answer, "
-        "0 expired budget reservations"
+        "1 pseudonym, 0 expired budget reservations"
     )
     assert len(out.splitlines()) == 1
 

@@ -33,6 +33,7 @@ NAMES = {  # one of each, as the counts are printed
     "usage": "model usage row",
     "shadows": "shadow outcome",
     "cache": "cached answer",
+    "pseudonyms": "pseudonym",
     "reservations": "expired budget reservation",
 }
 
@@ -64,8 +65,8 @@ def prune(
     """Delete the runs that ended before --before, with their effects and usage rows.
 
     A run that ended (succeeded, failed, cancelled, dead) before --before is deleted with
-    its effects, signals, model usage rows and cached answers; never a run still pending,
-    running or waiting. Budgets keep counting the spend of deleted usage rows."""
+    its effects, signals, model usage rows, cached answers and pseudonyms; never a run still
+    pending, running or waiting. Budgets keep counting the spend of deleted usage rows."""
     from ..durations import parse_before
 
     try:

@@ -304,7 +304,8 @@ class PruneReport:
 
     ``before`` is the cutoff (epoch seconds: runs that ended before it); ``runs`` counts the
     runs, ``effects``, ``signals``, ``usage`` (``model_usage``), ``shadows``
-    (``model_shadows``) and ``cache`` (``model_cache``) the rows of those runs, and
+    (``model_shadows``), ``cache`` (``model_cache``) and ``pseudonyms`` the rows of those
+    runs, and
     ``reservations`` the expired budget reservations dropped. ``roots`` is how many runs the
     prune went through as the top of a tree (its progress; at most ``limit``)."""
 
@@ -317,6 +318,7 @@ class PruneReport:
     usage: int = 0
     shadows: int = 0
     cache: int = 0
+    pseudonyms: int = 0
     reservations: int = 0
     roots: int = 0
 
@@ -325,7 +327,16 @@ class PruneReport:
         return {k: getattr(self, k) for k in PRUNED}
 
 
-PRUNED = ("runs", "effects", "signals", "usage", "shadows", "cache", "reservations")
+PRUNED = (
+    "runs",
+    "effects",
+    "signals",
+    "usage",
+    "shadows",
+    "cache",
+    "pseudonyms",
+    "reservations",
+)
 
 
 @runtime_checkable
