@@ -218,7 +218,12 @@ class App(kernel.App):
             if self.redaction_settings.enabled and any(
                 c.external or c.redaction == "always" for c in plane.cards.values()
             ):
-                await asyncio.to_thread(self.redaction.load)  # Presidio, spaCy: once a process
+                try:  # Presidio, spaCy and the name model: once a process, off the loop
+                    await asyncio.to_thread(self.redaction.load)
+                except ConfigError as exc:  # a call that needs it fails with this, and sends
+                    logging.getLogger("aiosys.redaction").warning(
+                        "the detector could not be loaded: %s", exc
+                    )
 
     async def _install_policies(self) -> None:
         directory = policies_dir(self.policies_dir)

@@ -110,13 +110,15 @@ class Finding:
 
 class Detector:
     """Presidio's analyzer for ``settings``; ``load`` (blocking) builds it, ``find`` uses
-    it. Thread-safe: ``find`` may run on several threads at once."""
+    it. ``find`` may be called from several threads at once: spaCy's part (tokenizer and
+    ``ner``, whose caches are not made for concurrent use) runs one call at a time."""
 
     def __init__(self, settings: DetectorSettings) -> None:
         self.settings = settings
         self._analyzer: Any = None
         self._tokens: Any = None  # the NlpEngine: spaCy tokenizer (+ ner on windows)
         self._lock = threading.Lock()
+        self._spacy = threading.Lock()
 
     def load(self) -> None:
         """Import Presidio and spaCy and build the analyzer (once; ~1-2 s the first time
@@ -158,7 +160,8 @@ class Detector:
         out: list[list[Finding]] = []
         if not wanted:
             return [[] for _ in texts]
-        artifacts = self._tokens.artifacts(texts, names=PERSON in wanted)
+        with self._spacy:
+            artifacts = self._tokens.artifacts(texts, names=PERSON in wanted)
         threshold = self.settings.score_threshold
         for text, art in zip(texts, artifacts, strict=True):
             if not text.strip():
