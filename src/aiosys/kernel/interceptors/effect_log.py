@@ -13,6 +13,10 @@ An executor or interceptor may add writes of its own to the record's transaction
 (``EffectCall.also_write``: the model plane commits a call's usage rows this way) and is
 told when that transaction has ended.
 
+What the workflow receives is the decoded record, or for a kind with a presenter
+(``Gate.present``) the presenter's view of it (given the record's ``meta``), on the first
+execution and on replay alike; the record itself is never changed by it.
+
 A step being retried has a ``pending`` record too (``record_retry``: the attempts that
 failed, the last error, when the next attempt is due). Unlike a parked wait, such a record
 is not an outcome: on replay the effect goes through the whole chain again, and retry
