@@ -189,6 +189,20 @@ def test_a_name_model_whose_files_were_changed_is_refused(tmp_path: Path) -> Non
         pii.check_files(copy)
 
 
+def test_a_text_searched_before_is_answered_from_the_cache() -> None:
+    found = pii.Detector(DetectorSettings(names=False), cache_size=2)
+    text = "write to a@example.com"
+    first = found.find([text], ["EMAIL_ADDRESS"])
+
+    def no_search(texts: object, wanted: object) -> None:
+        raise AssertionError("searched again")
+
+    found._search = no_search  # type: ignore[method-assign,assignment]
+    assert found.find([text], ["EMAIL_ADDRESS", "PERSON"]) == first  # no names here anyway
+    with pytest.raises(AssertionError, match="searched again"):
+        found.find([text], ["CREDIT_CARD"])  # other types: searched
+
+
 def test_a_kind_has_one_presenter() -> None:
     gate = Gate()
 

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from importlib import import_module
@@ -108,14 +109,21 @@ class Finding:
 class Detector:
     """Presidio's analyzer for ``settings``; ``load`` (blocking) builds it, ``find`` uses
     it. ``find`` may be called from several threads at once: spaCy's part (tokenizer and
-    ``ner``, whose caches are not made for concurrent use) runs one call at a time."""
+    ``ner``, whose caches are not made for concurrent use) runs one call at a time.
 
-    def __init__(self, settings: DetectorSettings) -> None:
+    A text searched before for the same types is answered from a small LRU of the last
+    ``cache_size`` texts, by a digest of the text (the findings are offsets and types, no
+    text is kept): a document sent to several tasks of a run is searched once."""
+
+    def __init__(self, settings: DetectorSettings, *, cache_size: int = 256) -> None:
         self.settings = settings
+        self.cache_size = cache_size
         self._analyzer: Any = None
         self._tokens: Any = None  # the NlpEngine: spaCy tokenizer (+ ner on windows)
         self._lock = threading.Lock()
         self._spacy = threading.Lock()
+        self._cache: OrderedDict[tuple[bytes, tuple[str, ...]], list[Finding]] = OrderedDict()
+        self._cache_lock = threading.Lock()
 
     def load(self) -> None:
         """Import Presidio and spaCy and build the analyzer (once; ~1-2 s the first time
@@ -150,15 +158,24 @@ class Detector:
     def find(self, texts: Sequence[str], entities: Iterable[str]) -> list[list[Finding]]:
         """The findings of each text (in order of position), of the types in ``entities``
         (``ENTITIES`` names; others are ignored). Blocking: run it off the event loop."""
-        self.load()
-        wanted = [e for e in ENTITIES if e in set(entities)]
-        if not self.settings.names and PERSON in wanted:
-            wanted.remove(PERSON)
-        out: list[list[Finding]] = []
+        asked = set(entities)
+        wanted = tuple(e for e in ENTITIES if e in asked and (e != PERSON or self.settings.names))
         if not wanted:
             return [[] for _ in texts]
+        keys = [(hashlib.blake2b(t.encode(), digest_size=20).digest(), wanted) for t in texts]
+        out: list[list[Finding] | None] = [self._cached(k) for k in keys]
+        todo = [i for i, found in enumerate(out) if found is None]
+        if todo:
+            for i, found in zip(todo, self._search([texts[i] for i in todo], wanted), strict=True):
+                out[i] = found
+                self._keep(keys[i], found)
+        return [list(found or ()) for found in out]
+
+    def _search(self, texts: Sequence[str], wanted: tuple[str, ...]) -> list[list[Finding]]:
+        self.load()
         with self._spacy:
             artifacts = self._tokens.artifacts(texts, names=PERSON in wanted)
+        out: list[list[Finding]] = []
         threshold = self.settings.score_threshold
         for text, art in zip(texts, artifacts, strict=True):
             if not text.strip():
@@ -167,13 +184,30 @@ class Detector:
             results = self._analyzer.analyze(
                 text,
                 language=_LANGUAGE,
-                entities=wanted,
+                entities=list(wanted),
                 nlp_artifacts=art,
                 score_threshold=threshold,
             )
             found = [Finding(r.entity_type, r.start, r.end, float(r.score)) for r in results]
             out.append(sorted(found, key=lambda f: (f.start, -f.end)))
         return out
+
+    def _cached(self, key: tuple[bytes, tuple[str, ...]]) -> list[Finding] | None:
+        if self.cache_size <= 0:
+            return None
+        with self._cache_lock:
+            found = self._cache.get(key)
+            if found is not None:
+                self._cache.move_to_end(key)
+            return found
+
+    def _keep(self, key: tuple[bytes, tuple[str, ...]], found: list[Finding]) -> None:
+        if self.cache_size <= 0:
+            return
+        with self._cache_lock:
+            self._cache[key] = found
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
 
 
 _detectors: dict[DetectorSettings, Detector] = {}
