@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import shutil
 import sqlite3
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,8 @@ from aiosys.kernel import Principal
 from aiosys.models.contracts import RoutingPlan
 from aiosys.models.links.cache import CachePolicy
 from aiosys.models.types import Message, ModelRequest
+from aiosys.store import open_store
+from aiosys.store.base import NewRun
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -310,3 +313,28 @@ async def test_a_task_card_and_mode_choose_what_is_redacted(
     assert public.answer == f"echo: {TEXT}"
     assert sent_to(openai_server, "gpt-cloud") == [TEXT]
     assert EMAIL not in stored_text(store_url)  # the cache keeps the masked request's answer
+
+
+async def test_a_pseudonym_is_kept_only_under_the_runs_current_claim_and_read_in_its_tenant(
+    store_url: str,
+) -> None:
+    """``pseudonym_put`` (a side write of the model effect that used it) writes nothing for
+    an execution whose claim was taken over, and keeps the first meaning of a token."""
+    store = open_store(store_url)
+    await store.open()
+    try:
+        new = NewRun(uuid.uuid4().hex, "wf", "1", "acme", "default", 0, "{}")
+        run, created = await store.create_run(new, owner="w", lease=60.0)
+        assert created
+        row = {"run_id": run.id, "token": "<PERSON_1>", "tenant": "acme", "entity": "PERSON"}
+        row |= {"value": NAME, "now": 1.0}
+        assert await store.execute("pseudonym_put", row | {"epoch": run.epoch + 1}) == 0
+        assert await store.execute("pseudonym_put", row | {"epoch": run.epoch}) == 1
+        other = row | {"value": "Someone Else", "epoch": run.epoch}
+        assert await store.execute("pseudonym_put", other) == 0
+        mine = await store.fetch("pseudonyms_of_run", {"run_id": run.id, "tenant": "acme"})
+        theirs = await store.fetch("pseudonyms_of_run", {"run_id": run.id, "tenant": "globex"})
+    finally:
+        await store.close()
+    assert mine == [{"token": "<PERSON_1>", "entity": "PERSON", "value": NAME}]
+    assert theirs == []
