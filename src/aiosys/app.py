@@ -21,7 +21,9 @@ from . import kernel
 from .errors import AiosysError, ConfigError, ModelNotFound
 from .governance.audit import AuditLog, AuditSettings
 from .governance.identity import Identity, note_identity
+from .governance.policy_entities import resource_entity
 from .governance.policy_files import policies_dir
+from .governance.redaction_gate import Redact, RedactionSettings
 from .governance.roles import check_roles
 from .humans import HumanTasks, Inbox, TaskRow
 from .kernel import EffectCall
@@ -78,6 +80,13 @@ class App(kernel.App):
     ``AIOSYS_TRACING=off``, or ``enabled = false`` under ``[tracing]``); ``trace_content``
     puts model prompts and completions on spans (off by default). A run joins the trace of
     ``start(..., traceparent=...)`` or of the OpenTelemetry span current when it is started.
+
+    Redaction (``app.redaction``, ``aiosys.governance.redaction_gate``) is on unless
+    ``redaction=False`` (or ``AIOSYS_REDACTION=off``, or ``enabled = false`` under
+    ``[redaction]``): personal data is replaced by pseudonyms in the requests of model calls
+    to external cards of confidential data (by default; per task and per card otherwise),
+    and restored in their answers for callers the policies allow ``read_data``. When the
+    catalog holds a card that may need it, the detector is loaded as the app opens.
     """
 
     def __init__(
@@ -92,6 +101,7 @@ class App(kernel.App):
         audit_checkpoint_seconds: float | None = None,
         tracing: bool | None = None,
         trace_content: bool | None = None,
+        redaction: RedactionSettings | bool | None = None,
         **kw: Any,
     ) -> None:
         super().__init__(*args, **kw)
@@ -118,6 +128,13 @@ class App(kernel.App):
         self.humans = HumanTasks(self)
         self.humans.install(self.gate)
         self._inbox = Inbox(self)
+        self._redaction_arg = redaction
+        self._redaction_settings: RedactionSettings | None = None
+        self.redaction = Redact(lambda: self.redaction_settings, lambda: self.store, self._may_read)
+        # Right inside ``authorize`` (installed when the app opens, before this one), outside
+        # retry: DESIGN.md's order. Its presenter restores pseudonyms in what callers get.
+        self.gate.add("redact", self.redaction, before="retry")
+        self.gate.present("model", self.redaction.present)
 
     async def open(self) -> App:
         first = self._opened == 0
@@ -126,6 +143,7 @@ class App(kernel.App):
 
             install_default()  # structured lines, only if the process configured no logging
             _ = self.audit.settings  # read now: a bad setting fails the open, not a call
+            _ = self.redaction_settings
         if first and self.policy is None:
             await self._install_policies()  # before the store: a broken set opens nothing
         if first and self.tracing.enabled and "trace" not in self.gate.names:
@@ -161,6 +179,28 @@ class App(kernel.App):
             },
         )
 
+    @property
+    def redaction_settings(self) -> RedactionSettings:
+        """The redaction settings (``RedactionSettings.resolve``), read once."""
+        if self._redaction_settings is None:
+            self._redaction_settings = RedactionSettings.resolve(self._redaction_arg)
+        return self._redaction_settings
+
+    def _may_read(self, call: EffectCall, entity: str) -> bool:
+        """Whether a model effect's principal may have values of ``entity`` restored:
+        ``read_data`` on ``Dataset::"pii/<entity>"`` (classification: the call's) when
+        policies are installed; else yes."""
+        authorizer = self.authorizer
+        if authorizer is None:
+            return True
+        label = call.params.get("classification")
+        try:
+            values = {"classification": label, "tenant": call.tenant}
+            resource = resource_entity("Dataset", f"pii/{entity}", values)
+        except AiosysError:  # an unknown classification label: nothing is restored
+            return False
+        return authorizer.allows(call, "read_data", resource)
+
     @cached_property
     def identity(self) -> Identity:
         """The store's API keys and the JWT settings: ``await app.identity.authenticate(
@@ -182,6 +222,15 @@ class App(kernel.App):
             plane.add_card(card)
         if self.preload_models:
             await plane.preload()  # the SDKs, off the event loop: never inside a first call
+            if self.redaction_settings.enabled and any(
+                c.external or c.redaction == "always" for c in plane.cards.values()
+            ):
+                try:  # Presidio, spaCy and the name model: once a process, off the loop
+                    await asyncio.to_thread(self.redaction.load)
+                except ConfigError as exc:  # a call that needs it fails with this, and sends
+                    logging.getLogger("aiosys.redaction").warning(
+                        "the detector could not be loaded: %s", exc
+                    )
 
     async def _install_policies(self) -> None:
         directory = policies_dir(self.policies_dir)

@@ -42,7 +42,7 @@ async def test_interceptor_sees_every_kind_of_effect_once_and_no_replay(store_ur
     app = App(store=store_url, lease=1.0)
     probe = Probe()
     app.gate.add("probe", probe, before="retry")
-    assert app.gate.names == ["effect_log", "audit", "probe", "retry"]  # aiosys.App audits
+    assert app.gate.names == ["effect_log", "audit", "redact", "probe", "retry"]  # aiosys.App
     executions: list[str] = []
 
     @app.step

@@ -39,6 +39,7 @@ TABLES = {
     "model_shadows": "run_id",
     "model_cache": "run_id",
     "human_tasks": "run_id",
+    "pseudonyms": "run_id",
 }
 
 
@@ -95,7 +96,7 @@ def effect(run_id: str, seq: int) -> EffectRow:
 
 async def own_rows(store: Store, run: RunRow, *, effects: int = 2) -> None:
     """Give a run (held by worker w) effects, a signal, a usage row, a shadow, a cache entry
-    and a human task."""
+    a human task and a pseudonym."""
     await store.apply(
         [RecordEffect("w", effect(run.id, i), epoch=run.epoch) for i in range(effects)]
     )
@@ -169,6 +170,9 @@ async def own_rows(store: Store, run: RunRow, *, effects: int = 2) -> None:
         "now": t,
     }
     assert await store.change("human_task_insert", task)
+    pseudonym = {"run_id": run.id, "token": "<PERSON_1>", "tenant": run.tenant}
+    pseudonym |= {"entity": "PERSON", "value": "Ada", "now": t, "epoch": run.epoch}
+    assert await store.execute("pseudonym_put", pseudonym) == 1
 
 
 async def started(store: Store, tenant: str = "acme", parent: str | None = None) -> RunRow:
@@ -220,6 +224,7 @@ ONE_RUN = {
     "model_shadows": 1,
     "model_cache": 1,
     "human_tasks": 1,
+    "pseudonyms": 1,
 }
 
 
@@ -246,7 +251,7 @@ async def test_runs_ended_before_the_cutoff_go_with_every_row_and_the_others_sta
     report = await store.prune(store.clock() - 30 * DAY)
 
     assert (report.runs, report.effects, report.signals) == (4, 8, 4)
-    assert (report.usage, report.shadows, report.cache) == (4, 4, 4)
+    assert (report.usage, report.shadows, report.cache, report.pseudonyms) == (4, 4, 4, 4)
     assert rows_of(store_url, old_ids) == dict.fromkeys(TABLES, 0)
     assert rows_of(store_url, kept_ids) == kept_before
     assert kept_before["runs"] == 3
@@ -334,6 +339,7 @@ async def test_a_dry_run_deletes_nothing_and_counts_what_a_prune_then_deletes(
         "shadows": 3,
         "cache": 3,
         "tasks": 3,
+        "pseudonyms": 3,
         "reservations": 0,
     }
 

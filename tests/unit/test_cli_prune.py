@@ -59,6 +59,7 @@ def test_prune_deletes_runs_ended_before_the_duration_and_prints_the_counts(stor
         "shadows": 2,
         "cache": 2,
         "tasks": 2,
+        "pseudonyms": 2,
         "reservations": 0,
     }
     assert rows_of(store, old) == dict.fromkeys(TABLES, 0)
@@ -71,7 +72,7 @@ def test_prune_says_what_it_deleted_in_one_line(store: str) -> None:
     assert out.startswith("pruned 1 run that ended before ")
     assert out.rstrip().endswith(
         ": 2 effects, 1 signal, 1 model usage row, 1 shadow outcome, 1 cached answer, "
-        "1 human task, 0 expired budget reservations"
+        "1 human task, 1 pseudonym, 0 expired budget reservations"
     )
     assert len(out.splitlines()) == 1
 

@@ -34,6 +34,7 @@ NAMES = {  # one of each, as the counts are printed
     "shadows": "shadow outcome",
     "cache": "cached answer",
     "tasks": "human task",
+    "pseudonyms": "pseudonym",
     "reservations": "expired budget reservation",
 }
 
@@ -65,8 +66,9 @@ def prune(
     """Delete the runs that ended before --before, with their effects and usage rows.
 
     A run that ended (succeeded, failed, cancelled, dead) before --before is deleted with
-    its effects, signals, model usage rows, cached answers and human tasks; never a run
-    still pending, running or waiting. Budgets keep counting the spend of deleted usage rows."""
+    its effects, signals, model usage rows, cached answers, human tasks and pseudonyms;
+    never a run still pending, running or waiting. Budgets keep counting the spend of
+    deleted usage rows."""
     from ..durations import parse_before
 
     try:

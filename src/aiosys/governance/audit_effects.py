@@ -14,7 +14,7 @@ sort before or after the template's parts:
      "resource":..,"run_id":..}
 
 (``attempt`` and ``cached`` sort before every other key ``detail`` may hold: ``model``,
-``policy_action``, ``policy_resource``, ``task``, ``version``, ``workflow``.)
+``policy_action``, ``policy_resource``, ``redacted``, ``task``, ``version``, ``workflow``.)
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from .audit_record import Scalar, _json, content_digest
 _Template = tuple[str, str, str]
 
 #: ``detail`` keys the model plane leaves in ``call.meta["record"]`` that a record keeps.
-KEPT = ("task", "model", "version")
+KEPT = ("task", "model", "version", "redacted")
 MAX_TEMPLATES = 4096
 
 

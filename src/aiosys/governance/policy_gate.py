@@ -27,6 +27,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from ..errors import PolicyDenied
 from ..kernel.gate import EffectCall, Next
 from ..kernel.principal import LOCAL, Principal, current_principal
 from .policy import CLIENT_ACTIONS, PolicyEngine
@@ -125,6 +126,17 @@ class Authorize:
         if asks:
             self._authorize(call, asks)
         return await next(call)
+
+    def allows(self, call: EffectCall, action: str, resource: Entity) -> bool:
+        """Whether the effect's principal may do ``action`` on ``resource``, in the
+        effect's context: decided, cached and heard (the audit log records it) like the
+        effect's own decisions, but a denial is the answer False, not ``PolicyDenied``
+        (redaction asks ``read_data`` this way before restoring pseudonyms)."""
+        try:
+            self._authorize(call, [(action, resource)])
+        except PolicyDenied:
+            return False
+        return True
 
     def _authorize(self, call: EffectCall, asks: list[tuple[str, Entity]]) -> None:
         ex = call.run_execution

@@ -262,7 +262,7 @@ class App:
         # the run is created (the store's named statements; governance's audit record of the
         # start). Each hook gets the ``NewRun`` about to be inserted.
         self._start_writes: list[Callable[[NewRun], Sequence[tuple[str, Mapping[str, Any]]]]] = []
-        self.gate.add("effect_log", EffectLog())
+        self.gate.add("effect_log", EffectLog(self.gate.presenters))
         self.gate.add("retry", Retrying())
         register_kernel_effects(self.gate)
         self._opened = 0

@@ -6,6 +6,11 @@ call, short-circuit it (a recorded outcome, a cache hit, a policy denial) or wra
 kernel installs the effect log (outermost, so replay never reaches anything else) and
 retry (innermost); governance, models and observability insert theirs in between without
 touching the engine.
+
+A kind may also have a *presenter* (``Gate.present``): what the workflow receives from an
+effect of that kind is the presenter's view of the recorded output, on the first execution
+as on replay (the model plane's outputs have their pseudonyms restored for callers allowed
+to see them, while the record keeps the pseudonyms). Without one, it is the record itself.
 """
 
 from __future__ import annotations
@@ -107,6 +112,8 @@ class Interceptor(Protocol):
 
 
 Executor = Callable[[EffectCall], Awaitable[Any]]
+#: ``(call, output, meta) -> output``: see ``Gate.present``.
+Presenter = Callable[[EffectCall, Any, "dict[str, Any] | None"], Awaitable[Any]]
 #: ``(call, waited_since, error)``: see ``Gate.wait_hooks``.
 WaitHook = Callable[[EffectCall, float, "BaseException | None"], None]
 
@@ -123,6 +130,7 @@ class Gate:
         # began: the interceptors do not see a parked wait end (the effect log checks it
         # again past them), so this is where they learn it. A hook may ``also_write``.
         self.wait_hooks: list[WaitHook] = []
+        self.presenters: dict[str, Presenter] = {}
 
     def add(self, name: str, interceptor: Interceptor, *, before: str | None = None) -> None:
         """Insert an interceptor, before the one named ``before`` (else at the end)."""
@@ -136,6 +144,17 @@ class Gate:
     @property
     def names(self) -> list[str]:
         return [n for n, _ in self._interceptors]
+
+    def present(self, kind: str, presenter: Presenter) -> None:
+        """What the workflow receives from effects of ``kind``: ``await presenter(call,
+        output, meta)``, where ``output`` is the decoded record (or, for a direct effect, what
+        the chain returned) and ``meta`` what the interceptors kept on the effect
+        (``call.meta["record"]``, the record's ``meta`` on replay; None: nothing). The effect
+        log calls it on the first execution and on every replay alike, so it must depend on
+        nothing but those (and durable state); what it returns is never recorded."""
+        if kind in self.presenters:
+            raise ConfigError(f"effects of kind {kind!r} already have a presenter")
+        self.presenters[kind] = presenter
 
     def register(self, kind: str, executor: Executor) -> None:
         """The executor that really performs effects of ``kind``."""

@@ -110,6 +110,9 @@ class ModelCard(BaseModel):
     risk_level: Literal["minimal", "low", "medium", "high", "unacceptable"] = "low"
     data_residency: str = "local"
     external: bool = False  # data leaves the premises
+    # Personal data in requests to this card (aiosys.governance.redaction): "auto" (redacted
+    # when the card is external and the data confidential or stricter), "always", "never".
+    redaction: Literal["auto", "always", "never"] = "auto"
     context_window: int | None = None
     pricing: Pricing = Field(default_factory=Pricing)
     limits: Limits = Field(default_factory=Limits)

@@ -36,6 +36,9 @@ class DeploymentCall:
     # Inside a workflow: where metering puts the usage rows, which the model effect commits
     # with its record (None: the usage log writes them behind the call).
     held: list[dict[str, Any]] | None = None
+    # The effect's redaction (aiosys.governance.redaction.Redactor; None: none): the redact
+    # link asks it whether this card's request is redacted.
+    redactor: Any = None
 
 
 NextLink = Callable[[DeploymentCall], Awaitable[ModelResponse]]

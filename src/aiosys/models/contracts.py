@@ -19,6 +19,7 @@ from ..kernel.retry import Retry
 from .types import ModelRequest, ModelResponse
 
 if TYPE_CHECKING:
+    from ..governance.redaction import Redaction
     from .links.cache import CachePolicy
 
 In = TypeVar("In", bound=pydantic.BaseModel)
@@ -43,6 +44,7 @@ class RouteContext:
     seq: int | None = None
     cache: CachePolicy | None = None
     held: list[dict[str, Any]] | None = None  # usage rows for the effect's record (chain.py)
+    redactor: Any = None  # the effect's redaction (governance.redaction.Redactor), if any
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +116,9 @@ class TaskContract(Generic[In, Out]):
     ``slo_p95_ms`` is the task's latency objective: the router moves deployments whose
     observed p95 breaks it behind the ones that keep it (see ``router.py``). ``retry`` is how
     a workflow's model effect of this task is retried when no candidate could serve it now
-    (None: the model plane's ``MODEL_RETRY``)."""
+    (None: the model plane's ``MODEL_RETRY``). ``redaction`` is how personal data is kept
+    from the models of its plan (``aiosys.governance.redaction.Redaction``; None: the app's
+    default, ``[redaction]`` in aiosys.toml)."""
 
     name: str
     input: type[In]
@@ -126,6 +130,7 @@ class TaskContract(Generic[In, Out]):
     cost_cap: float | None = None
     cache: CachePolicy | None = None
     retry: Retry | None = None
+    redaction: Redaction | None = None
 
     def validate_input(self, data: Any) -> In:
         """The input as the contract's model, or ``InvalidInput`` naming the task and field."""

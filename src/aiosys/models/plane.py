@@ -4,11 +4,12 @@ It holds the catalog (cards by id, aliases), the providers (created on first use
 name), the task contracts, the budgets and circuit breakers, the router and the deployment
 chain, composed once in this order, outermost first::
 
-    metering -> cache -> budget -> rate limit -> breaker -> provider
+    metering -> redact -> cache -> budget -> rate limit -> breaker -> provider
 
-(The cache sits outside budget and rate limit, unlike DESIGN.md's sketch, because an answer
-from the cache costs nothing and sends nothing: it must neither use up a rate-limit slot
-nor be refused by an exhausted budget.)
+(``redact`` redacts personal data from the requests to cards that must not see it, before
+the cache keys on them: ``links/redact.py``. The cache sits outside budget and rate limit,
+unlike DESIGN.md's sketch, because an answer from the cache costs nothing and sends
+nothing: it must neither use up a rate-limit slot nor be refused by an exhausted budget.)
 
 Inside a workflow, ``ctx.models.run(task, input)`` and ``ctx.models.call(model, messages)``
 are effects of kind ``model`` through the gate: recorded once, replayed from the record
@@ -37,6 +38,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 import pydantic
 
 from ..errors import ConfigError, InvalidInput, ModelNotFound
+from ..governance.redaction_gate import REDACTOR
 from ..kernel import App, Context, EffectCall
 from ..kernel.retry import Retry
 from .catalog import ModelCard
@@ -54,6 +56,7 @@ from .links.metering import (
     usage_log,
 )
 from .links.ratelimit import RateLimitLink, RedisWindows, StoreWindows, Windows
+from .links.redact import RedactLink
 from .providers.base import Provider
 from .providers.registry import Providers
 from .route_trace import Trace
@@ -62,6 +65,7 @@ from .shadows import record_shadow, shadow_results
 from .types import Message, ModelRequest, ModelResponse
 
 if TYPE_CHECKING:
+    from ..governance.redaction import Redaction
     from .links.cache import CachePolicy
 
 In = TypeVar("In", bound=pydantic.BaseModel)
@@ -194,10 +198,11 @@ class ModelPlane:
         cost_cap: float | None = None,
         cache: CachePolicy | None = None,
         retry: Retry | None = None,
+        redaction: Redaction | None = None,
     ) -> TaskContract[In, Out]:
         """Register a task contract (see ``contracts.TaskContract``)."""
         contract: TaskContract[In, Out] = TaskContract(
-            name, input, output, build, parse, plan, slo_p95_ms, cost_cap, cache, retry
+            name, input, output, build, parse, plan, slo_p95_ms, cost_cap, cache, retry, redaction
         )
         return self.add_task(contract)
 
@@ -246,6 +251,7 @@ class ModelPlane:
             self._windows = StoreWindows(store)
         return [
             MeteringLink(store),
+            RedactLink(),
             CacheLink(store, self._embed),
             BudgetLink(store, self.budgets),
             RateLimitLink(store, windows=self._windows),
@@ -354,6 +360,9 @@ class ModelPlane:
         run_id, seq = (None, None) if ex is None else (ex.run.id, call.seq)
         held: list[dict[str, Any]] | None = None if ex is None else []
         contract = self.contract(p["task"]) if "task" in p else None
+        redactor = call.meta.get(REDACTOR)
+        if redactor is not None and contract is not None and contract.redaction is not None:
+            redactor.rule = contract.redaction  # the task's own rule over the app's default
         route = RouteContext(
             task=None if contract is None else contract.name,
             request=p["request"] if contract is None else contract.build(p["input"]),
@@ -365,6 +374,7 @@ class ModelPlane:
             seq=seq,
             cache=None if contract is None else contract.cache,
             held=held,
+            redactor=redactor,
         )
         trace = Trace(task=route.task)
         try:

@@ -471,6 +471,7 @@ def _deployment_call(
         meta={"shadow": True} if shadow else {},
         # A shadow call may end after the effect is recorded: its row goes the usual way.
         held=None if shadow else ctx.held,
+        redactor=ctx.redactor,
     )
 
 

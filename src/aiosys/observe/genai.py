@@ -34,7 +34,10 @@ def model_attributes(
 ) -> dict[str, Any]:
     """A model call's span attributes: ``gen_ai.*`` and ``aiosys.cost`` (USD),
     ``aiosys.cache_hit``, ``aiosys.fallback`` (a candidate other than the first tried
-    served it), ``aiosys.task``."""
+    served it), ``aiosys.task``; when personal data was redacted from the request
+    (``record["redaction"]``, aiosys.governance.redaction_gate), ``aiosys.redaction.entities``
+    (``["EMAIL_ADDRESS=1", "PERSON=2"]``: types and counts, never a value) and
+    ``aiosys.redaction.mode``."""
     record = record or {}
     request = params.get("request")
     kind = getattr(request, "kind", None) or record.get("kind") or "chat"
@@ -55,6 +58,11 @@ def model_attributes(
     attempts = record.get("attempts") or []
     if attempts:
         attrs["aiosys.fallback"] = any(a.get("model") != attempts[0].get("model") for a in attempts)
+    redaction = record.get("redaction")
+    if isinstance(redaction, dict):
+        counts = redaction.get("entities") or {}
+        attrs["aiosys.redaction.entities"] = [f"{k}={v}" for k, v in sorted(counts.items())]
+        attrs["aiosys.redaction.mode"] = str(redaction.get("mode", ""))
     return attrs
 
 
@@ -141,9 +149,12 @@ def _answer(record: dict[str, Any]) -> dict[str, Any]:
     return attrs
 
 
-def content_attributes(params: dict[str, Any], output: Any) -> dict[str, str]:
-    """Prompt and completion, only when the operator turned content on."""
-    request = params.get("request")
+def content_attributes(params: dict[str, Any], output: Any, redacted: Any = None) -> dict[str, str]:
+    """Prompt and completion, only when the operator turned content on. ``redacted``: the
+    request as redaction sent it (``call.meta["redacted_request"]``): shown instead of the
+    caller's, so that personal data kept from the model is kept from the span too (the
+    completion is the record's, with its pseudonyms)."""
+    request = redacted if redacted is not None else params.get("request")
     sent = _plain(request) if request is not None else params.get("input")
     got = _plain(output)
     return {

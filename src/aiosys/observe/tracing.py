@@ -205,7 +205,8 @@ class Tracing:
         record = call.meta.get("record")
         attrs = genai.model_attributes(call.params, call.name, record)
         if self.settings.content and error is None:
-            attrs.update(genai.content_attributes(call.params, out))
+            redacted = call.meta.get("redacted_request")  # governance.redaction_gate.SENT
+            attrs.update(genai.content_attributes(call.params, out, redacted))
         at = time.time_ns()
         events = [
             *(events or ()),

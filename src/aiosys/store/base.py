@@ -304,8 +304,8 @@ class PruneReport:
 
     ``before`` is the cutoff (epoch seconds: runs that ended before it); ``runs`` counts the
     runs, ``effects``, ``signals``, ``usage`` (``model_usage``), ``shadows``
-    (``model_shadows``), ``cache`` (``model_cache``) and ``tasks`` (``human_tasks``) the
-    rows of those runs, and
+    (``model_shadows``), ``cache`` (``model_cache``), ``tasks`` (``human_tasks``) and
+    ``pseudonyms`` the rows of those runs, and
     ``reservations`` the expired budget reservations dropped. ``roots`` is how many runs the
     prune went through as the top of a tree (its progress; at most ``limit``)."""
 
@@ -319,6 +319,7 @@ class PruneReport:
     shadows: int = 0
     cache: int = 0
     tasks: int = 0
+    pseudonyms: int = 0
     reservations: int = 0
     roots: int = 0
 
@@ -327,7 +328,17 @@ class PruneReport:
         return {k: getattr(self, k) for k in PRUNED}
 
 
-PRUNED = ("runs", "effects", "signals", "usage", "shadows", "cache", "tasks", "reservations")
+PRUNED = (
+    "runs",
+    "effects",
+    "signals",
+    "usage",
+    "shadows",
+    "cache",
+    "tasks",
+    "pseudonyms",
+    "reservations",
+)
 
 
 @runtime_checkable

@@ -5,9 +5,9 @@ a cutoff in trees: a *root* is an ended run whose parent is gone or never was; i
 the root and its descendants reached through ended runs (in the same tenant). A batch takes
 up to ``batch`` roots, oldest first, after a cursor on ``(finished_at, id)``, and deletes
 their trees in one transaction: the runs, their effects, signals, model usage rows, shadow
-outcomes, the cache entries they wrote (``model_cache.run_id``) and their human tasks. A
-live descendant stays, and so does everything below it: once it ends it is a root of its own
-(its parent is gone).
+outcomes, the cache entries they wrote (``model_cache.run_id``), their human tasks and
+what their pseudonyms stood for (``pseudonyms``, redaction). A live descendant stays,
+and so does everything below it: once it ends it is a root of its own (its parent is gone).
 
 Safe beside workers: only ended runs are deleted, and the run rows are deleted with their
 status checked again in the deleting transaction (SQLite: one write transaction for the
@@ -28,7 +28,7 @@ from .base import TERMINAL
 
 # The tables whose rows belong to a run, by their names in a PruneReport and their queries
 # (``prune_<name>`` deletes, ``prune_counts`` counts them).
-ROW_TABLES = ("effects", "signals", "usage", "shadows", "cache", "tasks")
+ROW_TABLES = ("effects", "signals", "usage", "shadows", "cache", "tasks", "pseudonyms")
 START = (-1.0, "")  # a cursor before every run: finished_at is never negative
 
 

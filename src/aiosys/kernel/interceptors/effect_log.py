@@ -13,6 +13,10 @@ An executor or interceptor may add writes of its own to the record's transaction
 (``EffectCall.also_write``: the model plane commits a call's usage rows this way) and is
 told when that transaction has ended.
 
+What the workflow receives is the decoded record, or for a kind with a presenter
+(``Gate.present``) the presenter's view of it (given the record's ``meta``), on the first
+execution and on replay alike; the record itself is never changed by it.
+
 A step being retried has a ``pending`` record too (``record_retry``: the attempts that
 failed, the last error, when the next attempt is due). Unlike a parked wait, such a record
 is not an outcome: on replay the effect goes through the whole chain again, and retry
@@ -29,14 +33,23 @@ from ...errors import NonDeterminismError
 from ...store.base import EffectRow, RecordEffect, now
 from .. import serde
 from ..control import Parked
-from ..gate import EffectCall, Next
+from ..gate import EffectCall, Next, Presenter
 from ..retry import is_transient
 
 
 class EffectLog:
+    """The interceptor. ``presenters``: the gate's (``Gate.present``), by effect kind: what
+    the workflow (or a direct effect's caller) receives is the presenter's view of the
+    record, on the first execution as on replay."""
+
+    def __init__(self, presenters: dict[str, Presenter] | None = None) -> None:
+        self.presenters = {} if presenters is None else presenters
+
     async def __call__(self, call: EffectCall, next: Next) -> Any:
+        present = self.presenters.get(call.kind)
         if call.run_execution is None:  # a direct effect: nothing to replay or record
-            return await next(call)
+            out = await next(call)
+            return out if present is None else await present(call, out, call.meta.get("record"))
         ex = call.run_execution
         recorded = ex.history.effects.get(call.seq)
         if recorded is not None:
@@ -48,7 +61,10 @@ class EffectLog:
                     "version (register the change as a new version)"
                 )
             if recorded.status == "ok":
-                return serde.loads(recorded.output, call.returns)
+                value = serde.loads(recorded.output, call.returns)
+                if present is None:
+                    return value
+                return await present(call, value, json.loads(recorded.meta or "null"))
             if recorded.status == "error":
                 assert recorded.error is not None
                 exc = serde.rebuild_error(recorded.error, ex.app.safe_modules)
@@ -103,7 +119,9 @@ class EffectLog:
             raise exc
         fut = ex.committer.submit(self._write(call, started, "ok", output=text), _teller(call))
         ex.defer(fut)
-        return output
+        if present is None:
+            return output
+        return await present(call, output, call.meta.get("record"))
 
     async def _record(
         self,

@@ -33,6 +33,10 @@ DELETE FROM model_cache WHERE run_id = ANY(:ids)
 -- Delete the human tasks of the runs named.
 DELETE FROM human_tasks WHERE run_id = ANY(:ids)
 
+-- name: prune_pseudonyms
+-- Delete what the pseudonyms of the runs named stood for (redaction).
+DELETE FROM pseudonyms WHERE run_id = ANY(:ids)
+
 -- name: prune_counts
 -- How many rows of each table belong to the runs named (a dry run).
 SELECT
@@ -41,4 +45,5 @@ SELECT
     (SELECT count(*) FROM model_usage WHERE run_id = ANY(:ids)) AS usage,
     (SELECT count(*) FROM model_shadows WHERE run_id = ANY(:ids)) AS shadows,
     (SELECT count(*) FROM model_cache WHERE run_id = ANY(:ids)) AS cache,
-    (SELECT count(*) FROM human_tasks WHERE run_id = ANY(:ids)) AS tasks
+    (SELECT count(*) FROM human_tasks WHERE run_id = ANY(:ids)) AS tasks,
+    (SELECT count(*) FROM pseudonyms WHERE run_id = ANY(:ids)) AS pseudonyms

@@ -28,6 +28,10 @@ DELETE FROM model_cache WHERE run_id IN (SELECT value FROM json_each(:ids))
 -- Delete the human tasks of the runs named.
 DELETE FROM human_tasks WHERE run_id IN (SELECT value FROM json_each(:ids))
 
+-- name: prune_pseudonyms
+-- Delete what the pseudonyms of the runs named stood for (redaction).
+DELETE FROM pseudonyms WHERE run_id IN (SELECT value FROM json_each(:ids))
+
 -- name: prune_counts
 -- How many rows of each table belong to the runs named (a dry run).
 SELECT
@@ -36,4 +40,5 @@ SELECT
     (SELECT count(*) FROM model_usage WHERE run_id IN (SELECT value FROM json_each(:ids))) AS usage,
     (SELECT count(*) FROM model_shadows WHERE run_id IN (SELECT value FROM json_each(:ids))) AS shadows,
     (SELECT count(*) FROM model_cache WHERE run_id IN (SELECT value FROM json_each(:ids))) AS cache,
-    (SELECT count(*) FROM human_tasks WHERE run_id IN (SELECT value FROM json_each(:ids))) AS tasks
+    (SELECT count(*) FROM human_tasks WHERE run_id IN (SELECT value FROM json_each(:ids))) AS tasks,
+    (SELECT count(*) FROM pseudonyms WHERE run_id IN (SELECT value FROM json_each(:ids))) AS pseudonyms
