@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from aiosys import App, Context, PermanentError
 from aiosys.errors import ConfigError, PermissionDenied
 from aiosys.governance.audit_export import verify_extract
+from aiosys.governance.audit_keys import load_verify_key
 from aiosys.governance.audit_record import AuditRecord, chain_hash, content_digest
 from aiosys.kernel.principal import Principal
 
@@ -331,13 +332,17 @@ async def test_an_extract_verifies_on_its_own_and_a_tenant_sees_only_its_records
         await app.close()
     assert counts == {"records": 15, "stubs": 15, "checkpoints": 1}
     assert "globex" not in acme.getvalue()
+    pinned = load_verify_key(key_path)
     for text in (whole.getvalue(), acme.getvalue()):
-        report = verify_extract(text.splitlines(), None)
+        report = verify_extract(text.splitlines(), pinned)
         assert report.ok, report.line()
+        # Against only the key the extract declares, consistent is not verified.
+        report = verify_extract(text.splitlines(), None)
+        assert report.problem is None and not report.ok and report.status == "unpinned"
     # An edit of one of the tenant's own records in the extract is found.
     lines = acme.getvalue().splitlines()
     forged = [ln.replace("step-4", "step-9") if '"seq": 4,' in ln else ln for ln in lines]
-    report = verify_extract(forged, None)
+    report = verify_extract(forged, pinned)
     assert report.problem is not None and report.problem.seq == 4
 
 

@@ -68,10 +68,23 @@ class Report:
     key: str = ""
     seconds: float = 0.0
     problem: Problem | None = None
+    #: False when the checkpoints were checked only against the key an extract carries in its
+    #: own header: whoever forged the extract could have signed it with a key of their own, so
+    #: a consistent chain then proves nothing about who wrote it.
+    pinned: bool = True
 
     @property
     def ok(self) -> bool:
-        return self.problem is None
+        """Intact and checked against a key the verifier chose (``pinned``)."""
+        return self.problem is None and self.pinned
+
+    @property
+    def status(self) -> str:
+        """``intact``, ``broken`` (``problem`` says why) or ``unpinned`` (consistent, but
+        signed by a key only the extract itself vouches for)."""
+        if self.problem is not None:
+            return "broken"
+        return "intact" if self.pinned else "unpinned"
 
     def line(self) -> str:
         """One line for a person."""
@@ -79,6 +92,14 @@ class Report:
         if self.problem is not None:
             p = self.problem
             return f"audit log NOT intact: record {p.seq} ({p.kind}): {p.message}; {took}"
+        if not self.pinned:
+            return (
+                f"audit extract NOT verified: its {self.records} records and "
+                f"{self.checkpoints} checkpoints are consistent, but only with key {self.key}, "
+                "which the extract itself declares (unpinned: anyone who rewrote it could "
+                "have signed it); pass --public-key with the operator's public key, or "
+                f"configure the audit key; {took}"
+            )
         signed = (
             f"signed up to record {self.signed_to} by key {self.key}, "
             f"{self.unsigned} records after it"
@@ -93,6 +114,8 @@ class Report:
     def as_dict(self) -> dict[str, Any]:
         return {
             "ok": self.ok,
+            "status": self.status,
+            "pinned": self.pinned,
             "records": self.records,
             "checkpoints": self.checkpoints,
             "signed_to": self.signed_to,
