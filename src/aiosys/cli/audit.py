@@ -4,7 +4,7 @@
 1 when it is not, naming the first bad record, and 3 when an extract is consistent but was
 checked only against the key its own header declares (no ``--public-key``, no configured
 key): that proves nothing, since a forger re-signs with a key of their own. ``--json`` prints
-that line as a JSON object (``status``: ``intact``, ``broken`` or ``unpinned``).
+that line as a JSON object (``status``: ``intact``, ``empty``, ``broken`` or ``unpinned``).
 """
 
 from __future__ import annotations

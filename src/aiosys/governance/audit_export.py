@@ -58,7 +58,10 @@ async def export(
     """Write an extract of the records from ``since`` to before ``until`` (microseconds;
     None: unbounded) of ``tenant`` (None: every tenant) to ``out``. Returns the counts of
     records, stubs and checkpoints written."""
-    head = int((await store.fetch("audit_head", {}))[0]["seq"])
+    heads = await store.fetch("audit_head", {})
+    if not heads:
+        raise AiosysError("the audit log's head row is missing (deleted): see audit verify")
+    head = int(heads[0]["seq"])
     checkpoints = [
         Checkpoint.parse(r["payload"], r["signature"])
         for r in await store.fetch("audit_checkpoints", {})

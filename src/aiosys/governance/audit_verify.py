@@ -16,12 +16,21 @@ the head row and every checkpoint. What is found first, by position:
 - ``checkpoint``: a record's hash is not the one its checkpoint signed, or a checkpoint is
   forged, missing or signed by another key;
 - ``truncated``: the log ends before its head row or a checkpoint says it does;
+- ``head``: the head row is missing (deleted);
 - ``foreign``: an extract for one tenant holds another tenant's record.
+
+Deleted checkpoints: each checkpoint signs the one before it, so a gap in their numbers is
+found; the last ones (or all) are counted by the head row (``checkpoints``, moved in the
+transaction that inserts one), so a log with fewer than the head counts is ``checkpoint``.
 
 Without the key nobody can forge a checkpoint, so what a checkpoint covers cannot be
 rewritten, even with the head row. Records after the last checkpoint are protected by the
 chain and the head row only: whoever can write the database can drop that tail and move the
-head back. ``Report.unsigned`` says how many records that is.
+head back. ``Report.unsigned`` says how many records that is. Likewise whoever deletes the
+last checkpoints and lowers the head's count, or wipes the log and resets its head row to
+the start, leaves a state a log could legitimately be in (unsigned records; an empty log,
+reported ``empty``): nothing in the database can tell, only checkpoints kept elsewhere
+(an extract) can.
 """
 
 from __future__ import annotations
@@ -80,11 +89,14 @@ class Report:
 
     @property
     def status(self) -> str:
-        """``intact``, ``broken`` (``problem`` says why) or ``unpinned`` (consistent, but
-        signed by a key only the extract itself vouches for)."""
+        """``intact``, ``broken`` (``problem`` says why), ``unpinned`` (consistent, but
+        signed by a key only the extract itself vouches for) or ``empty`` (no records, no
+        checkpoints: a new log, or one wiped with its head row reset; see the module)."""
         if self.problem is not None:
             return "broken"
-        return "intact" if self.pinned else "unpinned"
+        if not self.pinned:
+            return "unpinned"
+        return "empty" if self.records == 0 and self.checkpoints == 0 else "intact"
 
     def line(self) -> str:
         """One line for a person."""
@@ -99,6 +111,11 @@ class Report:
                 "which the extract itself declares (unpinned: anyone who rewrote it could "
                 "have signed it); pass --public-key with the operator's public key, or "
                 f"configure the audit key; {took}"
+            )
+        if self.status == "empty":
+            return (
+                "audit log empty: no records, no checkpoints (a log wiped with its head row "
+                f"reset looks the same: compare with checkpoints kept elsewhere); {took}"
             )
         signed = (
             f"signed up to record {self.signed_to} by key {self.key}, "
@@ -264,9 +281,14 @@ class ChainChecker:
 async def verify_store(store: Store, key: Ed25519PublicKey, *, page_size: int = PAGE) -> Report:
     """Verify the whole log in ``store`` against checkpoints signed by ``key``."""
     t0 = time.perf_counter()
-    head_row = (await store.fetch("audit_head", {}))[0]
-    head = (int(head_row["seq"]), str(head_row["hash"]))
     report = Report(key=key_id(key))
+    heads = await store.fetch("audit_head_counted", {})
+    if not heads:
+        report.problem = Problem(0, "head", "the head row is missing (deleted)")
+        report.seconds = time.perf_counter() - t0
+        return report
+    head = (int(heads[0]["seq"]), str(heads[0]["hash"]))
+    counted = int(heads[0]["checkpoints"])
     checkpoints: list[Checkpoint] = []
     for r in await store.fetch("audit_checkpoints", {}):
         try:
@@ -276,6 +298,8 @@ async def verify_store(store: Store, key: Ed25519PublicKey, *, page_size: int = 
             break
     if report.problem is None:
         report.problem = check_checkpoints(checkpoints, key, from_first=True)
+    if report.problem is None:
+        report.problem = _uncounted(checkpoints, counted)
     if report.problem is None:
         checker = ChainChecker(checkpoints)
 
@@ -308,6 +332,22 @@ async def verify_store(store: Store, key: Ed25519PublicKey, *, page_size: int = 
     signed_summary(report, checkpoints, head[0])
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def _uncounted(checkpoints: list[Checkpoint], counted: int) -> Problem | None:
+    """The checkpoints after the last one found that the head counts (deleted)."""
+    last = checkpoints[-1] if checkpoints else None
+    have = 0 if last is None else last.n
+    if counted <= have:
+        return None
+    gone = (
+        f"checkpoint {counted}" if counted == have + 1 else f"checkpoints {have + 1} to {counted}"
+    )
+    return Problem(
+        1 if last is None else last.seq + 1,
+        "checkpoint",
+        f"{gone} missing (deleted): the head counts {counted}, the log holds {have}",
+    )
 
 
 def signed_summary(report: Report, checkpoints: list[Checkpoint], last: int) -> None:
