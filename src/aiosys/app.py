@@ -115,9 +115,11 @@ class App(kernel.App):
     async def open(self) -> App:
         first = self._opened == 0
         if first:
-            from .observe.logs import install_default
+            from .kernel.oplog import set_span_ids
+            from .observe.logs import install_default, run_span_ids
 
             install_default()  # structured lines, only if the process configured no logging
+            set_span_ids(run_span_ids)  # aiosys.runs lines carry their run's trace
             _ = self.audit.settings  # read now: a bad setting fails the open, not a call
         if first and self.policy is None:
             await self._install_policies()  # before the store: a broken set opens nothing
