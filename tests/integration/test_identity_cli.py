@@ -194,6 +194,9 @@ def test_keys_create_list_revoke_and_refused_keys(store_url: str) -> None:
     [
         (["--expires", "soon"], "--expires 'soon'"),
         (["--kind", "robot"], "--kind must be one of"),
+        (["--tenant", ""], "tenant is empty"),
+        (["--tenant", " A"], "without outer spaces"),
+        (["--principal", ""], "principal is empty"),
     ],
 )
 def test_keys_create_usage_errors(tmp_path: Path, args: list[str], message: str) -> None:
@@ -217,9 +220,9 @@ def test_keys_create_usage_errors(tmp_path: Path, args: list[str], message: str)
 def test_a_key_with_no_role_is_refused(tmp_path: Path) -> None:
     store = f"sqlite:///{tmp_path}/r.db"
     error = reported_error(
-        aiosys("keys", "create", "--tenant", "A", "--principal", "p", "--store", store)
+        aiosys("keys", "create", "--tenant", "A", "--principal", "p", "--store", store), 2
     )
-    assert "no role in tenant 'A'" in error
+    assert "no role in tenant 'A'" in error  # no --role: a usage error
 
 
 def test_runs_list_stranded_as_a_shows_nothing_of_b(store_url: str) -> None:

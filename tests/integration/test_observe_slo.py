@@ -134,6 +134,18 @@ def test_a_malformed_slo_is_one_error_line_and_exit_2(
     assert message in error
 
 
+def test_an_slo_naming_what_the_app_does_not_know_exits_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1]))  # cliapp
+    store = f"sqlite:///{tmp_path}/s.db"
+    Path("aiosys.toml").write_text(
+        '[[slo]]\nworkflow = "dubble"\nobjective = "error_rate"\ntarget = 0.1'
+    )
+    error = reported_error(aiosys("slo", "check", "--app", "cliapp:app", "--store", store), 2)
+    assert "no workflow 'dubble' in this app" in error
+
+
 def test_app_slo_refuses_a_malformed_declaration() -> None:
     app = aiosys_pkg.App("sqlite:///x.db", models_dir="", preload_models=False)
     with pytest.raises(ConfigError, match="cost_per_run"):
