@@ -246,6 +246,15 @@ def test_runs_list_stranded_as_a_shows_nothing_of_b(store_url: str) -> None:
     assert [r["id"] for r in every["stranded"]] == [run_id]
 
 
+def test_runs_prune_with_an_api_key_names_the_tenant_it_pruned(store_url: str) -> None:
+    alice = create_key(store_url, "A", "alice", "admin")
+    args = ("runs", "prune", "--before", "30d", "--store", store_url)
+    report = json.loads(ok(aiosys("--api-key", alice["key"], *args, "--json")).stdout)
+    assert report["tenant"] == "A"  # the key's, though --tenant was left out
+    assert "in tenant 'A'" in ok(aiosys("--api-key", alice["key"], *args)).stdout
+    assert json.loads(ok(aiosys(*args, "--json")).stdout)["tenant"] is None  # every tenant
+
+
 def test_run_serve_others_refuses_an_api_key(store_url: str) -> None:
     """``run --serve-others`` executes the store's other pending runs, every tenant's, as a
     worker does: like ``aiosys worker`` it refuses a key (tenant A's key ran B's run)."""
