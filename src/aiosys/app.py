@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import kernel
-from .errors import AiosysError, ConfigError, ModelNotFound
+from .errors import AiosysError, ModelNotFound
 from .governance.audit import AuditLog, AuditSettings
 from .governance.identity import Identity, note_identity
 from .governance.policy_entities import resource_entity
@@ -139,9 +139,11 @@ class App(kernel.App):
     async def open(self) -> App:
         first = self._opened == 0
         if first:
-            from .observe.logs import install_default
+            from .kernel.oplog import set_span_ids
+            from .observe.logs import install_default, run_span_ids
 
             install_default()  # structured lines, only if the process configured no logging
+            set_span_ids(run_span_ids)  # aiosys.runs lines carry their run's trace
             _ = self.audit.settings  # read now: a bad setting fails the open, not a call
             _ = self.redaction_settings
         if first and self.policy is None:
@@ -403,40 +405,28 @@ class App(kernel.App):
         """Check the SLOs declared in code and in ``toml``'s ``[[slo]]`` tables (None: code
         only) against the stats of each one's last window, now on the store's clock, in
         ``tenant`` (as ``stats``). One ``SloResult`` each, in declaration order (code
-        first); ``ConfigError`` for a malformed table, or for an SLO naming a workflow or
-        model this app does not know (when it declares any: a typo would otherwise read as
-        "no data" and pass), ``PermissionDenied`` as ``stats``."""
+        first); ``ConfigError`` for a malformed table, a ``tenant`` the store does not know,
+        or an SLO naming a workflow or model this app does not know (when it declares any;
+        else one the store never saw: ``slo.check_subjects``): a typo would otherwise read
+        as "no data" and pass; ``PermissionDenied`` as ``stats``."""
         scope = await self.authorize("read_usage", tenant=tenant)
         declared = list(self.slos) + (slo_mod.slos_from_toml(Path(toml)) if toml else [])
         if not declared:
             return []
         await self._ready()
-        self._check_slo_subjects(declared)
+        await slo_mod.check_subjects(
+            self.store,
+            declared,
+            tenant=scope,
+            workflows=self.workflows,
+            models=self.models.cards if "models" in self.__dict__ else {},
+        )
         end = self.store.clock()
 
         async def over(window: float) -> Stats:
             return await self.stats(since=end - window, until=end, tenant=scope)
 
         return await slo_mod.check(declared, over)
-
-    def _check_slo_subjects(self, declared: list[slo_mod.Slo]) -> None:
-        """``ConfigError`` naming an SLO whose workflow (model) this app does not declare,
-        when it declares workflows (has model cards); an app that declares none (a bare
-        store) cannot tell."""
-        models = self.models.cards if "models" in self.__dict__ else {}
-        for slo in declared:
-            if slo.workflow is not None and self.workflows and slo.workflow not in self.workflows:
-                known = ", ".join(sorted(self.workflows))
-                raise ConfigError(
-                    f"SLO of {slo.source}: no workflow {slo.workflow!r} in this app "
-                    f"(declared: {known})"
-                )
-            if slo.model is not None and models and slo.model not in models:
-                known = ", ".join(sorted({c.id for c in models.values()}))
-                raise ConfigError(
-                    f"SLO of {slo.source}: no model {slo.model!r} in this app's catalog "
-                    f"(cards: {known})"
-                )
 
     async def trace(self, run_id: str, *, tenant: str | None = None) -> list[dict[str, Any]]:
         """A run's trace as the store keeps it, whether tracing is on here or not: the run's

@@ -18,8 +18,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from aiosys import App, Context, PermanentError
-from aiosys.errors import ConfigError, PermissionDenied
+from aiosys.errors import AiosysError, ConfigError, PermissionDenied
 from aiosys.governance.audit_export import verify_extract
+from aiosys.governance.audit_keys import load_verify_key
 from aiosys.governance.audit_record import AuditRecord, chain_hash, content_digest
 from aiosys.kernel.principal import Principal
 
@@ -220,6 +221,41 @@ async def test_verify_names_the_first_bad_record_of_each_tampering(store_url, ke
     assert report.line().startswith(f"audit log NOT intact: record {tamper.seq} ({tamper.kind})")
 
 
+async def test_deleted_checkpoints_and_a_deleted_head_row_are_found(store_url, key_path):
+    await build_log(store_url, key_path)
+    app = App(store=store_url, audit_key=key_path)
+    async with app:
+        assert (await app.audit.checkpoint()) is not None  # checkpoint 2 signs 1..30
+    assert (await verify(store_url, key_path)).ok
+    run = sql_on(store_url)
+    run("DELETE FROM audit_checkpoints WHERE n = 2")  # the last one
+    report = await verify(store_url, key_path)
+    assert report.problem is not None, report.line()
+    assert (report.problem.seq, report.problem.kind) == (SIGNED + 1, "checkpoint")
+    assert "checkpoint 2 missing (deleted)" in report.problem.message
+    run("DELETE FROM audit_checkpoints")  # all of them
+    report = await verify(store_url, key_path)
+    assert report.problem is not None, report.line()
+    assert (report.problem.seq, report.problem.kind) == (1, "checkpoint")
+    assert "checkpoints 1 to 2 missing" in report.problem.message
+    run("DELETE FROM audit_log")
+    run("DELETE FROM audit_head")  # everything
+    report = await verify(store_url, key_path)
+    assert report.problem is not None and report.problem.kind == "head", report.line()
+    assert report.line().startswith("audit log NOT intact: ")
+    assert report.as_dict()["status"] == "broken"
+    app = App(store=store_url, audit_key=key_path)
+    async with app:
+        with pytest.raises(AiosysError, match="head row is missing"):
+            await app.audit.export(io.StringIO())
+
+
+async def test_an_empty_log_is_reported_empty_not_intact(store_url, key_path):
+    report = await verify(store_url, key_path)
+    assert report.ok and report.status == "empty" and report.records == 0
+    assert report.line().startswith("audit log empty: no records, no checkpoints")
+
+
 async def test_a_checkpoint_signed_by_another_key_is_refused(store_url, key_path, tmp_path):
     await build_log(store_url, key_path)
     report = await verify(store_url, write_key(tmp_path / "other.pem"))
@@ -331,13 +367,17 @@ async def test_an_extract_verifies_on_its_own_and_a_tenant_sees_only_its_records
         await app.close()
     assert counts == {"records": 15, "stubs": 15, "checkpoints": 1}
     assert "globex" not in acme.getvalue()
+    pinned = load_verify_key(key_path)
     for text in (whole.getvalue(), acme.getvalue()):
-        report = verify_extract(text.splitlines(), None)
+        report = verify_extract(text.splitlines(), pinned)
         assert report.ok, report.line()
+        # Against only the key the extract declares, consistent is not verified.
+        report = verify_extract(text.splitlines(), None)
+        assert report.problem is None and not report.ok and report.status == "unpinned"
     # An edit of one of the tenant's own records in the extract is found.
     lines = acme.getvalue().splitlines()
     forged = [ln.replace("step-4", "step-9") if '"seq": 4,' in ln else ln for ln in lines]
-    report = verify_extract(forged, None)
+    report = verify_extract(forged, pinned)
     assert report.problem is not None and report.problem.seq == 4
 
 

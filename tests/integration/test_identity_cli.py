@@ -224,6 +224,9 @@ def test_keys_create_list_revoke_and_refused_keys(store_url: str) -> None:
     [
         (["--expires", "soon"], "--expires 'soon'"),
         (["--kind", "robot"], "--kind must be one of"),
+        (["--tenant", ""], "tenant is empty"),
+        (["--tenant", " A"], "without outer spaces"),
+        (["--principal", ""], "principal is empty"),
     ],
 )
 def test_keys_create_usage_errors(tmp_path: Path, args: list[str], message: str) -> None:
@@ -247,9 +250,9 @@ def test_keys_create_usage_errors(tmp_path: Path, args: list[str], message: str)
 def test_a_key_with_no_role_is_refused(tmp_path: Path) -> None:
     store = f"sqlite:///{tmp_path}/r.db"
     error = reported_error(
-        aiosys("keys", "create", "--tenant", "A", "--principal", "p", "--store", store)
+        aiosys("keys", "create", "--tenant", "A", "--principal", "p", "--store", store), 2
     )
-    assert "no role in tenant 'A'" in error
+    assert "no role in tenant 'A'" in error  # no --role: a usage error
 
 
 def test_runs_list_stranded_as_a_shows_nothing_of_b(store_url: str) -> None:
@@ -271,6 +274,15 @@ def test_runs_list_stranded_as_a_shows_nothing_of_b(store_url: str) -> None:
     assert [r["id"] for r in mine["stranded"]] == [run_id]
     every = json.loads(ok(aiosys("runs", "list", "--stranded", "--json", *s)).stdout)
     assert [r["id"] for r in every["stranded"]] == [run_id]
+
+
+def test_runs_prune_with_an_api_key_names_the_tenant_it_pruned(store_url: str) -> None:
+    alice = create_key(store_url, "A", "alice", "admin")
+    args = ("runs", "prune", "--before", "30d", "--store", store_url)
+    report = json.loads(ok(aiosys("--api-key", alice["key"], *args, "--json")).stdout)
+    assert report["tenant"] == "A"  # the key's, though --tenant was left out
+    assert "in tenant 'A'" in ok(aiosys("--api-key", alice["key"], *args)).stdout
+    assert json.loads(ok(aiosys(*args, "--json")).stdout)["tenant"] is None  # every tenant
 
 
 def test_run_serve_others_refuses_an_api_key(store_url: str) -> None:

@@ -113,6 +113,7 @@ async def test_rs256_and_es256_tokens_map_to_principals(
         ({"iat": int(time.time()) + 3600}, "issued in the future"),
         ({"exp": None}, "no 'exp' claim"),
         ({"tenant": None}, "has no tenant"),
+        ({"tenant": 5}, "'tenant' claim \\(its tenant\\) must be a string, not int"),
     ],
 )
 async def test_bad_claims_are_refused_with_their_reason(
@@ -192,5 +193,21 @@ def test_settings_come_from_aiosys_toml_and_the_environment(
     s = jwt_settings()
     assert s is not None and (s.issuer, s.tenant_claim, s.leeway) == ("i", "org_id", 5.0)
     (tmp_path / "aiosys.toml").write_text('[identity.jwt]\nissuer = "i"\n')
-    with pytest.raises(ConfigError, match="audience"):
+    with pytest.raises(ConfigError, match="audience") as exc:
         jwt_settings()
+    assert "AIOSYS_JWT_AUDIENCE" in str(exc.value)
+    assert "__init__" not in str(exc.value) and "positional" not in str(exc.value)
+    monkeypatch.delenv("AIOSYS_JWT_LEEWAY")
+    base = '[identity.jwt]\nissuer = "i"\naudience = "a"\njwks_file = "j.json"\n'
+    for extra, message in (
+        ('leeway = "soon"\n', "JWT leeway must be a number of seconds, not 'soon'"),
+        ("tenant_claim = 5\n", "JWT setting tenant_claim must be a string, not int"),
+        ("algorithms = 5\n", "JWT algorithms must be a list of names, not 5"),
+    ):
+        (tmp_path / "aiosys.toml").write_text(base + extra)
+        with pytest.raises(ConfigError) as exc:
+            jwt_settings()
+        assert str(exc.value) == message
+    (tmp_path / "aiosys.toml").write_text(base + 'algorithms = "ES256, RS256"\n')
+    s = jwt_settings()
+    assert s is not None and s.algorithms == ("ES256", "RS256")

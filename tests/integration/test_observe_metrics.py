@@ -210,3 +210,24 @@ async def test_app_metrics_adds_the_apps_budgets_and_this_process_breakers(store
     day = dict(scope="tenant", key="default", period="day", tenant="default", hard="false")
     assert value(seen, "aiosys_budget_limit", **day) == 2.0
     assert value(seen, "aiosys_budget_used", **day) == 0.0
+
+
+async def test_dead_letter_runs_are_the_dead_ones_as_stats_counts_them(store: Store) -> None:
+    """``aiosys_dead_letter_runs`` and stats' ``dead_letter_backlog`` agree: dead-lettered
+    runs (``dead``), not the ``failed`` ones."""
+    from aiosys.observe.stats import read_stats
+
+    t = store.clock()
+    permanent = dump_error(PermanentError("bad"), transient=False)
+    for status in ("dead", "dead", "failed"):
+        run = await running(store, "w1", lease=600)
+        await store.apply([Finish("w1", run.id, status, error=permanent, epoch=run.epoch)])
+    seen = await scrape(store)
+    runs = dict(workflow="wf", tenant="acme")
+    assert value(seen, "aiosys_runs_ended_total", status="failed", **runs) == 1
+    assert value(seen, "aiosys_dead_letter_runs", status="dead", **runs) == 2
+    assert ("aiosys_dead_letter_runs", tuple(sorted({**runs, "status": "failed"}.items()))) not in (
+        seen
+    )
+    (wf,) = (await read_stats(store, since=t - 60, until=store.clock() + 1)).workflows
+    assert wf.dead_letter_backlog == 2

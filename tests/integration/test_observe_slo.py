@@ -77,6 +77,13 @@ def test_slo_check_exits_1_when_p95_breaks_and_0_when_it_holds(
 
 async def test_code_slos_error_budget_burn_models_and_no_data(store_url: str) -> None:
     app = aiosys_pkg.App(store_url, models_dir="", preload_models=False, audit=False)
+
+    @app.workflow
+    async def intake(ctx: aiosys_pkg.Context) -> None: ...
+
+    @app.workflow
+    async def quiet(ctx: aiosys_pkg.Context) -> None: ...  # declared, never ran: no data
+
     await app.open()
     try:
         now = app.store.clock()
@@ -132,6 +139,41 @@ def test_a_malformed_slo_is_one_error_line_and_exit_2(
     Path("aiosys.toml").write_text(toml)
     error = reported_error(aiosys("slo", "check", "--store", f"sqlite:///{tmp_path}/s.db"), 2)
     assert message in error
+
+
+def test_an_slo_naming_what_the_app_does_not_know_exits_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1]))  # cliapp
+    store = f"sqlite:///{tmp_path}/s.db"
+    Path("aiosys.toml").write_text(
+        '[[slo]]\nworkflow = "dubble"\nobjective = "error_rate"\ntarget = 0.1'
+    )
+    error = reported_error(aiosys("slo", "check", "--app", "cliapp:app", "--store", store), 2)
+    assert "no workflow 'dubble' in this app" in error
+
+
+def test_slo_check_on_a_bare_store_refuses_what_it_never_saw(store_url: str) -> None:
+    """Without an app, a workflow (model) no run (call) of which the store holds, or a
+    tenant it does not know, is a configuration error naming it (exit 2), not "no data"."""
+    seed_intake(store_url, [1.0])
+    seed_model_calls(store_url, "m1", asyncio.run(clock(store_url)) - 60, [100.0])
+    slo = '[[slo]]\n{what} = "{name}"\nobjective = "error_rate"\ntarget = 0.1\n'
+    for what, name, message in (
+        ("workflow", "intkae", "no workflow 'intkae' in this store"),
+        ("model", "m2", "no model 'm2' in this store"),
+    ):
+        Path("aiosys.toml").write_text(slo.format(what=what, name=name))
+        error = reported_error(aiosys("slo", "check", "--store", store_url), 2)
+        assert message in error and "aiosys.toml [[slo]] #1" in error
+    Path("aiosys.toml").write_text(
+        slo.format(what="workflow", name="intake") + slo.format(what="model", name="m1")
+    )
+    assert "all SLOs hold" in ok(aiosys("slo", "check", "--store", store_url)).stdout
+    for tenant in ("nosuch", ""):
+        error = reported_error(aiosys("slo", "check", "--tenant", tenant, "--store", store_url), 2)
+        assert f"no tenant {tenant!r} in this store" in error
+    ok(aiosys("slo", "check", "--tenant", "acme", "--store", store_url))  # seeded as acme's
 
 
 def test_app_slo_refuses_a_malformed_declaration() -> None:

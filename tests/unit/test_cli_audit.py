@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from pathlib import Path
 
@@ -112,3 +113,67 @@ def test_checkpoint_signs_the_head_once(store: str) -> None:
     (n,) = db.execute("SELECT count(*) FROM audit_checkpoints").fetchone()
     db.close()
     assert n >= 1
+
+
+def _forge(extract: str) -> str:
+    """An extract with a record's content edited, its chain rebuilt and its checkpoints
+    re-signed by a new key, which the header declares: what anyone can make."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from aiosys.governance.audit_checkpoint import make_checkpoint
+    from aiosys.governance.audit_keys import key_id, public_pem
+    from aiosys.governance.audit_record import GENESIS, chain_hash, content_digest
+
+    items = [json.loads(line) for line in extract.splitlines()]
+    header, rest = items[0], items[1:]
+    records = [x for x in rest if x["type"] == "record"]
+    assert records[0]["seq"] == 1  # a whole extract: the chain starts at genesis
+    records[1]["body"] = records[1]["body"].replace('"ok"', '"OK"')
+    prev, hashes = GENESIS, {}
+    for r in records:
+        r["digest"] = content_digest(r["tenant"], r["at"], r["body"])
+        r["prev_hash"], r["hash"] = prev, chain_hash(prev, r["seq"], r["digest"])
+        prev = hashes[r["seq"]] = r["hash"]
+    key = Ed25519PrivateKey.generate()
+    header.update(key=key_id(key.public_key()), public_key=public_pem(key.public_key()))
+    signed, cp = [], None
+    for x in rest:
+        if x["type"] == "checkpoint":
+            old = json.loads(x["payload"])
+            cp = make_checkpoint(key, old["n"], old["seq"], hashes[old["seq"]], old["at"], cp)
+            signed.append({"type": "checkpoint", "payload": cp.payload, "signature": cp.signature})
+    lines = [header, *signed, *records]
+    return "\n".join(json.dumps(x) for x in lines) + "\n"
+
+
+def test_a_forged_extract_is_not_called_intact_on_the_key_it_declares(
+    store: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    forged = tmp_path / "forged.jsonl"
+    forged.write_text(_forge(ok(aiosys("audit", "export", "--store", store)).stdout))
+    key = os.environ["AIOSYS_AUDIT_KEY"]  # the operator's key (tests/conftest.py)
+    # Where no key is configured (no AIOSYS_AUDIT_KEY, a fresh store's directory) and none
+    # is passed: the extract is consistent with the key it carries, which proves nothing.
+    monkeypatch.delenv("AIOSYS_AUDIT_KEY")
+    elsewhere = f"sqlite:///{tmp_path / 'elsewhere' / 'x.db'}"
+    result = aiosys("audit", "verify", "--file", str(forged), "--store", elsewhere)
+    assert result.exit_code == 3, result.output
+    assert result.stdout.startswith("audit extract NOT verified: ")
+    assert "unpinned" in result.stdout and "--public-key" in result.stdout
+    report = json.loads(
+        aiosys("audit", "verify", "--file", str(forged), "--json", "--store", elsewhere).stdout
+    )
+    assert report["ok"] is False and report["status"] == "unpinned"
+    assert report["pinned"] is False and report["first_bad"] is None
+    # Pinned to the operator's key, the forgery is found: passed, or configured.
+    result = aiosys("audit", "verify", "--file", str(forged), "--public-key", key)
+    assert result.exit_code == 1 and "NOT intact" in result.stdout, result.output
+    assert "checkpoint" in result.stdout
+    monkeypatch.setenv("AIOSYS_AUDIT_KEY", key)
+    result = aiosys("audit", "verify", "--file", str(forged), "--store", elsewhere)
+    assert result.exit_code == 1 and "NOT intact" in result.stdout, result.output
+    # The genuine extract, pinned, is intact.
+    genuine = tmp_path / "genuine.jsonl"
+    genuine.write_text(ok(aiosys("audit", "export", "--store", store)).stdout)
+    verified = ok(aiosys("audit", "verify", "--file", str(genuine), "--store", elsewhere))
+    assert verified.stdout.startswith("audit log intact: ")

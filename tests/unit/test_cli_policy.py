@@ -114,6 +114,26 @@ def test_validate_names_the_file_and_line_of_a_syntax_error(project):
     assert f"{Path('policies') / 'bad.cedar'}:2: " in message
 
 
+def test_validate_json_reports_a_broken_set_as_json(project, monkeypatch):
+    good = json.loads(ok(aiosys("policy", "validate", "--json")).stdout)
+    assert good["ok"] is True and len(good["policies"]) == 6
+    (project / "policies" / "bad.cedar").write_text("permit(principal, action, resource)\n;;\n")
+    for command in ("validate", "reload"):
+        result = aiosys("policy", command, "--json")
+        assert result.exit_code == 1, result.output
+        report = json.loads(result.stdout)
+        assert report["ok"] is False
+        (error,) = report["errors"]
+        assert (error["file"], error["line"]) == (str(Path("policies") / "bad.cedar"), 2)
+        assert error["reason"] and "error:" not in result.output
+    monkeypatch.chdir(project / "models")  # no ./policies here
+    monkeypatch.delenv("AIOSYS_POLICIES_DIR", raising=False)
+    result = aiosys("policy", "validate", "--json")
+    assert result.exit_code == 1
+    report = json.loads(result.stdout)
+    assert report["ok"] is False and "no policy directory" in report["errors"][0]["reason"]
+
+
 def test_reload_touches_the_schema_only_for_a_valid_set(project):
     schema = project / "policies" / "schema.cedarschema"
     before = schema.stat().st_mtime_ns

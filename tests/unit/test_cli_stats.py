@@ -75,6 +75,19 @@ def test_a_malformed_since_is_one_error_line_and_exit_2(url: str, since: str) ->
     assert "--since" in error and "duration" in error
 
 
+@pytest.mark.parametrize("since", ["0s", "2999-01-01"])
+@pytest.mark.parametrize("with_app", [False, True])
+def test_an_empty_window_is_a_usage_error_exit_2(
+    url: str, since: str, with_app: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app: tuple[str, ...] = ()
+    if with_app:  # through the app (app.stats), not the bare store
+        monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1]))
+        app = ("--app", "cliapp:app")
+    error = reported_error(aiosys("stats", "--since", since, *app, "--store", url), 2)
+    assert "must be before now" in error
+
+
 def test_the_local_users_stats_import_no_kernel_or_model_plane(url: str, tmp_path: Path) -> None:
     modules = imported_by(tmp_path, "stats", "--json", "--store", url)
     assert not [m for m in NEVER if m in modules]

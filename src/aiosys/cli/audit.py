@@ -1,7 +1,10 @@
 """``aiosys audit verify|export|checkpoint``: check and extract the tamper-evident audit log.
 
 ``verify`` prints one line and exits 0 when the log (or an extract, ``--file``) is intact,
-1 when it is not, naming the first bad record; ``--json`` prints that line as a JSON object.
+1 when it is not, naming the first bad record, and 3 when an extract is consistent but was
+checked only against the key its own header declares (no ``--public-key``, no configured
+key): that proves nothing, since a forger re-signs with a key of their own. ``--json`` prints
+that line as a JSON object (``status``: ``intact``, ``empty``, ``broken`` or ``unpinned``).
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ if TYPE_CHECKING:  # imported by the commands when they run: `aiosys runs list` 
     from ..governance.audit_verify import Report
     from ..kernel import App
 
+EXIT_UNPINNED = 3  # an extract consistent only with the key it declares itself
+
 audit = typer.Typer(
     help="The tamper-evident audit log: verify, export, checkpoint.", cls=CommandGroup
 )
@@ -41,7 +46,9 @@ PublicKeyOption = Annotated[
     typer.Option(
         "--public-key",
         help="PEM file of the key checkpoints are checked with (default: the configured "
-        "audit key's public half; for --file, else the key the extract carries).",
+        "audit key's public half). For --file without either, the extract is checked "
+        "against the key it carries and, consistent, is reported unpinned (exit 3), not "
+        "intact.",
     ),
 ]
 
@@ -59,8 +66,10 @@ def _when(text: str | None, option: str) -> dt.datetime | None:
 
 def _print(report: Report, json_: bool) -> None:
     typer.echo(json.dumps(report.as_dict()) if json_ else report.line())
-    if not report.ok:
+    if report.problem is not None:
         raise typer.Exit(1)
+    if not report.pinned:
+        raise typer.Exit(EXIT_UNPINNED)
 
 
 @audit.command("verify")
@@ -83,7 +92,7 @@ def verify(
 
         async def check_file() -> Report:
             log = audit_log(store_app(app, store))
-            key = None  # none configured: the key the extract carries
+            key = None  # none pinned: the key the extract carries, reported unpinned
             if public_key is not None or log.settings.key or log.key_path().exists():
                 key = log.verify_key(public_key)
             from ..governance.audit_export import verify_extract

@@ -14,6 +14,7 @@ import typer
 from rich import box
 from rich.table import Table
 
+from ..errors import InvalidInput
 from ..governance.identity import Identity
 from ..governance.identity_keys import KeyInfo
 from ..kernel.principal import PRINCIPAL_KINDS
@@ -104,11 +105,14 @@ def create(
     lifetime = _lifetime(expires)
 
     async def body(a: App) -> Any:
-        await a.authorize("manage_keys", tenant=tenant)
-        ids = Identity(a.store, jwt=False, audit=audit_log(a).key_action)
-        return await ids.keys.create(
-            tenant, principal, kind=kind, roles=role or (), expires_in=lifetime
-        )
+        try:  # a bad --tenant or --principal (empty, outer spaces) is a usage error
+            await a.authorize("manage_keys", tenant=tenant)
+            ids = Identity(a.store, jwt=False, audit=audit_log(a).key_action)
+            return await ids.keys.create(
+                tenant, principal, kind=kind, roles=role or (), expires_in=lifetime
+            )
+        except InvalidInput as exc:
+            fail(str(exc), EXIT_USAGE)
 
     new = run_async(lambda: with_opened(store_app(app, store), body))
     info = new.info

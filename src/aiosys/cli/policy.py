@@ -3,7 +3,8 @@
 The policy directory is ``--dir``, else ``AIOSYS_POLICIES_DIR``, else ``./policies``.
 ``check`` answers allow or deny for one request and names the deciding policies with their
 file, line and text (exit 0 allow, 3 deny); ``validate`` loads the directory as a worker
-would (a broken file: its file, line and reason, exit 1); ``reload`` validates and then
+would (a broken file: its file, line and reason, exit 1; with ``--json``, as
+``{"ok": false, "errors": [{"file", "line", "reason"}]}``); ``reload`` validates and then
 touches the schema file, so every process polling the directory loads the new set within
 its poll interval (2 s).
 """
@@ -40,20 +41,30 @@ RESOURCE_TYPES = {
 }
 
 
-def _directory(option: Path | None) -> Path:
-    directory = policies_dir(option)
-    if directory is None:
-        fail("no policy directory: pass --dir, set AIOSYS_POLICIES_DIR or create ./policies")
-    return directory
-
-
-def _engine(option: Path | None) -> Any:
+def _engine(option: Path | None, json_: bool = False) -> Any:
+    """The engine of the policy directory; a set that does not load is one ``error:`` line,
+    or with ``json_`` ``{"ok": false, "errors": [{"file", "line", "reason"}]}`` on stdout
+    (the first error found; ``line`` 0 when unknown, ``file`` null when there is none),
+    exit 1."""
     from ..governance.policy import PolicyEngine
+    from ..governance.policy_files import PolicyFileError
 
     try:
-        return PolicyEngine.from_dir(_directory(option))
+        directory = policies_dir(option)
+        if directory is None:
+            raise ConfigError(
+                "no policy directory: pass --dir, set AIOSYS_POLICIES_DIR or create ./policies"
+            )
+        return PolicyEngine.from_dir(directory)
     except ConfigError as exc:
-        fail(str(exc))
+        if not json_:
+            fail(str(exc))
+        if isinstance(exc, PolicyFileError):
+            error = {"file": exc.file, "line": exc.line, "reason": exc.reason}
+        else:
+            error = {"file": None, "line": 0, "reason": str(exc)}
+        echo_json({"ok": False, "errors": [error]})
+        raise typer.Exit(1) from None
 
 
 def _principal(text: str, roles: list[str]) -> Principal:
@@ -201,7 +212,7 @@ def check(
 def validate(directory: DirOption = None, json_: JsonFlag = False) -> None:
     """Load and validate the policies as a worker would; a broken file is named with its
     line and reason."""
-    engine = _engine(directory)
+    engine = _engine(directory, json_)
     _report(engine, json_, "valid")
 
 
@@ -211,7 +222,7 @@ def reload(directory: DirOption = None, json_: JsonFlag = False) -> None:
 
     It touches the schema file: every process polling the directory loads the set within its
     poll interval. A broken set is refused and nothing is touched."""
-    engine = _engine(directory)
+    engine = _engine(directory, json_)
     os.utime(engine.policies.directory / SCHEMA_FILE)
     _report(engine, json_, "reloaded")
 
@@ -221,6 +232,7 @@ def _report(engine: Any, json_: bool, what: str) -> None:
     if json_:
         echo_json(
             {
+                "ok": True,
                 "directory": str(loaded.directory),
                 "version": loaded.version,
                 "policies": [

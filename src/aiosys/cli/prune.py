@@ -104,11 +104,13 @@ def prune(
 
     report = run_async(lambda: with_opened(store_app(app, store), body))
     cutoff = datetime.fromtimestamp(report.before, UTC).isoformat().replace("+00:00", "Z")
+    # The tenant pruned: an API key's own when --tenant was left out (None: every tenant).
+    whose = report.tenant
     if json_:
-        echo_json({"dry_run": dry_run, "before": cutoff, "tenant": tenant, **report.counts()})
+        echo_json({"dry_run": dry_run, "before": cutoff, "tenant": whose, **report.counts()})
         return
     what = "would prune" if dry_run else "pruned"
-    where = "" if tenant is None else f" in tenant {tenant!r}"
+    where = "" if whose is None else f" in tenant {whose!r}"
     rows_text = ", ".join(_count(n, NAMES[k]) for k, n in report.counts().items() if k != "runs")
     console().print(
         f"{what} {_count(report.runs, 'run')}{where} that ended before {cutoff}: {rows_text}",

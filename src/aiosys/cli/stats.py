@@ -94,14 +94,24 @@ def stats(
     except ValueError as exc:
         fail(f"--since: {exc}", EXIT_USAGE)
 
+    from ..errors import InvalidInput
+
     async def body(a: App) -> Stats:
-        return await _public(a).stats(since=since, workflow=workflow, model=model, tenant=tenant)
+        try:  # the options' values (a window ending before it starts: 0s, a future date)
+            return await _public(a).stats(
+                since=since, workflow=workflow, model=model, tenant=tenant
+            )
+        except InvalidInput as exc:
+            fail(str(exc), EXIT_USAGE)
 
     async def direct(s: Store) -> Stats:
         from ..observe.stats import read_stats, window_start
 
         end = s.clock()
-        start = window_start(since, end)
+        try:
+            start = window_start(since, end)
+        except InvalidInput as exc:
+            fail(str(exc), EXIT_USAGE)
         return await read_stats(
             s, since=start, until=end, tenant=tenant, workflow=workflow, model=model
         )
@@ -228,12 +238,16 @@ def slo_check(
     The SLOs are the \\[\\[slo]] tables of ./aiosys.toml and the app's app.slo(...). Each is
     printed with its measured value, target and burn (measured / target; for error_rate,
     the error budget's burn rate). Exit 0 when all hold or have no data in their window, 0
-    with a note when none is declared, 2 for a malformed \\[\\[slo]] table."""
-    from ..errors import ConfigError
+    with a note when none is declared, 2 for a malformed \\[\\[slo]] table or one naming
+    a workflow or model the app does not know."""
+    from ..errors import ConfigError, InvalidInput
 
     async def body(a: App) -> list[SloResult]:
         with _spinning("checking SLOs"):
-            return await _public(a).check_slos(tenant=tenant)
+            try:
+                return await _public(a).check_slos(tenant=tenant)
+            except (ConfigError, InvalidInput) as exc:  # the SLOs' or the options' fault
+                fail(str(exc), EXIT_USAGE)
 
     from ..observe.slo import slos_from_toml
 

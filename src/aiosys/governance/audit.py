@@ -597,7 +597,8 @@ class AuditLog:
         this; ``verify`` and ``export`` call it first. On SQLite every record is chained as
         it is written."""
         rows = await self._store().fetch("audit_seal", {})
-        return int(rows[0]["seq"]) if rows else 0
+        # No head row (deleted: ``verify`` says so): nothing to chain onto.
+        return int(rows[0]["seq"]) if rows and rows[0]["seq"] is not None else 0
 
     # ---- reading ----------------------------------------------------------------------
 

@@ -13,8 +13,10 @@ An extract is, one JSON object per line:
    another tenant's, or those outside the time range that lie between anchors.
 
 A tenant's extract thus shows how many records others wrote in the range, never what they
-hold. ``verify_extract`` checks it against the operator's public key (or, if none is given,
-the key the header carries, which proves only that the extract is whole).
+hold. ``verify_extract`` checks it against the operator's public key; given none, it checks
+it against the key the header carries, which proves only that the extract is consistent
+(whoever edits a record can rebuild the chain and re-sign it with a key of their own), so the
+report is then not ``ok``: its ``status`` is ``unpinned``.
 """
 
 from __future__ import annotations
@@ -56,7 +58,10 @@ async def export(
     """Write an extract of the records from ``since`` to before ``until`` (microseconds;
     None: unbounded) of ``tenant`` (None: every tenant) to ``out``. Returns the counts of
     records, stubs and checkpoints written."""
-    head = int((await store.fetch("audit_head", {}))[0]["seq"])
+    heads = await store.fetch("audit_head", {})
+    if not heads:
+        raise AiosysError("the audit log's head row is missing (deleted): see audit verify")
+    head = int(heads[0]["seq"])
     checkpoints = [
         Checkpoint.parse(r["payload"], r["signature"])
         for r in await store.fetch("audit_checkpoints", {})
@@ -131,11 +136,13 @@ async def export(
 
 
 def verify_extract(lines: Iterable[str], key: Ed25519PublicKey | None) -> Report:
-    """Verify an extract (its lines) against ``key``, else against the key in its header.
+    """Verify an extract (its lines) against ``key``, else against the key in its header
+    (then the report is not ``pinned``, hence not ``ok`` even if consistent).
     ``AiosysError`` if it is not an extract at all."""
     t0 = time.perf_counter()
     it = iter(lines)
     header = _header(next(it, ""))
+    pinned = key is not None
     if key is None:
         key = public_from_pem(str(header.get("public_key", "")))
     tenant = header.get("tenant")
@@ -154,7 +161,7 @@ def verify_extract(lines: Iterable[str], key: Ed25519PublicKey | None) -> Report
             entries.append(item)
         else:
             raise AiosysError(f"line {number}: unknown line type {item.get('type')!r}")
-    report = Report(key=key_id(key))
+    report = Report(key=key_id(key), pinned=pinned)
     report.problem = check_checkpoints(checkpoints, key, from_first=False)
     if report.problem is None and entries:
         report.problem = _check_entries(entries, checkpoints, tenant, report)

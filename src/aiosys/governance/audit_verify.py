@@ -16,12 +16,21 @@ the head row and every checkpoint. What is found first, by position:
 - ``checkpoint``: a record's hash is not the one its checkpoint signed, or a checkpoint is
   forged, missing or signed by another key;
 - ``truncated``: the log ends before its head row or a checkpoint says it does;
+- ``head``: the head row is missing (deleted);
 - ``foreign``: an extract for one tenant holds another tenant's record.
+
+Deleted checkpoints: each checkpoint signs the one before it, so a gap in their numbers is
+found; the last ones (or all) are counted by the head row (``checkpoints``, moved in the
+transaction that inserts one), so a log with fewer than the head counts is ``checkpoint``.
 
 Without the key nobody can forge a checkpoint, so what a checkpoint covers cannot be
 rewritten, even with the head row. Records after the last checkpoint are protected by the
 chain and the head row only: whoever can write the database can drop that tail and move the
-head back. ``Report.unsigned`` says how many records that is.
+head back. ``Report.unsigned`` says how many records that is. Likewise whoever deletes the
+last checkpoints and lowers the head's count, or wipes the log and resets its head row to
+the start, leaves a state a log could legitimately be in (unsigned records; an empty log,
+reported ``empty``): nothing in the database can tell, only checkpoints kept elsewhere
+(an extract) can.
 """
 
 from __future__ import annotations
@@ -68,10 +77,26 @@ class Report:
     key: str = ""
     seconds: float = 0.0
     problem: Problem | None = None
+    #: False when the checkpoints were checked only against the key an extract carries in its
+    #: own header: whoever forged the extract could have signed it with a key of their own, so
+    #: a consistent chain then proves nothing about who wrote it.
+    pinned: bool = True
 
     @property
     def ok(self) -> bool:
-        return self.problem is None
+        """Intact and checked against a key the verifier chose (``pinned``)."""
+        return self.problem is None and self.pinned
+
+    @property
+    def status(self) -> str:
+        """``intact``, ``broken`` (``problem`` says why), ``unpinned`` (consistent, but
+        signed by a key only the extract itself vouches for) or ``empty`` (no records, no
+        checkpoints: a new log, or one wiped with its head row reset; see the module)."""
+        if self.problem is not None:
+            return "broken"
+        if not self.pinned:
+            return "unpinned"
+        return "empty" if self.records == 0 and self.checkpoints == 0 else "intact"
 
     def line(self) -> str:
         """One line for a person."""
@@ -79,6 +104,19 @@ class Report:
         if self.problem is not None:
             p = self.problem
             return f"audit log NOT intact: record {p.seq} ({p.kind}): {p.message}; {took}"
+        if not self.pinned:
+            return (
+                f"audit extract NOT verified: its {self.records} records and "
+                f"{self.checkpoints} checkpoints are consistent, but only with key {self.key}, "
+                "which the extract itself declares (unpinned: anyone who rewrote it could "
+                "have signed it); pass --public-key with the operator's public key, or "
+                f"configure the audit key; {took}"
+            )
+        if self.status == "empty":
+            return (
+                "audit log empty: no records, no checkpoints (a log wiped with its head row "
+                f"reset looks the same: compare with checkpoints kept elsewhere); {took}"
+            )
         signed = (
             f"signed up to record {self.signed_to} by key {self.key}, "
             f"{self.unsigned} records after it"
@@ -93,6 +131,8 @@ class Report:
     def as_dict(self) -> dict[str, Any]:
         return {
             "ok": self.ok,
+            "status": self.status,
+            "pinned": self.pinned,
             "records": self.records,
             "checkpoints": self.checkpoints,
             "signed_to": self.signed_to,
@@ -241,9 +281,14 @@ class ChainChecker:
 async def verify_store(store: Store, key: Ed25519PublicKey, *, page_size: int = PAGE) -> Report:
     """Verify the whole log in ``store`` against checkpoints signed by ``key``."""
     t0 = time.perf_counter()
-    head_row = (await store.fetch("audit_head", {}))[0]
-    head = (int(head_row["seq"]), str(head_row["hash"]))
     report = Report(key=key_id(key))
+    heads = await store.fetch("audit_head_counted", {})
+    if not heads:
+        report.problem = Problem(0, "head", "the head row is missing (deleted)")
+        report.seconds = time.perf_counter() - t0
+        return report
+    head = (int(heads[0]["seq"]), str(heads[0]["hash"]))
+    counted = int(heads[0]["checkpoints"])
     checkpoints: list[Checkpoint] = []
     for r in await store.fetch("audit_checkpoints", {}):
         try:
@@ -253,6 +298,8 @@ async def verify_store(store: Store, key: Ed25519PublicKey, *, page_size: int = 
             break
     if report.problem is None:
         report.problem = check_checkpoints(checkpoints, key, from_first=True)
+    if report.problem is None:
+        report.problem = _uncounted(checkpoints, counted)
     if report.problem is None:
         checker = ChainChecker(checkpoints)
 
@@ -285,6 +332,22 @@ async def verify_store(store: Store, key: Ed25519PublicKey, *, page_size: int = 
     signed_summary(report, checkpoints, head[0])
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def _uncounted(checkpoints: list[Checkpoint], counted: int) -> Problem | None:
+    """The checkpoints after the last one found that the head counts (deleted)."""
+    last = checkpoints[-1] if checkpoints else None
+    have = 0 if last is None else last.n
+    if counted <= have:
+        return None
+    gone = (
+        f"checkpoint {counted}" if counted == have + 1 else f"checkpoints {have + 1} to {counted}"
+    )
+    return Problem(
+        1 if last is None else last.seq + 1,
+        "checkpoint",
+        f"{gone} missing (deleted): the head counts {counted}, the log holds {have}",
+    )
 
 
 def signed_summary(report: Report, checkpoints: list[Checkpoint], last: int) -> None:

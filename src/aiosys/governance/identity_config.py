@@ -159,11 +159,29 @@ def jwt_settings() -> JwtSettings | None:
     unknown = set(values) - set(JwtSettings.__dataclass_fields__)
     if unknown:
         raise ConfigError(f"unknown JWT settings: {', '.join(sorted(unknown))}")
-    try:
-        if "leeway" in values:
+    # Checked here, one setting at a time, so an error names the setting and where it is
+    # set, never the dataclass's constructor.
+    missing = [k for k in ("issuer", "audience") if not values.get(k)]
+    if missing:
+        where = " and ".join(f"{k} ([identity.jwt] in aiosys.toml or {_ENV[k]})" for k in missing)
+        raise ConfigError(f"JWT settings need an issuer and an audience: set {where}")
+    for key in ("issuer", "audience", "jwks_url", "jwks_file", "tenant_claim", "roles_claim"):
+        if key in values and not isinstance(values[key], str):
+            raise ConfigError(
+                f"JWT setting {key} must be a string, not {type(values[key]).__name__}"
+            )
+    if "leeway" in values:
+        try:
             values["leeway"] = float(values["leeway"])
-        if "algorithms" in values:
-            values["algorithms"] = tuple(values["algorithms"])
-        return JwtSettings(**values)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"invalid JWT settings: {exc}") from None
+        except (TypeError, ValueError):
+            raise ConfigError(
+                f"JWT leeway must be a number of seconds, not {values['leeway']!r}"
+            ) from None
+    if "algorithms" in values:
+        algs = values["algorithms"]
+        if isinstance(algs, str):
+            algs = algs.replace(",", " ").split()
+        if not isinstance(algs, list | tuple) or not all(isinstance(a, str) for a in algs):
+            raise ConfigError(f"JWT algorithms must be a list of names, not {algs!r}")
+        values["algorithms"] = tuple(algs)
+    return JwtSettings(**values)

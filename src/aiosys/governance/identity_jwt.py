@@ -118,7 +118,12 @@ class JwtVerifier:
         sub, tenant = claims.get("sub"), claims.get(s.tenant_claim)
         if not isinstance(sub, str) or not sub:
             raise AuthenticationFailed("bearer token's 'sub' claim is not a non-empty string")
-        if not isinstance(tenant, str) or not tenant:
+        if tenant is not None and not isinstance(tenant, str):
+            raise AuthenticationFailed(
+                f"bearer token's {s.tenant_claim!r} claim (its tenant) must be a string, "
+                f"not {type(tenant).__name__}"
+            )
+        if not tenant:
             raise AuthenticationFailed(
                 f"bearer token has no tenant: its {s.tenant_claim!r} claim is missing or empty"
             )

@@ -23,17 +23,37 @@ over from the worker ``lost_by`` whose lease expired: WARNING; ``recovery.log_re
 ``unservable`` (a run no live worker serves: WARNING, once per run per worker process;
 ``presence.Presence``). Field names avoid the ``LogRecord``
 attributes (``name``, ``message``, ...), which ``extra`` may not overwrite.
+
+Each line also carries ``trace_id`` and ``span_id`` (hex) of the run's trace: the kernel
+knows no tracing, so the observe layer installs ``set_span_ids``'s hook (an ``App`` does
+when it opens: ``aiosys.observe.logs.run_span_ids``), which derives them from the run's id
+and ``traceparent``: the current span's when it is one of the run's (a retry's effect), else
+the run span's. Without the hook the lines carry what the handler's filter finds.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from .error_records import safe_str
 
 log = logging.getLogger("aiosys.runs")
+
+#: ``(run_id, traceparent) -> {"trace_id": hex, "span_id": hex}`` (empty when unknown); it
+#: must not raise. Installed by the observe layer (``set_span_ids``).
+SpanIds = Callable[[str, str | None], Mapping[str, str]]
+_span_ids: SpanIds | None = None
+
+
+def set_span_ids(hook: SpanIds | None) -> None:
+    """Install the hook that gives the lines their run's ``trace_id`` and ``span_id``
+    (None: none). The observe layer's, ``aiosys.observe.logs.run_span_ids``, is installed
+    by ``App.open``; installing it again changes nothing."""
+    global _span_ids
+    _span_ids = hook
 
 
 def _text(value: Any) -> str:
@@ -44,15 +64,26 @@ def _text(value: Any) -> str:
 
 
 def run_event(
-    event: str, run_id: str, workflow: str, worker: str, level: int = logging.INFO, **fields: Any
+    event: str,
+    run_id: str,
+    workflow: str,
+    worker: str,
+    level: int = logging.INFO,
+    *,
+    traceparent: str | None = None,
+    **fields: Any,
 ) -> None:
-    """Log ``run.<event>`` for one run with ``fields`` (None values are left out)."""
+    """Log ``run.<event>`` for one run with ``fields`` (None values are left out);
+    ``traceparent`` the run's (``RunRow.traceparent``), for its trace id."""
     if not log.isEnabledFor(level):
         return
     fields = {k: v for k, v in fields.items() if v is not None}
     pairs = " ".join(f"{k}={_text(v)}" for k, v in fields.items())
     head = f"run.{event} run={run_id} workflow={_text(workflow)} worker={_text(worker)}"
     extra = {"event": f"run.{event}", "run_id": run_id, "workflow": workflow, "worker": worker}
+    hook = _span_ids
+    if hook is not None:
+        extra.update(hook(run_id, traceparent))
     log.log(level, f"{head} {pairs}".rstrip(), extra={**extra, **fields})
 
 

@@ -105,6 +105,7 @@ class Presence:
             row.wf_key,
             me.id,
             logging.WARNING,
+            traceparent=row.traceparent,
             status=row.status,
             queue=row.queue,
             claimable_s=round(now - (row.available_at or now), 1),

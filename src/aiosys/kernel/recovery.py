@@ -59,6 +59,7 @@ def log_recovered(row: RunRow, worker: str) -> None:
         row.wf_key,
         worker,
         logging.WARNING,
+        traceparent=row.traceparent,
         lost_by=row.recovered_from,
         lease_expired_at=None
         if expired is None

@@ -364,6 +364,7 @@ class Execution:
                 run.wf_key,
                 self.owner,
                 logging.INFO if finish.status == SUCCEEDED else logging.WARNING,
+                traceparent=run.traceparent,
                 status=finish.status,
                 duration_ms=None if took is None else round(took * 1000, 1),
                 error=error_text(finish.error),

@@ -411,6 +411,7 @@ class Worker:
                 run.wf_key,
                 self.id,
                 logging.WARNING if run.recoveries else logging.INFO,
+                traceparent=run.traceparent,
                 claims=run.claims,
                 recoveries=run.recoveries,
             )

@@ -6,7 +6,10 @@ from the kernel's context variables, and ``trace_id`` / ``span_id`` (hex, as W3C
 ``traceparent`` writes them) from the current OpenTelemetry span when there is a valid one.
 Fields a record already has (``run_id`` passed as ``extra``, as the ``aiosys.runs`` lines do)
 are kept; an ``aiosys.runs`` line about an effect gives its ``effect`` as ``seq``. Missing
-ones are None.
+ones are None. The ``aiosys.runs`` lines carry their run's ``trace_id`` and ``span_id``
+themselves, from ``run_span_ids`` (the kernel's hook, ``oplog.set_span_ids``): a run's trace
+id is derived from its id (``traceids.run_trace``), so a line written outside any span (a
+run's start, its end, its recovery) still names the trace the run's spans are in.
 
 ``JsonFormatter`` writes one JSON object per line: ``ts`` (ISO 8601 UTC, milliseconds),
 ``level``, ``logger``, ``message``, ``run_id``, ``seq``, ``trace_id``, ``span_id``, then every
@@ -34,8 +37,10 @@ from typing import Any, TextIO
 
 from opentelemetry import trace
 
+from ..errors import InvalidInput
 from ..kernel.effects import current_step
 from ..kernel.runtime import current_execution
+from .traceids import run_trace
 
 #: The fields ``ContextFilter`` sets on every record.
 CONTEXT_FIELDS = ("run_id", "seq", "trace_id", "span_id")
@@ -63,6 +68,23 @@ def context() -> dict[str, Any]:
         "trace_id": format(span.trace_id, "032x") if valid else None,
         "span_id": format(span.span_id, "016x") if valid else None,
     }
+
+
+def run_span_ids(run_id: str, traceparent: str | None) -> dict[str, str]:
+    """``trace_id`` (32 hex) and ``span_id`` (16 hex) of a line about run ``run_id`` whose
+    trace joined ``traceparent`` (None: its own): the current span's when it is in the
+    run's trace (an effect's span, for a retry), else the run span's; empty if
+    ``traceparent`` is unreadable. The kernel's ``oplog`` hook: never raises."""
+    try:
+        ids = run_trace(run_id, traceparent)
+    except InvalidInput:
+        return {}
+    span = trace.get_current_span().get_span_context()
+    if span.is_valid and span.trace_id == ids.trace_id:
+        trace_id, span_id = span.trace_id, span.span_id
+    else:
+        trace_id, span_id = ids.trace_id, ids.span_id
+    return {"trace_id": format(trace_id, "032x"), "span_id": format(span_id, "016x")}
 
 
 class ContextFilter(logging.Filter):
@@ -209,4 +231,5 @@ __all__ = [
     "context",
     "handler_for",
     "install_default",
+    "run_span_ids",
 ]

@@ -21,8 +21,10 @@ Series (labels in braces; seconds, currency units of the model cards):
 ``aiosys_runs_ended_total``               counter    {workflow, tenant, status}: terminal ones
 ``aiosys_runs``                           gauge      {workflow, tenant, status}: pending, running,
                                                      waiting now
-``aiosys_dead_letter_runs``               gauge      {workflow, tenant, status}: dead or failed
-                                                     runs awaiting ``aiosys runs resume``
+``aiosys_dead_letter_runs``               gauge      {workflow, tenant, status}: dead-lettered
+                                                     runs (status ``dead``) awaiting
+                                                     ``aiosys runs resume``, as ``stats``'s
+                                                     ``dead_letter_backlog``
 ``aiosys_run_duration_seconds``           histogram  {workflow}: first claim to end
 ``aiosys_queue_depth``                    gauge      {queue}: runs a claim could take now
 ``aiosys_queue_oldest_ready_seconds``     gauge      {queue}: how long the oldest of them waits
@@ -91,7 +93,9 @@ BUCKETS: tuple[float, ...] = (
 )
 
 LIVE = tuple(s for s in STATUSES if s not in TERMINAL)  # pending, running, waiting
-DEAD_LETTER = ("dead", "failed")
+# Dead-lettered runs (DESIGN: ``dead``, kept for inspection and ``runs resume``), as
+# ``stats``'s ``dead_letter_backlog`` counts them; ``failed`` runs are ended, not parked.
+DEAD_LETTER = ("dead",)
 BREAKER_STATES = ("closed", "open", "half_open")
 TOKEN_TYPES = ("input", "output", "cache_read", "cache_write", "reasoning")
 PERIODS = ("day", "month", "total")
@@ -212,7 +216,7 @@ def _runs(rows: list[dict[str, Any]]) -> list[Metric]:
     )
     dead = GaugeMetricFamily(
         "aiosys_dead_letter_runs",
-        "Runs that ended dead or failed, kept for inspection and resume.",
+        "Runs dead-lettered (status dead), kept for inspection and resume.",
         labels=["workflow", "tenant", "status"],
     )
     totals: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])

@@ -31,13 +31,14 @@ from __future__ import annotations
 
 import math
 import tomllib
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..durations import FORMS, parse_duration
 from ..errors import ConfigError
+from ..store import Store
 from .stats import Stats
 
 OBJECTIVES = ("p95_latency", "error_rate", "cost_per_run", "cost_per_call")
@@ -217,6 +218,55 @@ def measure(slo: Slo, stats: Stats) -> tuple[float | None, int]:
     return value, m.calls
 
 
+async def check_subjects(
+    store: Store,
+    slos: Sequence[Slo],
+    *,
+    tenant: str | None,
+    workflows: Collection[str],
+    models: Mapping[str, Any],
+) -> None:
+    """``ConfigError`` naming the first thing an SLO check would silently read as "no data":
+    ``tenant`` (not None) that has no key, run or model call in ``store``; an SLO whose
+    workflow (model) the app does not declare, when it declares ``workflows`` (has model
+    cards, ``models``: catalog key -> card); else, the app declaring none (a bare store),
+    one that never ran (was never called) in ``tenant`` (None: any). A workflow the app
+    declares that has not run yet is "no data", not an error."""
+
+    async def seen(query: str, params: dict[str, Any]) -> bool:
+        rows = await store.fetch(query, params)
+        return bool(rows and rows[0]["seen"])
+
+    if tenant is not None and not await seen("stats_tenant_seen", {"tenant": tenant}):
+        raise ConfigError(f"no tenant {tenant!r} in this store (no key, run or model call)")
+    where = "" if tenant is None else f" of tenant {tenant!r}"
+    for slo in slos:
+        if slo.workflow is not None and slo.workflow not in workflows:
+            if workflows:
+                raise ConfigError(
+                    f"SLO of {slo.source}: no workflow {slo.workflow!r} in this app "
+                    f"(declared: {', '.join(sorted(workflows))})"
+                )
+            params = {"workflow": slo.workflow, "tenant": tenant}
+            if not await seen("stats_workflow_seen", params):
+                raise ConfigError(
+                    f"SLO of {slo.source}: no workflow {slo.workflow!r} in this store (no run "
+                    f"of it{where} ever; a typo? pass --app to check against the app's)"
+                )
+        if slo.model is not None and slo.model not in models:
+            if models:
+                known = ", ".join(sorted({c.id for c in models.values()}))
+                raise ConfigError(
+                    f"SLO of {slo.source}: no model {slo.model!r} in this app's catalog "
+                    f"(cards: {known})"
+                )
+            if not await seen("stats_model_seen", {"model": slo.model, "tenant": tenant}):
+                raise ConfigError(
+                    f"SLO of {slo.source}: no model {slo.model!r} in this store (no call of "
+                    f"it{where} ever, and no model card here: a typo?)"
+                )
+
+
 async def check(
     slos: Sequence[Slo], stats_over: Callable[[float], Awaitable[Stats]]
 ) -> list[SloResult]:
@@ -240,6 +290,7 @@ __all__ = [
     "Slo",
     "SloResult",
     "check",
+    "check_subjects",
     "make_slo",
     "measure",
     "slos_from_toml",

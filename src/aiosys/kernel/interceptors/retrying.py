@@ -62,6 +62,7 @@ class Retrying:
                         run.id,
                         run.wf_key,
                         call.run_execution.owner,
+                        traceparent=run.traceparent,
                         effect=call.seq,
                         effect_name=call.name,
                         attempt=attempt,

@@ -4,6 +4,11 @@
 -- The chain's head: the last record's position and hash.
 SELECT seq, hash FROM audit_head WHERE id = 1
 
+-- name: audit_head_counted
+-- The head as verify reads it: `audit_head` and `checkpoints`, the number of the last
+-- checkpoint written (a trigger moves it with each insert of one: 0023).
+SELECT seq, hash, checkpoints FROM audit_head WHERE id = 1
+
 -- name: audit_page
 -- Records after position :after, up to :upto, in chain order (keyset paging).
 SELECT seq, prev_hash, hash, digest, tenant, at, body FROM audit_log

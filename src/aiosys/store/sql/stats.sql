@@ -11,3 +11,23 @@ WHERE status = 'dead'
   AND (CAST(:tenant AS TEXT) IS NULL OR tenant = :tenant)
   AND (CAST(:workflow AS TEXT) IS NULL OR workflow = :workflow)
 GROUP BY workflow
+
+-- name: stats_tenant_seen
+-- Whether tenant :tenant exists here: it has a key (tenants), a run or a model call.
+SELECT (EXISTS (SELECT 1 FROM tenants WHERE id = :tenant)
+        OR EXISTS (SELECT 1 FROM runs WHERE tenant = :tenant)
+        OR EXISTS (SELECT 1 FROM model_usage WHERE tenant = :tenant)) AS seen
+
+-- name: stats_workflow_seen
+-- Whether workflow :workflow ever had a run here (of :tenant; NULL: of any tenant). The
+-- SLO check asks it once per SLO naming a workflow the app does not declare (a full scan
+-- on PostgreSQL when it never ran: no index leads with the workflow).
+SELECT EXISTS (SELECT 1 FROM runs
+               WHERE workflow = :workflow
+                 AND (CAST(:tenant AS TEXT) IS NULL OR tenant = :tenant)) AS seen
+
+-- name: stats_model_seen
+-- Whether model :model was ever called here (of :tenant; NULL: of any tenant).
+SELECT EXISTS (SELECT 1 FROM model_usage
+               WHERE model = :model
+                 AND (CAST(:tenant AS TEXT) IS NULL OR tenant = :tenant)) AS seen
