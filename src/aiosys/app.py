@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import kernel
-from .errors import AiosysError, ModelNotFound
+from .errors import AiosysError, ConfigError, ModelNotFound
 from .governance.audit import AuditLog, AuditSettings
 from .governance.identity import Identity, note_identity
 from .governance.policy_entities import resource_entity
