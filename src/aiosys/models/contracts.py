@@ -114,7 +114,9 @@ class TaskContract(Generic[In, Out]):
     ``slo_p95_ms`` is the task's latency objective: the router moves deployments whose
     observed p95 breaks it behind the ones that keep it (see ``router.py``). ``retry`` is how
     a workflow's model effect of this task is retried when no candidate could serve it now
-    (None: the model plane's ``MODEL_RETRY``)."""
+    (None: the model plane's ``MODEL_RETRY``). ``version`` names this revision of the
+    contract (schemas, prompt, plan): a model call's record keeps it beside the model's
+    version (``task_version``), so lineage can tell which contract produced an output."""
 
     name: str
     input: type[In]
@@ -126,6 +128,7 @@ class TaskContract(Generic[In, Out]):
     cost_cap: float | None = None
     cache: CachePolicy | None = None
     retry: Retry | None = None
+    version: str = "1"
 
     def validate_input(self, data: Any) -> In:
         """The input as the contract's model, or ``InvalidInput`` naming the task and field."""
