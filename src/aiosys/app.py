@@ -21,6 +21,7 @@ from . import kernel
 from .errors import AiosysError, ConfigError, ModelNotFound
 from .governance.audit import AuditLog, AuditSettings
 from .governance.identity import Identity, note_identity
+from .governance.lineage import Lineage, LineageSettings
 from .governance.policy_files import policies_dir
 from .governance.roles import check_roles
 from .kernel import EffectCall
@@ -71,6 +72,11 @@ class App(kernel.App):
     every ``audit_checkpoint_records`` records or ``audit_checkpoint_seconds`` seconds (see
     ``AuditSettings``).
 
+    Lineage (``app.lineage``, ``aiosys.governance.lineage``) is recorded with every effect
+    unless ``lineage=False`` (or ``AIOSYS_LINEAGE=off``, or ``lineage = false`` in
+    aiosys.toml): the content hashes of its inputs and the policy decisions behind it, in the
+    effect's own record; ``app.lineage.show``, ``runs`` and ``openlineage`` read it back.
+
     Traces (``app.tracing``, ``aiosys.observe.tracing``) are on unless ``tracing=False`` (or
     ``AIOSYS_TRACING=off``, or ``enabled = false`` under ``[tracing]``); ``trace_content``
     puts model prompts and completions on spans (off by default). A run joins the trace of
@@ -89,6 +95,7 @@ class App(kernel.App):
         audit_checkpoint_seconds: float | None = None,
         tracing: bool | None = None,
         trace_content: bool | None = None,
+        lineage: bool | None = None,
         **kw: Any,
     ) -> None:
         super().__init__(*args, **kw)
@@ -111,6 +118,7 @@ class App(kernel.App):
         self.slos: list[slo_mod.Slo] = []  # declared in code (app.slo); aiosys.toml's beside
         self._start_writes.append(self.audit.start_writes)
         self.tracing = Tracing(lambda: TracingSettings.resolve(tracing, trace_content))
+        self.lineage = Lineage(self, lambda: LineageSettings.resolve(lineage))
 
     async def open(self) -> App:
         first = self._opened == 0
@@ -119,6 +127,8 @@ class App(kernel.App):
 
             install_default()  # structured lines, only if the process configured no logging
             _ = self.audit.settings  # read now: a bad setting fails the open, not a call
+            if self.lineage.enabled:
+                self._install_lineage()
         if first and self.policy is None:
             await self._install_policies()  # before the store: a broken set opens nothing
         if first and self.tracing.enabled and "trace" not in self.gate.names:
@@ -128,6 +138,13 @@ class App(kernel.App):
             await note_identity(self.store)
             await self._load_catalog()
         return self
+
+    def _install_lineage(self) -> None:
+        # Just inside the effect log and the audit (a replayed effect is not hashed again),
+        # outside the policy (which it hears the decisions of) and retry (hashed once).
+        names = self.gate.names
+        at = names.index("audit") + 1 if "audit" in names else 1
+        self.lineage.install(self.gate, before=names[at] if at < len(names) else None)
 
     def _install_tracing(self) -> None:
         tracing = self.tracing
@@ -186,15 +203,18 @@ class App(kernel.App):
         engine = await asyncio.to_thread(PolicyEngine.from_dir, directory)
         authorizer = Authorize(engine, self._policy_models)
         names = self.gate.names
-        # Right inside the effect log (a replayed effect is not asked again) and the audit
-        # (which writes the effect's decisions with its record, a denial's too).
-        outer = [names.index(n) + 1 for n in ("effect_log", "audit") if n in names]
+        # Right inside the effect log (a replayed effect is not asked again), the audit
+        # (which writes the effect's decisions with its record, a denial's too) and the
+        # lineage (which keeps them with the effect's inputs).
+        outer = [names.index(n) + 1 for n in ("effect_log", "audit", "lineage") if n in names]
         after = max(outer, default=0)
         self.gate.add("authorize", authorizer, before=names[after] if after < len(names) else None)
         self.policy, self.authorizer = engine, authorizer
         self.add_check("policy", self._check_policy)  # after the roles
         if self.audit.enabled:  # every decision, allow or deny, to the audit log
             engine.listen(self.audit.on_decision)
+        if "lineage" in self.gate.names:  # and to the lineage of the effect it was made for
+            self.lineage.listen(engine)
 
     def _policy_models(self, call: EffectCall) -> list[ModelCard]:
         """The cards a model effect may reach: a direct call's model; a task's candidates

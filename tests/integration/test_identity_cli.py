@@ -114,6 +114,12 @@ def test_the_cli_tenant_walk_every_command_as_a_against_b(store_url: str) -> Non
         "slo check": [["slo", "check", "--tenant", "B", *s]],
         "metrics": [["metrics", "--tenant", "B", *s]],
         "keys revoke": [["keys", "revoke", bob["id"], *s]],
+        "lineage show": [
+            ["lineage", "show", run_id, *s],
+            ["lineage", "show", run_id, "--json", "--tenant", "B", *s],
+        ],
+        "lineage runs": [["lineage", "runs", "--model", "m@1", "--tenant", "B", *s]],
+        "lineage export": [["lineage", "export", run_id, "--output", "ol.jsonl", *s]],
     }
     assert commands(typer.main.get_command(cli)) == set(walk) | set(EXEMPT)
     for name, invocations in walk.items():
@@ -127,6 +133,9 @@ def test_the_cli_tenant_walk_every_command_as_a_against_b(store_url: str) -> Non
     assert json.loads(ok(aiosys(*as_a, "runs", "list", "--json", *s)).stdout) == []
     assert json.loads(ok(aiosys(*as_a, "models", "usage", "--json", *s)).stdout) == []
     assert json.loads(ok(aiosys(*as_a, "models", "shadows", "--json", *s)).stdout) == []
+    used = ok(aiosys(*as_a, "lineage", "runs", "--model", "m", "--json", *s)).stdout
+    assert json.loads(used) == []
+    assert not Path("ol.jsonl").exists()
     mine = json.loads(ok(aiosys(*as_a, "stats", "--json", *s)).stdout)
     assert (mine["tenant"], mine["workflows"], mine["models"]) == ("A", [], [])
     assert 'tenant="B"' not in ok(aiosys(*as_a, "metrics", *s)).stdout
