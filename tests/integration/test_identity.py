@@ -138,7 +138,6 @@ LINEAGE_EXEMPT = {
     "enabled": "a setting",
     "install": "puts the interceptor on the gate (configuration)",
     "listen": "subscribes to a policy engine (configuration)",
-    "on_decision": "a policy listener: notes a decision on the effect it was made for",
     "inputs": "names an effect kind's inputs (configuration)",
     "recorder": "the gate's lineage interceptor and hooks",
 }

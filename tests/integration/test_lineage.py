@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sqlite3
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 import rfc8785
 from pydantic import BaseModel
@@ -24,6 +26,8 @@ from aiosys.kernel.control import Parked
 from aiosys.kernel.gate import EffectCall
 from aiosys.models.contracts import RoutingPlan
 from aiosys.models.types import Message, ModelRequest
+from aiosys.store import open_store
+from aiosys.store._sql import load_queries
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -393,3 +397,29 @@ async def test_export_is_openlineage_events_read_back_by_the_official_classes(
     async with app:
         again = [Serde.to_json(e) for e in await app.lineage.openlineage(run.id)]
     assert again == lines
+
+
+@pytest.mark.parametrize("query", ["lineage_model_runs", "lineage_model_runs_any"])
+@pytest.mark.parametrize("tenant", [None, "A"])
+async def test_the_model_queries_read_the_deployment_index(
+    store_url: str, query: str, tenant: str | None
+) -> None:
+    """What keeps a recall fast on both stores: the effects are found through the partial
+    index on their model record's deployment (migration 0022), the expression in the query
+    being the index's. Asserted on the query plans (PostgreSQL's with sequential scans
+    discouraged: its tables are empty here), not on a clock."""
+    store = open_store(store_url)
+    await store.open()
+    await store.close()
+    params = {"low": "m@", "high": "mA", "since": 0.0, "tenant": tenant, "limit": 50}
+    if store_url.startswith("sqlite"):
+        sql = load_queries("sqlite")[query]
+        with sqlite3.connect(store_url.removeprefix("sqlite:///")) as conn:
+            plan = " | ".join(r[-1] for r in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params))
+    else:
+        sql = load_queries("postgres", paramstyle="pyformat")[query]
+        async with await psycopg.AsyncConnection.connect(store_url) as conn:
+            await conn.execute("SET enable_seqscan = off")
+            cur = await conn.execute(f"EXPLAIN {sql}", params)
+            plan = " | ".join(r[0] for r in await cur.fetchall())
+    assert "effects_model_deployment" in plan, plan

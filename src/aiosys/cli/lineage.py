@@ -253,9 +253,8 @@ def _effect_node(
         node.add(Text(f"human {person.action} by {who}{role} at {when}{note}", style="magenta"))
     if e.error is not None:
         node.add(Text(f"error {e.error}", style="red"))
-    if e.inputs == {} and not e.sources and e.kind not in ("signal", "child_result"):
-        if e.kind in ("step", "model", "child_start", "human_task"):
-            node.add(Text("no lineage recorded (lineage was off)", style="dim"))
+    if not e.recorded and e.kind in ("step", "model", "child_start", "human_task"):
+        node.add(Text("no input hashes recorded (it took none, or lineage was off)", style="dim"))
     if e.child is not None:
         child = node.add(_run_label(e.child))
         _fill(child, e.child)

@@ -117,10 +117,6 @@ class Lineage:
         gate.add("lineage", self.recorder.interceptor, before=before)
         gate.wait_hooks.append(self.recorder.wait_ended)
 
-    def on_decision(self, decision: Any) -> None:
-        """A policy listener: the decisions made for an effect go into its lineage."""
-        self.recorder.on_decision(decision)
-
     def listen(self, engine: Any) -> None:
         """Record the decisions of ``engine`` (a ``PolicyEngine``) with the effects."""
         engine.listen(self.recorder.on_decision)
