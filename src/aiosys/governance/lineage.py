@@ -24,6 +24,7 @@ does (``read_run``; a run of another tenant is ``RunNotFound``), ``runs`` lists 
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
 from collections.abc import Callable
@@ -202,8 +203,6 @@ class Lineage:
 
 
 def _child_id(output: str) -> str | None:
-    import json
-
     try:
         value = json.loads(output)
     except ValueError:
