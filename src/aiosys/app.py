@@ -21,6 +21,7 @@ from . import kernel
 from .errors import AiosysError, ConfigError, ModelNotFound
 from .governance.audit import AuditLog, AuditSettings
 from .governance.identity import Identity, note_identity
+from .governance.lineage import Lineage, LineageSettings
 from .governance.policy_entities import resource_entity
 from .governance.policy_files import policies_dir
 from .governance.redaction_gate import Redact, RedactionSettings
@@ -76,6 +77,11 @@ class App(kernel.App):
     every ``audit_checkpoint_records`` records or ``audit_checkpoint_seconds`` seconds (see
     ``AuditSettings``).
 
+    Lineage (``app.lineage``, ``aiosys.governance.lineage``) is recorded with every effect
+    unless ``lineage=False`` (or ``AIOSYS_LINEAGE=off``, or ``lineage = false`` in
+    aiosys.toml): the content hashes of its inputs and the policy decisions behind it, in the
+    effect's own record; ``app.lineage.show``, ``runs`` and ``openlineage`` read it back.
+
     Traces (``app.tracing``, ``aiosys.observe.tracing``) are on unless ``tracing=False`` (or
     ``AIOSYS_TRACING=off``, or ``enabled = false`` under ``[tracing]``); ``trace_content``
     puts model prompts and completions on spans (off by default). A run joins the trace of
@@ -102,6 +108,7 @@ class App(kernel.App):
         tracing: bool | None = None,
         trace_content: bool | None = None,
         redaction: RedactionSettings | bool | None = None,
+        lineage: bool | None = None,
         **kw: Any,
     ) -> None:
         super().__init__(*args, **kw)
@@ -135,6 +142,7 @@ class App(kernel.App):
         # retry: DESIGN.md's order. Its presenter restores pseudonyms in what callers get.
         self.gate.add("redact", self.redaction, before="retry")
         self.gate.present("model", self.redaction.present)
+        self.lineage = Lineage(self, lambda: LineageSettings.resolve(lineage))
 
     async def open(self) -> App:
         first = self._opened == 0
@@ -146,6 +154,8 @@ class App(kernel.App):
             set_span_ids(run_span_ids)  # aiosys.runs lines carry their run's trace
             _ = self.audit.settings  # read now: a bad setting fails the open, not a call
             _ = self.redaction_settings
+            if self.lineage.enabled:
+                self._install_lineage()
         if first and self.policy is None:
             await self._install_policies()  # before the store: a broken set opens nothing
         if first and self.tracing.enabled and "trace" not in self.gate.names:
@@ -155,6 +165,13 @@ class App(kernel.App):
             await note_identity(self.store)
             await self._load_catalog()
         return self
+
+    def _install_lineage(self) -> None:
+        # Just inside the effect log and the audit (a replayed effect is not hashed again),
+        # outside the policy (which it hears the decisions of) and retry (hashed once).
+        names = self.gate.names
+        at = names.index("audit") + 1 if "audit" in names else 1
+        self.lineage.install(self.gate, before=names[at] if at < len(names) else None)
 
     def _install_tracing(self) -> None:
         tracing = self.tracing
@@ -244,9 +261,10 @@ class App(kernel.App):
         engine = await asyncio.to_thread(PolicyEngine.from_dir, directory)
         authorizer = Authorize(engine, self._policy_models)
         names = self.gate.names
-        # Right inside the effect log (a replayed effect is not asked again) and the audit
-        # (which writes the effect's decisions with its record, a denial's too).
-        outer = [names.index(n) + 1 for n in ("effect_log", "audit") if n in names]
+        # Right inside the effect log (a replayed effect is not asked again), the audit
+        # (which writes the effect's decisions with its record, a denial's too) and the
+        # lineage (which keeps them with the effect's inputs).
+        outer = [names.index(n) + 1 for n in ("effect_log", "audit", "lineage") if n in names]
         after = max(outer, default=0)
         self.gate.add("authorize", authorizer, before=names[after] if after < len(names) else None)
         self.policy, self.authorizer = engine, authorizer
@@ -256,6 +274,8 @@ class App(kernel.App):
             # And every reload: the version put in force, or the broken set refused.
             engine.source.on_change.append(self._policies_loaded)
             engine.source.on_refused.append(self._policies_refused)
+        if "lineage" in self.gate.names:  # and to the lineage of the effect it was made for
+            self.lineage.listen(engine)
 
     def _policies_loaded(self, policies: Any) -> None:
         detail = {"policy_version": policies.version, "policies": len(policies)}

@@ -96,6 +96,7 @@ APP_EXEMPT = {
     "policies_dir": "a setting",
     "policy": "the Cedar engine: decides requests, holds no tenant data",
     "audit": "walked below (AuditLog)",
+    "lineage": "walked below (Lineage)",
     "authorizer": "the gate's authorize interceptor (configuration)",
     "models_dir": "a setting",
     "preload_models": "a setting",
@@ -142,6 +143,15 @@ AUDIT_EXEMPT = {
     "key_path": "configuration",
     "signing_key": "configuration: the operator's key, in this process already",
     "verify_key": "configuration: a public key",
+}
+LINEAGE_WALK = ("show", "runs", "openlineage")
+LINEAGE_EXEMPT = {
+    "settings": "configuration",
+    "enabled": "a setting",
+    "install": "puts the interceptor on the gate (configuration)",
+    "listen": "subscribes to a policy engine (configuration)",
+    "inputs": "names an effect kind's inputs (configuration)",
+    "recorder": "the gate's lineage interceptor and hooks",
 }
 HANDLE_EXEMPT = {"app": "its App", "created": "a flag", "id": "the run id", "tenant": "a field"}
 MODELS_EXEMPT = {
@@ -293,6 +303,18 @@ async def test_tenant_walk_every_public_function_as_a_against_b(store_url: str) 
             assert lines[0]["tenant"] == "A"
             assert all(e.get("tenant") in (None, "A") for e in lines[1:])
             assert not any(r in out.getvalue() for r in b_runs)
+            # Lineage: B's runs neither shown nor exported, B's model uses not listed.
+            assert public(app.lineage) == set(LINEAGE_WALK) | set(LINEAGE_EXEMPT)
+            for run_id in b_runs:
+                with pytest.raises(RunNotFound):
+                    await app.lineage.show(run_id)
+                with pytest.raises(PermissionDenied):
+                    await app.lineage.show(run_id, tenant="B")
+                with pytest.raises(RunNotFound):
+                    await app.lineage.openlineage(run_id)
+            with pytest.raises(PermissionDenied):
+                await app.lineage.runs("m", tenant="B")
+            assert await app.lineage.runs("m") == []
 
         # B's objects are as they were.
         assert (await app.get_run(waiting.id)).status == "waiting"

@@ -138,6 +138,12 @@ def test_the_cli_tenant_walk_every_command_as_a_against_b(store_url: str) -> Non
             ["tasks", "complete", task_id, "--action", "approve", *s],
             ["tasks", "complete", task_id, "--action", "approve", "--tenant", "B", *s],
         ],
+        "lineage show": [
+            ["lineage", "show", run_id, *s],
+            ["lineage", "show", run_id, "--json", "--tenant", "B", *s],
+        ],
+        "lineage runs": [["lineage", "runs", "--model", "m@1", "--tenant", "B", *s]],
+        "lineage export": [["lineage", "export", run_id, "--output", "ol.jsonl", *s]],
     }
     assert commands(typer.main.get_command(cli)) == set(walk) | set(EXEMPT)
     for name, invocations in walk.items():
@@ -153,6 +159,9 @@ def test_the_cli_tenant_walk_every_command_as_a_against_b(store_url: str) -> Non
     assert json.loads(listed) == []
     assert json.loads(ok(aiosys(*as_a, "models", "usage", "--json", *s)).stdout) == []
     assert json.loads(ok(aiosys(*as_a, "models", "shadows", "--json", *s)).stdout) == []
+    used = ok(aiosys(*as_a, "lineage", "runs", "--model", "m", "--json", *s)).stdout
+    assert json.loads(used) == []
+    assert not Path("ol.jsonl").exists()
     mine = json.loads(ok(aiosys(*as_a, "stats", "--json", *s)).stdout)
     assert (mine["tenant"], mine["workflows"], mine["models"]) == ("A", [], [])
     assert 'tenant="B"' not in ok(aiosys(*as_a, "metrics", *s)).stdout

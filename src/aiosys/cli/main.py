@@ -41,6 +41,7 @@ from .common import (
     set_credential,
 )
 from .keys import keys
+from .lineage import lineage
 from .metrics import metrics as _metrics
 from .models import models
 from .policy import policy
@@ -65,6 +66,7 @@ cli.add_typer(models, name="models")
 cli.add_typer(keys, name="keys")
 cli.add_typer(policy, name="policy")
 cli.add_typer(audit, name="audit")
+cli.add_typer(lineage, name="lineage")
 cli.add_typer(slo, name="slo")
 cli.command("stats")(stats)
 cli.command("metrics")(_metrics)

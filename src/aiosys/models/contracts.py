@@ -118,7 +118,9 @@ class TaskContract(Generic[In, Out]):
     a workflow's model effect of this task is retried when no candidate could serve it now
     (None: the model plane's ``MODEL_RETRY``). ``redaction`` is how personal data is kept
     from the models of its plan (``aiosys.governance.redaction.Redaction``; None: the app's
-    default, ``[redaction]`` in aiosys.toml)."""
+    default, ``[redaction]`` in aiosys.toml). ``version`` names this revision of the
+    contract (schemas, prompt, plan): a model call's record keeps it beside the model's
+    version (``task_version``), so lineage can tell which contract produced an output."""
 
     name: str
     input: type[In]
@@ -131,6 +133,7 @@ class TaskContract(Generic[In, Out]):
     cache: CachePolicy | None = None
     retry: Retry | None = None
     redaction: Redaction | None = None
+    version: str = "1"
 
     def validate_input(self, data: Any) -> In:
         """The input as the contract's model, or ``InvalidInput`` naming the task and field."""

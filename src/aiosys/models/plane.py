@@ -199,10 +199,23 @@ class ModelPlane:
         cache: CachePolicy | None = None,
         retry: Retry | None = None,
         redaction: Redaction | None = None,
+        version: str = "1",
     ) -> TaskContract[In, Out]:
-        """Register a task contract (see ``contracts.TaskContract``)."""
+        """Register a task contract (see ``contracts.TaskContract``); ``version`` names this
+        revision of it (recorded with each call: ``task_version``)."""
         contract: TaskContract[In, Out] = TaskContract(
-            name, input, output, build, parse, plan, slo_p95_ms, cost_cap, cache, retry, redaction
+            name,
+            input,
+            output,
+            build,
+            parse,
+            plan,
+            slo_p95_ms,
+            cost_cap,
+            cache,
+            retry,
+            redaction,
+            version,
         )
         return self.add_task(contract)
 
@@ -376,7 +389,7 @@ class ModelPlane:
             held=held,
             redactor=redactor,
         )
-        trace = Trace(task=route.task)
+        trace = Trace(task=route.task, task_version=None if contract is None else contract.version)
         try:
             if contract is None:
                 self.card(p["model"])  # ModelNotFound before anything else

@@ -45,6 +45,7 @@ class Trace:
     """What happened during one routed call; the effect timeline shows it."""
 
     task: str | None = None
+    task_version: str | None = None  # the task contract's version (``TaskContract.version``)
     attempts: list[Attempt] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)  # candidate -> reason
     warnings: list[str] = field(default_factory=list)  # e.g. a soft budget passed
@@ -54,6 +55,8 @@ class Trace:
 
     def record(self) -> dict[str, Any]:
         rec: dict[str, Any] = {"task": self.task} if self.task else {}
+        if self.task and self.task_version is not None:
+            rec["task_version"] = self.task_version
         r, card = self.response, self.card
         if r is not None and card is not None:
             rec |= {
