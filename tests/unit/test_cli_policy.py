@@ -116,7 +116,7 @@ def test_validate_names_the_file_and_line_of_a_syntax_error(project):
 
 def test_validate_json_reports_a_broken_set_as_json(project, monkeypatch):
     good = json.loads(ok(aiosys("policy", "validate", "--json")).stdout)
-    assert good["ok"] is True and len(good["policies"]) == 6
+    assert good["ok"] is True and len(good["policies"]) == 7
     (project / "policies" / "bad.cedar").write_text("permit(principal, action, resource)\n;;\n")
     for command in ("validate", "reload"):
         result = aiosys("policy", command, "--json")
