@@ -14,8 +14,8 @@ process CPU time (all its threads) over the timed section divided by steps; the 
 server's CPU is not included.
 
 Governance (``--governance``): ``off`` (the default) runs aiosys with no audit log
-(``AIOSYS_AUDIT=off``), no policies and the local principal. ``on`` runs it with the audit
-log on (checkpoints signed with a generated Ed25519 key), 50 Cedar policies (the shipped
+(``AIOSYS_AUDIT=off``), no lineage (``AIOSYS_LINEAGE=off``), no policies and the local
+principal. ``on`` runs it with lineage (each effect's input hashes) and the audit log on (checkpoints signed with a generated Ed25519 key), 50 Cedar policies (the shipped
 ``examples/policies`` plus generated ``forbid`` policies that never match) and every run
 started as a non-local service principal with roles {operator}: the built-in roles check
 and a ``start_workflow`` decision on every start, the bench's step declared ``read_data``
@@ -147,7 +147,7 @@ def child_aiosys(spec: dict[str, Any]) -> dict[str, Any]:
             "policies_dir": spec["policies_dir"],
         }
     else:  # audit off (AIOSYS_AUDIT=off too), no policies
-        gov = {"audit": False, "policies_dir": ""}
+        gov = {"audit": False, "policies_dir": "", "lineage": False}
     app = App(store=spec["url"], concurrency=max(64, spec["inflight"]), **gov)
 
     @app.step(name="inc")
@@ -476,7 +476,7 @@ def run_child(spec: dict[str, Any], workdir: Path, timeout: float) -> dict[str, 
     # with tracing off on both sides; observability with governance off on both sides.
     env: dict[str, str] = {}
     if gov == "off" or obs is not None:
-        env.update({"AIOSYS_AUDIT": "off", "AIOSYS_POLICIES_DIR": ""})
+        env.update({"AIOSYS_AUDIT": "off", "AIOSYS_POLICIES_DIR": "", "AIOSYS_LINEAGE": "off"})
     if gov is not None:
         env["AIOSYS_TRACING"] = "off"
     if obs is not None:
@@ -922,8 +922,9 @@ def parent_main(args: argparse.Namespace) -> int:
         console.print()
         below = print_governance(console, cells)
         console.print(
-            "[dim]off: AIOSYS_AUDIT=off, no policies, runs started by the local principal. "
-            f"on: audit log (generated Ed25519 checkpoint key), {POLICIES} Cedar policies "
+            "[dim]off: AIOSYS_AUDIT=off, AIOSYS_LINEAGE=off, no policies, runs started by the "
+            "local principal. on: lineage (input hashes per effect), audit log (generated "
+            f"Ed25519 checkpoint key), {POLICIES} Cedar policies "
             "(examples/policies + never-matching forbids), every run started as a service "
             "principal with roles {operator} (roles check + start_workflow decision) and its "
             "step declared read_data on a Dataset (a decision per step); decisions and audit "
