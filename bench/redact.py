@@ -13,8 +13,10 @@ Systems:
 
 - ``aiosys patterns``: aiosys's detector without names (``[redaction] names = false``):
   e-mail, phone (US, GB), card (Luhn), IBAN, US SSN, UK NINO;
-- ``aiosys + names``: the default: the same and ``PERSON`` from spaCy's ``ner`` alone over
-  windows around capitalized words (aiosys.governance.pii);
+- ``aiosys + names``: the default: the same and ``PERSON`` from name lists (Faker's first
+  and last names; aiosys.governance._names);
+- ``aiosys + names (model)``: ``[redaction] name_finder = "model"``: ``PERSON`` from spaCy's
+  ``ner`` alone over windows around capitalized words (aiosys.governance.pii);
 - ``aiosys redact``: the default detector and the replacing by pseudonyms (``Redactor``:
   what a model call pays, detection in a worker thread);
 
@@ -144,6 +146,18 @@ _LOOP = asyncio.new_event_loop()
 # Detectors without their cache of texts seen (every pass here sends the same texts).
 PATTERNS = Detector(DetectorSettings(names=False), cache_size=0)
 NAMES = Detector(DetectorSettings(), cache_size=0)
+MODEL = Detector(DetectorSettings(name_finder="model"), cache_size=0)
+
+
+def stray_names(docs: Sequence[Any], found: Sequence[Sequence[Finding]]) -> list[str]:
+    """The ``PERSON`` findings that overlap no labelled name (over-redaction)."""
+    out = []
+    for doc, findings in zip(docs, found, strict=True):
+        names = [(a, b) for t, a, b in doc.labels if t == "PERSON"]
+        for f in findings:
+            if f.type == "PERSON" and not any(f.start < b and a < f.end for a, b in names):
+                out.append(doc.text[f.start : f.end])
+    return out
 
 
 def redact_all(texts: Sequence[str]) -> list[list[Finding]]:
@@ -186,14 +200,16 @@ def main() -> None:
     docs = load()
     texts = {"pii": [d.text for d in docs], "prose": [PROSE]}
     t0 = time.perf_counter()
-    patterns, names = PATTERNS, NAMES
+    patterns, names, model = PATTERNS, NAMES, MODEL
     patterns.load()
     names.load()
+    model.load()
     loaded = time.perf_counter() - t0
     baseline = presidio_default()
     systems: dict[str, Callable[[Sequence[str]], Any]] = {
         "aiosys patterns": lambda t: patterns.find(t, ENTITIES),
         "aiosys + names": lambda t: names.find(t, ENTITIES),
+        "aiosys + names (model)": lambda t: model.find(t, ENTITIES),
         "aiosys redact": redact_all,
         "presidio default": presidio_find(baseline),
     }
@@ -202,11 +218,8 @@ def main() -> None:
         for which in texts
         for name, find in systems.items()
     }
-    recalls = {
-        name: recall(docs, find(texts["pii"]))
-        for name, find in systems.items()
-        if name != "aiosys redact"
-    }
+    founds = {name: find(texts["pii"]) for name, find in systems.items() if name != "aiosys redact"}
+    recalls = {name: recall(docs, found) for name, found in founds.items()}
     load1 = os.getloadavg()
 
     table = Table(
@@ -245,6 +258,9 @@ def main() -> None:
             console.print(f"[dim]{name} missed: {', '.join(repr(m[2]) for m in missed)}[/]")
         if r.decoys_flagged:
             console.print(f"[dim]{name} flagged decoys: {r.decoys_flagged}[/]")
+        stray = stray_names(docs, founds[name])
+        if name != "aiosys patterns":
+            console.print(f"[dim]{name}: {len(stray)} PERSON findings outside the labels: {stray}[/]")
     console.print(
         f"loading the detectors: {loaded:.1f} s; load average before "
         f"{load0[0]:.2f}, after {load1[0]:.2f} (2 cores: wall times above CPU mean others ran)"

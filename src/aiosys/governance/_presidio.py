@@ -33,6 +33,8 @@ from presidio_analyzer.predefined_recognizers import (
 )
 from spacy.tokens import Doc, Span
 
+from ._names import LexiconNameRecognizer
+
 _LANGUAGE = "en"
 _SUFFIXES = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
 
@@ -124,9 +126,12 @@ class BisectContextEnhancer(LemmaContextAwareEnhancer):
         return i
 
 
-def build_registry(phone_regions: Sequence[str], *, names: bool) -> RecognizerRegistry:
+def build_registry(
+    phone_regions: Sequence[str], *, names: bool, lists: bool = False
+) -> RecognizerRegistry:
     """The recognizers: e-mail, phone (``phone_regions``), card (Luhn), IBAN, US SSN, UK
-    NINO, and, with ``names``, the spaCy recognizer for ``PERSON``."""
+    NINO, and ``PERSON`` with the spaCy recognizer (``names``: the NLP engine runs the
+    name model) and/or from name lists (``lists``: ``_names``)."""
     registry = RecognizerRegistry(supported_languages=[_LANGUAGE])
     recognizers: list[EntityRecognizer] = [
         OfflineEmailRecognizer(),
@@ -138,6 +143,8 @@ def build_registry(phone_regions: Sequence[str], *, names: bool) -> RecognizerRe
     ]
     if names:
         recognizers.append(SpacyRecognizer(supported_entities=["PERSON"]))
+    if lists:
+        recognizers.append(LexiconNameRecognizer())
     for recognizer in recognizers:
         registry.add_recognizer(recognizer)
     return registry

@@ -44,7 +44,7 @@ from ..errors import ConfigError
 from ..kernel.gate import EffectCall, Next
 from ..store import Store
 from ..store.base import now
-from .pii import ENTITIES, DetectorSettings, detector
+from .pii import ENTITIES, NAME_FINDERS, DetectorSettings, detector
 from .redaction import MODES, WHEN, Pseudonym, Pseudonyms, Redaction, Redactor, counts_text
 from .redaction import restore_value as _restore_value
 
@@ -72,7 +72,8 @@ class RedactionSettings:
     ``enabled``), else ``AIOSYS_REDACTION`` (on/off) for ``enabled``, else ``[redaction]`` in
     ./aiosys.toml: ``enabled``, ``when`` (auto/always/never), ``entities`` (a list of types),
     ``mode`` (pseudonymize/mask), ``min_classification``, ``phone_regions`` (a list of
-    ISO 3166 codes), ``names`` (find person names with the spaCy model), ``score_threshold``.
+    ISO 3166 codes), ``names`` (find person names), ``name_finder`` (lexicon/model/both:
+    ``pii.DetectorSettings``), ``score_threshold``.
     ``ConfigError`` for a value it cannot read."""
 
     enabled: bool = True
@@ -104,6 +105,7 @@ class RedactionSettings:
             ),
             names=_flag("names", table.get("names", defaults.names)),
             score_threshold=float(threshold),
+            name_finder=_choice(table, "name_finder", defaults.name_finder, NAME_FINDERS),
         )
         return cls(enabled=enabled, rule=rule, detector=found)
 
