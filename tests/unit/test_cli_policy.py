@@ -108,7 +108,7 @@ def test_check_refuses_a_model_it_knows_nothing_of(project):
 
 def test_validate_names_the_file_and_line_of_a_syntax_error(project):
     ok_result = ok(aiosys("policy", "validate"))
-    assert ok_result.stdout.startswith("valid: 7 policies in policies, version ")
+    assert ok_result.stdout.startswith("valid: 8 policies in policies, version ")
     (project / "policies" / "bad.cedar").write_text("permit(principal, action, resource)\n;;\n")
     message = reported_error(aiosys("policy", "validate"))
     assert f"{Path('policies') / 'bad.cedar'}:2: " in message
@@ -116,7 +116,7 @@ def test_validate_names_the_file_and_line_of_a_syntax_error(project):
 
 def test_validate_json_reports_a_broken_set_as_json(project, monkeypatch):
     good = json.loads(ok(aiosys("policy", "validate", "--json")).stdout)
-    assert good["ok"] is True and len(good["policies"]) == 7
+    assert good["ok"] is True and len(good["policies"]) == 8
     (project / "policies" / "bad.cedar").write_text("permit(principal, action, resource)\n;;\n")
     for command in ("validate", "reload"):
         result = aiosys("policy", command, "--json")
@@ -141,7 +141,7 @@ def test_reload_touches_the_schema_only_for_a_valid_set(project):
     reported_error(aiosys("policy", "reload"))
     assert schema.stat().st_mtime_ns == before
     (project / "policies" / "bad.cedar").unlink()
-    assert ok(aiosys("policy", "reload")).stdout.startswith("reloaded: 7 policies")
+    assert ok(aiosys("policy", "reload")).stdout.startswith("reloaded: 8 policies")
 
 
 def test_without_a_policy_directory_the_commands_say_how_to_give_one(tmp_path, monkeypatch):
