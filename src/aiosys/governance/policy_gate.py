@@ -223,12 +223,12 @@ class Authorize:
         them), and the high-risk ``Workflow`` entity when ``risky``. An unknown
         classification label is refused (``PolicyDenied``)."""
         # A client action asked at the gate (a child's start_workflow) has the context the
-        # App's client checks give it (tenant only), as the schema declares per action.
-        if action in CLIENT_ACTIONS:
-            return PolicyRequest(entity, action, resource, (("tenant", tenant),))
+        # App's client checks give it (tenant only, and an approval), as the schema declares.
         pairs: list[tuple[str, Any]] = []
         if approval is not None:
             pairs.append(("approval", Record(attrs(approval))))
+        if action in CLIENT_ACTIONS:
+            return PolicyRequest(entity, action, resource, (*pairs, ("tenant", tenant)))
         pairs.append(("classification", classification(label, self.default_classification)))
         if task is not None:
             pairs.append(("task", Ref("Task", task)))
