@@ -105,6 +105,17 @@ def approval_of(effect: Any) -> dict[str, Any]:
     return json.loads(effect.meta or "{}")["approval"]
 
 
+async def effect_decisions(app: aiosys.App, run_id: str) -> list[tuple[str, list[str]]]:
+    """The audit log's call_model decisions of a run's effect #1: (decision, policies)."""
+    rows = await app.store.fetch_rows("audit_page", {"after": 0, "upto": 10**12, "limit": 10**6})
+    bodies = [json.loads(row[-1]) for row in rows if isinstance(row[-1], str)]
+    return [
+        (b["decision"], b["policies"])
+        for b in bodies
+        if b.get("run_id") == run_id and b.get("action") == "call_model"
+    ]
+
+
 def timeline(effect: Any) -> str:
     """The effect's rows in ``aiosys runs show``'s timeline, as text."""
     out = Console(width=400, record=True, file=io.StringIO())
@@ -155,6 +166,7 @@ async def test_a_high_risk_call_waits_for_a_partner_and_runs_once_approved(
         (effect,) = await app.effects(run.id)
         lineage = await app.lineage.show(run.id)
         records = await audit_records(app, task.id)
+        decided = await effect_decisions(app, run.id)
     assert result == "judged the claim" and calls == ["the claim"]
     given = approval_of(effect)
     assert effect.status == "ok"
@@ -167,6 +179,7 @@ async def test_a_high_risk_call_waits_for_a_partner_and_runs_once_approved(
     # The effect's decisions: forbidden until approved, then allowed with the approval.
     verdicts = [(p["decision"], tuple(p["policies"])) for p in lineage.effects[0].policies]
     assert verdicts[0] == ("deny", (POLICY,)) and verdicts[-1][0] == "allow"
+    assert decided == [("deny", [POLICY]), ("allow", ["same-tenant-effects"])]
     assert [(r["action"], r["principal"], r["outcome"]) for r in records] == [
         ("create_task", "user:A/rita", "ok"),
         ("complete_task", "user:A/vic", "error:PolicyDenied"),
@@ -205,6 +218,9 @@ async def test_a_rejection_fails_the_call_for_good_naming_policy_and_principal(
         (effect,) = await app.effects(run.id)
         with pytest.raises(RunFailed) as failed:
             await run.result(timeout=10)
+        await app.resume(run.id)  # the decision stands: not asked again, not called
+        await wait_status(app, run.id, "dead")
+        assert len(await app.list_tasks(run_id=run.id, status="any")) == 1
     assert calls == []
     error = failed.value.__cause__
     assert isinstance(error, ApprovalRejected) and isinstance(error, PolicyDenied)

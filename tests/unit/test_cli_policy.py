@@ -55,6 +55,29 @@ def test_check_allows_the_on_premises_model_and_answers_json(project):
     assert answer["request"]["principal"] == {"type": "User", "id": "acme/alice"}
 
 
+def test_check_names_the_approval_that_lifts_a_denial_and_allows_with_one(project):
+    high = ("--resource", "model:onprem", "--resource-attrs", '{"risk_level": "high"}')
+    result = check(*high, "--json")
+    assert result.exit_code == 3, result.output
+    answer = json.loads(result.stdout)
+    assert [p["id"] for p in answer["policies"]] == ["high-risk-needs-approval"]
+    assert answer["approval"] == {
+        "role": "partner",
+        "sla": 86400.0,
+        "escalate_to": ["managing-partner"],
+        "policies": ["high-risk-needs-approval"],
+    }
+    text = check(*high).stdout
+    assert "a workflow's effect waits for a partner -> managing-partner, 86400s each" in text
+    approved = '{"approval": {"task": "t", "principal": "pat", "role": "partner", "decided_at": 1}}'
+    assert json.loads(ok(check(*high, "--context", approved, "--json")).stdout)["approval"] is None
+    # A high-risk workflow, as an entity in the context: its call to a low-risk card waits too.
+    risky = '{"workflow": {"id": "intake", "high_risk": true}}'
+    result = check("--resource", "model:onprem", "--context", risky, "--json")
+    assert result.exit_code == 3 and json.loads(result.stdout)["approval"]["role"] == "partner"
+    assert ok(check("--resource", "model:onprem", "--context", '{"workflow": "intake"}'))
+
+
 def test_check_takes_the_resource_attributes_from_the_command_line(project):
     result = check(
         "--resource",
