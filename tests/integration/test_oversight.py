@@ -142,6 +142,7 @@ async def test_a_high_risk_call_waits_for_a_partner_and_runs_once_approved(
         (effect,) = await app.effects(run.id)
         assert (effect.kind, effect.status) == ("model", "pending")
         assert "waiting for a partner to approve" in timeline(effect)
+        assert (await app.lineage.show(run.id)).effects[0].human is None  # nobody decided yet
         assert effect_line(effect).startswith("model call:judge waiting for approval by a partner")
         assert approval_of(effect) | {"task_id": "-", "policy_version": "-"} == {
             "task_id": "-",
