@@ -27,6 +27,7 @@ from .governance.policy_files import policies_dir
 from .governance.redaction_gate import Redact, RedactionSettings
 from .governance.roles import check_roles
 from .humans import HumanTasks, Inbox, TaskRow
+from .humans.approval import Approvals
 from .kernel import EffectCall
 from .kernel.checks import ClientCall
 from .models.catalog import ModelCard
@@ -69,7 +70,10 @@ class App(kernel.App):
     line), ``app.policy`` is the engine and the gate's ``authorize`` interceptor asks it
     before every model, connector and child-start effect and every declared step; ``start``,
     ``signal``, ``cancel`` and ``resume`` ask it too (``start_workflow``, ``signal_run``,
-    ``cancel_run``, ``resume_run``). Without a directory nothing is installed.
+    ``cancel_run``, ``resume_run``). Without a directory nothing is installed. A policy
+    that forbids an effect until a person approves it (``@approval``) makes a run's effect
+    wait for that approval as a human task (``app.approvals``, ``aiosys.humans.approval``);
+    a workflow declared ``high_risk=True`` is so for the policies (``Workflow.high_risk``).
 
     The audit log (``app.audit``) is on unless ``audit=False`` (or ``AIOSYS_AUDIT=off``, or
     ``enabled = false`` under ``[audit]`` in aiosys.toml); ``audit_key`` is the PEM file of the
@@ -135,6 +139,9 @@ class App(kernel.App):
         self.humans = HumanTasks(self)
         self.humans.install(self.gate)
         self._inbox = Inbox(self)
+        # The gate's `approve` interceptor, installed with the policies (right outside
+        # `authorize`): an effect a policy forbids until a person approves it waits for that.
+        self.approvals = Approvals(self.humans)
         self._redaction_arg = redaction
         self._redaction_settings: RedactionSettings | None = None
         self.redaction = Redact(lambda: self.redaction_settings, lambda: self.store, self._may_read)
@@ -259,7 +266,7 @@ class App(kernel.App):
         from .governance.policy_gate import Authorize
 
         engine = await asyncio.to_thread(PolicyEngine.from_dir, directory)
-        authorizer = Authorize(engine, self._policy_models)
+        authorizer = Authorize(engine, self._policy_models, self._high_risk)
         names = self.gate.names
         # Right inside the effect log (a replayed effect is not asked again), the audit
         # (which writes the effect's decisions with its record, a denial's too) and the
@@ -267,6 +274,7 @@ class App(kernel.App):
         outer = [names.index(n) + 1 for n in ("effect_log", "audit", "lineage") if n in names]
         after = max(outer, default=0)
         self.gate.add("authorize", authorizer, before=names[after] if after < len(names) else None)
+        self.approvals.install(self.gate)  # right outside it: it hears its ApprovalRequired
         self.policy, self.authorizer = engine, authorizer
         self.add_check("policy", self._check_policy)  # after the roles
         if self.audit.enabled:  # every decision, allow or deny, to the audit log
@@ -315,6 +323,10 @@ class App(kernel.App):
                 cards.append(card)
         return cards
 
+    def _high_risk(self, workflow: str) -> bool:
+        """Whether a version of ``workflow`` is declared ``high_risk=True``."""
+        return any(spec.high_risk for spec in self.workflows.get(workflow, {}).values())
+
     async def _check_policy(self, call: ClientCall) -> None:
         """The client check of the Cedar policies (after the built-in roles): ``start``,
         ``signal``, ``cancel`` and ``resume`` as ``start_workflow``, ``signal_run``,
@@ -328,6 +340,8 @@ class App(kernel.App):
             attrs: dict[str, Any] = dict(call.input)
         elif run is None:
             attrs = {"workflow": call.workflow, "tenant": call.tenant}
+            if call.workflow is not None and self._high_risk(call.workflow):
+                attrs["high_risk"] = True
         else:
             attrs = {"run_id": run.id, "workflow": run.workflow, "tenant": run.tenant}
             attrs["status"] = run.status

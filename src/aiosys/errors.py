@@ -22,6 +22,9 @@
     │   │                               falls back to the next candidate
     │   ├── MaxRecoveriesExceeded       a run's worker died under it too often: ``dead``
     │   └── PolicyDenied                a policy (Cedar) forbade the action; names the policies
+    │       ├── ApprovalRequired        forbidden until a person approves (``@approval``): the
+    │       │                           gate parks a workflow's effect as a human task instead
+    │       └── ApprovalRejected        the person asked for that approval rejected the effect
     ├── ConfigError                     a bad store URL, app path or setting
     ├── AuthenticationFailed            an API key or bearer token is unknown, expired,
     │                                   revoked or does not verify
@@ -46,6 +49,8 @@
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 
 class AiosysError(Exception):
@@ -183,6 +188,59 @@ class PolicyDenied(PermanentError):
         self.principal = principal
         self.policies = tuple(policies)
         self.policy_version = policy_version
+
+    def about(self) -> dict[str, Any]:
+        """What the denial is about (``action``, ``resource``, ``principal``, ``policies``,
+        ``policy_version``), as keywords: to raise another denial of the same request."""
+        return {
+            "action": self.action,
+            "resource": self.resource,
+            "principal": self.principal,
+            "policies": self.policies,
+            "policy_version": self.policy_version,
+        }
+
+
+class ApprovalRequired(PolicyDenied):
+    """Policies that forbid the action until a person approves it (``@approval``) denied it:
+    ``role`` approves, ``sla`` (seconds; None: no limit) and ``escalate_to`` say how the task
+    escalates. A workflow's effect never raises it: the gate parks the effect as a human task
+    and runs it once approved (``aiosys.humans.approval``); an effect made outside a
+    workflow cannot wait, so for it this is the denial."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        role: str = "",
+        sla: float | None = None,
+        escalate_to: tuple[str, ...] = (),
+        **kw: Any,
+    ) -> None:
+        super().__init__(message, **kw)
+        self.role = role
+        self.sla = sla
+        self.escalate_to = tuple(escalate_to)
+
+
+class ApprovalRejected(PolicyDenied):
+    """The person asked to approve a gated effect rejected it: ``task_id`` the human task,
+    ``decided_by`` who (a principal id), ``role`` as what; ``policies`` asked for the
+    approval. Permanent, like every denial."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        task_id: str = "",
+        decided_by: str | None = None,
+        role: str = "",
+        **kw: Any,
+    ) -> None:
+        super().__init__(message, **kw)
+        self.task_id = task_id
+        self.decided_by = decided_by
+        self.role = role
 
 
 class ConfigError(AiosysError):

@@ -29,6 +29,7 @@ def workers_factory(tmp_path: Path, crash_log: Path) -> Iterator[Callable[..., W
         concurrency: int = 16,
         lease: float = 1.5,
         env: dict[str, str] | None = None,
+        app: str = "crashapp:app",
     ) -> Workers:
         pool = Workers(
             store_url,
@@ -36,6 +37,7 @@ def workers_factory(tmp_path: Path, crash_log: Path) -> Iterator[Callable[..., W
             concurrency=concurrency,
             lease=lease,
             env={"AIOSYS_CRASH_LOG": str(crash_log), **(env or {})},
+            app=app,
         )
         pools.append(pool)
         return pool

@@ -37,8 +37,24 @@ def _log_effect() -> None:
 
 
 def held_marker() -> Path:
-    """The file ``hold_once`` writes when it starts blocking (beside the crash log)."""
-    return Path(os.environ["AIOSYS_CRASH_LOG"]).with_suffix(".held")
+    """The file ``block_once`` writes when it starts blocking (beside the crash log)."""
+    return held_marker_of(Path(os.environ["AIOSYS_CRASH_LOG"]))
+
+
+def held_marker_of(crash_log: Path) -> Path:
+    """``held_marker`` of the crash log ``crash_log`` (a test's own view of it)."""
+    return crash_log.with_suffix(".held")
+
+
+def block_once() -> int:
+    """Blocks in the first process that calls it, until that process is killed (the marker
+    file beside the crash log says it got there); returns at once elsewhere."""
+    marker = held_marker()
+    if marker.exists():
+        return os.getpid()
+    marker.write_text(str(os.getpid()))
+    while True:
+        time.sleep(0.05)
 
 
 def tally(messages: list[Any]) -> str:
@@ -78,14 +94,7 @@ def build(store: str | None = None) -> App:
 
     @app.step
     def hold_once() -> int:
-        """Blocks in the first process that runs it, until that process is killed (the
-        marker file beside the crash log says it got there); returns at once elsewhere."""
-        marker = held_marker()
-        if marker.exists():
-            return os.getpid()
-        marker.write_text(str(os.getpid()))
-        while True:
-            time.sleep(0.05)
+        return block_once()
 
     @app.workflow
     async def handover(ctx: Context) -> int:

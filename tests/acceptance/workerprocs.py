@@ -37,11 +37,19 @@ class WorkerProc:
 
 
 class Workers:
-    """``aiosys worker --app crashapp:app`` processes on one store."""
+    """``aiosys worker --app APP`` processes on one store (``crashapp:app`` unless told)."""
 
     def __init__(
-        self, store_url: str, log_dir: Path, *, concurrency: int, lease: float, env: dict[str, str]
+        self,
+        store_url: str,
+        log_dir: Path,
+        *,
+        concurrency: int,
+        lease: float,
+        env: dict[str, str],
+        app: str = "crashapp:app",
     ) -> None:
+        self.app = app
         self.store_url = store_url
         self.log_dir = log_dir
         self.concurrency = concurrency
@@ -61,7 +69,7 @@ class Workers:
                     AIOSYS,
                     "worker",
                     "--app",
-                    "crashapp:app",
+                    self.app,
                     "--store",
                     self.store_url,
                     "--concurrency",

@@ -118,6 +118,7 @@ APP_EXEMPT = {
     "tracing": "the tracer and its settings (configuration); spans are read by app.trace",
     "run_end_hooks": "configuration (who is told a run ended in this process)",
     "humans": "the human_task effect's executor: used inside workflows, as the run's principal",
+    "approvals": "the gate's approve interceptor: used inside workflows, as the run's principal",
     "complete_wait": "the layers' hook below every check (they scope and check first), as store",
     "redaction": "the gate's redact interceptor and presenter (configuration); restoring is "
     "decided per effect by the run's principal's read_data",

@@ -55,6 +55,29 @@ def test_check_allows_the_on_premises_model_and_answers_json(project):
     assert answer["request"]["principal"] == {"type": "User", "id": "acme/alice"}
 
 
+def test_check_names_the_approval_that_lifts_a_denial_and_allows_with_one(project):
+    high = ("--resource", "model:onprem", "--resource-attrs", '{"risk_level": "high"}')
+    result = check(*high, "--json")
+    assert result.exit_code == 3, result.output
+    answer = json.loads(result.stdout)
+    assert [p["id"] for p in answer["policies"]] == ["high-risk-needs-approval"]
+    assert answer["approval"] == {
+        "role": "partner",
+        "sla": 86400.0,
+        "escalate_to": ["managing-partner"],
+        "policies": ["high-risk-needs-approval"],
+    }
+    text = check(*high).stdout
+    assert "a workflow's effect waits for a partner -> managing-partner, 86400s each" in text
+    approved = '{"approval": {"task": "t", "principal": "pat", "role": "partner", "decided_at": 1}}'
+    assert json.loads(ok(check(*high, "--context", approved, "--json")).stdout)["approval"] is None
+    # A high-risk workflow, as an entity in the context: its call to a low-risk card waits too.
+    risky = '{"workflow": {"id": "intake", "high_risk": true}}'
+    result = check("--resource", "model:onprem", "--context", risky, "--json")
+    assert result.exit_code == 3 and json.loads(result.stdout)["approval"]["role"] == "partner"
+    assert ok(check("--resource", "model:onprem", "--context", '{"workflow": "intake"}'))
+
+
 def test_check_takes_the_resource_attributes_from_the_command_line(project):
     result = check(
         "--resource",
@@ -108,7 +131,7 @@ def test_check_refuses_a_model_it_knows_nothing_of(project):
 
 def test_validate_names_the_file_and_line_of_a_syntax_error(project):
     ok_result = ok(aiosys("policy", "validate"))
-    assert ok_result.stdout.startswith("valid: 7 policies in policies, version ")
+    assert ok_result.stdout.startswith("valid: 8 policies in policies, version ")
     (project / "policies" / "bad.cedar").write_text("permit(principal, action, resource)\n;;\n")
     message = reported_error(aiosys("policy", "validate"))
     assert f"{Path('policies') / 'bad.cedar'}:2: " in message
@@ -116,7 +139,7 @@ def test_validate_names_the_file_and_line_of_a_syntax_error(project):
 
 def test_validate_json_reports_a_broken_set_as_json(project, monkeypatch):
     good = json.loads(ok(aiosys("policy", "validate", "--json")).stdout)
-    assert good["ok"] is True and len(good["policies"]) == 7
+    assert good["ok"] is True and len(good["policies"]) == 8
     (project / "policies" / "bad.cedar").write_text("permit(principal, action, resource)\n;;\n")
     for command in ("validate", "reload"):
         result = aiosys("policy", command, "--json")
@@ -141,7 +164,7 @@ def test_reload_touches_the_schema_only_for_a_valid_set(project):
     reported_error(aiosys("policy", "reload"))
     assert schema.stat().st_mtime_ns == before
     (project / "policies" / "bad.cedar").unlink()
-    assert ok(aiosys("policy", "reload")).stdout.startswith("reloaded: 7 policies")
+    assert ok(aiosys("policy", "reload")).stdout.startswith("reloaded: 8 policies")
 
 
 def test_without_a_policy_directory_the_commands_say_how_to_give_one(tmp_path, monkeypatch):

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from aiosys.errors import ApprovalRequired
 from aiosys.governance.policy import PolicyEngine
+from aiosys.governance.policy_approval import Approval
 from aiosys.governance.policy_entities import (
     PolicyRequest,
     Ref,
@@ -197,3 +199,77 @@ async def test_the_first_decision_after_an_edit_is_made_under_the_new_set(polici
     clock.now = 3600.0  # idle for an hour, then one call
     verdict, _ = engine.decide(confidential_to_cloud())
     assert (verdict.allowed, verdict.policies) == (False, ("confidential-stays-on-premises",))
+
+
+# ---- approvals (@approval, @sla, @escalate) -------------------------------------------------
+
+HIGH_RISK = (
+    'forbid(principal, action == Action::"call_model", resource)\n'
+    'when { resource.risk_level == "high" }\n'
+    "unless { context has approval };\n"
+)
+
+
+def test_the_shipped_oversight_policy_asks_a_partner_then_a_managing_partner():
+    rule = load_policy_dir(SHIPPED).policies["high-risk-needs-approval"]
+    assert rule.approval == Approval("partner", 86_400.0, ("managing-partner",))
+
+
+@pytest.mark.parametrize(
+    ("annotations", "policy", "reason"),
+    [
+        ('@approval("partner")', "permit(principal, action, resource);", "not to a permit"),
+        ('@approval("")', HIGH_RISK, "names a role"),
+        ('@approval("senior partner")', HIGH_RISK, "names a role"),
+        ('@approval("partner") @sla("tomorrow")', HIGH_RISK, "@sla: "),
+        ('@approval("partner") @sla("0s")', HIGH_RISK, "more than 0 seconds"),
+        ('@approval("partner") @escalate("senior,,partner")', HIGH_RISK, "@escalate names"),
+        ('@sla("1d") @escalate("boss")', HIGH_RISK, "@sla and @escalate without @approval"),
+    ],
+)
+def test_a_malformed_approval_is_refused_with_its_file_and_line(
+    policies: Path, annotations: str, policy: str, reason: str
+):
+    (policies / "zz.cedar").write_text(f'// first line\n@id("x") {annotations}\n{policy}')
+    with pytest.raises(PolicyFileError, match=f"zz.cedar:2: policy 'x': .*{reason}") as err:
+        load_policy_dir(policies)
+    assert err.value.line == 2
+
+
+def test_a_denial_is_lifted_by_an_approval_only_when_every_deciding_policy_asks_one(
+    policies: Path,
+):
+    (policies / "zz.cedar").write_text(
+        '@id("a") @approval("partner") @sla("2d") @escalate("boss")\n' + HIGH_RISK
+        + '@id("b") @approval("partner") @sla("1h") @escalate("boss")\n' + HIGH_RISK
+        + '@id("c") @approval("clerk")\n' + HIGH_RISK
+        + '@id("d")\n' + HIGH_RISK
+    )  # fmt: skip
+    loaded = load_policy_dir(policies)
+    assert loaded.approval(("a", "b")) == (Approval("partner", 3600.0, ("boss",), ("a", "b")), "")
+    assert loaded.approval(("a", "d")) == (None, "")
+    assert loaded.approval(()) == (None, "")  # nothing permits: no approval lifts that
+    none, why = loaded.approval(("a", "c"))
+    assert none is None and "different roles (a: partner -> boss; c: clerk)" in why
+
+
+def test_the_engine_raises_approval_required_and_explains_it(policies: Path):
+    (policies / "oversight.cedar").unlink()
+    (policies / "zz.cedar").write_text('@id("a") @approval("partner")\n' + HIGH_RISK)
+    engine = PolicyEngine.from_dir(policies)
+    card = type("HighCard", (Card,), {"risk_level": "high"})()
+    context = attrs({"tenant": "default", "classification": Ref("Classification", "public")})
+    request = PolicyRequest(principal_entity(LOCAL), "call_model", model_entity(card), context)
+    with pytest.raises(ApprovalRequired, match="until a person with the role partner") as err:
+        engine.authorize(request, principal=LOCAL.uid, tenant="default")
+    assert (err.value.role, err.value.sla, err.value.policies) == ("partner", None, ("a",))
+    assert engine.explain(request).approval == Approval("partner", None, (), ("a",))
+    approved = attrs(
+        {
+            "tenant": "default",
+            "classification": Ref("Classification", "public"),
+            "approval": {"task": "t", "principal": "pat", "role": "partner", "decided_at": 1},
+        }
+    )
+    again = PolicyRequest(principal_entity(LOCAL), "call_model", model_entity(card), approved)
+    assert engine.authorize(again, principal=LOCAL.uid, tenant="default").allowed

@@ -154,6 +154,7 @@ def check(
         attrs,
         classification,
         principal_entity,
+        resource_entity,
     )
 
     ctx = parse_json(context, "--context") or {}
@@ -165,16 +166,24 @@ def check(
     who = _principal(principal, role or [])
     target = _resource(resource, extra, models_dir)
     values: dict[str, Any] = {"tenant": who.tenant, **ctx}
+    entities: list[Any] = []
     try:
         if action not in CLIENT_ACTIONS:
             values["classification"] = classification(values.get("classification"))
             for key, type_ in (("workflow", "Workflow"), ("task", "Task")):
-                if isinstance(values.get(key), str):
-                    values[key] = Ref(type_, values[key])
+                named = values.get(key)
+                if isinstance(named, dict) and isinstance(named.get("id"), str):
+                    # {"id": "intake", "high_risk": true}: the entity, with its attributes
+                    rest = {k: v for k, v in named.items() if k != "id"}
+                    entities.append(resource_entity(type_, named["id"], rest))
+                    named = named["id"]
+                if isinstance(named, str):
+                    values[key] = Ref(type_, named)
         frozen = attrs(values)
     except (PolicyDenied, TypeError) as exc:
         fail(f"--context: {exc}", EXIT_USAGE)
-    explained = engine.explain(PolicyRequest(principal_entity(who), action, target, frozen))
+    request = PolicyRequest(principal_entity(who), action, target, frozen, tuple(entities))
+    explained = engine.explain(request)
     verdict = explained.verdict
     malformed = [e for e in verdict.errors if e.startswith("failed to build request")]
     if malformed:  # not a decision: Cedar could not even pose the question
@@ -190,6 +199,7 @@ def check(
                     for p in explained.policies
                 ],
                 "errors": list(verdict.errors),
+                "approval": None if explained.approval is None else explained.approval.as_dict(),
                 "request": explained.request.cedar(),
             }
         )
@@ -200,6 +210,14 @@ def check(
         out.print(f"policy set {explained.policy_version} ({len(engine.policies)} policies)")
         if not explained.policies and not verdict.allowed:
             out.print("no policy permits it (Cedar denies by default)")
+        approval = explained.approval
+        if approval is not None:  # a workflow's effect would wait for it (humans.approval)
+            chain = " -> ".join((approval.role, *approval.escalate_to))
+            sla = "" if approval.sla is None else f", {approval.sla:g}s each"
+            out.print(
+                f"until a person approves it: a workflow's effect waits for a {escape(chain)}"
+                f"{sla} (@approval; ask again with --context '{{\"approval\": ...}}')"
+            )
         for p in explained.policies:
             out.print(f"\n[bold]{escape(p.id)}[/] ({p.effect}, {escape(p.file)}:{p.line})")
             out.print(escape(p.text), highlight=False)

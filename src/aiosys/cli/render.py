@@ -166,6 +166,9 @@ def timeline_table(effects: list[EffectRow], attempts: Sequence[Attempt] = ()) -
                     style="yellow",
                 ),
             )
+        approval = _approval(e.meta)
+        if approval is not None:  # the person's approval it waited for (humans.approval)
+            table.add_row(*by, str(e.seq), Text(e.kind), Text(e.name), "", *approval)
         table.add_row(
             *by,
             str(e.seq),
@@ -195,6 +198,27 @@ def _retries(meta: str | None) -> list[dict[str, Any]]:
     data = _decode(meta)
     found = data.get("retries") if isinstance(data, dict) else None
     return [r for r in found if isinstance(r, dict)] if isinstance(found, list) else []
+
+
+def _approval(meta: str | None) -> tuple[Text, str, str, str, str, Text] | None:
+    """The timeline cells (status to error) of the approval an effect waited for
+    (``meta["approval"]``): who decided, as what, when; or the role it waits for."""
+    data = _decode(meta)
+    found = data.get("approval") if isinstance(data, dict) else None
+    if not isinstance(found, dict):
+        return None
+    task = str(found.get("task_id", ""))[:8]
+    if found.get("status") == "open":
+        what = f"waiting for a {found.get('role', '?')} to approve (task {task})"
+        return Text("approval", style="yellow"), "", "", "", "", Text(what, style="yellow")
+    action = str(found.get("action", "?"))
+    approved = action in ("approve", "edit")
+    what = (
+        f"{action} by {found.get('decided_by')} as {found.get('role')} at "
+        f"{local(_number(found.get('decided_at')))} (task {task})"
+    )
+    style = "green" if approved else "red"
+    return Text("approval", style=style), "", "", "", "", Text(what, style=style)
 
 
 def _number(value: Any) -> float | None:

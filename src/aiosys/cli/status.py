@@ -36,9 +36,10 @@ def _clock(t: Any) -> str:
 def effect_line(effect: EffectRow) -> str:
     """What a run is doing, from its latest effect: a pending one is a wait (``sleeping
     until 14:02:11``, ``waiting for signal 'review'``, ``waiting for child run <id>
-    (<workflow>)``, ``waiting for human task 'review' (<task id>), due 14:02:11``) or a
-    step between attempts (``step ocr (attempt 2 at 14:02:11)``); one that ended is the
-    last thing done (``running; last: step ocr``)."""
+    (<workflow>)``, ``waiting for human task 'review' (<task id>), due 14:02:11``), an
+    effect waiting for a person's approval (``model summarize waiting for approval by a
+    partner (<task id>)``) or a step between attempts (``step ocr (attempt 2 at
+    14:02:11)``); one that ended is the last thing done (``running; last: step ocr``)."""
     what = f"{effect.kind} {effect.name}"
     if effect.status != "pending":
         return f"running; last: {what}" + (" (failed)" if effect.status == "error" else "")
@@ -51,6 +52,10 @@ def effect_line(effect: EffectRow) -> str:
     if RETRY in state:
         at = _clock(state.get("retry_at"))
         return f"{what} (attempt {state[RETRY]}" + (f" at {at})" if at else ")")
+    approval = state.get("approval")
+    if isinstance(approval, dict):  # aiosys.humans.approval: parked on a human task
+        task = str(approval.get("task_id", "?"))[:8]
+        return f"{what} waiting for approval by a {approval.get('role', '?')} ({task})"
     deadline = _clock(state.get("deadline"))
     if effect.kind == "sleep":
         return f"sleeping until {deadline}" if deadline else "sleeping"

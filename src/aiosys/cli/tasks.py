@@ -182,7 +182,9 @@ def task_view(row: TaskRow) -> Group:
             facts.add_row("comment", d.comment)
     parts: list[Any] = [facts, Text("data", style="bold")]
     parts.append(Syntax(json.dumps(row.data, indent=2, ensure_ascii=False), "json"))
-    if row.form is not None:
+    if row.form is not None and row.form.get("edit") is False:
+        parts.append(Text.assemble(("form ", "bold"), "none: approve or reject (no edit)"))
+    elif row.form is not None:
         schema = row.form.get("schema") or {}
         required = set(schema.get("required") or ())
         fields = ", ".join(

@@ -313,8 +313,9 @@ def human_of(e: EffectRow, meta: dict[str, Any]) -> Human | None:
         found = _loads(e.output)
     if not isinstance(found, dict) or "decided_at" not in found:
         for key in APPROVAL_KEYS:
-            if isinstance(meta.get(key), dict):
-                found = meta[key]
+            kept = meta.get(key)
+            if isinstance(kept, dict) and kept.get("status") != "open":  # open: none yet
+                found = kept
                 break
         else:
             return None

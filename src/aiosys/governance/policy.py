@@ -3,8 +3,10 @@
 ``PolicyEngine.authorize(request)`` answers from the decision cache (keyed by the request
 and the policy version) or asks Cedar, tells every decision listener (allow and deny: the
 audit log subscribes with ``listen``), and raises ``PolicyDenied`` naming the deciding
-policies and the version when the answer is no. The gate's ``authorize`` interceptor
-(``policy_gate``) and the App's client checks (``check_client``) call it.
+policies and the version when the answer is no: ``ApprovalRequired`` when every deciding
+policy forbids only until a person approves (``@approval``: ``policy_approval``). The
+gate's ``authorize`` interceptor (``policy_gate``) and the App's client checks
+(``check_client``) call it.
 
 Which directory: ``App(policies_dir=...)``, else ``AIOSYS_POLICIES_DIR`` (empty: none), else
 ``./policies`` when it exists. No directory, no engine: nothing is installed and nothing
@@ -22,8 +24,9 @@ from typing import Any
 
 import cedarpy
 
-from ..errors import PolicyDenied
+from ..errors import ApprovalRequired, PolicyDenied
 from ..kernel.principal import Principal
+from .policy_approval import Approval
 from .policy_cache import DecisionCache, Verdict
 from .policy_entities import PolicyRequest, attrs, principal_entity, resource_entity
 from .policy_files import PolicyInfo, PolicySet, PolicySource
@@ -82,6 +85,7 @@ class Explanation:
     verdict: Verdict
     policy_version: str
     policies: list[PolicyInfo]
+    approval: Approval | None = None  # a denial a person's approval lifts: who approves
 
 
 class PolicyEngine:
@@ -167,7 +171,8 @@ class PolicyEngine:
         seq: int | None = None,
         call: Any = None,
     ) -> Decision:
-        """Decide, tell the listeners, and raise ``PolicyDenied`` on a denial."""
+        """Decide, tell the listeners, and raise ``PolicyDenied`` on a denial
+        (``ApprovalRequired`` when a person's approval lifts it)."""
         verdict, cached, version = self._decide(request)
         decision = Decision(
             principal=principal,
@@ -187,7 +192,7 @@ class PolicyEngine:
         for listener in self._listeners:
             listener(decision)
         if not verdict.allowed:
-            raise denial(decision)
+            raise denial(decision, *self.source.current.approval(verdict.policies))
         return decision
 
     async def check_client(
@@ -237,11 +242,12 @@ class PolicyEngine:
         policies = self.source.current
         verdict = evaluate(policies, request)
         infos = [policies.policies[p] for p in verdict.policies if p in policies.policies]
-        return Explanation(request, verdict, policies.version, infos)
+        approval = None if verdict.allowed else policies.approval(verdict.policies)[0]
+        return Explanation(request, verdict, policies.version, infos, approval)
 
 
 _CLIENT_ATTRS = {
-    "Workflow": {"tenant", "version"},
+    "Workflow": {"tenant", "version", "high_risk"},
     "Run": {"tenant", "workflow", "status"},
     "HumanTask": {"tenant", "workflow", "name", "role", "status"},
 }
@@ -256,19 +262,35 @@ def evaluate(policies: PolicySet, request: PolicyRequest) -> Verdict:
     return Verdict(result.allowed, tuple(sorted(diagnostics.reasons)), tuple(diagnostics.errors))
 
 
-def denial(decision: Decision) -> PolicyDenied:
+def denial(
+    decision: Decision, approval: Approval | None = None, no_approval: str = ""
+) -> PolicyDenied:
+    """The error of a denial: ``ApprovalRequired`` when ``approval`` lifts it, else
+    ``PolicyDenied`` (``no_approval``: why the approvals its policies ask cannot lift it)."""
+    about: dict[str, Any] = {
+        "action": decision.action,
+        "resource": decision.resource,
+        "principal": decision.principal,
+        "policies": decision.policies,
+        "policy_version": decision.policy_version,
+    }
+    head = f"{decision.action} on {decision.resource} by {decision.principal}"
+    if approval is not None and not decision.errors:
+        return ApprovalRequired(
+            f"{head}: forbidden until a person with the role {approval.role} approves it "
+            f"(asked by {', '.join(approval.policies)}; policy set "
+            f"{decision.policy_version}); only a workflow's effect can wait for an approval",
+            role=approval.role,
+            sla=approval.sla,
+            escalate_to=approval.escalate_to,
+            **about,
+        )
     if decision.policies:
         why = "denied by " + ", ".join(decision.policies)
     else:
         why = "no policy permits it"
+    if no_approval:
+        why += f" ({no_approval})"
     if decision.errors:
         why += f" (policies that failed to evaluate: {'; '.join(decision.errors)})"
-    return PolicyDenied(
-        f"{decision.action} on {decision.resource} by {decision.principal}: {why} "
-        f"(policy set {decision.policy_version})",
-        action=decision.action,
-        resource=decision.resource,
-        principal=decision.principal,
-        policies=decision.policies,
-        policy_version=decision.policy_version,
-    )
+    return PolicyDenied(f"{head}: {why} (policy set {decision.policy_version})", **about)

@@ -6,9 +6,11 @@ Entity types (the shipped schema, ``examples/policies/schema.cedarschema``, decl
   ``roles`` (a set of strings) and ``local`` (the embedded default's caller);
 - ``Model``: a model card, id the card's id, attributes ``external``, ``risk_level``,
   ``residency`` (the card's ``data_residency``), ``provider``, ``kind``, ``owner``;
-- ``Workflow`` (id its name; ``tenant``), ``Run`` (id the run's id; ``workflow``,
-  ``tenant``), ``Connector`` (``external``, ``kind``), ``Dataset`` (``classification``,
-  ``residency``, ``tenant``), ``Task`` (a model task contract, by name);
+- ``Workflow`` (id its name; ``tenant``, and ``high_risk`` when the workflow is declared
+  ``high_risk=True``: an effect's request then carries the entity beside its context's
+  reference), ``Run`` (id the run's id; ``workflow``, ``tenant``), ``Connector``
+  (``external``, ``kind``), ``Dataset`` (``classification``, ``residency``, ``tenant``),
+  ``Task`` (a model task contract, by name);
 - ``Classification``: data classifications, ordered ``unclassified``, ``public`` <
   ``internal`` < ``confidential`` < ``restricted``, each stricter one a child of the one
   below, so ``context.classification in Classification::"confidential"`` holds for
@@ -50,8 +52,16 @@ class Ref:
         return {"type": self.type, "id": self.id}
 
 
-Value = Any  # str | bool | int | Ref | tuple[Value, ...]
+Value = Any  # str | bool | int | Ref | Record | tuple[Value, ...]
 Attrs = tuple[tuple[str, Value], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """A Cedar record value (``context.approval``): its fields as sorted pairs, so that it
+    hashes (a request is the decision cache's key)."""
+
+    fields: Attrs
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,13 +104,16 @@ class Entity:
 def _json_value(value: Value) -> Any:
     if isinstance(value, Ref):
         return {"__entity": value.json()}
+    if isinstance(value, Record):
+        return {k: _json_value(v) for k, v in value.fields}
     if isinstance(value, tuple):
         return [_json_value(v) for v in value]
     return value
 
 
 def attrs(values: Mapping[str, Any]) -> Attrs:
-    """Attribute pairs, sorted; lists and sets become tuples (sets sorted), so they hash."""
+    """Attribute pairs, sorted; lists and sets become tuples (sets sorted) and dicts
+    ``Record``s, so they hash."""
     return tuple(sorted((k, _freeze(v)) for k, v in values.items() if v is not None))
 
 
@@ -110,7 +123,7 @@ def _freeze(value: Any) -> Value:
     if isinstance(value, list | tuple):
         return tuple(_freeze(v) for v in value)
     if isinstance(value, dict):
-        raise TypeError("records are not supported as attributes here")
+        return Record(attrs(value))
     return value
 
 
@@ -183,16 +196,18 @@ _CLASSIFICATIONS_JSON = ", ".join(json.dumps(e.json()) for e in classification_e
 @dataclass(frozen=True, slots=True)
 class PolicyRequest:
     """May ``principal`` do ``action`` to ``resource`` in ``context``? Hashable by value
-    (``context`` pairs sorted by name, as ``attrs`` gives them)."""
+    (``context`` pairs sorted by name, as ``attrs`` gives them). ``entities``: others the
+    context refers to and the policies may read (the run's ``Workflow``)."""
 
     principal: Entity
     action: str
     resource: Entity
     context: Attrs = ()
+    entities: tuple[Entity, ...] = ()
     _hash: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        key = (self.principal, self.action, self.resource, self.context)
+        key = (self.principal, self.action, self.resource, self.context, self.entities)
         object.__setattr__(self, "_hash", hash(key))
 
     def __hash__(self) -> int:
@@ -208,9 +223,12 @@ class PolicyRequest:
         }
 
     def entities_json(self, extra: Iterable[Entity] = ()) -> str:
-        """The entities the request needs (principal, resource, the classifications)."""
+        """The entities the request needs (principal, resource, the classifications, its
+        ``entities``)."""
         parts = [json.dumps(self.principal.json()), _CLASSIFICATIONS_JSON]
-        if self.resource.ref != self.principal.ref:
-            parts.append(json.dumps(self.resource.json()))
-        parts.extend(json.dumps(e.json()) for e in extra)
+        seen = {self.principal.ref}
+        for entity in (self.resource, *self.entities, *extra):
+            if entity.ref not in seen:
+                seen.add(entity.ref)
+                parts.append(json.dumps(entity.json()))
         return "[" + ", ".join(parts) + "]"

@@ -8,7 +8,9 @@ or does not validate is refused with ``PolicyFileError`` naming its file, line a
 file, and a validation error's policy maps to the line it starts on).
 
 Each policy's id is its ``@id("...")`` annotation, else ``file.cedar:LINE``; ids are unique
-in the set. The set's ``version`` is a hash of the schema's and the files' names and text.
+in the set. A ``forbid`` policy may ask for a human approval (``@approval``, ``@sla``,
+``@escalate``: ``policy_approval``); a malformed one is refused like a policy that does not
+parse. The set's ``version`` is a hash of the schema's and the files' names and text.
 
 ``PolicySource`` keeps the set in force: the last good one. It reloads when a file changes
 (an mtime and size poll, at most every ``poll`` seconds, on a decision) or when asked
@@ -33,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
+from .policy_approval import Approval, approval_needed, approval_of_annotations
 
 if TYPE_CHECKING:
     import cedarpy  # imported when policies are loaded: it takes ~0.15 s
@@ -60,13 +63,15 @@ class PolicyFileError(ConfigError):
 
 @dataclass(frozen=True, slots=True)
 class PolicyInfo:
-    """One policy of the set: its ``id``, the ``file`` and ``line`` it starts on, its text."""
+    """One policy of the set: its ``id``, the ``file`` and ``line`` it starts on, its text;
+    ``approval``: the human approval that lifts its denial (``@approval``), if any."""
 
     id: str
     file: str
     line: int
     text: str
     effect: str  # permit or forbid
+    approval: Approval | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -81,6 +86,13 @@ class PolicySet:
 
     def __len__(self) -> int:
         return len(self.policies)
+
+    def approval(self, ids: tuple[str, ...]) -> tuple[Approval | None, str]:
+        """The human approval that lifts a denial by the policies ``ids``, or why none does
+        (``policy_approval.approval_needed``)."""
+        return approval_needed(
+            (pid, info.approval if (info := self.policies.get(pid)) else None) for pid in ids
+        )
 
 
 def policies_dir(arg: str | Path | None) -> Path | None:
@@ -173,7 +185,12 @@ def _load_file(
         est = static[f"policy{i}"]
         annotations = est.get("annotations") or {}
         pid = annotations.get("id") or f"{path.name}:{line}"
-        info = PolicyInfo(pid, str(path), line, source, est.get("effect", "?"))
+        effect = est.get("effect", "?")
+        try:
+            approval = approval_of_annotations(annotations, effect)
+        except ValueError as exc:
+            raise PolicyFileError(str(path), line, f"policy {pid!r}: {exc}") from None
+        info = PolicyInfo(pid, str(path), line, source, effect, approval)
         out.append((info, est))
     return out
 

@@ -12,13 +12,21 @@ the decisions with the effect's own record, however it ends). Which action an ef
   declared: ``unclassified``), the ``tenant``, and ``task`` / ``workflow`` when known;
 - ``connector`` effects: ``use_connector`` on ``Connector::"<name>"`` with the attributes
   in ``params["connector"]`` (the connectors plane fills them in);
-- ``child_start``: ``start_workflow`` on the child's ``Workflow``;
+- ``child_start``: ``start_workflow`` on the child's ``Workflow`` (``high_risk`` when the
+  child's workflow is declared so);
 - steps: none, unless declared with ``declare_step(name, action, resource)``
   (e.g. ``export`` on a ``Dataset``); sleeps, signals and the other kernel effects: none.
 
 The principal of a run's effect is the one that started the run (``runs.principal``, JSON of
 the ``Principal``; none recorded: the local default); a direct effect's is the principal
 bound around the call (``current_principal()``).
+
+A workflow declared ``high_risk=True`` (``app.workflow``) is given to Cedar as the entity
+``Workflow::"<name>"`` with ``high_risk: true``, beside the context's ``workflow`` reference
+(``context has workflow && context.workflow has high_risk && context.workflow.high_risk``);
+for other workflows the entity is left out (the attribute is absent). An effect let through
+by a person's approval (``aiosys.humans.approval`` puts it in ``call.meta[APPROVAL]``) is
+asked again with ``context.approval``: ``{task, principal, role, decided_at}``.
 """
 
 from __future__ import annotations
@@ -34,7 +42,9 @@ from .policy import CLIENT_ACTIONS, PolicyEngine
 from .policy_entities import (
     Entity,
     PolicyRequest,
+    Record,
     Ref,
+    attrs,
     classification,
     model_entity,
     principal_entity,
@@ -43,6 +53,11 @@ from .policy_entities import (
 
 #: Resolves the model cards a ``model`` effect may reach (see the module docstring).
 ModelResolver = Callable[[EffectCall], list[Any]]
+#: Whether the workflow of that name is declared high-risk (any of its versions).
+RiskResolver = Callable[[str], bool]
+#: ``call.meta`` key: the ``context.approval`` record (a dict of ``task``, ``principal``,
+#: ``role``, ``decided_at``) an approved effect is asked again with.
+APPROVAL = "policy_approval"
 
 _principals: dict[str | None, tuple[Principal, Entity, str]] = {}
 
@@ -86,9 +101,15 @@ class Authorize:
     """The interceptor. ``models`` resolves the cards of a model effect (the composition
     root gives it: the governance layer does not import the model plane)."""
 
-    def __init__(self, engine: PolicyEngine, models: ModelResolver | None = None) -> None:
+    def __init__(
+        self,
+        engine: PolicyEngine,
+        models: ModelResolver | None = None,
+        high_risk: RiskResolver | None = None,
+    ) -> None:
         self.engine = engine
         self.models = models
+        self.high_risk = high_risk
         self.default_classification = "unclassified"
         self._steps: dict[str, tuple[str, Entity]] = {}
         self._cards: dict[int, tuple[Any, Entity]] = {}
@@ -151,26 +172,37 @@ class Authorize:
             entity, uid = known[1], principal.uid
             run_id, seq = None, None
             tenant, workflow = call.tenant, call.workflow
+            risky = workflow is not None and self._risky(workflow)
         else:
             run = ex.run
             _, entity, uid = _principal_and_entity(getattr(run, "principal", None))
             run_id, seq = run.id, call.seq
             tenant, workflow = run.tenant, run.workflow
+            risky = bool(getattr(ex.spec, "high_risk", False))
         params = call.params
         label, task = params.get("classification"), params.get("task")
         if label is not None and not isinstance(label, str):
             label = str(label)  # refused below as an unknown label, by its text
         if not isinstance(task, str):
             task = None
+        approval = call.meta.get(APPROVAL)
         engine, requests = self.engine, self._requests
         for action, resource in asks:
-            key = (entity, action, resource, label, task, tenant, workflow)
-            request = requests.get(key)
-            if request is None:
-                request = self._request(entity, action, resource, label, task, tenant, workflow)
-                if len(requests) >= 10_000:
-                    requests.clear()
-                requests[key] = request
+            if approval is not None:  # asked once per effect: not kept
+                request = self._request(
+                    entity, action, resource, label, task, tenant, workflow, risky, approval
+                )
+            else:
+                key = (entity, action, resource, label, task, tenant, workflow, risky)
+                found = requests.get(key)
+                if found is None:
+                    found = self._request(
+                        entity, action, resource, label, task, tenant, workflow, risky
+                    )
+                    if len(requests) >= 10_000:
+                        requests.clear()
+                    requests[key] = found
+                request = found
             engine.authorize(
                 request, principal=uid, tenant=tenant, run_id=run_id, seq=seq, call=call
             )
@@ -184,22 +216,32 @@ class Authorize:
         task: str | None,
         tenant: str,
         workflow: str | None,
+        risky: bool = False,
+        approval: dict[str, Any] | None = None,
     ) -> PolicyRequest:
         """The request of an effect: its context's pairs in name order (``attrs`` would sort
-        them). An unknown classification label is refused (``PolicyDenied``)."""
+        them), and the high-risk ``Workflow`` entity when ``risky``. An unknown
+        classification label is refused (``PolicyDenied``)."""
         # A client action asked at the gate (a child's start_workflow) has the context the
-        # App's client checks give it (tenant only), as the schema declares per action.
+        # App's client checks give it (tenant only, and an approval), as the schema declares.
+        pairs: list[tuple[str, Any]] = []
+        if approval is not None:
+            pairs.append(("approval", Record(attrs(approval))))
         if action in CLIENT_ACTIONS:
-            return PolicyRequest(entity, action, resource, (("tenant", tenant),))
-        pairs: list[tuple[str, Any]] = [
-            ("classification", classification(label, self.default_classification))
-        ]
+            return PolicyRequest(entity, action, resource, (*pairs, ("tenant", tenant)))
+        pairs.append(("classification", classification(label, self.default_classification)))
         if task is not None:
             pairs.append(("task", Ref("Task", task)))
         pairs.append(("tenant", tenant))
+        extra: tuple[Entity, ...] = ()
         if workflow is not None:
             pairs.append(("workflow", Ref("Workflow", workflow)))
-        return PolicyRequest(entity, action, resource, tuple(pairs))
+            if risky:
+                extra = (_risky_workflow(workflow, tenant),)
+        return PolicyRequest(entity, action, resource, tuple(pairs), extra)
+
+    def _risky(self, workflow: str) -> bool:
+        return self.high_risk is not None and self.high_risk(workflow)
 
     # ---- what each kind of effect asks ---------------------------------------------------
 
@@ -223,8 +265,15 @@ class Authorize:
 
     def _child_start(self, call: EffectCall) -> list[tuple[str, Entity]]:
         workflow = str(call.params.get("workflow", call.name))
+        if self._risky(workflow):
+            return [("start_workflow", _risky_workflow(workflow, call.tenant))]
         return [("start_workflow", resource_entity("Workflow", workflow, {"tenant": call.tenant}))]
 
     def _step(self, call: EffectCall) -> list[tuple[str, Entity]]:
         declared = self._steps.get(call.name)
         return [] if declared is None else [declared]
+
+
+def _risky_workflow(name: str, tenant: str) -> Entity:
+    """The ``Workflow`` entity of a workflow declared high-risk."""
+    return resource_entity("Workflow", name, {"tenant": tenant, "high_risk": True})

@@ -7,7 +7,9 @@ the store (``human_tasks``), written once per effect; a replay returns the recor
 and never makes a second task. ``tasks`` is the effect's side (create, wait, escalate on SLA),
 ``inbox`` the people's side (list, show, claim, release, decide: ``App.list_tasks`` and the
 other task methods), ``forms`` checks an edit against its pydantic form, ``rows`` is the
-task as stored and ``decision`` what the workflow gets back.
+task as stored and ``decision`` what the workflow gets back. ``approval`` is human oversight
+at the gate: an effect a Cedar policy forbids until a person approves it (``@approval``)
+waits for that approval as a task of the same kind.
 
 Layer: above ``models``, ``governance`` and ``observe``, below ``cli``; the kernel does not
 import it (it only knows that an effect may park until something outside completes it:

@@ -6,6 +6,9 @@ its validators run and its data is stored as it dumps it. The class is found amo
 this process has used (``remember``, called when a workflow asks for a task) and the modules
 it has already imported (the app's, when a command loads it with ``--app``): a module named
 in the store is never imported, as error records never rebuild classes from unknown modules.
+
+A task may take no edit at all (``NO_EDIT``: an approval the gate asks for, which is approved
+or rejected): an edit of it is refused with ``InvalidInput``.
 """
 
 from __future__ import annotations
@@ -20,6 +23,9 @@ import pydantic_core
 from ..errors import ConfigError, InvalidInput
 
 _seen: dict[str, type[pydantic.BaseModel]] = {}
+
+#: The form of a task that is approved or rejected, never edited.
+NO_EDIT: dict[str, Any] = {"ref": None, "schema": None, "edit": False}
 
 
 def form_ref(form: type[pydantic.BaseModel]) -> str:
@@ -62,6 +68,10 @@ def validate_edit(form: dict[str, Any] | None, data: Any, task: str) -> Any:
     ``InvalidInput`` naming each problem for data the form refuses (or that is not JSON);
     ``ConfigError`` when the form's class is not loaded in this process (complete the task
     where the app's module is imported)."""
+    if form is not None and form.get("edit") is False:
+        raise InvalidInput(
+            f"task {task!r} takes no edit: approve or reject it (it asks for an approval)"
+        )
     if form is None:  # any JSON: kept as it comes back from its JSON text
         try:
             return json.loads(pydantic_core.to_json(data))
@@ -86,4 +96,4 @@ def validate_edit(form: dict[str, Any] | None, data: Any, task: str) -> Any:
         ) from None
 
 
-__all__ = ["describe", "form_ref", "validate_edit"]
+__all__ = ["NO_EDIT", "describe", "form_ref", "validate_edit"]

@@ -193,26 +193,36 @@ class HumanTasks:
         ex = call.execution
         row = await self.of_effect(ex.run.id, call.seq)
         if row is None:
-            row = await self._create(call)
-        while True:
-            call.meta["record"] = {**(call.meta.get("record") or {}), "task_id": row.id}
-            if row.decision is not None and not row.actionable:
-                decision = row.decision
-                call.meta["record"].update(action=decision.action, decided_by=decision.decided_by)
-                return decision
+            row = await self.create(call, call.name, call.params)
+        row = await self.settle(call, row)
+        call.meta["record"] = {**(call.meta.get("record") or {}), "task_id": row.id}
+        if row.decision is not None and not row.actionable:
+            decision = row.decision
+            call.meta["record"].update(action=decision.action, decided_by=decision.decided_by)
+            return decision
+        raise Parked(row.due_at, {"task_id": row.id, "due_at": row.due_at})
+
+    async def settle(self, call: EffectCall, row: TaskRow) -> TaskRow:
+        """``row`` once the escalations its SLAs call for by now are made: decided (or
+        ended), or still to decide with its next due time (None: none) in the future."""
+        while row.actionable:
             now = self.app.store.clock()
-            if row.due_at is not None and now >= row.due_at:
-                row = await self._escalate(call, row, now)
-                continue
-            raise Parked(row.due_at, {"task_id": row.id, "due_at": row.due_at})
+            if row.due_at is None or now < row.due_at:
+                break
+            row = await self._escalate(call, row, now)
+        return row
 
     async def of_effect(self, run_id: str, seq: int) -> TaskRow | None:
         rows = await self.app.store.fetch("human_task_of_effect", {"run_id": run_id, "seq": seq})
         return task_row(rows[0]) if rows else None
 
-    async def _create(self, call: EffectCall) -> TaskRow:
+    async def create(self, call: EffectCall, name: str, p: Mapping[str, Any]) -> TaskRow:
+        """The task of effect ``call`` (its run and number), named ``name``, as ``p`` asks
+        (``role``, ``data`` as JSON text, ``form``, ``sla`` seconds, ``escalate_to``,
+        ``assignee``, ``return_escalated``, ``called_at``: as ``task`` gives them), with its
+        ``create_task`` audit record in one transaction; the task written before (a replay
+        after a crash or a move) if there is one, unchanged."""
         run = call.execution.run
-        p = call.params
         now = self.app.store.clock()
         sla = p["sla"]
         called_at = p.get("called_at") or now
@@ -223,7 +233,7 @@ class HumanTasks:
             "run_id": run.id,
             "seq": call.seq,
             "workflow": run.workflow,
-            "name": call.name,
+            "name": name,
             "role": p["role"],
             "data": p["data"],
             "form": None if p["form"] is None else json.dumps(p["form"]),

@@ -87,6 +87,9 @@ class WorkflowSpec:
     returns: Any
     _input_model: type[pydantic.BaseModel] = field(repr=False)
     max_recoveries: int | None = 10
+    # A high-risk AI system (EU AI Act): the kernel does nothing with it; the policies see
+    # it as the ``Workflow``'s ``high_risk`` attribute (aiosys.governance.policy_gate).
+    high_risk: bool = False
 
     @property
     def key(self) -> str:
@@ -285,6 +288,7 @@ class App:
         priority: int = 0,
         timeout: float | None = None,
         max_recoveries: int | None = 10,
+        high_risk: bool = False,
     ) -> Any:
         """Register a workflow: ``async def wf(ctx: Context, **params) -> result``.
         Usable bare (``@app.workflow``) or with options; returns the function unchanged.
@@ -293,7 +297,10 @@ class App:
         or after sets them): a workflow's queue is always one this app's workers serve, so
         its runs are never left pending for want of a declaration. ``max_recoveries``: how
         many times a run may be recovered after its worker died or hung (its lease expired)
-        before it ends ``dead`` with ``MaxRecoveriesExceeded`` (None: no limit)."""
+        before it ends ``dead`` with ``MaxRecoveriesExceeded`` (None: no limit).
+        ``high_risk``: the workflow is a high-risk AI system (EU AI Act, Article 14): the
+        Cedar policies see it as the ``Workflow``'s ``high_risk`` attribute, and may make
+        its effects wait for a person's approval (see the README, "Human oversight")."""
 
         def register(fn: F) -> F:
             if not inspect.iscoroutinefunction(fn):
@@ -304,6 +311,10 @@ class App:
             if max_recoveries is not None and max_recoveries < 0:
                 raise ConfigError(
                     f"workflow {wf_name!r}: max_recoveries must be 0 or more, or None"
+                )
+            if not isinstance(high_risk, bool):
+                raise ConfigError(
+                    f"workflow {wf_name!r}: high_risk must be True or False, not {high_risk!r}"
                 )
             versions = self.workflows.setdefault(wf_name, {})
             if version in versions:
@@ -320,6 +331,7 @@ class App:
                 returns=hints.get("return"),
                 _input_model=_input_model(wf_name, fn),
                 max_recoveries=max_recoveries,
+                high_risk=high_risk,
             )
             self.queues.setdefault(queue, QueueSpec(queue))
             return fn

@@ -18,9 +18,10 @@ What the workflow receives is the decoded record, or for a kind with a presenter
 execution and on replay alike; the record itself is never changed by it.
 
 A step being retried has a ``pending`` record too (``record_retry``: the attempts that
-failed, the last error, when the next attempt is due). Unlike a parked wait, such a record
-is not an outcome: on replay the effect goes through the whole chain again, and retry
-continues from the recorded attempt.
+failed, the last error, when the next attempt is due), and so has an effect an interceptor
+parks before it runs (``record_pending``: the human approval a policy asks for). Unlike a
+parked wait, such a record is not an outcome: on replay the effect goes through the whole
+chain again, and the interceptor that wrote it goes on from what it recorded.
 """
 
 from __future__ import annotations
@@ -72,8 +73,9 @@ class EffectLog:
                 raise exc
             call.meta["pending"] = json.loads(recorded.output or "{}")
         # A parked wait is only checked again by its executor (the interceptors between here
-        # and it saw the effect once, when it first ran); a step between retries is not.
-        waiting = recorded is not None and RETRY not in call.meta["pending"]
+        # and it saw the effect once, when it first ran); a step between retries, or an
+        # effect an interceptor parked before it ran, is not.
+        waiting = recorded is not None and not _through_chain(call.meta["pending"])
         await ex.flush()
         ex.check_cancelled()
         # The effect's start: its first record's, if it has one (the store keeps that one),
@@ -176,6 +178,9 @@ class EffectLog:
 
 
 RETRY = "next_attempt"  # the key of a pending record that a step's retry wrote
+# The key of a pending record that an interceptor wrote for itself (``record_pending``): on
+# replay the effect passes the whole chain again.
+CHAIN = "chain"
 # call.meta: when the effect started (Unix s: its first record's start, on a replay), and the
 # ``EffectRow`` of its last record written (who is told it committed, ``on_recorded``, may
 # read it: e.g. to export a trace span made from the record).
@@ -190,15 +195,26 @@ async def record_retry(call: EffectCall, exc: BaseException, retry_at: float) ->
     with the next attempt, at its time, instead of starting over at attempt 1. The side writes
     of the attempts so far (``also_write``: a model call's usage rows) are committed with it,
     so that a crash or a parked wait that ends in a replay keeps both or neither."""
-    ex = call.execution
     attempt = int(call.meta.get("attempt", 1))
     state = {RETRY: attempt + 1, "retry_at": retry_at, RETRIES: call.meta.get(RETRIES, [])}
+    await record_pending(call, state, serde.dump_error(exc, transient=True))
+
+
+async def record_pending(call: EffectCall, state: dict[str, Any], error: str | None = None) -> None:
+    """Commit ``state`` (JSON values) as the effect's ``pending`` record, in a write of its
+    own, before an interceptor parks the effect (``Execution.suspend``) or waits to try it
+    again. It is not an outcome: a replay (after a crash, a move, an eviction) passes the
+    effect through the whole chain again, with ``state`` in ``call.meta["pending"]``, so the
+    interceptor goes on from it. The record's ``meta`` is ``call.meta["record"]`` as it is
+    now; the side writes queued so far (``also_write``) commit with it. ``LeaseLost`` when
+    the write fails or a later claim refuses it."""
+    ex = call.execution
     write = EffectLog._write(
         call,
-        call.meta.get(STARTED) or now(),  # the effect's start, not this attempt's end
+        call.meta.get(STARTED) or now(),  # the effect's start, not this write's
         "pending",
-        output=json.dumps(state),
-        error=serde.dump_error(exc, transient=True),
+        output=json.dumps(state if RETRY in state else {**state, CHAIN: True}),
+        error=error,
     )
     hooks = list(call.on_recorded)
 
@@ -206,7 +222,7 @@ async def record_retry(call: EffectCall, exc: BaseException, retry_at: float) ->
         for hook in hooks:
             hook(committed)
 
-    call.side_writes.clear()  # in this write now: the next attempt's go with the outcome
+    call.side_writes.clear()  # in this write now: later ones go with the outcome
     call.on_recorded.clear()
     try:
         result = await ex.committer.submit(write, tell if hooks else None)
@@ -214,6 +230,12 @@ async def record_retry(call: EffectCall, exc: BaseException, retry_at: float) ->
         raise ex.lost(f"could not record effect #{call.seq}: {err}") from err
     if not result.ok:
         raise ex.lost(f"a later claim refused the record of effect #{call.seq}")
+
+
+def _through_chain(pending: dict[str, Any]) -> bool:
+    """Whether a pending record is an interceptor's (``record_retry``, ``record_pending``),
+    not a wait of the effect's executor."""
+    return RETRY in pending or bool(pending.get(CHAIN))
 
 
 def _teller(call: EffectCall) -> Callable[[bool], None] | None:
