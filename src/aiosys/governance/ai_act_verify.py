@@ -16,7 +16,9 @@
 
 The periods and input hashes of a use are what the run's records in the store held when it
 was exported: the audit records do not carry them (the values themselves are in the store,
-where ``lineage_hash`` recomputes their hashes).
+where ``lineage_hash`` recomputes their hashes). The extract itself is not signed: a use
+left out of it, header count and all, is not found here (its ``start_workflow`` record is
+still in the audit extract, for whoever compares).
 """
 
 from __future__ import annotations
