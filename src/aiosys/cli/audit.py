@@ -139,7 +139,13 @@ def export(
     ] = None,
     tenant: Annotated[str | None, typer.Option("--tenant", help="Only this tenant's.")] = None,
     output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Write to this file (default: stdout).")
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Write to this file (default: stdout); with --format ai-act, the directory "
+            "to write the evidence into (made if missing).",
+        ),
     ] = None,
     public_key: PublicKeyOption = None,
     format_: Annotated[
