@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import kernel
 from .errors import AiosysError, ConfigError, ModelNotFound
+from .governance.ai_act import AiAct
 from .governance.audit import AuditLog, AuditSettings
 from .governance.identity import Identity, note_identity
 from .governance.lineage import Lineage, LineageSettings
@@ -32,6 +33,7 @@ from .kernel import EffectCall
 from .kernel.checks import ClientCall
 from .models.catalog import ModelCard
 from .models.catalog_files import load_card_files
+from .models.describe import describe
 from .models.plane import ModelPlane
 from .observe import slo as slo_mod
 from .observe.settings import TracingSettings
@@ -85,6 +87,8 @@ class App(kernel.App):
     unless ``lineage=False`` (or ``AIOSYS_LINEAGE=off``, or ``lineage = false`` in
     aiosys.toml): the content hashes of its inputs and the policy decisions behind it, in the
     effect's own record; ``app.lineage.show``, ``runs`` and ``openlineage`` read it back.
+    ``app.ai_act.export`` gathers the AI Act evidence of a workflow over a period (the
+    Article 12 extract, an Annex IV draft) from the audit log, lineage and catalog.
 
     Traces (``app.tracing``, ``aiosys.observe.tracing``) are on unless ``tracing=False`` (or
     ``AIOSYS_TRACING=off``, or ``enabled = false`` under ``[tracing]``); ``trace_content``
@@ -150,6 +154,9 @@ class App(kernel.App):
         self.gate.add("redact", self.redaction, before="retry")
         self.gate.present("model", self.redaction.present)
         self.lineage = Lineage(self, lambda: LineageSettings.resolve(lineage))
+        # The AI Act evidence: the audit log and lineage of a workflow's uses, and what the
+        # catalog says of the models and tasks they used (the model layer's to tell).
+        self.ai_act = AiAct(self, lambda models, tasks: describe(self.models, models, tasks))
 
     async def open(self) -> App:
         first = self._opened == 0

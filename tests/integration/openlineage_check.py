@@ -4,7 +4,8 @@ schemas): every field must be one the class declares (no unknown key), every req
 present, every value of the declared type, and the classes' validators must accept it (a
 UUID ``runId``, an ISO 8601 ``eventTime`` with a time, URI ``producer`` and ``schemaURL``,
 an ``eventType`` of the enum). Written back by the client's ``Serde``, the event must be
-the same JSON. (No PyPI package ships the spec's JSON Schema files themselves.)"""
+the same JSON. It is strict where the spec's schemas are open (no field a class does not
+declare); ``openlineage_schema`` validates the same events against the schemas themselves."""
 
 from __future__ import annotations
 

@@ -6,6 +6,7 @@ the client checks, runs.principal and its inheritance, and the no-identity defau
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import io
 import json
 import logging
@@ -97,6 +98,7 @@ APP_EXEMPT = {
     "policy": "the Cedar engine: decides requests, holds no tenant data",
     "audit": "walked below (AuditLog)",
     "lineage": "walked below (Lineage)",
+    "ai_act": "walked below (AiAct)",
     "authorizer": "the gate's authorize interceptor (configuration)",
     "models_dir": "a setting",
     "preload_models": "a setting",
@@ -154,6 +156,7 @@ LINEAGE_EXEMPT = {
     "inputs": "names an effect kind's inputs (configuration)",
     "recorder": "the gate's lineage interceptor and hooks",
 }
+AI_ACT_WALK = ("export",)
 HANDLE_EXEMPT = {"app": "its App", "created": "a flag", "id": "the run id", "tenant": "a field"}
 MODELS_EXEMPT = {
     "add_card": "the shared catalog (no tenant data)",
@@ -316,6 +319,14 @@ async def test_tenant_walk_every_public_function_as_a_against_b(store_url: str) 
             with pytest.raises(PermissionDenied):
                 await app.lineage.runs("m", tenant="B")
             assert await app.lineage.runs("m") == []
+            # The AI Act evidence: B's uses neither listed nor cited.
+            assert public(app.ai_act) == set(AI_ACT_WALK)
+            day = {"since": dt.datetime(2000, 1, 1), "until": dt.datetime(2100, 1, 1)}
+            with pytest.raises(PermissionDenied):
+                await app.ai_act.export("asks", tenant="B", **day)
+            evidence = await app.ai_act.export("asks", **day)
+            assert (evidence.header["tenant"], evidence.uses) == ("A", [])
+            assert not any(r in evidence.extract + evidence.audit for r in b_runs)
 
         # B's objects are as they were.
         assert (await app.get_run(waiting.id)).status == "waiting"

@@ -96,6 +96,8 @@ def test_the_cli_tenant_walk_every_command_as_a_against_b(store_url: str) -> Non
     b = asyncio.run(b_objects(store, bob["key"]))
     run_id, task_id = b["run"], b["task"]
     s = ["--store", store]
+    period = ["--from", "2000-01-01", "--to", "2100-01-01"]
+    ai_act = [*period, "--tenant", "B", "-o", "aiact"]
     walk: dict[str, list[list[str]]] = {
         "run": [["run", "greet", "-i", '{"name": "x"}', "--tenant", "B", "--app", APP, *s]],
         "start": [["start", "greet", "-i", '{"name": "x"}', "--tenant", "B", "--app", APP, *s]],
@@ -113,7 +115,10 @@ def test_the_cli_tenant_walk_every_command_as_a_against_b(store_url: str) -> Non
         "runs signal": [["runs", "signal", run_id, "go", *s]],
         "runs prune": [["runs", "prune", "--before", "0s", "--tenant", "B", *s]],
         "audit verify": [["audit", "verify", *s]],
-        "audit export": [["audit", "export", "--tenant", "B", *s]],
+        "audit export": [
+            ["audit", "export", "--tenant", "B", *s],
+            ["audit", "export", "--format", "ai-act", "--workflow", "signoff", *ai_act, *s],
+        ],
         "audit checkpoint": [["audit", "checkpoint", *s]],
         "models sync": [["models", "sync", *s]],
         "models delete": [["models", "delete", "some-model", *s]],
@@ -165,6 +170,10 @@ def test_the_cli_tenant_walk_every_command_as_a_against_b(store_url: str) -> Non
     mine = json.loads(ok(aiosys(*as_a, "stats", "--json", *s)).stdout)
     assert (mine["tenant"], mine["workflows"], mine["models"]) == ("A", [], [])
     assert 'tenant="B"' not in ok(aiosys(*as_a, "metrics", *s)).stdout
+    # B's workflow is not known in A's tenant (it never ran there); nothing is written.
+    mine_ai = ["audit", "export", "--format", "ai-act", "--workflow", "signoff", *period]
+    unknown = reported_error(aiosys(*as_a, *mine_ai, "-o", "aiact", *s), 2)
+    assert "never ran in tenant 'A'" in unknown and not Path("aiact").exists()
     extract = ok(aiosys(*as_a, "audit", "export", *s)).stdout  # A's own records only
     assert run_id not in extract and '"tenant":"B"' not in extract.replace(" ", "")
     listed = json.loads(ok(aiosys(*as_a, "keys", "list", "--json", *s)).stdout)

@@ -2,7 +2,8 @@
 the hash of the value passed, model@version, task@version, the policy decisions of the
 effect's audit record, a child run, a person's approval), which runs used a model version
 (exactly those), tenants kept apart, replay after a restart changing nothing, the switch
-off, and the OpenLineage export read back by openlineage-python's spec-generated classes."""
+off, and the OpenLineage export read back by openlineage-python's spec-generated classes and
+validated against the OpenLineage JSON Schema (tests/data/openlineage)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import rfc8785
 from pydantic import BaseModel
 from tests.integration.conftest import _wait_status as wait_status
 from tests.integration.openlineage_check import check_event
+from tests.integration.openlineage_schema import validate_event
 from tests.wire.openai_server import OpenAIWire
 
 from aiosys import App, Context
@@ -295,10 +297,16 @@ async def test_a_denied_call_shows_the_decision_that_refused_it(
             return "refused"
         return "sent"
 
+    from openlineage.client.serde import Serde
+
     async with app:
         run = await app.start("leaky", {"text": "the merger terms"})
         assert await run.result(timeout=30) == "refused"
         (call,) = (await app.lineage.show(run.id)).effects
+        exported = [json.loads(Serde.to_json(e)) for e in await app.lineage.openlineage(run.id)]
+    for event in exported:  # the failed call's errorMessage facet too
+        validate_event(event)
+    assert any("errorMessage" in e["run"]["facets"] for e in exported)
     assert openai_server.requests == []
     assert (call.kind, call.status, call.output) == ("model", "error", None)
     assert call.error is not None and call.error.startswith("PolicyDenied: ")
@@ -368,6 +376,7 @@ async def test_export_is_openlineage_events_read_back_by_the_official_classes(
     lines = [Serde.to_json(e) for e in events]
     for line in lines:
         check_event(json.loads(line))
+        validate_event(json.loads(line))  # the spec's JSON Schema, facets included
     parsed = [json.loads(line) for line in lines]
     jobs = [(e["job"]["name"], e["eventType"]) for e in parsed]
     assert ("intake", "START") in jobs and ("intake", "COMPLETE") in jobs

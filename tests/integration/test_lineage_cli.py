@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from tests.integration.conftest import _wait_status as wait_status
 from tests.integration.openlineage_check import check_event
+from tests.integration.openlineage_schema import validate_event
 from tests.integration.test_lineage import build, sha
 from tests.unit.clirunner import aiosys, ok, reported_error
 from tests.wire.openai_server import OpenAIWire
@@ -78,6 +79,7 @@ def test_show_runs_and_export_from_the_command_line(
     assert f"exported {len(lines)} OpenLineage events" in done.stderr
     for line in lines:
         check_event(json.loads(line))
+        validate_event(json.loads(line))  # the spec's JSON Schema, facets included
     assert ok(aiosys("lineage", "export", run_id, *s)).stdout.splitlines() == lines
 
 

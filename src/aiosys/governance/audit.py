@@ -630,10 +630,12 @@ class AuditLog:
         until: dt.datetime | None = None,
         tenant: str | None = None,
         public_key: str | Path | None = None,
+        upto: int | None = None,
     ) -> dict[str, int]:
-        """Write an extract (``audit_export``) to ``out``. A principal that is not the
-        local one needs the role admin (``export_audit``) and exports only its own tenant's
-        records (``PermissionDenied`` otherwise)."""
+        """Write an extract (``audit_export``) to ``out``: the records from ``since`` to
+        before ``until`` at positions up to ``upto`` (None: the head). A principal that is
+        not the local one needs the role admin (``export_audit``) and exports only its own
+        tenant's records (``PermissionDenied`` otherwise)."""
         principal = current_principal()
         if not principal.local:
             if not allows(principal.roles, "export_audit"):
@@ -654,6 +656,7 @@ class AuditLog:
             since=None if since is None else micros(since.timestamp()),
             until=None if until is None else micros(until.timestamp()),
             tenant=tenant,
+            upto=upto,
         )
 
 

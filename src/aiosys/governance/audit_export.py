@@ -54,14 +54,18 @@ async def export(
     since: int | None = None,
     until: int | None = None,
     tenant: str | None = None,
+    upto: int | None = None,
 ) -> dict[str, int]:
     """Write an extract of the records from ``since`` to before ``until`` (microseconds;
-    None: unbounded) of ``tenant`` (None: every tenant) to ``out``. Returns the counts of
-    records, stubs and checkpoints written."""
+    None: unbounded) of ``tenant`` (None: every tenant) to ``out``, those at positions up to
+    ``upto`` only (None: up to the head; the AI Act evidence stops at the checkpoint it
+    cites). Returns the counts of records, stubs and checkpoints written."""
     heads = await store.fetch("audit_head", {})
     if not heads:
         raise AiosysError("the audit log's head row is missing (deleted): see audit verify")
     head = int(heads[0]["seq"])
+    if upto is not None:
+        head = min(head, upto)
     checkpoints = [
         Checkpoint.parse(r["payload"], r["signature"])
         for r in await store.fetch("audit_checkpoints", {})
@@ -72,6 +76,10 @@ async def export(
     else:
         span = (await store.fetch("audit_span", {"since": lo, "until": hi}))[0]
         first, last = (0, -1) if span["first"] is None else (int(span["first"]), int(span["last"]))
+        if last > head:  # records past ``upto``
+            last = head
+            if first > last:
+                first, last = 0, -1
     before = [cp for cp in checkpoints if cp.seq < first]
     after = [cp for cp in checkpoints if cp.seq >= last]
     start = before[-1].seq + 1 if before else 1
