@@ -40,6 +40,9 @@ HOUR = 3600.0
 ALICE = Principal(id="alice", tenant="A", roles=frozenset({"paralegal"}))
 AMY = Principal(id="amy", tenant="A", roles=frozenset({"paralegal"}))
 SAM = Principal(id="sam", tenant="A", roles=frozenset({"senior"}))
+# The card is high-risk: the shipped oversight policy (examples/policies/oversight.cedar)
+# makes each summary's model call wait for a partner's approval (Art. 14) first.
+PAULA = Principal(id="paula", tenant="A", roles=frozenset({"partner"}))
 
 
 @pytest.fixture(autouse=True)
@@ -111,9 +114,10 @@ def build(store_url: str, server: OpenAIWire) -> aiosys_pkg.App:
 
 
 async def use(app: aiosys_pkg.App, path: str, reviewer: Principal) -> str:
-    """One use of ``intake`` in tenant A: reviewed by ``reviewer``, signed off by Sam."""
+    """One use of ``intake`` in tenant A: its model call approved by Paula, reviewed by
+    ``reviewer``, signed off by Sam."""
     run = await app.start("intake", {"path": path}, tenant="A")
-    for who in (reviewer, SAM):
+    for who in (PAULA, reviewer, SAM):
         await wait_status(app, run.id, "waiting")
         async with app.as_principal(who):
             (task,) = await app.list_tasks()
@@ -183,11 +187,12 @@ def test_the_extract_of_a_day_lists_each_use_and_audit_verify_verifies_its_check
     assert all(by_name[n]["audit_seq"] is not None for n in ("ocr", "summarize"))
     # Article 12(3)(d), 14(5): the persons who verified the results, each by its record.
     people = [[(p["person"], p["role"], p["action"]) for p in u["verified_by"]] for u in ev.uses]
+    approval = ("user:A/paula", "partner", "approve")
     assert people == [
-        [("user:A/alice", "paralegal", "approve"), ("user:A/sam", "senior", "approve")],
-        [("user:A/amy", "paralegal", "approve"), ("user:A/sam", "senior", "approve")],
+        [approval, ("user:A/alice", "paralegal", "approve"), ("user:A/sam", "senior", "approve")],
+        [approval, ("user:A/amy", "paralegal", "approve"), ("user:A/sam", "senior", "approve")],
     ]
-    assert h["persons"] == ["user:A/alice", "user:A/amy", "user:A/sam"]
+    assert h["persons"] == ["user:A/alice", "user:A/amy", "user:A/paula", "user:A/sam"]
     assert all(p["audit_seq"] is not None for u in ev.uses for p in u["verified_by"])
     # The policy set's version, in force and deciding the uses.
     assert seen["policy_version"] is not None
@@ -235,7 +240,7 @@ def test_the_extract_of_a_day_lists_each_use_and_audit_verify_verifies_its_check
     line = ok(aiosys("audit", "verify", "--store", store_url, "--file", str(paths["extract"])))
     assert line.stdout.startswith(
         f"AI Act extract verified: 2 uses, {sum(len(u['audit']) for u in ev.uses)} audit "
-        f"records cited and 4 persons' decisions attested, under checkpoint {cp['n']} "
+        f"records cited and 6 persons' decisions attested, under checkpoint {cp['n']} "
         f"(records 1 to {cp['seq']})"
     )
     # Someone else put down as the reviewer: the record says who decided.
@@ -251,7 +256,7 @@ def test_the_extract_of_a_day_lists_each_use_and_audit_verify_verifies_its_check
     cli_out = tmp_path / "cli"
     args = ["audit", "export", "--format", "ai-act", "--workflow", "intake", "--store", store_url]
     done = ok(aiosys(*args, "--from", "2025-03-04", "--to", "2025-03-05", "-o", str(cli_out)))
-    assert "exported the AI Act evidence of intake: 2 uses, 3 persons" in done.stderr
+    assert "exported the AI Act evidence of intake: 2 uses, 4 persons" in done.stderr
     lines = (cli_out / EXTRACT_FILE).read_text().splitlines()
     assert [json.loads(x)["run_id"] for x in lines[1:]] == [first, second]
     ok(aiosys("audit", "verify", "--store", store_url, "--file", str(cli_out / EXTRACT_FILE)))
