@@ -122,6 +122,7 @@ APP_EXEMPT = {
     "redaction": "the gate's redact interceptor and presenter (configuration); restoring is "
     "decided per effect by the run's principal's read_data",
     "redaction_settings": "a setting",
+    "readiness": "a probe: whether the store answers with a current schema, no tenant data",
 }
 AUDIT_WALK = ("export", "verify", "checkpoint")
 AUDIT_EXEMPT = {
