@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.integration.apiclient import make_app
 
 import aiosys
-from aiosys import Context, PermanentError
 from aiosys.errors import AuthenticationFailed, PermissionDenied, RunNotFound, TaskNotFound
 from aiosys.governance import identity as identity_mod
 from aiosys.governance.identity_keys import ApiKeys
@@ -34,32 +34,6 @@ def _key_secret(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.chdir(tmp_path)  # no aiosys.toml, no ./models
     for var in [v for v in os.environ if v.startswith("AIOSYS_JWT_")]:
         monkeypatch.delenv(var)
-
-
-def make_app(store_url: str) -> aiosys.App:
-    app = aiosys.App(store_url, models_dir="", preload_models=False)
-
-    @app.workflow
-    async def waits(ctx: Context) -> Any:
-        return await ctx.wait_for("go")
-
-    @app.step
-    def boom() -> None:
-        raise PermanentError("boom")
-
-    @app.workflow
-    async def dies(ctx: Context) -> None:
-        await boom()
-
-    @app.workflow
-    async def parent(ctx: Context) -> Any:
-        return await ctx.child("waits")
-
-    @app.workflow
-    async def asks(ctx: Context) -> Any:
-        return (await ctx.human_task("sign-off", role="admin", data={"doc": 1})).action
-
-    return app
 
 
 async def principal_for(app: aiosys.App, tenant: str, who: str, *roles: str) -> Principal:
