@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import signal
 import threading
 from collections.abc import Iterator
@@ -86,7 +87,7 @@ async def serve(
         log_level=log_level,
         log_config=None,  # uvicorn's lines go to the process's logging (aiosys's JSON lines)
         lifespan="on",
-        timeout_graceful_shutdown=int(grace) if grace > 0 else None,
+        timeout_graceful_shutdown=math.ceil(grace),  # 0: requests in flight are cut at once
         server_header=False,
         access_log=False,
     )
