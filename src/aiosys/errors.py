@@ -26,6 +26,9 @@
     │       │                           gate parks a workflow's effect as a human task instead
     │       └── ApprovalRejected        the person asked for that approval rejected the effect
     ├── ConfigError                     a bad store URL, app path or setting
+    │   ├── StoreUnavailable            the store cannot be reached (connection refused or
+    │   │                               lost, database gone): try again later (HTTP 503)
+    │   └── UnknownQueue                a start named a queue the app does not declare
     ├── AuthenticationFailed            an API key or bearer token is unknown, expired,
     │                                   revoked or does not verify
     ├── PermissionDenied                the principal may not do this (its roles or tenant)
@@ -247,6 +250,17 @@ class ConfigError(AiosysError):
     """A store URL, app reference or setting is wrong."""
 
 
+class StoreUnavailable(ConfigError):
+    """The store cannot be reached: a connection refused or lost, a database that is gone.
+    Not the caller's fault, and it may pass (the HTTP API answers 503); a ``ConfigError``
+    because a wrong URL looks the same from here."""
+
+
+class UnknownQueue(ConfigError):
+    """A start named a queue this app does not declare: no worker of the app would take
+    the run (the caller's mistake over HTTP: 422; a ``ConfigError`` in code)."""
+
+
 class AuthenticationFailed(AiosysError):
     """A credential was refused: an unknown, expired or revoked API key, or a bearer token
     whose signature, issuer, audience or expiry does not verify. The message says which,
@@ -362,8 +376,10 @@ __all__ = [
     "StepInterrupted",
     "StepTimeout",
     "StoreRefused",
+    "StoreUnavailable",
     "TaskNotFound",
     "TransientError",
+    "UnknownQueue",
     "UnknownWorkflow",
     "UnwindSwallowed",
     "WaitTimeout",

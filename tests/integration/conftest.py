@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -63,3 +65,37 @@ async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
 def wait_until() -> Callable[..., Awaitable[None]]:
     """``await wait_until(lambda: ...)``: poll an in-process condition, with a time guard."""
     return until
+
+
+def forget_migration(store_url: str, version: int) -> None:
+    """Make the store look one migration behind this code (as a newer process sees it)."""
+    if store_url.startswith("sqlite"):
+        import sqlite3
+
+        with sqlite3.connect(store_url.removeprefix("sqlite:///")) as conn:
+            conn.execute("DELETE FROM aiosys_schema WHERE version = ?", (version,))
+        return
+    import psycopg
+
+    with psycopg.connect(store_url, autocommit=True) as conn:
+        conn.execute("DELETE FROM aiosys_schema WHERE version = %s", (version,))
+
+
+SHIPPED_POLICIES = Path(__file__).resolve().parents[2] / "examples" / "policies"
+
+#: A policy beside the shipped ones: runs of the workflow ``hold`` may not be cancelled.
+HOLD_POLICY = (
+    '@id("hold-runs-are-not-cancelled")\n'
+    'forbid(principal, action == Action::"cancel_run", resource is Run)\n'
+    'when { resource has workflow && resource.workflow == "hold" };\n'
+)
+
+
+def shipped_policies(tmp_path: Path, **files: str) -> Path:
+    """A copy of the shipped example policies in ``tmp_path/policies``, with ``files``
+    (name without ``.cedar`` -> text) beside them."""
+    policies = tmp_path / "policies"
+    shutil.copytree(SHIPPED_POLICIES, policies)
+    for name, text in files.items():
+        (policies / f"{name}.cedar").write_text(text)
+    return policies

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.integration.apiclient import make_app
 
 import aiosys
-from aiosys import Context, PermanentError
 from aiosys.errors import AuthenticationFailed, PermissionDenied, RunNotFound, TaskNotFound
 from aiosys.governance import identity as identity_mod
 from aiosys.governance.identity_keys import ApiKeys
@@ -35,32 +35,6 @@ def _key_secret(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.chdir(tmp_path)  # no aiosys.toml, no ./models
     for var in [v for v in os.environ if v.startswith("AIOSYS_JWT_")]:
         monkeypatch.delenv(var)
-
-
-def make_app(store_url: str) -> aiosys.App:
-    app = aiosys.App(store_url, models_dir="", preload_models=False)
-
-    @app.workflow
-    async def waits(ctx: Context) -> Any:
-        return await ctx.wait_for("go")
-
-    @app.step
-    def boom() -> None:
-        raise PermanentError("boom")
-
-    @app.workflow
-    async def dies(ctx: Context) -> None:
-        await boom()
-
-    @app.workflow
-    async def parent(ctx: Context) -> Any:
-        return await ctx.child("waits")
-
-    @app.workflow
-    async def asks(ctx: Context) -> Any:
-        return (await ctx.human_task("sign-off", role="admin", data={"doc": 1})).action
-
-    return app
 
 
 async def principal_for(app: aiosys.App, tenant: str, who: str, *roles: str) -> Principal:
@@ -125,6 +99,7 @@ APP_EXEMPT = {
     "redaction": "the gate's redact interceptor and presenter (configuration); restoring is "
     "decided per effect by the run's principal's read_data",
     "redaction_settings": "a setting",
+    "readiness": "a probe: whether the store answers with a current schema, no tenant data",
 }
 AUDIT_WALK = ("export", "verify", "checkpoint")
 AUDIT_EXEMPT = {

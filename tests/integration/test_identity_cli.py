@@ -103,6 +103,7 @@ def test_the_cli_tenant_walk_every_command_as_a_against_b(store_url: str) -> Non
         "start": [["start", "greet", "-i", '{"name": "x"}', "--tenant", "B", "--app", APP, *s]],
         "demo": [["demo", *s]],
         "worker": [["worker", "--app", APP, *s]],
+        "server": [["server", "--app", APP, *s]],
         "runs list": [["runs", "list", "--tenant", "B", *s]],
         "runs show": [
             ["runs", "show", run_id, *s],

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from pydantic import BaseModel
+from tests.integration.conftest import HOLD_POLICY, shipped_policies
 
 from aiosys import App, Context
 from aiosys.errors import PermissionDenied, PolicyDenied, RunFailed, RunNotFound
@@ -183,13 +184,7 @@ async def test_client_actions_are_checked_as_the_bound_principal(
     """Start, signal, cancel and resume pass the built-in roles, then the policies, as the
     bound principal (a client check after ``roles``); another tenant is refused by the
     kernel's scoping before any policy is asked."""
-    policies = tmp_path / "policies"
-    shutil.copytree(SHIPPED, policies)
-    (policies / "runs.cedar").write_text(
-        '@id("hold-runs-are-not-cancelled")\n'
-        'forbid(principal, action == Action::"cancel_run", resource is Run)\n'
-        'when { resource has workflow && resource.workflow == "hold" };\n'
-    )
+    policies = shipped_policies(tmp_path, runs=HOLD_POLICY)
     app = make_app(store_url, openai_server, policies)
 
     @app.workflow

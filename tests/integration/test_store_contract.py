@@ -170,6 +170,33 @@ async def test_list_runs_filters_and_lists_newest_first(store: Store) -> None:
     assert [r.id for r in await store.list_runs(limit=2)] == [new.id, other.id]
 
 
+async def test_list_runs_by_creation_time_and_page_after_a_position(store: Store) -> None:
+    t = now()
+    runs = [await pending(store, created_at=t - n) for n in range(5)]  # newest first
+    twin = await pending(store, created_at=t - 2)  # same time as runs[2]: ordered by id
+    everything = await store.list_runs()
+    assert {r.id for r in everything} == {r.id for r in runs} | {twin.id}
+    assert [r.id for r in await store.list_runs(since=t - 1)] == [runs[0].id, runs[1].id]
+    older = await store.list_runs(until=t - 2)  # before: the twins at t - 2 are not in it
+    assert [r.id for r in older] == [runs[3].id, runs[4].id]
+    window = await store.list_runs(since=t - 3, until=t - 1)
+    assert {r.id for r in window} == {runs[2].id, runs[3].id, twin.id}
+    # Pages after each one's last run cover every run once, the twins included.
+    seen: list[str] = []
+    after = None
+    while True:
+        page = await store.list_runs(after=after, limit=2)
+        if not page:
+            break
+        seen += [r.id for r in page]
+        after = (page[-1].created_at, page[-1].id)
+    assert seen == [r.id for r in everything]
+    # A run started meanwhile (newer) shifts no page.
+    await pending(store, created_at=t + 1)
+    first = everything[1]
+    assert await store.list_runs(after=(first.created_at, first.id)) == everything[2:]
+
+
 # ---- claiming ---------------------------------------------------------------------------
 
 

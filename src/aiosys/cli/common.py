@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import json
+import logging
 import os
 import sys
 import tomllib
@@ -335,3 +336,21 @@ def audit_log(a: App) -> AuditLog:
     if isinstance(found, AuditLog):
         return found
     return AuditLog(lambda: a.store, AuditSettings.resolve())
+
+
+def exit_past_step_threads(log: logging.Logger, who: str) -> None:
+    """After a drain: if sync steps still run on pool threads, exit 0 now. A thread cannot
+    be stopped, and Python waits for pool threads at exit; their runs were given back
+    already, and what they do now is not recorded."""
+    from ..kernel.step_threads import running_on_threads
+
+    threads = running_on_threads()
+    if threads:
+        log.warning(
+            "%s: %d sync step(s) still running on threads; exiting without waiting for "
+            "them (their runs were given back)",
+            who,
+            threads,
+        )
+        logging.shutdown()
+        os._exit(0)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import signal
 from pathlib import Path
 from typing import Annotated, Any
@@ -33,6 +32,7 @@ from .common import (
     create_store_dir,
     echo_json,
     err,
+    exit_past_step_threads,
     fail,
     has_credential,
     load_app,
@@ -48,6 +48,7 @@ from .policy import policy
 from .prune import prune as _prune  # noqa: F401  (registers `aiosys runs prune`)
 from .render import error_message, run_dict
 from .runs import runs
+from .server import server
 from .stats import slo, stats
 from .tasks import tasks
 
@@ -70,6 +71,7 @@ cli.add_typer(lineage, name="lineage")
 cli.add_typer(slo, name="slo")
 cli.command("stats")(stats)
 cli.command("metrics")(_metrics)
+cli.command("server")(server)
 
 WorkflowArg = Annotated[str, typer.Argument(help="The workflow's name.")]
 InputOption = Annotated[
@@ -286,7 +288,6 @@ def worker(
     end or park or the grace period passes, then the rest are given back to the queue for
     another worker. A second signal gives them back at once. Either way it exits 0."""
     from ..kernel import Worker
-    from ..kernel.step_threads import running_on_threads
     from ..redact import mask_url
 
     if has_credential():
@@ -340,18 +341,7 @@ def worker(
             await w.drain()
             await the_app.close()
             log.info("worker %s stopped", w.id)
-        threads = running_on_threads()
-        if threads:
-            # A thread cannot be stopped, and Python waits for pool threads at exit: do not.
-            # Their runs are given back already; what they do now is not recorded.
-            log.warning(
-                "worker %s: %d sync step(s) still running on threads; exiting without "
-                "waiting for them (their runs were given back)",
-                w.id,
-                threads,
-            )
-            logging.shutdown()
-            os._exit(0)
+        exit_past_step_threads(log, f"worker {w.id}")
 
     try:
         asyncio.run(main())

@@ -17,14 +17,16 @@ import pydantic
 import pydantic_core
 
 from ..errors import (
+    AiosysError,
     ConfigError,
     IdempotencyConflict,
     InvalidInput,
     RunFailed,
     RunNotFound,
+    UnknownQueue,
     UnknownWorkflow,
 )
-from ..store import Store, open_store
+from ..store import Store, open_store, unavailable
 from ..store._text import check_identifier
 from ..store.base import (
     SUCCEEDED,
@@ -37,6 +39,7 @@ from ..store.base import (
 )
 from . import serde
 from .checks import Check, Checks, ClientCall, scope_tenant
+from .cursor import parse_run_cursor
 from .effects import register_kernel_effects
 from .gate import Gate
 from .interceptors import EffectLog, Retrying
@@ -64,6 +67,8 @@ class StepDecorator(Protocol):
 
 
 DEFAULT_RETRY = Retry()
+# A run's priority is a 32-bit integer on every store (PostgreSQL's INTEGER).
+PRIORITY_MIN, PRIORITY_MAX = -(2**31), 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -145,6 +150,16 @@ def _input_model(name: str, fn: Callable[..., Any]) -> type[pydantic.BaseModel]:
 
 def _clip(text: str, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+@dataclass(frozen=True, slots=True)
+class Readiness:
+    """``App.readiness``: ``ready``, else ``reason`` says why not; ``behind`` lists the
+    migrations the store lacks (a process newer than the schema: run one that migrates)."""
+
+    ready: bool
+    reason: str = ""
+    behind: list[int] = field(default_factory=list)
 
 
 class Ended(NamedTuple):
@@ -467,12 +482,32 @@ class App:
     async def __aenter__(self) -> App:
         return await self._enter(own_runs_only=False)
 
-    def embedded(self, *, own_runs_only: bool = False) -> _Embedded:
+    def embedded(self, *, own_runs_only: bool = False, drain_grace: float = 0.0) -> _Embedded:
         """``async with app.embedded(own_runs_only=True):`` is ``async with app:`` whose
         worker executes only the runs started through this app while it is open (or
         returned to ``start`` by their idempotency key) and the children they start, not
-        the other pending runs of the app's workflows in the store (``aiosys run``)."""
-        return _Embedded(self, own_runs_only)
+        the other pending runs of the app's workflows in the store (``aiosys run``).
+        ``drain_grace``: seconds the runs in flight get to end or park when the block is
+        left, as a worker drains on SIGTERM (``aiosys server``); 0 gives them back at once."""
+        return _Embedded(self, own_runs_only, drain_grace)
+
+    async def readiness(self) -> Readiness:
+        """Whether this app can serve now: its store answers and holds every migration of
+        this code (``Readiness``). Opens the app if nobody did. Never raises for a store
+        that cannot be reached or opened: that is the answer (``ready`` False, ``reason``)."""
+        try:
+            await self._ready()
+            behind = await self.store.schema_behind()
+        except (AiosysError, OSError) as exc:
+            return Readiness(False, f"the store cannot be reached: {exc}")
+        except Exception as exc:
+            if not unavailable(exc):
+                raise
+            return Readiness(False, f"the store cannot be reached: {exc}")
+        if behind:
+            missing = ", ".join(f"{v:04d}" for v in behind)
+            return Readiness(False, f"the store's schema lacks migrations {missing}", behind)
+        return Readiness(True)
 
     async def _enter(self, *, own_runs_only: bool) -> App:
         from .worker import Worker
@@ -483,9 +518,12 @@ class App:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        await self._leave(0.0)
+
+    async def _leave(self, grace: float) -> None:
         worker, self._worker = self._worker, None
         if worker is not None:
-            await worker.stop()
+            await worker.stop(grace)
         await self.close()
 
     # ---- runs -----------------------------------------------------------------------------
@@ -577,7 +615,7 @@ class App:
         With an idempotency key used before in the tenant, returns that run instead
         (``handle.created`` is False) if it is the same workflow with the same validated
         input, else raises ``IdempotencyConflict`` naming it. A ``queue`` this app never
-        declared is refused (``ConfigError``): no worker of the app would take the run.
+        declared is refused (``UnknownQueue``, a ``ConfigError``): no worker would take it.
         Idempotency keys and tenants are identities: text a store cannot keep as it is
         (NUL, lone surrogates) is refused with ``InvalidInput``, never altered.
         A child (``parent_id``) is cancelled with its parent (cancel or timeout) unless it
@@ -597,10 +635,19 @@ class App:
         if idempotency_key is not None:
             check_identifier("idempotency key", idempotency_key)
         if queue is not None and queue not in self.queues:
-            raise ConfigError(
+            raise UnknownQueue(
                 f"queue {queue!r} is not declared in this app (declared: "
                 f"{', '.join(sorted(self.queues))}); declare it with app.queue({queue!r}) "
                 "so that workers serve it"
+            )
+        if priority is not None and (
+            isinstance(priority, bool)
+            or not isinstance(priority, int)
+            or not PRIORITY_MIN <= priority <= PRIORITY_MAX
+        ):
+            raise InvalidInput(
+                f"priority must be an integer from {PRIORITY_MIN} to {PRIORITY_MAX}, "
+                f"not {priority!r}"
             )
         if self.checks.wants(principal):
             await self.checks(
@@ -674,12 +721,37 @@ class App:
         """The run's row; ``RunNotFound`` if it is not in the caller's tenant."""
         return await self.handle(run_id, tenant=tenant).row()
 
-    async def list_runs(self, **filters: Any) -> list[RunRow]:
-        """Runs newest first; filters ``status``, ``workflow``, ``tenant`` (only the bound
-        principal's, for a non-local one), ``limit`` (default 50)."""
-        filters["tenant"] = await self.authorize("list_runs", tenant=filters.get("tenant"))
+    async def list_runs(
+        self,
+        *,
+        status: str | None = None,
+        workflow: str | None = None,
+        tenant: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        cursor: str | None = None,
+        limit: int = 50,
+    ) -> list[RunRow]:
+        """Runs newest first, of ``status`` and ``workflow`` when given, in ``tenant`` (None:
+        the bound principal's, every tenant for the local one; another is
+        ``PermissionDenied``), created in ``[since, until)`` (epoch seconds), at most
+        ``limit``. ``cursor``: ``run_cursor`` of the last run of the page before
+        (``aiosys.kernel.cursor``); the listing goes on after it. ``InvalidInput`` for a
+        malformed cursor or a ``limit`` below 1."""
+        if limit < 1:
+            raise InvalidInput(f"limit must be 1 or more, not {limit}")
+        after = None if cursor is None else parse_run_cursor(cursor)
+        scope = await self.authorize("list_runs", tenant=tenant)
         await self._ready()
-        return await self.store.list_runs(**filters)
+        return await self.store.list_runs(
+            status=status,
+            workflow=workflow,
+            tenant=scope,
+            since=since,
+            until=until,
+            after=after,
+            limit=limit,
+        )
 
     async def effects(self, run_id: str, *, tenant: str | None = None) -> list[EffectRow]:
         """A run's effects in call order; ``RunNotFound`` if it is not in the caller's
@@ -794,14 +866,25 @@ class App:
 
 
 class _Embedded:
-    """``App.embedded``: an async context manager around an app and its worker."""
+    """``App.embedded``: an async context manager around an app and its worker. Leaving it
+    stops the worker with ``drain_grace`` (``Worker.stop``); ``force()`` ends that drain
+    at once (a second SIGTERM)."""
 
-    def __init__(self, app: App, own_runs_only: bool) -> None:
+    def __init__(self, app: App, own_runs_only: bool, drain_grace: float = 0.0) -> None:
         self.app = app
         self.own_runs_only = own_runs_only
+        self.drain_grace = drain_grace
+        self._worker: Any = None
 
     async def __aenter__(self) -> App:
-        return await self.app._enter(own_runs_only=self.own_runs_only)
+        app = await self.app._enter(own_runs_only=self.own_runs_only)
+        self._worker = app._worker
+        return app
 
     async def __aexit__(self, *exc: object) -> None:
-        await self.app.__aexit__(*exc)
+        await self.app._leave(self.drain_grace)
+
+    def force(self) -> None:
+        """Give the runs in flight back now, instead of at the end of the grace period."""
+        if self._worker is not None:
+            self._worker.force()

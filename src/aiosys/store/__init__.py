@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+import sys
 import tomllib
 from pathlib import Path
 
-from ..errors import ConfigError
+from ..errors import ConfigError, StoreUnavailable
 from .base import Store
 
 DEFAULT_URL = "sqlite:///.aiosys/aiosys.db"
@@ -46,4 +47,22 @@ def open_store(url: str | None = None) -> Store:
     )
 
 
-__all__ = ["DEFAULT_URL", "Store", "open_store", "resolve_url"]
+def unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` says the store could not be reached or answer now (so a caller may
+    try again later: HTTP 503), not that a request was wrong: ``StoreUnavailable``, a
+    PostgreSQL connection refused or lost (psycopg's ``OperationalError``,
+    ``InterfaceError``), a SQLite file that cannot be read or is locked
+    (``sqlite3.OperationalError``). A driver never imported raised nothing."""
+    if isinstance(exc, StoreUnavailable):
+        return True
+    kinds: list[type[BaseException]] = []
+    pg = sys.modules.get("psycopg")
+    if pg is not None:
+        kinds += [pg.OperationalError, pg.InterfaceError]
+    lite = sys.modules.get("sqlite3")
+    if lite is not None:
+        kinds.append(lite.OperationalError)
+    return isinstance(exc, tuple(kinds))
+
+
+__all__ = ["DEFAULT_URL", "Store", "open_store", "resolve_url", "unavailable"]

@@ -384,8 +384,21 @@ class Store(Protocol):
         status: str | None = None,
         workflow: str | None = None,
         tenant: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        after: tuple[float, str] | None = None,
         limit: int = 50,
-    ) -> list[RunRow]: ...
+    ) -> list[RunRow]:
+        """Runs newest first (``created_at``, then ``id``, descending), of ``status``,
+        ``workflow`` and ``tenant`` when given, created in ``[since, until)`` (epoch seconds),
+        and after ``after``: the ``(created_at, id)`` of the last run of the page before
+        (keyset pagination: a run started meanwhile neither shifts nor repeats a page)."""
+        ...
+
+    async def schema_behind(self) -> list[int]:
+        """The migrations of this code the store has not applied, in order (empty: its
+        schema is current; readiness). Raises what an unreachable store raises."""
+        ...
 
     async def load_history(self, run_id: str) -> History | None:
         """The run, its effects and its unconsumed signals, in one read."""

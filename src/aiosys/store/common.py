@@ -9,6 +9,7 @@ from dataclasses import replace
 from typing import Any
 
 from ..errors import InvalidRunState, RunNotFound, StoreRefused
+from . import _sql
 from .base import (
     PRUNE_BATCH,
     TERMINAL,
@@ -54,6 +55,29 @@ def run_params(new: NewRun, owner: str | None, lease: float) -> dict[str, Any]:
         "detached": int(new.detached),
         "principal": new.principal,
         "traceparent": new.traceparent,
+    }
+
+
+def list_runs_params(
+    status: str | None,
+    workflow: str | None,
+    tenant: str | None,
+    since: float | None,
+    until: float | None,
+    after: tuple[float, str] | None,
+    limit: int,
+) -> dict[str, Any]:
+    """The parameters of the ``list_runs`` query (``Store.list_runs``)."""
+    after_at, after_id = (None, None) if after is None else (float(after[0]), str(after[1]))
+    return {
+        "status": status,
+        "workflow": workflow,
+        "tenant": tenant,
+        "since": since,
+        "until": until,
+        "after_at": after_at,
+        "after_id": after_id,
+        "limit": limit,
     }
 
 
@@ -141,6 +165,13 @@ class CommonStore:
         store writes or compares (claims, leases, timers, wake-ups) is read from here, so
         replacing it on an open store (a test's controlled clock) moves all of them."""
         return now()
+
+    async def schema_behind(self) -> list[int]:
+        """The migrations this code has that the store has not applied, in order (empty:
+        its schema is current). Reads the store, so it raises what an unreachable store
+        raises (``StoreUnavailable``, the driver's own error)."""
+        applied = {int(r["version"]) for r in await self.fetch("schema_versions", {})}
+        return [v for v, _ in _sql.migrations(self.dialect) if v not in applied]
 
     async def get_run(self, run_id: str, *, tenant: str | None = None) -> RunRow | None:
         raise NotImplementedError

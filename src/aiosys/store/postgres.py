@@ -31,7 +31,7 @@ import psycopg.sql
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import DictRow, dict_row, tuple_row
 
-from ..errors import ConfigError, StoreRefused
+from ..errors import ConfigError, StoreRefused, StoreUnavailable
 from ..redact import redact
 from . import _sql
 from ._pgbatch import Batch, locked_ids, many_params, send_order, stands_alone
@@ -55,6 +55,7 @@ from .common import (
     NOT_OPEN,
     CommonStore,
     effect_row,
+    list_runs_params,
     refused,
     run_params,
     run_row,
@@ -160,7 +161,9 @@ class PostgresStore(CommonStore, OperatorViews):
             )
         except psycopg.OperationalError as exc:
             reason = redact(" ".join(str(exc).split()), self._password)
-            raise ConfigError(f"cannot connect to PostgreSQL at {self._where}: {reason}") from exc
+            raise StoreUnavailable(
+                f"cannot connect to PostgreSQL at {self._where}: {reason}"
+            ) from exc
 
     def _reader(self) -> Slot:
         """A free connection for reads and control calls, preferring one already open."""
@@ -291,9 +294,12 @@ class PostgresStore(CommonStore, OperatorViews):
         status: str | None = None,
         workflow: str | None = None,
         tenant: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        after: tuple[float, str] | None = None,
         limit: int = 50,
     ) -> list[RunRow]:
-        params = {"status": status, "workflow": workflow, "tenant": tenant, "limit": limit}
+        params = list_runs_params(status, workflow, tenant, since, until, after, limit)
         return [run_row(r) for r in await self._one(self._q["list_runs"], params)]
 
     async def load_history(self, run_id: str) -> History | None:

@@ -40,6 +40,7 @@ from .base import (
 from .common import (
     CommonStore,
     effect_row,
+    list_runs_params,
     refused,
     run_params,
     run_row,
@@ -271,9 +272,12 @@ class SQLiteStore(CommonStore, OperatorViews):
         status: str | None = None,
         workflow: str | None = None,
         tenant: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        after: tuple[float, str] | None = None,
         limit: int = 50,
     ) -> list[RunRow]:
-        params = {"status": status, "workflow": workflow, "tenant": tenant, "limit": limit}
+        params = list_runs_params(status, workflow, tenant, since, until, after, limit)
         rows = await self._run(lambda c: c.execute(self._q["list_runs"], params).fetchall())
         return [run_row(r) for r in rows]
 

@@ -12,6 +12,10 @@ VALUES (:id, :workflow, :version, :wf_key, :tenant, :queue, :priority, :status, 
         :available_at, :lease_owner, :epoch, :detached, :principal, :traceparent)
 ON CONFLICT DO NOTHING
 
+-- name: schema_versions
+-- The migrations the store has applied (readiness: is its schema this code's).
+SELECT version FROM aiosys_schema ORDER BY version
+
 -- name: get_run
 -- One run by id.
 SELECT * FROM runs WHERE id = :id

@@ -34,11 +34,16 @@ SELECT pg_advisory_xact_lock(hashtext(:queue))
 SELECT min(available_at) AS t FROM runs WHERE available_at > :now AND queue = ANY(:queues)
 
 -- name: list_runs
--- Newest runs first, optionally filtered.
+-- Newest runs first, optionally filtered: created in [:since, :until), and after the
+-- position (:after_at, :after_id) of a page's last run (keyset pagination).
 SELECT * FROM runs
 WHERE (CAST(:status AS text) IS NULL OR status = :status)
   AND (CAST(:workflow AS text) IS NULL OR workflow = :workflow)
   AND (CAST(:tenant AS text) IS NULL OR tenant = :tenant)
+  AND (CAST(:since AS double precision) IS NULL OR created_at >= :since)
+  AND (CAST(:until AS double precision) IS NULL OR created_at < :until)
+  AND (CAST(:after_at AS double precision) IS NULL
+       OR (created_at, id) < (CAST(:after_at AS double precision), CAST(:after_id AS text)))
 ORDER BY created_at DESC, id DESC
 LIMIT :limit
 

@@ -28,11 +28,16 @@ SELECT min(available_at) AS t FROM runs
 WHERE available_at > :now AND queue IN (SELECT value FROM json_each(:queues))
 
 -- name: list_runs
--- Newest runs first, optionally filtered.
+-- Newest runs first, optionally filtered: created in [:since, :until), and after the
+-- position (:after_at, :after_id) of a page's last run (keyset pagination).
 SELECT * FROM runs
 WHERE (:status IS NULL OR status = :status)
   AND (:workflow IS NULL OR workflow = :workflow)
   AND (:tenant IS NULL OR tenant = :tenant)
+  AND (:since IS NULL OR created_at >= :since)
+  AND (:until IS NULL OR created_at < :until)
+  AND (:after_at IS NULL OR created_at < :after_at
+       OR (created_at = :after_at AND id < :after_id))
 ORDER BY created_at DESC, id DESC
 LIMIT :limit
 

@@ -1,0 +1,111 @@
+"""``create_api``: the FastAPI application over one ``App``."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from starlette.exceptions import HTTPException
+
+from ..app import App
+from ..errors import ConfigError
+from . import _probes, _reads, _runs, _tasks
+from ._auth import Caller
+from ._problems import MEDIA_TYPE, Problems, on_http_error, on_invalid_request
+
+DESCRIPTION = """\
+The HTTP API of aiosys. Every request is a call of the same Python API (`aiosys.App`) as the
+caller's principal: `Authorization: Bearer <key>` with an aiosys API key or an OIDC/JWT
+token (without identity configured, requests without it act as the local principal). Errors
+are RFC 9457 problem details (`application/problem+json`); another tenant's object is 404.
+"""
+
+
+def _version() -> str:
+    try:
+        return version("aiosys")
+    except PackageNotFoundError:  # a source tree that is not installed
+        return "0"
+
+
+def create_api(app: App, *, worker: bool = False, drain_grace: float = 30.0) -> FastAPI:
+    """The HTTP API of ``app`` (an ``aiosys.App``) as an ASGI application.
+
+    Its lifespan opens the app and closes it; with ``worker`` it runs the app's worker in
+    this process as well (the embedded default: ``async with app.embedded(...)``), which on
+    shutdown drains: runs in flight get ``drain_grace`` seconds to end or park, then are
+    given back (``api.state.embedded.force()`` gives them back at once). Without the
+    lifespan (a test's ASGI transport), the app opens on first use. ``ConfigError`` for an
+    app that is not an ``aiosys.App`` (it has no identity to authenticate callers with)."""
+    if not isinstance(app, App):
+        raise ConfigError(
+            f"the HTTP API serves an aiosys.App, not {type(app).__module__}."
+            f"{type(app).__name__}: make the app with `from aiosys import App`"
+        )
+    embedded = app.embedded(drain_grace=drain_grace) if worker else None
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if embedded is not None:
+            async with embedded:
+                yield
+            return
+        await app.open()
+        try:
+            yield
+        finally:
+            await app.close()
+
+    api = FastAPI(
+        title="aiosys",
+        version=_version(),
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url=None,  # Swagger UI and ReDoc load scripts from a CDN: not served
+        redoc_url=None,
+    )
+    api.state.app = app
+    api.state.embedded = embedded
+    api.add_middleware(Problems)
+    api.add_exception_handler(HTTPException, on_http_error)
+    api.add_exception_handler(RequestValidationError, on_invalid_request)
+    caller = Caller(app)
+    for module in (_runs, _tasks, _reads, _probes):
+        # Each route made by its module's router (with its prefix and dependencies), put on
+        # the application itself: ``api.routes`` lists every route (the tenant walk reads it).
+        api.router.routes.extend(module.router(app, caller).routes)
+
+    def openapi() -> dict[str, Any]:
+        if api.openapi_schema is None:
+            schema = get_openapi(
+                title=api.title,
+                version=api.version,
+                description=api.description,
+                routes=api.routes,
+            )
+            api.openapi_schema = _problem_content(schema)
+        return api.openapi_schema
+
+    api.openapi = openapi  # type: ignore[method-assign]
+    return api
+
+
+def _problem_content(schema: dict[str, Any]) -> dict[str, Any]:
+    """Errors are declared as ``application/problem+json``, the type they are sent as
+    (FastAPI declares a model it is given in the route's own media type)."""
+    ref = {"$ref": "#/components/schemas/Problem"}
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            for status, response in operation.get("responses", {}).items():
+                content = response.get("content", {})
+                if status[:1] in "45" and any(c.get("schema") == ref for c in content.values()):
+                    response["content"] = {MEDIA_TYPE: {"schema": ref}}
+    return schema
+
+
+__all__ = ["create_api"]

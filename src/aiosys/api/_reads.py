@@ -1,0 +1,110 @@
+"""``/v1/models``, ``/v1/stats``, ``/v1/audit`` and ``/v1/audit/verify``: the catalog, the
+stats and the audit log, each a call of ``App`` under the caller's principal."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import math
+from dataclasses import asdict
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import Response
+
+from ..app import App
+from ..observe.stats import Stats
+from ._auth import Caller, operation_id
+from ._problems import problems
+from ._runs import COMMON, Tenant, epoch
+from ._schemas import NAME, AuditVerification, Model, ModelList
+
+
+class JsonLines(Response):
+    media_type = "application/x-ndjson"
+
+
+def _aware(t: dt.datetime | None) -> dt.datetime | None:
+    return None if t is None else t if t.tzinfo is not None else t.replace(tzinfo=dt.UTC)
+
+
+def router(app: App, caller: Caller) -> APIRouter:
+    r = APIRouter(
+        prefix="/v1", dependencies=[Depends(caller)], generate_unique_id_function=operation_id
+    )
+
+    @r.get("/models", tags=["models"], responses=problems(401, 403, 500, 503))
+    async def list_models() -> ModelList:
+        """The model catalog every tenant shares (``app.models.cards``), by id, as OpenAI
+        lists models."""
+        cards = sorted(app.models.cards.values(), key=lambda card: card.id)
+        return ModelList(data=[Model.of(card) for card in cards])
+
+    @r.get("/stats", tags=["stats"], responses=problems(*COMMON))
+    async def stats(
+        since: Annotated[
+            str,
+            Query(
+                max_length=64,
+                description="A duration back from until (24h, 7d), an ISO 8601 time or "
+                "epoch seconds.",
+            ),
+        ] = "24h",
+        until: Annotated[dt.datetime | None, Query(description="Default: now.")] = None,
+        workflow: Annotated[str | None, Query(max_length=NAME)] = None,
+        model: Annotated[str | None, Query(max_length=NAME)] = None,
+        tenant: Tenant = None,
+    ) -> Stats:
+        """Per workflow and per model stats over ``[since, until)`` (``App.stats``):
+        latency percentiles, throughput, failures, cost, dead-letter backlog."""
+        window: str | float = float(since) if _number(since) else since
+        return await app.stats(
+            since=window, until=epoch(until), workflow=workflow, model=model, tenant=tenant
+        )
+
+    @r.get(
+        "/audit",
+        tags=["audit"],
+        response_class=JsonLines,
+        responses={
+            200: {
+                "description": "An extract: JSON Lines, verifiable on its own "
+                "(aiosys audit verify --file)."
+            },
+            **problems(*COMMON),
+        },
+    )
+    async def export_audit(
+        since: Annotated[dt.datetime | None, Query(description="Records at or after.")] = None,
+        until: Annotated[dt.datetime | None, Query(description="Records before.")] = None,
+        tenant: Tenant = None,
+    ) -> JsonLines:
+        """An extract of the audit log (``app.audit.export``): the caller's tenant's
+        records, stubs for others' between them, and the checkpoints that sign them.
+        Needs the role admin (``export_audit``)."""
+        out = io.StringIO()
+        await app.audit.export(out, since=_aware(since), until=_aware(until), tenant=tenant)
+        return JsonLines(out.getvalue())
+
+    @r.get("/audit/verify", tags=["audit"], responses=problems(401, 403, 500, 503))
+    async def verify_audit() -> AuditVerification:
+        """Verify the whole audit log (``app.audit.verify``): the chain and its signed
+        checkpoints. It spans every tenant: the local principal only (403 otherwise;
+        a tenant verifies its extract from ``GET /v1/audit``)."""
+        report = await app.audit.verify()
+        return AuditVerification.model_validate(
+            asdict(report) | {"ok": report.ok, "status": report.status}
+        )
+
+    return r
+
+
+def _number(text: str) -> bool:
+    """Whether ``since`` is epoch seconds (a finite number) rather than a duration or time."""
+    try:
+        return math.isfinite(float(text))
+    except ValueError:
+        return False
+
+
+__all__ = ["router"]

@@ -1,0 +1,375 @@
+"""The HTTP API (``aiosys.api``) on both stores, through the real FastAPI application over
+httpx's ASGI transport: a run started over HTTP succeeds; listings page by cursor and
+filter by workflow, status and time; run actions and the human task inbox; models, stats,
+metrics and the audit log; every error is an RFC 9457 problem with its status; credentials
+(none, malformed, unknown, revoked); /healthz and /readyz (503 when the store lags behind
+the code's migrations or cannot be reached)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import sql
+from tests.integration.apiclient import (
+    SECRET,
+    auth,
+    client_of,
+    is_problem,
+    make_app,
+    new_key,
+    serving,
+    status_of,
+)
+from tests.integration.conftest import HOLD_POLICY, forget_migration, shipped_policies
+
+from aiosys.api import create_api
+
+pytestmark = pytest.mark.timeout(90)
+
+
+@pytest.fixture(autouse=True)
+def _here(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("AIOSYS_KEY_SECRET", SECRET)
+    monkeypatch.chdir(tmp_path)  # no aiosys.toml, no ./models, no ./policies
+    for var in ("AIOSYS_JWT_ISSUER", "AIOSYS_JWT_JWKS_URL", "AIOSYS_JWT_JWKS_FILE"):
+        monkeypatch.delenv(var, raising=False)
+
+
+async def test_a_run_started_over_http_succeeds_and_its_key_returns_it(store_url):
+    app = make_app(store_url)
+    async with serving(app) as client:
+        started = await client.post(
+            "/v1/workflows/hello/runs", json={"input": {"name": "ada"}, "idempotency_key": "k1"}
+        )
+        assert started.status_code == 201, started.text
+        run = started.json()
+        assert started.headers["location"] == f"/v1/runs/{run['id']}"
+        assert (run["workflow"], run["tenant"], run["input"], run["created"]) == (
+            "hello",
+            "default",
+            {"name": "ada"},
+            True,
+        )
+        body = await status_of(client, run["id"], "local", "succeeded")
+        assert body["result"] == "hello ada"
+        assert body["finished_at"].endswith("Z") and body["error"] is None
+        again = await client.post(
+            "/v1/workflows/hello/runs", json={"input": {"name": "ada"}, "idempotency_key": "k1"}
+        )
+        assert again.status_code == 200 and again.json()["id"] == run["id"]
+        assert again.json()["created"] is False
+        other = await client.post(
+            "/v1/workflows/hello/runs", json={"input": {"name": "bob"}, "idempotency_key": "k1"}
+        )
+        conflict = is_problem(other, 409)
+        assert conflict["type"] == "urn:aiosys:problem:idempotency-conflict"
+        assert conflict["run_id"] == run["id"]
+
+
+async def test_runs_page_by_cursor_and_filter_by_workflow_status_and_time(store_url):
+    app = make_app(store_url)
+    async with serving(app, worker=False) as client:  # no worker: every run stays pending
+        hellos = [
+            (await client.post("/v1/workflows/hello/runs", json={"input": {"name": str(n)}}))
+            for n in range(5)
+        ]
+        waits = (await client.post("/v1/workflows/waits/runs")).json()
+        newest_first = [waits["id"], *[r.json()["id"] for r in reversed(hellos)]]
+        seen: list[str] = []
+        cursor = None
+        pages = 0
+        while True:
+            params = {"limit": 2} | ({"cursor": cursor} if cursor else {})
+            page = (await client.get("/v1/runs", params=params)).json()
+            seen += [r["id"] for r in page["data"]]
+            pages += 1
+            cursor = page["next_cursor"]
+            if cursor is None:
+                break
+        assert (seen, pages) == (newest_first, 3)  # 2 + 2 + 2: no empty last page
+        only = (await client.get("/v1/runs", params={"workflow": "waits"})).json()
+        assert [r["id"] for r in only["data"]] == [waits["id"]]
+        assert (await client.get("/v1/runs", params={"status": "succeeded"})).json()["data"] == []
+        pending = (await client.get("/v1/runs", params={"status": "pending"})).json()["data"]
+        assert len(pending) == 6
+        middle = hellos[2].json()["created_at"]
+        since = (await client.get("/v1/runs", params={"since": middle})).json()["data"]
+        assert [r["id"] for r in since] == newest_first[:4]
+        until = (await client.get("/v1/runs", params={"until": middle})).json()["data"]
+        assert [r["id"] for r in until] == newest_first[4:]
+        naive = middle.removesuffix("Z")  # a time without an offset is UTC
+        assert (await client.get("/v1/runs", params={"since": naive})).json()["data"] == since
+        for params in ({"cursor": "not-a-cursor"}, {"limit": 0}, {"status": "lost"}):
+            is_problem(await client.get("/v1/runs", params=params), 422)
+
+
+async def test_signal_cancel_and_resume_runs_over_http(store_url):
+    app = make_app(store_url)
+    async with serving(app) as client:
+        waiting = (await client.post("/v1/workflows/waits/runs")).json()
+        dead = (await client.post("/v1/workflows/dies/runs")).json()
+        other = (await client.post("/v1/workflows/waits/runs")).json()
+        local = "local"  # no identity: every request is the local principal's
+
+        async def status(run: dict[str, Any], *statuses: str) -> Any:
+            return await status_of(client, run["id"], local, *statuses)
+
+        await status(waiting, "waiting")
+        sent = await client.post(
+            f"/v1/runs/{waiting['id']}/signals/go", json={"payload": {"ok": True}}
+        )
+        assert sent.status_code == 202 and sent.json() == {"run_id": waiting["id"], "signal": "go"}
+        assert (await status(waiting, "succeeded"))["result"] == {"ok": True}
+        late = await client.post(f"/v1/runs/{waiting['id']}/signals/go")
+        assert "ended" in is_problem(late, 409)["detail"]
+        cancelled = await client.post(f"/v1/runs/{other['id']}/cancel", json={"reason": "no"})
+        assert cancelled.status_code == 200, cancelled.text
+        assert (await status(other, "cancelled"))["cancel_reason"] == "no"
+        is_problem(await client.post(f"/v1/runs/{other['id']}/cancel"), 409)
+        assert (await status(dead, "dead"))["error"]["message"] == "boom"
+        resumed = await client.post(f"/v1/runs/{dead['id']}/resume")
+        assert resumed.status_code == 200 and resumed.json()["status"] in ("pending", "running")
+        await status(dead, "dead")  # it fails again, permanently
+        is_problem(await client.post(f"/v1/runs/{waiting['id']}/resume"), 409)
+        for bad in ("/v1/runs/nope/cancel", "/v1/runs/nope/resume", "/v1/runs/nope/signals/go"):
+            assert is_problem(await client.post(bad), 404)["type"].endswith("run-not-found")
+        is_problem(await client.post(f"/v1/runs/{other['id']}/signals/b%00d"), 422)
+
+
+async def test_the_task_inbox_over_http_claim_release_and_decide(store_url):
+    app = make_app(store_url)
+    async with serving(app) as client:
+        await app.open()
+        admin = await new_key(app, "A", "ann", "admin")
+        a = auth(admin)
+        run = (await client.post("/v1/workflows/asks/runs", headers=a)).json()
+        await status_of(client, run["id"], admin, "waiting")
+        (task,) = (await client.get("/v1/tasks", headers=a)).json()["data"]
+        assert (task["name"], task["role"], task["status"], task["data"]) == (
+            "sign-off",
+            "admin",
+            "open",
+            {"doc": 1},
+        )
+        assert (await client.get(f"/v1/tasks/{task['id']}", headers=a)).json() == task
+        claimed = (await client.post(f"/v1/tasks/{task['id']}/claim", headers=a)).json()
+        assert (claimed["status"], claimed["claimed_by"]) == ("claimed", "ann")
+        released = (await client.post(f"/v1/tasks/{task['id']}/release", headers=a)).json()
+        assert released["status"] == "open"
+        is_problem(await client.post(f"/v1/tasks/{task['id']}/release", headers=a), 409)
+        done = await client.post(
+            f"/v1/tasks/{task['id']}/complete",
+            json={"action": "approve", "comment": "fine"},
+            headers=a,
+        )
+        assert done.status_code == 200, done.text
+        decision = done.json()["decision"]
+        assert (decision["action"], decision["comment"], decision["decided_by"]) == (
+            "approve",
+            "fine",
+            "ann",
+        )
+        assert (await status_of(client, run["id"], admin, "succeeded"))["result"] == "approve"
+        twice = await client.post(
+            f"/v1/tasks/{task['id']}/complete", json={"action": "reject"}, headers=a
+        )
+        assert is_problem(twice, 403)["type"] == "urn:aiosys:problem:policy-denied"
+        listed = (await client.get("/v1/tasks", params={"status": "any"}, headers=a)).json()
+        assert [t["status"] for t in listed["data"]] == ["completed"]
+        is_problem(await client.get("/v1/tasks/nope", headers=a), 404)
+        bad = await client.post(
+            f"/v1/tasks/{task['id']}/complete", json={"action": "shrug"}, headers=a
+        )
+        is_problem(bad, 422)
+
+
+async def test_every_error_status_is_a_problem_with_its_status(store_url, tmp_path):
+    app = make_app(store_url, shipped_policies(tmp_path, runs=HOLD_POLICY))
+    async with serving(app) as client:
+        operator = auth(await new_key(app, "A", "olga", "operator"))
+        viewer = auth(await new_key(app, "A", "vic", "viewer"))
+        post = client.post
+        # 400: a body that is not JSON.
+        broken = await post(
+            "/v1/workflows/hello/runs",
+            content=b"{not json",
+            headers={**operator, "content-type": "application/json"},
+        )
+        assert is_problem(broken, 400)["type"] == "urn:aiosys:problem:malformed-body"
+        # 401: identity is configured (keys exist): no credential, a malformed one, an
+        # unknown one.
+        for headers in ({}, {"Authorization": "Basic abc"}, {"Authorization": "Bearer "}):
+            refused = await client.get("/v1/runs", headers=headers)
+            assert is_problem(refused, 401)["type"] == "urn:aiosys:problem:authentication-failed"
+            assert refused.headers["www-authenticate"].startswith("Bearer")
+        unknown = await client.get("/v1/runs", headers=auth("aiosys_" + "0" * 16 + "_" + "x" * 43))
+        is_problem(unknown, 401)
+        # 403: the role may not; a policy forbids (named).
+        denied = is_problem(await post("/v1/workflows/hello/runs", headers=viewer), 403)
+        assert denied["type"] == "urn:aiosys:problem:permission-denied"
+        assert "vic" in denied["detail"]
+        held = (await post("/v1/workflows/hold/runs", headers=operator)).json()
+        forbidden = is_problem(await post(f"/v1/runs/{held['id']}/cancel", headers=operator), 403)
+        assert forbidden["type"] == "urn:aiosys:problem:policy-denied"
+        assert forbidden["policies"] == ["hold-runs-are-not-cancelled"]
+        assert forbidden["policy_version"]
+        # 404: an unknown workflow, run, task, path.
+        assert is_problem(await post("/v1/workflows/nope/runs", headers=operator), 404)[
+            "type"
+        ].endswith("unknown-workflow")
+        is_problem(await client.get("/v1/runs/nope", headers=operator), 404)
+        is_problem(await client.get("/v1/tasks/nope", headers=operator), 404)
+        assert is_problem(await client.get("/v1/nowhere"), 404)["type"] == "about:blank"
+        # 409: a run that cannot be resumed.
+        is_problem(await post(f"/v1/runs/{held['id']}/resume", headers=operator), 409)
+        # 422: input the workflow refuses, an undeclared queue, a priority out of range, a
+        # body field it does not know.
+        for body in (
+            {"input": {"name": 1}},
+            {"input": {"name": "x"}, "queue": "nope"},
+            {"input": {"name": "x"}, "priority": 2**40},
+            {"input": {"name": "x"}, "unknown": 1},
+        ):
+            is_problem(await post("/v1/workflows/hello/runs", json=body, headers=operator), 422)
+        queue = await post(
+            "/v1/workflows/hello/runs",
+            json={"input": {"name": "x"}, "queue": "q"},
+            headers=operator,
+        )
+        assert is_problem(queue, 422)["type"] == "urn:aiosys:problem:unknown-queue"
+
+
+async def test_a_revoked_key_is_refused_and_without_identity_callers_are_local(store_url):
+    app = make_app(store_url)
+    async with serving(app) as client:
+        # No key, no JWT settings: a request without a credential is the local principal's.
+        assert (
+            await client.post("/v1/workflows/hello/runs", json={"input": {"name": "x"}})
+        ).json()["tenant"] == "default"
+        new = await app.identity.keys.create("A", "ann", roles=("admin",))
+        assert (await client.get("/v1/runs", headers=auth(new.key))).json()["data"] == []
+        is_problem(await client.get("/v1/runs"), 401)  # identity is configured now
+        await app.identity.keys.revoke(new.info.id)
+        revoked = is_problem(await client.get("/v1/runs", headers=auth(new.key)), 401)
+        assert "revoked" in revoked["detail"] and new.key not in json.dumps(revoked)
+
+
+async def test_models_stats_metrics_and_the_audit_log_over_http(store_url):
+    app = make_app(store_url)
+    app.models.add_card(
+        {"id": "small", "provider": "local", "owner": "ml", "aliases": ["chat-production"]}
+    )
+    async with serving(app) as client:
+        admin = await new_key(app, "A", "ann", "admin")
+        a = auth(admin)
+        run = (
+            await client.post("/v1/workflows/hello/runs", json={"input": {"name": "x"}}, headers=a)
+        ).json()
+        await status_of(client, run["id"], admin, "succeeded")
+        models = (await client.get("/v1/models", headers=a)).json()
+        assert models["object"] == "list"
+        (card,) = models["data"]
+        assert (card["id"], card["object"], card["owned_by"], card["aliases"]) == (
+            "small",
+            "model",
+            "ml",
+            ["chat-production"],
+        )
+        assert "endpoint" not in card and "options" not in card
+        stats = (await client.get("/v1/stats", params={"since": "1h"}, headers=a)).json()
+        assert stats["tenant"] == "A"
+        assert [(w["workflow"], w["runs"], w["succeeded"]) for w in stats["workflows"]] == [
+            ("hello", 1, 1)
+        ]
+        is_problem(await client.get("/v1/stats", params={"since": "soon"}, headers=a), 422)
+        metrics = await client.get("/metrics", headers=a)
+        assert metrics.headers["content-type"].startswith("text/plain; version=0.0.4")
+        assert 'aiosys_runs_created_total{tenant="A",workflow="hello"} 1.0' in metrics.text
+        await app.audit.checkpoint()  # signs what was written: the extract verifies
+        extract = await client.get("/v1/audit", headers=a)
+        assert extract.headers["content-type"] == "application/x-ndjson"
+        lines = [json.loads(line) for line in extract.text.splitlines()]
+        assert lines[0]["type"] == "aiosys-audit-extract" and lines[0]["tenant"] == "A"
+        assert any(line.get("tenant") == "A" for line in lines[1:])
+        is_problem(await client.get("/v1/audit/verify", headers=a), 403)  # spans every tenant
+        other = auth(await new_key(app, "A", "olga", "operator"))
+        is_problem(await client.get("/v1/audit", headers=other), 403)  # export takes admin
+
+
+async def test_the_local_principal_verifies_the_whole_audit_log(store_url):
+    app = make_app(store_url)  # no identity configured: requests are the local principal's
+    async with serving(app) as client:
+        run = (await client.post("/v1/workflows/hello/runs", json={"input": {"name": "x"}})).json()
+        await status_of(client, run["id"], "local", "succeeded")
+        await app.audit.checkpoint()
+        verified = await client.get("/v1/audit/verify")
+        assert verified.status_code == 200, verified.text
+        body = verified.json()
+        assert (body["ok"], body["status"], body["problem"]) == (True, "intact", None)
+        assert body["records"] >= 1 and body["signed_to"] == body["records"]
+
+
+async def test_healthz_and_readyz(store_url):
+    app = make_app(store_url)
+    async with serving(app, worker=False) as client:
+        assert (await client.get("/healthz")).json() == {"status": "ok"}
+        assert (await client.get("/readyz")).json() == {"status": "ready"}
+        last = max(r["version"] for r in await app.store.fetch("schema_versions", {}))
+        forget_migration(store_url, last)
+        behind = is_problem(await client.get("/readyz"), 503)
+        assert behind["type"] == "urn:aiosys:problem:not-ready"
+        assert str(last) in behind["detail"]
+
+
+async def test_readyz_is_503_when_the_sqlite_store_cannot_be_opened(tmp_path):
+    app = make_app(f"sqlite:///{tmp_path}/missing/dir/aiosys.db")
+    async with client_of(create_api(app)) as client:
+        assert (await client.get("/healthz")).status_code == 200  # the process is fine
+        down = is_problem(await client.get("/readyz"), 503)
+        assert "cannot be reached" in down["detail"] and str(tmp_path) not in down["detail"]
+
+
+async def test_readyz_and_v1_are_503_when_postgresql_goes_away(pg_url, pg_admin_url):
+    app = make_app(pg_url)
+    async with serving(app, worker=False) as client:
+        assert (await client.get("/readyz")).status_code == 200
+        dbname = pg_url.rsplit("/", 1)[1]
+        with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(dbname)))
+        is_problem(await client.get("/readyz"), 503)
+        down = is_problem(await client.get("/v1/runs"), 503)
+        assert down["type"] == "urn:aiosys:problem:store-unavailable"
+        assert dbname not in down["detail"]
+
+
+def test_every_route_declares_its_errors_as_problem_details():
+    api = create_api(make_app("sqlite:///unused.db"))
+    schema = api.openapi()
+    assert "Problem" in schema["components"]["schemas"]
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            responses = operation["responses"]
+            ok = [s for s in responses if s.startswith("2")]
+            assert ok, (method, path)
+            for status in ok:
+                assert responses[status].get("content"), (method, path, status)
+            errors = {s for s in responses if s[0] in "45"}
+            for status in errors:
+                assert list(responses[status]["content"]) == ["application/problem+json"], (
+                    method,
+                    path,
+                    status,
+                )
+            if path.startswith("/v1") or path == "/metrics":
+                assert {"401", "403", "500", "503"} <= errors, (method, path)
+                assert operation["security"] == [{"HTTPBearer": []}]
+            if operation.get("parameters") or operation.get("requestBody"):
+                assert "422" in errors, (method, path)
+            if operation.get("requestBody"):
+                assert "400" in errors, (method, path)
+            if "{" in path and path.startswith("/v1"):
+                assert "404" in errors, (method, path)

@@ -1,0 +1,101 @@
+"""A real ``aiosys server`` process on both stores, over TCP: it serves the API with its
+in-process worker (a run started over HTTP succeeds), and on SIGTERM drains like a worker
+(the step in flight finishes and is recorded, the process exits 0); a second SIGTERM gives
+the run back at once; ``--no-worker`` serves the API and leaves the runs to workers."""
+
+from __future__ import annotations
+
+import signal
+
+import httpx
+import pytest
+from tests.integration.apiclient import status_of
+from tests.integration.conftest import until
+from tests.integration.procs import load_app_module, server_on_free_port
+
+pytestmark = pytest.mark.timeout(120)
+
+
+async def test_the_server_runs_a_workflow_and_drains_on_sigterm(store_url, tmp_path, monkeypatch):
+    module, app = load_app_module(tmp_path, monkeypatch)
+    server, base = await server_on_free_port(tmp_path, module, store_url)
+    try:
+        async with httpx.AsyncClient(base_url=base) as client:
+            assert (await client.get("/healthz")).json() == {"status": "ok"}
+            assert (await client.get("/readyz")).json() == {"status": "ready"}
+            openapi = (await client.get("/openapi.json")).json()
+            assert "/v1/workflows/{name}/runs" in openapi["paths"]
+            hello = (
+                await client.post("/v1/workflows/hello/runs", json={"input": {"name": "tcp"}})
+            ).json()
+            await status_of(client, hello["id"], "local", "succeeded")
+            slow = (await client.post("/v1/workflows/wf/runs", json={"input": {"tag": "t"}})).json()
+        await until((tmp_path / "started").exists, timeout=30)
+        server.proc.send_signal(signal.SIGTERM)
+        await server.line_with("draining 1 run(s) in flight")
+        (tmp_path / "release").touch()
+        assert await server.exit_code() == 0, server.text
+    finally:
+        if server.proc.returncode is None:
+            server.proc.kill()
+            await server.proc.wait()
+    app.use_store(store_url)
+    await app.open()
+    try:
+        assert (await app.get_run(hello["id"])).result == '"hello tcp"'
+        row = await app.get_run(slow["id"])
+        assert row.status == "succeeded", server.text
+    finally:
+        await app.close()
+    assert "drained 1 run(s)" in server.text and "giving back" not in server.text
+    assert "Traceback" not in server.text
+
+
+async def test_a_second_sigterm_gives_the_run_back(store_url, tmp_path, monkeypatch):
+    module, app = load_app_module(tmp_path, monkeypatch)
+    server, base = await server_on_free_port(tmp_path, module, store_url)
+    try:
+        async with httpx.AsyncClient(base_url=base) as client:
+            slow = (await client.post("/v1/workflows/wf/runs", json={"input": {"tag": "t"}})).json()
+        await until((tmp_path / "started").exists, timeout=30)
+        server.proc.send_signal(signal.SIGTERM)
+        await server.line_with("draining 1 run(s) in flight")
+        server.proc.send_signal(signal.SIGTERM)
+        assert await server.exit_code() == 0, server.text
+    finally:
+        (tmp_path / "release").touch()
+        if server.proc.returncode is None:
+            server.proc.kill()
+            await server.proc.wait()
+    assert f"giving back 1 run(s) still in flight: {slow['id']}" in server.text
+    app.use_store(store_url)
+    await app.open()
+    try:
+        row = await app.get_run(slow["id"])
+        assert row.status == "pending" and row.lease_owner is None, server.text
+    finally:
+        await app.close()
+
+
+async def test_no_worker_serves_the_api_and_leaves_runs_to_workers(
+    store_url, tmp_path, monkeypatch, wait_status
+):
+    module, app = load_app_module(tmp_path, monkeypatch)
+    server, base = await server_on_free_port(tmp_path, module, store_url, "--no-worker")
+    try:
+        async with httpx.AsyncClient(base_url=base) as client:
+            run = (
+                await client.post("/v1/workflows/hello/runs", json={"input": {"name": "w"}})
+            ).json()
+            assert run["status"] == "pending"
+            app.use_store(store_url)
+            async with app:  # a worker elsewhere takes it
+                await wait_status(app, run["id"], "succeeded")
+            body = (await client.get(f"/v1/runs/{run['id']}")).json()
+            assert (body["status"], body["result"]) == ("succeeded", "hello w")
+        server.proc.send_signal(signal.SIGTERM)
+        assert await server.exit_code() == 0, server.text
+    finally:
+        if server.proc.returncode is None:
+            server.proc.kill()
+            await server.proc.wait()
