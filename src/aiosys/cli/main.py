@@ -231,8 +231,11 @@ def demo(
         typer.Option("--store", help=f"Store URL (default: {DEFAULT_URL})."),
     ] = None,
 ) -> None:
-    """Run the built-in document-intake demo in this process: three documents, a paralegal's
-    review of each, then the scanned letter's run's timeline and lineage."""
+    """Run the built-in document-intake demo here, a paralegal reviewing each document.
+
+    Three documents (a scanned letter, two e-mails) go through OCR and a summary to a
+    paralegal's review, decided by the demo as pat; then the letter's run's result, timeline
+    and lineage."""
     from .demo import run_demo, show_outcome
 
     if has_credential():
