@@ -1,10 +1,11 @@
-"""The built-in demo app (``aiosys demo``): a document-intake workflow on a bundled letter.
+"""The built-in demo app (``aiosys demo``): a legal team's document intake on bundled letters.
 
-It shows each kind of effect the kernel records, and the model data plane running real
-offline models (nothing is downloaded, no key is needed):
+It shows each kind of effect the kernel records, the model data plane running real offline
+models (nothing is downloaded, no key is needed), and a person in the loop:
 
-1. ``read_scan`` is a model task: the letter arrives as a scanned page (``aiosys demo``
-   renders one) and Tesseract OCR reads it, through the router, metered, recorded;
+1. ``read_scan`` is a model task: a letter arrives as a scanned page (``aiosys demo``
+   renders one) and Tesseract OCR reads it, through the router, metered, recorded (lineage
+   keeps the SHA-256 of the scan's bytes);
 2. ``extract`` and ``classify`` are steps; ``classify`` fails transiently on its first
    attempt (a simulated overloaded classifier) and succeeds on the retry its ``Retry``
    policy grants, so the timeline shows attempt 2;
@@ -12,23 +13,28 @@ offline models (nothing is downloaded, no key is needed):
    server such as Ollama or vLLM, used only when ``AIOSYS_DEMO_LLM_URL`` names one) and
    falls back to the extractive summarizer; the letter is ``confidential``, so no external
    model may see it;
-4. ``file_document`` runs as a child workflow;
-5. ``ctx.sleep(1)`` is a durable timer (the run holds no worker while it waits);
-6. ``ctx.wait_for("approve")`` parks the run until someone sends the signal
-   (``aiosys demo`` sends it itself; by hand: ``aiosys runs signal RUN_ID approve``).
+4. ``ctx.human_task("review", role="paralegal", form=Review, sla="2d")`` parks the run until
+   a paralegal approves the summary and category, edits them (the edit must fit ``Review``)
+   or rejects them (``aiosys demo`` decides as the paralegal ``pat``, from outside the run;
+   by hand: ``aiosys tasks list`` and ``aiosys tasks complete TASK_ID --app aiosys.demo:app``);
+5. ``file_document`` runs as a child workflow with the reviewed category;
+6. ``ctx.sleep(1)`` is a durable timer (the run holds no worker while it waits);
+7. ``bill`` invoices the matter (intake fee of its category and the review), once: the
+   invoice number comes from the step's idempotency key.
 
-Run it on its own: ``aiosys run document_intake --app aiosys.demo:app`` (the letter as
-text) waits for the signal.
+A rejected review ends the run unfiled and unbilled. Run it on its own:
+``aiosys run document_intake --app aiosys.demo:app`` (the letter as text) waits for the review.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 
 from .app import App
 from .errors import TransientError
@@ -144,7 +150,55 @@ CATEGORIES: dict[str, tuple[str, ...]] = {
     "inquiry": ("question", "wonder", "information", "how do", "could you"),
 }
 
+#: The e-mails that arrive beside the scanned letter (as text: no OCR).
+EMAILS = (
+    """\
+From: Jonas Weber <j.weber@example.net>
+Date: 2024-03-15
+Subject: Complaint about the handling of policy KL-55812
+
+Dear team,
+
+I am disappointed by the delay in handling my car insurance case.
+I sent the requested documents on 20 February and have had no answer since.
+Two calls to your hotline ended without anyone taking my details.
+I find this unacceptable and ask for a written reply within ten days.
+If the case cannot be settled, I would like a refund of this year's premium.
+
+Regards,
+Jonas Weber
+""",
+    """\
+From: Ana Costa <ana.costa@example.com>
+Date: 2024-03-18
+Subject: Cancel my home contents policy HC-70344
+
+Hello,
+
+I am moving abroad at the end of April and would like to cancel my home contents policy.
+Please terminate the policy with effect from 30 April and confirm the notice in writing.
+Any premium paid for the months after that date should be returned to my usual account.
+
+Best regards,
+Ana Costa
+""",
+)
+
+CATEGORY = Literal["claim", "complaint", "cancellation", "inquiry"]
 TEAMS = {"claim": "property-claims", "complaint": "customer-care", "cancellation": "retention"}
+#: What the intake of a document of each category is billed, and a paralegal's review of it.
+FEES: dict[str, float] = {"claim": 120.0, "complaint": 60.0, "cancellation": 40.0}
+REVIEW_FEES: dict[str, float] = {"approve": 35.0, "edit": 50.0}
+
+
+class Review(BaseModel):
+    """What the paralegal reviews, and what an edit must fit: the summary (20 to 600
+    characters) and the category."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    summary: str = Field(min_length=20, max_length=600)
+    category: CATEGORY
 
 
 @app.step
@@ -198,15 +252,33 @@ async def file_document(
     return {"team": team, "record": record}
 
 
+@app.step
+def bill(matter: str, category: str, review: str) -> dict[str, Any]:
+    """Invoice the matter: the intake fee of its category and the paralegal's review. The
+    invoice number is derived from the step's idempotency key (run id and effect number),
+    which a billing system dedupes on: a retry or a replay never bills twice."""
+    info = current_step()
+    key = info.idempotency_key if info is not None else matter
+    lines = [
+        {"item": f"{category} intake", "amount": FEES.get(category, 25.0)},
+        {"item": f"paralegal review ({review})", "amount": REVIEW_FEES.get(review, 35.0)},
+    ]
+    return {
+        "invoice": "INV-" + hashlib.sha256(key.encode()).hexdigest()[:8].upper(),
+        "matter": matter,
+        "lines": lines,
+        "total": sum(line["amount"] for line in lines),
+        "currency": "EUR",
+    }
+
+
 @app.workflow
 async def document_intake(
-    ctx: Context,
-    text: str | None = None,
-    scan: str | None = None,
-    approval_timeout: float = 120.0,
+    ctx: Context, text: str | None = None, scan: str | None = None
 ) -> dict[str, Any]:
-    """Read the scan (OCR), extract, classify, summarize, file, wait a moment, and wait for
-    a reviewer. Without ``scan`` or ``text`` it reads the bundled letter as text."""
+    """Read the scan (OCR), extract, classify, summarize, have a paralegal review the
+    summary, file, wait a moment and bill. Without ``scan`` or ``text`` it reads the bundled
+    letter as text."""
     if scan is not None:
         text = (await ctx.models.run("read_scan", {"document": scan})).text
     text = text or SAMPLE_LETTER
@@ -216,21 +288,37 @@ async def document_intake(
     summary = (
         await ctx.models.run("summarize", {"text": body}, classification="confidential")
     ).summary
-    filing = await ctx.child(
-        "file_document", {"category": label["category"], "reference": fields["policy"]}
+    decision = await ctx.human_task(
+        "review",
+        role="paralegal",
+        data={"summary": summary, "category": label["category"]},
+        form=Review,
+        sla="2d",
+        escalate_to=["senior-paralegal"],
     )
-    await ctx.sleep(1)  # a durable cooling-off period: a restart neither shortens nor loses it
-    approval = await ctx.wait_for("approve", timeout=approval_timeout)
-    return {
+    review = {"action": decision.action, "by": decision.decided_by, "comment": decision.comment}
+    result: dict[str, Any] = {
         "sender": fields["sender"],
         "policy": fields["policy"],
         "amount": fields["amount"],
-        "category": label["category"],
         "confidence": label["confidence"],
-        "summary": summary,
+        "review": review,
+    }
+    if not decision.approved:  # rejected: neither filed nor billed
+        return {**result, "category": label["category"], "summary": summary}
+    reviewed = Review.model_validate(decision.data)  # as the paralegal left it
+    filing = await ctx.child(
+        "file_document", {"category": reviewed.category, "reference": fields["policy"]}
+    )
+    await ctx.sleep(1)  # a durable cooling-off period: a restart neither shortens nor loses it
+    invoice = await bill(filing["record"], reviewed.category, decision.action)
+    return {
+        **result,
+        "category": reviewed.category,
+        "summary": reviewed.summary,
         "filed_as": filing["record"],
         "team": filing["team"],
-        "approval": approval,
+        "invoice": invoice,
     }
 
 

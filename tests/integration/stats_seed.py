@@ -124,3 +124,24 @@ def seed_model_calls(
         for ms in latencies_ms
     ]
     insert(store_url, "model_usage", USAGE_COLS, rows)
+
+
+TASK_COLS = (
+    "id, tenant, run_id, seq, workflow, name, role, escalate_to, history, status, decision, "
+    "decided_by, decided_at, created_at, updated_at"
+)
+
+
+def seed_reviews(
+    store_url: str, workflow: str, at: float, actions: Sequence[str], *, tenant: str = "acme"
+) -> None:
+    """One human task per action (``approve``, ``edit``, ``reject``), decided at ``at``."""
+    rows = []
+    for action in actions:
+        tid = uuid.uuid4().hex
+        decision = {"action": action, "decided_by": "pat", "decided_at": at, "task_id": tid}
+        record = json.dumps({**decision, "role": "paralegal"})
+        run_id = uuid.uuid4().hex
+        task = (tid, tenant, run_id, 1, workflow, "review", "paralegal", "[]", "[]")
+        rows.append((*task, "completed", record, "pat", at, at, at))
+    insert(store_url, "human_tasks", TASK_COLS, rows)

@@ -27,6 +27,7 @@ from aiosys.errors import ConfigError, PermissionDenied, PolicyDenied, RunNotFou
 from aiosys.kernel.control import Parked
 from aiosys.kernel.gate import EffectCall
 from aiosys.models.contracts import RoutingPlan
+from aiosys.models.providers.local import register_callable, unregister_callable
 from aiosys.models.types import Message, ModelRequest
 from aiosys.store import open_store
 from aiosys.store._sql import load_queries
@@ -406,6 +407,71 @@ async def test_export_is_openlineage_events_read_back_by_the_official_classes(
     async with app:
         again = [Serde.to_json(e) for e in await app.lineage.openlineage(run.id)]
     assert again == lines
+
+
+class Scan(BaseModel):
+    document: str  # a path
+
+
+@pytest.mark.parametrize("lineage", [True, False])
+async def test_a_model_call_on_a_document_file_names_the_bytes_it_read(
+    store_url: str, tmp_path: Path, lineage: bool
+) -> None:
+    """Two runs OCR a scan at one path whose bytes changed between them: their inputs hash
+    alike (the path), and each names the document it read by the SHA-256 of its bytes, as
+    sha256sum prints it, in ``show`` and in the export's ``aiosys_model`` facet. With
+    lineage off the file is not read again for it."""
+    from openlineage.client.serde import Serde
+
+    register_callable("lineage-test-ocr", lambda path: Path(path).read_text())
+    app = App(store=store_url, models_dir="", preload_models=False, lineage=lineage)
+    app.models.add_card(
+        {"id": "ocr-local", "version": "7", "kind": "ocr", "provider": "local",
+         "options": {"callable": "lineage-test-ocr"}}
+    )  # fmt: skip
+    app.models.task(
+        "read_scan",
+        input=Scan,
+        output=SumIn,
+        build=lambda scan: ModelRequest(kind="ocr", document=scan.document),
+        parse=lambda r: {"text": r.output},
+        plan=RoutingPlan(["ocr-local"]),
+    )
+
+    @app.workflow
+    async def ocr(ctx: Context, scan: str) -> str:
+        return (await ctx.models.run("read_scan", {"document": scan})).text
+
+    path = tmp_path / "scan.png"
+    found = []
+    try:
+        async with app:
+            for text in ("first page", "second page"):
+                path.write_text(text)
+                run = await app.start("ocr", {"scan": str(path)})
+                assert await run.result(timeout=30) == text
+                effects = await app.effects(run.id)
+                if lineage:
+                    (read,) = (await app.lineage.show(run.id)).effects
+                    events = [
+                        json.loads(Serde.to_json(e)) for e in await app.lineage.openlineage(run.id)
+                    ]
+                    found.append((text, read, events))
+                else:
+                    assert "document_sha256" not in json.loads(effects[0].meta or "{}")
+    finally:
+        unregister_callable("lineage-test-ocr")
+    for text, read, events in found:
+        digest = hashlib.sha256(text.encode()).hexdigest()
+        assert read.document == digest and read.model == "ocr-local@7"
+        assert read.inputs == {"input": sha({"document": str(path)})}
+        assert read.as_dict()["document"] == f"sha256:{digest}"
+        done = next(e for e in events if e["job"]["name"] == "ocr.model.read_scan")
+        assert done["run"]["facets"]["aiosys_model"]["document"] == f"sha256:{digest}"
+        for event in events:
+            check_event(event)
+    if lineage:
+        assert found[0][1].document != found[1][1].document
 
 
 @pytest.mark.parametrize("query", ["lineage_model_runs", "lineage_model_runs_any"])

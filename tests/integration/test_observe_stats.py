@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pydantic
 import pytest
 from tests.integration.stats_seed import SeedRun, seed_model_calls, seed_runs
 
@@ -119,7 +120,7 @@ async def test_counts_failures_retries_costs_and_backlog(store_url: str) -> None
     # The workflow's model spend in the window (the dead run's too) per run that succeeded.
     assert wf.cost_per_completed_run == pytest.approx((1.0 + 3.0 + 5.0) / 2)
     assert wf.dead_letter_backlog == 1
-    assert wf.without_human_edit is None
+    assert wf.without_human_edit is None and wf.human_reviews == 0
     old = stats.of_workflow("old")
     assert old is not None and old.runs == 0 and old.dead_letter_backlog == 1
     assert old.latency.p95 is None and old.error_rate is None
@@ -172,6 +173,7 @@ PLANS = {
     "stats_model_latency_at": "model_usage_latency",
     "stats_model_latency_at_desc": "model_usage_latency",
     "stats_run_effects": "effects_eventful",
+    "stats_human_reviews": "human_tasks_decided",
 }
 
 
@@ -246,3 +248,103 @@ async def test_runs_executed_by_the_kernel_count_their_retries_and_failure_class
     assert wf.retries_per_run == pytest.approx(4 / 3)
     assert (wf.transient_failures, wf.permanent_failures) == (4 + 1, 1)
     assert wf.latency.p50 is not None and wf.latency.p50 >= 0
+
+
+class Draft(pydantic.BaseModel):
+    """The form a reviewer's edit must fit."""
+
+    summary: str
+
+
+PAT = Principal("pat", "acme", roles=frozenset({"paralegal"}))
+OZ = Principal("oz", "other", roles=frozenset({"paralegal"}))
+
+
+async def test_without_human_edit_is_the_share_of_reviews_approved_as_they_were(
+    store_url: str, wait_status: Any
+) -> None:
+    """Human tasks decided by people through the inbox, on a clock the test moves: the
+    reviews decided in the window count (a run still waiting on a later task's too), those
+    approved as they were over all; an SLA that ended a task with nobody deciding, a decision
+    before the window and another tenant's are not reviews of this one's."""
+    app = app_on(store_url)
+    shift = [0.0]
+    real = app.store.clock
+    app.store.clock = lambda: real() + shift[0]  # type: ignore[method-assign]
+
+    @app.workflow
+    async def intake(ctx: Context, text: str) -> str:
+        d = await ctx.human_task("review", role="paralegal", data={"summary": text}, form=Draft)
+        return d.action
+
+    @app.workflow
+    async def two_reviews(ctx: Context) -> str:
+        await ctx.human_task("first", role="paralegal", data={"summary": "a"})
+        return (await ctx.human_task("second", role="paralegal")).action
+
+    @app.workflow
+    async def lapse(ctx: Context) -> str:
+        d = await ctx.human_task("triage", role="paralegal", sla=60, return_escalated=True)
+        return d.action
+
+    @app.workflow
+    async def plain(ctx: Context) -> str:
+        return "no review"
+
+    async def open_task(run_id: str, tenant: str) -> str:
+        async with asyncio.timeout(30):
+            while True:
+                tasks = await app.list_tasks(run_id=run_id, tenant=tenant)
+                if tasks:
+                    return tasks[0].id
+                await asyncio.sleep(0.01)
+
+    async def decide(run_id: str, action: str, who: Principal, **kw: Any) -> None:
+        task = await open_task(run_id, who.tenant)
+        async with app.as_principal(who):
+            await app.complete_task(task, action, **kw)
+
+    async with app:
+        runs = [await app.start("intake", {"text": f"t{i}"}, tenant="acme") for i in range(5)]
+        theirs = await app.start("intake", {"text": "o"}, tenant="other")
+        both = await app.start("two_reviews", {}, tenant="acme")
+        lapsed = await app.start("lapse", {}, tenant="acme")
+        await decide(runs[0].id, "edit", PAT, data={"summary": "before the window"})
+        await wait_status(app, runs[0].id, "succeeded")
+        shift[0] = 2 * HOUR  # the first decision is 2 hours old from now on
+        app._worker.kick()  # type: ignore[union-attr]  # the lapse's SLA is due now
+        plain = await app.start("plain", {}, tenant="acme")
+        for run, action in zip(runs[1:], ["approve", "approve", "edit", "reject"], strict=True):
+            await decide(
+                run.id, action, PAT, **({"data": {"summary": "x"}} if action == "edit" else {})
+            )
+            await wait_status(app, run.id, "succeeded")
+        await decide(theirs.id, "approve", OZ)
+        await decide(both.id, "approve", PAT)
+        await open_task(both.id, "acme")  # its second task: the run parks on it
+        await wait_status(app, both.id, "waiting")
+        await wait_status(app, lapsed.id, "succeeded")
+        await wait_status(app, theirs.id, "succeeded")
+        await wait_status(app, plain.id, "succeeded")
+        async with app.as_principal(Principal("ann", "acme", roles=frozenset({"viewer"}))):
+            acme = await app.stats(since="1h")
+        everyone = await app.stats(since="1h")
+        long = await app.stats(since="3h", tenant="acme", workflow="intake")
+        escalated = (await app.get_run(lapsed.id)).result
+
+    assert escalated == '"escalated"'
+    wf = acme.of_workflow("intake")
+    assert wf is not None and (wf.runs, wf.human_reviews) == (4, 4)
+    assert wf.without_human_edit == pytest.approx(2 / 4)  # approve, approve / + edit, reject
+    pending = acme.of_workflow("two_reviews")  # its run waits on its second task
+    assert pending is not None and (pending.runs, pending.human_reviews) == (0, 1)
+    assert pending.without_human_edit == 1.0
+    for name in ("lapse", "plain"):
+        none = acme.of_workflow(name)
+        assert none is not None and (none.runs, none.human_reviews) == (1, 0)
+        assert none.without_human_edit is None
+    every = everyone.of_workflow("intake")
+    assert every is not None and every.human_reviews == 5
+    assert every.without_human_edit == pytest.approx(3 / 5)
+    (older,) = long.workflows
+    assert older.human_reviews == 5 and older.without_human_edit == pytest.approx(2 / 5)

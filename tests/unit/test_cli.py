@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import pytest
 from tests.unit.clirunner import aiosys, ok, reported_error
 
 from aiosys import App
+from aiosys.cli.demo import EDIT_COMMENT, EDITED_SUMMARY
 
 TESTS_DIR = Path(__file__).resolve().parents[1]
 RUN_KEYS = {
@@ -241,35 +243,81 @@ def test_demo_completes_and_prints_its_timeline(store: str) -> None:
     result = ok(aiosys("demo", "--store", store))
     out = result.stdout
     assert "effect timeline" in out
-    for name in ("extract", "classify", "summarize", "file_document", "sleep", "approve"):
+    for name in ("extract", "classify", "summarize", "review", "file_document", "sleep", "bill"):
         assert name in out
     assert "succeeded" in out and "CLA-HX-20931" in out
+    # The paralegal's review, decided by the demo from outside the runs: an edit the form
+    # refused, then the edit of the letter's summary; the e-mails' approved.
+    assert "does not fit its form Review: summary" in out
+    assert "human task 'review': edit by pat (paralegal)" in out  # as the run resumed
+    assert "pat: edit" in out  # its row in the timeline
+    assert "human edit by pat as paralegal" in out  # in the lineage tree
+    assert "reviews approved without an edit: 67% of 3" in out
 
-    (run,) = runs_json(store, "--workflow", "document_intake")
-    show = ("runs", "show", run["id"], "--tenant", "demo", "--json", "--store", store)
+    runs = runs_json(store, "--workflow", "document_intake")
+    assert [r["status"] for r in runs] == ["succeeded"] * 3
+    (letter,) = [r for r in runs if r["result"]["policy"] == "HX-20931"]
+    show = ("runs", "show", letter["id"], "--tenant", "demo", "--json", "--store", store)
     shown = json.loads(ok(aiosys(*show)).stdout)
     kinds = [(e["kind"], e["name"], e["attempt"], e["status"]) for e in shown["effects"]]
     # With Tesseract (always under CI) the letter arrives as a scan and OCR reads it first.
-    ocr = [("model", "read_scan", 1, "ok")] if shutil.which("tesseract") else []
+    scanned = shutil.which("tesseract") is not None
+    ocr = [("model", "read_scan", 1, "ok")] if scanned else []
     assert kinds == [
         *ocr,
         ("step", "extract", 1, "ok"),
         ("step", "classify", 2, "ok"),
         ("model", "summarize", 1, "ok"),
+        ("human_task", "review", 1, "ok"),
         ("child_start", "file_document", 1, "ok"),
         ("child_result", "file_document", 1, "ok"),
         ("sleep", "sleep", 1, "ok"),
-        ("signal", "approve", 1, "ok"),
+        ("step", "bill", 1, "ok"),
     ]
-    assert shown["result"]["approval"]["decision"] == "approved"
-    assert shown["result"]["policy"] == "HX-20931" and shown["result"]["amount"] == 4850.0
-    assert "EUR 4,850" in shown["result"]["summary"]
+    done = shown["result"]
+    assert done["review"] == {"action": "edit", "by": "pat", "comment": EDIT_COMMENT}
+    assert done["summary"] == EDITED_SUMMARY and "EUR 4,850" in done["summary"]
+    assert done["policy"] == "HX-20931" and done["amount"] == 4850.0
+    assert (done["invoice"]["matter"], done["invoice"]["total"]) == ("CLA-HX-20931", 170.0)
+    for other in (r for r in runs if r is not letter):
+        assert other["result"]["review"]["action"] == "approve"
+        assert other["result"]["invoice"]["total"] > 0
     assert runs_json(store, "--workflow", "file_document")[0]["status"] == "succeeded"
     # The summary came from the offline summarizer: no LLM is configured, so the plan's
     # first candidate was passed over, and the letter (confidential) left no premises.
     summarize = next(e for e in shown["effects"] if e["name"] == "summarize")
     assert summarize["meta"]["model"] == "summarizer-extractive"
     assert summarize["meta"]["skipped"] == {"demo-llm@1": "excluded by its condition"}
+
+    tasks = json.loads(
+        ok(aiosys("tasks", "list", "--status", "completed", "--json", "--store", store)).stdout
+    )
+    assert sorted(t["decision"]["action"] for t in tasks) == ["approve", "approve", "edit"]
+    assert {(t["decided_by"], t["role"], t["tenant"]) for t in tasks} == {
+        ("pat", "paralegal", "demo")
+    }
+
+    # The lineage of the letter's run: the scan by the SHA-256 of its bytes (as the demo
+    # printed it when the scan arrived), the models with their versions, the reviewer.
+    lineage = json.loads(
+        ok(aiosys("lineage", "show", letter["id"], "--json", "--store", store)).stdout
+    )
+    by_name = {e["name"]: e for e in lineage["effects"]}
+    if scanned:
+        found = re.search(r"its SHA-256 \(sha256sum\): ([0-9a-f]{64})", out)
+        assert found is not None
+        digest = found.group(1)
+        assert by_name["read_scan"]["model"] == "ocr-tesseract@5"
+        assert by_name["read_scan"]["document"] == f"sha256:{digest}"
+        assert f"document sha256:{digest[:12]}" in out
+    assert by_name["summarize"]["model"] == "summarizer-extractive@1"
+    human = by_name["review"]["human"]
+    assert (human["action"], human["decided_by"], human["role"]) == ("edit", "pat", "paralegal")
+    assert human["comment"] == EDIT_COMMENT
+
+    stats = ("stats", "--workflow", "document_intake", "--json", "--store", store)
+    (wf,) = json.loads(ok(aiosys(*stats)).stdout)["workflows"]
+    assert (wf["human_reviews"], wf["without_human_edit"]) == (3, pytest.approx(2 / 3))
 
 
 def test_a_file_that_is_not_a_database_is_reported_in_one_line(tmp_path) -> None:

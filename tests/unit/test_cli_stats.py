@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
-from tests.integration.stats_seed import SeedRun, seed_model_calls, seed_runs
+from tests.integration.stats_seed import SeedRun, seed_model_calls, seed_reviews, seed_runs
 from tests.unit.clirunner import aiosys, ok, reported_error
 from tests.unit.test_cli_startup import NEVER, imported_by
 
@@ -37,6 +37,7 @@ def url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
         + [SeedRun("intake", end - 3, end - 2, end, "dead", error="permanent")],
     )
     seed_model_calls(store, "gpt-x", end, [120.0, 80.0])
+    seed_reviews(store, "intake", end, ["approve", "approve", "edit"])
     return store
 
 
@@ -44,6 +45,7 @@ def test_tables_and_json(url: str) -> None:
     out = ok(aiosys("stats", "--store", url)).stdout
     assert "workflows: runs that ended in the window" in out
     assert "intake" in out and "25.0%" in out  # 1 of 4 runs dead
+    assert "66.7% of 3" in out  # 2 of 3 reviews approved without an edit
     assert "gpt-x" in out
     data = json.loads(ok(aiosys("stats", "--since", "1h", "--json", "--store", url)).stdout)
     (wf,) = data["workflows"]
@@ -53,7 +55,8 @@ def test_tables_and_json(url: str) -> None:
         1,
         1,
     )
-    assert wf["latency"]["p95"] == pytest.approx(2.0) and wf["without_human_edit"] is None
+    assert wf["latency"]["p95"] == pytest.approx(2.0)
+    assert (wf["human_reviews"], wf["without_human_edit"]) == (3, pytest.approx(2 / 3))
     assert wf["cost_per_completed_run"] == pytest.approx(0.25)
     assert {m["model"] for m in data["models"]} == {"gpt-x", "m"}
     assert data["tenant"] is None  # the local user: every tenant

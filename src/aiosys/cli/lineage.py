@@ -2,8 +2,9 @@
 version, and a run's lineage as OpenLineage events.
 
 ``show`` draws the graph back from the run's result: each effect it was found to come from,
-with its inputs' and output's content hashes, model@version, task@version, policy decisions
-and a person's decision, then the effects those came from, down to the run's input.
+with its inputs' and output's content hashes, model@version, task@version, the document
+file a model read (by the SHA-256 of its bytes), policy decisions and a person's decision,
+then the effects those came from, down to the run's input.
 """
 
 from __future__ import annotations
@@ -234,6 +235,8 @@ def _effect_node(
         if srcs:
             line.append(" ← " + ", ".join(_source(s, by_seq) for s in srcs), style="cyan")
         node.add(line)
+    if e.document is not None:
+        node.add(Text(f"document {short(e.document)} (the file's bytes, as sha256sum prints it)"))
     if e.output is not None:
         node.add(Text(f"out {short(e.output)}"))
     for d in e.policies:

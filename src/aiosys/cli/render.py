@@ -140,7 +140,7 @@ def timeline_table(effects: list[EffectRow], attempts: Sequence[Attempt] = ()) -
     table.add_column("attempt", justify="right")
     table.add_column("status")
     table.add_column("duration (ms)", justify="right")
-    table.add_column("model")
+    table.add_column("model / person")
     table.add_column("tokens in/out", justify="right")
     table.add_column("cost", justify="right")
     table.add_column("error")
@@ -150,6 +150,7 @@ def timeline_table(effects: list[EffectRow], attempts: Sequence[Attempt] = ()) -
             _gap_row(table, gaps.pop(0))
         ms = millis(e.started_at, e.finished_at)
         model, tokens, cost = _model_columns(e.meta)
+        model = model or _person(e)
         by = ["" if e.epoch is None else f"#{e.epoch}"] if attempts else []
         for failed in _retries(e.meta):  # each failed attempt, and when the next was due
             table.add_row(
@@ -234,6 +235,18 @@ def _model_columns(meta: str | None) -> tuple[str, str, str]:
     tokens = f"{usage.get('input_tokens', 0)}/{usage.get('output_tokens', 0)}"
     cached = " (cached)" if data.get("cached") else ""
     return f"{data['model']}{cached}", tokens, f"{float(data.get('cost') or 0):.6f}"
+
+
+def _person(e: EffectRow) -> str:
+    """Who decided a human task and how (``pat: edit``), from its record; blank for an
+    open one and for other effects."""
+    if e.kind != "human_task":
+        return ""
+    data = _decode(e.meta)
+    if not isinstance(data, dict) or not data.get("action"):
+        return ""
+    who = data.get("decided_by")
+    return f"{who}: {data['action']}" if who else str(data["action"])
 
 
 def _short(value: Any, limit: int = 400) -> str:

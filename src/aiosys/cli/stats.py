@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from ..app import App as PublicApp
     from ..kernel import App
     from ..observe.slo import SloResult
-    from ..observe.stats import Percentiles, Stats
+    from ..observe.stats import Percentiles, Stats, WorkflowStats
     from ..store import Store
 
 TenantOption = Annotated[
@@ -150,6 +150,12 @@ def _pct(value: float | None) -> str:
     return "-" if value is None else f"{value * 100:.1f}%"
 
 
+def _no_edit(w: WorkflowStats) -> str:
+    if w.without_human_edit is None:
+        return "-"
+    return f"{_pct(w.without_human_edit)} of {w.human_reviews}"
+
+
 def _ps(p: Percentiles) -> list[str]:
     return [_num(p.p50), _num(p.p95), _num(p.p99)]
 
@@ -179,8 +185,9 @@ def _workflow_table(s: Stats) -> Table:
         WORKFLOW_COLS,
         "p50/p95/p99: latency, first start to end (s); ttr: time to resolution, created to "
         "end (s); retry: retries per run; t/p: transient/permanent failures; dead: "
-        "dead-letter backlog now; no-edit: share without a human edit (n/a: no human tasks "
-        "yet)" + ("" if s.workflows else "\nno run ended in the window"),
+        "dead-letter backlog now; no-edit: share of the human reviews decided in the window "
+        "that approved without an edit, of how many (-: none)"
+        + ("" if s.workflows else "\nno run ended in the window"),
     )
     for w in s.workflows:
         t.add_row(
@@ -195,7 +202,7 @@ def _workflow_table(s: Stats) -> Table:
             f"{w.transient_failures}/{w.permanent_failures}",
             _num(w.cost_per_completed_run, "{:.4g}"),
             str(w.dead_letter_backlog),
-            "n/a",
+            _no_edit(w),
         )
     return t
 

@@ -3,12 +3,14 @@
 On by default (``LineageSettings``). Each effect a run makes keeps, in its own record (the
 same write: ``lineage_record``), the content hashes of its inputs (``lineage_hash``: SHA-256
 of RFC 8785 JSON) and the policy decisions made for it; a model call's record already holds
-the model card's id and version and the task contract's version (the model plane's); a human
+the model card's id and version and the task contract's version (the model plane's), and
+for a call that reads a document file (an OCR scan) the SHA-256 of its bytes; a human
 task's output is the person's decision. Reading it back (``app.lineage``):
 
 - ``show(run_id)``: the run's ``RunLineage`` (``lineage_graph``): its input's and result's
   hashes, each effect with its inputs' and output's hashes, model@version, task@version,
-  policies, human decision, and where each input came from; child runs under their start.
+  the document file it read, policies, human decision, and where each input came from;
+  child runs under their start.
 - ``runs(model="X@Y")``: the runs whose model calls were answered by card X version Y (or
   any version of X), newest first: a recall when a model turns out bad. It reads the
   effects' records through an index on the ``deployment`` their model record names (both

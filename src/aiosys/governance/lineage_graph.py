@@ -2,7 +2,8 @@
 
 Built from the run's row and its effects' records (``lineage_record`` wrote the inputs'
 hashes and the policy decisions into each record's ``meta``; the model plane wrote the model
-card's id and version and the task contract's version there). Each effect is a node:
+card's id and version, the task contract's version and the SHA-256 of a document file the
+call read there). Each effect is a node:
 its inputs' hashes, its output's hash (computed here from the recorded output), the model
 and task that answered it, the policy decisions behind it, a person's decision (a human
 task's, or an approval kept on the effect), and its *sources*: where each input came from.
@@ -63,7 +64,9 @@ class EffectLineage:
     none); ``sources``: input name -> where it came from; ``model``: ``id@version`` of the
     card that answered a model call, ``task``: ``name@version`` of its task contract;
     ``policies``: the decisions made for it (``decision``, ``action``, ``resource``,
-    ``policies``, ``policy_version``); ``child``: a ``child_start``'s child run."""
+    ``policies``, ``policy_version``); ``document``: for a model call that read a document
+    file (an OCR scan), the SHA-256 of its bytes (``sha256sum``'s, not of JSON);
+    ``child``: a ``child_start``'s child run."""
 
     seq: int
     kind: str
@@ -74,6 +77,7 @@ class EffectLineage:
     sources: dict[str, list[Source]] = field(default_factory=dict)
     model: str | None = None
     task: str | None = None
+    document: str | None = None
     policies: list[dict[str, Any]] = field(default_factory=list)
     human: Human | None = None
     error: str | None = None
@@ -93,6 +97,7 @@ class EffectLineage:
             "sources": self.sources,
             "model": self.model,
             "task": self.task,
+            "document": _tag(self.document),
             "policies": self.policies,
             "human": None if self.human is None else self.human.as_dict(),
             "error": self.error,
@@ -227,6 +232,7 @@ def build(
                 sources=sources,
                 model=_model(meta),
                 task=_task(meta),
+                document=_str(meta.get("document_sha256")),
                 policies=list(entry.get("policy") or []),
                 human=human_of(e, meta),
                 error=_error(e),

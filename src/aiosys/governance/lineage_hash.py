@@ -13,12 +13,18 @@ values, a list's items; text, lists and dicts, not numbers, booleans or null), s
 ``PART`` hex digits, at most ``MAX_PARTS`` of them. Lineage links an effect to an earlier
 one when the value it took, or a member of it, equals the other's output or a member of that
 (a task's input ``{"text": text}`` holds the OCR step's output ``text``): ``lineage_graph``.
+
+A file an effect reads by its path (an OCR request's ``document``) is named apart, by the
+SHA-256 of its bytes (``file_hash``: what ``sha256sum`` prints): the path alone says nothing
+of which scan was read.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+from pathlib import Path
 from typing import Any
 
 import pydantic_core
@@ -70,6 +76,17 @@ def content_hash(value: Any) -> str | None:
     """SHA-256 (64 hex digits) of ``value``'s RFC 8785 JSON; None when it has none."""
     text = canonical(value)
     return None if text is None else _sha256(text).hexdigest()
+
+
+def file_hash(path: str | os.PathLike[str]) -> str | None:
+    """SHA-256 (64 hex digits) of the bytes of the file at ``path`` (``~`` expanded), as
+    ``sha256sum`` prints it; None when it cannot be read. Blocking I/O: call it off the
+    event loop."""
+    try:
+        with Path(path).expanduser().open("rb") as f:
+            return hashlib.file_digest(f, "sha256").hexdigest()
+    except (OSError, ValueError):
+        return None
 
 
 def json_hash(text: str | None) -> str | None:
@@ -125,4 +142,13 @@ def value_keys(text: str | None) -> tuple[str | None, list[str]]:
     return hashes(value)
 
 
-__all__ = ["MAX_PARTS", "PART", "canonical", "content_hash", "hashes", "json_hash", "parts"]
+__all__ = [
+    "MAX_PARTS",
+    "PART",
+    "canonical",
+    "content_hash",
+    "file_hash",
+    "hashes",
+    "json_hash",
+    "parts",
+]

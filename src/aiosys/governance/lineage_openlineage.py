@@ -22,7 +22,8 @@ The mapping, for a run of workflow ``W`` in tenant ``T``:
   id). Facets: ``parent`` (the run), ``errorMessage`` for a failure, and aiosys's own run
   facets, whose ``_schemaURL`` is the spec's ``RunFacet`` (they are plain run facets):
   ``aiosys_effect`` (number, kind, name, status, input hashes by name), ``aiosys_model``
-  (``model``: card ``id@version``; ``task``: contract ``name@version``),
+  (``model``: card ``id@version``; ``task``: contract ``name@version``; ``document``:
+  ``sha256:<hex>`` of the bytes of a document file the call read),
   ``aiosys_policy`` (the decisions: policies and policy set version) and ``aiosys_human``
   (a person's decision: action, decided_by, decided_at, role, comment).
 """
@@ -81,11 +82,12 @@ class AiosysEffectRunFacet(RunFacet):
 
 @attr.define
 class AiosysModelRunFacet(RunFacet):
-    """The model card (``id@version``) that answered a model call, and its task contract
-    (``name@version``)."""
+    """The model card (``id@version``) that answered a model call, its task contract
+    (``name@version``) and the document file it read (``sha256:<hex>`` of its bytes)."""
 
     model: str | None = attr.field(default=None)
     task: str | None = attr.field(default=None)
+    document: str | None = attr.field(default=None)
 
 
 @attr.define
@@ -223,7 +225,10 @@ def _effect_events(
         ),
     }
     if e.model is not None or e.task is not None:
-        facets["aiosys_model"] = AiosysModelRunFacet(model=e.model, task=e.task, producer=producer)
+        document = None if e.document is None else dataset_name(e.document)
+        facets["aiosys_model"] = AiosysModelRunFacet(
+            model=e.model, task=e.task, document=document, producer=producer
+        )
     if e.policies:
         facets["aiosys_policy"] = AiosysPolicyRunFacet(
             decisions=list(e.policies), producer=producer

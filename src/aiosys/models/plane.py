@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 import pydantic
 
 from ..errors import ConfigError, InvalidInput, ModelNotFound
+from ..governance.lineage_hash import file_hash
 from ..governance.redaction_gate import REDACTOR
 from ..kernel import App, Context, EffectCall
 from ..kernel.retry import Retry
@@ -390,6 +391,9 @@ class ModelPlane:
             redactor=redactor,
         )
         trace = Trace(task=route.task, task_version=None if contract is None else contract.version)
+        document = route.request.document
+        if document is not None and ex is not None and "lineage" in self.app.gate.names:
+            trace.document = await asyncio.to_thread(file_hash, document)
         try:
             if contract is None:
                 self.card(p["model"])  # ModelNotFound before anything else

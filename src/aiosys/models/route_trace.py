@@ -46,6 +46,9 @@ class Trace:
 
     task: str | None = None
     task_version: str | None = None  # the task contract's version (``TaskContract.version``)
+    # SHA-256 of the bytes of the document file the request named (``ModelRequest.document``),
+    # taken for lineage when it is on: which scan an OCR call read, whatever its path.
+    document: str | None = None
     attempts: list[Attempt] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)  # candidate -> reason
     warnings: list[str] = field(default_factory=list)  # e.g. a soft budget passed
@@ -57,6 +60,8 @@ class Trace:
         rec: dict[str, Any] = {"task": self.task} if self.task else {}
         if self.task and self.task_version is not None:
             rec["task_version"] = self.task_version
+        if self.document is not None:
+            rec["document_sha256"] = self.document
         r, card = self.response, self.card
         if r is not None and card is not None:
             rec |= {

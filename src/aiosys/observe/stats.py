@@ -22,8 +22,11 @@ dead or cancelled: ``runs.finished_at`` in the window):
   (those of its failed runs included) per run that succeeded in it: what a completed run
   costs (None when none succeeded);
 - ``dead_letter_backlog``: runs ``dead`` now, whenever they died (not windowed);
-- ``without_human_edit``: the share of runs finished without a human edit. Human tasks are
-  not built yet, so it is always None (shown ``n/a``).
+- ``human_reviews``: the workflow's human tasks a person decided in the window (by their
+  ``decided_at``, whether or not their run has ended; an SLA that ended a task with nobody
+  deciding is no review); ``without_human_edit``: the share of them approved as they were,
+  neither edited nor rejected: how often people accept what the workflow put before them
+  (None when there was no review: a workflow without human tasks).
 
 Per model (``ModelStats``), from the ``model_usage`` rows (one per call to a deployment,
 cache hits and budget denials included) metered in the window: ``calls`` and how they went,
@@ -108,7 +111,8 @@ class WorkflowStats:
     permanent_failures: int = 0
     cost_per_completed_run: float | None = None
     dead_letter_backlog: int = 0
-    without_human_edit: float | None = None  # human tasks are not built yet: always None
+    human_reviews: int = 0
+    without_human_edit: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,13 +235,15 @@ async def _workflows(
     runs = {r["workflow"]: r for r in await store.fetch("stats_runs", params)}
     effects = {r["workflow"]: r for r in await store.fetch("stats_run_effects", params)}
     dead = {r["workflow"]: int(r["dead"]) for r in await store.fetch("stats_dead_backlog", params)}
+    reviews = {r["workflow"]: r for r in await store.fetch("stats_human_reviews", params)}
     cost: dict[str, float] = {}
     for u in usage:
         if u["workflow"] is not None:
             cost[u["workflow"]] = cost.get(u["workflow"], 0.0) + float(u["cost"] or 0.0)
     out = []
-    for name in sorted(set(runs) | set(dead)):
-        r, e = runs.get(name), effects.get(name)
+    for name in sorted(set(runs) | set(dead) | set(reviews)):
+        r, e, h = runs.get(name), effects.get(name), reviews.get(name)
+        reviewed = int(h["reviews"]) if h else 0
         n = int(r["runs"]) if r else 0
         succeeded = int(r["succeeded"]) if r else 0
         failed = int(r["failed"]) if r else 0
@@ -265,6 +271,8 @@ async def _workflows(
                 permanent_failures=int(e["permanent_errors"] or 0) if e else 0,
                 cost_per_completed_run=cost.get(name, 0.0) / succeeded if succeeded else None,
                 dead_letter_backlog=dead.get(name, 0),
+                human_reviews=reviewed,
+                without_human_edit=int(h["approved"] or 0) / reviewed if h and reviewed else None,
             )
         )
     return out

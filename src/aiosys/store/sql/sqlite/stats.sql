@@ -105,3 +105,15 @@ WHERE at >= :since AND at < :until
   AND (CAST(:tenant AS TEXT) IS NULL OR tenant = :tenant)
   AND (CAST(:workflow AS TEXT) IS NULL OR workflow = :workflow)
 GROUP BY model, workflow, status, error_type
+
+-- name: stats_human_reviews
+-- Per workflow, the human tasks a person decided in the window (index human_tasks_decided):
+-- how many, and how many were approved as they were (neither edited nor rejected). An
+-- escalated task that ended with nobody deciding has no decided_by and is not counted.
+SELECT workflow, COUNT(*) AS reviews,
+       SUM(json_extract(decision, '$.action') = 'approve') AS approved
+FROM human_tasks
+WHERE decided_by IS NOT NULL AND decided_at >= :since AND decided_at < :until
+  AND (CAST(:tenant AS TEXT) IS NULL OR tenant = :tenant)
+  AND (CAST(:workflow AS TEXT) IS NULL OR workflow = :workflow)
+GROUP BY workflow
