@@ -447,3 +447,30 @@ async def test_litellm_pointed_at_the_gateway_gets_answers(live, monkeypatch):
     )
     text = "".join([c.choices[0].delta.content or "" async for c in streamed])
     assert text == "echo: streamed via litellm"
+
+
+async def test_personal_data_is_redacted_before_it_reaches_the_model_streamed_or_not(
+    store_url, openai_server
+):
+    app = make_app(store_url, openai_server)
+    common = {
+        "provider": "openai",
+        "provider_model": "gpt-wire",
+        "endpoint": openai_server.endpoint,
+    }
+    app.models.add_card({"id": "scrubbed", "redaction": "always", **common})
+    async with app:
+        new = await app.identity.keys.create("acme", "alice", roles=["runner"])
+        api = FastAPI()
+        mount_openai(api, app, bearer(app))
+        client = Env(app, api, Gateway(app), new.key, openai_server).client()
+        said = [{"role": "user", "content": "write to maria.garcia@example.com"}]
+        plain = await client.chat.completions.create(model="scrubbed", messages=said)
+        stream = await client.chat.completions.create(model="scrubbed", messages=said, stream=True)
+        streamed = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+    sent = [r.body["messages"][0]["content"] for r in openai_server.requests]
+    assert sent == ["write to <EMAIL_ADDRESS_1>"] * 2  # the model never saw the address
+    # Both answers are restored for a caller the policies allow to read it (same tenant):
+    # the stream's as its pieces arrive (tests/unit/test_redaction_rules.py: cut pieces).
+    assert plain.choices[0].message.content == "echo: write to maria.garcia@example.com"
+    assert streamed == "echo: write to maria.garcia@example.com"

@@ -21,6 +21,8 @@ What holds, whatever the stream meets:
 - the router retries or falls back only before the first piece reached the sink: after it,
   the caller holds text from one deployment, and a failure ends the stream with the error
   (``router.py``);
+- personal data redacted from the request (``links/redact.py``) is restored in the pieces,
+  as they arrive, for a caller allowed to read it, as in a whole answer;
 - a stream that started is metered however it ends (``links/metering.py``): the provider's
   reported usage when it finished, else (cut short by an error, or cancelled because the
   caller went away: ``ModelStream.aclose``) the request's tokens and those of the text
@@ -47,13 +49,16 @@ class StreamSink:
     ``begin`` is called by the last link before each attempt that streams, with the card
     and the request as sent (redacted, capped), so a cut-short stream can be priced."""
 
-    __slots__ = ("_put", "card", "pieces", "request")
+    __slots__ = ("_put", "card", "pieces", "request", "restorer")
 
     def __init__(self, put: Callable[[str], None]) -> None:
         self._put = put
-        self.pieces: list[str] = []
+        self.pieces: list[str] = []  # as the model wrote them
         self.card: ModelCard | None = None
         self.request: ModelRequest | None = None
+        # Restores pseudonyms in the pieces (governance.redaction.StreamRestorer: ``feed``,
+        # ``flush``), set by the redact link for an attempt whose request it redacted.
+        self.restorer: Any = None
 
     @property
     def started(self) -> bool:
@@ -65,9 +70,21 @@ class StreamSink:
 
     def emit(self, text: str) -> None:
         """One piece of the answer, to the caller now (empty pieces are dropped)."""
+        if not text:
+            return
+        self.pieces.append(text)
+        if self.restorer is not None:
+            text = self.restorer.feed(text)
         if text:
-            self.pieces.append(text)
             self._put(text)
+
+    def end(self) -> None:
+        """The provider's stream ended: what the restorer held back goes out."""
+        restorer, self.restorer = self.restorer, None
+        if restorer is not None:
+            rest = restorer.flush()
+            if rest:
+                self._put(rest)
 
     @property
     def text(self) -> str:
@@ -139,7 +156,10 @@ class ModelStream:
             return
         self.response = response
         if not self.sink.started and isinstance(response.output, str):
-            self.sink.emit(response.output)  # a cache hit, a provider that does not stream
+            # A cache hit, a provider that does not stream: the answer in one piece, as the
+            # gate presented it (pseudonyms restored already).
+            self.sink.restorer = None
+            self.sink.emit(response.output)
         self._queue.put_nowait(_END)
 
     async def __aenter__(self) -> ModelStream:

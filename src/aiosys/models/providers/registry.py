@@ -97,6 +97,7 @@ class Providers:
                         sink.emit(text)
 
                     result = await provider.stream(card, request, emit)
+                    sink.end()
                 else:
                     result = await provider.invoke(card, request)
         except TimeoutError:
