@@ -16,7 +16,7 @@ from tests.wire.control import cut, server_error
 from tests.wire.openai_server import OpenAIWire
 from tests.wire.serve import serve_here
 
-from aiosys import App
+from aiosys import App, Context
 from aiosys.errors import ModelNotFound, ProviderUnavailable
 from aiosys.models.contracts import RoutingPlan
 from aiosys.models.links.budget import Budget
@@ -190,3 +190,20 @@ async def test_a_model_that_cannot_stream_arrives_in_one_piece(store_url):
     finally:
         unregister_callable("shout")
     assert pieces == ["QUIET PLEASE"] and stream.response.output == "QUIET PLEASE"
+
+
+async def test_a_workflow_call_may_name_a_task(store_url, openai_server):
+    app = App(store=store_url)
+    app.models.add_card(card(openai_server, "primary"))
+    chat_task(app, "primary")
+
+    @app.workflow
+    async def ask(ctx: Context, text: str) -> str:
+        response = await ctx.models.call("chat-task", text)
+        return f"{response.model}: {response.output}"
+
+    async with app:
+        run = await app.start("ask", {"text": "by plan"})
+        assert await run.result(timeout=20) == "primary: echo: by plan"
+        [effect] = await app.effects(run.id)
+    assert effect.name == "call:chat-task" and len(openai_server.requests) == 1

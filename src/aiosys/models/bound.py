@@ -63,10 +63,11 @@ class BoundModels:
         retry: Retry | None = None,
         **params: Any,
     ) -> ModelResponse:
-        """Call one model; its response, recorded. ``retry`` (else ``MODEL_RETRY``) retries
-        it when the model cannot serve now."""
+        """Call one model (a card or alias; else a task's plan, as ``app.models.call``); its
+        response, recorded. ``retry`` (else ``MODEL_RETRY``) retries it when the model
+        cannot serve now."""
         request = make_request(messages, params)
-        effect_params = {"model": model, "request": request, "classification": classification}
+        effect_params = self._plane._call_params(model, request, classification)
         response: ModelResponse = await self._ctx.effect(
             "model",
             f"call:{model}",

@@ -16,15 +16,14 @@ Inside a workflow, ``ctx.models.run(task, input)`` and ``ctx.models.call(model, 
 the record (the provider is not called again), with the model, version, usage, cost,
 latency and every attempt in the effect's ``meta``. When no candidate can serve now (an
 outage: every one failed transiently or has its breaker open) the effect fails with
-``ProviderUnavailable``
-and is retried under ``MODEL_RETRY`` (or the task's or the call's ``retry=``): the kernel
-waits at least the provider's retry-after, parking the run for waits of ``park_after``
-seconds or more, so an outage costs no worker slot and survives a restart. Outside a
-workflow, ``app.models.run`` and ``app.models.call`` (the HTTP gateway, scripts) are
-*direct* effects: the same gate and interceptors (policy, tracing, ...), nothing recorded
-(and no retry: the caller gets the ``ProviderUnavailable`` and its ``retry_after``);
-``app.models.stream`` is a direct ``call`` whose answer arrives piece by piece
-(``streaming.py``).
+``ProviderUnavailable`` and is retried under ``MODEL_RETRY`` (or the task's or the call's
+``retry=``): the kernel waits at least the provider's retry-after, parking the run for
+waits of ``park_after`` seconds or more, so an outage costs no worker slot and survives a
+restart. Outside a workflow, ``app.models.run`` and ``app.models.call`` (the HTTP gateway,
+scripts) are *direct* effects: the same gate and interceptors (policy, tracing, ...),
+nothing recorded (and no retry: the caller gets the ``ProviderUnavailable`` and its
+``retry_after``); ``app.models.stream`` is a direct ``call`` whose answer arrives piece by
+piece (``streaming.py``).
 
 A call's ``model`` names a card (id, ``id@version``) or an alias; failing those, a task
 contract, whose routing plan then serves the request as it is (its candidates, fallbacks,
