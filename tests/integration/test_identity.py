@@ -161,6 +161,12 @@ MODELS_EXEMPT = {
 }
 
 
+async def first_piece(stream: Any) -> Any:
+    """Enter a model stream (where a refusal is raised) and read its first piece."""
+    async with stream:
+        return await anext(stream)
+
+
 async def refused_or_nothing(what: str, coro: Any) -> None:
     try:
         out = await coro
@@ -237,6 +243,7 @@ async def test_tenant_walk_every_public_function_as_a_against_b(store_url: str) 
         models_walk = {
             "run": lambda: app.models.run("t", {}, tenant="B"),
             "call": lambda: app.models.call("m", "hi", tenant="B"),
+            "stream": lambda: first_piece(app.models.stream("m", "hi", tenant="B")),
             "usage": lambda: app.models.usage(tenant="B"),
             "spent": lambda: app.models.spent(tenant="B"),
             "run_usage": lambda: app.models.run_usage(waiting.id),

@@ -31,12 +31,12 @@ from aiosys.errors import (
     ProviderUnavailable,
 )
 from aiosys.kernel import App as KernelApp
+from aiosys.models.bound import MODEL_RETRY
 from aiosys.models.contracts import Candidate, RoutingPlan
 from aiosys.models.links.breaker import Breakers
 from aiosys.models.links.budget import Budget
 from aiosys.models.links.cache import CachePolicy
 from aiosys.models.links.metering import usage_log
-from aiosys.models.plane import MODEL_RETRY
 from aiosys.models.types import ModelRequest, ModelResponse, ProviderResult, Usage
 
 pytestmark = pytest.mark.timeout(60)

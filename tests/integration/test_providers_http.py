@@ -8,7 +8,15 @@ import socket
 import time
 
 import pytest
-from tests.wire.control import malformed, rate_limited, rejected, server_error, slow, unexpected
+from tests.wire.control import (
+    cut,
+    malformed,
+    rate_limited,
+    rejected,
+    server_error,
+    slow,
+    unexpected,
+)
 from tests.wire.openai_server import OpenAIWire, embedding_of
 
 from aiosys.errors import ProviderRejected, ProviderUnavailable
@@ -223,6 +231,39 @@ async def test_params_the_provider_owns_are_refused_before_sending(openai_server
             openai_card(openai_server), chat(("user", "hi"), stream=True, model="other")
         )
     assert openai_server.requests == []
+
+
+async def test_a_stream_gives_each_piece_then_the_servers_usage(openai_server, openai_provider):
+    pieces: list[str] = []
+    result = await openai_provider.stream(
+        openai_card(openai_server), chat(("user", "three little words")), pieces.append
+    )
+    assert pieces == ["echo:", " three", " little", " words"]
+    assert result.output == "echo: three little words" and result.finish_reason == "stop"
+    assert (result.usage.input_tokens, result.usage.output_tokens) == (3, 4)
+    assert result.provider_model == "gpt-wire"
+
+
+async def test_a_stream_refused_before_it_starts_is_translated(openai_server, openai_provider):
+    openai_server.next(rate_limited(retry_after=2), rejected(400, "Bad temperature."))
+    card, pieces = openai_card(openai_server), []
+    with pytest.raises(ProviderUnavailable, match="rate limited") as limited:
+        await openai_provider.stream(card, chat(("user", "hi")), pieces.append)
+    with pytest.raises(ProviderRejected, match=r"HTTP 400\): Bad temperature"):
+        await openai_provider.stream(card, chat(("user", "hi")), pieces.append)
+    assert limited.value.retry_after == 2 and pieces == []
+
+
+async def test_a_stream_cut_mid_answer_is_unavailable_after_its_pieces(
+    openai_server, openai_provider
+):
+    openai_server.next(cut(after=1))
+    pieces: list[str] = []
+    with pytest.raises(ProviderUnavailable, match="wire-gpt@1"):
+        await openai_provider.stream(
+            openai_card(openai_server), chat(("user", "hi there")), pieces.append
+        )
+    assert pieces == ["echo:"]
 
 
 async def test_an_unreachable_endpoint_is_unavailable(openai_provider):

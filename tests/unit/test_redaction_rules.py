@@ -18,6 +18,7 @@ from aiosys.governance.redaction import (
     Pseudonyms,
     Redaction,
     Redactor,
+    StreamRestorer,
     applies,
     kept,
     restore_value,
@@ -59,6 +60,19 @@ def test_only_the_allowed_types_are_restored_and_unknown_tokens_stay() -> None:
     assert table.restore(text, ["PERSON"]) == (
         "Maria Garcia paid with <CREDIT_CARD_1>; <PERSON_9> and <PERSON_1 > are not ours"
     )
+
+
+def test_a_streamed_answer_is_restored_with_pseudonyms_cut_across_pieces() -> None:
+    table = Pseudonyms()
+    table.pseudonym("PERSON", "Maria Garcia")
+    table.pseudonym("CREDIT_CARD", "4111 1111 1111 1111")
+    restorer = StreamRestorer(table, ["PERSON"])
+    pieces = ["Dear <PER", "SON_", "1>, a < b and <CRED", "IT_CARD_1> is yours <", "PERSON_1"]
+    out = [restorer.feed(p) for p in pieces]
+    # A tail that may start a pseudonym waits for the next piece; anything else goes at once.
+    assert out == ["Dear ", "", "Maria Garcia, a < b and ", "<CREDIT_CARD_1> is yours ", ""]
+    assert restorer.flush() == "<PERSON_1"  # not a whole pseudonym: as it came
+    assert restorer.flush() == ""
 
 
 class Answer(BaseModel):

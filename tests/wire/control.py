@@ -32,11 +32,12 @@ from starlette.requests import Request
 
 @dataclass(frozen=True)
 class Behaviour:
-    mode: str  # ok, slow, rate_limited, server_error, rejected, malformed, unexpected
+    mode: str  # ok, slow, rate_limited, server_error, rejected, malformed, unexpected, cut
     status: int = 200
     headers: tuple[tuple[str, str], ...] = ()
     delay: float = 0.0
     message: str | None = None
+    cut_after: int = 0  # ``cut``: words streamed before the connection drops
 
 
 def ok() -> Behaviour:
@@ -75,6 +76,12 @@ def server_error(status: int = 500, message: str | None = None) -> Behaviour:
 def rejected(status: int = 400, message: str | None = None) -> Behaviour:
     """A 4xx (400, 401, 403, 404, 422, ...) in the API's error shape."""
     return Behaviour("rejected", status=status, message=message)
+
+
+def cut(after: int = 1) -> Behaviour:
+    """A stream (``stream: true``) that sends ``after`` words, then drops the connection
+    without ending the body: a server that died mid-answer. Without ``stream``: ok."""
+    return Behaviour("cut", cut_after=after)
 
 
 def malformed() -> Behaviour:

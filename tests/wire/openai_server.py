@@ -9,6 +9,13 @@ Deterministic answers, usage counted by the server (whitespace-separated words):
   prefix of an earlier prompt, once it is ``cache_min_tokens`` long: 1024, as at OpenAI;
   tests lower it) and ``completion_tokens_details.reasoning_tokens`` (``REASONING_TOKENS``
   by the request's ``reasoning_effort``, counted in ``completion_tokens``);
+- chat with ``stream: true``: the same answer as server-sent events in the API's chunk format
+  (a first chunk with the role, one chunk per word, one with the ``finish_reason``, one with
+  the usage when ``stream_options.include_usage`` is set, then ``data: [DONE]``). A test
+  that must see the client read chunk 1 before chunk 2 leaves sets ``stream_gate`` (an
+  ``asyncio.Event`` of the loop the server runs in: ``serve.serve_here``), awaited after the
+  first word; ``cut(after=n)`` drops the connection after ``n`` words (a server that died);
+  ``abandoned`` is set when a client went away before the end of a stream;
 - embeddings: a unit vector of ``dimensions`` (default ``OpenAIWire.dimensions`` = 8)
   floats drawn from the SHA-256 of the text (``embedding_of``); ``encoding_format: base64``
   is answered as the real API does (little-endian float32).
@@ -31,6 +38,7 @@ In tests use the ``openai_server`` fixture (tests/wire/fixtures.py). For benchma
 from __future__ import annotations
 
 import argparse
+import asyncio
 import base64
 import hashlib
 import json
@@ -41,7 +49,7 @@ import uuid
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from .control import Behaviour, Recorded, WireControl, hold, words
 
@@ -121,6 +129,15 @@ class OpenAIWire(WireControl):
         self.app: FastAPI = FastAPI(title="OpenAI wire format (test server)")
         self.app.post("/v1/chat/completions")(self._chat)
         self.app.post("/v1/embeddings")(self._embeddings)
+        # Streams (see the module docstring): awaited after the first word when set; set when
+        # a client went away before the end of a stream.
+        self.stream_gate: Any = None
+        self.abandoned = asyncio.Event()
+
+    def reset(self) -> None:
+        super().reset()
+        self.stream_gate = None
+        self.abandoned = asyncio.Event()
 
     @property
     def endpoint(self) -> str:
@@ -200,6 +217,10 @@ class OpenAIWire(WireControl):
                 "system_fingerprint": "fp_wire",
             }
 
+        if body.get("stream") is True:
+            options = body.get("stream_options") or {}
+            usage = isinstance(options, dict) and options.get("include_usage") is True
+            return await self._respond(request, entry, answer, stream=usage)
         return await self._respond(request, entry, answer)
 
     async def _embeddings(self, request: Request) -> Response:
@@ -273,15 +294,24 @@ class OpenAIWire(WireControl):
             self.answered(entry, mode, status)
         return JSONResponse(error_body(status, message, param), status_code=status)
 
-    async def _respond(self, request: Request, entry: Recorded | None, answer: Any) -> Response:
+    async def _respond(
+        self, request: Request, entry: Recorded | None, answer: Any, stream: bool | None = None
+    ) -> Response:
+        """The behaviour's answer; ``stream`` (not None) streams it, with the usage chunk
+        when True."""
         if self.fast or entry is None:
+            if stream is not None:
+                return self._stream(answer(), stream, None)
             return JSONResponse(answer())
         behaviour: Behaviour = self.take()
         self.answered(entry, behaviour.mode, behaviour.status)
         headers = {"x-request-id": f"req_{uuid.uuid4().hex[:16]}", **dict(behaviour.headers)}
         if behaviour.delay:
             await hold(request, behaviour.delay)
-        if behaviour.mode in ("ok", "slow"):
+        if stream is not None and behaviour.mode in ("ok", "slow", "cut"):
+            cut = behaviour.cut_after if behaviour.mode == "cut" else None
+            return self._stream(answer(), stream, cut, headers)
+        if behaviour.mode in ("ok", "slow", "cut"):
             return JSONResponse(answer(), headers=headers)
         if behaviour.mode == "malformed":
             return Response(
@@ -295,6 +325,48 @@ class OpenAIWire(WireControl):
         return JSONResponse(
             error_body(behaviour.status, message), status_code=behaviour.status, headers=headers
         )
+
+    def _stream(
+        self,
+        full: dict[str, Any],
+        usage: bool,
+        cut: int | None,
+        headers: dict[str, str] | None = None,
+    ) -> StreamingResponse:
+        """``full`` (a chat completion) as the API streams it (module docstring)."""
+        choice = full["choices"][0]
+        base = {k: full[k] for k in ("id", "created", "model", "system_fingerprint")}
+        base["object"] = "chat.completion.chunk"
+        words = choice["message"]["content"].split(" ")
+        pieces = [w if i == 0 else f" {w}" for i, w in enumerate(words)]
+
+        def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+            data = {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+            if usage:
+                data["usage"] = None
+            return f"data: {json.dumps(data)}\n\n".encode()
+
+        async def events() -> Any:
+            done = False
+            try:
+                yield chunk({"role": "assistant", "content": "", "refusal": None})
+                for i, piece in enumerate(pieces):
+                    if i == cut:
+                        raise ConnectionAbortedError(f"the wire server dies after {cut} chunks")
+                    yield chunk({"content": piece})
+                    if i == 0 and self.stream_gate is not None:
+                        await self.stream_gate.wait()
+                yield chunk({}, choice["finish_reason"])
+                if usage:
+                    tail = {**base, "choices": [], "usage": full["usage"]}
+                    yield f"data: {json.dumps(tail)}\n\n".encode()
+                yield b"data: [DONE]\n\n"
+                done = True
+            finally:
+                if not done and cut is None:
+                    self.abandoned.set()
+
+        return StreamingResponse(events(), media_type="text/event-stream", headers=headers)
 
 
 def build_app(fast: bool = False) -> FastAPI:

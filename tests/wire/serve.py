@@ -5,6 +5,9 @@
     with run_server(app) as base_url:   # "http://127.0.0.1:<port>"
         ...
 
+    async with serve_here(app) as base_url:   # in the test's own event loop
+        ...
+
 The socket is bound before the thread starts (port 0: the OS picks a free port, so there
 is no race for it); the context waits until uvicorn says it has started, and on exit asks
 it to stop and joins the thread.
@@ -12,11 +15,12 @@ it to stop and joins the thread.
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import uvicorn
@@ -57,4 +61,28 @@ def run_server(
     finally:
         server.should_exit = True
         thread.join(timeout=15)
+        sock.close()
+
+
+@asynccontextmanager
+async def serve_here(app: Any, *, host: str = "127.0.0.1") -> AsyncIterator[str]:
+    """Serve ``app`` with uvicorn in the running event loop (the test's), on a free port:
+    the app's objects (an ``aiosys.App``, an ``asyncio.Event`` a test sets) live in the
+    loop the test awaits in. The socket listens before the server starts, so a client
+    that connects first waits in the backlog: nothing to poll for."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, 0))
+    sock.listen(128)
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(
+        app, log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=1
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.get_running_loop().create_task(server.serve(sockets=[sock]))
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.should_exit = True
+        await task
         sock.close()

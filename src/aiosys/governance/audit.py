@@ -245,7 +245,9 @@ class AuditLog:
     async def interceptor(self, call: EffectCall, next: Next) -> Any:
         """The gate's ``audit`` interceptor (just inside the effect log, outside
         ``authorize``: the decisions made for the effect are folded into, or written beside,
-        its record, whichever way it ends)."""
+        its record, whichever way it ends). A direct effect cancelled by its caller (an HTTP
+        client that went away from a stream) is recorded as ``cancelled``; a run's effect
+        that is cancelled leaves no record, as the effect log writes none."""
         on = self._enabled
         if on is None:
             on = self.enabled
@@ -259,6 +261,13 @@ class AuditLog:
                 await self._direct_done(call, f"error:{type(exc).__name__}")
             else:
                 self._effect_done(call, f"error:{type(exc).__name__}")
+            raise
+        except asyncio.CancelledError:
+            if call.run_execution is None:
+                try:
+                    await self._direct_done(call, "cancelled")
+                except Exception as exc:  # the caller's cancellation is what propagates
+                    log.error("audit: a cancelled %s effect was not recorded: %s", call.kind, exc)
             raise
         if call.run_execution is None:
             await self._direct_done(call, "ok")

@@ -180,6 +180,34 @@ class Pseudonyms:
         return TOKEN.sub(value, text)
 
 
+# The tail of a text that may be the start of a pseudonym cut by the end of a piece.
+_PARTIAL = re.compile(r"<[A-Z0-9_]{0,62}\Z")
+
+
+class StreamRestorer:
+    """Restores pseudonyms in a text that arrives in pieces (a streamed answer): a piece's
+    tail that may be the start of one (``<EMAIL_AD``) is held back until the next piece
+    shows whether it is; ``flush`` gives what is held at the end."""
+
+    __slots__ = ("_held", "entities", "table")
+
+    def __init__(self, table: Pseudonyms, entities: Iterable[str]) -> None:
+        self.table = table
+        self.entities = frozenset(entities)
+        self._held = ""
+
+    def feed(self, text: str) -> str:
+        buffered = self._held + text
+        partial = _PARTIAL.search(buffered)
+        cut = len(buffered) if partial is None else partial.start()
+        self._held = buffered[cut:]
+        return self.table.restore(buffered[:cut], self.entities)
+
+    def flush(self) -> str:
+        held, self._held = self._held, ""
+        return self.table.restore(held, self.entities)
+
+
 def restore_value(value: Any, table: Pseudonyms, entities: Iterable[str]) -> Any:
     """``value`` (text, a list, a dict, a pydantic model of them) with the pseudonyms of
     ``entities`` in its texts restored; a pydantic model is validated again (should the
@@ -223,12 +251,14 @@ class Redactor:
 
     ``table`` gives the run's pseudonyms (loaded once, on first use). Detection runs in a
     worker thread; pseudonyms are given out on the event loop's thread, after it, so
-    concurrent calls of one run number values without a race."""
+    concurrent calls of one run number values without a race. ``may_read(type)`` says
+    whether the effect's caller may have values of that type back (None: it may)."""
 
     detector: Detector
     table: Callable[[], Awaitable[Pseudonyms]]
     rule: Redaction
     classification: str | None
+    may_read: Callable[[str], bool] | None = None
     counts: Counter[str] = field(default_factory=Counter)
     used: set[str] = field(default_factory=set)  # tokens this effect put in its requests
     sent: list[str] = field(default_factory=list)  # deployments that got a redacted request
@@ -271,6 +301,19 @@ class Redactor:
             self.used.add(token)
             tokens.append(token)
         return splice(text, findings, tokens)
+
+    async def restorer(self) -> StreamRestorer | None:
+        """For a streamed answer to a request this effect redacted: what restores, as the
+        pieces arrive, the pseudonyms of the types its caller may read (None: none to
+        restore, or ``mask`` mode). The whole answer is restored the same way when the
+        effect ends (``redaction_gate``)."""
+        if self.rule.mode == "mask":
+            return None
+        may_read = self.may_read
+        types = [t for t in self.counts if may_read is None or may_read(t)]
+        if not types:
+            return None
+        return StreamRestorer(await self.table(), types)
 
     def summary(self) -> dict[str, Any]:
         """What the effect's record keeps: ``entities`` (type -> count), ``mode`` and the

@@ -21,7 +21,8 @@ When the effect ends, what was redacted is kept on it, never a value:
   still held under the claim that made them (``pseudonym_put``).
 
 Restoring: the caller is the principal the effect acts for (the run's starter; for a call
-outside a run the principal bound around it). It may read a type's values back when the
+outside a run the principal bound around it; a streamed call's pieces are restored as they
+arrive, ``Redactor.restorer``). It may read a type's values back when the
 policies allow ``read_data`` on ``Dataset::"pii/<TYPE>"`` (attributes ``classification``:
 the call's, and ``tenant``), in the effect's context; with no policies installed, every
 caller may. The presenter (``Gate.present``) restores those types in what the workflow
@@ -148,6 +149,7 @@ class Redact:
             lambda: self._table(call),
             settings.rule,
             call.params.get("classification"),
+            lambda entity: self._may_read(call, entity),
         )
         call.meta[REDACTOR] = redactor
         try:

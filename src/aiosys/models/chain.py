@@ -13,10 +13,13 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .catalog import ModelCard
 from .types import ModelRequest, ModelResponse
+
+if TYPE_CHECKING:
+    from .streaming import StreamSink
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -39,6 +42,8 @@ class DeploymentCall:
     # The effect's redaction (aiosys.governance.redaction.Redactor; None: none): the redact
     # link asks it whether this card's request is redacted.
     redactor: Any = None
+    # A streamed call (streaming.py): where a streaming provider puts the answer's pieces.
+    stream: StreamSink | None = None
 
 
 NextLink = Callable[[DeploymentCall], Awaitable[ModelResponse]]

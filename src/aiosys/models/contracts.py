@@ -45,6 +45,7 @@ class RouteContext:
     cache: CachePolicy | None = None
     held: list[dict[str, Any]] | None = None  # usage rows for the effect's record (chain.py)
     redactor: Any = None  # the effect's redaction (governance.redaction.Redactor), if any
+    stream: Any = None  # a streamed call's sink (streaming.StreamSink), if any
 
 
 @dataclass(frozen=True, slots=True)

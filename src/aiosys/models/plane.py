@@ -12,16 +12,23 @@ unlike DESIGN.md's sketch, because an answer from the cache costs nothing and se
 nothing: it must neither use up a rate-limit slot nor be refused by an exhausted budget.)
 
 Inside a workflow, ``ctx.models.run(task, input)`` and ``ctx.models.call(model, messages)``
-are effects of kind ``model`` through the gate: recorded once, replayed from the record
-(the provider is not called again), with the model, version, usage, cost, latency and every
-attempt in the effect's ``meta``. When no candidate can serve now (an outage: every one
-failed transiently or has its breaker open) the effect fails with ``ProviderUnavailable``
-and is retried under ``MODEL_RETRY`` (or the task's or the call's ``retry=``): the kernel
-waits at least the provider's retry-after, parking the run for waits of ``park_after``
-seconds or more, so an outage costs no worker slot and survives a restart. Outside a
-workflow, ``app.models.run`` and ``app.models.call`` (the HTTP gateway, scripts) are
-*direct* effects: the same gate and interceptors (policy, tracing, ...), nothing recorded
-(and no retry: the caller gets the ``ProviderUnavailable`` and its ``retry_after``).
+(``bound.py``) are effects of kind ``model`` through the gate: recorded once, replayed from
+the record (the provider is not called again), with the model, version, usage, cost,
+latency and every attempt in the effect's ``meta``. When no candidate can serve now (an
+outage: every one failed transiently or has its breaker open) the effect fails with
+``ProviderUnavailable`` and is retried under ``MODEL_RETRY`` (or the task's or the call's
+``retry=``): the kernel waits at least the provider's retry-after, parking the run for
+waits of ``park_after`` seconds or more, so an outage costs no worker slot and survives a
+restart. Outside a workflow, ``app.models.run`` and ``app.models.call`` (the HTTP gateway,
+scripts) are *direct* effects: the same gate and interceptors (policy, tracing, ...),
+nothing recorded (and no retry: the caller gets the ``ProviderUnavailable`` and its
+``retry_after``); ``app.models.stream`` is a direct ``call`` whose answer arrives piece by
+piece (``streaming.py``).
+
+A call's ``model`` names a card (id, ``id@version``) or an alias; failing those, a task
+contract, whose routing plan then serves the request as it is (its candidates, fallbacks,
+cost cap, SLO, cache and redaction; not its ``build`` and ``parse``): so a caller that speaks
+only chat, such as the OpenAI-compatible gateway, can name ``summarize`` and get its routing.
 """
 
 from __future__ import annotations
@@ -42,6 +49,7 @@ from ..governance.lineage_hash import file_hash
 from ..governance.redaction_gate import REDACTOR
 from ..kernel import App, Context, EffectCall
 from ..kernel.retry import Retry
+from .bound import BoundModels, Messages, make_request
 from .catalog import ModelCard
 from .chain import DeploymentCall, Link, NextLink, compose
 from .contracts import Candidate, RouteContext, RoutingPlan, TaskContract, describe
@@ -63,7 +71,8 @@ from .providers.registry import Providers
 from .route_trace import Trace
 from .router import Router, ShadowResult
 from .shadows import record_shadow, shadow_results
-from .types import Message, ModelRequest, ModelResponse
+from .streaming import ModelStream, StreamSink
+from .types import ModelRequest, ModelResponse
 
 if TYPE_CHECKING:
     from ..governance.redaction import Redaction
@@ -71,12 +80,6 @@ if TYPE_CHECKING:
 
 In = TypeVar("In", bound=pydantic.BaseModel)
 Out = TypeVar("Out", bound=pydantic.BaseModel)
-
-Messages = str | list[Message] | list[dict[str, Any]] | ModelRequest
-
-# How a workflow's model effect is retried when no candidate can serve it now; a task
-# (``task(retry=...)``) or a call (``ctx.models.run(..., retry=...)``) may set its own.
-MODEL_RETRY = Retry(attempts=5, backoff=1.0, cap=60.0)
 
 
 class ModelPlane:
@@ -349,16 +352,69 @@ class ModelPlane:
         workflow: str | None = None,
         **params: Any,
     ) -> ModelResponse:
-        """Call one model outside any workflow: a direct effect through the gate (its
-        interceptors apply; nothing is recorded). Its metered response. ``tenant`` as in
-        ``run``."""
+        """Call one model (a card or alias; else a task's plan: see the module docstring)
+        outside any workflow: a direct effect through the gate (its interceptors apply;
+        nothing is recorded). Its metered response. ``tenant`` as in ``run``."""
         tenant = await self._tenant("call_model", tenant, workflow)
         request = make_request(messages, params)
-        effect_params = {"model": model, "request": request, "classification": classification}
+        return await self._direct(model, request, tenant, classification, workflow)
+
+    def stream(
+        self,
+        model: str,
+        messages: Messages,
+        *,
+        tenant: str | None = None,
+        classification: str | None = None,
+        workflow: str | None = None,
+        **params: Any,
+    ) -> ModelStream:
+        """``call``, with the answer's text streamed (``streaming.py``)::
+
+            async with app.models.stream(model, messages) as stream:
+                async for text in stream: ...
+            stream.response  # ModelResponse: model, usage, cost
+
+        Entering raises what ``call`` would before the first piece (``PermissionDenied``,
+        ``PolicyDenied``, ``BudgetExceeded``, ``ModelNotFound``, ``ProviderUnavailable``, ...);
+        iterating raises a failure after it. ``InvalidInput`` at once for bad messages."""
+        request = make_request(messages, params)
+
+        async def run(sink: StreamSink) -> ModelResponse:
+            scope = await self._tenant("call_model", tenant, workflow)
+            return await self._direct(model, request, scope, classification, workflow, sink)
+
+        return ModelStream(run)
+
+    async def _direct(
+        self,
+        model: str,
+        request: ModelRequest,
+        tenant: str,
+        classification: str | None,
+        workflow: str | None,
+        stream: StreamSink | None = None,
+    ) -> ModelResponse:
+        effect_params = self._call_params(model, request, classification)
+        if stream is not None:
+            effect_params["stream"] = stream
         response: ModelResponse = await self.app.gate.direct(
             "model", f"call:{model}", params=effect_params, tenant=tenant, workflow=workflow
         )
         return response
+
+    def _call_params(
+        self, model: str, request: ModelRequest, classification: str | None
+    ) -> dict[str, Any]:
+        """The params of a ``call`` effect: ``model`` a card or alias (a name that is
+        neither, nor a task, fails in the effect as ``ModelNotFound``), else the ``task``
+        whose plan serves ``request`` as it is."""
+        if model not in self.cards and model in self.tasks:
+            try:
+                self.card(model)
+            except ModelNotFound:
+                return {"task": model, "request": request, "classification": classification}
+        return {"model": model, "request": request, "classification": classification}
 
     def bind(self, ctx: Context) -> BoundModels:
         """What ``ctx.models`` is inside a workflow."""
@@ -374,13 +430,14 @@ class ModelPlane:
         run_id, seq = (None, None) if ex is None else (ex.run.id, call.seq)
         held: list[dict[str, Any]] | None = None if ex is None else []
         contract = self.contract(p["task"]) if "task" in p else None
+        built = contract is not None and "input" in p  # else a call: its request as it is
         redactor = call.meta.get(REDACTOR)
         if redactor is not None and contract is not None and contract.redaction is not None:
             redactor.rule = contract.redaction  # the task's own rule over the app's default
         route = RouteContext(
             task=None if contract is None else contract.name,
-            request=p["request"] if contract is None else contract.build(p["input"]),
-            input=None if contract is None else p["input"],
+            request=contract.build(p["input"]) if built and contract else p["request"],
+            input=p["input"] if built else None,
             classification=p.get("classification"),
             tenant=call.tenant,
             workflow=call.workflow,
@@ -389,6 +446,7 @@ class ModelPlane:
             cache=None if contract is None else contract.cache,
             held=held,
             redactor=redactor,
+            stream=p.get("stream"),
         )
         trace = Trace(task=route.task, task_version=None if contract is None else contract.version)
         document = route.request.document
@@ -399,6 +457,16 @@ class ModelPlane:
                 self.card(p["model"])  # ModelNotFound before anything else
                 await self.router.route(RoutingPlan([Candidate(p["model"])]), route, trace=trace)
                 result: Any = trace.response
+            elif not built:  # a call naming a task: its plan serves the request as it is
+                await self.router.route(
+                    contract.plan,
+                    route,
+                    cost_cap=contract.cost_cap,
+                    slo_p95_ms=contract.slo_p95_ms,
+                    rng=None if ex is None else random.Random(f"{run_id}:{seq}"),
+                    trace=trace,
+                )
+                result = trace.response
             else:
                 await self.router.route(
                     contract.plan,
@@ -419,6 +487,9 @@ class ModelPlane:
         except BaseException:  # cancelled: no record will be written, so neither are they
             if held:
                 usage_log(self.app.store).release(held, committed=False)
+            sink = route.stream
+            if isinstance(sink, StreamSink) and sink.started and trace.response is None:
+                trace.card, trace.response = sink.card, sink.partial()  # what the caller got
             raise
         finally:
             call.meta["record"] = trace.record()
@@ -495,65 +566,3 @@ class ModelPlane:
         """Write the usage rows metered in this process that are still pending (they are
         written behind the calls, in batches: see ``links/metering.py``)."""
         await flush_usage(self.app.store)
-
-
-class BoundModels:
-    """``ctx.models``: model calls as recorded effects of the workflow."""
-
-    def __init__(self, plane: ModelPlane, ctx: Context) -> None:
-        self._plane = plane
-        self._ctx = ctx
-
-    async def run(
-        self,
-        task: str | TaskContract[Any, Any],
-        input: dict[str, Any] | pydantic.BaseModel,
-        *,
-        classification: str | None = None,
-        retry: Retry | None = None,
-    ) -> Any:
-        """Run a task; its output (a model of the task's output schema), recorded. ``retry``
-        (else the task's, else ``MODEL_RETRY``) retries it when no model can serve now."""
-        contract = self._plane.contract(task)
-        data = contract.validate_input(input)  # before any effect: bad input is the caller's
-        params = {"task": contract.name, "input": data, "classification": classification}
-        policy = retry or contract.retry or MODEL_RETRY
-        return await self._ctx.effect(
-            "model", contract.name, params=params, returns=contract.output, retry=policy
-        )
-
-    async def call(
-        self,
-        model: str,
-        messages: Messages,
-        *,
-        classification: str | None = None,
-        retry: Retry | None = None,
-        **params: Any,
-    ) -> ModelResponse:
-        """Call one model; its response, recorded. ``retry`` (else ``MODEL_RETRY``) retries
-        it when the model cannot serve now."""
-        request = make_request(messages, params)
-        effect_params = {"model": model, "request": request, "classification": classification}
-        response: ModelResponse = await self._ctx.effect(
-            "model",
-            f"call:{model}",
-            params=effect_params,
-            returns=ModelResponse,
-            retry=retry or MODEL_RETRY,
-        )
-        return response
-
-
-def make_request(messages: Messages, params: dict[str, Any]) -> ModelRequest:
-    """A chat request from a string (one user message), messages or a request."""
-    if isinstance(messages, ModelRequest):
-        if params:
-            return messages.model_copy(update={"params": {**messages.params, **params}})
-        return messages
-    if isinstance(messages, str):
-        messages = [Message(role="user", content=messages)]
-    try:
-        return ModelRequest(kind="chat", messages=list(messages), params=params)  # type: ignore[arg-type]
-    except pydantic.ValidationError as exc:
-        raise InvalidInput(f"invalid model call: {describe(exc)}") from None

@@ -30,7 +30,9 @@ For one call it
    answers), and so do the faults of one deployment: ``DeploymentUnusable`` (401, 403,
    404: its breaker opens) and a hard budget that refuses this candidate's estimate (a
    cheaper one may fit; noted in ``trace.warnings``). A fault of the request stops the
-   call: ``ProviderRejected`` (400, 422, ...) propagates. Every attempt, retry or fallback,
+   call: ``ProviderRejected`` (400, 422, ...) propagates, and so does any failure of a
+   streamed call once its first piece reached the caller (``streaming.py``): the caller
+   holds text from this deployment. Every attempt, retry or fallback,
    is noted in ``trace.attempts`` with its start, end (``clock``) and error, if any: the
    effect's record keeps them (``route_trace.py``), and its trace shows each as a span.
 
@@ -79,6 +81,7 @@ from .contracts import Candidate, RouteContext, RoutingPlan, describe
 from .links.breaker import Breakers, CircuitOpen
 from .route_failures import Failure, Failures
 from .route_trace import Attempt, Trace
+from .streaming import streamed
 from .tokens import estimate_cost
 from .types import ModelRequest, ModelResponse
 
@@ -345,6 +348,8 @@ class Router:
                 return Failure(OPEN_BREAKER, "transient", self.breakers.retry_after(card.key))
             except FALL_BACK as exc:
                 failed(exc, _error(exc))
+                if streamed(call) is not None:
+                    raise
                 if isinstance(exc, BudgetExceeded):
                     trace.warnings.append(f"{_label(cand, card)} not used: {exc}")
                     return Failure(f"failed: {_error(exc)}", "budget", budget=exc)
@@ -354,6 +359,8 @@ class Router:
                 raise
             except RETRYABLE as exc:
                 failed(exc, _error(exc))
+                if streamed(call) is not None:  # text reached the caller: no retry, no fallback
+                    raise
                 hint = exc.retry_after if isinstance(exc, ProviderUnavailable) else None
                 failure = Failure(f"failed: {_error(exc)}", "transient", hint)
                 wait = self._wait(n, cand, exc)
@@ -472,6 +479,7 @@ def _deployment_call(
         # A shadow call may end after the effect is recorded: its row goes the usual way.
         held=None if shadow else ctx.held,
         redactor=ctx.redactor,
+        stream=None if shadow else ctx.stream,
     )
 
 

@@ -28,7 +28,8 @@ What a crash leaves behind: the reservations of the calls the dead process had i
 Each expires ``timeout + RESERVATION_GRACE`` seconds after it was made (the card's timeout
 bounds the call); until then it holds its amount, so the budget is briefly stricter, never
 looser. Expired rows are ignored at once and deleted by the next reservation after
-``PURGE_EVERY`` seconds. A call cancelled by its caller releases its reservation.
+``PURGE_EVERY`` seconds. A call cancelled by its caller releases its reservation, unless it
+is a stream whose text had begun to arrive: metering writes its row, which settles it.
 
 Keys. A ``tenant`` budget's key is the tenant id. A ``workflow`` budget's key is either
 ``"tenant/workflow"`` (that workflow in that tenant) or a bare ``"workflow"``: the same cap
@@ -57,6 +58,7 @@ from typing import Literal, get_args
 from ...errors import BudgetExceeded, ConfigError
 from ...store.base import Store
 from ..chain import DeploymentCall, NextLink
+from ..streaming import streamed
 from ..tokens import DEFAULT_OUTPUT_TOKENS, estimate_cost, estimate_request_tokens
 from ..types import ModelRequest, ModelResponse
 from .metering import DAY, spent, usage_log
@@ -208,7 +210,8 @@ class BudgetLink:
         except Exception:
             raise  # metered: the error's usage row settles the reservation
         except BaseException:  # cancelled: nothing will be metered, so give the room back
-            self._release(reservation)
+            if streamed(call) is None:  # (a stream that started is: its row settles it)
+                self._release(reservation)
             raise
 
     # ---- reserving ----------------------------------------------------------------------

@@ -2,14 +2,19 @@
 
 The outermost link of the deployment chain, so it sees every outcome of the links below:
 
-===========  ===============================================  ========  ======
-status       when                                             tokens    cost
-===========  ===============================================  ========  ======
-``ok``       the provider answered                            reported  priced
-``cached``   the cache answered (``response.cached``)         0         0
-``error``    any failure below (provider, rate limit, ...)    0         0
-``denied``   a hard budget stopped the call before it left    0         0
-===========  ===============================================  ========  ======
+=============  =============================================  =========  ======
+status         when                                           tokens     cost
+=============  =============================================  =========  ======
+``ok``         the provider answered                          reported   priced
+``cached``     the cache answered (``response.cached``)       0          0
+``error``      any failure below (provider, rate limit, ...)  0          0
+``denied``     a hard budget stopped the call before it left  0          0
+``cancelled``  a stream the caller left after text arrived    estimated  priced
+=============  =============================================  =========  ======
+
+A streamed call (``streaming.py``) whose text began to reach the caller used the provider
+however it ends: cut short by an error it is an ``error`` row with the usage of the text
+received so far, estimated; cancelled (the caller went away) a ``cancelled`` one, likewise.
 
 A cache hit consumed nothing, so it records no tokens (its response still carries the
 tokens of the original call). ``latency_ms`` is the wall time the caller waited for this
@@ -39,7 +44,7 @@ A failed batch write must not fail calls that already happened (and were paid fo
 must not vanish either: it is retried once, then logged at WARNING on the
 ``aiosys.models.metering`` logger with the rows as JSON (enough to re-insert them) and
 counted in ``UsageLog.unrecorded``. A cancelled call (the caller went away) is not
-metered: its outcome is unknown.
+metered, its outcome unknown, unless it is a stream whose text had begun to arrive (above).
 """
 
 from __future__ import annotations
@@ -56,6 +61,7 @@ from typing import Any
 from ...errors import BudgetExceeded
 from ...store.base import Store
 from ..chain import DeploymentCall, NextLink
+from ..streaming import streamed
 from ..types import ModelResponse, Usage
 
 log = logging.getLogger("aiosys.models.metering")
@@ -344,7 +350,23 @@ class MeteringLink:
             self._record(call, started, "denied", error=_describe(exc))
             raise
         except Exception as exc:
-            self._record(call, started, "error", error=_describe(exc))
+            sink = streamed(call)
+            if sink is None:
+                self._record(call, started, "error", error=_describe(exc))
+            else:  # text reached the caller: what it used is paid for
+                used = sink.partial()
+                self._record(
+                    call, started, "error", usage=used.usage, cost=used.cost, error=_describe(exc)
+                )
+            raise
+        except asyncio.CancelledError:
+            sink = streamed(call)
+            if sink is not None:  # the caller left a stream: metered up to where it was
+                used = sink.partial()
+                error = f"CancelledError: the caller went away after {len(sink.pieces)} pieces"
+                self._record(
+                    call, started, "cancelled", usage=used.usage, cost=used.cost, error=error
+                )
             raise
         if response.cached:
             self._record(call, started, "cached")

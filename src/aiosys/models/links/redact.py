@@ -7,7 +7,9 @@ outside the cache, asks it whether requests to this attempt's card are redacted 
 on a copy of the request with its texts redacted: the messages' contents (every role), a
 summarize request's ``text``, an embed request's ``texts``. An ``ocr`` request's document
 cannot be read here: it is sent as it is. Being outside the cache, the cache keys on (and
-stores) the redacted request and answer, never the values.
+stores) the redacted request and answer, never the values. A streamed call's sink is given
+the redactor's restorer for this attempt (none when its request was not redacted), so its
+pieces reach the caller with the pseudonyms it may read restored.
 """
 
 from __future__ import annotations
@@ -21,12 +23,16 @@ from ..types import Message, ModelRequest, ModelResponse
 
 class RedactLink:
     async def __call__(self, call: DeploymentCall, next: NextLink) -> ModelResponse:
-        redactor, card = call.redactor, call.card
+        redactor, card, sink = call.redactor, call.card, call.stream
         if not isinstance(redactor, Redactor) or not redactor.applies(
             card.redaction, card.external
         ):
+            if sink is not None:
+                sink.restorer = None
             return await next(call)
         request = await redact_request(redactor, call.request, card.key)
+        if sink is not None:
+            sink.restorer = await redactor.restorer()
         return await next(replace(call, request=request))
 
 

@@ -92,7 +92,7 @@ def _refuse_reserved(card: ModelCard, params: dict[str, Any], reserved: Iterable
     if clash:
         raise ProviderRejected(
             f"{card.key}: request params may not set {', '.join(map(repr, clash))}: "
-            "the provider sets them from the card and the request (and never streams)"
+            "the provider sets them from the card and the request (app.models.stream streams)"
         )
 
 

@@ -7,6 +7,15 @@ there (``provider_model``) and the environment variable holding the key (``api_k
 
 The SDK's own retries are off (``max_retries=0``): the router retries and falls back, and
 two retry loops stacked would multiply attempts and hide the 429s the router wants to see.
+
+``stream`` asks for the answer as server-sent events (``stream: true``, with
+``stream_options.include_usage`` so the last chunk carries the usage) and reads them with the
+SDK's own SSE decoder (``openai.AsyncStream`` over the httpx response, the bytes read as they
+arrive): each chunk's ``choices[0].delta.content`` goes to ``emit`` at once. A server that
+sends no usage chunk (some copies of the API ignore ``stream_options``) has its usage
+estimated from the request and the text (``tokens``). An ``error`` event, a broken
+connection or a malformed chunk mid-stream fail the call as any failure would
+(``ProviderUnavailable``).
 """
 
 from __future__ import annotations
@@ -20,11 +29,13 @@ from openai.resources.embeddings import AsyncEmbeddings
 from ...errors import ProviderRejected
 from ...observe.propagation import trace_headers
 from ..catalog import ModelCard
+from ..tokens import count_tokens, estimate_request_tokens
 from ..types import Kind, ModelRequest, ProviderResult, Usage
 from ._http_errors import install_classifier, malformed, sdk_errors
 from ._sdk import ClientCache, api_key, request_body, split_params
+from .base import Emit
 
-_CHAT_RESERVED = ("model", "messages", "stream", "timeout")
+_CHAT_RESERVED = ("model", "messages", "stream", "stream_options", "timeout")
 _EMBED_RESERVED = ("model", "input", "encoding_format", "timeout")
 
 
@@ -68,11 +79,7 @@ class OpenAIProvider:
         # here, since the body is plain JSON and only four fields of the answer are read
         # (measured: 0.93 -> 0.62 ms CPU per call against a local server). The SDK documents
         # ``client.post(path, cast_to=httpx.Response, body=...)`` for exactly this.
-        body, options = request_body(card, request.params, _CHAT_RESERVED)
-        body["model"] = card.upstream_model
-        body["messages"] = [{"role": m.role, "content": m.content} for m in request.messages]
-        options["timeout"] = card.timeout
-        options["headers"] = trace_headers(options.get("headers"))  # the effect span's
+        body, options = _chat_body(card, request)
         with sdk_errors(card, endpoint, hint):
             http = await client.post(
                 "/chat/completions", cast_to=httpx2.Response, body=body, options=cast(Any, options)
@@ -88,13 +95,61 @@ class OpenAIProvider:
             raise malformed(card, endpoint, f"no choices[0].message ({exc!r})") from exc
         if not isinstance(content, str):
             raise malformed(card, endpoint, "choices[0].message.content is missing")
-        return ProviderResult.model_construct(
-            output=content,
-            usage=usage,
-            finish_reason=finish_reason if isinstance(finish_reason, str) else None,
-            provider_model=provider_model if isinstance(provider_model, str) else None,
-            raw=data,
-        )
+        return _result(content, usage, finish_reason, provider_model, data)
+
+    async def stream(self, card: ModelCard, request: ModelRequest, emit: Emit) -> ProviderResult:
+        """A chat request, streamed (module docstring)."""
+        if request.kind != "chat":
+            raise ProviderRejected(
+                f"{card.key}: the openai provider streams chat, not {request.kind}"
+            )
+        key, hint = api_key(card)
+        client = self._clients.get(card, key)
+        endpoint = str(client.base_url).rstrip("/")
+        body, options = _chat_body(card, request)
+        body["stream"] = True
+        body["stream_options"] = {"include_usage": True}
+        parts: list[str] = []
+        usage: Any = None
+        finish_reason: Any = None
+        provider_model: Any = None
+        with sdk_errors(card, endpoint, hint):
+            events = await client.post(
+                "/chat/completions",
+                cast_to=object,  # each event's JSON as it is, no model built per chunk
+                body=body,
+                options=cast(Any, options),
+                stream=True,
+                stream_cls=openai.AsyncStream[Any],
+            )
+            try:
+                async for data in events:
+                    try:
+                        choices = data.get("choices") or ()
+                        usage = data.get("usage") or usage
+                        provider_model = data.get("model") or provider_model
+                        for choice in choices:
+                            if choice.get("index", 0) != 0:
+                                continue
+                            text = (choice.get("delta") or {}).get("content")
+                            finish_reason = choice.get("finish_reason") or finish_reason
+                            if text:
+                                if not isinstance(text, str):
+                                    raise TypeError("delta.content is not text")
+                                parts.append(text)
+                                emit(text)
+                    except (AttributeError, TypeError) as exc:
+                        raise malformed(card, endpoint, f"a chunk without choices ({exc})") from exc
+            finally:
+                await events.close()
+        output = "".join(parts)
+        if isinstance(usage, dict):
+            counted = _usage(usage)
+        else:  # the server sent no usage: estimated, as for a model that reports none
+            counted = Usage.model_construct(
+                input_tokens=estimate_request_tokens(request), output_tokens=count_tokens(output)
+            )
+        return _result(output, counted, finish_reason, provider_model, None)
 
     async def _embed(
         self,
@@ -132,6 +187,29 @@ class OpenAIProvider:
 
     async def close(self) -> None:
         await self._clients.close()
+
+
+def _chat_body(card: ModelCard, request: ModelRequest) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The JSON body and the SDK request options of a chat request to ``card``."""
+    body, options = request_body(card, request.params, _CHAT_RESERVED)
+    body["model"] = card.upstream_model
+    body["messages"] = [{"role": m.role, "content": m.content} for m in request.messages]
+    options["timeout"] = card.timeout
+    options["headers"] = trace_headers(options.get("headers"))  # the effect span's
+    return body, options
+
+
+def _result(
+    output: str, usage: Usage, finish_reason: Any, provider_model: Any, raw: Any
+) -> ProviderResult:
+    """A chat result; the server's ``finish_reason`` and ``model`` kept when they are text."""
+    return ProviderResult.model_construct(
+        output=output,
+        usage=usage,
+        finish_reason=finish_reason if isinstance(finish_reason, str) else None,
+        provider_model=provider_model if isinstance(provider_model, str) else None,
+        raw=raw,
+    )
 
 
 def _usage(usage: dict[str, Any]) -> Usage:

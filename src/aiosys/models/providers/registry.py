@@ -18,7 +18,7 @@ import time
 from ...errors import ConfigError, ProviderRejected, ProviderUnavailable
 from ..chain import DeploymentCall
 from ..types import ModelResponse
-from .base import Provider
+from .base import Provider, StreamingProvider
 
 BUILT_IN = {
     "openai": "aiosys.models.providers.openai_compat:OpenAIProvider",
@@ -70,20 +70,40 @@ class Providers:
         return provider
 
     async def invoke(self, call: DeploymentCall) -> ModelResponse:
-        """The end of the chain: the card's provider under the card's timeout, priced."""
+        """The end of the chain: the card's provider under the card's timeout, priced. A
+        streamed call (``call.stream``) to a provider that streams has its pieces put in the
+        sink as they arrive, and the timeout counts from the last piece (a long answer may
+        take longer than it, a silent server may not)."""
         card, request = call.card, call.request
         provider = self.get(card.provider)
         if request.kind not in provider.kinds:
             raise ProviderRejected(
                 f"provider {provider.name!r} of {card.key} does not serve {request.kind} requests"
             )
+        sink = call.stream
         started = time.perf_counter()
         try:
-            async with asyncio.timeout(card.timeout):
-                result = await provider.invoke(card, request)
+            async with asyncio.timeout(card.timeout) as deadline:
+                if (
+                    sink is not None
+                    and request.kind == "chat"
+                    and isinstance(provider, StreamingProvider)
+                ):
+                    loop = asyncio.get_running_loop()
+                    sink.begin(card, request)
+
+                    def emit(text: str) -> None:
+                        deadline.reschedule(loop.time() + card.timeout)
+                        sink.emit(text)
+
+                    result = await provider.stream(card, request, emit)
+                    sink.end()
+                else:
+                    result = await provider.invoke(card, request)
         except TimeoutError:
+            silent = " (since its last piece)" if sink is not None and sink.started else ""
             raise ProviderUnavailable(
-                f"{card.key} did not answer within its timeout of {card.timeout}s"
+                f"{card.key} did not answer within its timeout of {card.timeout}s{silent}"
             ) from None
         usage = result.usage
         return ModelResponse(

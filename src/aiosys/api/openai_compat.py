@@ -1,0 +1,287 @@
+"""The OpenAI-compatible gateway: ``/v1/chat/completions``, ``/v1/embeddings``, ``/v1/models``.
+
+The official ``openai`` SDK (and LiteLLM, or anything that speaks the API) pointed at
+``<server>/v1`` with an aiosys API key works unchanged. The gateway adds no logic of its own:
+each request is one call of the model plane as the caller's principal
+(``app.models.call``, ``app.models.stream``), so it goes through routing and fallbacks,
+the cache, budgets, rate limits, redaction, policy, audit and traces like any model effect.
+
+- ``model`` names a card (``id`` or ``id@version``), an alias (``chat-production``) or a
+  task contract, whose routing plan then serves the messages as they are;
+- ``stream: true`` answers with server-sent events in OpenAI's chunk format as the model's
+  server sends them (``data: {chat.completion.chunk}`` ... ``data: [DONE]``), the usage in a
+  last chunk when ``stream_options.include_usage`` is set. The response starts with the
+  first piece of the answer, so an error before it (a denial, a budget, no model) still has
+  its status; an error after it is an ``error`` event, which the SDK raises as
+  ``APIError``. A client that goes away cancels the call, which is metered as
+  ``cancelled`` with what it had received (``aiosys.models.streaming``);
+- what aiosys metered comes back beside OpenAI's ``usage``: the ``x-aiosys-cost`` header (in
+  the card's currency, ``x-aiosys-currency``; 0 for an answer from aiosys's cache) and
+  ``x-aiosys-model`` (the deployment that served, ``id@version``), or for a stream an
+  ``aiosys`` member of its last chunk (``cost``, ``currency``, ``deployment``, ``cached``);
+- the data's classification, which policies and redaction decide on, is the
+  ``X-Aiosys-Classification`` header (``confidential``, ...; none: unclassified);
+- errors are OpenAI's (``openai_errors``): a policy denial is 403 naming the policy, an
+  exhausted budget 429, a missing model 404, a bad key 401, no model able to serve 502/503.
+
+``mount_openai(api, app, principal)`` adds the routes to a FastAPI application; ``principal``
+is the FastAPI dependency that authenticates a request and returns its ``Principal`` (the
+server's bearer-key dependency). Its ``Gateway`` can ``drain()`` the streams in flight on
+shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import anyio
+from fastapi import APIRouter, Depends, FastAPI, Header, Path
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.background import BackgroundTask
+
+from ..app import App
+from ..errors import ModelNotFound
+from ..kernel import Principal
+from ..models.catalog import ModelCard
+from ..models.plane import ModelPlane
+from ..models.streaming import ModelStream
+from ..models.types import ModelRequest, ModelResponse
+from . import openai_schemas as schemas
+from .openai_errors import BadParam, OpenAIRoute, classify, responses
+
+CLASSIFICATION = "X-Aiosys-Classification"
+_ERRORS = responses(400, 401, 403, 404, 429, 500, 502, 503)
+_STREAM_DOC: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The completion; with stream true, server-sent events of "
+        "chat.completion.chunk objects ending with data: [DONE].",
+        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+    }
+}
+
+
+class Gateway:
+    """The gateway's routes over one ``App``, and the streams they are serving."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self._open: dict[ModelStream, asyncio.Future[None]] = {}
+
+    @property
+    def streaming(self) -> int:
+        """Streams being served now."""
+        return len(self._open)
+
+    async def drain(self) -> None:
+        """Wait until the streams being served have ended (each metered and audited)."""
+        while self._open:
+            await asyncio.wait(list(self._open.values()))
+
+    # ---- routes -------------------------------------------------------------------------
+
+    def router(self, principal: Callable[..., Any]) -> APIRouter:
+        """The routes; ``principal`` is the dependency giving the caller's ``Principal``."""
+        app = self.app
+        r = APIRouter(prefix="/v1", route_class=OpenAIRoute, tags=["OpenAI-compatible"])
+        # Defaults, not ``Annotated`` aliases: the signatures are read from this module's
+        # globals (postponed annotations), where names local to this method are not.
+        caller = Depends(principal)
+        classified = Header(
+            None,
+            alias=CLASSIFICATION,
+            max_length=64,
+            description="The data's classification (public, internal, confidential, "
+            "restricted): policies and redaction decide on it.",
+        )
+
+        @r.post(
+            "/chat/completions",
+            responses={**_STREAM_DOC, **_ERRORS},
+            response_model=schemas.ChatCompletionDoc,
+            summary="Chat completion (OpenAI-compatible)",
+        )
+        async def chat_completions(
+            body: schemas.ChatCompletionRequest,
+            caller: Principal = caller,
+            classification: str | None = classified,
+        ) -> Response:
+            """A chat completion from the model, alias or task ``model`` names, through
+            the gate; ``stream`` true answers with server-sent events as it is written."""
+            plane = app.models
+            _check_kind(plane, body.model, "chat", "/v1/chat/completions")
+            request = ModelRequest(
+                kind="chat", messages=schemas.chat_messages(body), params=schemas.chat_params(body)
+            )
+            completion_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+            async with app.as_principal(caller):
+                if body.stream:
+                    stream = plane.stream(body.model, request, classification=classification)
+                    await stream.__aenter__()  # an error before the first piece: its status
+                    usage = bool(body.stream_options and body.stream_options.include_usage)
+                    return self._stream(stream, usage, completion_id, created)
+                response = await plane.call(body.model, request, classification=classification)
+            body_out = schemas.completion(response, completion_id, created)
+            return JSONResponse(body_out, headers=self._metered(response))
+
+        @r.post(
+            "/embeddings",
+            responses=_ERRORS,
+            response_model=schemas.EmbeddingListDoc,
+            summary="Embeddings (OpenAI-compatible)",
+        )
+        async def embeddings(
+            body: schemas.EmbeddingRequest,
+            caller: Principal = caller,
+            classification: str | None = classified,
+        ) -> Response:
+            """Embeddings of ``input`` from the model ``model`` names, through the gate;
+            ``encoding_format`` base64 gives little-endian float32, as OpenAI does."""
+            plane = app.models
+            _check_kind(plane, body.model, "embed", "/v1/embeddings")
+            request = ModelRequest(
+                kind="embed",
+                texts=schemas.embedding_texts(body),
+                params=schemas.embedding_params(body),
+            )
+            async with app.as_principal(caller):
+                response = await plane.call(body.model, request, classification=classification)
+            body_out = schemas.embeddings(response, body.encoding_format)
+            return JSONResponse(body_out, headers=self._metered(response))
+
+        @r.get(
+            "/models",
+            responses=responses(401, 500),
+            response_model=schemas.ModelListDoc,
+            summary="Models (OpenAI-compatible)",
+        )
+        async def list_models(caller: Principal = caller) -> Response:
+            """Every name ``model`` may take: cards, aliases and task contracts."""
+            entries = schemas.model_entries(list(app.models.cards.values()), list(app.models.tasks))
+            return JSONResponse({"object": "list", "data": entries})
+
+        @r.get(
+            "/models/{model:path}",
+            responses=responses(401, 404, 500),
+            response_model=schemas.ModelDoc,
+            summary="One model (OpenAI-compatible)",
+        )
+        async def retrieve_model(
+            model: str = Path(max_length=schemas.NAME), caller: Principal = caller
+        ) -> Response:
+            """One of the names ``/v1/models`` lists (or a card's ``id@version``)."""
+            plane = app.models
+            entries = schemas.model_entries(list(plane.cards.values()), list(plane.tasks))
+            for entry in entries:
+                if entry["id"] == model:
+                    return JSONResponse(entry)
+            card = plane.card(model)  # id@version; else ModelNotFound: 404
+            return JSONResponse(schemas.model_entries([card], [])[0] | {"id": model})
+
+        return r
+
+    # ---- answers ------------------------------------------------------------------------
+
+    def _card(self, response: ModelResponse) -> ModelCard | None:
+        try:
+            return self.app.models.card(f"{response.model}@{response.version}")
+        except ModelNotFound:  # replaced meanwhile
+            return None
+
+    def _metered(self, response: ModelResponse) -> dict[str, str]:
+        metered = schemas.cost(response, self._card(response))
+        return {
+            "x-aiosys-cost": repr(float(metered["cost"])),
+            "x-aiosys-currency": metered["currency"],
+            "x-aiosys-model": metered["deployment"],
+        }
+
+    def _stream(
+        self, stream: ModelStream, usage: bool, completion_id: str, created: int
+    ) -> StreamingResponse:
+        self._open[stream] = asyncio.get_running_loop().create_future()
+        headers = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+        card = stream.sink.card
+        if card is not None and stream.sink.started:
+            headers["x-aiosys-model"] = card.key
+        return StreamingResponse(
+            self._events(stream, usage, completion_id, created),
+            media_type="text/event-stream",
+            headers=headers,
+            # Closes the stream if the body was never read (the client left before it).
+            background=BackgroundTask(self._finish, stream),
+        )
+
+    async def _events(
+        self, stream: ModelStream, usage: bool, completion_id: str, created: int
+    ) -> AsyncIterator[bytes]:
+        """The answer as OpenAI streams it (module docstring)."""
+        nulls = {"usage": None} if usage else {}
+        try:
+            role = schemas.delta({"role": "assistant", "content": ""})
+            yield _sse(schemas.chunk(completion_id, created, stream.model, role, **nulls))
+            async for text in stream:
+                piece = schemas.delta({"content": text})
+                yield _sse(schemas.chunk(completion_id, created, stream.model, piece, **nulls))
+            response = stream.response
+            assert response is not None  # the stream ended: it has one
+            metered = schemas.cost(response, self._card(response))
+            finish = schemas.delta({}, response.finish_reason or "stop")
+            tail = {"usage": None} if usage else {"aiosys": metered}
+            yield _sse(schemas.chunk(completion_id, created, response.model, finish, **tail))
+            if usage:
+                used = schemas.usage(response.usage)
+                last = schemas.chunk(
+                    completion_id, created, response.model, [], usage=used, aiosys=metered
+                )
+                yield _sse(last)
+            yield b"data: [DONE]\n\n"
+        except Exception as exc:  # after the first piece: the error as an event
+            _, body, _ = classify(exc)
+            yield _sse(body)
+        finally:
+            await self._finish(stream)
+
+    async def _finish(self, stream: ModelStream) -> None:
+        """Close the stream (cancelling the call if it still runs, which meters it) and
+        stop counting it; the client may be gone and its task cancelled: shielded."""
+        with anyio.CancelScope(shield=True):
+            await stream.aclose()
+        done = self._open.pop(stream, None)
+        if done is not None and not done.done():
+            done.set_result(None)
+
+
+def mount_openai(
+    api: FastAPI, app: App, principal: Callable[..., Any], *, prefix: str = ""
+) -> Gateway:
+    """Add the gateway's routes (``/v1/chat/completions``, ``/v1/embeddings``,
+    ``/v1/models``, ``/v1/models/{model}``, under ``prefix``) to ``api``, serving ``app``;
+    ``principal`` is the dependency that authenticates a request and returns its
+    ``Principal`` (an ``AuthenticationFailed`` it raises is answered 401)."""
+    gateway = Gateway(app)
+    api.include_router(gateway.router(principal), prefix=prefix)
+    return gateway
+
+
+def _check_kind(plane: ModelPlane, model: str, kind: str, path: str) -> None:
+    """A card (or alias) of another kind is the caller's mistake: 400 naming it."""
+    try:
+        card = plane.card(model)
+    except ModelNotFound:  # a task's name, or nothing (404 from the call)
+        return
+    if card.kind != kind:
+        raise BadParam(
+            f"model {model!r} is a {card.kind} model: {path} serves {kind} models", "model"
+        )
+
+
+def _sse(data: dict[str, Any]) -> bytes:
+    return b"data: " + json.dumps(data, separators=(",", ":")).encode() + b"\n\n"
+
+
+__all__ = ["CLASSIFICATION", "Gateway", "mount_openai"]

@@ -1,0 +1,185 @@
+"""Errors of the OpenAI-compatible gateway, in OpenAI's shape, so SDKs raise their usual ones.
+
+Every error is ``{"error": {"message", "type", "param", "code"}}`` with the status OpenAI
+would send; the official SDK picks its exception class by the status alone:
+
+====  =========================  ==================================================================
+400   ``BadRequestError``        a body that does not validate or is not JSON; ``InvalidInput``;
+                                 ``ProviderRejected`` (the model's server refused the request)
+401   ``AuthenticationError``    ``AuthenticationFailed``: a missing, unknown, revoked or expired
+                                 key or token
+403   ``PermissionDeniedError``  ``PolicyDenied`` (the message names the policies; ``policies``
+                                 and ``policy_version`` beside it), ``PermissionDenied``
+404   ``NotFoundError``          ``ModelNotFound``: no card, alias or task of that name
+429   ``RateLimitError``         ``BudgetExceeded`` (type ``insufficient_quota``, as OpenAI
+                                 answers an exhausted quota; ``x-should-retry: false``)
+500   ``InternalServerError``    ``ConfigError`` (its message), anything else (logged, not told)
+502   ``InternalServerError``    ``NoRouteAvailable``, ``InvalidModelOutput``: no model could
+                                 serve, for good
+503   ``InternalServerError``    ``ProviderUnavailable``: no model can serve now; ``Retry-After``
+                                 when it is known (the SDK waits that long before its retry)
+====  =========================  ==================================================================
+
+Permanent errors carry ``x-should-retry: false``, which the official SDKs obey, so a denial is
+not sent three times. ``OpenAIRoute`` is the route class of the gateway's router: it turns
+what a route (or its dependencies: the caller's authentication, the body's validation)
+raises into these responses before any application-wide handler sees it, so the rest of
+the server may answer its own routes with another shape (RFC 9457 problem details).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from fastapi import Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..errors import (
+    AuthenticationFailed,
+    BudgetExceeded,
+    ConfigError,
+    InvalidInput,
+    InvalidModelOutput,
+    ModelNotFound,
+    NoRouteAvailable,
+    PermissionDenied,
+    PolicyDenied,
+    ProviderRejected,
+    ProviderUnavailable,
+)
+
+log = logging.getLogger("aiosys.api")
+
+#: Exception class -> (status, type, code), most specific first (the first match wins).
+ERRORS: tuple[tuple[type[BaseException], int, str, str | None], ...] = (
+    (AuthenticationFailed, 401, "invalid_request_error", "invalid_api_key"),
+    (PolicyDenied, 403, "permission_error", "policy_denied"),
+    (PermissionDenied, 403, "permission_error", "permission_denied"),
+    (ModelNotFound, 404, "invalid_request_error", "model_not_found"),
+    (BudgetExceeded, 429, "insufficient_quota", "insufficient_quota"),
+    (InvalidInput, 400, "invalid_request_error", None),
+    (ProviderUnavailable, 503, "server_error", "model_unavailable"),
+    (NoRouteAvailable, 502, "server_error", "no_model_available"),
+    (InvalidModelOutput, 502, "server_error", "invalid_model_output"),
+    (ProviderRejected, 400, "invalid_request_error", "rejected_by_model"),
+    (ConfigError, 500, "server_error", "configuration_error"),
+)
+#: Statuses an SDK would retry, but for which a retry cannot help.
+_NO_RETRY = {429, 500, 502}
+
+
+class BadParam(InvalidInput):
+    """A request the gateway cannot serve as it is: ``param`` names the field at fault."""
+
+    def __init__(self, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
+
+
+class ErrorDetail(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    message: str
+    type: str = Field(description="invalid_request_error, permission_error, server_error, ...")
+    param: str | None = Field(default=None, description="The request field at fault, if one.")
+    code: str | None = Field(default=None, description="A stable name of the error.")
+
+
+class ErrorBody(BaseModel):
+    """OpenAI's error body."""
+
+    error: ErrorDetail
+
+
+def error_body(
+    message: str, type: str, code: str | None = None, param: str | None = None, **extra: Any
+) -> dict[str, Any]:
+    return {"error": {"message": message, "type": type, "param": param, "code": code, **extra}}
+
+
+def classify(exc: BaseException) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """The status, body and headers of an error raised while serving a request."""
+    found = next((e for e in ERRORS if isinstance(exc, e[0])), None)
+    if found is None:
+        log.error("OpenAI-compatible request failed: %s", type(exc).__name__, exc_info=exc)
+        body = error_body("internal error (logged by the server)", "server_error", "internal")
+        return 500, body, {}
+    _, status, type_, code = found
+    extra: dict[str, Any] = {}
+    headers: dict[str, str] = {}
+    param = "model" if isinstance(exc, ModelNotFound) else getattr(exc, "param", None)
+    if isinstance(exc, PolicyDenied):
+        extra = {"policies": list(exc.policies), "policy_version": exc.policy_version}
+    elif isinstance(exc, AuthenticationFailed):
+        headers["www-authenticate"] = 'Bearer realm="aiosys"'
+    elif isinstance(exc, ProviderUnavailable) and exc.retry_after is not None:
+        headers["retry-after"] = str(max(1, math.ceil(exc.retry_after)))
+    if status in _NO_RETRY or 400 <= status < 500:
+        headers["x-should-retry"] = "false"
+    return status, error_body(str(exc), type_, code, param, **extra), headers
+
+
+def error_response(exc: BaseException) -> JSONResponse:
+    status, body, headers = classify(exc)
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def invalid_request(exc: RequestValidationError) -> JSONResponse:
+    """A body FastAPI could not validate (or not JSON at all): 400, ``param`` the first
+    field at fault (``messages.0.role``), every problem in the message."""
+    errors = list(exc.errors())
+    where: list[str] = []
+    for e in errors:
+        loc = [str(p) for p in e.get("loc", ()) if p != "body"]
+        where.append(f"{'.'.join(loc) or 'body'}: {e.get('msg', '')}")
+    first = [str(p) for p in (errors[0].get("loc", ()) if errors else ()) if p != "body"]
+    if any(e.get("type") == "json_invalid" for e in errors):
+        message = "We could not parse the JSON body of your request: " + "; ".join(where)
+    else:
+        message = "Invalid request: " + "; ".join(where)
+    body = error_body(message, "invalid_request_error", None, ".".join(first) or None)
+    return JSONResponse(body, status_code=400, headers={"x-should-retry": "false"})
+
+
+class OpenAIRoute(APIRoute):
+    """Routes whose errors (their own, their dependencies', their body's) are OpenAI's."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def route(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except RequestValidationError as exc:
+                return invalid_request(exc)
+            except Exception as exc:
+                return error_response(exc)
+
+        return route
+
+
+def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The ``responses=`` of a gateway route: each status answered with OpenAI's error."""
+    phrases = {
+        400: "Bad request",
+        401: "Bad or missing key",
+        403: "Denied by a policy or a role",
+        404: "No such model",
+        429: "Budget exhausted",
+        500: "Internal error",
+        502: "No model could serve",
+        503: "No model can serve now",
+    }
+    declared: dict[int | str, dict[str, Any]] = {
+        s: {"model": ErrorBody, "description": phrases[s]} for s in sorted(statuses)
+    }
+    # In OpenAI's shape too; and declared, FastAPI no longer declares its 422, never sent
+    # here (a body that does not validate is a 400, as at OpenAI).
+    declared["4XX"] = {"model": ErrorBody, "description": "Another client error"}
+    return declared

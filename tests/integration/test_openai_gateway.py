@@ -1,0 +1,476 @@
+"""The OpenAI-compatible gateway (``aiosys.api.openai_compat``) driven by the official ``openai``
+SDK, unchanged, with an aiosys API key, on both stores, in front of a local server speaking
+OpenAI's wire format: chat plain and streamed, embeddings, model listing; usage and cost as
+recorded; policy denials, budgets, missing models, bad payloads, bad keys and dead providers
+as the SDK's usual exceptions; streams that reach the client as the model writes them and
+are metered when the client goes away. LiteLLM, pointed at it as an OpenAI-compatible
+endpoint, works too.
+
+The gateway is mounted on a FastAPI app of the test's own with a bearer-key dependency, as
+the server mounts it; most tests reach it in process (``httpx`` ASGI transport), those that
+time a stream through a real uvicorn in the test's loop (the ASGI transport buffers a body).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx2
+import numpy as np
+import openai
+import pytest
+from fastapi import FastAPI, Request
+from pydantic import BaseModel
+from tests.wire.control import cut, server_error
+from tests.wire.openai_server import OpenAIWire, embedding_of
+from tests.wire.serve import serve_here
+
+from aiosys import App
+from aiosys.api.openai_compat import Gateway, mount_openai
+from aiosys.errors import AuthenticationFailed
+from aiosys.kernel import Principal
+from aiosys.models.contracts import RoutingPlan
+from aiosys.models.links.budget import Budget
+from aiosys.models.tokens import count_tokens
+from aiosys.models.types import ModelRequest
+
+pytestmark = pytest.mark.timeout(60)
+
+POLICIES = Path(__file__).resolve().parents[2] / "examples" / "policies"
+PRICING = {"input_per_1k": 0.5, "output_per_1k": 1.5}
+
+
+class Anything(BaseModel):
+    pass
+
+
+@pytest.fixture(autouse=True)
+def _key_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    """API keys of a PostgreSQL store are hashed under a server secret."""
+    monkeypatch.setenv("AIOSYS_KEY_SECRET", "s" * 40)
+
+
+def bearer(app: App):
+    """The dependency the server gives the gateway: ``Authorization: Bearer <key>`` to the
+    key's principal (the server's own does the same, with the local default beside)."""
+
+    async def principal(request: Request) -> Principal:
+        header = request.headers.get("authorization")
+        if header is None:
+            raise AuthenticationFailed("no credential: send Authorization: Bearer <API key>")
+        return await app.identity.authenticate(header)
+
+    return principal
+
+
+@dataclass
+class Env:
+    app: App
+    api: FastAPI
+    gateway: Gateway
+    key: str
+    wire: OpenAIWire
+
+    def client(self, base_url: str | None = None, key: str | None = None) -> openai.AsyncOpenAI:
+        """The official SDK against the gateway: in process, or at ``base_url``."""
+        http = (
+            httpx2.AsyncClient(transport=httpx2.ASGITransport(app=self.api))
+            if base_url is None
+            else httpx2.AsyncClient()
+        )
+        return openai.AsyncOpenAI(
+            base_url=f"{base_url or 'http://gateway'}/v1",
+            api_key=key or self.key,
+            http_client=http,
+            max_retries=0,
+        )
+
+
+def make_app(store_url: str, wire: OpenAIWire) -> App:
+    app = App(store=store_url, policies_dir=POLICIES)
+    common = {"provider": "openai", "provider_model": "gpt-wire", "endpoint": wire.endpoint}
+    app.models.add_card(
+        {"id": "chat", "aliases": ["chat-production"], "pricing": PRICING, **common}
+    )
+    app.models.add_card({"id": "cloud", "external": True, "pricing": PRICING, **common})
+    app.models.add_card({"id": "risky", "risk_level": "unacceptable", **common})
+    app.models.add_card({"id": "embedder", "kind": "embed", **common})
+    app.models.task(  # named as a model, its plan routes the messages as they are
+        "answer",
+        input=Anything,
+        output=Anything,
+        build=lambda _: ModelRequest(),
+        parse=lambda r: {},
+        plan=RoutingPlan(["chat"]),
+    )
+    return app
+
+
+@pytest.fixture
+async def env(store_url, openai_server):
+    app = make_app(store_url, openai_server)
+    async with app:
+        new = await app.identity.keys.create("acme", "alice", roles=["runner"])
+        api = FastAPI()
+        gateway = mount_openai(api, app, bearer(app))
+        yield Env(app, api, gateway, new.key, openai_server)
+
+
+async def usage_of(app: App, tenant: str = "acme") -> dict[str, dict]:
+    return {row["model"]: row for row in await app.models.usage(tenant=tenant)}
+
+
+# ---- chat, embeddings, models ---------------------------------------------------------
+
+
+async def test_chat_answers_with_the_models_usage_and_aiosys_cost(env):
+    client = env.client()
+    raw = await client.chat.completions.with_raw_response.create(
+        model="chat-production",  # an alias
+        messages=[
+            {"role": "developer", "content": "be brief"},
+            {"role": "user", "content": [{"type": "text", "text": "hello gateway"}]},
+        ],
+        temperature=0.2,
+        max_tokens=50,
+    )
+    completion = raw.parse()
+    assert completion.choices[0].message.content == "echo: hello gateway"
+    assert completion.choices[0].finish_reason == "stop"
+    assert completion.model == "chat"
+    # The server counted 4 prompt words and 3 answer words; aiosys passes its usage on.
+    assert (completion.usage.prompt_tokens, completion.usage.completion_tokens) == (4, 3)
+    sent = env.wire.requests[-1].body
+    assert sent["messages"] == [
+        {"role": "system", "content": "be brief"},
+        {"role": "user", "content": "hello gateway"},
+    ]
+    assert (sent["temperature"], sent["max_tokens"], sent["model"]) == (0.2, 50, "gpt-wire")
+    cost = float(raw.headers["x-aiosys-cost"])
+    assert cost == pytest.approx(4 / 1000 * 0.5 + 3 / 1000 * 1.5)
+    assert raw.headers["x-aiosys-currency"] == "USD"
+    assert raw.headers["x-aiosys-model"] == "chat@1"
+    usage = (await usage_of(env.app))["chat"]  # metered in the caller's tenant
+    assert (usage["ok"], usage["input_tokens"], usage["output_tokens"]) == (1, 4, 3)
+    assert usage["cost"] == pytest.approx(cost)
+    stats = await env.app.stats(tenant="acme")
+    [model] = stats.models
+    assert (model.model, model.input_tokens, model.output_tokens) == ("chat", 4, 3)
+    assert model.cost == pytest.approx(cost)
+    assert await env.app.models.usage(tenant="default") == []
+
+
+async def test_a_task_named_as_the_model_routes_by_its_plan(env):
+    completion = await env.client().chat.completions.create(
+        model="answer", messages=[{"role": "user", "content": "route me"}]
+    )
+    assert completion.choices[0].message.content == "echo: route me"
+    assert completion.model == "chat"
+
+
+async def test_a_streamed_chat_ends_with_the_usage_and_the_cost(env):
+    stream = await env.client().chat.completions.create(
+        model="chat",
+        messages=[{"role": "user", "content": "stream this please"}],
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = [chunk async for chunk in stream]
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == "echo: stream this please"
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
+    last = chunks[-1]
+    assert last.choices == [] and (last.usage.prompt_tokens, last.usage.completion_tokens) == (
+        3,
+        4,
+    )
+    assert all(c.usage is None for c in chunks[:-1])
+    metered = last.model_extra["aiosys"]
+    usage = (await usage_of(env.app))["chat"]
+    assert (usage["ok"], usage["input_tokens"], usage["output_tokens"]) == (1, 3, 4)
+    assert metered["cost"] == pytest.approx(usage["cost"]) and metered["deployment"] == "chat@1"
+
+
+async def test_embeddings_come_back_as_the_sdk_asks_for_them(env):
+    client = env.client()
+    texts = ["first text", "the second one"]
+    packed = await client.embeddings.create(model="embedder", input=texts)  # base64 default
+    plain = await client.embeddings.create(
+        model="embedder", input="first text", encoding_format="float"
+    )
+    for row, text in zip(packed.data, texts, strict=True):
+        assert row.embedding == pytest.approx(embedding_of(text), abs=1e-6)
+    assert plain.data[0].embedding == pytest.approx(embedding_of("first text"))
+    assert packed.usage.prompt_tokens == 5 and packed.model == "embedder"
+    # What went over the wire is OpenAI's base64 of little-endian float32.
+    raw = await client.embeddings.with_raw_response.create(
+        model="embedder", input="x", encoding_format="base64"
+    )
+    vector = np.frombuffer(base64.b64decode(json.loads(raw.text)["data"][0]["embedding"]), "<f4")
+    assert vector.tolist() == pytest.approx(embedding_of("x"), abs=1e-6)
+    assert (await usage_of(env.app))["embedder"]["input_tokens"] == 5 + 2 + 1
+
+
+async def test_models_lists_cards_aliases_and_tasks(env):
+    client = env.client()
+    listed = {m.id: m for m in (await client.models.list()).data}
+    assert set(listed) == {"chat", "cloud", "risky", "embedder", "chat-production", "answer"}
+    assert listed["chat-production"].model_extra["root"] == "chat"
+    assert listed["embedder"].model_extra["kind"] == "embed"
+    one = await client.models.retrieve("chat-production")
+    assert (one.id, one.object) == ("chat-production", "model")
+    with pytest.raises(openai.NotFoundError):
+        await client.models.retrieve("nope")
+
+
+# ---- errors the SDK knows -----------------------------------------------------------------
+
+
+async def test_a_denied_call_is_permission_denied_naming_the_policy(env):
+    client = env.client()
+    with pytest.raises(openai.PermissionDeniedError) as risky:
+        await client.chat.completions.create(
+            model="risky", messages=[{"role": "user", "content": "hi"}]
+        )
+    with pytest.raises(openai.PermissionDeniedError) as confidential:
+        await client.chat.completions.create(
+            model="cloud",
+            messages=[{"role": "user", "content": "the merger terms"}],
+            stream=True,
+            extra_headers={"X-Aiosys-Classification": "confidential"},
+        )
+    assert "no-unacceptable-risk-models" in risky.value.message
+    assert risky.value.body["policies"] == ["no-unacceptable-risk-models"]
+    assert risky.value.body["code"] == "policy_denied"
+    assert confidential.value.body["policies"] == ["confidential-stays-on-premises"]
+    assert env.wire.requests == []  # neither reached a model
+    public = await client.chat.completions.create(
+        model="cloud",
+        messages=[{"role": "user", "content": "a press release"}],
+        extra_headers={"X-Aiosys-Classification": "public"},
+    )
+    assert public.choices[0].message.content == "echo: a press release"
+
+
+async def test_an_exhausted_budget_is_a_rate_limit_error_with_the_reason(env):
+    env.app.models.budgets.add(Budget("tenant", "acme", limit=0.000001))
+    client = env.client()
+    for stream in (False, True):
+        with pytest.raises(openai.RateLimitError) as refused:
+            await client.chat.completions.create(
+                model="chat", messages=[{"role": "user", "content": "hi"}], stream=stream
+            )
+        assert refused.value.code == "insufficient_quota"
+        assert "budget of tenant 'acme'" in refused.value.message
+        assert refused.value.response.headers["x-should-retry"] == "false"
+    assert env.wire.requests == []
+
+
+async def test_a_missing_model_is_not_found(env):
+    with pytest.raises(openai.NotFoundError) as missing:
+        await env.client().chat.completions.create(
+            model="gpt-9", messages=[{"role": "user", "content": "hi"}]
+        )
+    assert missing.value.code == "model_not_found" and "gpt-9" in missing.value.message
+    assert missing.value.body["param"] == "model"
+
+
+@pytest.mark.parametrize(
+    ("payload", "param"),
+    [
+        ({"model": "chat", "messages": []}, "messages"),
+        ({"model": "chat", "messages": [{"role": "user"}]}, "messages.0.content"),
+        ({"model": "chat", "messages": [{"role": "boss", "content": "x"}]}, "messages.0.role"),
+        ({"model": "chat", "messages": [{"role": "user", "content": "x"}], "n": 2}, "n"),
+        (
+            {
+                "model": "chat",
+                "messages": [{"role": "user", "content": "x"}],
+                "tools": [{"type": "function", "function": {"name": "f"}}],
+            },
+            "tools",
+        ),
+        (
+            {
+                "model": "chat",
+                "messages": [{"role": "user", "content": "x"}],
+                "extra_headers": {"authorization": "Bearer theirs"},
+            },
+            "extra_headers",
+        ),
+        ({"model": "embedder", "messages": [{"role": "user", "content": "x"}]}, "model"),
+    ],
+)
+async def test_a_bad_payload_is_a_bad_request_naming_the_field(env, payload, param):
+    client = env.client()
+    with pytest.raises(openai.BadRequestError) as bad:
+        await client.post("/chat/completions", cast_to=object, body=payload)
+    assert bad.value.body["param"] == param
+    assert bad.value.body["type"] == "invalid_request_error"
+    assert env.wire.requests == []
+
+
+async def test_a_body_that_is_not_json_is_a_bad_request(env):
+    async with httpx2.AsyncClient(transport=httpx2.ASGITransport(app=env.api)) as http:
+        response = await http.post(
+            "http://gateway/v1/chat/completions",
+            content=b"{not json",
+            headers={"authorization": f"Bearer {env.key}", "content-type": "application/json"},
+        )
+    assert response.status_code == 400
+    assert response.json()["error"]["type"] == "invalid_request_error"
+
+
+async def test_a_bad_key_is_an_authentication_error(env):
+    for key in ("aiosys_0000000000000000_nope", "sk-not-ours"):
+        with pytest.raises(openai.AuthenticationError) as refused:
+            await env.client(key=key).chat.completions.create(
+                model="chat", messages=[{"role": "user", "content": "hi"}]
+            )
+        assert refused.value.code == "invalid_api_key"
+    with pytest.raises(openai.AuthenticationError):
+        await env.client(key="aiosys_x").models.list()
+
+
+async def test_a_stream_the_model_breaks_off_ends_with_an_error_event(env):
+    env.wire.next(cut(after=2))  # two words, then the model's server dies
+    stream = await env.client().chat.completions.create(
+        model="chat", messages=[{"role": "user", "content": "tell me more"}], stream=True
+    )
+    pieces: list[str] = []
+    with pytest.raises(openai.APIError) as broken:
+        async for chunk in stream:
+            pieces.append(chunk.choices[0].delta.content or "")
+    assert "".join(pieces) == "echo: tell"
+    assert "chat@1" in broken.value.message
+    usage = (await usage_of(env.app))["chat"]  # what it sent is paid for
+    assert usage["errors"] == 1 and usage["output_tokens"] == count_tokens("echo: tell")
+
+
+async def test_a_dead_provider_is_service_unavailable(env):
+    env.wire.always(server_error(500))
+    with pytest.raises(openai.InternalServerError) as dead:
+        await env.client().chat.completions.create(
+            model="chat", messages=[{"role": "user", "content": "anyone?"}]
+        )
+    assert dead.value.status_code == 503
+    assert "chat@1" in dead.value.message and dead.value.body["type"] == "server_error"
+
+
+# ---- streams over a real connection ---------------------------------------------------------
+
+
+@pytest.fixture
+async def live(store_url):
+    """The gateway behind uvicorn and the model's server, both in the test's loop (so the
+    server's ``stream_gate`` is an ``asyncio.Event`` the test sets)."""
+    wire = OpenAIWire()
+    async with serve_here(wire.app) as wire_url:
+        wire.base_url = wire_url
+        app = make_app(store_url, wire)
+        async with app:
+            new = await app.identity.keys.create("acme", "alice", roles=["runner"])
+            api = FastAPI()
+            gateway = mount_openai(api, app, bearer(app))
+            async with serve_here(api) as base_url:
+                yield Env(app, api, gateway, new.key, wire), base_url
+
+
+async def test_a_streamed_piece_reaches_the_client_before_the_model_writes_the_next(live):
+    env, base_url = live
+    gate = asyncio.Event()
+    env.wire.stream_gate = gate  # the model's server holds word 2 until the gate opens
+    seen: list[str] = []
+    async with asyncio.timeout(20):
+        stream = await env.client(base_url).chat.completions.create(
+            model="chat", messages=[{"role": "user", "content": "one two"}], stream=True
+        )
+        async for chunk in stream:
+            text = chunk.choices[0].delta.content if chunk.choices else None
+            if text and not seen:
+                assert not gate.is_set()
+                gate.set()
+            if text:
+                seen.append(text)
+    assert seen == ["echo:", " one", " two"]
+    assert chunk.model_extra["aiosys"]["deployment"] == "chat@1"  # the finish chunk's
+
+
+async def test_a_client_that_leaves_a_stream_has_what_it_got_metered(live):
+    env, base_url = live
+    env.wire.stream_gate = asyncio.Event()  # never set: the model stalls after word 1
+    body = {"model": "chat", "messages": [{"role": "user", "content": "wait"}], "stream": True}
+    async with asyncio.timeout(20), httpx2.AsyncClient() as http:
+        async with http.stream(
+            "POST",
+            f"{base_url}/v1/chat/completions",
+            json=body,
+            headers={"authorization": f"Bearer {env.key}"},
+        ) as response:
+            assert response.status_code == 200
+            assert response.headers["x-aiosys-model"] == "chat@1"
+            async for line in response.aiter_lines():
+                if '"content":"echo:"' in line:
+                    break  # got the first word: hang up
+        await env.wire.abandoned.wait()  # the gateway closed its stream to the model
+        await env.gateway.drain()  # and metered the call
+    usage = (await usage_of(env.app))["chat"]
+    assert (usage["calls"], usage["ok"], usage["errors"]) == (1, 0, 0)  # status cancelled
+    assert usage["output_tokens"] == count_tokens("echo:") and usage["cost"] > 0
+    assert env.gateway.streaming == 0
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # litellm's own TypedDicts at import
+async def test_litellm_pointed_at_the_gateway_gets_answers(live, monkeypatch):
+    monkeypatch.setenv("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no download at import
+    litellm = pytest.importorskip("litellm", reason="litellm is a bench extra, not installed")
+    env, base_url = live
+    response = await litellm.acompletion(
+        model="openai/chat",
+        api_base=f"{base_url}/v1",
+        api_key=env.key,
+        messages=[{"role": "user", "content": "via litellm"}],
+    )
+    assert response.choices[0].message.content == "echo: via litellm"
+    assert response.usage.prompt_tokens == 2
+    streamed = await litellm.acompletion(
+        model="openai/chat",
+        api_base=f"{base_url}/v1",
+        api_key=env.key,
+        messages=[{"role": "user", "content": "streamed via litellm"}],
+        stream=True,
+    )
+    text = "".join([c.choices[0].delta.content or "" async for c in streamed])
+    assert text == "echo: streamed via litellm"
+
+
+async def test_personal_data_is_redacted_before_it_reaches_the_model_streamed_or_not(
+    store_url, openai_server
+):
+    app = make_app(store_url, openai_server)
+    common = {
+        "provider": "openai",
+        "provider_model": "gpt-wire",
+        "endpoint": openai_server.endpoint,
+    }
+    app.models.add_card({"id": "scrubbed", "redaction": "always", **common})
+    async with app:
+        new = await app.identity.keys.create("acme", "alice", roles=["runner"])
+        api = FastAPI()
+        mount_openai(api, app, bearer(app))
+        client = Env(app, api, Gateway(app), new.key, openai_server).client()
+        said = [{"role": "user", "content": "write to maria.garcia@example.com"}]
+        plain = await client.chat.completions.create(model="scrubbed", messages=said)
+        stream = await client.chat.completions.create(model="scrubbed", messages=said, stream=True)
+        streamed = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+    sent = [r.body["messages"][0]["content"] for r in openai_server.requests]
+    assert sent == ["write to <EMAIL_ADDRESS_1>"] * 2  # the model never saw the address
+    # Both answers are restored for a caller the policies allow to read it (same tenant):
+    # the stream's as its pieces arrive (tests/unit/test_redaction_rules.py: cut pieces).
+    assert plain.choices[0].message.content == "echo: write to maria.garcia@example.com"
+    assert streamed == "echo: write to maria.garcia@example.com"
