@@ -272,14 +272,15 @@ async def test_models_stats_metrics_and_the_audit_log_over_http(store_url):
         await status_of(client, run["id"], admin, "succeeded")
         models = (await client.get("/v1/models", headers=a)).json()
         assert models["object"] == "list"
-        (card,) = models["data"]
-        assert (card["id"], card["object"], card["owned_by"], card["aliases"]) == (
+        card, alias = models["data"]  # the card, then its alias (then task contracts)
+        assert (card["id"], card["object"], card["owned_by"], card["card"]["aliases"]) == (
             "small",
             "model",
             "ml",
             ["chat-production"],
         )
-        assert "endpoint" not in card and "options" not in card
+        assert (alias["id"], alias["root"]) == ("chat-production", "small")
+        assert "endpoint" not in card["card"] and "options" not in card["card"]
         stats = (await client.get("/v1/stats", params={"since": "1h"}, headers=a)).json()
         assert stats["tenant"] == "A"
         assert [(w["workflow"], w["runs"], w["succeeded"]) for w in stats["workflows"]] == [
@@ -346,10 +347,16 @@ async def test_readyz_and_v1_are_503_when_postgresql_goes_away(pg_url, pg_admin_
         assert dbname not in down["detail"]
 
 
+#: The OpenAI-compatible gateway's routes: their errors are OpenAI's error body (the SDKs
+#: read it), declared as application/json (tests/integration/test_openai_gateway.py).
+OPENAI = {"/v1/chat/completions", "/v1/embeddings", "/v1/models", "/v1/models/{model}"}
+
+
 def test_every_route_declares_its_errors_as_problem_details():
     api = create_api(make_app("sqlite:///unused.db"))
     schema = api.openapi()
     assert "Problem" in schema["components"]["schemas"]
+    assert OPENAI <= set(schema["paths"])
     for path, operations in schema["paths"].items():
         for method, operation in operations.items():
             responses = operation["responses"]
@@ -358,6 +365,11 @@ def test_every_route_declares_its_errors_as_problem_details():
             for status in ok:
                 assert responses[status].get("content"), (method, path, status)
             errors = {s for s in responses if s[0] in "45"}
+            if path in OPENAI:
+                assert {"401", "500"} <= errors, (method, path)
+                for status in errors:
+                    assert list(responses[status]["content"]) == ["application/json"], path
+                continue
             for status in errors:
                 assert list(responses[status]["content"]) == ["application/problem+json"], (
                     method,
@@ -373,3 +385,16 @@ def test_every_route_declares_its_errors_as_problem_details():
                 assert "400" in errors, (method, path)
             if "{" in path and path.startswith("/v1"):
                 assert "404" in errors, (method, path)
+
+
+async def test_a_gateway_body_that_is_not_text_is_a_400_in_openais_shape(store_url):
+    # Found by schemathesis: FastAPI's own HTTPException (a body it cannot decode) was a 500.
+    app = make_app(store_url)
+    async with serving(app) as client:
+        for path in ("/v1/chat/completions", "/v1/embeddings"):
+            r = await client.post(
+                path, content=b"S\xff\xfe\x03", headers={"content-type": "application/json"}
+            )
+            assert r.status_code == 400, (path, r.text)
+            assert r.json()["error"]["type"] == "invalid_request_error"
+            assert r.headers["x-should-retry"] == "false"

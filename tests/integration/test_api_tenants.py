@@ -30,6 +30,11 @@ EXEMPT = {
     ("GET", "/healthz"): "the process is up: no tenant data",
     ("GET", "/readyz"): "the store answers: no tenant data",
     ("GET", "/v1/models"): "the model catalog, shared by every tenant",
+    ("GET", "/v1/models/{model:path}"): "the model catalog, shared by every tenant",
+    ("POST", "/v1/chat/completions"): "a model call: reads no stored object, writes the "
+    "caller's own usage (tenant scoping of usage: tests/integration/test_openai_gateway.py)",
+    ("POST", "/v1/embeddings"): "a model call: reads no stored object, writes the caller's "
+    "own usage",
 }
 
 

@@ -17,6 +17,7 @@ from ..errors import ConfigError
 from . import _probes, _reads, _runs, _tasks
 from ._auth import Caller
 from ._problems import MEDIA_TYPE, Problems, on_http_error, on_invalid_request
+from .openai_compat import Gateway
 
 DESCRIPTION = """\
 The HTTP API of aiosys. Every request is a call of the same Python API (`aiosys.App`) as the
@@ -48,17 +49,22 @@ def create_api(app: App, *, worker: bool = False, drain_grace: float = 30.0) -> 
             f"{type(app).__name__}: make the app with `from aiosys import App`"
         )
     embedded = app.embedded(drain_grace=drain_grace) if worker else None
+    gateway = Gateway(app)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if embedded is not None:
             async with embedded:
-                yield
+                try:
+                    yield
+                finally:  # streams in flight end (metered, audited) before the app closes
+                    await gateway.drain()
             return
         await app.open()
         try:
             yield
         finally:
+            await gateway.drain()
             await app.close()
 
     api = FastAPI(
@@ -71,6 +77,7 @@ def create_api(app: App, *, worker: bool = False, drain_grace: float = 30.0) -> 
     )
     api.state.app = app
     api.state.embedded = embedded
+    api.state.gateway = gateway
     api.add_middleware(Problems)
     api.add_exception_handler(HTTPException, on_http_error)
     api.add_exception_handler(RequestValidationError, on_invalid_request)
@@ -79,6 +86,9 @@ def create_api(app: App, *, worker: bool = False, drain_grace: float = 30.0) -> 
         # Each route made by its module's router (with its prefix and dependencies), put on
         # the application itself: ``api.routes`` lists every route (the tenant walk reads it).
         api.router.routes.extend(module.router(app, caller).routes)
+    # The OpenAI-compatible gateway (/v1/chat/completions, /v1/embeddings, /v1/models): its
+    # routes answer their own errors in OpenAI's error body, which the SDKs read.
+    api.router.routes.extend(gateway.router(caller).routes)
 
     def openapi() -> dict[str, Any]:
         if api.openapi_schema is None:

@@ -1,5 +1,6 @@
-"""``/v1/models``, ``/v1/stats``, ``/v1/audit`` and ``/v1/audit/verify``: the catalog, the
-stats and the audit log, each a call of ``App`` under the caller's principal."""
+"""``/v1/stats``, ``/v1/audit`` and ``/v1/audit/verify``: the stats and the audit log, each a
+call of ``App`` under the caller's principal (``/v1/models`` is the gateway's:
+``openai_compat``)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from ..observe.stats import Stats
 from ._auth import Caller, operation_id
 from ._problems import problems
 from ._runs import COMMON, Tenant, epoch
-from ._schemas import NAME, AuditVerification, Model, ModelList
+from ._schemas import NAME, AuditVerification
 
 
 class JsonLines(Response):
@@ -32,13 +33,6 @@ def router(app: App, caller: Caller) -> APIRouter:
     r = APIRouter(
         prefix="/v1", dependencies=[Depends(caller)], generate_unique_id_function=operation_id
     )
-
-    @r.get("/models", tags=["models"], responses=problems(401, 403, 500, 503))
-    async def list_models() -> ModelList:
-        """The model catalog every tenant shares (``app.models.cards``), by id, as OpenAI
-        lists models."""
-        cards = sorted(app.models.cards.values(), key=lambda card: card.id)
-        return ModelList(data=[Model.of(card) for card in cards])
 
     @r.get("/stats", tags=["stats"], responses=problems(*COMMON))
     async def stats(

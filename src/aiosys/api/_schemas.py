@@ -12,7 +12,6 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..humans import TaskRow
-from ..models.catalog import ModelCard
 from ..store.base import RunRow
 
 RunStatus = Literal["pending", "running", "waiting", "succeeded", "failed", "cancelled", "dead"]
@@ -183,44 +182,6 @@ class CompleteTask(BaseModel):
     comment: str | None = Field(default=None, max_length=10_000)
 
 
-class Model(BaseModel):
-    """A model card, as OpenAI's model object (``id``, ``object``, ``created``,
-    ``owned_by``) with the card's public fields beside (its deployment's endpoint, key and
-    options are the operator's and not served)."""
-
-    id: str
-    object: Literal["model"] = "model"
-    created: int = Field(default=0, description="Unknown for a card: 0.")
-    owned_by: str
-    version: str
-    kind: str
-    provider: str
-    description: str
-    intended_use: list[str]
-    out_of_scope_use: list[str]
-    training_data: list[str]
-    evaluation: dict[str, float | str]
-    failure_modes: list[str]
-    risk_level: str
-    data_residency: str
-    external: bool
-    context_window: int | None = None
-    aliases: list[str]
-    pricing: dict[str, Any]
-
-    @classmethod
-    def of(cls, card: ModelCard) -> Model:
-        shown = set(cls.model_fields) - {"object", "created", "owned_by"}
-        return cls(owned_by=card.owner, **card.model_dump(mode="json", include=shown))
-
-
-class ModelList(BaseModel):
-    """The model catalog, as OpenAI lists models."""
-
-    object: Literal["list"] = "list"
-    data: list[Model]
-
-
 class AuditProblem(BaseModel):
     seq: int
     kind: str
@@ -256,8 +217,6 @@ __all__ = [
     "CancelRun",
     "CompleteTask",
     "Health",
-    "Model",
-    "ModelList",
     "Ready",
     "Run",
     "RunPage",

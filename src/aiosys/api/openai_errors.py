@@ -39,6 +39,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException
 
 from ..errors import (
     AuthenticationFailed,
@@ -147,6 +148,16 @@ def invalid_request(exc: RequestValidationError) -> JSONResponse:
     return JSONResponse(body, status_code=400, headers={"x-should-retry": "false"})
 
 
+def http_error(exc: HTTPException) -> JSONResponse:
+    """An ``HTTPException`` raised by FastAPI itself (a body that is not UTF-8 text, say) in
+    OpenAI's shape, with its status (a client error is ``invalid_request_error``)."""
+    status = exc.status_code
+    kind = "invalid_request_error" if 400 <= status < 500 else "server_error"
+    headers = dict(exc.headers or {}) | ({"x-should-retry": "false"} if status < 500 else {})
+    body = error_body(f"{exc.detail}", kind, None, None)
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
 class OpenAIRoute(APIRoute):
     """Routes whose errors (their own, their dependencies', their body's) are OpenAI's."""
 
@@ -158,6 +169,8 @@ class OpenAIRoute(APIRoute):
                 return await handler(request)
             except RequestValidationError as exc:
                 return invalid_request(exc)
+            except HTTPException as exc:  # FastAPI's own: a body it could not read at all
+                return http_error(exc)
             except Exception as exc:
                 return error_response(exc)
 

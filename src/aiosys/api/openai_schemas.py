@@ -252,13 +252,24 @@ def embeddings(response: ModelResponse, encoding_format: str | None) -> dict[str
     }
 
 
+#: A card's fields a caller is shown (its model card); its deployment's endpoint, key variable
+#: and options are the operator's and not served.
+CARD_FIELDS = frozenset(
+    {"id", "version", "kind", "provider", "description", "intended_use", "out_of_scope_use",
+     "training_data", "evaluation", "failure_modes", "risk_level", "data_residency",
+     "external", "context_window", "aliases", "pricing", "owner"}
+)  # fmt: skip
+
+
 def model_entries(cards: list[ModelCard], tasks: list[str]) -> list[dict[str, Any]]:
-    """Every name ``model`` may take: cards by id, their aliases (``root``: the card they
-    name now), then task contracts (``owned_by`` aiosys)."""
+    """Every name ``model`` may take: cards by id (``card``: the model card's public fields),
+    their aliases (``root``: the card they name now), then task contracts (``owned_by``
+    aiosys)."""
     out: list[dict[str, Any]] = []
     for card in sorted(cards, key=lambda c: c.id):
         entry = {"id": card.id, "object": "model", "created": 0, "owned_by": card.owner}
-        out.append(entry | {"kind": card.kind, "root": card.id})
+        shown = card.model_dump(mode="json", include=set(CARD_FIELDS))
+        out.append(entry | {"kind": card.kind, "root": card.id, "card": shown})
     for card in sorted(cards, key=lambda c: c.id):
         for alias in sorted(card.aliases):
             entry = {"id": alias, "object": "model", "created": 0, "owned_by": card.owner}
@@ -327,6 +338,9 @@ class ModelDoc(BaseModel):
     owned_by: str
     kind: str | None = Field(default=None, description="chat or embed (cards and aliases)")
     root: str | None = Field(default=None, description="The card an id or alias names now.")
+    card: dict[str, Any] | None = Field(
+        default=None, description="A card's model card (its public fields); cards only."
+    )
 
 
 class ModelListDoc(BaseModel):
