@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from markupsafe import Markup, escape
 
 WIDTH, HEIGHT = 640, 220
-LEFT, RIGHT, TOP, BOTTOM = 56, 12, 12, 28  # the plot's margins (axis labels go there)
+LEFT, RIGHT, TOP, BOTTOM = 56, 12, 28, 28  # the plot's margins (legend, axis labels)
 
 
 def _fmt(value: float) -> str:
@@ -31,9 +31,11 @@ def _top(values: Sequence[float | None]) -> float:
     return max(max(found, default=0.0), 1e-9)
 
 
-def _frame(title: str, top: float, unit: str, labels: Sequence[str]) -> list[str]:
+def _frame(
+    title: str, top: float, unit: str, labels: Sequence[str], empty: bool = False
+) -> list[str]:
     """The chart's opening tag, the value axis (0, half, top) and the time labels (first,
-    middle, last)."""
+    middle, last); ``empty``: a note that there is nothing to draw."""
     plot_h = HEIGHT - TOP - BOTTOM
     parts = [
         f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
@@ -48,6 +50,11 @@ def _frame(title: str, top: float, unit: str, labels: Sequence[str]) -> list[str
         label = escape(f"{_fmt(top * frac)} {unit}".strip())
         parts.append(
             f'<text class="axis" x="{LEFT - 6}" y="{y + 4:.1f}" text-anchor="end">{label}</text>'
+        )
+    if empty:
+        parts.append(
+            f'<text class="axis" x="{WIDTH / 2}" y="{TOP + plot_h / 2}" text-anchor="middle">'
+            "no data in this window</text>"
         )
     n = len(labels)
     for i in sorted({0, n // 2, n - 1}) if n else []:
@@ -75,8 +82,9 @@ def line_chart(
 ) -> Markup:
     """One line per series over the time ``labels`` (a point per slot; a None breaks the
     line), with a legend."""
-    top = _top([v for values in series.values() for v in values])
-    parts = _frame(title, top, unit, labels)
+    found = [v for values in series.values() for v in values if v is not None]
+    parts = _frame(title, _top(found), unit, labels, empty=not found)
+    top = _top(found)
     n = len(labels)
     for k, (name, values) in enumerate(series.items()):
         runs: list[list[tuple[float, float]]] = [[]]
@@ -111,7 +119,7 @@ def bar_chart(
     n = len(labels)
     totals = [sum(values[i] or 0.0 for values in series.values()) for i in range(n)]
     top = _top(totals)
-    parts = _frame(title, top, unit, labels)
+    parts = _frame(title, top, unit, labels, empty=not any(totals))
     slot = (WIDTH - LEFT - RIGHT) / max(n, 1)
     width = max(slot * 0.7, 1.0)
     for i in range(n):
@@ -181,8 +189,8 @@ def _legend(names: list[str]) -> list[str]:
     x = LEFT + 8
     for k, name in enumerate(names):
         parts.append(
-            f'<rect class="bar series-{k}" x="{x}" y="{TOP}" width="10" height="10"/>'
-            f'<text class="axis" x="{x + 14}" y="{TOP + 9}">{escape(name)}</text>'
+            f'<rect class="bar series-{k}" x="{x}" y="4" width="10" height="10"/>'
+            f'<text class="axis" x="{x + 14}" y="13">{escape(name)}</text>'
         )
         x += 24 + 8 * len(name)
     return parts
