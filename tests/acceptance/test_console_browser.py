@@ -3,8 +3,9 @@ real uvicorn process serving ``tests.consoleapp`` (its worker in the same proces
 embedded default) on a SQLite file.
 
 A person logs in with an API key, starts a workflow that waits on a human task, sees it
-waiting (the status changes in place: htmx polls), approves the task in the inbox, and sees
-the run succeed with its effect timeline and trace waterfall. Screenshots of each step are
+waiting, approves the task in the inbox (another tab), and sees the run succeed with its
+effect timeline and trace waterfall in the first tab, never reloaded: htmx polls its
+status. Screenshots of each step are
 saved under ``tests/artifacts/console/`` (ignored by git; ``AIOSYS_TEST_ARTIFACTS`` names
 another folder). The browser may reach the server only: a request anywhere else fails the
 test, and so does a Content-Security-Policy violation.
@@ -152,16 +153,17 @@ async def test_log_in_start_wait_approve_and_see_the_run_succeed(
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=chromium, args=ARGS)
         try:
-            page = await browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.on(
+            tabs = await browser.new_context(viewport={"width": 1400, "height": 1000})
+            tabs.on(
                 "request",
                 lambda r: None if r.url.startswith(server.url) else elsewhere.append(r.url),
             )
-            page.on(
+            tabs.on(
                 "console",
                 lambda m: csp.append(m.text) if "Content Security Policy" in m.text else None,
             )
             expect.set_options(timeout=20_000)
+            page = await tabs.new_page()
 
             # Log in: the console sends a visitor without a session to the login page.
             await page.goto(f"{server.url}/runs")
@@ -182,25 +184,29 @@ async def test_log_in_start_wait_approve_and_see_the_run_succeed(
             await expect(page).to_have_url(
                 re.compile(rf"{re.escape(server.url)}/runs/[0-9a-f-]{{36}}$")
             )
-            status = page.locator("#run-live h1 .status")
-            await expect(status).to_have_text("waiting")  # htmx polls until it is
             run_url = page.url
-            assert "/runs/" in run_url
+            status = page.locator("#run-live h1 .status")
+            await expect(status).to_have_text("waiting")
             await expect(page.locator("#timeline")).to_contain_text("approve-summary")
             await page.screenshot(path=artifacts / "2-run-waiting.png", full_page=True)
+            await page.evaluate("window.notReloaded = true")  # gone if the page is reloaded
 
-            # The inbox: the task with its SLA counting down; approve it there.
-            await page.click("nav a:has-text('Inbox')")
-            row = page.locator("#tasks tbody tr", has_text="approve-summary")
+            # The inbox, in another tab: the task with its SLA counting down; approve it.
+            inbox = await tabs.new_page()
+            await inbox.goto(f"{server.url}/runs")
+            await inbox.click("nav a:has-text('Inbox')")
+            row = inbox.locator("#tasks tbody tr", has_text="approve-summary")
             await expect(row).to_have_count(1)
             await expect(row.locator(".sla")).to_contain_text("due in 0h 5")
-            await page.screenshot(path=artifacts / "3-inbox.png", full_page=True)
+            await inbox.screenshot(path=artifacts / "3-inbox.png", full_page=True)
             await row.locator("button:has-text('Approve')").click()
+            await expect(inbox).to_have_url(run_url)  # a decision shows the run it resumed
+            await expect(inbox.locator(".flash")).to_contain_text("approved: the run resumes")
 
-            # Back on the run: it resumed and succeeded; its timeline and waterfall show it.
-            await expect(page).to_have_url(run_url)
-            await expect(page.locator(".flash")).to_contain_text("approved: the run resumes")
+            # The first tab, never reloaded, sees the run succeed (htmx polls its status),
+            # with its timeline and waterfall.
             await expect(status).to_have_text("succeeded")
+            assert await page.evaluate("window.notReloaded") is True
             timeline = page.locator("#timeline")
             await expect(timeline).to_contain_text("human_task")
             await expect(timeline).to_contain_text("retried")  # the step's failed attempt
