@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,7 @@ from tests.consoleapp import EMAIL, SECRET, make_app
 from aiosys import App
 from aiosys.models.links.budget import Budget
 from aiosys.ui import Console, mount_console
-from aiosys.ui._session import COOKIE
+from aiosys.ui._session import COOKIE, DEFAULT_TTL
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -155,6 +156,17 @@ async def test_a_revoked_key_or_a_forged_cookie_ends_the_session(site: Site) -> 
         assert (r.status_code, r.headers["location"]) == (303, "/login?next=%2Fruns")
 
 
+async def test_a_login_lasts_the_session_lifetime(site: Site) -> None:
+    keys = site.app.identity.keys
+    async with site.client() as c:
+        await login(c, site.keys["alice"])
+        assert (await c.get("/runs")).status_code == 200  # the cookie is rewritten (a flash)
+        later = time.time() + DEFAULT_TTL + 1
+        keys.clock = lambda: later  # the identity's clock: the key itself never expires
+        r = await c.get("/runs")
+        assert (r.status_code, r.headers["location"]) == (303, "/login?next=%2Fruns")
+
+
 async def test_a_post_without_the_sessions_csrf_token_is_refused(
     site: Site, wait_status: Any
 ) -> None:
@@ -170,8 +182,11 @@ async def test_a_post_without_the_sessions_csrf_token_is_refused(
         async with site.client() as fresh:
             r = await fresh.post("/login", data={"api_key": site.keys["bob"]})
             assert r.status_code == 403
-        # Another session's token is no good either.
+        # Another visitor's token is no good either: without a session it is the login.
         async with site.client() as other:
+            r = await other.post(f"/runs/{run_id}/cancel", data={"csrf_token": token})
+            assert (r.status_code, r.headers["location"]) == (303, "/login")
+            await login(other, site.keys["alice"])
             r = await other.post(f"/runs/{run_id}/cancel", data={"csrf_token": token})
             assert r.status_code == 403
     assert (await site.app.get_run(run_id)).status == "waiting"

@@ -11,7 +11,7 @@ from aiosys import App
 from aiosys.errors import InvalidInput
 from aiosys.kernel import Principal
 from aiosys.ui._charts import bar_chart, hbar_chart, line_chart, meter
-from aiosys.ui._console import Console, one_of
+from aiosys.ui._console import Console, clip, one_of
 from aiosys.ui._login import safe_next
 from aiosys.ui._runs import waterfall
 from aiosys.ui._session import Session, Sessions
@@ -95,10 +95,11 @@ def test_a_session_keeps_the_key_id_never_the_key_and_rotates_its_token() -> Non
     session = Session()
     before = session.csrf
     key = Principal("alice", "A", roles={"admin"}, attrs={"auth": "api_key", "key_id": "0" * 16})
-    session.log_in(key)
-    assert session.csrf != before and session.dump() == {"c": session.csrf, "k": "0" * 16}
+    session.log_in(key, 100.0)
+    assert session.csrf != before
+    assert session.dump() == {"c": session.csrf, "k": "0" * 16, "t": 100.0}
     token = Principal("sam", "A", roles={"viewer"}, attrs={"auth": "jwt", "claims": {"exp": 9}})
-    session.log_in(token)
+    session.log_in(token, 200.0)
     assert session.dump()["j"] == {"id": "sam", "tenant": "A", "kind": "user", "roles": ["viewer"]}
     assert session.token_expires == 9 and session.key_id is None
     assert Session.load({"c": 1}).changed and Session.load("junk").changed
@@ -110,3 +111,8 @@ def test_choices_are_checked() -> None:
     assert one_of("", ("", "1h"), "the window") == ""
     with pytest.raises(InvalidInput, match=r"the window is one of empty, 1h, not '2h'"):
         one_of("2h", ("", "1h"), "the window")
+
+
+def test_a_long_value_is_clipped_saying_how_much_was_left_out() -> None:
+    assert clip("abc", 5) == "abc"
+    assert clip("x" * 12, 5) == "xxxxx\n… (7 more characters: aiosys runs show --json)"

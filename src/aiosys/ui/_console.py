@@ -3,7 +3,8 @@ check of every POST, errors as pages, and the templates.
 
 Every route of the console is a ``ConsoleRoute``: before its endpoint runs, the session is
 read, the visitor's principal resolved (``Sessions.principal``) and, for a POST, the form's
-``csrf_token`` compared with the session's (403 otherwise); then the endpoint runs inside
+``csrf_token`` compared with the session's (403 otherwise; a visitor whose session ended
+is sent to the login page first, and nothing is done); then the endpoint runs inside
 ``app.as_principal(visitor)``, so every call it makes of the App is scoped and checked as
 that principal's, as over ``/v1``. A visitor nobody logged in is sent to the login page.
 An ``AiosysError`` becomes an error page with the status it means: another tenant's run or
@@ -94,10 +95,6 @@ def one_of(value: str, allowed: Sequence[str], what: str) -> str:
     return value
 
 
-class LoginRequired(Exception):
-    """Nobody is logged in (or the session ended): the login page."""
-
-
 class Console:
     """One console: the aiosys ``app`` it shows, its ``sessions``, the URL ``prefix`` it is
     served under ("" for ``/``) and its templates."""
@@ -113,7 +110,13 @@ class Console:
             lstrip_blocks=True,
         )
         env.filters.update(
-            when=when, ms=duration_ms, pretty=pretty, money=money, pct=percent, num=number
+            when=when,
+            ms=duration_ms,
+            pretty=pretty,
+            money=money,
+            pct=percent,
+            num=number,
+            clip=clip,
         )
         env.globals["P"] = self.prefix
         self.templates = Jinja2Templates(env=env)
@@ -205,21 +208,18 @@ class Console:
     ) -> Response:
         session = self.sessions.read(request)
         request.state.session = session
-        request.state.principal = None
-        try:
-            principal = await self.sessions.principal(session)
-            if request.method == "POST" and not await self._csrf_ok(request, session):
-                response: Response = self.error(
-                    request,
-                    403,
-                    "the form's CSRF token is missing or stale: reload the page and try again",
-                )
-            elif principal is None and not public:
-                response = self.to_login(request)
-            else:
-                response = await self._as(principal, request, inner)
-        except LoginRequired:
-            response = self.to_login(request)
+        principal = request.state.principal = await self.sessions.principal(session)
+        response: Response
+        if principal is None and not public:
+            response = self.to_login(request)  # a session that ended: nothing is done
+        elif request.method == "POST" and not await self._csrf_ok(request, session):
+            response = self.error(
+                request,
+                403,
+                "the form's CSRF token is missing or stale: reload the page and try again",
+            )
+        else:
+            response = await self._as(principal, request, inner)
         if session.changed:
             self.sessions.write(request, response, session)
         response.headers.update(SECURITY_HEADERS)
@@ -231,7 +231,6 @@ class Console:
         request: Request,
         inner: Callable[[Request], Coroutine[Any, Any, Response]],
     ) -> Response:
-        request.state.principal = principal
         try:
             if principal is None:  # the login page, before anyone logged in
                 return await inner(request)
@@ -283,6 +282,16 @@ def pretty(value: Any) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False, default=str)
 
 
+CLIP = 20_000  # characters of one value shown in a page (an effect's output, a run's input)
+
+
+def clip(text: str, limit: int = CLIP) -> str:
+    """``text`` cut at ``limit`` characters, saying how many more there were."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}\n… ({len(text) - limit:,} more characters: aiosys runs show --json)"
+
+
 def money(value: float | None, places: int = 6) -> str:
     return "" if value is None else f"{value:.{places}f}"
 
@@ -299,4 +308,4 @@ def number(value: float | None, places: int = 3) -> str:
     return text or "0"
 
 
-__all__ = ["STATIC", "Console", "LoginRequired", "one_of", "status_of"]
+__all__ = ["STATIC", "Console", "one_of", "status_of"]

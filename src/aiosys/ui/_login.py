@@ -59,7 +59,7 @@ def router(console: Console) -> APIRouter:
                 identity=True,
                 problem=f"not logged in: {exc}",
             )
-        request.state.session.log_in(principal)
+        request.state.session.log_in(principal, app.identity.keys.clock())
         request.state.session.say("ok", f"logged in as {principal.uid}")
         return RedirectResponse(target, status_code=303)
 

@@ -2,10 +2,11 @@
 
 The cookie (``aiosys_console``) holds a JSON object signed and timestamped with
 itsdangerous (HMAC-SHA256, as Flask's and Starlette's sessions are): ``c`` the CSRF token
-every POST form carries back, and once logged in ``k`` the API key's public id (the key
-itself is never kept) or, for a bearer token (JWT), ``j`` the principal it named and ``x``
-when the token expires. A session older than its lifetime (8 hours by default) or with a bad
-signature reads as a new, anonymous one. The cookie is ``HttpOnly``, ``SameSite=Lax``, and
+every POST form carries back, and once logged in ``t`` when, and ``k`` the API key's public
+id (the key itself is never kept) or, for a bearer token (JWT), ``j`` the principal it named
+and ``x`` when the token expires. A login lasts the session's lifetime (8 hours by default);
+a cookie not rewritten for that long, or with a bad signature, reads as a new, anonymous
+session. The cookie is ``HttpOnly``, ``SameSite=Lax``, and
 ``Secure`` when the console is served over HTTPS (or told to be).
 
 Who the visitor is, asked on every request (``Sessions.principal``): with no identity
@@ -57,6 +58,7 @@ class Session:
     key_id: str | None = None
     token: dict[str, Any] | None = None  # a JWT's principal: id, tenant, kind, roles
     token_expires: float | None = None
+    logged_at: float | None = None  # when the login was made (epoch seconds)
     flash: tuple[str, str] | None = None
     changed: bool = False
 
@@ -70,6 +72,8 @@ class Session:
             data["k"] = self.key_id
         if self.token is not None:
             data["j"], data["x"] = self.token, self.token_expires
+        if self.logged_at is not None:
+            data["t"] = self.logged_at
         if self.flash is not None:
             data["f"] = list(self.flash)
         return data
@@ -86,16 +90,18 @@ class Session:
             csrf=data["c"],
             key_id=data["k"] if isinstance(data.get("k"), str) else None,
             token=token if isinstance(token, dict) else None,
-            token_expires=data.get("x") if isinstance(data.get("x"), int | float) else None,
+            token_expires=_number(data.get("x")),
+            logged_at=_number(data.get("t")),
             flash=(str(flash[0]), str(flash[1])) if isinstance(flash, list) and flash else None,
         )
 
-    def log_in(self, principal: Principal) -> None:
+    def log_in(self, principal: Principal, at: float) -> None:
         """Bind the session to ``principal`` (from ``Identity.authenticate``), with a new
         CSRF token: a token seen before the login (by whoever planted it) is worth nothing
         after."""
         self.csrf = secrets.token_urlsafe(32)
         self.key_id = self.token = self.token_expires = None
+        self.logged_at = at
         attrs = principal.attrs
         if attrs.get("auth") == "api_key":
             self.key_id = str(attrs["key_id"])
@@ -113,7 +119,7 @@ class Session:
 
     def log_out(self) -> None:
         self.csrf = secrets.token_urlsafe(32)
-        self.key_id = self.token = self.token_expires = None
+        self.key_id = self.token = self.token_expires = self.logged_at = None
         self.changed = True
 
     def say(self, kind: str, text: str) -> None:
@@ -182,10 +188,13 @@ class Sessions:
         identity = self.app.identity
         if not await identity.configured():
             return LOCAL
+        now = identity.keys.clock()
+        if session.logged_at is None or now >= session.logged_at + self.ttl:
+            return None  # a login lasts ttl seconds, however often the cookie was rewritten
         if session.key_id is not None:
             keys = identity.keys
             info = await keys.get(session.key_id)
-            if info is None or info.status(keys.clock()) != "active":
+            if info is None or info.status(now) != "active":
                 return None
             return Principal(
                 id=info.principal,
@@ -197,7 +206,7 @@ class Sessions:
         token = session.token
         if token is None:
             return None
-        if session.token_expires is not None and identity.keys.clock() >= session.token_expires:
+        if session.token_expires is not None and now >= session.token_expires:
             return None
         return Principal(
             id=str(token["id"]),
@@ -206,6 +215,10 @@ class Sessions:
             roles=frozenset(token.get("roles", ())),
             attrs={"auth": "jwt"},
         )
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 def _text_secret(value: str | bytes, what: str) -> bytes:
