@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException
 
 from ..app import App
 from ..errors import ConfigError
+from ..ui import mount_console
 from . import _probes, _reads, _runs, _tasks
 from ._auth import Caller
 from ._problems import MEDIA_TYPE, Problems, on_http_error, on_invalid_request
@@ -89,6 +90,8 @@ def create_api(app: App, *, worker: bool = False, drain_grace: float = 30.0) -> 
     # The OpenAI-compatible gateway (/v1/chat/completions, /v1/embeddings, /v1/models): its
     # routes answer their own errors in OpenAI's error body, which the SDKs read.
     api.router.routes.extend(gateway.router(caller).routes)
+    # The web console at / (its pages answer in HTML and are left out of the OpenAPI document).
+    api.state.console = mount_console(api, app)
 
     def openapi() -> dict[str, Any]:
         if api.openapi_schema is None:

@@ -232,12 +232,22 @@ def demo(
         str | None,
         typer.Option("--store", help=f"Store URL (default: {DEFAULT_URL})."),
     ] = None,
+    serve: Annotated[
+        bool,
+        typer.Option(
+            "--serve/--no-serve",
+            help="Then serve the web console and HTTP API on the demo's store until Ctrl-C "
+            "(./run demo does).",
+        ),
+    ] = False,
+    host: Annotated[str, typer.Option("--host", help="Address to serve on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port.")] = 8000,
 ) -> None:
     """Run the built-in document-intake demo here, a paralegal reviewing each document.
 
     Three documents (a scanned letter, two e-mails) go through OCR and a summary to a
     paralegal's review, decided by the demo as pat; then the letter's run's result, timeline
-    and lineage."""
+    and lineage; with --serve, the console on the demo's store."""
     from .demo import run_demo, show_outcome
 
     if has_credential():
@@ -246,7 +256,20 @@ def demo(
     out = console()
     outcome = run_async(lambda: run_demo(url, out))
     show_outcome(out, url, outcome)
-    if any(r.status != SUCCEEDED for r in (outcome.row, *outcome.others)):
+    failed = any(r.status != SUCCEEDED for r in (outcome.row, *outcome.others))
+    if serve:
+        from ..api.server import serve as serve_api
+        from ..demo import app as demo_app
+
+        where = f"http://{host}:{port}/"
+        out.print(
+            f"\nthe console (runs, the inbox, lineage, audit, stats) on the demo's store: {where}"
+            "\n(the HTTP API beside it: /v1/..., /openapi.json; Ctrl-C stops it)",
+            markup=False,
+            highlight=False,
+        )
+        run_async(lambda: serve_api(demo_app, host=host, port=port, worker=True, grace=5.0))
+    if failed:
         raise typer.Exit(1)
 
 

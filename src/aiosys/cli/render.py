@@ -1,4 +1,5 @@
-"""Runs and effects as JSON objects and as rich tables."""
+"""Runs and effects as rich tables; as JSON objects by ``aiosys.observe.run_view`` (the
+presenter the console shares), whose names are re-exported here."""
 
 from __future__ import annotations
 
@@ -10,9 +11,21 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from ..observe import run_view as presenter
+from ..observe.run_view import (
+    decoded,
+    effect_dict,
+    error_message,
+    millis,
+    model_columns,
+    model_usage,
+    retries_of,
+    run_detail,
+    run_dict,
+)
 from ..store.base import EffectRow, RunRow
 from .attempts import Attempt, attempts_table, gap_text
-from .times import iso, local
+from .times import local
 
 STATUS_STYLE = {
     "pending": "cyan",
@@ -27,83 +40,8 @@ STATUS_STYLE = {
 }
 
 
-def _decode(text: str | None) -> Any:
-    if text is None:
-        return None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
-
-
-def millis(start: float | None, end: float | None) -> float | None:
-    return None if start is None or end is None else round((end - start) * 1000, 1)
-
-
-def run_dict(row: RunRow) -> dict[str, Any]:
-    """The JSON object of a run (``runs list --json``): result and error decoded."""
-    return {
-        "id": row.id,
-        "workflow": row.workflow,
-        "version": row.version,
-        "status": row.status,
-        "tenant": row.tenant,
-        "result": _decode(row.result),
-        "error": _decode(row.error),
-        "created_at": iso(row.created_at),
-        "started_at": iso(row.started_at),
-        "finished_at": iso(row.finished_at),
-        "updated_at": iso(row.updated_at),
-    }
-
-
-def run_detail(row: RunRow) -> dict[str, Any]:
-    """``run_dict`` plus what ``runs show`` adds: input, queue, parent, idempotency key."""
-    return {
-        **run_dict(row),
-        "input": _decode(row.input),
-        "queue": row.queue,
-        "priority": row.priority,
-        "parent_id": row.parent_id,
-        "idempotency_key": row.idempotency_key,
-        "cancel_reason": row.cancel_reason,
-    }
-
-
-def effect_dict(e: EffectRow) -> dict[str, Any]:
-    """An effect as JSON, with the run attempt (claim) it was last recorded under and that
-    attempt's worker (None for records older than the store's keeping them)."""
-    return {
-        "seq": e.seq,
-        "kind": e.kind,
-        "name": e.name,
-        "status": e.status,
-        "attempt": e.attempt,
-        "output": _decode(e.output),
-        "error": _decode(e.error),
-        "started_at": iso(e.started_at),
-        "finished_at": iso(e.finished_at),
-        "duration_ms": millis(e.started_at, e.finished_at),
-        "meta": _decode(e.meta),
-        "run_attempt": e.epoch,
-        "worker": e.worker,
-    }
-
-
 def _status(status: str) -> Text:
     return Text(status, style=STATUS_STYLE.get(status, ""))
-
-
-def error_message(text: str | None) -> str:
-    """``Type: message`` of a recorded error, with the type's module left out."""
-    rec = _decode(text)
-    if rec is None:
-        return ""
-    if not isinstance(rec, dict):
-        return str(rec)
-    kind = str(rec.get("type", "")).rpartition(".")[2]
-    message = str(rec.get("message", ""))
-    return f"{kind}: {message}" if kind else message
 
 
 def runs_table(rows: list[RunRow]) -> Table:
@@ -149,10 +87,10 @@ def timeline_table(effects: list[EffectRow], attempts: Sequence[Attempt] = ()) -
         while gaps and (e.epoch or 0) >= gaps[0].number:
             _gap_row(table, gaps.pop(0))
         ms = millis(e.started_at, e.finished_at)
-        model, tokens, cost = _model_columns(e.meta)
+        model, tokens, cost = model_columns(e.meta)
         model = model or _person(e)
         by = ["" if e.epoch is None else f"#{e.epoch}"] if attempts else []
-        for failed in _retries(e.meta):  # each failed attempt, and when the next was due
+        for failed in retries_of(e.meta):  # each failed attempt, and when the next was due
             table.add_row(
                 *by,
                 str(e.seq),
@@ -194,17 +132,10 @@ def _gap_row(table: Table, attempt: Attempt) -> None:
     table.add_row(f"#{attempt.number}", "", Text("gap", style="bold yellow"), what)
 
 
-def _retries(meta: str | None) -> list[dict[str, Any]]:
-    """The failed attempts a step's record keeps (``meta["retries"]``), oldest first."""
-    data = _decode(meta)
-    found = data.get("retries") if isinstance(data, dict) else None
-    return [r for r in found if isinstance(r, dict)] if isinstance(found, list) else []
-
-
 def _approval(meta: str | None) -> tuple[Text, str, str, str, str, Text] | None:
     """The timeline cells (status to error) of the approval an effect waited for
     (``meta["approval"]``): who decided, as what, when; or the role it waits for."""
-    data = _decode(meta)
+    data = decoded(meta)
     found = data.get("approval") if isinstance(data, dict) else None
     if not isinstance(found, dict):
         return None
@@ -226,23 +157,12 @@ def _number(value: Any) -> float | None:
     return float(value) if isinstance(value, int | float) else None
 
 
-def _model_columns(meta: str | None) -> tuple[str, str, str]:
-    """Which model answered a model effect, its tokens and cost (blank for other effects)."""
-    data = _decode(meta)
-    if not isinstance(data, dict) or "model" not in data:
-        return "", "", ""
-    usage = data.get("usage") or {}
-    tokens = f"{usage.get('input_tokens', 0)}/{usage.get('output_tokens', 0)}"
-    cached = " (cached)" if data.get("cached") else ""
-    return f"{data['model']}{cached}", tokens, f"{float(data.get('cost') or 0):.6f}"
-
-
 def _person(e: EffectRow) -> str:
     """Who decided a human task and how (``pat: edit``), from its record; blank for an
     open one and for other effects."""
     if e.kind != "human_task":
         return ""
-    data = _decode(e.meta)
+    data = decoded(e.meta)
     if not isinstance(data, dict) or not data.get("action"):
         return ""
     who = data.get("decided_by")
@@ -275,9 +195,9 @@ def run_summary(row: RunRow) -> Table:
         fields.append(("parent", row.parent_id))
     if row.idempotency_key:
         fields.append(("idempotency key", row.idempotency_key))
-    fields.append(("input", Text(_short(_decode(row.input)))))
+    fields.append(("input", Text(_short(decoded(row.input)))))
     if row.result is not None:
-        fields.append(("result", Text(_short(_decode(row.result)))))
+        fields.append(("result", Text(_short(decoded(row.result)))))
     if row.error is not None:
         fields.append(("error", Text(error_message(row.error), style="red")))
     for name, value in fields:
@@ -303,39 +223,26 @@ def run_view(row: RunRow, effects: list[EffectRow], attempts: Sequence[Attempt] 
     return Group(*parts, *tracebacks(row, effects))
 
 
-def _traceback(text: str | None) -> str | None:
-    rec = _decode(text)
-    tb = rec.get("traceback") if isinstance(rec, dict) else None
-    return tb if isinstance(tb, str) and tb else None
-
-
 def tracebacks(row: RunRow, effects: list[EffectRow]) -> list[Text]:
-    """The recorded tracebacks of the failed effects and of the run, each once (the run's
-    error is often the last failed step's, rebuilt: its traceback is not printed twice)."""
+    """The recorded tracebacks of the failed effects and of the run, each once
+    (``aiosys.observe.run_view.tracebacks``), as lines to print."""
     out: list[Text] = []
-    seen: set[str] = set()
-    sources = [
-        (f"traceback of effect {e.seq} ({e.kind} {e.name}, attempt {e.attempt})", e.error)
-        for e in effects
-    ]
-    for title, error in [*sources, (f"traceback of run {row.id}", row.error)]:
-        tb = _traceback(error)
-        if tb is None or tb in seen:
-            continue
-        seen.add(tb)
-        out += [Text(""), Text(title, style="bold"), Text(tb.rstrip("\n"), style="red")]
+    for title, tb in presenter.tracebacks(row, effects):
+        out += [Text(""), Text(title, style="bold"), Text(tb, style="red")]
     return out
 
 
-def model_usage(effects: list[EffectRow]) -> dict[str, Any]:
-    """The run's model calls summed from its effects' records."""
-    total: dict[str, Any] = {"calls": 0, "input_tokens": 0, "output_tokens": 0, "cost": 0.0}
-    for e in effects:
-        data = _decode(e.meta)
-        if isinstance(data, dict) and "model" in data:
-            usage = data.get("usage") or {}
-            total["calls"] += 1
-            total["input_tokens"] += int(usage.get("input_tokens", 0))
-            total["output_tokens"] += int(usage.get("output_tokens", 0))
-            total["cost"] += float(data.get("cost") or 0)
-    return total
+__all__ = [
+    "STATUS_STYLE",
+    "effect_dict",
+    "error_message",
+    "millis",
+    "model_usage",
+    "run_detail",
+    "run_dict",
+    "run_summary",
+    "run_view",
+    "runs_table",
+    "timeline_table",
+    "tracebacks",
+]

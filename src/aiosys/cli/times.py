@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
-
-def iso(t: float | None) -> str | None:
-    """A store timestamp (epoch seconds) as ISO 8601 in UTC, for JSON."""
-    return None if t is None else datetime.fromtimestamp(t, UTC).isoformat()
+from ..observe.run_view import iso
 
 
 def local(t: float | None) -> str:
@@ -18,3 +15,6 @@ def local(t: float | None) -> str:
 def local_ms(t: float | None) -> str:
     """A store timestamp in local time to the millisecond (leases and gaps are short)."""
     return "" if t is None else datetime.fromtimestamp(t).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
+__all__ = ["iso", "local", "local_ms"]

@@ -7,6 +7,8 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
+from ..observe.spans import span_tree
+
 BAR = 40  # characters of the timeline column
 
 
@@ -23,7 +25,7 @@ def waterfall(spans: list[dict[str, Any]]) -> Table:
     table.add_column("took", justify="right")
     table.add_column("status")
     table.add_column("timeline", no_wrap=True)
-    for span, depth in _tree(spans):
+    for span, depth in span_tree(spans):
         start, end = span["start_ns"], span["end_ns"]
         at = round((start - t0) / total * BAR)
         width = max(1, round((end - start) / total * BAR))
@@ -40,26 +42,6 @@ def waterfall(spans: list[dict[str, Any]]) -> Table:
             label += Text(f" ({len(events)} event{'s' if len(events) > 1 else ''})", style="dim")
         table.add_row(label, _ms(start - t0), _ms(end - start), status, bar)
     return table
-
-
-def _tree(spans: list[dict[str, Any]]) -> list[tuple[dict[str, Any], int]]:
-    """Spans depth first, each under its parent, in start order; a span whose parent is not
-    stored goes under the run."""
-    ids = {s["span_id"] for s in spans}
-    root = spans[0]
-    children: dict[str, list[dict[str, Any]]] = {}
-    for s in spans[1:]:
-        parent = s["parent_id"] if s["parent_id"] in ids else root["span_id"]
-        children.setdefault(parent, []).append(s)
-    out: list[tuple[dict[str, Any], int]] = []
-
-    def walk(span: dict[str, Any], depth: int) -> None:
-        out.append((span, depth))
-        for child in sorted(children.get(span["span_id"], []), key=lambda c: c["start_ns"]):
-            walk(child, depth + 1)
-
-    walk(root, 0)
-    return out
 
 
 def _ms(ns: int) -> str:

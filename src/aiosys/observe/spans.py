@@ -162,6 +162,27 @@ async def stored_trace(store: Store, run: RunRow) -> list[dict[str, Any]]:
     return [run_span(run, now), *(span for group in groups for span in group)]
 
 
+def span_tree(spans: list[dict[str, Any]]) -> list[tuple[dict[str, Any], int]]:
+    """``stored_trace``'s spans depth first, each with its depth (the run's span 0), each
+    under its parent in start order; a span whose parent is not among them goes under the
+    run's. How a waterfall lays them out (``aiosys runs show --trace``, the console)."""
+    ids = {s["span_id"] for s in spans}
+    root = spans[0]
+    children: dict[str, list[dict[str, Any]]] = {}
+    for s in spans[1:]:
+        parent = s["parent_id"] if s["parent_id"] in ids else root["span_id"]
+        children.setdefault(parent, []).append(s)
+    out: list[tuple[dict[str, Any], int]] = []
+
+    def walk(span: dict[str, Any], depth: int) -> None:
+        out.append((span, depth))
+        for child in sorted(children.get(span["span_id"], []), key=lambda c: c["start_ns"]):
+            walk(child, depth + 1)
+
+    walk(root, 0)
+    return out
+
+
 def _meta(text: str | None) -> dict[str, Any]:
     if not text:
         return {}
