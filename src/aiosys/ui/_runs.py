@@ -59,15 +59,13 @@ class RunFilters:
 
 
 async def list_runs(console: Console, f: RunFilters) -> list[RunRow]:
-    """The runs the bound principal may see, newest first. ``since`` is applied to that
-    newest-first page: it holds every run of the window when there are at most ``limit``,
-    else the ``limit`` newest, exactly what a store-side filter would return."""
+    """The runs the bound principal may see, newest first, created since ``f.since`` (the
+    store filters: ``App.list_runs(since=...)``)."""
     app = console.app
-    rows = await app.list_runs(status=f.status or None, workflow=f.workflow or None, limit=f.limit)
-    if f.since:
-        start = window_start(f.since, app.store.clock())
-        rows = [r for r in rows if r.created_at >= start]
-    return rows
+    start = window_start(f.since, app.store.clock()) if f.since else None
+    return await app.list_runs(
+        status=f.status or None, workflow=f.workflow or None, since=start, limit=f.limit
+    )
 
 
 def run_facts(row: RunRow) -> dict[str, Any]:
