@@ -1,8 +1,10 @@
-"""Helpers shared by the benchmarks (bench/kernel.py, bench/gateway.py): versions, a digest
-of the source measured, running one measurement in a child process, and profiling it."""
+"""Helpers shared by the benchmarks (bench/kernel.py, bench/gateway.py, bench/server.py):
+versions, the source measured (git head, a digest), a concurrency list
+argument, running one measurement in a child process, and profiling it."""
 
 from __future__ import annotations
 
+import argparse
 import importlib.metadata
 import json
 import os
@@ -28,6 +30,69 @@ def _tree_hash(root: Path) -> str:
         if f.is_file() and "__pycache__" not in f.parts:
             h.update(str(f.relative_to(root)).encode() + b"\0" + f.read_bytes())
     return h.hexdigest()[:16]
+
+
+def git_state(repo: Path) -> dict[str, Any]:
+    """The source measured: ``git_head`` (short), ``git_dirty`` (src/ has uncommitted
+    changes) and ``src_sha256`` (a digest of src/ as it is)."""
+
+    def git(*a: str) -> str:
+        try:
+            return subprocess.run(
+                ["git", *a], cwd=repo, capture_output=True, text=True
+            ).stdout.strip()
+        except OSError:
+            return "?"
+
+    return {
+        "git_head": git("rev-parse", "--short", "HEAD"),
+        "git_dirty": bool(git("status", "--porcelain", "--", "src")),
+        "src_sha256": _tree_hash(repo / "src"),
+    }
+
+
+def concurrency_list(s: str) -> list[int]:
+    """argparse type: ``"1,16"`` -> ``[1, 16]``, each >= 1."""
+    try:
+        out = [int(x) for x in s.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a comma-separated list of integers: {s!r}") from None
+    if not out or any(x < 1 for x in out):
+        raise argparse.ArgumentTypeError(f"concurrency levels must be >= 1: {s!r}")
+    return out
+
+
+def choice_list(choices: tuple[str, ...], what: str) -> Any:
+    """argparse type: a comma-separated, non-empty subset of ``choices`` (``what``: their
+    name in the error, e.g. ``"system"``)."""
+
+    def parse(s: str) -> list[str]:
+        out = [x.strip() for x in s.split(",") if x.strip()]
+        bad = [x for x in out if x not in choices]
+        if bad or not out:
+            raise argparse.ArgumentTypeError(
+                f"unknown {what}(s) {bad or s!r}; choose from {', '.join(choices)}"
+            )
+        return out
+
+    return parse
+
+
+def bench_parser(doc: str | None, *, timeout: float = 900) -> argparse.ArgumentParser:
+    """A benchmark's parser (its module docstring as the help) with the arguments every
+    one takes: ``--concurrency`` (default 1,16), ``--repeat``, ``--timeout`` (seconds per
+    child process) and its children's hidden ``--_child`` / ``--_out``."""
+    p = argparse.ArgumentParser(
+        description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--concurrency", type=concurrency_list, default=[1, 16], help="e.g. 1,16")
+    p.add_argument(
+        "--repeat", type=int, default=1, help="measure each cell N times, interleaved; medians"
+    )
+    p.add_argument("--timeout", type=float, default=timeout, help="seconds per child process")
+    p.add_argument("--_child", help=argparse.SUPPRESS)
+    p.add_argument("--_out", help=argparse.SUPPRESS)
+    return p
 
 
 def run_child(

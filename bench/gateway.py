@@ -62,7 +62,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import _tree_hash, _version, make_profiler, profile_rows
+from _common import _version, bench_parser, choice_list, git_state, make_profiler, profile_rows
 from _common import run_child as _run_child
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -401,14 +401,6 @@ def child_main(spec_json: str, out_path: str) -> None:
 
 
 def environment(args: argparse.Namespace) -> dict[str, Any]:
-    def git(*a: str) -> str:
-        try:
-            return subprocess.run(
-                ["git", *a], cwd=REPO, capture_output=True, text=True
-            ).stdout.strip()
-        except OSError:
-            return "?"
-
     return {
         "timestamp": dt.datetime.now().isoformat(timespec="seconds"),
         "python": platform.python_version(),
@@ -418,9 +410,7 @@ def environment(args: argparse.Namespace) -> dict[str, Any]:
             d: _version(d) for d in ("aiosys", "openai", "httpx", "litellm", "uvicorn", "fastapi")
         },
         "server": server_settings(),
-        "git_head": git("rev-parse", "--short", "HEAD"),
-        "git_dirty": bool(git("status", "--porcelain", "--", "src")),
-        "src_sha256": _tree_hash(REPO / "src"),
+        **git_state(REPO),
         "loadavg_at_start": os.getloadavg(),
         "args": {k: v for k, v in vars(args).items() if not k.startswith("_")},
     }
@@ -851,44 +841,14 @@ def parent_main(args: argparse.Namespace) -> int:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-
-    def int_list(s: str) -> list[int]:
-        try:
-            out = [int(x) for x in s.split(",") if x.strip()]
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"not a comma-separated list of integers: {s!r}"
-            ) from None
-        if not out or any(x < 1 for x in out):
-            raise argparse.ArgumentTypeError(f"concurrency levels must be >= 1: {s!r}")
-        return out
-
-    def systems(s: str) -> list[str]:
-        out = [x.strip() for x in s.split(",") if x.strip()]
-        bad = [x for x in out if x not in SYSTEMS]
-        if bad or not out:
-            raise argparse.ArgumentTypeError(
-                f"unknown system(s) {bad or s!r}; choose from {', '.join(SYSTEMS)}"
-            )
-        return out
-
+    p = bench_parser(__doc__)
     p.add_argument("--calls", type=int, default=2000, help="timed calls per cell")
     p.add_argument("--warmup", type=int, default=200, help="untimed calls per cell first")
-    p.add_argument("--concurrency", type=int_list, default=[1, 16], help="e.g. 1,16")
     p.add_argument(
         "--only",
-        type=systems,
+        type=choice_list(SYSTEMS, "system"),
         default=list(SYSTEMS),
         help="comma-separated subset of sdk,sdk-post,aiosys,litellm,workflow (overheads need sdk)",
-    )
-    p.add_argument(
-        "--repeat",
-        type=int,
-        default=1,
-        help="measure each (system, concurrency) N times, interleaved; report medians",
     )
     p.add_argument(
         "--profile",
@@ -897,7 +857,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--profiler", choices=["cprofile", "pyinstrument"], default="cprofile")
     p.add_argument("--profile-top", type=int, default=30)
-    p.add_argument("--timeout", type=float, default=900, help="seconds per child process")
     p.add_argument("--keep", action="store_true", help="keep the temp SQLite files")
     p.add_argument(
         "--store-dir",
@@ -911,8 +870,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="a hard budget on the aiosys calls' tenant: each call reserves its worst-case "
         "cost in the store before it is sent (default on; --no-budget: none)",
     )
-    p.add_argument("--_child", help=argparse.SUPPRESS)
-    p.add_argument("--_out", help=argparse.SUPPRESS)
     p.add_argument("--_serve", type=int, help=argparse.SUPPRESS)
     return p.parse_args(argv)
 

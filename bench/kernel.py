@@ -67,7 +67,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import _tree_hash, _version, make_profiler, profile_rows
+from _common import _version, git_state, make_profiler, profile_rows
 from _common import run_child as _run_child
 
 STEPS_PER_WORKFLOW = 10
@@ -538,14 +538,6 @@ def _never_matching(n: int) -> str:
 def environment(
     args: argparse.Namespace, pg_info: dict[str, Any] | None, tmp: Path
 ) -> dict[str, Any]:
-    def git(*a: str) -> str:
-        try:
-            return subprocess.run(
-                ["git", *a], cwd=REPO, capture_output=True, text=True
-            ).stdout.strip()
-        except OSError:
-            return "?"
-
     return {
         "timestamp": dt.datetime.now().isoformat(timespec="seconds"),
         "python": platform.python_version(),
@@ -554,9 +546,7 @@ def environment(
         "sqlite_version": sqlite3.sqlite_version,
         "aiosys_version": _version("aiosys"),
         "dbos_version": _version("dbos"),
-        "git_head": git("rev-parse", "--short", "HEAD"),
-        "git_dirty": bool(git("status", "--porcelain", "--", "src")),
-        "src_sha256": _tree_hash(REPO / "src"),
+        **git_state(REPO),
         "tmpdir": str(tmp),
         "tmpdir_same_device_as_repo": os.stat(tmp).st_dev == os.stat(REPO).st_dev,
         "postgres": pg_info,
