@@ -99,12 +99,15 @@ def bare_root() -> Iterator[None]:
     own handlers are put back after."""
     root, lib = logging.getLogger(), logging.getLogger("aiosys")
     saved, saved_lib, level = list(root.handlers), list(lib.handlers), root.level
+    quiet = {name: logging.getLogger(name).level for name in logs.QUIET}
     root.handlers, lib.handlers = [], []
     try:
         yield
     finally:
         root.handlers, lib.handlers = saved, saved_lib
         root.setLevel(level)
+        for name, was in quiet.items():
+            logging.getLogger(name).setLevel(was)
 
 
 def test_install_default_only_when_nothing_is_configured_and_stands_down_after() -> None:
@@ -137,6 +140,22 @@ def test_configure_cli_on_a_bare_process_writes_json_lines_at_its_level() -> Non
         logging.getLogger("aiosys.worker").info("serving")
         logging.getLogger("aiosys.worker").debug("hidden")
     assert [line["message"] for line in lines(out)] == ["serving"]
+
+
+def test_configure_cli_keeps_http_clients_per_request_lines_out_unless_debugging() -> None:
+    """httpx logs every request at INFO: a server calling a model per request would write a
+    line per call. At DEBUG they log as they are."""
+    out = io.StringIO()
+    with bare_root():
+        logs.configure_cli(logging.INFO, stream=out)
+        logging.getLogger("httpx2").info('HTTP Request: POST http://m/v1 "HTTP/1.1 200 OK"')
+        logging.getLogger("httpx").warning("kept")
+    assert [line["message"] for line in lines(out)] == ["kept"]
+    out = io.StringIO()
+    with bare_root():
+        logs.configure_cli(logging.DEBUG, stream=out)
+        logging.getLogger("httpx2").info("shown")
+    assert [line["message"] for line in lines(out)] == ["shown"]
 
 
 def test_the_library_has_no_print_calls() -> None:

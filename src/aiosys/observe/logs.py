@@ -175,14 +175,27 @@ def configure_cli(
     root logger at ``level`` with one handler (``handler_for``) to ``stream`` (default
     stderr). Like ``logging.basicConfig``, it does nothing when the root logger has a handler
     already (whoever runs the command configured logging: a host, a test runner). Returns
-    the handler it added, or None."""
+    the handler it added, or None.
+
+    At INFO and above, the HTTP client libraries' loggers (``QUIET``) are set to WARNING
+    (at DEBUG they log as they are): httpx writes a line per request at INFO, which a
+    server calling a model per request would format and write on every call, saying
+    nothing aiosys's own spans and metrics do not."""
     root = logging.getLogger()
     if root.handlers:
         return None
     handler = handler_for(stream if stream is not None else sys.stderr)
     root.addHandler(handler)
     root.setLevel(level)
+    if level > logging.DEBUG:
+        for name in QUIET:
+            lib = logging.getLogger(name)
+            lib.setLevel(max(logging.WARNING, lib.level))
     return handler
+
+
+#: Loggers of libraries that log a line per HTTP request at INFO (``configure_cli``).
+QUIET = ("httpx", "httpx2", "httpcore", "httpcore2", "openai", "anthropic")
 
 
 class _DefaultHandler(logging.Handler):
