@@ -32,6 +32,7 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
+import aiohttp
 import anthropic
 import httpx
 import httpx2
@@ -154,6 +155,10 @@ def _translated(card: ModelCard, endpoint: str, key_hint: str) -> Iterator[None]
             f"{where} rejected the request (HTTP {status}): {message}{hint}"
         ) from exc
     except _TIMEOUT_ERRORS as exc:
+        lost = _connection_lost(exc)
+        if lost is not None:
+            detail = f"{type(lost).__name__}: {lost}"
+            raise ProviderUnavailable(f"{where} is unreachable: {detail}") from exc
         raise ProviderUnavailable(f"{where} timed out after {card.timeout:g}s") from exc
     except _CONNECTION_ERRORS as exc:
         cause = exc.__cause__
@@ -165,6 +170,19 @@ def _translated(card: ModelCard, endpoint: str, key_hint: str) -> Iterator[None]
         raise malformed(card, endpoint, str(exc)) from exc
     except _SDK_ERRORS as exc:
         raise ProviderUnavailable(f"{where} failed: {type(exc).__name__}: {exc}") from exc
+
+
+def _connection_lost(exc: BaseException) -> BaseException | None:
+    """The aiohttp connection error under an SDK timeout that is none: the SDK's aiohttp
+    transport (``openai.DefaultAioHttpClient``) reports every ``ClientConnectionError``
+    (a refused connection, a server that hung up) as httpx's ``ConnectTimeout``, which the
+    SDK raises as ``APITimeoutError``. None for a real timeout."""
+    cause = exc.__cause__
+    while cause is not None:
+        if isinstance(cause, aiohttp.ClientConnectionError) and not isinstance(cause, TimeoutError):
+            return cause
+        cause = cause.__cause__
+    return None
 
 
 def classify(exc: BaseException) -> bool | None:
