@@ -382,7 +382,7 @@ def test_every_route_declares_its_errors_as_problem_details():
             if operation.get("parameters") or operation.get("requestBody"):
                 assert "422" in errors, (method, path)
             if operation.get("requestBody"):
-                assert "400" in errors, (method, path)
+                assert {"400", "415"} <= errors, (method, path)
             if "{" in path and path.startswith("/v1"):
                 assert "404" in errors, (method, path)
 
@@ -398,3 +398,43 @@ async def test_a_gateway_body_that_is_not_text_is_a_400_in_openais_shape(store_u
             assert r.status_code == 400, (path, r.text)
             assert r.json()["error"]["type"] == "invalid_request_error"
             assert r.headers["x-should-retry"] == "false"
+
+
+async def test_a_body_not_read_as_json_says_why_in_both_error_shapes(store_url):
+    # A body sent as another type (or none: `curl -d` sends a form's), one not UTF-8, one
+    # not JSON: each names its cause, as a problem on /v1 and as OpenAI's error on the
+    # gateway (they were "not a valid dictionary", FastAPI's bare "error parsing the body",
+    # and a bare offset as the OpenAI error's `param`).
+    app = make_app(store_url)
+    chat = {"model": "m", "messages": [{"role": "user", "content": "x"}]}
+    run = {"input": {"name": "x"}}
+    async with serving(app) as client:
+        for path, body, shape in (
+            ("/v1/workflows/hello/runs", run, "problem"),
+            ("/v1/chat/completions", chat, "openai"),
+        ):
+            cases = (
+                (json.dumps(body).encode(), {"content-type": "text/plain"}, 415, "'text/plain'"),
+                (json.dumps(body).encode(), {}, 415, "no Content-Type"),
+                (
+                    b'{"a": "\xff"}',
+                    {"content-type": "application/json"},
+                    400,
+                    "byte 0xff at offset 7",
+                ),
+                (b'{"a": 1', {"content-type": "application/json"}, 400, "line 1 column 8"),
+            )
+            for content, headers, status, said in cases:
+                r = await client.post(path, content=content, headers=headers)
+                assert r.status_code == status, (path, content, r.text)
+                if shape == "problem":
+                    problem = is_problem(r, status)
+                    kind = "unsupported-media-type" if status == 415 else "malformed-body"
+                    assert problem["type"] == f"urn:aiosys:problem:{kind}"
+                    message = problem["detail"]
+                else:
+                    error = r.json()["error"]
+                    assert error["type"] == "invalid_request_error"
+                    assert error["param"] is None
+                    message = error["message"]
+                assert said in message, (path, message)
