@@ -413,6 +413,7 @@ async def test_a_body_not_read_as_json_says_why_in_both_error_shapes(store_url):
     app = make_app(store_url)
     chat = {"model": "m", "messages": [{"role": "user", "content": "x"}]}
     run = {"input": {"name": "x"}}
+    json_type = {"content-type": "application/json"}
     async with serving(app) as client:
         for path, body, shape in (
             ("/v1/workflows/hello/runs", run, "problem"),
@@ -428,6 +429,7 @@ async def test_a_body_not_read_as_json_says_why_in_both_error_shapes(store_url):
                     "byte 0xff at offset 7",
                 ),
                 (b'{"a": 1', {"content-type": "application/json"}, 400, "line 1 column 8"),
+                (b'{"a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", json_type, 400, "deeper"),
             )
             for content, headers, status, said in cases:
                 r = await client.post(path, content=content, headers=headers)

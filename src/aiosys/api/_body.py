@@ -9,13 +9,14 @@ body"), and a JSON syntax error names only its offset. ``body_fault`` turns each
 ``(status, message)``:
 
 - 415: the body was not sent as JSON (``Content-Type`` named, or its absence);
-- 400: the body is not UTF-8 (the byte and its offset), or not JSON (the parser's reason,
-  its line, column and offset).
+- 400: the body is not UTF-8 (the byte and its offset), nests deeper than the parser can
+  follow, or is not JSON (the parser's reason, its line, column and offset).
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any
 
 from fastapi import Request
@@ -32,13 +33,20 @@ def body_fault(request: Request, exc: BaseException) -> tuple[int, str] | None:
     does not validate is the caller's to answer)."""
     if isinstance(exc, HTTPException):
         cause = exc.__cause__
-        if exc.status_code == 400 and isinstance(cause, UnicodeDecodeError):
+        if exc.status_code != 400 or cause is None:
+            return None
+        if isinstance(cause, UnicodeDecodeError):
             byte = cause.object[cause.start : cause.start + 1].hex()
             return 400, (
                 f"the body is not UTF-8 text: byte 0x{byte} at offset {cause.start} cannot be "
                 "decoded; send JSON encoded as UTF-8"
             )
-        return None
+        if isinstance(cause, RecursionError):
+            return 400, (
+                "the body's JSON nests arrays and objects deeper than the parser can follow "
+                f"(about {sys.getrecursionlimit()} levels)"
+            )
+        return 400, f"the body could not be read as JSON: {type(cause).__name__}: {cause}"
     if not isinstance(exc, RequestValidationError):
         return None
     for error in exc.errors():
