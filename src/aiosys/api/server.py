@@ -88,7 +88,7 @@ async def serve(
     naming the address when it cannot be listened on (in use, a host that does not
     resolve), before the worker starts: uvicorn would start the app and its worker first,
     then log the error and exit with its own status."""
-    listener = listen(host, port)
+    listener = _listen(host, port)
     api = create_api(app, worker=worker, drain_grace=grace)
     config = uvicorn.Config(
         api,
@@ -105,7 +105,7 @@ async def serve(
         await _Server(config, api.state.embedded).serve(sockets=[listener])
 
 
-def listen(host: str, port: int) -> socket.socket:
+def _listen(host: str, port: int) -> socket.socket:
     """A TCP socket listening on ``host``:``port`` (the family the host resolves to);
     ``OSError`` saying which address and why when it cannot be."""
     try:
@@ -115,4 +115,4 @@ def listen(host: str, port: int) -> socket.socket:
         raise OSError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
 
-__all__ = ["listen", "serve"]
+__all__ = ["serve"]
