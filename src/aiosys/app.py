@@ -416,7 +416,7 @@ class App(kernel.App):
         if "models" in self.__dict__:  # this process's pending usage rows count too
             await self.models.flush_usage()
         end = self.store.clock() if until is None else float(until)
-        start = window_start(since, end)
+        start = window_start(since, end, until=until is not None)
         return await read_stats(
             self.store, since=start, until=end, tenant=scope, workflow=workflow, model=model
         )

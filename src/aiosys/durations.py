@@ -95,3 +95,8 @@ def seconds(value: float | timedelta | str, what: str) -> float:
     if not math.isfinite(n) or n <= 0:
         raise ValueError(f"{what} must be a positive length of time, not {value!r}")
     return n
+
+
+def utc_iso(t: float) -> str:
+    """Epoch seconds as ISO 8601 in UTC (``2026-11-30T23:14:32+00:00``), for messages."""
+    return datetime.fromtimestamp(t, UTC).isoformat()

@@ -283,6 +283,11 @@ async def test_models_stats_metrics_and_the_audit_log_over_http(store_url):
         assert "endpoint" not in card["card"] and "options" not in card["card"]
         stats = (await client.get("/v1/stats", params={"since": "1h"}, headers=a)).json()
         assert stats["tenant"] == "A"
+        # An empty window is a 422 naming both ends (the runs' was a silent empty page).
+        empty = {"since": "2026-02-01", "until": "2026-01-01"}
+        for path in ("/v1/runs", "/v1/stats"):
+            refused = is_problem(await client.get(path, params=empty, headers=a), 422)
+            assert "must be before until (2026-01-01" in refused["detail"], refused
         assert [(w["workflow"], w["runs"], w["succeeded"]) for w in stats["workflows"]] == [
             ("hello", 1, 1)
         ]
@@ -382,7 +387,7 @@ def test_every_route_declares_its_errors_as_problem_details():
             if operation.get("parameters") or operation.get("requestBody"):
                 assert "422" in errors, (method, path)
             if operation.get("requestBody"):
-                assert "400" in errors, (method, path)
+                assert {"400", "415"} <= errors, (method, path)
             if "{" in path and path.startswith("/v1"):
                 assert "404" in errors, (method, path)
 
@@ -398,3 +403,45 @@ async def test_a_gateway_body_that_is_not_text_is_a_400_in_openais_shape(store_u
             assert r.status_code == 400, (path, r.text)
             assert r.json()["error"]["type"] == "invalid_request_error"
             assert r.headers["x-should-retry"] == "false"
+
+
+async def test_a_body_not_read_as_json_says_why_in_both_error_shapes(store_url):
+    # A body sent as another type (or none: `curl -d` sends a form's), one not UTF-8, one
+    # not JSON: each names its cause, as a problem on /v1 and as OpenAI's error on the
+    # gateway (they were "not a valid dictionary", FastAPI's bare "error parsing the body",
+    # and a bare offset as the OpenAI error's `param`).
+    app = make_app(store_url)
+    chat = {"model": "m", "messages": [{"role": "user", "content": "x"}]}
+    run = {"input": {"name": "x"}}
+    json_type = {"content-type": "application/json"}
+    async with serving(app) as client:
+        for path, body, shape in (
+            ("/v1/workflows/hello/runs", run, "problem"),
+            ("/v1/chat/completions", chat, "openai"),
+        ):
+            cases = (
+                (json.dumps(body).encode(), {"content-type": "text/plain"}, 415, "'text/plain'"),
+                (json.dumps(body).encode(), {}, 415, "no Content-Type"),
+                (
+                    b'{"a": "\xff"}',
+                    {"content-type": "application/json"},
+                    400,
+                    "byte 0xff at offset 7",
+                ),
+                (b'{"a": 1', {"content-type": "application/json"}, 400, "line 1 column 8"),
+                (b'{"a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", json_type, 400, "deeper"),
+            )
+            for content, headers, status, said in cases:
+                r = await client.post(path, content=content, headers=headers)
+                assert r.status_code == status, (path, content, r.text)
+                if shape == "problem":
+                    problem = is_problem(r, status)
+                    kind = "unsupported-media-type" if status == 415 else "malformed-body"
+                    assert problem["type"] == f"urn:aiosys:problem:{kind}"
+                    message = problem["detail"]
+                else:
+                    error = r.json()["error"]
+                    assert error["type"] == "invalid_request_error"
+                    assert error["param"] is None
+                    message = error["message"]
+                assert said in message, (path, message)

@@ -5,13 +5,16 @@ the run back at once; ``--no-worker`` serves the API and leaves the runs to work
 
 from __future__ import annotations
 
+import asyncio
 import signal
+import socket
+import sys
 
 import httpx
 import pytest
 from tests.integration.apiclient import status_of
 from tests.integration.conftest import until
-from tests.integration.procs import load_app_module, server_on_free_port
+from tests.integration.procs import load_app_module, process_env, server_on_free_port
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -99,3 +102,26 @@ async def test_no_worker_serves_the_api_and_leaves_runs_to_workers(
         if server.proc.returncode is None:
             server.proc.kill()
             await server.proc.wait()
+
+
+async def test_an_address_it_cannot_listen_on_is_one_error_line_before_any_worker(
+    store_url, tmp_path, monkeypatch
+):
+    # A port in use (or a host that does not resolve) was uvicorn's JSON log line and its exit
+    # status 3, after the app's worker had started (and could claim runs) and stopped again.
+    module, _ = load_app_module(tmp_path, monkeypatch)
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        for host, why in (("127.0.0.1", "in use"), ("no-such-host.invalid", "")):
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "aiosys.cli", "server", "--app", f"{module}:app",
+                "--store", store_url, "--host", host, "--port", str(port),
+                cwd=tmp_path, env=process_env(tmp_path),
+                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            _, err = await proc.communicate()
+            text = err.decode()
+            assert proc.returncode == 1, text
+            assert f"error: cannot listen on {host}:{port}: " in text, text
+            assert why in text.lower()
+            assert "serving queues" not in text and "Traceback" not in text, text

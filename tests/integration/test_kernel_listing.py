@@ -47,6 +47,15 @@ async def test_list_runs_pages_by_cursor_and_filters_by_time(store_url):
                 await app.list_runs(cursor=bad)
         with pytest.raises(InvalidInput, match="limit"):
             await app.list_runs(limit=0)
+        # A window that ends where (or before) it starts would list nothing: refused, naming
+        # both ends (it was a silent empty list).
+        t = middle.created_at
+        for since, until in ((t, t), (t + 3600, t)):
+            with pytest.raises(InvalidInput, match=r"since \(.+\) must be before until \(.+\)"):
+                await app.list_runs(since=since, until=until)
+        # The stats' window too: its message names the caller's until, not "now".
+        with pytest.raises(InvalidInput, match=r"must be before until \(.+\)"):
+            await app.stats(since=t, until=t - 60)
     finally:
         await app.close()
 

@@ -31,7 +31,7 @@ from tests.wire.serve import serve_here
 
 from aiosys import App
 from aiosys.api.openai_compat import Gateway, mount_openai
-from aiosys.errors import AuthenticationFailed
+from aiosys.errors import AuthenticationFailed, InvalidInput
 from aiosys.kernel import Principal
 from aiosys.models.contracts import RoutingPlan
 from aiosys.models.links.budget import Budget
@@ -324,6 +324,31 @@ async def test_a_body_that_is_not_json_is_a_bad_request(env):
         )
     assert response.status_code == 400
     assert response.json()["error"]["type"] == "invalid_request_error"
+
+
+async def test_text_that_is_not_unicode_is_a_bad_request_naming_where(env):
+    # A lone surrogate (JSON's "\ud800", valid JSON but no Unicode text) was a 500: the token
+    # estimate could not encode it. It is refused where every model request is made.
+    chat = {"model": "chat", "messages": [{"role": "user", "content": "a\ud800"}]}
+    cases = (
+        ("/chat/completions", chat, "messages.0.content"),
+        ("/embeddings", {"model": "embedder", "input": ["ok", "\udfff"]}, "texts.1"),
+    )
+    async with httpx2.AsyncClient(transport=httpx2.ASGITransport(app=env.api)) as http:
+        for path, payload, where in cases:
+            response = await http.post(
+                f"http://gateway/v1{path}",
+                content=json.dumps(payload).encode(),  # ensure_ascii: the escape as sent
+                headers={"authorization": f"Bearer {env.key}", "content-type": "application/json"},
+            )
+            assert response.status_code == 400, (path, response.text)
+            error = response.json()["error"]
+            assert error["type"] == "invalid_request_error"
+            assert f"{where} holds a lone surrogate" in error["message"], error
+    assert env.wire.requests == []
+    # The Python API refuses it the same way, before any effect.
+    with pytest.raises(InvalidInput, match=r"messages\.0\.content holds a lone surrogate"):
+        await env.app.models.call("chat", "x\ud800")
 
 
 async def test_a_bad_key_is_an_authentication_error(env):

@@ -27,6 +27,14 @@ def names(text: str) -> list[str]:
          ["Peter Olsen", "Olsen", "Peter"]),
         ("Hiroshi Tanaka and Priya Natarajan met Kwame Mensah.",
          ["Hiroshi Tanaka", "Priya Natarajan", "Kwame Mensah"]),
+        # A possessive is not part of the name, which is found in it (they were missed):
+        # inside a sentence, at its start, and as a later mention of a name's last word.
+        ("The file from Margaret's desk is missing.", ["Margaret"]),
+        ("John\u2019s report was late. We reviewed John's notes.", ["John", "John"]),
+        ("Maria Garcia's lease ended; Garcia's deposit is due.",
+         ["Maria Garcia", "Garcia"]),
+        ("Siobhan O'Sullivan's claim and Ravi D'Souza's reply.",
+         ["Siobhan O'Sullivan", "Ravi D'Souza"]),
     ],
 )  # fmt: skip
 def test_names_found(text: str, want: list[str]) -> None:

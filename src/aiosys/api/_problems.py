@@ -9,7 +9,8 @@ the error carries more: ``policies`` and ``policy_version`` of a ``PolicyDenied`
 validate. The status comes from the exception's class (``STATUSES``, most specific first):
 
 ====  =========================================================================================
-400   a body that is not JSON
+400   a body that is not JSON (or not UTF-8)
+415   a body not sent as ``Content-Type: application/json``
 401   AuthenticationFailed (and a missing credential once identity is configured)
 403   PermissionDenied, PolicyDenied (names the policies)
 404   RunNotFound, TaskNotFound, UnknownWorkflow, ModelNotFound (another tenant's object too)
@@ -60,6 +61,7 @@ from ..errors import (
     UnknownWorkflow,
 )
 from ..store import unavailable
+from ._body import body_fault
 
 log = logging.getLogger("aiosys.api")
 
@@ -184,14 +186,26 @@ def error_response(exc: BaseException, request: Request) -> JSONResponse:
 async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
     """Starlette's own errors (an unknown path, a method not allowed) as problems."""
     assert isinstance(exc, HTTPException)
+    fault = body_fault(request, exc)
+    if fault is not None:
+        return _body_problem(request, *fault)
     detail = exc.detail if isinstance(exc.detail, str) else None
     return problem_response(exc.status_code, request, detail=detail, headers=exc.headers)
 
 
+def _body_problem(request: Request, status: int, detail: str) -> JSONResponse:
+    urn = "unsupported-media-type" if status == 415 else "malformed-body"
+    return problem_response(status, request, type=URN + urn, detail=detail)
+
+
 async def on_invalid_request(request: Request, exc: Exception) -> JSONResponse:
     """A request FastAPI could not validate (a body, a query parameter): 422, each problem
-    in ``errors`` (``loc``, ``msg``, ``type``: pydantic's); 400 for a body that is not JSON."""
+    in ``errors`` (``loc``, ``msg``, ``type``: pydantic's); 400 for a body that is not JSON,
+    415 for one not sent as JSON (``aiosys.api._body``)."""
     assert isinstance(exc, RequestValidationError)
+    fault = body_fault(request, exc)
+    if fault is not None:
+        return _body_problem(request, *fault)
     errors = [
         {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": str(e.get("type"))}
         for e in exc.errors()
@@ -199,10 +213,6 @@ async def on_invalid_request(request: Request, exc: Exception) -> JSONResponse:
     where = "; ".join(
         f"{'.'.join(str(p) for p in e['loc']) or 'request'}: {e['msg']}" for e in errors
     )
-    if any(e["type"] == "json_invalid" for e in errors):  # not JSON at all: malformed
-        return problem_response(
-            400, request, type=f"{URN}malformed-body", detail=f"the body is not JSON: {where}"
-        )
     return problem_response(
         422,
         request,

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Body, Depends, Header, Path, Query, Response
 from ..app import App
 from ..kernel.cursor import run_cursor
 from ._auth import Caller, operation_id
+from ._body import STATUSES as BODY
 from ._problems import problems
 from ._schemas import (
     NAME,
@@ -75,7 +76,7 @@ def router(app: App, caller: Caller) -> APIRouter:
                 "description": "The run an idempotency key started.",
                 "links": links,
             },
-            **problems(*COMMON, 400, 404, 409),
+            **problems(*COMMON, *BODY, 404, 409),
         },
     )
     async def start_run(
@@ -137,7 +138,7 @@ def router(app: App, caller: Caller) -> APIRouter:
         """One run (``App.get_run``); 404 if it is not in the caller's tenant."""
         return Run.of(await app.get_run(run_id, tenant=tenant))
 
-    @r.post("/runs/{run_id}/cancel", responses=problems(*COMMON, 400, 404, 409))
+    @r.post("/runs/{run_id}/cancel", responses=problems(*COMMON, *BODY, 404, 409))
     async def cancel_run(
         run_id: RunId, body: Annotated[CancelRun | None, Body()] = None, tenant: Tenant = None
     ) -> Run:
@@ -155,7 +156,7 @@ def router(app: App, caller: Caller) -> APIRouter:
     @r.post(
         "/runs/{run_id}/signals/{name}",
         status_code=202,
-        responses=problems(*COMMON, 400, 404, 409),
+        responses=problems(*COMMON, *BODY, 404, 409),
     )
     async def send_signal(
         run_id: RunId,

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Path, Query
 
 from ..app import App
 from ._auth import Caller, operation_id
+from ._body import STATUSES as BODY
 from ._problems import problems
 from ._runs import COMMON, Tenant
 from ._schemas import NAME, CompleteTask, Task, TaskList, TaskStatus
@@ -54,7 +55,7 @@ def router(app: App, caller: Caller) -> APIRouter:
         """Give a claimed task back to its role."""
         return Task.of(await app.release_task(task_id, tenant=tenant))
 
-    @r.post("/tasks/{task_id}/complete", responses=problems(*COMMON, 400, 404, 409))
+    @r.post("/tasks/{task_id}/complete", responses=problems(*COMMON, *BODY, 404, 409))
     async def complete_task(task_id: TaskId, body: CompleteTask, tenant: Tenant = None) -> Task:
         """Decide a task (``App.complete_task``): the run waiting for it resumes at once.
         403 when it is decided already or not the caller's to decide; 422 for ``edit`` data

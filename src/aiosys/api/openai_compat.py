@@ -276,7 +276,7 @@ def _check_kind(plane: ModelPlane, model: str, kind: str, path: str) -> None:
         return
     if card.kind != kind:
         raise BadParam(
-            f"model {model!r} is a {card.kind} model: {path} serves {kind} models", "model"
+            f"model {model!r} is of kind {card.kind}: {path} serves {kind} models", "model"
         )
 
 

@@ -4,13 +4,15 @@ Every error is ``{"error": {"message", "type", "param", "code"}}`` with the stat
 would send; the official SDK picks its exception class by the status alone:
 
 ====  =========================  ==================================================================
-400   ``BadRequestError``        a body that does not validate or is not JSON; ``InvalidInput``;
+400   ``BadRequestError``        a body that does not validate or is not JSON (or not UTF-8);
+                                 ``InvalidInput``;
                                  ``ProviderRejected`` (the model's server refused the request)
 401   ``AuthenticationError``    ``AuthenticationFailed``: a missing, unknown, revoked or expired
                                  key or token
 403   ``PermissionDeniedError``  ``PolicyDenied`` (the message names the policies; ``policies``
                                  and ``policy_version`` beside it), ``PermissionDenied``
 404   ``NotFoundError``          ``ModelNotFound``: no card, alias or task of that name
+415   ``APIStatusError``         a body not sent as ``Content-Type: application/json``
 429   ``RateLimitError``         ``BudgetExceeded`` (type ``insufficient_quota``, as OpenAI
                                  answers an exhausted quota; ``x-should-retry: false``)
 500   ``InternalServerError``    ``ConfigError`` (its message), anything else (logged, not told)
@@ -54,6 +56,7 @@ from ..errors import (
     ProviderRejected,
     ProviderUnavailable,
 )
+from ._body import body_fault
 
 log = logging.getLogger("aiosys.api")
 
@@ -131,26 +134,35 @@ def error_response(exc: BaseException) -> JSONResponse:
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-def invalid_request(exc: RequestValidationError) -> JSONResponse:
-    """A body FastAPI could not validate (or not JSON at all): 400, ``param`` the first
-    field at fault (``messages.0.role``), every problem in the message."""
+def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """A body FastAPI could not validate: 400, ``param`` the first field at fault
+    (``messages.0.role``), every problem in the message; one not JSON at all (400) or not
+    sent as JSON (415) says so (``aiosys.api._body``), with no ``param``."""
+    fault = body_fault(request, exc)
+    if fault is not None:
+        return _body_error(*fault)
     errors = list(exc.errors())
     where: list[str] = []
     for e in errors:
         loc = [str(p) for p in e.get("loc", ()) if p != "body"]
         where.append(f"{'.'.join(loc) or 'body'}: {e.get('msg', '')}")
     first = [str(p) for p in (errors[0].get("loc", ()) if errors else ()) if p != "body"]
-    if any(e.get("type") == "json_invalid" for e in errors):
-        message = "We could not parse the JSON body of your request: " + "; ".join(where)
-    else:
-        message = "Invalid request: " + "; ".join(where)
+    message = "Invalid request: " + "; ".join(where)
     body = error_body(message, "invalid_request_error", None, ".".join(first) or None)
     return JSONResponse(body, status_code=400, headers={"x-should-retry": "false"})
 
 
-def http_error(exc: HTTPException) -> JSONResponse:
+def _body_error(status: int, message: str) -> JSONResponse:
+    body = error_body(message, "invalid_request_error", None, None)
+    return JSONResponse(body, status_code=status, headers={"x-should-retry": "false"})
+
+
+def http_error(request: Request, exc: HTTPException) -> JSONResponse:
     """An ``HTTPException`` raised by FastAPI itself (a body that is not UTF-8 text, say) in
     OpenAI's shape, with its status (a client error is ``invalid_request_error``)."""
+    fault = body_fault(request, exc)
+    if fault is not None:
+        return _body_error(*fault)
     status = exc.status_code
     kind = "invalid_request_error" if 400 <= status < 500 else "server_error"
     headers = dict(exc.headers or {}) | ({"x-should-retry": "false"} if status < 500 else {})
@@ -168,9 +180,9 @@ class OpenAIRoute(APIRoute):
             try:
                 return await handler(request)
             except RequestValidationError as exc:
-                return invalid_request(exc)
+                return invalid_request(request, exc)
             except HTTPException as exc:  # FastAPI's own: a body it could not read at all
-                return http_error(exc)
+                return http_error(request, exc)
             except Exception as exc:
                 return error_response(exc)
 

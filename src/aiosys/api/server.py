@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import math
 import signal
+import socket
 import threading
 from collections.abc import Iterator
 from types import FrameType
@@ -39,6 +40,11 @@ class _Server(uvicorn.Server):
     async def serve(self, sockets: Any = None) -> None:
         self.loop = asyncio.get_running_loop()
         await super().serve(sockets)
+
+    async def startup(self, sockets: Any = None) -> None:
+        await super().startup(sockets)
+        if sockets and self.started:  # uvicorn logs where it listens only for its own sockets
+            self._log_started_message(sockets)
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -78,7 +84,11 @@ async def serve(
 ) -> None:
     """Serve ``app``'s HTTP API on ``host``:``port`` until SIGTERM or SIGINT; with
     ``worker``, run its worker in this process (the embedded default). ``grace``: seconds
-    requests, then runs, in flight get to end at shutdown (see the module)."""
+    requests, then runs, in flight get to end at shutdown (see the module). ``OSError``
+    naming the address when it cannot be listened on (in use, a host that does not
+    resolve), before the worker starts: uvicorn would start the app and its worker first,
+    then log the error and exit with its own status."""
+    listener = _listen(host, port)
     api = create_api(app, worker=worker, drain_grace=grace)
     config = uvicorn.Config(
         api,
@@ -91,7 +101,18 @@ async def serve(
         server_header=False,
         access_log=False,
     )
-    await _Server(config, api.state.embedded).serve()
+    with listener:
+        await _Server(config, api.state.embedded).serve(sockets=[listener])
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A TCP socket listening on ``host``:``port`` (the family the host resolves to);
+    ``OSError`` saying which address and why when it cannot be."""
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        return socket.create_server((host, port), family=family, backlog=2048)
+    except OSError as exc:
+        raise OSError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
 
 __all__ = ["serve"]

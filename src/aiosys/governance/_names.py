@@ -18,8 +18,9 @@ What is a name, in one pass over the words of a line (a name never spans lines):
 - a title (``Mr``, ``Mrs``, ``Ms``, ``Dr``, ``Prof``, ...) followed by capitalized words: the
   words after the title (``Mr Petrov``);
 - a known first name alone, capitalized, that is not a place, a month or a day: inside a
-  sentence (``ask Kwame to``), or at a line's or sentence's start when a comma follows it
-  (``Mark, can you``);
+  sentence (``ask Kwame to``), or at a line's or sentence's start when a comma or a
+  possessive follows it (``Mark, can you``, ``John's report``); a possessive ``'s`` is never
+  part of the name (``Margaret's desk``: ``Margaret``; ``Garcia's`` after ``Maria Garcia``);
 - afterwards, any word that was the first or the last word of a name found in the text
   (``Garcia`` alone, after ``Maria Garcia``).
 
@@ -49,8 +50,13 @@ _PARTICLES = frozenset(
     {"van", "von", "de", "da", "del", "della", "der", "den", "di", "du", "la", "le", "bin",
      "ibn", "al", "el", "ter", "ten", "dos", "das", "y"}
 )  # fmt: skip
-#: Words: letters (with ' and - inside them), or any other single character but spaces.
-_WORD = re.compile(r"[^\W\d_](?:[^\W\d_]|['\u2019-](?=[^\W\d_]))*|[^\s]")
+#: Words: letters (with ' and - inside them), or any other single character but spaces. A
+#: possessive ``'s`` is not part of its word (``John's`` is ``John``, ``'``, ``s``), so the name
+#: is found in it; an apostrophe before any other letters is (``O'Connor``, ``D'Souza``).
+_WORD = re.compile(
+    r"[^\W\d_](?:[^\W\d_]|['\u2019](?!s(?![^\W\d_]))(?=[^\W\d_])|-(?=[^\W\d_]))*|[^\s]"
+)
+_APOSTROPHES = frozenset({"'", "\u2019"})
 _SENTENCE_END = frozenset({".", "!", "?", ":", ";"})
 
 
@@ -181,9 +187,15 @@ def _run_end(words: list[tuple[str, int, int]], j: int, *, anchored: bool) -> in
 
 
 def _alone_ok(words: list[tuple[str, int, int]], i: int) -> bool:
-    """A lone first name: inside a sentence, or first with a comma after it."""
+    """A lone first name: inside a sentence, or first with a comma or a possessive after it
+    (``Mark, can you``, ``John's report``)."""
     starts = i == 0 or words[i - 1][0] in _SENTENCE_END
-    return not starts or (i + 1 < len(words) and words[i + 1][0] == ",")
+    after = [w for w, _, _ in words[i + 1 : i + 3]]
+    return (
+        not starts
+        or after[:1] == [","]
+        or (after[:1] != [] and after[0] in _APOSTROPHES and after[1:] == ["s"])
+    )
 
 
 def _inside(spans: list[tuple[int, int]], at: int) -> bool:

@@ -16,6 +16,7 @@ from typing import Any, NamedTuple, ParamSpec, Protocol, TypeVar, overload
 import pydantic
 import pydantic_core
 
+from ..durations import utc_iso
 from ..errors import (
     AiosysError,
     ConfigError,
@@ -737,9 +738,15 @@ class App:
         ``PermissionDenied``), created in ``[since, until)`` (epoch seconds), at most
         ``limit``. ``cursor``: ``run_cursor`` of the last run of the page before
         (``aiosys.kernel.cursor``); the listing goes on after it. ``InvalidInput`` for a
-        malformed cursor or a ``limit`` below 1."""
+        malformed cursor, a ``limit`` below 1, or a ``since`` not before ``until`` (an empty
+        window, which would list nothing)."""
         if limit < 1:
             raise InvalidInput(f"limit must be 1 or more, not {limit}")
+        if since is not None and until is not None and not since < until:
+            raise InvalidInput(
+                f"since ({utc_iso(since)}) must be before until ({utc_iso(until)}): the window "
+                "[since, until) would be empty"
+            )
         after = None if cursor is None else parse_run_cursor(cursor)
         scope = await self.authorize("list_runs", tenant=tenant)
         await self._ready()

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from ..errors import InvalidInput
 
 # What a model does; a card declares one, a provider serves some.
 Kind = Literal["chat", "embed", "ocr", "summarize"]
@@ -23,6 +26,8 @@ class ModelRequest(BaseModel):
     ``chat`` uses ``messages``; ``embed`` uses ``texts``; ``ocr`` uses ``document`` (a path to
     an image or PDF, or base64 bytes in ``data``); ``summarize`` uses ``text``.
     ``params`` are passed to the provider as they are (temperature, max_tokens, ...).
+    Text that is not valid Unicode (a lone surrogate, which JSON's ``\\ud800`` can carry)
+    can be neither counted, redacted nor sent: ``InvalidInput`` naming where.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -34,6 +39,27 @@ class ModelRequest(BaseModel):
     document: str | None = None
     data: bytes | None = None
     params: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _unicode(self) -> ModelRequest:
+        for where, text in self._texts():
+            if not text.isascii():
+                try:
+                    text.encode()
+                except UnicodeEncodeError as exc:
+                    raise InvalidInput(
+                        f"{where} holds a lone surrogate ({text[exc.start]!a}) at position "
+                        f"{exc.start}: text sent to a model must be valid Unicode"
+                    ) from None
+        return self
+
+    def _texts(self) -> Iterator[tuple[str, str]]:
+        for i, m in enumerate(self.messages):
+            yield f"messages.{i}.content", m.content
+        for i, t in enumerate(self.texts):
+            yield f"texts.{i}", t
+        if self.text is not None:
+            yield "text", self.text
 
 
 class Usage(BaseModel):

@@ -54,7 +54,7 @@ from datetime import timedelta
 from typing import Any
 
 from .. import errors as aiosys_errors
-from ..durations import parse_before
+from ..durations import parse_before, utc_iso
 from ..errors import InvalidInput
 from ..store import Store
 
@@ -162,11 +162,12 @@ class Stats:
         return next((m for m in self.models if m.model == name), None)
 
 
-def window_start(since: str | float | timedelta, now: float) -> float:
+def window_start(since: str | float | timedelta, now: float, *, until: bool = False) -> float:
     """The epoch seconds a window starts at: ``since`` as a duration back from ``now``
     (``"24h"``, ``"7d"``, or a ``timedelta``), an ISO 8601 date/time (``"2026-11-01"``, UTC
     without an offset) or epoch seconds (a number). ``InvalidInput`` naming the forms
-    otherwise, or for a start that is not before ``now``."""
+    otherwise, or for a start that is not before ``now`` (the window's end: the caller's
+    ``until`` when ``until`` is true, which the message names)."""
     if isinstance(since, timedelta):
         start = now - since.total_seconds()
     elif isinstance(since, str):
@@ -182,7 +183,8 @@ def window_start(since: str | float | timedelta, now: float) -> float:
             f"not {type(since).__name__}"
         )
     if not start < now:
-        raise InvalidInput(f"since ({since!r}) must be before now: the window would be empty")
+        end = f"until ({utc_iso(now)})" if until else "now"
+        raise InvalidInput(f"since ({since!r}) must be before {end}: the window would be empty")
     return start
 
 
