@@ -10,9 +10,11 @@ file works wherever a key file is read for verifying.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import logging
 import os
+import secrets
 from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
@@ -56,8 +58,9 @@ def load_verify_key(path: str | Path) -> Ed25519PublicKey:
 
 def default_signing_key(path: Path = DEFAULT_KEY) -> Ed25519PrivateKey:
     """The embedded default's key at ``path``, generated (mode 0600) if there is none yet.
-    Processes starting together agree: the file is created exclusively, and the losers read
-    the winner's."""
+    Processes starting together agree: the key is written whole to a file of this process
+    and linked into place (``os.link`` fails if ``path`` exists), so ``path`` never exists
+    half written, and the losers read the winner's."""
     if not path.exists():
         key = Ed25519PrivateKey.generate()
         pem = key.private_bytes(
@@ -65,22 +68,29 @@ def default_signing_key(path: Path = DEFAULT_KEY) -> Ed25519PrivateKey:
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         )
+        draft = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(pem)
+                f.flush()
+                os.fsync(f.fileno())
+            os.link(draft, path)
         except FileExistsError:
-            pass
+            pass  # another process's key is in place: read it below
         except OSError as exc:
             raise ConfigError(f"cannot create the audit key {path}: {exc.strerror}") from None
         else:
-            with os.fdopen(fd, "wb") as f:
-                f.write(pem)
             log.warning(
                 "audit: generated a checkpoint signing key at %s (mode 0600); configure your "
                 "own with audit_key / AIOSYS_AUDIT_KEY / [audit] key in aiosys.toml",
                 path,
             )
             return key
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(draft)
     return load_signing_key(path)
 
 
