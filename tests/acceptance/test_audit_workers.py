@@ -12,7 +12,7 @@ from pathlib import Path
 
 import auditapp
 import pytest
-from workerprocs import spawn_worker
+from workerprocs import spawn_worker, until_serving
 
 from aiosys.store.base import TERMINAL
 
@@ -32,6 +32,10 @@ async def test_three_worker_processes_append_one_unbroken_audit_chain(pg_url, tm
     await app.open()
     workers = [spawn(pg_url, out) for _ in range(3)]
     try:
+        # All three serving before the runs start: else the first two can finish every run
+        # while the third still starts up (a fresh checkout's first, slower imports did),
+        # and it takes the SIGTERM below before it has its handler: exit -15.
+        await until_serving(workers, out)
         runs = await asyncio.gather(*(app.start("five", {"x": i}) for i in range(RUNS)))
         async with asyncio.timeout(180):
             for run in runs:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import budgetapp
 import pytest
-from workerprocs import spawn_worker
+from workerprocs import spawn_worker, until_serving
 
 from aiosys.models.links.metering import spent
 from aiosys.store.base import TERMINAL
@@ -31,6 +31,7 @@ async def test_three_worker_processes_never_pass_one_hard_budget(pg_url, tmp_pat
     await app.open()
     workers = [spawn(pg_url, out) for _ in range(3)]
     try:
+        await until_serving(workers, out)  # three workers racing for the budget, not two
         runs = [await app.start("spend") for _ in range(RUNS)]
         async with asyncio.timeout(120):
             rows = []

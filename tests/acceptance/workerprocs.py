@@ -157,3 +157,17 @@ def spawn_worker(
             stdout=sink,
             stderr=subprocess.STDOUT,
         )
+
+
+async def until_serving(workers: list[subprocess.Popen[bytes]], out: Path) -> None:
+    """Until every worker of ``workers`` (their output all in ``out``) serves its queues: a
+    test of several workers at once means all of them (one still starting up also takes a
+    SIGTERM before it has its handler, and dies of it)."""
+    async with asyncio.timeout(120):
+        while _log(out).count("serving queues") < len(workers):
+            assert all(w.poll() is None for w in workers), _log(out)
+            await asyncio.sleep(0.05)
+
+
+def _log(out: Path) -> str:
+    return out.read_text()
