@@ -30,6 +30,7 @@ from tests.wire.openai_server import OpenAIWire, embedding_of
 from tests.wire.serve import serve_here
 
 from aiosys import App
+from aiosys.api._auth import Caller
 from aiosys.api.openai_compat import Gateway, mount_openai
 from aiosys.errors import AuthenticationFailed, InvalidInput
 from aiosys.kernel import Principal
@@ -54,9 +55,9 @@ def _key_secret(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AIOSYS_KEY_SECRET", "s" * 40)
 
 
-def bearer(app: App):
-    """The dependency the server gives the gateway: ``Authorization: Bearer <key>`` to the
-    key's principal (the server's own does the same, with the local default beside)."""
+def plain_bearer(app: App):
+    """A dependency of one's own for ``mount_openai`` (``Authorization: Bearer <key>`` to the
+    key's principal): the gateway then serves every request by FastAPI's full path."""
 
     async def principal(request: Request) -> Principal:
         header = request.headers.get("authorization")
@@ -116,7 +117,7 @@ async def env(store_url, openai_server):
     async with app:
         new = await app.identity.keys.create("acme", "alice", roles=["runner"])
         api = FastAPI()
-        gateway = mount_openai(api, app, bearer(app))
+        gateway = mount_openai(api, app, Caller(app))  # the server's: the direct path
         yield Env(app, api, gateway, new.key, openai_server)
 
 
@@ -401,7 +402,7 @@ async def live(store_url):
         async with app:
             new = await app.identity.keys.create("acme", "alice", roles=["runner"])
             api = FastAPI()
-            gateway = mount_openai(api, app, bearer(app))
+            gateway = mount_openai(api, app, Caller(app))  # the server's: the direct path
             async with serve_here(api) as base_url:
                 yield Env(app, api, gateway, new.key, wire), base_url
 
@@ -487,7 +488,7 @@ async def test_personal_data_is_redacted_before_it_reaches_the_model_streamed_or
     async with app:
         new = await app.identity.keys.create("acme", "alice", roles=["runner"])
         api = FastAPI()
-        mount_openai(api, app, bearer(app))
+        mount_openai(api, app, plain_bearer(app))  # FastAPI's full path
         client = Env(app, api, Gateway(app), new.key, openai_server).client()
         said = [{"role": "user", "content": "write to maria.garcia@example.com"}]
         plain = await client.chat.completions.create(model="scrubbed", messages=said)

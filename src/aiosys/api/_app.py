@@ -83,13 +83,14 @@ def create_api(app: App, *, worker: bool = False, drain_grace: float = 30.0) -> 
     api.add_exception_handler(HTTPException, on_http_error)
     api.add_exception_handler(RequestValidationError, on_invalid_request)
     caller = Caller(app)
+    # The OpenAI-compatible gateway (/v1/chat/completions, /v1/embeddings, /v1/models): its
+    # routes answer their own errors in OpenAI's error body, which the SDKs read. First:
+    # routes are matched in order, and the gateway's are the ones called most.
+    api.router.routes.extend(gateway.router(caller).routes)
     for module in (_runs, _tasks, _reads, _probes):
         # Each route made by its module's router (with its prefix and dependencies), put on
         # the application itself: ``api.routes`` lists every route (the tenant walk reads it).
         api.router.routes.extend(module.router(app, caller).routes)
-    # The OpenAI-compatible gateway (/v1/chat/completions, /v1/embeddings, /v1/models): its
-    # routes answer their own errors in OpenAI's error body, which the SDKs read.
-    api.router.routes.extend(gateway.router(caller).routes)
     # The web console at / (its pages answer in HTML and are left out of the OpenAPI document).
     api.state.console = mount_console(api, app)
 

@@ -167,6 +167,38 @@ async def run_and_effects(
     return row, await store.list_effects(run_id, tenant=tenant)
 
 
+def progress_bar(*columns: Any, console: Console, show: bool) -> Any:
+    """A transient rich ``Progress`` on ``console`` (stderr's) with ``columns`` when ``show``
+    and the console is a terminal, else one that draws nothing. Not ``Progress(disable=True)``:
+    rich prints a blank line when a progress stops on a console that is not interactive,
+    disabled or not, which would come before a command's one ``error:`` line."""
+    from rich.progress import Progress
+
+    if show and console.is_interactive:
+        return Progress(*columns, console=console, transient=True)
+    return _NoProgress()
+
+
+class _NoProgress:
+    """``progress_bar``'s stand-in: the calls a command makes of a ``Progress``, drawing
+    nothing."""
+
+    def __enter__(self) -> _NoProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def add_task(self, description: str, total: float | None = None, **fields: Any) -> int:
+        return 0
+
+    def advance(self, task: int, advance: float = 1) -> None:
+        return None
+
+    def update(self, task: int, **fields: Any) -> None:
+        return None
+
+
 def say(message: str) -> None:
     """One line on stderr, ``error: ...``."""
     err.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)

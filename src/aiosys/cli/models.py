@@ -29,6 +29,7 @@ from .common import (
     echo_json,
     err,
     fail,
+    progress_bar,
     run_async,
     store_app,
     with_opened,
@@ -152,7 +153,7 @@ def sync(
 
     A saved card replaces the stored card of its id; an alias it claims is taken from the
     stored card holding it. Stored cards without a file are kept."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn
 
     from ..errors import ConfigError
     from ..models.catalog_files import DEFAULT_DIR, card_paths, check_catalog, load_card_file
@@ -165,13 +166,12 @@ def sync(
         paths = card_paths(folder)
         if not paths:
             raise ConfigError(f"no model card files (*.toml, *.yaml, *.yml) in {folder}")
-        with Progress(
+        with progress_bar(
             TextColumn("{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
             console=err,
-            transient=True,
-            disable=len(paths) < PROGRESS_FROM or not err.is_terminal,
+            show=len(paths) >= PROGRESS_FROM,
         ) as progress:
             reading = progress.add_task("reading card files", total=len(paths))
             cards: list[CardSource] = []

@@ -18,6 +18,7 @@ from .common import (
     echo_json,
     err,
     fail,
+    progress_bar,
     run_async,
     store_app,
     with_opened,
@@ -82,18 +83,17 @@ def prune(
         cutoff = parse_before(before, s.clock())  # "30d": by the store's clock
         if not err.is_terminal:
             return await s.prune(cutoff, tenant=scope, dry_run=dry_run)
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn
 
         rows = await s.fetch("prune_roots", {"before": cutoff, "tenant": scope})
         total = int(rows[0]["n"])
         verb = "counting" if dry_run else "pruning"
-        with Progress(
+        with progress_bar(
             TextColumn(f"{verb} runs"),
             BarColumn(),
             MofNCompleteColumn(),
             console=err,
-            transient=True,
-            disable=total <= PRUNE_BATCH,  # one batch: over before a bar would show
+            show=total > PRUNE_BATCH,  # one batch: over before a bar would show
         ) as bar:
             task = bar.add_task(verb, total=total)
 

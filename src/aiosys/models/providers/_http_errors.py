@@ -105,6 +105,42 @@ def malformed(card: ModelCard, endpoint: str, detail: str) -> ProviderUnavailabl
     )
 
 
+class WireStatus(Exception):
+    """An HTTP error status from a provider called without its SDK (the status, the body as
+    JSON or text, the headers); ``sdk_errors`` translates it as the SDK's status errors."""
+
+    def __init__(self, status: int, body: object, headers: Mapping[str, str]) -> None:
+        super().__init__(f"HTTP {status}")
+        self.status, self.body, self.headers = status, body, headers
+
+
+def status_error(
+    card: ModelCard,
+    where: str,
+    status: int,
+    message: str,
+    headers: Mapping[str, str],
+    key_hint: str,
+) -> ProviderUnavailable | ProviderRejected:
+    """The aiosys error for a provider's HTTP error ``status`` (module docstring)."""
+    if status == 429:
+        return ProviderUnavailable(
+            f"{where} is rate limited (HTTP 429): {message}",
+            retry_after=retry_after_seconds(headers),
+        )
+    if is_transient_status(status):
+        return ProviderUnavailable(
+            f"{where} failed (HTTP {status}): {message}",
+            retry_after=retry_after_seconds(headers),
+        )
+    hint = f" ({key_hint})" if key_hint and status in (401, 403) else ""
+    if status in _DEPLOYMENT_4XX:
+        return DeploymentUnusable(
+            f"{where} refused to serve (HTTP {status}): {message}{hint}", status=status
+        )
+    return ProviderRejected(f"{where} rejected the request (HTTP {status}): {message}{hint}")
+
+
 @contextmanager
 def sdk_errors(card: ModelCard, endpoint: str, key_hint: str = "") -> Iterator[None]:
     """Run an SDK call; re-raise its failures as ``ProviderUnavailable`` /
@@ -134,26 +170,19 @@ def _translated(card: ModelCard, endpoint: str, key_hint: str) -> Iterator[None]
     except _VALIDATION_ERRORS as exc:
         raise malformed(card, endpoint, exc.message) from exc
     except _STATUS_ERRORS as exc:
-        status = exc.status_code
         message = provider_message(exc.body, exc.message)
-        if status == 429:
-            raise ProviderUnavailable(
-                f"{where} is rate limited (HTTP 429): {message}",
-                retry_after=retry_after_seconds(exc.response.headers),
-            ) from exc
-        if is_transient_status(status):
-            raise ProviderUnavailable(
-                f"{where} failed (HTTP {status}): {message}",
-                retry_after=retry_after_seconds(exc.response.headers),
-            ) from exc
-        hint = f" ({key_hint})" if key_hint and status in (401, 403) else ""
-        if status in _DEPLOYMENT_4XX:
-            raise DeploymentUnusable(
-                f"{where} refused to serve (HTTP {status}): {message}{hint}", status=status
-            ) from exc
-        raise ProviderRejected(
-            f"{where} rejected the request (HTTP {status}): {message}{hint}"
+        raise status_error(
+            card, where, exc.status_code, message, exc.response.headers, key_hint
         ) from exc
+    except WireStatus as exc:  # the direct path's (``OpenAIProvider``'s plain chat)
+        message = provider_message(exc.body, f"Error code: {exc.status}")
+        raise status_error(card, where, exc.status, message, exc.headers, key_hint) from exc
+    except aiohttp.ServerTimeoutError as exc:  # the direct path's connect or read timeout
+        raise ProviderUnavailable(f"{where} timed out after {card.timeout:g}s") from exc
+    except aiohttp.ClientConnectionError as exc:  # refused, reset, hung up
+        raise ProviderUnavailable(f"{where} is unreachable: {type(exc).__name__}: {exc}") from exc
+    except aiohttp.ClientError as exc:  # a broken body, a bad URL
+        raise ProviderUnavailable(f"{where} failed: {type(exc).__name__}: {exc}") from exc
     except _TIMEOUT_ERRORS as exc:
         lost = _connection_lost(exc)
         if lost is not None:
