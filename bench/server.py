@@ -3,9 +3,13 @@
 added latency beside LiteLLM's proxy, measured in the same run.
 
 Every server is a real process (its own process group, killed on exit), reached by an
-``httpx.AsyncClient`` (HTTP/1.1, keep-alive, one connection per request in flight) in a
-fresh child process per cell, so the client's CPU is apart from the servers'. Each server
-is ready when its health URL answers (``/healthz``; LiteLLM: ``/health/liveliness``).
+``aiohttp.ClientSession`` (HTTP/1.1, keep-alive, one connection per request in flight) in a
+fresh child process per cell, so the client's CPU is apart from the servers'. aiohttp, not
+httpx: the load generator shares the machine's two cores with the servers, and httpx's
+client took 1.5-2 ms of CPU per request (as much as the gateway itself), which capped every
+path's requests/s at 16 in flight near the client's own limit; aiohttp's C parser takes a
+fraction of that. Each server is ready when its readiness URL answers 200 (``/readyz``: the
+store reachable and the models loaded; LiteLLM: ``/health/liveliness``).
 
 1. **Runs started** (``POST /v1/workflows/noop/runs`` with ``{"input": {}}``, 201 and a
    run id checked): ``aiosys server --app <a one-workflow app> --store URL`` in its
@@ -246,7 +250,7 @@ def start_aiosys(
         env["AIOSYS_BENCH_MOCK"] = mock
     base = f"http://127.0.0.1:{port}"
     name = f"aiosys-{'gateway' if mock else store.split(':', 1)[0]}-{port}"
-    proc = servers.start(name, aiosys_argv(port, store), f"{base}/healthz", workdir, env)
+    proc = servers.start(name, aiosys_argv(port, store), f"{base}/readyz", workdir, env)
     return proc, base
 
 
@@ -352,46 +356,54 @@ async def drive(
 
 
 def make_call(client: Any, spec: dict[str, Any]) -> Callable[[], Awaitable[float]]:
+    """The request of a cell on ``client`` (an ``aiohttp.ClientSession`` with its base URL),
+    checking each answer."""
+    headers = {"content-type": "application/json"}
     if spec["kind"] == "runs":
         url = f"/v1/workflows/{WORKFLOW}/runs"
+        run_body = json.dumps({"input": {}}).encode()
 
         async def start_run() -> float:
             t = time.perf_counter()
-            r = await client.post(url, json={"input": {}})
+            async with client.post(url, data=run_body, headers=headers) as r:
+                raw = await r.read()
             dt_ = time.perf_counter() - t
-            if r.status_code != 201 or not r.json().get("id"):
-                raise AssertionError(f"POST {url}: {r.status_code} {r.text[:300]}")
+            if r.status != 201 or not json.loads(raw).get("id"):
+                raise AssertionError(f"POST {url}: {r.status} {raw[:300]!r}")
             return dt_
 
         return start_run
 
     body: dict[str, Any] = {"model": spec["model"], "messages": MESSAGES}
     if not spec["stream"]:
+        plain = json.dumps(body).encode()
 
         async def chat() -> float:
             t = time.perf_counter()
-            r = await client.post("/v1/chat/completions", json=body)
+            async with client.post("/v1/chat/completions", data=plain, headers=headers) as r:
+                raw = await r.read()
             dt_ = time.perf_counter() - t
-            if r.status_code != 200:
-                raise AssertionError(f"chat: {r.status_code} {r.text[:300]}")
-            content = r.json()["choices"][0]["message"]["content"]
+            if r.status != 200:
+                raise AssertionError(f"chat: {r.status} {raw[:300]!r}")
+            content = json.loads(raw)["choices"][0]["message"]["content"]
             if content != EXPECTED:
                 raise AssertionError(f"chat answered {content!r}, expected {EXPECTED!r}")
             return dt_
 
         return chat
 
-    body = {**body, "stream": True}
+    streamed = json.dumps({**body, "stream": True}).encode()
 
     async def chat_stream() -> float:
         t = time.perf_counter()
         first: float | None = None
         parts: list[str] = []
         done = False
-        async with client.stream("POST", "/v1/chat/completions", json=body) as r:
-            if r.status_code != 200:
-                raise AssertionError(f"stream: {r.status_code} {(await r.aread())[:300]!r}")
-            async for line in r.aiter_lines():
+        async with client.post("/v1/chat/completions", data=streamed, headers=headers) as r:
+            if r.status != 200:
+                raise AssertionError(f"stream: {r.status} {(await r.read())[:300]!r}")
+            async for raw_line in r.content:  # one line of the event stream at a time
+                line = raw_line.decode().strip()
                 if not line.startswith("data:"):
                     continue
                 if first is None:
@@ -414,12 +426,14 @@ def child_main(spec_json: str, out_path: str) -> None:
     spec = json.loads(spec_json)
 
     async def main() -> dict[str, Any]:
-        import httpx
+        import aiohttp
 
         conc = spec["concurrency"]
-        limits = httpx.Limits(max_connections=conc, max_keepalive_connections=conc)
-        async with httpx.AsyncClient(
-            base_url=spec["base_url"], limits=limits, timeout=60.0
+        connector = aiohttp.TCPConnector(limit=conc)  # one connection per request in flight
+        async with aiohttp.ClientSession(
+            base_url=spec["base_url"],
+            connector=connector,
+            timeout=aiohttp.ClientTimeout(total=60.0),
         ) as client:
             call = make_call(client, spec)
             if spec["warmup"]:
@@ -528,7 +542,7 @@ def environment(args: argparse.Namespace) -> dict[str, Any]:
         "cpus": os.cpu_count(),
         "versions": {
             d: _version(d)
-            for d in ("aiosys", "httpx", "litellm", "uvicorn", "fastapi", "uvloop", "psycopg")
+            for d in ("aiosys", "aiohttp", "litellm", "uvicorn", "fastapi", "uvloop", "psycopg")
         },
         **git_state(REPO),
         "loadavg_at_start": os.getloadavg(),

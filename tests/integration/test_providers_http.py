@@ -4,6 +4,7 @@ wire formats (tests/wire/): answers, usage, and every failure translated at the 
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import time
 
@@ -18,11 +19,12 @@ from tests.wire.control import (
     unexpected,
 )
 from tests.wire.openai_server import OpenAIWire, embedding_of
+from tests.wire.serve import serve_here
 
 from aiosys.errors import ProviderRejected, ProviderUnavailable
 from aiosys.models.catalog import ModelCard
 from aiosys.models.providers.anthropic_messages import AnthropicProvider
-from aiosys.models.providers.openai_compat import OpenAIProvider
+from aiosys.models.providers.openai_compat import OpenAIProvider, sse_data
 from aiosys.models.types import Message, ModelRequest
 
 
@@ -264,6 +266,100 @@ async def test_a_stream_cut_mid_answer_is_unavailable_after_its_pieces(
             openai_card(openai_server), chat(("user", "hi there")), pieces.append
         )
     assert pieces == ["echo:"]
+
+
+@pytest.mark.parametrize("behaviour", [malformed, unexpected], ids=["not-json", "wrong-shape"])
+async def test_a_stream_answered_with_plain_json_is_unavailable_not_empty(
+    openai_server, openai_provider, behaviour
+):
+    # A server that ignores ``stream: true`` and answers one JSON body: no event at all.
+    openai_server.next(behaviour())
+    pieces: list[str] = []
+    with pytest.raises(ProviderUnavailable, match=r"malformed response.*not an event stream"):
+        await openai_provider.stream(
+            openai_card(openai_server), chat(("user", "hi")), pieces.append
+        )
+    assert pieces == []
+
+
+def events_server(body: bytes, content_type: str = "text/event-stream"):
+    """A Starlette app answering every chat request with ``body`` as it is."""
+    from starlette.applications import Starlette
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    async def answer(request):
+        return Response(body, media_type=content_type)
+
+    return Starlette(routes=[Route("/v1/chat/completions", answer, methods=["POST"])])
+
+
+def event(data: dict) -> bytes:
+    return b"data: " + json.dumps(data).encode() + b"\n\n"
+
+
+def piece(text: str, finish: str | None = None) -> dict:
+    return {"choices": [{"index": 0, "delta": {"content": text}, "finish_reason": finish}]}
+
+
+@pytest.mark.parametrize(
+    ("body", "match"),
+    [
+        (
+            event(piece("half")) + event({"error": {"message": "the GPU fell over"}}),
+            "failed mid-stream: the GPU fell over",
+        ),
+        (event(piece("half")), "the stream ended before the answer did"),
+        (event(piece("half")) + b"data: {not json\n\n", "a chunk without choices"),
+        (event(piece("half")) + event({"choices": "none"}), "a chunk without choices"),
+    ],
+    ids=["error-event", "ended-unfinished", "chunk-not-json", "chunk-wrong-shape"],
+)
+async def test_a_stream_that_goes_wrong_after_a_piece_is_unavailable(openai_provider, body, match):
+    async with serve_here(events_server(body)) as url:
+        card = ModelCard(id="events", provider="openai", endpoint=url + "/v1", timeout=5.0)
+        pieces: list[str] = []
+        with pytest.raises(ProviderUnavailable, match=match):
+            await openai_provider.stream(card, chat(("user", "hi")), pieces.append)
+    assert pieces == ["half"]
+
+
+async def test_a_stream_without_done_but_finished_is_its_answer(openai_provider):
+    # Some copies of the API end with a finish_reason and no [DONE]; comments, CRLF line
+    # ends and a data line without its space are the format's too.
+    body = (
+        b": keep-alive\r\n\r\n"
+        + b'data:{"choices": [{"index": 0, "delta": {"content": "a"}}]}\r\n\r\n'
+        + event(piece(" b", finish="stop"))
+        + event({"choices": [], "usage": {"prompt_tokens": 2, "completion_tokens": 2}})
+    )
+    async with serve_here(events_server(body)) as url:
+        card = ModelCard(id="events", provider="openai", endpoint=url + "/v1", timeout=5.0)
+        pieces: list[str] = []
+        result = await openai_provider.stream(card, chat(("user", "hi")), pieces.append)
+    assert (pieces, result.output, result.finish_reason) == (["a", " b"], "a b", "stop")
+    assert (result.usage.input_tokens, result.usage.output_tokens) == (2, 2)
+
+
+async def test_sse_data_follows_the_event_stream_format():
+    lines = [
+        b": a comment\n",
+        b"event: message\n",
+        b"data: one\n",
+        b"data:two\n",  # no space: the value as it is
+        b"id: 7\n",
+        b"\n",
+        b"data:  padded\r\n",  # one space dropped, the next kept
+        b"\r\n",
+        b"\n",  # a blank line with no data: no event
+        b"data: unfinished\n",  # no blank line before the end: dropped
+    ]
+
+    async def source():
+        for line in lines:
+            yield line
+
+    assert [d async for d in sse_data(source())] == ["one\ntwo", " padded"]
 
 
 async def test_an_unreachable_endpoint_is_unavailable(openai_provider):

@@ -1,39 +1,52 @@
-"""OpenAI-compatible HTTP models, through the official ``openai`` SDK.
+"""OpenAI-compatible HTTP models: the official ``openai`` SDK's client, and its headers.
 
 One wire format serves OpenAI itself and the servers that copy it: vLLM, Ollama, the
 llama.cpp server, Ray Serve, Triton's OpenAI front end. A card names the server's base URL
-(``endpoint``, e.g. ``http://gpu-1:8000/v1``; none means api.openai.com), the model's name
-there (``provider_model``) and the environment variable holding the key (``api_key_env``).
+(``endpoint``, e.g. ``http://gpu-1:8000/v1``; none means api.openai.com, or the SDK's
+``OPENAI_BASE_URL``), the model's name there (``provider_model``) and the environment
+variable holding the key (``api_key_env``).
 
-The SDK's own retries are off (``max_retries=0``): the router retries and falls back, and
+Chat, plain and streamed, is the gateway's hot path: it is sent straight over aiohttp (the
+transport the SDK itself runs on here) with the headers of the SDK client for the card (its
+auth, organisation, project and client headers), and its failures are translated exactly
+as the SDK's are (``sdk_errors``: the same statuses, the same messages). Embeddings go
+through the SDK. Nobody retries below the router: the router retries and falls back, and
 two retry loops stacked would multiply attempts and hide the 429s the router wants to see.
 
 ``stream`` asks for the answer as server-sent events (``stream: true``, with
-``stream_options.include_usage`` so the last chunk carries the usage) and reads them with the
-SDK's own SSE decoder (``openai.AsyncStream`` over the httpx response, the bytes read as they
-arrive): each chunk's ``choices[0].delta.content`` goes to ``emit`` at once. A server that
-sends no usage chunk (some copies of the API ignore ``stream_options``) has its usage
-estimated from the request and the text (``tokens``). An ``error`` event, a broken
-connection or a malformed chunk mid-stream fail the call as any failure would
-(``ProviderUnavailable``).
+``stream_options.include_usage`` so the last chunk carries the usage), reads them as they
+arrive (``sse_data``) and gives each chunk's ``choices[0].delta.content`` to ``emit`` at
+once. A server that sends no usage chunk (some copies of the API ignore ``stream_options``)
+has its usage estimated from the request and the text (``tokens``). An error event, a
+broken connection, a malformed chunk, an answer that is not an event stream, or one that
+ends with neither ``[DONE]`` nor a ``finish_reason`` fail the call as any failure would
+(``ProviderUnavailable``), never an empty success.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-from typing import Any, cast
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Any, NoReturn
 
 import aiohttp
 import openai
 from openai.resources.embeddings import AsyncEmbeddings
 
-from ...errors import ProviderRejected
+from ...errors import ProviderRejected, ProviderUnavailable
 from ...observe.propagation import trace_headers
 from ..catalog import ModelCard
 from ..tokens import count_tokens, estimate_request_tokens
 from ..types import Kind, ModelRequest, ProviderResult, Usage
-from ._http_errors import WireStatus, install_classifier, malformed, sdk_errors
+from ._http_errors import (
+    WireStatus,
+    install_classifier,
+    malformed,
+    provider_message,
+    sdk_errors,
+)
 from ._sdk import ClientCache, api_key, request_body, split_params
 from .base import Emit
 
@@ -128,21 +141,26 @@ class OpenAIProvider:
         usage: Any = None
         finish_reason: Any = None
         provider_model: Any = None
+        done = False
+        # Straight over aiohttp, as a plain chat (``_chat``), the events read by ``sse_data``.
+        wire = self._wire.get(client)
         with sdk_errors(card, endpoint, hint):
-            events = await client.post(
-                "/chat/completions",
-                cast_to=object,  # each event's JSON as it is, no model built per chunk
-                body=body,
-                options=cast(Any, options),
-                stream=True,
-                stream_cls=openai.AsyncStream[Any],
-            )
-            try:
+            events = wire.events("/chat/completions", body, options, card.timeout)
+            async with contextlib.aclosing(events):
                 async for data in events:
+                    if data.strip() == "[DONE]":
+                        done = True
+                        break
                     try:
-                        choices = data.get("choices") or ()
-                        usage = data.get("usage") or usage
-                        provider_model = data.get("model") or provider_model
+                        chunk = json.loads(data)
+                        if isinstance(chunk, dict) and chunk.get("error"):
+                            said = provider_message(chunk, "an error event")
+                            raise ProviderUnavailable(
+                                f"{card.key} at {endpoint} failed mid-stream: {said}"
+                            )
+                        choices = chunk.get("choices") or ()
+                        usage = chunk.get("usage") or usage
+                        provider_model = chunk.get("model") or provider_model
                         for choice in choices:
                             if choice.get("index", 0) != 0:
                                 continue
@@ -153,10 +171,11 @@ class OpenAIProvider:
                                     raise TypeError("delta.content is not text")
                                 parts.append(text)
                                 emit(text)
-                    except (AttributeError, TypeError) as exc:
+                    except (AttributeError, TypeError, ValueError) as exc:
                         raise malformed(card, endpoint, f"a chunk without choices ({exc})") from exc
-            finally:
-                await events.close()
+        if not done and finish_reason is None:
+            # Ended cleanly but unfinished: neither [DONE] nor a finish_reason came.
+            raise malformed(card, endpoint, "the stream ended before the answer did")
         output = "".join(parts)
         if isinstance(usage, dict):
             counted = _usage(usage)
@@ -213,7 +232,10 @@ class _Wire:
         headers = {**client.default_headers, **client.auth_headers}
         self.headers = {k: v for k, v in headers.items() if isinstance(v, str)}
         # The SDK's own pool limits (openai.DefaultAioHttpClient: 100 connections).
-        self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=100))
+        self.session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=100),
+            read_bufsize=2**20,  # an event's line may be up to 2 MiB (aiohttp's cap: 2x this)
+        )
 
     async def post_json(
         self, path: str, body: dict[str, Any], options: dict[str, Any], timeout: float
@@ -222,27 +244,75 @@ class _Wire:
         aiohttp's errors as they are, ``json.JSONDecodeError`` for a body that is not JSON
         (all translated by ``sdk_errors``). ``timeout`` (seconds) bounds the connection and
         each read, as the SDK's does."""
+        async with self._post(path, body, options, timeout) as response:
+            if response.status >= 400:
+                await _raise_status(response)
+            return json.loads(await response.read())
+
+    async def events(
+        self, path: str, body: dict[str, Any], options: dict[str, Any], timeout: float
+    ) -> AsyncGenerator[str, None]:
+        """POST ``body`` as JSON; the ``data`` of each server-sent event of the answer, as it
+        arrives. Errors as ``post_json``'s; an answer that is not an event stream is a
+        ``ValueError`` (malformed)."""
+        async with self._post(path, body, options, timeout) as response:
+            if response.status >= 400:
+                await _raise_status(response)
+            kind = response.headers.get("content-type", "")
+            if not kind.startswith("text/event-stream"):
+                raise ValueError(
+                    f"not an event stream: a stream was asked, the answer is {kind or 'untyped'}"
+                )
+            async for data in sse_data(response.content):
+                yield data
+
+    def _post(
+        self, path: str, body: dict[str, Any], options: dict[str, Any], timeout: float
+    ) -> Any:
         headers = self.headers
         if options.get("headers"):
             headers = {**headers, **options["headers"]}
-        async with self.session.post(
+        return self.session.post(
             self.base + path,
             data=json.dumps(body).encode(),
             headers=headers,
             params=options.get("params"),
             timeout=aiohttp.ClientTimeout(total=None, connect=timeout, sock_read=timeout),
-        ) as response:
-            raw = await response.read()
-            if response.status >= 400:
-                try:
-                    error: object = json.loads(raw)
-                except ValueError:
-                    error = raw.decode(errors="replace")
-                raise WireStatus(response.status, error, response.headers)
-            return json.loads(raw)
+        )
 
     async def close(self) -> None:
         await self.session.close()
+
+
+async def _raise_status(response: aiohttp.ClientResponse) -> NoReturn:
+    raw = await response.read()
+    try:
+        error: object = json.loads(raw)
+    except ValueError:
+        error = raw.decode(errors="replace")
+    raise WireStatus(response.status, error, response.headers)
+
+
+async def sse_data(lines: AsyncIterator[bytes]) -> AsyncIterator[str]:
+    """The ``data`` of each event of a ``text/event-stream`` read line by line (the WHATWG
+    HTML standard, "Parsing an event stream": ``field: value`` lines, one leading space
+    dropped from the value, ``data`` lines joined by newlines, a blank line ends an event, a
+    line starting with ``:`` is a comment, an event unfinished at the end is dropped).
+    Written here because the format is these few rules and the SDK's own decoder
+    (``openai._streaming``) is private; ``event``, ``id`` and ``retry`` are not needed."""
+    data: list[str] = []
+    async for raw in lines:
+        line = raw.decode().rstrip("\r\n")
+        if not line:
+            if data:
+                yield "\n".join(data)
+                data = []
+            continue
+        if line.startswith(":"):
+            continue
+        name, _, value = line.partition(":")
+        if name == "data":
+            data.append(value[1:] if value.startswith(" ") else value)
 
 
 class _WireCache:
