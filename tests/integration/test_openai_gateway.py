@@ -315,6 +315,86 @@ async def test_a_bad_payload_is_a_bad_request_naming_the_field(env, payload, par
     assert env.wire.requests == []
 
 
+HI = [{"role": "user", "content": "x"}]
+#: Every field of the two requests, each with a value of another JSON type than OpenAI's
+#: (numeric strings, numbers for booleans, fractions for integers...), and the param named.
+WRONG_TYPES = [
+    ("chat", {"model": 7}, "model"),
+    ("chat", {"messages": "hi"}, "messages"),
+    ("chat", {"messages": [{"role": 1, "content": "x"}]}, "messages.0.role"),
+    ("chat", {"messages": [{"role": "user", "content": 5}]}, "messages.0.content"),
+    ("chat", {"messages": [{"role": "user", "content": "x", "name": 5}]}, "messages.0.name"),
+    (
+        "chat",
+        {"messages": [{"role": "user", "content": [{"type": 1, "text": "x"}]}]},
+        "messages.0.content.0.type",
+    ),
+    (
+        "chat",
+        {"messages": [{"role": "user", "content": [{"type": "text", "text": 2}]}]},
+        "messages.0.content.0.text",
+    ),
+    ("chat", {"stream": "yes"}, "stream"),
+    ("chat", {"stream": "true"}, "stream"),
+    ("chat", {"stream": 1}, "stream"),
+    ("chat", {"stream_options": "yes"}, "stream_options"),
+    (
+        "chat",
+        {"stream": True, "stream_options": {"include_usage": "true"}},
+        "stream_options.include_usage",
+    ),
+    ("chat", {"n": "1"}, "n"),
+    ("chat", {"n": 1.0}, "n"),
+    ("chat", {"n": True}, "n"),
+    ("chat", {"max_tokens": "50"}, "max_tokens"),
+    ("chat", {"max_tokens": 50.5}, "max_tokens"),
+    ("chat", {"max_completion_tokens": "50"}, "max_completion_tokens"),
+    ("chat", {"temperature": "0.5"}, "temperature"),
+    ("chat", {"temperature": True}, "temperature"),
+    ("chat", {"top_p": "1"}, "top_p"),
+    ("chat", {"presence_penalty": "0"}, "presence_penalty"),
+    ("chat", {"frequency_penalty": "0"}, "frequency_penalty"),
+    ("chat", {"stop": 5}, "stop"),
+    ("chat", {"stop": ["end", 5]}, "stop.1"),
+    ("chat", {"seed": "42"}, "seed"),
+    ("chat", {"seed": 4.2}, "seed"),
+    ("chat", {"user": 5}, "user"),
+    ("chat", {"response_format": "json"}, "response_format"),
+    ("embed", {"model": ["embedder"]}, "model"),
+    ("embed", {"input": 5}, "input"),
+    ("embed", {"input": ["a", 5]}, "input.1"),
+    ("embed", {"encoding_format": 1}, "encoding_format"),
+    ("embed", {"dimensions": "4"}, "dimensions"),
+    ("embed", {"dimensions": 4.0}, "dimensions"),
+    ("embed", {"dimensions": True}, "dimensions"),
+    ("embed", {"user": 5}, "user"),
+]
+
+
+@pytest.mark.parametrize(("path", "fields", "param"), WRONG_TYPES)
+async def test_a_field_of_another_json_type_is_a_bad_request_naming_it(env, path, fields, param):
+    # pydantic's lax mode took "stream": "yes" as true and "0.5" as 0.5; OpenAI does not.
+    base = (
+        {"model": "chat", "messages": HI} if path == "chat" else {"model": "embedder", "input": "x"}
+    )
+    route = "/chat/completions" if path == "chat" else "/embeddings"
+    with pytest.raises(openai.BadRequestError) as bad:
+        await env.client().post(route, cast_to=object, body=base | fields)
+    assert bad.value.body["param"] == param, bad.value.body
+    assert bad.value.body["type"] == "invalid_request_error"
+    assert bad.value.response.headers["x-should-retry"] == "false"
+    assert env.wire.requests == []
+
+
+async def test_json_types_openai_takes_are_taken(env):
+    # An integer where a number is asked (temperature 1), null for an optional field.
+    client = env.client()
+    body = {"model": "chat", "messages": HI, "temperature": 1, "top_p": 1, "stream": None}
+    answer = await client.post("/chat/completions", cast_to=object, body=body)
+    assert answer["choices"][0]["message"]["content"] == "echo: x"
+    assert env.wire.requests[-1].body["temperature"] == 1
+
+
 async def test_a_body_that_is_not_json_is_a_bad_request(env):
     async with httpx2.AsyncClient(transport=httpx2.ASGITransport(app=env.api)) as http:
         response = await http.post(

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from fastapi import Request, Response
@@ -135,21 +135,48 @@ def error_response(exc: BaseException) -> JSONResponse:
 
 
 def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
-    """A body FastAPI could not validate: 400, ``param`` the first field at fault
-    (``messages.0.role``), every problem in the message; one not JSON at all (400) or not
-    sent as JSON (415) says so (``aiosys.api._body``), with no ``param``."""
+    """A body FastAPI could not validate: 400, ``param`` the field at fault (``stream``,
+    ``messages.0.role``, ``stop.1``: the deepest fault of the first field named), every
+    problem in the message; one not JSON at all (400) or not sent as JSON (415) says so
+    (``aiosys.api._body``), with no ``param``."""
     fault = body_fault(request, exc)
     if fault is not None:
         return _body_error(*fault)
     errors = list(exc.errors())
-    where: list[str] = []
-    for e in errors:
-        loc = [str(p) for p in e.get("loc", ()) if p != "body"]
-        where.append(f"{'.'.join(loc) or 'body'}: {e.get('msg', '')}")
-    first = [str(p) for p in (errors[0].get("loc", ()) if errors else ()) if p != "body"]
-    message = "Invalid request: " + "; ".join(where)
+    paths = [field_path(e.get("loc", ()), exc.body) for e in errors]
+    where = [
+        f"{'.'.join(p) or 'body'}: {e.get('msg', '')}" for p, e in zip(paths, errors, strict=True)
+    ]
+    first = paths[0] if paths else []
+    if first:  # the deepest fault of the first field named: stop.1, not stop
+        first = max((p for p in paths if p[:1] == first[:1]), key=len)
+    message = "Invalid request: " + "; ".join(dict.fromkeys(where))
     body = error_body(message, "invalid_request_error", None, ".".join(first) or None)
     return JSONResponse(body, status_code=400, headers={"x-should-retry": "false"})
+
+
+def field_path(loc: Sequence[Any], body: Any) -> list[str]:
+    """The request field a pydantic error's ``loc`` names, as the caller wrote it: ``body``
+    left out, and the names pydantic gives the members of a union (``str``,
+    ``list[str]``, a model's name) dropped, by following ``loc`` through ``body``, the
+    JSON sent: ``("body", "stop", "list[str]", 1)`` is ``stop.1``. A missing field (the last
+    part, absent from its object) is named; a header's ``loc`` is kept whole."""
+    if tuple(loc[:1]) != ("body",):  # a header's or the path's: as pydantic names it
+        return [str(part) for part in loc]
+    parts = list(loc[1:])
+    node, out = body, []
+    for i, part in enumerate(parts):
+        if isinstance(node, dict):
+            if part in node:
+                node = node[part]
+            elif i != len(parts) - 1:  # a union member's name
+                continue
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+        else:  # a scalar, or a list's union member name: the member's name
+            continue
+        out.append(str(part))
+    return out
 
 
 def _body_error(status: int, message: str) -> JSONResponse:

@@ -1,7 +1,10 @@
 """OpenAI's request and response shapes, as the gateway reads and writes them.
 
 Requests are validated by the pydantic models below (unknown fields are kept: they reach the
-model's server as request params, as vLLM's ``top_k`` would); ``chat_messages`` and
+model's server as request params, as vLLM's ``top_k`` would), in pydantic's strict mode, as
+OpenAI validates them: a boolean is a JSON ``true``/``false`` (not ``"yes"`` or ``1``), a
+number is a JSON number (not ``"0.5"``), an integer has no fraction (``2``, not ``2.0``);
+a float field takes an integer (``"temperature": 1``). ``chat_messages`` and
 ``chat_params`` turn a chat request into the model plane's messages and params. What the
 plane cannot carry is refused with a 400 naming the field, never dropped: tool and function
 calling, ``n`` above 1, content parts other than text, token arrays as embedding input.
@@ -26,15 +29,19 @@ NAME = 256  # longest model name accepted
 MAX_INPUTS = 2048  # embedding inputs per request, as OpenAI allows
 
 
+#: The gateway's request models: unknown fields kept, every declared one of its JSON type.
+STRICT = ConfigDict(extra="allow", strict=True)
+
+
 class ContentPart(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = STRICT
 
     type: str
     text: str | None = None
 
 
 class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = STRICT
 
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[ContentPart] | None = None
@@ -42,7 +49,7 @@ class ChatMessage(BaseModel):
 
 
 class StreamOptions(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = STRICT
 
     include_usage: bool | None = None
 
@@ -51,7 +58,7 @@ class ChatCompletionRequest(BaseModel):
     """``POST /v1/chat/completions``. ``model``: a model card's id, ``id@version``, an alias
     (``chat-production``) or a task contract's name."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = STRICT
 
     model: str = Field(min_length=1, max_length=NAME)
     messages: list[ChatMessage] = Field(min_length=1)
@@ -71,9 +78,10 @@ class ChatCompletionRequest(BaseModel):
 
 
 class EmbeddingRequest(BaseModel):
-    """``POST /v1/embeddings``. ``input``: a text or a list of texts."""
+    """``POST /v1/embeddings``. ``input``: a text or a list of texts; ``dimensions``: the
+    length of each vector asked for (a model that cannot give it is a 400 naming it)."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = STRICT
 
     model: str = Field(min_length=1, max_length=NAME)
     input: str | list[str] | list[int] | list[list[int]]
