@@ -12,6 +12,7 @@ would send; the official SDK picks its exception class by the status alone:
 403   ``PermissionDeniedError``  ``PolicyDenied`` (the message names the policies; ``policies``
                                  and ``policy_version`` beside it), ``PermissionDenied``
 404   ``NotFoundError``          ``ModelNotFound``: no card, alias or task of that name
+413   ``APIStatusError``         a body over the server's cap (``aiosys.api._limits``)
 415   ``APIStatusError``         a body not sent as ``Content-Type: application/json``
 429   ``RateLimitError``         ``BudgetExceeded`` (type ``insufficient_quota``, as OpenAI
                                  answers an exhausted quota; ``x-should-retry: false``)
@@ -141,7 +142,7 @@ def invalid_request(request: Request, exc: RequestValidationError) -> JSONRespon
     (``aiosys.api._body``), with no ``param``."""
     fault = body_fault(request, exc)
     if fault is not None:
-        return _body_error(*fault)
+        return body_error(*fault)
     errors = list(exc.errors())
     paths = [field_path(e.get("loc", ()), exc.body) for e in errors]
     where = [
@@ -179,7 +180,8 @@ def field_path(loc: Sequence[Any], body: Any) -> list[str]:
     return out
 
 
-def _body_error(status: int, message: str) -> JSONResponse:
+def body_error(status: int, message: str) -> JSONResponse:
+    """A body that could not be read (``aiosys.api._body.body_fault``) in OpenAI's shape."""
     body = error_body(message, "invalid_request_error", None, None)
     return JSONResponse(body, status_code=status, headers={"x-should-retry": "false"})
 
@@ -189,7 +191,7 @@ def http_error(request: Request, exc: HTTPException) -> JSONResponse:
     OpenAI's shape, with its status (a client error is ``invalid_request_error``)."""
     fault = body_fault(request, exc)
     if fault is not None:
-        return _body_error(*fault)
+        return body_error(*fault)
     status = exc.status_code
     kind = "invalid_request_error" if 400 <= status < 500 else "server_error"
     headers = dict(exc.headers or {}) | ({"x-should-retry": "false"} if status < 500 else {})
@@ -223,6 +225,7 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         401: "Bad or missing key",
         403: "Denied by a policy or a role",
         404: "No such model",
+        413: "Body over the server's cap",
         429: "Budget exhausted",
         500: "Internal error",
         502: "No model could serve",
