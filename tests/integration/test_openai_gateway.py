@@ -35,6 +35,7 @@ from aiosys.errors import AuthenticationFailed, InvalidInput
 from aiosys.kernel import Principal
 from aiosys.models.contracts import RoutingPlan
 from aiosys.models.links.budget import Budget
+from aiosys.models.providers.local import register_callable, unregister_callable
 from aiosys.models.tokens import count_tokens
 from aiosys.models.types import ModelRequest
 
@@ -214,6 +215,51 @@ async def test_embeddings_come_back_as_the_sdk_asks_for_them(env):
     vector = np.frombuffer(base64.b64decode(json.loads(raw.text)["data"][0]["embedding"]), "<f4")
     assert vector.tolist() == pytest.approx(embedding_of("x"), abs=1e-6)
     assert (await usage_of(env.app))["embedder"]["input_tokens"] == 5 + 2 + 1
+
+
+async def test_embeddings_of_the_dimensions_asked_or_a_bad_request_naming_them(env):
+    # `dimensions` reaches an OpenAI-compatible server, whose vectors are that long; a model
+    # that gives vectors of another length (a server that ignores the field, an in-process
+    # model of fixed size) is a 400 naming `dimensions`, never vectors of another length.
+    client = env.client()
+    for encoding in ("float", openai.NOT_GIVEN):  # not given: base64, decoded by the SDK
+        short = await client.embeddings.create(
+            model="embedder", input=["a text", "another"], dimensions=4, encoding_format=encoding
+        )
+        for row, text in zip(short.data, ["a text", "another"], strict=True):
+            assert row.embedding == pytest.approx(embedding_of(text, 4), abs=1e-6)
+        assert env.wire.requests[-1].body["dimensions"] == 4
+    env.wire.honours_dimensions = False  # answers 8 floats, whatever is asked
+    with pytest.raises(openai.BadRequestError) as ignored:
+        await client.embeddings.create(model="embedder", input="a text", dimensions=4)
+    error = ignored.value.body
+    assert error["param"] == "dimensions" and error["type"] == "invalid_request_error"
+    assert "vectors of 8 dimensions, not the 4 asked" in error["message"], error
+    same = await client.embeddings.create(model="embedder", input="a text", dimensions=8)
+    assert len(same.data[0].embedding) == 8  # what it gives is what was asked
+
+
+async def test_an_in_process_embedder_cannot_give_other_dimensions(store_url, openai_server):
+    register_callable("three-d", lambda texts: [[1.0, 0.0, 0.0] for _ in texts])
+    app = make_app(store_url, openai_server)
+    app.models.add_card({"id": "fixed", "kind": "embed", "provider": "local",
+                         "provider_model": "three-d"})  # fmt: skip
+    try:
+        async with app:
+            new = await app.identity.keys.create("acme", "alice", roles=["runner"])
+            api = FastAPI()
+            mount_openai(api, app, bearer(app))
+            client = Env(app, api, Gateway(app), new.key, openai_server).client()
+            with pytest.raises(openai.BadRequestError) as refused:
+                await client.embeddings.create(model="fixed", input="x", dimensions=2)
+            assert refused.value.body["param"] == "dimensions"
+            assert "fixed@1" in refused.value.message
+            ok = await client.embeddings.create(
+                model="fixed", input="x", dimensions=3, encoding_format="float"
+            )
+            assert ok.data[0].embedding == [1.0, 0.0, 0.0]
+    finally:
+        unregister_callable("three-d")
 
 
 async def test_models_lists_cards_aliases_and_tasks(env):

@@ -141,7 +141,8 @@ class Gateway:
             classification: str | None = classified,
         ) -> Response:
             """Embeddings of ``input`` from the model ``model`` names, through the gate;
-            ``encoding_format`` base64 gives little-endian float32, as OpenAI does."""
+            ``encoding_format`` base64 gives little-endian float32, as OpenAI does;
+            ``dimensions`` reaches the model, and vectors of another length are a 400."""
             plane = app.models
             _check_kind(plane, body.model, "embed", "/v1/embeddings")
             request = ModelRequest(
@@ -151,7 +152,7 @@ class Gateway:
             )
             async with app.as_principal(caller):
                 response = await plane.call(body.model, request, classification=classification)
-            body_out = schemas.embeddings(response, body.encoding_format)
+            body_out = schemas.embeddings(response, body.encoding_format, body.dimensions)
             return JSONResponse(body_out, headers=self._metered(response))
 
         @r.get(

@@ -7,7 +7,9 @@ number is a JSON number (not ``"0.5"``), an integer has no fraction (``2``, not 
 a float field takes an integer (``"temperature": 1``). ``chat_messages`` and
 ``chat_params`` turn a chat request into the model plane's messages and params. What the
 plane cannot carry is refused with a 400 naming the field, never dropped: tool and function
-calling, ``n`` above 1, content parts other than text, token arrays as embedding input.
+calling, ``n`` above 1, content parts other than text, token arrays as embedding input;
+``dimensions`` goes to the model (an OpenAI-compatible server shortens its vectors), and
+vectors of another length than it asks are refused with a 400 naming it, never sent.
 
 Responses are built as plain dicts (``completion``, ``chunk``, ``embeddings``,
 ``model_list``): the models named ``...Doc`` only document them in the OpenAPI schema.
@@ -242,9 +244,23 @@ def delta(content: dict[str, Any], finish_reason: str | None = None) -> list[dic
     return [{"index": 0, "delta": content, "logprobs": None, "finish_reason": finish_reason}]
 
 
-def embeddings(response: ModelResponse, encoding_format: str | None) -> dict[str, Any]:
+def embeddings(
+    response: ModelResponse, encoding_format: str | None, dimensions: int | None = None
+) -> dict[str, Any]:
     """The vectors as floats, or as base64 of little-endian float32 (what the official SDK
-    asks for by default, and decodes)."""
+    asks for by default, and decodes). ``dimensions``: the length the caller asked for;
+    ``BadParam`` naming ``dimensions`` when the model gave vectors of another length (it
+    ignores the field, or cannot shorten its vectors), which are never sent."""
+    if dimensions is not None:
+        for vector in response.output:
+            if len(vector) != dimensions:
+                raise BadParam(
+                    f"model {response.model}@{response.version} gives vectors of "
+                    f"{len(vector)} dimensions, not the {dimensions} asked: it cannot honour "
+                    f"dimensions; leave it out (or ask for {len(vector)}), or use a model "
+                    "that can",
+                    "dimensions",
+                )
     data = []
     for i, vector in enumerate(response.output):
         value: Any = vector
