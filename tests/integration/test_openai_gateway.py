@@ -25,7 +25,15 @@ import openai
 import pytest
 from fastapi import FastAPI, Request
 from pydantic import BaseModel
-from tests.wire.control import cut, server_error
+from tests.wire.control import (
+    cut,
+    malformed,
+    rate_limited,
+    rejected,
+    server_error,
+    slow,
+    unexpected,
+)
 from tests.wire.openai_server import OpenAIWire, embedding_of
 from tests.wire.serve import serve_here
 
@@ -511,6 +519,79 @@ async def test_a_dead_provider_is_service_unavailable(env):
         )
     assert dead.value.status_code == 503
     assert "chat@1" in dead.value.message and dead.value.body["type"] == "server_error"
+
+
+#: Every way the model's server can fail a call, and the model plane's errors it becomes
+#: (tests/wire/control.py): ProviderUnavailable (5xx, 429, malformed, a timeout, no server),
+#: ProviderRejected (400), DeploymentUnusable (401, 404) routed to NoRouteAvailable.
+FAILURES = {  # name: (behaviour, the status the client gets; 200: a stream's error event)
+    "server_error": (lambda: server_error(500), 503),
+    "rate_limited": (lambda: rate_limited(1), 503),
+    "rejected": (lambda: rejected(400, "max_tokens is too large for http://10.1.2.3:8000/v1"), 400),
+    "unauthorized": (lambda: rejected(401), 502),
+    "missing_model": (lambda: rejected(404), 502),
+    "malformed": (malformed, 503),
+    "unexpected": (unexpected, 503),
+    "slow": (lambda: slow(5), 503),
+    "cut": (lambda: cut(after=2), 200),
+}
+
+
+async def failure_said(env: Env, model: str, stream: bool) -> tuple[int, str]:
+    """The status and the client-visible message of a call that fails (a stream's error
+    event when it fails after its first piece)."""
+    body = {"model": model, "messages": [{"role": "user", "content": "a b c"}], "stream": stream}
+    headers = {"authorization": f"Bearer {env.key}"}
+    async with httpx2.AsyncClient(transport=httpx2.ASGITransport(app=env.api)) as http:
+        r = await http.post("http://gateway/v1/chat/completions", json=body, headers=headers)
+    if r.status_code != 200:
+        return r.status_code, r.text
+    events = [json.loads(line[6:]) for line in r.text.splitlines() if line.startswith("data: {")]
+    errors = [e for e in events if "error" in e]
+    assert errors, r.text  # every behaviour here fails the call
+    return 200, json.dumps(errors[-1])
+
+
+#: Each failure plain and streamed; a cut is a stream's (plain: an answer), and the wire's
+#: malformed answers are JSON bodies, which a stream reads as no events.
+CASES = [
+    (failure, stream)
+    for failure in FAILURES
+    for stream in (False, True)
+    if not (failure == "cut" and not stream)
+    and not (failure in ("malformed", "unexpected") and stream)
+]
+
+
+@pytest.mark.parametrize(("failure", "stream"), CASES)
+async def test_no_error_tells_the_client_where_the_model_is_served(env, failure, stream):
+    # A provider's error names its endpoint (for the server's log): mid-stream it reached
+    # the client in the error event. No answer, status or event, names a URL or a host.
+    env.app.models.add_card(
+        {"id": "hasty", "provider": "openai", "provider_model": "gpt-wire",
+         "endpoint": env.wire.endpoint, "timeout": 0.5}
+    )  # fmt: skip
+    behaviour, expected = FAILURES[failure]
+    env.wire.always(behaviour())
+    status, said = await failure_said(env, "hasty", stream)
+    assert status == expected, said
+    host, port = env.wire.base_url.removeprefix("http://").rsplit(":", 1)
+    for leak in (env.wire.base_url, host, f":{port}", "://", "10.1.2.3", "Traceback"):
+        assert leak not in said, (failure, leak, said)
+    assert "hasty@1" in said  # which deployment failed is the caller's to know
+
+
+async def test_a_model_server_that_cannot_be_reached_is_not_named_either(env):
+    env.app.models.add_card(
+        {"id": "gone", "provider": "openai", "provider_model": "gpt-wire",
+         "endpoint": "http://127.0.0.1:9/v1"}
+    )  # fmt: skip
+    for stream in (False, True):
+        status, said = await failure_said(env, "gone", stream)
+        assert status == 503, said
+        for leak in ("127.0.0.1", ":9", "://", "Traceback"):
+            assert leak not in said, (leak, said)
+        assert "gone@1" in said
 
 
 # ---- streams over a real connection ---------------------------------------------------------

@@ -47,6 +47,7 @@ from ..errors import (
     ConfigError,
     IdempotencyConflict,
     InvalidInput,
+    InvalidModelOutput,
     InvalidRunState,
     InvalidTaskState,
     ModelNotFound,
@@ -54,6 +55,7 @@ from ..errors import (
     NotSerializable,
     PermissionDenied,
     PolicyDenied,
+    ProviderRejected,
     ProviderUnavailable,
     RunNotFound,
     StoreRefused,
@@ -61,6 +63,7 @@ from ..errors import (
     UnknownQueue,
     UnknownWorkflow,
 )
+from ..redact import withhold_addresses
 from ..store import unavailable
 from ._body import body_fault
 
@@ -89,6 +92,10 @@ STATUSES: tuple[tuple[type[BaseException], int], ...] = (
     (NoRouteAvailable, 503),
     (ProviderUnavailable, 503),
 )
+
+
+#: Errors a model's server caused: their messages name its endpoint, host and port.
+_MODEL_SERVERS = (ProviderUnavailable, ProviderRejected, NoRouteAvailable, InvalidModelOutput)
 
 
 class Problem(BaseModel):
@@ -169,6 +176,8 @@ def error_response(exc: BaseException, request: Request) -> JSONResponse:
         urn, detail = "store-unavailable", "the store cannot be reached now; try again later"
     else:
         urn, detail = _kebab(type(exc).__name__), str(exc)
+        if isinstance(exc, _MODEL_SERVERS):  # where a model runs is the log's, not told
+            detail = withhold_addresses(detail)
     extensions: dict[str, Any] = {}
     headers: dict[str, str] = {}
     if isinstance(exc, PolicyDenied):

@@ -20,11 +20,14 @@ would send; the official SDK picks its exception class by the status alone:
 502   ``InternalServerError``    ``NoRouteAvailable``, ``InvalidModelOutput``: no model could
                                  serve, for good
 503   ``InternalServerError``    ``ProviderUnavailable``: no model can serve now; ``Retry-After``
-                                 when it is known (the SDK waits that long before its retry)
+                                 when it is known (the SDK waits that long before its retry);
+                                 the store cannot be reached (``store_unavailable``)
 ====  =========================  ==================================================================
 
-Permanent errors carry ``x-should-retry: false``, which the official SDKs obey, so a denial is
-not sent three times. ``OpenAIRoute`` is the route class of the gateway's router: it turns
+No message says where a model's server or the store runs (``classify``): endpoints, hosts
+and ports are in the server's log only. Permanent errors carry ``x-should-retry: false``,
+which the official SDKs obey, so a denial is not sent three times. ``OpenAIRoute`` is the
+route class of the gateway's router: it turns
 what a route (or its dependencies: the caller's authentication, the body's validation)
 raises into these responses before any application-wide handler sees it, so the rest of
 the server may answer its own routes with another shape (RFC 9457 problem details).
@@ -57,6 +60,8 @@ from ..errors import (
     ProviderRejected,
     ProviderUnavailable,
 )
+from ..redact import withhold_addresses
+from ..store import unavailable
 from ._body import body_fault
 
 log = logging.getLogger("aiosys.api")
@@ -109,7 +114,17 @@ def error_body(
 
 
 def classify(exc: BaseException) -> tuple[int, dict[str, Any], dict[str, str]]:
-    """The status, body and headers of an error raised while serving a request."""
+    """The status, body and headers of an error raised while serving a request (a plain
+    answer's, or a stream's error event). The message never says where a model or the
+    store runs: a provider's error names its endpoint, its transport's the host and port
+    (``redact.withhold_addresses`` leaves them out; the log has them whole), and the store's
+    driver its host and database (503, logged, not told)."""
+    if unavailable(exc):  # a StoreUnavailable (a ConfigError), or a driver's error
+        log.warning("OpenAI-compatible request: the store cannot answer: %s", exc)
+        body = error_body(
+            "the store cannot be reached now; try again later", "server_error", "store_unavailable"
+        )
+        return 503, body, {}
     found = next((e for e in ERRORS if isinstance(exc, e[0])), None)
     if found is None:
         log.error("OpenAI-compatible request failed: %s", type(exc).__name__, exc_info=exc)
@@ -127,7 +142,10 @@ def classify(exc: BaseException) -> tuple[int, dict[str, Any], dict[str, str]]:
         headers["retry-after"] = str(max(1, math.ceil(exc.retry_after)))
     if status in _NO_RETRY or 400 <= status < 500:
         headers["x-should-retry"] = "false"
-    return status, error_body(str(exc), type_, code, param, **extra), headers
+    message = withhold_addresses(str(exc))
+    if message != str(exc):
+        log.warning("OpenAI-compatible request failed (%s): %s", type(exc).__name__, exc)
+    return status, error_body(message, type_, code, param, **extra), headers
 
 
 def error_response(exc: BaseException) -> JSONResponse:
