@@ -414,6 +414,14 @@ WRONG_TYPES = [
     ("chat", {"seed": 4.2}, "seed"),
     ("chat", {"user": 5}, "user"),
     ("chat", {"response_format": "json"}, "response_format"),
+    ("chat", {"logprobs": "false"}, "logprobs"),
+    ("chat", {"top_logprobs": "0"}, "top_logprobs"),
+    ("chat", {"logit_bias": {"50256": "-100"}}, "logit_bias.50256"),
+    ("chat", {"parallel_tool_calls": 0}, "parallel_tool_calls"),
+    ("chat", {"store": "no"}, "store"),
+    ("chat", {"metadata": {"team": 7}}, "metadata.team"),
+    ("chat", {"reasoning_effort": 1}, "reasoning_effort"),
+    ("chat", {"service_tier": True}, "service_tier"),
     ("embed", {"model": ["embedder"]}, "model"),
     ("embed", {"input": 5}, "input"),
     ("embed", {"input": ["a", 5]}, "input.1"),
@@ -444,9 +452,12 @@ async def test_json_types_openai_takes_are_taken(env):
     # An integer where a number is asked (temperature 1), null for an optional field.
     client = env.client()
     body = {"model": "chat", "messages": HI, "temperature": 1, "top_p": 1, "stream": None}
+    body |= {"logprobs": False, "store": True, "logit_bias": {"50256": -100}}
     answer = await client.post("/chat/completions", cast_to=object, body=body)
     assert answer["choices"][0]["message"]["content"] == "echo: x"
-    assert env.wire.requests[-1].body["temperature"] == 1
+    sent = env.wire.requests[-1].body
+    assert (sent["temperature"], sent["store"], sent["logit_bias"]) == (1, True, {"50256": -100})
+    assert "logprobs" not in sent  # false: nothing asked
 
 
 async def test_a_body_that_is_not_json_is_a_bad_request(env):

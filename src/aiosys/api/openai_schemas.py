@@ -77,6 +77,16 @@ class ChatCompletionRequest(BaseModel):
     seed: int | None = None
     user: str | None = None
     response_format: dict[str, Any] | None = None
+    # OpenAI's other fields, typed as OpenAI types them: the model's params (logprobs are
+    # refused unless false or 0: chat_params).
+    logprobs: bool | None = None
+    top_logprobs: int | None = Field(default=None, ge=0, le=20)
+    logit_bias: dict[str, int] | None = None
+    parallel_tool_calls: bool | None = None
+    store: bool | None = None
+    metadata: dict[str, str] | None = None
+    reasoning_effort: str | None = None
+    service_tier: str | None = None
 
 
 class EmbeddingRequest(BaseModel):
