@@ -445,3 +445,58 @@ async def test_a_body_not_read_as_json_says_why_in_both_error_shapes(store_url):
                     assert error["param"] is None
                     message = error["message"]
                 assert said in message, (path, message)
+
+
+async def test_a_body_over_the_cap_is_413_before_it_is_read_in_both_error_shapes(store_url):
+    # A body was read whole, however large. Over the cap it is refused, in its route's error
+    # shape: at once when its Content-Length says so (nothing of it read), at the first
+    # chunk past the cap when it declares none (a streamed upload).
+    app = make_app(store_url)
+    api = create_api(app, max_body_size="64KiB")
+    chunk, pulled = 16 * 1024, []
+
+    async def upload():  # 1 MiB, 16 KiB at a time, counted as the server pulls it
+        for n in range(64):
+            pulled.append(n)
+            yield (b'{"input": "' + b"x" * (chunk - 11)) if n == 0 else b"x" * chunk
+
+    routes = (
+        ("/v1/workflows/hello/runs", "problem"),
+        ("/v1/runs/r-1/cancel", "problem"),
+        ("/v1/chat/completions", "openai"),
+        ("/v1/embeddings", "openai"),
+    )
+    async with app, client_of(api) as client:
+        for path, shape in routes:
+            for declared in (True, False):
+                pulled.clear()
+                headers = {"content-type": "application/json"}
+                if declared:
+                    headers["content-length"] = str(64 * chunk)
+                r = await client.post(path, content=upload(), headers=headers)
+                assert r.status_code == 413, (path, declared, r.text)
+                # Declared: not one chunk read; streamed: the 5th (past 64 KiB) was the last.
+                assert len(pulled) == (0 if declared else 5), (path, declared)
+                if shape == "problem":
+                    problem = is_problem(r, 413)
+                    assert problem["type"] == "urn:aiosys:problem:content-too-large"
+                    message = problem["detail"]
+                else:
+                    error = r.json()["error"]
+                    assert error["type"] == "invalid_request_error" and error["param"] is None
+                    assert r.headers["x-should-retry"] == "false"
+                    message = error["message"]
+                assert "limit of 65536 bytes (64 KiB)" in message, (path, message)
+        # Under the cap a body is read as before.
+        started = await client.post(
+            "/v1/workflows/hello/runs", json={"input": {"name": "x" * 60_000}}
+        )
+        assert started.status_code == 201, started.text
+
+
+def test_the_body_cap_is_declared_on_every_route_that_takes_a_body():
+    schema = create_api(make_app("sqlite:///unused.db")).openapi()
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            if operation.get("requestBody"):
+                assert "413" in operation["responses"], (method, path)

@@ -22,7 +22,8 @@ the cache, budgets, rate limits, redaction, policy, audit and traces like any mo
 - the data's classification, which policies and redaction decide on, is the
   ``X-Aiosys-Classification`` header (``confidential``, ...; none: unclassified);
 - errors are OpenAI's (``openai_errors``): a policy denial is 403 naming the policy, an
-  exhausted budget 429, a missing model 404, a bad key 401, no model able to serve 502/503.
+  exhausted budget 429, a missing model 404, a bad key 401, no model able to serve 502/503,
+  a body over the server's cap 413 (``aiosys.api._limits``).
 
 ``mount_openai(api, app, principal)`` adds the routes to a FastAPI application; ``principal``
 is the FastAPI dependency that authenticates a request and returns its ``Principal`` (the
@@ -56,7 +57,7 @@ from . import openai_schemas as schemas
 from .openai_errors import DIRECT, BadParam, OpenAIRoute, classify, responses
 
 CLASSIFICATION = "X-Aiosys-Classification"
-_ERRORS = responses(400, 401, 403, 404, 429, 500, 502, 503)
+_ERRORS = responses(400, 401, 403, 404, 413, 429, 500, 502, 503)
 _STREAM_DOC: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "The completion; with stream true, server-sent events of "
@@ -129,7 +130,8 @@ class Gateway:
             classification: str | None = classified,
         ) -> Response:
             """Embeddings of ``input`` from the model ``model`` names, through the gate;
-            ``encoding_format`` base64 gives little-endian float32, as OpenAI does."""
+            ``encoding_format`` base64 gives little-endian float32, as OpenAI does;
+            ``dimensions`` reaches the model, and vectors of another length are a 400."""
             return await self._embed(body, caller, classification)
 
         direct(embeddings, schemas.EmbeddingRequest, self._embed, principal)
@@ -200,7 +202,7 @@ class Gateway:
         )
         async with app.as_principal(caller):
             response = await plane.call(body.model, request, classification=classification)
-        body_out = schemas.embeddings(response, body.encoding_format)
+        body_out = schemas.embeddings(response, body.encoding_format, body.dimensions)
         return JSONResponse(body_out, headers=self._metered(response))
 
     # ---- answers ------------------------------------------------------------------------

@@ -81,15 +81,17 @@ async def serve(
     worker: bool = True,
     grace: float = 30.0,
     log_level: str = "info",
+    max_body_size: int | str | None = None,
 ) -> None:
     """Serve ``app``'s HTTP API on ``host``:``port`` until SIGTERM or SIGINT; with
     ``worker``, run its worker in this process (the embedded default). ``grace``: seconds
-    requests, then runs, in flight get to end at shutdown (see the module). ``OSError``
+    requests, then runs, in flight get to end at shutdown (see the module).
+    ``max_body_size``: the cap on a request's body (``create_api``). ``OSError``
     naming the address when it cannot be listened on (in use, a host that does not
     resolve), before the worker starts: uvicorn would start the app and its worker first,
     then log the error and exit with its own status."""
     listener = _listen(host, port)
-    api = create_api(app, worker=worker, drain_grace=grace)
+    api = create_api(app, worker=worker, drain_grace=grace, max_body_size=max_body_size)
     config = uvicorn.Config(
         api,
         host=host,
