@@ -322,7 +322,11 @@ async def test_a_task_approved_in_the_inbox_resumes_its_run(site: Site, wait_sta
         again = await c.post(
             f"/tasks/{task}/complete", data={"csrf_token": token, "action": "reject"}
         )
-        assert again.status_code == 403 and "decided" in again.text  # PolicyDenied: once only
+        # Once only: deciding, claiming or releasing it again is a conflict with its state.
+        assert again.status_code == 409 and "completed: it was decided by alice" in again.text
+        for action in ("claim", "release"):
+            r = await c.post(f"/tasks/{task}/{action}", data={"csrf_token": token})
+            assert r.status_code == 409 and "is completed" in r.text, (action, r.text)
 
 
 async def test_edit_and_reject_from_the_task_page(site: Site, wait_status: Any) -> None:
