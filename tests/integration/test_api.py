@@ -256,6 +256,33 @@ async def test_task_actions_its_state_forbids_are_409_not_yours_403_elsewhere_40
         conflict(await act(task, "release", ann), "open")
 
 
+async def test_every_header_the_api_reads_refuses_a_bad_value_naming_it(store_url):
+    """A bad value of a header /v1 reads is the request's fault, named: ``traceparent``
+    (422), ``Authorization`` (401), ``Content-Type`` (415); none is taken for a refusal."""
+    app = make_app(store_url)
+    async with serving(app) as client:
+        for bad in ("00-xyz", "01-" + "0" * 32 + "-" + "1" * 16 + "-01", "t" * 300):
+            r = await client.post("/v1/workflows/hello/runs", headers={"traceparent": bad})
+            assert "traceparent" in is_problem(r, 422)["detail"], bad
+        good = "00-" + "a" * 32 + "-" + "b" * 16 + "-01"
+        r = await client.post(
+            "/v1/workflows/hello/runs",
+            json={"input": {"name": "t"}},
+            headers={"traceparent": good},
+        )
+        assert r.status_code == 201, r.text
+        r = await client.post(
+            "/v1/workflows/hello/runs",
+            content=b"name=x",
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+        assert "Content-Type" in is_problem(r, 415)["detail"]
+        await app.open()
+        await new_key(app, "A", "ann", "admin")  # identity configured: credentials count
+        for header in ("Basic abc", "Bearer", "Bearer nope"):
+            is_problem(await client.get("/v1/runs", headers={"Authorization": header}), 401)
+
+
 async def test_every_error_status_is_a_problem_with_its_status(store_url, tmp_path):
     app = make_app(store_url, shipped_policies(tmp_path, runs=HOLD_POLICY))
     async with serving(app) as client:

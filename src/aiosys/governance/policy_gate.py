@@ -221,7 +221,7 @@ class Authorize:
     ) -> PolicyRequest:
         """The request of an effect: its context's pairs in name order (``attrs`` would sort
         them), and the high-risk ``Workflow`` entity when ``risky``. An unknown
-        classification label is refused (``PolicyDenied``)."""
+        classification label is refused (``InvalidInput``)."""
         # A client action asked at the gate (a child's start_workflow) has the context the
         # App's client checks give it (tenant only, and an approval), as the schema declares.
         pairs: list[tuple[str, Any]] = []

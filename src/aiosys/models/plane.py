@@ -46,6 +46,7 @@ import pydantic
 
 from ..errors import ConfigError, InvalidInput, ModelNotFound
 from ..governance.lineage_hash import file_hash
+from ..governance.policy_entities import check_classification
 from ..governance.redaction_gate import REDACTOR
 from ..kernel import App, Context, EffectCall
 from ..kernel.retry import Retry
@@ -333,7 +334,10 @@ class ModelPlane:
         """Run a task outside any workflow: a direct effect through the gate (its
         interceptors apply; nothing is recorded). Its validated output. ``tenant``: whose
         call it is (None: the bound principal's, ``default`` for the local one; another is
-        ``PermissionDenied``)."""
+        ``PermissionDenied``). ``classification``: the data's label (``LABELS`` of
+        ``aiosys.governance.policy_entities``; None: unclassified), another is
+        ``InvalidInput``."""
+        check_classification(classification)
         tenant = await self._tenant("call_model", tenant, workflow)
         contract = self.contract(task)
         data = contract.validate_input(input)
@@ -354,7 +358,9 @@ class ModelPlane:
     ) -> ModelResponse:
         """Call one model (a card or alias; else a task's plan: see the module docstring)
         outside any workflow: a direct effect through the gate (its interceptors apply;
-        nothing is recorded). Its metered response. ``tenant`` as in ``run``."""
+        nothing is recorded). Its metered response. ``tenant`` and ``classification`` as
+        in ``run``."""
+        check_classification(classification)
         tenant = await self._tenant("call_model", tenant, workflow)
         request = make_request(messages, params)
         return await self._direct(model, request, tenant, classification, workflow)
@@ -377,7 +383,9 @@ class ModelPlane:
 
         Entering raises what ``call`` would before the first piece (``PermissionDenied``,
         ``PolicyDenied``, ``BudgetExceeded``, ``ModelNotFound``, ``ProviderUnavailable``, ...);
-        iterating raises a failure after it. ``InvalidInput`` at once for bad messages."""
+        iterating raises a failure after it. ``InvalidInput`` at once for bad messages or
+        an unknown ``classification``."""
+        check_classification(classification)
         request = make_request(messages, params)
 
         async def run(sink: StreamSink) -> ModelResponse:
