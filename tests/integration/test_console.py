@@ -24,6 +24,7 @@ from tests.consoleapp import EMAIL, SECRET, make_app
 from aiosys import App
 from aiosys.models.links.budget import Budget
 from aiosys.ui import Console, mount_console
+from aiosys.ui._console import when
 from aiosys.ui._session import COOKIE, DEFAULT_TTL
 
 pytestmark = pytest.mark.timeout(120)
@@ -302,10 +303,20 @@ async def test_pages_are_self_contained_and_send_security_headers(site: Site) ->
 # ---- actions -------------------------------------------------------------------------------
 
 
+def approval_row(page: str, seq: int) -> str:
+    """The text of the timeline's approval row of effect ``seq`` (its tags dropped)."""
+    found = re.search(rf'<tr class="approval" id="approval-{seq}">(.*?)</tr>', page, re.S)
+    assert found, page.split('id="timeline"')[1].split("</table>")[0]
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", found.group(1))).strip()
+
+
 async def test_a_task_approved_in_the_inbox_resumes_its_run(site: Site, wait_status: Any) -> None:
     run_id, task = await waiting_review(site, "alice", "a lease", wait_status)
     async with site.client() as c:
         token = await login(c, site.keys["alice"])
+        waiting = approval_row((await c.get(f"/runs/{run_id}")).text, 3)
+        assert "human task" in waiting and "approve-summary" in waiting
+        assert "waiting waiting for a decision" in waiting, waiting
         r = await c.post(f"/tasks/{task}/claim", data={"csrf_token": token})
         assert (r.status_code, r.headers["location"]) == (303, f"/tasks/{task}")
         assert "<dt>claimed by</dt><dd>alice at" in (await c.get(f"/tasks/{task}")).text
@@ -318,6 +329,15 @@ async def test_a_task_approved_in_the_inbox_resumes_its_run(site: Site, wait_sta
         page = (await c.get(f"/runs/{run_id}")).text
         assert "approve-summary" in page and "approved: the run resumes" in page
         assert "approve by alice: “fine by me”" in page
+        # The timeline says who decided and when, below the effect that waited for it.
+        (decided,) = await site.app.list_tasks(run_id=run_id, status="any")
+        assert decided.decided_at is not None
+        row = approval_row(page, 3)
+        assert f'href="/tasks/{task}"' in page.split('id="approval-3"')[1].split("</tr>")[0]
+        assert row == (
+            f"3 human task approve-summary approved approved by alice (reviewer) at "
+            f"{when(decided.decided_at)} UTC “fine by me”"
+        ), row
         assert '"decision": "approve"' in page.replace("&#34;", '"')
         again = await c.post(
             f"/tasks/{task}/complete", data={"csrf_token": token, "action": "reject"}
@@ -351,6 +371,15 @@ async def test_edit_and_reject_from_the_task_page(site: Site, wait_status: Any) 
         assert r.status_code == 303
     assert (await site.app.handle(edited).result(timeout=10))["decision"] == "edit"
     assert (await site.app.handle(rejected).result(timeout=10))["decision"] == "reject"
+    async with site.client() as c:
+        await login(c, site.keys["vera"])  # a viewer of tenant A: not the task's role
+        row = approval_row((await c.get(f"/runs/{rejected}")).text, 3)
+        assert "rejected by alice (reviewer) at" in row and "“no”" in row, row
+        row = approval_row((await c.get(f"/runs/{edited}")).text, 3)
+        assert "edited by alice (reviewer) at" in row, row
+    async with site.client() as c:
+        await login(c, site.keys["bob"])  # tenant B: the run is not found
+        assert (await c.get(f"/runs/{rejected}")).status_code == 404
     (task,) = await site.app.list_tasks(run_id=edited, status="any")
     assert task.decision is not None and task.decision.data == {"summary": "better"}
 
