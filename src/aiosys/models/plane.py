@@ -99,6 +99,10 @@ class ModelPlane:
         self._redis_url: str | None = os.environ.get("AIOSYS_REDIS_URL") or None
         self._windows: Windows | None = None
         self.router.record_shadow = self._record_shadow
+        #: The app's warm-up while it runs (``aiosys.App.open``): a model effect waits for
+        #: it before anything else, so a call never imports a provider on the event loop
+        #: while the warm-up imports it in a thread, nor loads the detector beside it.
+        self.warm_up: asyncio.Future[None] | None = None
         app.gate.register("model", self._execute)
 
     # ---- catalog --------------------------------------------------------------------------
@@ -434,6 +438,9 @@ class ModelPlane:
         committed with the effect's record (``EffectCall.also_write``): a crash keeps both
         or neither, and replay, which never calls the model again, never meters it again.
         A direct effect's rows are written behind the call (``links/metering.py``)."""
+        warm_up = self.warm_up
+        if warm_up is not None and not warm_up.done():
+            await asyncio.shield(warm_up)
         p, ex = call.params, call.run_execution
         run_id, seq = (None, None) if ex is None else (ex.run.id, call.seq)
         held: list[dict[str, Any]] | None = None if ex is None else []
