@@ -104,9 +104,11 @@ def approval_of(effect: dict[str, Any]) -> dict[str, Any] | None:
     output = effect["output"] if isinstance(effect["output"], dict) else {}
     if effect["kind"] == "human_task":
         kind, found, policies = "human task", output, []
-        if effect["status"] == "pending" or "action" not in found:
+        if effect["status"] == "pending":
             found = {"task_id": output.get("task_id") or meta.get("task_id")}
             found["due_at"] = output.get("due_at")
+        elif "action" not in found:  # it failed: its own row says why
+            return None
     elif isinstance(meta.get("approval"), dict):
         kind, found = "policy approval", meta["approval"]
         policies = [str(p) for p in found.get("policies") or ()]
