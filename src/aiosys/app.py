@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import threading
+from collections.abc import Callable
 from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
@@ -215,18 +217,22 @@ class App(kernel.App):
         return found
 
     async def _warm(self, plane: ModelPlane) -> None:
-        """The warm-up: the providers' modules, then the redaction detector if a card may
-        need it. A failure is logged, not raised: the call that needs what failed to load
-        loads it itself and fails with the reason."""
+        """The warm-up, off the event loop: the providers' modules (their SDKs: never
+        imported inside a first call), then the redaction detector if a card may need it
+        (Presidio, spaCy and the name model: once a process). A failure is logged, not
+        raised: the call that needs what failed to load loads it itself and fails with the
+        reason."""
+        redacts = self.redaction_settings.enabled and any(
+            c.external or c.redaction == "always" for c in plane.cards.values()
+        )
+
         try:
             self.warming = "loading model providers"
-            await plane.preload()  # the SDKs, off the event loop: never inside a first call
-            if self.redaction_settings.enabled and any(
-                c.external or c.redaction == "always" for c in plane.cards.values()
-            ):
+            await _on_daemon_thread(plane.import_modules)
+            if redacts:
                 self.warming = "loading redaction models"
-                try:  # Presidio, spaCy and the name model: once a process, off the loop
-                    await asyncio.to_thread(self.redaction.load)
+                try:
+                    await _on_daemon_thread(self.redaction.load)
                 except ConfigError as exc:  # a call that needs it fails with this, and sends
                     logging.getLogger("aiosys.redaction").warning(
                         "the detector could not be loaded: %s", exc
@@ -687,6 +693,36 @@ class App(kernel.App):
             detail=detail,
             decisions=decisions,
         )
+
+
+async def _on_daemon_thread(fn: Callable[[], None]) -> None:
+    """``fn()`` on a daemon thread of its own, awaited: unlike the default executor's, a
+    process that stops meanwhile (SIGTERM while the models load) does not wait for it.
+    Cancelling the caller leaves ``fn`` running; its outcome is then dropped."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[None] = loop.create_future()
+
+    def settle(error: BaseException | None) -> None:
+        if done.done():  # the caller was cancelled
+            return
+        if error is None:
+            done.set_result(None)
+        else:
+            done.set_exception(error)
+
+    def run() -> None:
+        error: BaseException | None = None
+        try:
+            fn()
+        except BaseException as exc:
+            error = exc
+        try:
+            loop.call_soon_threadsafe(settle, error)
+        except RuntimeError:  # the loop is closed: nobody waits any more
+            pass
+
+    threading.Thread(target=run, name="aiosys-warm-up", daemon=True).start()
+    await done
 
 
 def _card_files(directory: Path) -> list[tuple[ModelCard, Path]]:

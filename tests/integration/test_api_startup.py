@@ -116,6 +116,35 @@ async def test_the_server_answers_healthz_while_its_models_load(store_url, tmp_p
     assert "Traceback" not in server.text
 
 
+async def test_a_sigterm_while_the_models_load_stops_the_server_without_waiting(
+    store_url, tmp_path
+):
+    """The warm-up never ends here (held): SIGTERM still stops the server, exit 0 (the
+    warm-up's thread is not waited for, as a pool thread would be)."""
+    module = f"startup_app_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{module}.py").write_text(APP)
+    proc = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "aiosys.cli", "server", "--app", f"{module}:app"),
+        *("--store", store_url, "--port", "0", "--grace", "5"),
+        cwd=tmp_path,
+        env=process_env(tmp_path),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    server = Proc(proc)
+    try:
+        await server.line_with("Uvicorn running on")
+        server.keep_reading()
+        await until((tmp_path / "loading").exists, timeout=60)
+        proc.send_signal(signal.SIGTERM)
+        assert await server.exit_code() == 0, server.text
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert "Traceback" not in server.text
+
+
 async def test_a_call_during_the_warm_up_waits_for_it_and_readyz_says_why(store_url, monkeypatch):
     """In process: ``open(background=True)`` returns with the warm-up held; readiness says
     what loads; a model call waits for the warm-up (it is answered after it ended, and the

@@ -153,6 +153,7 @@ MODELS_EXEMPT = {
     "load_files": "the shared catalog",
     "load_store": "the shared catalog",
     "preload": "lifecycle",
+    "import_modules": "lifecycle (preload's imports)",
     "warm_up": "lifecycle: the app's warm-up while it runs",
     "provider": "configuration",
     "providers": "configuration",

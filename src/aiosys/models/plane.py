@@ -143,15 +143,14 @@ class ModelPlane:
 
     async def preload(self) -> None:
         """Import, in a worker thread, what the first call would: the modules of the
-        providers the catalog names (their SDKs) and the cache link (numpy). ``App.open``
-        calls it once the catalog is loaded."""
-        names = {card.provider for card in self.cards.values()}
+        providers the catalog names (their SDKs) and the cache link (numpy)."""
+        await asyncio.to_thread(self.import_modules)
 
-        def imports() -> None:
-            self.providers.preload(names)
-            importlib.import_module("aiosys.models.links.cache")
-
-        await asyncio.to_thread(imports)
+    def import_modules(self) -> None:
+        """``preload``'s imports, blocking (run it off the event loop; ``App.open``'s
+        warm-up does, once the catalog is loaded)."""
+        self.providers.preload({card.provider for card in self.cards.values()})
+        importlib.import_module("aiosys.models.links.cache")
 
     async def save_to_store(self, source: str | None = None) -> None:
         """Keep this catalog's cards in the store, so other workers and the console see it."""
