@@ -26,6 +26,7 @@ from aiosys.models.links.budget import Budget
 from aiosys.ui import Console, mount_console
 from aiosys.ui._console import when
 from aiosys.ui._session import COOKIE, DEFAULT_TTL
+from aiosys.ui._tasks import DECISIONS
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -347,6 +348,33 @@ async def test_a_task_approved_in_the_inbox_resumes_its_run(site: Site, wait_sta
         for action in ("claim", "release"):
             r = await c.post(f"/tasks/{task}/{action}", data={"csrf_token": token})
             assert r.status_code == 409 and "is completed" in r.text, (action, r.text)
+
+
+async def test_a_task_held_by_another_is_a_conflict_and_one_not_yours_a_refusal(
+    site: Site, wait_status: Any
+) -> None:
+    """In the inbox as over HTTP: claiming or deciding a task another reviewer holds is 409
+    saying so; releasing it is not yours (403); without its role, every action is 403."""
+    run_id, task = await waiting_review(site, "alice", "held", wait_status)
+    carl = (await site.app.identity.keys.create("A", "carl", roles=["reviewer"])).key
+    async with site.client() as c:
+        token = await login(c, site.keys["alice"])
+        assert (await c.post(f"/tasks/{task}/claim", data={"csrf_token": token})).is_redirect
+    async with site.client() as c:
+        token = await login(c, carl)
+        for action, form in [("claim", {}), *[("complete", {"action": a}) for a in DECISIONS]]:
+            if form.get("action") == "edit":
+                form["data"] = '{"summary": "mine"}'
+            r = await c.post(f"/tasks/{task}/{action}", data={"csrf_token": token, **form})
+            assert r.status_code == 409 and "claimed by alice" in r.text, (action, form, r.text)
+        r = await c.post(f"/tasks/{task}/release", data={"csrf_token": token})
+        assert r.status_code == 403 and "alice holds it" in r.text
+    async with site.client() as c:
+        token = await login(c, site.keys["vera"])
+        for action, form in [("claim", {}), ("release", {}), ("complete", {"action": "approve"})]:
+            r = await c.post(f"/tasks/{task}/{action}", data={"csrf_token": token, **form})
+            assert r.status_code == 403, (action, r.text)
+    assert (await site.app.get_run(run_id)).status == "waiting"
 
 
 async def test_edit_and_reject_from_the_task_page(site: Site, wait_status: Any) -> None:
