@@ -66,7 +66,7 @@ class App(kernel.App):
     ``AIOSYS_MODELS_DIR`` environment variable, empty meaning none, else ``./models`` when it
     exists), so a file's card wins over the stored one of the same id. Cards added in code
     with ``app.models.add_card`` before opening win over both. The providers the catalog
-    names are then imported, in a worker thread (``ModelPlane.preload``), unless
+    names are then imported, off the event loop (``ModelPlane.import_modules``), unless
     ``preload_models`` is False (commands that only read the store, such as ``aiosys runs``).
     That warm-up (with the redaction detector, below) is awaited by ``open()``; with
     ``open(background=True)`` (``aiosys server``, which must answer its liveness probe at
@@ -225,7 +225,6 @@ class App(kernel.App):
         redacts = self.redaction_settings.enabled and any(
             c.external or c.redaction == "always" for c in plane.cards.values()
         )
-
         try:
             self.warming = "loading model providers"
             await _on_daemon_thread(plane.import_modules)
