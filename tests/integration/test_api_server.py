@@ -14,7 +14,12 @@ import httpx
 import pytest
 from tests.integration.apiclient import status_of
 from tests.integration.conftest import until
-from tests.integration.procs import load_app_module, process_env, server_on_free_port
+from tests.integration.procs import (
+    load_app_module,
+    process_env,
+    server_on_free_port,
+    until_ready,
+)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -25,6 +30,7 @@ async def test_the_server_runs_a_workflow_and_drains_on_sigterm(store_url, tmp_p
     try:
         async with httpx.AsyncClient(base_url=base) as client:
             assert (await client.get("/healthz")).json() == {"status": "ok"}
+            await until_ready(client)  # its models load while it listens (503 until then)
             assert (await client.get("/readyz")).json() == {"status": "ready"}
             openapi = (await client.get("/openapi.json")).json()
             assert "/v1/workflows/{name}/runs" in openapi["paths"]

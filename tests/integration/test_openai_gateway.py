@@ -312,6 +312,43 @@ async def test_a_denied_call_is_permission_denied_naming_the_policy(env):
     assert public.choices[0].message.content == "echo: a press release"
 
 
+async def test_an_unknown_classification_header_is_a_400_naming_it_and_the_labels(env):
+    """A label that is not a data classification is the request's fault (400 naming the
+    header and the labels it may be), for chat, streamed chat and embeddings alike; never a
+    policy's 403, and nothing reaches a model. The Python API refuses it the same way, with
+    or without policies, in a workflow before any effect."""
+    client = env.client()
+    calls = {
+        "chat": lambda h: client.chat.completions.create(
+            model="chat", messages=[{"role": "user", "content": "hi"}], extra_headers=h
+        ),
+        "stream": lambda h: client.chat.completions.create(
+            model="chat", messages=[{"role": "user", "content": "hi"}], stream=True, extra_headers=h
+        ),
+        "embed": lambda h: client.embeddings.create(model="embedder", input="hi", extra_headers=h),
+    }
+    for name, call in calls.items():
+        for label in ("secret", "Confidential", "", "x" * 65):
+            with pytest.raises(openai.BadRequestError) as bad:
+                await call({"X-Aiosys-Classification": label})
+            param = bad.value.param or ""
+            assert param.endswith("X-Aiosys-Classification"), (name, label, bad.value.body)
+            assert "X-Aiosys-Classification" in bad.value.message, (name, label)
+            if len(label) <= 64:
+                assert "public, internal, confidential, restricted" in bad.value.message
+    assert env.wire.requests == []
+    ok = await calls["chat"]({"X-Aiosys-Classification": "unclassified"})
+    assert ok.choices[0].message.content == "echo: hi"
+    with pytest.raises(InvalidInput, match="classification: unknown data classification"):
+        await env.app.models.call("chat", "hi", classification="secret")
+    with pytest.raises(InvalidInput, match="unknown data classification 'secret'"):
+        async with env.app.models.stream("chat", "hi", classification="secret"):
+            pass
+    with pytest.raises(InvalidInput, match="unknown data classification 'secret'"):
+        await env.app.models.run("answer", {}, classification="secret")
+    assert len(env.wire.requests) == 1
+
+
 async def test_an_exhausted_budget_is_a_rate_limit_error_with_the_reason(env):
     env.app.models.budgets.add(Budget("tenant", "acme", limit=0.000001))
     client = env.client()

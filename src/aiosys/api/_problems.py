@@ -5,7 +5,8 @@ Every error the HTTP API answers is a ``Problem``: ``type`` (a URN naming the ai
 unknown path), ``title`` (the status's phrase), ``status``, ``detail`` (the error's message,
 which names no secret) and ``instance`` (the request's path), plus extension members where
 the error carries more: ``policies`` and ``policy_version`` of a ``PolicyDenied``, the
-``run_id`` an ``IdempotencyConflict`` names, the ``errors`` of a request that does not
+``run_id`` an ``IdempotencyConflict`` names, the ``task_status`` of an ``InvalidTaskState``
+(the task's status, e.g. ``completed``), the ``errors`` of a request that does not
 validate. The status comes from the exception's class (``STATUSES``, most specific first):
 
 ====  =========================================================================================
@@ -115,6 +116,9 @@ class Problem(BaseModel):
         default=None, description="PolicyDenied: the policy set's hash."
     )
     run_id: str | None = Field(default=None, description="IdempotencyConflict: the key's run.")
+    task_status: str | None = Field(
+        default=None, description="InvalidTaskState: the task's status (completed, ...)."
+    )
     errors: list[dict[str, Any]] | None = Field(
         default=None, description="A request that does not validate: one entry per problem."
     )
@@ -184,6 +188,8 @@ def error_response(exc: BaseException, request: Request) -> JSONResponse:
         extensions = {"policies": list(exc.policies), "policy_version": exc.policy_version}
     elif isinstance(exc, IdempotencyConflict):
         extensions = {"run_id": exc.run_id}
+    elif isinstance(exc, InvalidTaskState) and exc.task_status is not None:
+        extensions = {"task_status": exc.task_status}
     elif isinstance(exc, AuthenticationFailed):
         headers["WWW-Authenticate"] = 'Bearer realm="aiosys"'
     elif isinstance(exc, ProviderUnavailable) and exc.retry_after is not None:

@@ -20,7 +20,8 @@ the cache, budgets, rate limits, redaction, policy, audit and traces like any mo
   ``x-aiosys-model`` (the deployment that served, ``id@version``), or for a stream an
   ``aiosys`` member of its last chunk (``cost``, ``currency``, ``deployment``, ``cached``);
 - the data's classification, which policies and redaction decide on, is the
-  ``X-Aiosys-Classification`` header (``confidential``, ...; none: unclassified);
+  ``X-Aiosys-Classification`` header (``confidential``, ...; none: unclassified; a label
+  that is not one is a 400 naming the header and the labels);
 - errors are OpenAI's (``openai_errors``): a policy denial is 403 naming the policy, an
   exhausted budget 429, a missing model 404, a bad key 401, no model able to serve 502/503,
   a body over the server's cap 413 (``aiosys.api._limits``).
@@ -47,7 +48,8 @@ from pydantic import BaseModel, ValidationError
 from starlette.background import BackgroundTask
 
 from ..app import App
-from ..errors import ModelNotFound
+from ..errors import InvalidInput, ModelNotFound
+from ..governance.policy_entities import check_classification
 from ..kernel import Principal, bind_principal
 from ..models.catalog import ModelCard
 from ..models.plane import ModelPlane
@@ -65,6 +67,23 @@ _STREAM_DOC: dict[int | str, dict[str, Any]] = {
         "content": {"text/event-stream": {"schema": {"type": "string"}}},
     }
 }
+
+
+def classification_header(
+    value: str | None = Header(
+        None,
+        alias=CLASSIFICATION,
+        max_length=64,
+        description="The data's classification (unclassified, public, internal, "
+        "confidential, restricted; none: unclassified): policies and redaction decide on it.",
+    ),
+) -> str | None:
+    """The ``X-Aiosys-Classification`` header's label; another value is a 400 naming the
+    header and the labels it may be (never a policy's 403: it is the request's fault)."""
+    try:
+        return check_classification(value, CLASSIFICATION)
+    except InvalidInput as exc:
+        raise BadParam(str(exc), CLASSIFICATION) from None
 
 
 class Gateway:
@@ -93,13 +112,7 @@ class Gateway:
         # Defaults, not ``Annotated`` aliases: the signatures are read from this module's
         # globals (postponed annotations), where names local to this method are not.
         caller = Depends(principal)
-        classified = Header(
-            None,
-            alias=CLASSIFICATION,
-            max_length=64,
-            description="The data's classification (public, internal, confidential, "
-            "restricted): policies and redaction decide on it.",
-        )
+        classified = Depends(classification_header)
 
         @r.post(
             "/chat/completions",

@@ -132,7 +132,9 @@ def server(
     async def main() -> None:
         from ..api.server import serve
 
-        await the_app.open()  # a store that cannot be opened is one error line, here
+        # A store that cannot be opened is one error line, here; the models load while
+        # the server answers (/healthz at once, /readyz once loaded).
+        await the_app.open(background=True)
         try:
             where = mask_url(the_app.store.url)
             mode = "API only" if no_worker else "API and a worker"
