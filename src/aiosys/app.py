@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import threading
+from collections.abc import Callable
 from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
@@ -30,6 +32,7 @@ from .governance.roles import check_roles
 from .humans import HumanTasks, Inbox, TaskRow
 from .humans.approval import Approvals
 from .kernel import EffectCall
+from .kernel.app import Readiness
 from .kernel.checks import ClientCall
 from .models.catalog import ModelCard
 from .models.catalog_files import load_card_files
@@ -63,8 +66,12 @@ class App(kernel.App):
     ``AIOSYS_MODELS_DIR`` environment variable, empty meaning none, else ``./models`` when it
     exists), so a file's card wins over the stored one of the same id. Cards added in code
     with ``app.models.add_card`` before opening win over both. The providers the catalog
-    names are then imported, in a worker thread (``ModelPlane.preload``), unless
+    names are then imported, off the event loop (``ModelPlane.import_modules``), unless
     ``preload_models`` is False (commands that only read the store, such as ``aiosys runs``).
+    That warm-up (with the redaction detector, below) is awaited by ``open()``; with
+    ``open(background=True)`` (``aiosys server``, which must answer its liveness probe at
+    once) it runs on while the app serves: ``app.warming`` says what it is loading,
+    ``readiness()`` is not ready until it ends, and a model call waits for it first.
 
     Policies (Cedar, ``aiosys.governance.policy``) come from ``policies_dir`` (else
     ``AIOSYS_POLICIES_DIR``, empty meaning none, else ``./policies`` when it exists): when
@@ -154,11 +161,22 @@ class App(kernel.App):
         self.gate.add("redact", self.redaction, before="retry")
         self.gate.present("model", self.redaction.present)
         self.lineage = Lineage(self, lambda: LineageSettings.resolve(lineage))
+        #: What the warm-up is loading now (``loading model providers``, ``loading
+        #: redaction models``); None once it ended, or when none runs.
+        self.warming: str | None = None
+        self._warm_up: asyncio.Task[None] | None = None
         # The AI Act evidence: the audit log and lineage of a workflow's uses, and what the
         # catalog says of the models and tasks they used (the model layer's to tell).
         self.ai_act = AiAct(self, lambda models, tasks: describe(self.models, models, tasks))
 
-    async def open(self) -> App:
+    async def open(self, *, background: bool = False) -> App:
+        """Open the store, install the policies and load the catalog (the first open of a
+        process: a later one only counts), then warm up: import the catalog's providers and
+        load the redaction detector when a card may need it, off the event loop. With
+        ``background`` the warm-up goes on after ``open`` returns (``warming``,
+        ``readiness``, ``warmed``); a model call made meanwhile waits for it, so none pays
+        for it twice or races it. ``PolicyFileError``, ``ConfigError`` and the store's
+        errors as the app's settings, policies and store are found wanting."""
         first = self._opened == 0
         if first:
             from .kernel.oplog import set_span_ids
@@ -178,7 +196,52 @@ class App(kernel.App):
         if first:
             await note_identity(self.store)
             await self._load_catalog()
+            if not background:
+                await self.warmed()
         return self
+
+    async def warmed(self) -> None:
+        """Until the warm-up ``open`` started has ended (at once if none runs). Cancelling
+        the caller leaves the warm-up running."""
+        task = self._warm_up
+        if task is not None and not task.done():
+            await asyncio.shield(task)
+
+    async def readiness(self) -> Readiness:
+        """``kernel.App.readiness``, and not ready while the warm-up runs (``warming``:
+        the reason and ``loading``)."""
+        found = await super().readiness()
+        loading = self.warming
+        if found.ready and loading is not None:
+            return Readiness(False, loading, loading=loading)
+        return found
+
+    async def _warm(self, plane: ModelPlane) -> None:
+        """The warm-up, off the event loop: the providers' modules (their SDKs: never
+        imported inside a first call), then the redaction detector if a card may need it
+        (Presidio, spaCy and the name model: once a process). A failure is logged, not
+        raised: the call that needs what failed to load loads it itself and fails with the
+        reason."""
+        redacts = self.redaction_settings.enabled and any(
+            c.external or c.redaction == "always" for c in plane.cards.values()
+        )
+        try:
+            self.warming = "loading model providers"
+            await _on_daemon_thread(plane.import_modules)
+            if redacts:
+                self.warming = "loading redaction models"
+                try:
+                    await _on_daemon_thread(self.redaction.load)
+                except ConfigError as exc:  # a call that needs it fails with this, and sends
+                    logging.getLogger("aiosys.redaction").warning(
+                        "the detector could not be loaded: %s", exc
+                    )
+        except Exception as exc:
+            logging.getLogger("aiosys.models").error(
+                "the model warm-up failed (calls load what they need): %s", exc, exc_info=exc
+            )
+        finally:
+            self.warming = None
 
     def _install_lineage(self) -> None:
         # Just inside the effect log and the audit (a replayed effect is not hashed again),
@@ -254,16 +317,8 @@ class App(kernel.App):
         for card in in_code.values():
             plane.add_card(card)
         if self.preload_models:
-            await plane.preload()  # the SDKs, off the event loop: never inside a first call
-            if self.redaction_settings.enabled and any(
-                c.external or c.redaction == "always" for c in plane.cards.values()
-            ):
-                try:  # Presidio, spaCy and the name model: once a process, off the loop
-                    await asyncio.to_thread(self.redaction.load)
-                except ConfigError as exc:  # a call that needs it fails with this, and sends
-                    logging.getLogger("aiosys.redaction").warning(
-                        "the detector could not be loaded: %s", exc
-                    )
+            self.warming = "loading model providers"  # ready no sooner than the task starts
+            self._warm_up = plane.warm_up = asyncio.create_task(self._warm(plane))
 
     async def _install_policies(self) -> None:
         directory = policies_dir(self.policies_dir)
@@ -386,6 +441,13 @@ class App(kernel.App):
         return ModelPlane(self)
 
     async def close(self) -> None:
+        warm_up = self._warm_up
+        if self._opened <= 1 and warm_up is not None:
+            # A warm-up still loading is left to its thread: nothing waits for it any more.
+            self._warm_up = None
+            warm_up.cancel()
+            await asyncio.gather(warm_up, return_exceptions=True)
+            self.warming = None  # (a task cancelled before it started never said so)
         # The plane goes first: shadow calls in flight still meter into the store.
         if self._opened <= 1 and "models" in self.__dict__:
             await self.models.close()
@@ -630,6 +692,36 @@ class App(kernel.App):
             detail=detail,
             decisions=decisions,
         )
+
+
+async def _on_daemon_thread(fn: Callable[[], None]) -> None:
+    """``fn()`` on a daemon thread of its own, awaited: unlike the default executor's, a
+    process that stops meanwhile (SIGTERM while the models load) does not wait for it.
+    Cancelling the caller leaves ``fn`` running; its outcome is then dropped."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[None] = loop.create_future()
+
+    def settle(error: BaseException | None) -> None:
+        if done.done():  # the caller was cancelled
+            return
+        if error is None:
+            done.set_result(None)
+        else:
+            done.set_exception(error)
+
+    def run() -> None:
+        error: BaseException | None = None
+        try:
+            fn()
+        except BaseException as exc:
+            error = exc
+        try:
+            loop.call_soon_threadsafe(settle, error)
+        except RuntimeError:  # the loop is closed: nobody waits any more
+            pass
+
+    threading.Thread(target=run, name="aiosys-warm-up", daemon=True).start()
+    await done
 
 
 def _card_files(directory: Path) -> list[tuple[ModelCard, Path]]:

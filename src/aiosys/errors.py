@@ -317,9 +317,16 @@ class TaskNotFound(AiosysError):
 
 
 class InvalidTaskState(AiosysError):
-    """The action does not apply to the human task as it is now: claiming a task another
-    principal holds or one that is decided, releasing one that is not claimed, deciding one
-    whose run has ended. (Deciding a task twice is a ``PolicyDenied``: ``complete_task``.)"""
+    """The action does not apply to the human task as it is now: claiming or deciding a
+    task another principal holds, claiming or deciding one that is decided already or ended
+    by its SLA, releasing one that is not claimed, deciding one whose run has ended.
+    ``task_status`` is the task's status then (``open``, ``claimed``, ``completed``,
+    ``escalated``; None when not known). A refusal for who the caller is (a role it lacks,
+    a policy) is ``PermissionDenied`` or ``PolicyDenied`` instead."""
+
+    def __init__(self, message: str, *, task_status: str | None = None) -> None:
+        super().__init__(message)
+        self.task_status = task_status
 
 
 class StoreRefused(AiosysError):

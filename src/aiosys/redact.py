@@ -7,6 +7,10 @@ a driver's own error; an API key comes quoted back by a server's error body. ``m
 masks the password of one URL; ``redact`` masks, in any text, every URL password, every
 ``password=...`` of a libpq connection string and every known secret value it is given.
 Masked parts read ``***``.
+
+Where a server runs is kept from its callers too: a model provider's error names the
+deployment's endpoint and its transport's error the host and port (for the operator's log);
+``withhold_addresses`` takes them out of a text a client is shown.
 """
 
 from __future__ import annotations
@@ -35,6 +39,39 @@ def mask_url(url: str) -> str:
     user = parts.username or ""
     host = parts.netloc.rpartition("@")[2]
     return parts._replace(netloc=f"{user}:{MASK}@{host}").geturl()
+
+
+_URL = r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s\"'<>]*[^\s\"'<>:,;.)\]]"
+_AT_URL = re.compile(r"\s+(?:at|from)\s+" + _URL)  # "chat@1 at http://gpu-1:8000/v1 failed"
+_ANY_URL = re.compile(_URL)
+_IPV4 = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?::\d{1,5})?(?![\w.])")
+_IPV6 = re.compile(r"\[[0-9a-fA-F:.%\w]*:[0-9a-fA-F:.%\w]*\](?::\d{1,5})?")
+# A socket address as Python prints it: ('10.0.0.5', 8000) or ('::1', 8000, 0, 0)
+_SOCKADDR = re.compile(r"\(\s*(['\"])[^'\"]*\1(?:\s*,\s*\d+)+\s*\)")
+HOST = "[host]"
+
+
+def withhold_addresses(text: str) -> str:
+    """``text`` without the addresses of the servers it names: a URL after "at" or "from"
+    is left out with that word (``"chat@1 at http://gpu-1:8000/v1 failed"`` -> ``"chat@1
+    failed"``), any other URL reads ``[url]``; the hosts of those URLs, IP addresses and
+    socket addresses (``gpu-1:8000``, ``10.0.0.5``, ``('10.0.0.5', 8000)``) read ``[host]``."""
+    hosts: set[str] = set()
+    for url in _ANY_URL.findall(text):
+        try:
+            host = urlsplit(url).hostname
+        except ValueError:
+            continue
+        if host:
+            hosts.add(host)
+    text = _AT_URL.sub("", text)
+    text = _ANY_URL.sub("[url]", text)
+    text = _SOCKADDR.sub(HOST, text)
+    text = _IPV6.sub(HOST, text)
+    for host in sorted(hosts, key=len, reverse=True):
+        named = rf"(?<![\w.-]){re.escape(host)}(?::\d{{1,5}})?(?![\w.-])"
+        text = re.sub(named, HOST, text, flags=re.IGNORECASE)
+    return _IPV4.sub(HOST, text)
 
 
 def url_password(url: str) -> str | None:

@@ -210,7 +210,11 @@ async def test_log_in_start_wait_approve_and_see_the_run_succeed(
             timeline = page.locator("#timeline")
             await expect(timeline).to_contain_text("human_task")
             await expect(timeline).to_contain_text("retried")  # the step's failed attempt
-            await expect(timeline.locator("tr", has_text="approve-summary")).to_contain_text("ok")
+            effect = timeline.locator("tr:not(.approval)", has_text="approve-summary")
+            await expect(effect).to_contain_text("ok")
+            # Beside it, the decision: who approved it, as what, when.
+            decision = timeline.locator("tr.approval", has_text="approve-summary")
+            await expect(decision).to_contain_text("approved by")
             waterfall = page.locator("#waterfall tbody tr")
             await expect(waterfall.first).to_contain_text("run review")
             assert await waterfall.count() >= 4  # the run, the step, the model call, the task

@@ -12,6 +12,7 @@ import sys
 import uuid
 from pathlib import Path
 
+import httpx
 import pytest
 
 import aiosys
@@ -53,6 +54,16 @@ async def wf_sync(ctx: Context, tag: str) -> str:
 async def hello(ctx: Context, name: str) -> str:
     return f"hello {name}"
 """
+
+
+async def until_ready(client: httpx.AsyncClient, timeout: float = 120.0) -> None:
+    """Until the server's ``/readyz`` answers 200: it listens (``/healthz``) before its
+    models are loaded, and is ready once they are."""
+    async with asyncio.timeout(timeout):
+        while True:
+            if (await client.get("/readyz")).status_code == 200:
+                return
+            await asyncio.sleep(0.05)
 
 
 def load_app_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[str, App]:

@@ -177,7 +177,9 @@ async def test_the_task_inbox_over_http_claim_release_and_decide(store_url):
         twice = await client.post(
             f"/v1/tasks/{task['id']}/complete", json={"action": "reject"}, headers=a
         )
-        assert is_problem(twice, 403)["type"] == "urn:aiosys:problem:policy-denied"
+        conflict = is_problem(twice, 409)
+        assert conflict["type"] == "urn:aiosys:problem:invalid-task-state"
+        assert conflict["task_status"] == "completed" and "decided by ann" in conflict["detail"]
         listed = (await client.get("/v1/tasks", params={"status": "any"}, headers=a)).json()
         assert [t["status"] for t in listed["data"]] == ["completed"]
         is_problem(await client.get("/v1/tasks/nope", headers=a), 404)
@@ -185,6 +187,100 @@ async def test_the_task_inbox_over_http_claim_release_and_decide(store_url):
             f"/v1/tasks/{task['id']}/complete", json={"action": "shrug"}, headers=a
         )
         is_problem(bad, 422)
+
+
+async def test_task_actions_its_state_forbids_are_409_not_yours_403_elsewhere_404(store_url):
+    """Every task action over HTTP, on a task whose state forbids it (held by another,
+    decided, its run cancelled), by a principal without its role and from another tenant:
+    409 naming the task's status, 403, 404; never a 403 for a state."""
+    app = make_app(store_url)
+    async with serving(app) as client:
+        await app.open()
+        ann_key = await new_key(app, "A", "ann", "admin")
+        ann = auth(ann_key)
+        bob = auth(await new_key(app, "A", "bob", "admin"))
+        vic = auth(await new_key(app, "A", "vic", "runner", "viewer"))
+        eve = auth(await new_key(app, "B", "eve", "admin"))
+
+        async def waiting_task() -> tuple[str, str]:
+            run = (await client.post("/v1/workflows/asks/runs", headers=ann)).json()
+            await status_of(client, run["id"], ann_key, "waiting")
+            listed = await client.get("/v1/tasks", params={"run_id": run["id"]}, headers=ann)
+            (task,) = listed.json()["data"]
+            return run["id"], task["id"]
+
+        def act(task: str, what: str, who: dict[str, str]) -> Any:
+            path = f"/v1/tasks/{task}/{what.partition(':')[0]}"
+            action = what.partition(":")[2]
+            if not action:
+                return client.post(path, headers=who)
+            body: dict[str, Any] = {"action": action}
+            if action == "edit":
+                body["data"] = {"doc": 2}
+            return client.post(path, json=body, headers=who)
+
+        decisions = ("complete:approve", "complete:reject", "complete:edit")
+
+        def conflict(response: Any, status: str) -> None:
+            body = is_problem(response, 409)
+            assert body["type"] == "urn:aiosys:problem:invalid-task-state", body
+            assert body["task_status"] == status, body
+
+        # Held by another principal: claiming or deciding it is a conflict; releasing it is
+        # not bob's to do (403); a principal without its role is refused (403).
+        run_id, task = await waiting_task()
+        assert (await act(task, "claim", ann)).status_code == 200
+        for what in ("claim", *decisions):
+            conflict(await act(task, what, bob), "claimed")
+        assert is_problem(await act(task, "release", bob), 403)["type"].endswith(
+            "permission-denied"
+        )
+        for what in ("claim", "release", *decisions):
+            assert is_problem(await act(task, what, vic), 403), what
+            is_problem(await act(task, what, eve), 404)  # another tenant's: not found
+        # Decided: every action is a conflict saying so, for anyone of the tenant.
+        assert (await act(task, "complete:approve", ann)).status_code == 200
+        await status_of(client, run_id, ann_key, "succeeded")
+        for who in (ann, bob, vic):
+            for what in ("claim", "release", *decisions):
+                conflict(await act(task, what, who), "completed")
+        for what in ("claim", "release", *decisions):
+            is_problem(await act(task, what, eve), 404)
+            is_problem(await act("nope", what, ann), 404)
+        # Its run cancelled: the task cannot be claimed or decided any more.
+        run_id, task = await waiting_task()
+        assert (await client.post(f"/v1/runs/{run_id}/cancel", headers=ann)).status_code == 200
+        await status_of(client, run_id, ann_key, "cancelled")
+        for what in ("claim", *decisions):
+            conflict(await act(task, what, ann), "open")
+        conflict(await act(task, "release", ann), "open")
+
+
+async def test_every_header_the_api_reads_refuses_a_bad_value_naming_it(store_url):
+    """A bad value of a header /v1 reads is the request's fault, named: ``traceparent``
+    (422), ``Authorization`` (401), ``Content-Type`` (415); none is taken for a refusal."""
+    app = make_app(store_url)
+    async with serving(app) as client:
+        for bad in ("00-xyz", "01-" + "0" * 32 + "-" + "1" * 16 + "-01", "t" * 300):
+            r = await client.post("/v1/workflows/hello/runs", headers={"traceparent": bad})
+            assert "traceparent" in is_problem(r, 422)["detail"], bad
+        good = "00-" + "a" * 32 + "-" + "b" * 16 + "-01"
+        r = await client.post(
+            "/v1/workflows/hello/runs",
+            json={"input": {"name": "t"}},
+            headers={"traceparent": good},
+        )
+        assert r.status_code == 201, r.text
+        r = await client.post(
+            "/v1/workflows/hello/runs",
+            content=b"name=x",
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+        assert "Content-Type" in is_problem(r, 415)["detail"]
+        await app.open()
+        await new_key(app, "A", "ann", "admin")  # identity configured: credentials count
+        for header in ("Basic abc", "Bearer", "Bearer nope"):
+            is_problem(await client.get("/v1/runs", headers={"Authorization": header}), 401)
 
 
 async def test_every_error_status_is_a_problem_with_its_status(store_url, tmp_path):
@@ -445,3 +541,58 @@ async def test_a_body_not_read_as_json_says_why_in_both_error_shapes(store_url):
                     assert error["param"] is None
                     message = error["message"]
                 assert said in message, (path, message)
+
+
+async def test_a_body_over_the_cap_is_413_before_it_is_read_in_both_error_shapes(store_url):
+    # A body was read whole, however large. Over the cap it is refused, in its route's error
+    # shape: at once when its Content-Length says so (nothing of it read), at the first
+    # chunk past the cap when it declares none (a streamed upload).
+    app = make_app(store_url)
+    api = create_api(app, max_body_size="64KiB")
+    chunk, pulled = 16 * 1024, []
+
+    async def upload():  # 1 MiB, 16 KiB at a time, counted as the server pulls it
+        for n in range(64):
+            pulled.append(n)
+            yield (b'{"input": "' + b"x" * (chunk - 11)) if n == 0 else b"x" * chunk
+
+    routes = (
+        ("/v1/workflows/hello/runs", "problem"),
+        ("/v1/runs/r-1/cancel", "problem"),
+        ("/v1/chat/completions", "openai"),
+        ("/v1/embeddings", "openai"),
+    )
+    async with app, client_of(api) as client:
+        for path, shape in routes:
+            for declared in (True, False):
+                pulled.clear()
+                headers = {"content-type": "application/json"}
+                if declared:
+                    headers["content-length"] = str(64 * chunk)
+                r = await client.post(path, content=upload(), headers=headers)
+                assert r.status_code == 413, (path, declared, r.text)
+                # Declared: not one chunk read; streamed: the 5th (past 64 KiB) was the last.
+                assert len(pulled) == (0 if declared else 5), (path, declared)
+                if shape == "problem":
+                    problem = is_problem(r, 413)
+                    assert problem["type"] == "urn:aiosys:problem:content-too-large"
+                    message = problem["detail"]
+                else:
+                    error = r.json()["error"]
+                    assert error["type"] == "invalid_request_error" and error["param"] is None
+                    assert r.headers["x-should-retry"] == "false"
+                    message = error["message"]
+                assert "limit of 65536 bytes (64 KiB)" in message, (path, message)
+        # Under the cap a body is read as before.
+        started = await client.post(
+            "/v1/workflows/hello/runs", json={"input": {"name": "x" * 60_000}}
+        )
+        assert started.status_code == 201, started.text
+
+
+def test_the_body_cap_is_declared_on_every_route_that_takes_a_body():
+    schema = create_api(make_app("sqlite:///unused.db")).openapi()
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            if operation.get("requestBody"):
+                assert "413" in operation["responses"], (method, path)

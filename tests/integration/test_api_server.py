@@ -14,7 +14,12 @@ import httpx
 import pytest
 from tests.integration.apiclient import status_of
 from tests.integration.conftest import until
-from tests.integration.procs import load_app_module, process_env, server_on_free_port
+from tests.integration.procs import (
+    load_app_module,
+    process_env,
+    server_on_free_port,
+    until_ready,
+)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -25,6 +30,7 @@ async def test_the_server_runs_a_workflow_and_drains_on_sigterm(store_url, tmp_p
     try:
         async with httpx.AsyncClient(base_url=base) as client:
             assert (await client.get("/healthz")).json() == {"status": "ok"}
+            await until_ready(client)  # its models load while it listens (503 until then)
             assert (await client.get("/readyz")).json() == {"status": "ready"}
             openapi = (await client.get("/openapi.json")).json()
             assert "/v1/workflows/{name}/runs" in openapi["paths"]
@@ -125,3 +131,60 @@ async def test_an_address_it_cannot_listen_on_is_one_error_line_before_any_worke
             assert f"error: cannot listen on {host}:{port}: " in text, text
             assert why in text.lower()
             assert "serving queues" not in text and "Traceback" not in text, text
+
+
+async def _raw_post(base: str, path: str, headers: str, body: list[bytes]) -> bytes:
+    """POST ``body`` piece by piece over a socket of its own (no client that would send it
+    whole first) and read what the server answers, which may come before it is all sent."""
+    host, port = base.removeprefix("http://").rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(f"POST {path} HTTP/1.1\r\nhost: {host}\r\n{headers}\r\n".encode())
+
+    async def send() -> None:
+        try:
+            for piece in body:
+                writer.write(piece)
+                await writer.drain()
+        except ConnectionError:  # the server answered and closed: the rest is not read
+            pass
+
+    sending = asyncio.create_task(send())
+    try:
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
+        length = int(next(
+            line.split(b":")[1] for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-length:")
+        ))  # fmt: skip
+        return head + await reader.readexactly(length)
+    finally:
+        sending.cancel()
+        writer.close()
+
+
+async def test_a_body_over_max_body_size_is_413_over_tcp_sent_whole_or_streamed(
+    store_url, tmp_path, monkeypatch
+):
+    module, _ = load_app_module(tmp_path, monkeypatch)
+    server, base = await server_on_free_port(
+        tmp_path, module, store_url, "--no-worker", "--max-body-size", "64KiB"
+    )
+    json_type = "content-type: application/json\r\n"
+    piece = b"x" * 16384
+    try:
+        declared = await _raw_post(
+            base, "/v1/chat/completions", json_type + "content-length: 1048576\r\n", [piece] * 64
+        )
+        chunked = [b"4000\r\n" + piece + b"\r\n"] * 64 + [b"0\r\n\r\n"]
+        streamed = await _raw_post(
+            base, "/v1/workflows/hello/runs", json_type + "transfer-encoding: chunked\r\n", chunked
+        )
+        for answer, media in ((declared, b"application/json"), (streamed, b"problem+json")):
+            assert answer.startswith(b"HTTP/1.1 413 "), answer
+            assert media in answer and b"limit of 65536 bytes (64 KiB)" in answer, answer
+        server.proc.send_signal(signal.SIGTERM)
+        assert await server.exit_code() == 0, server.text
+        assert "Traceback" not in server.text
+    finally:
+        if server.proc.returncode is None:
+            server.proc.kill()
+            await server.proc.wait()

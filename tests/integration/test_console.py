@@ -24,7 +24,9 @@ from tests.consoleapp import EMAIL, SECRET, make_app
 from aiosys import App
 from aiosys.models.links.budget import Budget
 from aiosys.ui import Console, mount_console
+from aiosys.ui._console import when
 from aiosys.ui._session import COOKIE, DEFAULT_TTL
+from aiosys.ui._tasks import DECISIONS
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -302,10 +304,20 @@ async def test_pages_are_self_contained_and_send_security_headers(site: Site) ->
 # ---- actions -------------------------------------------------------------------------------
 
 
+def approval_row(page: str, seq: int) -> str:
+    """The text of the timeline's approval row of effect ``seq`` (its tags dropped)."""
+    found = re.search(rf'<tr class="approval" id="approval-{seq}">(.*?)</tr>', page, re.S)
+    assert found, page.split('id="timeline"')[1].split("</table>")[0]
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", found.group(1))).strip()
+
+
 async def test_a_task_approved_in_the_inbox_resumes_its_run(site: Site, wait_status: Any) -> None:
     run_id, task = await waiting_review(site, "alice", "a lease", wait_status)
     async with site.client() as c:
         token = await login(c, site.keys["alice"])
+        waiting = approval_row((await c.get(f"/runs/{run_id}")).text, 3)
+        assert "human task" in waiting and "approve-summary" in waiting
+        assert "waiting waiting for a decision" in waiting, waiting
         r = await c.post(f"/tasks/{task}/claim", data={"csrf_token": token})
         assert (r.status_code, r.headers["location"]) == (303, f"/tasks/{task}")
         assert "<dt>claimed by</dt><dd>alice at" in (await c.get(f"/tasks/{task}")).text
@@ -318,11 +330,51 @@ async def test_a_task_approved_in_the_inbox_resumes_its_run(site: Site, wait_sta
         page = (await c.get(f"/runs/{run_id}")).text
         assert "approve-summary" in page and "approved: the run resumes" in page
         assert "approve by alice: “fine by me”" in page
+        # The timeline says who decided and when, below the effect that waited for it.
+        (decided,) = await site.app.list_tasks(run_id=run_id, status="any")
+        assert decided.decided_at is not None
+        row = approval_row(page, 3)
+        assert f'href="/tasks/{task}"' in page.split('id="approval-3"')[1].split("</tr>")[0]
+        assert row == (
+            f"3 human task approve-summary approved approved by alice (reviewer) at "
+            f"{when(decided.decided_at)} UTC “fine by me”"
+        ), row
         assert '"decision": "approve"' in page.replace("&#34;", '"')
         again = await c.post(
             f"/tasks/{task}/complete", data={"csrf_token": token, "action": "reject"}
         )
-        assert again.status_code == 403 and "decided" in again.text  # PolicyDenied: once only
+        # Once only: deciding, claiming or releasing it again is a conflict with its state.
+        assert again.status_code == 409 and "completed: it was decided by alice" in again.text
+        for action in ("claim", "release"):
+            r = await c.post(f"/tasks/{task}/{action}", data={"csrf_token": token})
+            assert r.status_code == 409 and "is completed" in r.text, (action, r.text)
+
+
+async def test_a_task_held_by_another_is_a_conflict_and_one_not_yours_a_refusal(
+    site: Site, wait_status: Any
+) -> None:
+    """In the inbox as over HTTP: claiming or deciding a task another reviewer holds is 409
+    saying so; releasing it is not yours (403); without its role, every action is 403."""
+    run_id, task = await waiting_review(site, "alice", "held", wait_status)
+    carl = (await site.app.identity.keys.create("A", "carl", roles=["reviewer"])).key
+    async with site.client() as c:
+        token = await login(c, site.keys["alice"])
+        assert (await c.post(f"/tasks/{task}/claim", data={"csrf_token": token})).is_redirect
+    async with site.client() as c:
+        token = await login(c, carl)
+        for action, form in [("claim", {}), *[("complete", {"action": a}) for a in DECISIONS]]:
+            if form.get("action") == "edit":
+                form["data"] = '{"summary": "mine"}'
+            r = await c.post(f"/tasks/{task}/{action}", data={"csrf_token": token, **form})
+            assert r.status_code == 409 and "claimed by alice" in r.text, (action, form, r.text)
+        r = await c.post(f"/tasks/{task}/release", data={"csrf_token": token})
+        assert r.status_code == 403 and "alice holds it" in r.text
+    async with site.client() as c:
+        token = await login(c, site.keys["vera"])
+        for action, form in [("claim", {}), ("release", {}), ("complete", {"action": "approve"})]:
+            r = await c.post(f"/tasks/{task}/{action}", data={"csrf_token": token, **form})
+            assert r.status_code == 403, (action, r.text)
+    assert (await site.app.get_run(run_id)).status == "waiting"
 
 
 async def test_edit_and_reject_from_the_task_page(site: Site, wait_status: Any) -> None:
@@ -347,6 +399,15 @@ async def test_edit_and_reject_from_the_task_page(site: Site, wait_status: Any) 
         assert r.status_code == 303
     assert (await site.app.handle(edited).result(timeout=10))["decision"] == "edit"
     assert (await site.app.handle(rejected).result(timeout=10))["decision"] == "reject"
+    async with site.client() as c:
+        await login(c, site.keys["vera"])  # a viewer of tenant A: not the task's role
+        row = approval_row((await c.get(f"/runs/{rejected}")).text, 3)
+        assert "rejected by alice (reviewer) at" in row and "“no”" in row, row
+        row = approval_row((await c.get(f"/runs/{edited}")).text, 3)
+        assert "edited by alice (reviewer) at" in row, row
+    async with site.client() as c:
+        await login(c, site.keys["bob"])  # tenant B: the run is not found
+        assert (await c.get(f"/runs/{rejected}")).status_code == 404
     (task,) = await site.app.list_tasks(run_id=edited, status="any")
     assert task.decision is not None and task.decision.data == {"summary": "better"}
 

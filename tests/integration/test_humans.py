@@ -1,8 +1,9 @@
 """Human tasks (issue 12, point 1) on both stores: ``ctx.human_task`` parks the run, the
 inbox decides it (the run resumes at once), edits are checked against the form, a task is
-decided once and only by its role (``PolicyDenied``), an SLA escalates it on a clock the test
-moves (no sleeping), a replay returns the recorded decision without a second task, tenants
-see only their own tasks, and every decision, claim and escalation is audited."""
+decided once (again: ``InvalidTaskState``) and only by its role (``PolicyDenied``), an SLA
+escalates it on a clock the test moves (no sleeping), a replay returns the recorded decision
+without a second task, tenants see only their own tasks, and every decision, claim and
+escalation is audited."""
 
 from __future__ import annotations
 
@@ -196,11 +197,16 @@ async def test_a_task_is_decided_once_and_only_by_its_role(store_url: str, wait_
         async with app.as_principal(ALICE):
             assert [t.id for t in await app.list_tasks()] == [task.id]
             await app.complete_task(task.id, "reject", comment="no")
-            with pytest.raises(PolicyDenied, match="decided by alice already"):
+            with pytest.raises(
+                InvalidTaskState, match=r"completed: .*decided by alice already"
+            ) as again:
                 await app.complete_task(task.id, "approve")
+            assert again.value.task_status == "completed"
         async with app.as_principal(AMY):
-            with pytest.raises(PolicyDenied, match="already"):
+            with pytest.raises(InvalidTaskState, match="already"):
                 await app.complete_task(task.id, "approve")
+            with pytest.raises(InvalidTaskState, match=r"cannot claim .* it is completed"):
+                await app.claim_task(task.id)
             assert await app.list_tasks() == []  # nothing left to decide
         result = await run.result(timeout=10)
     assert (result["action"], result["decided_by"], result["comment"]) == ("reject", "alice", "no")
@@ -229,7 +235,7 @@ async def test_a_claimed_task_is_decided_or_released_by_its_holder_only(
             assert [t.claimed_by for t in await app.list_tasks()] == ["alice"]
             with pytest.raises(InvalidTaskState, match="claimed by alice"):
                 await app.claim_task(task.id)
-            with pytest.raises(PolicyDenied, match="claimed by alice"):
+            with pytest.raises(InvalidTaskState, match="claimed by alice"):
                 await app.complete_task(task.id, "approve")
             with pytest.raises(PermissionDenied, match="alice holds it"):
                 await app.release_task(task.id)
@@ -249,7 +255,7 @@ async def test_an_assigned_task_starts_claimed_by_its_assignee(store_url: str) -
         task = await wait_task(app, run.id)
         assert (task.status, task.claimed_by, task.assignee) == ("claimed", "amy", "amy")
         async with app.as_principal(ALICE):
-            with pytest.raises(PolicyDenied, match="claimed by amy"):
+            with pytest.raises(InvalidTaskState, match="claimed by amy"):
                 await app.complete_task(task.id, "approve")
         async with app.as_principal(AMY):
             await app.complete_task(task.id, "approve")
@@ -310,7 +316,7 @@ async def test_return_escalated_ends_the_task_and_the_workflow_hears_of_it(
         clock.advance(61)
         result = await run.result(timeout=20)
         ended = await app.get_task(task.id)
-        with pytest.raises(PolicyDenied, match="ended by its SLA"):
+        with pytest.raises(InvalidTaskState, match=r"escalated: .*ended by its SLA"):
             await app.complete_task(task.id, "approve")
     assert result["action"] == "escalated"
     assert (result["role"], result["escalated_to"], result["decided_by"]) == (

@@ -100,6 +100,8 @@ APP_EXEMPT = {
     "decided per effect by the run's principal's read_data",
     "redaction_settings": "a setting",
     "readiness": "a probe: whether the store answers with a current schema, no tenant data",
+    "warming": "what the warm-up is loading (lifecycle, no tenant data)",
+    "warmed": "lifecycle: waits for the warm-up (no tenant data)",
 }
 AUDIT_WALK = ("export", "verify", "checkpoint")
 AUDIT_EXEMPT = {
@@ -151,6 +153,8 @@ MODELS_EXEMPT = {
     "load_files": "the shared catalog",
     "load_store": "the shared catalog",
     "preload": "lifecycle",
+    "import_modules": "lifecycle (preload's imports)",
+    "warm_up": "lifecycle: the app's warm-up while it runs",
     "provider": "configuration",
     "providers": "configuration",
     "redis_url": "configuration",

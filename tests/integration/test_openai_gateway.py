@@ -25,7 +25,15 @@ import openai
 import pytest
 from fastapi import FastAPI, Request
 from pydantic import BaseModel
-from tests.wire.control import cut, server_error
+from tests.wire.control import (
+    cut,
+    malformed,
+    rate_limited,
+    rejected,
+    server_error,
+    slow,
+    unexpected,
+)
 from tests.wire.openai_server import OpenAIWire, embedding_of
 from tests.wire.serve import serve_here
 
@@ -36,6 +44,7 @@ from aiosys.errors import AuthenticationFailed, InvalidInput
 from aiosys.kernel import Principal
 from aiosys.models.contracts import RoutingPlan
 from aiosys.models.links.budget import Budget
+from aiosys.models.providers.local import register_callable, unregister_callable
 from aiosys.models.tokens import count_tokens
 from aiosys.models.types import ModelRequest
 
@@ -217,6 +226,51 @@ async def test_embeddings_come_back_as_the_sdk_asks_for_them(env):
     assert (await usage_of(env.app))["embedder"]["input_tokens"] == 5 + 2 + 1
 
 
+async def test_embeddings_of_the_dimensions_asked_or_a_bad_request_naming_them(env):
+    # `dimensions` reaches an OpenAI-compatible server, whose vectors are that long; a model
+    # that gives vectors of another length (a server that ignores the field, an in-process
+    # model of fixed size) is a 400 naming `dimensions`, never vectors of another length.
+    client = env.client()
+    for encoding in ("float", openai.NOT_GIVEN):  # not given: base64, decoded by the SDK
+        short = await client.embeddings.create(
+            model="embedder", input=["a text", "another"], dimensions=4, encoding_format=encoding
+        )
+        for row, text in zip(short.data, ["a text", "another"], strict=True):
+            assert row.embedding == pytest.approx(embedding_of(text, 4), abs=1e-6)
+        assert env.wire.requests[-1].body["dimensions"] == 4
+    env.wire.honours_dimensions = False  # answers 8 floats, whatever is asked
+    with pytest.raises(openai.BadRequestError) as ignored:
+        await client.embeddings.create(model="embedder", input="a text", dimensions=4)
+    error = ignored.value.body
+    assert error["param"] == "dimensions" and error["type"] == "invalid_request_error"
+    assert "vectors of 8 dimensions, not the 4 asked" in error["message"], error
+    same = await client.embeddings.create(model="embedder", input="a text", dimensions=8)
+    assert len(same.data[0].embedding) == 8  # what it gives is what was asked
+
+
+async def test_an_in_process_embedder_cannot_give_other_dimensions(store_url, openai_server):
+    register_callable("three-d", lambda texts: [[1.0, 0.0, 0.0] for _ in texts])
+    app = make_app(store_url, openai_server)
+    app.models.add_card({"id": "fixed", "kind": "embed", "provider": "local",
+                         "provider_model": "three-d"})  # fmt: skip
+    try:
+        async with app:
+            new = await app.identity.keys.create("acme", "alice", roles=["runner"])
+            api = FastAPI()
+            mount_openai(api, app, Caller(app))
+            client = Env(app, api, Gateway(app), new.key, openai_server).client()
+            with pytest.raises(openai.BadRequestError) as refused:
+                await client.embeddings.create(model="fixed", input="x", dimensions=2)
+            assert refused.value.body["param"] == "dimensions"
+            assert "fixed@1" in refused.value.message
+            ok = await client.embeddings.create(
+                model="fixed", input="x", dimensions=3, encoding_format="float"
+            )
+            assert ok.data[0].embedding == [1.0, 0.0, 0.0]
+    finally:
+        unregister_callable("three-d")
+
+
 async def test_models_lists_cards_aliases_and_tasks(env):
     client = env.client()
     listed = {m.id: m for m in (await client.models.list()).data}
@@ -256,6 +310,43 @@ async def test_a_denied_call_is_permission_denied_naming_the_policy(env):
         extra_headers={"X-Aiosys-Classification": "public"},
     )
     assert public.choices[0].message.content == "echo: a press release"
+
+
+async def test_an_unknown_classification_header_is_a_400_naming_it_and_the_labels(env):
+    """A label that is not a data classification is the request's fault (400 naming the
+    header and the labels it may be), for chat, streamed chat and embeddings alike; never a
+    policy's 403, and nothing reaches a model. The Python API refuses it the same way, with
+    or without policies, in a workflow before any effect."""
+    client = env.client()
+    calls = {
+        "chat": lambda h: client.chat.completions.create(
+            model="chat", messages=[{"role": "user", "content": "hi"}], extra_headers=h
+        ),
+        "stream": lambda h: client.chat.completions.create(
+            model="chat", messages=[{"role": "user", "content": "hi"}], stream=True, extra_headers=h
+        ),
+        "embed": lambda h: client.embeddings.create(model="embedder", input="hi", extra_headers=h),
+    }
+    for name, call in calls.items():
+        for label in ("secret", "Confidential", "", "x" * 65):
+            with pytest.raises(openai.BadRequestError) as bad:
+                await call({"X-Aiosys-Classification": label})
+            param = bad.value.param or ""
+            assert param.endswith("X-Aiosys-Classification"), (name, label, bad.value.body)
+            assert "X-Aiosys-Classification" in bad.value.message, (name, label)
+            if len(label) <= 64:
+                assert "public, internal, confidential, restricted" in bad.value.message
+    assert env.wire.requests == []
+    ok = await calls["chat"]({"X-Aiosys-Classification": "unclassified"})
+    assert ok.choices[0].message.content == "echo: hi"
+    with pytest.raises(InvalidInput, match="classification: unknown data classification"):
+        await env.app.models.call("chat", "hi", classification="secret")
+    with pytest.raises(InvalidInput, match="unknown data classification 'secret'"):
+        async with env.app.models.stream("chat", "hi", classification="secret"):
+            pass
+    with pytest.raises(InvalidInput, match="unknown data classification 'secret'"):
+        await env.app.models.run("answer", {}, classification="secret")
+    assert len(env.wire.requests) == 1
 
 
 async def test_an_exhausted_budget_is_a_rate_limit_error_with_the_reason(env):
@@ -314,6 +405,97 @@ async def test_a_bad_payload_is_a_bad_request_naming_the_field(env, payload, par
     assert bad.value.body["param"] == param
     assert bad.value.body["type"] == "invalid_request_error"
     assert env.wire.requests == []
+
+
+HI = [{"role": "user", "content": "x"}]
+#: Every field of the two requests, each with a value of another JSON type than OpenAI's
+#: (numeric strings, numbers for booleans, fractions for integers...), and the param named.
+WRONG_TYPES = [
+    ("chat", {"model": 7}, "model"),
+    ("chat", {"messages": "hi"}, "messages"),
+    ("chat", {"messages": [{"role": 1, "content": "x"}]}, "messages.0.role"),
+    ("chat", {"messages": [{"role": "user", "content": 5}]}, "messages.0.content"),
+    ("chat", {"messages": [{"role": "user", "content": "x", "name": 5}]}, "messages.0.name"),
+    (
+        "chat",
+        {"messages": [{"role": "user", "content": [{"type": 1, "text": "x"}]}]},
+        "messages.0.content.0.type",
+    ),
+    (
+        "chat",
+        {"messages": [{"role": "user", "content": [{"type": "text", "text": 2}]}]},
+        "messages.0.content.0.text",
+    ),
+    ("chat", {"stream": "yes"}, "stream"),
+    ("chat", {"stream": "true"}, "stream"),
+    ("chat", {"stream": 1}, "stream"),
+    ("chat", {"stream_options": "yes"}, "stream_options"),
+    (
+        "chat",
+        {"stream": True, "stream_options": {"include_usage": "true"}},
+        "stream_options.include_usage",
+    ),
+    ("chat", {"n": "1"}, "n"),
+    ("chat", {"n": 1.0}, "n"),
+    ("chat", {"n": True}, "n"),
+    ("chat", {"max_tokens": "50"}, "max_tokens"),
+    ("chat", {"max_tokens": 50.5}, "max_tokens"),
+    ("chat", {"max_completion_tokens": "50"}, "max_completion_tokens"),
+    ("chat", {"temperature": "0.5"}, "temperature"),
+    ("chat", {"temperature": True}, "temperature"),
+    ("chat", {"top_p": "1"}, "top_p"),
+    ("chat", {"presence_penalty": "0"}, "presence_penalty"),
+    ("chat", {"frequency_penalty": "0"}, "frequency_penalty"),
+    ("chat", {"stop": 5}, "stop"),
+    ("chat", {"stop": ["end", 5]}, "stop.1"),
+    ("chat", {"seed": "42"}, "seed"),
+    ("chat", {"seed": 4.2}, "seed"),
+    ("chat", {"user": 5}, "user"),
+    ("chat", {"response_format": "json"}, "response_format"),
+    ("chat", {"logprobs": "false"}, "logprobs"),
+    ("chat", {"top_logprobs": "0"}, "top_logprobs"),
+    ("chat", {"logit_bias": {"50256": "-100"}}, "logit_bias.50256"),
+    ("chat", {"parallel_tool_calls": 0}, "parallel_tool_calls"),
+    ("chat", {"store": "no"}, "store"),
+    ("chat", {"metadata": {"team": 7}}, "metadata.team"),
+    ("chat", {"reasoning_effort": 1}, "reasoning_effort"),
+    ("chat", {"service_tier": True}, "service_tier"),
+    ("embed", {"model": ["embedder"]}, "model"),
+    ("embed", {"input": 5}, "input"),
+    ("embed", {"input": ["a", 5]}, "input.1"),
+    ("embed", {"encoding_format": 1}, "encoding_format"),
+    ("embed", {"dimensions": "4"}, "dimensions"),
+    ("embed", {"dimensions": 4.0}, "dimensions"),
+    ("embed", {"dimensions": True}, "dimensions"),
+    ("embed", {"user": 5}, "user"),
+]
+
+
+@pytest.mark.parametrize(("path", "fields", "param"), WRONG_TYPES)
+async def test_a_field_of_another_json_type_is_a_bad_request_naming_it(env, path, fields, param):
+    # pydantic's lax mode took "stream": "yes" as true and "0.5" as 0.5; OpenAI does not.
+    base = (
+        {"model": "chat", "messages": HI} if path == "chat" else {"model": "embedder", "input": "x"}
+    )
+    route = "/chat/completions" if path == "chat" else "/embeddings"
+    with pytest.raises(openai.BadRequestError) as bad:
+        await env.client().post(route, cast_to=object, body=base | fields)
+    assert bad.value.body["param"] == param, bad.value.body
+    assert bad.value.body["type"] == "invalid_request_error"
+    assert bad.value.response.headers["x-should-retry"] == "false"
+    assert env.wire.requests == []
+
+
+async def test_json_types_openai_takes_are_taken(env):
+    # An integer where a number is asked (temperature 1), null for an optional field.
+    client = env.client()
+    body = {"model": "chat", "messages": HI, "temperature": 1, "top_p": 1, "stream": None}
+    body |= {"logprobs": False, "store": True, "logit_bias": {"50256": -100}}
+    answer = await client.post("/chat/completions", cast_to=object, body=body)
+    assert answer["choices"][0]["message"]["content"] == "echo: x"
+    sent = env.wire.requests[-1].body
+    assert (sent["temperature"], sent["store"], sent["logit_bias"]) == (1, True, {"50256": -100})
+    assert "logprobs" not in sent  # false: nothing asked
 
 
 async def test_a_body_that_is_not_json_is_a_bad_request(env):
@@ -386,6 +568,79 @@ async def test_a_dead_provider_is_service_unavailable(env):
         )
     assert dead.value.status_code == 503
     assert "chat@1" in dead.value.message and dead.value.body["type"] == "server_error"
+
+
+#: Every way the model's server can fail a call, and the model plane's errors it becomes
+#: (tests/wire/control.py): ProviderUnavailable (5xx, 429, malformed, a timeout, no server),
+#: ProviderRejected (400), DeploymentUnusable (401, 404) routed to NoRouteAvailable.
+FAILURES = {  # name: (behaviour, the status the client gets; 200: a stream's error event)
+    "server_error": (lambda: server_error(500), 503),
+    "rate_limited": (lambda: rate_limited(1), 503),
+    "rejected": (lambda: rejected(400, "max_tokens is too large for http://10.1.2.3:8000/v1"), 400),
+    "unauthorized": (lambda: rejected(401), 502),
+    "missing_model": (lambda: rejected(404), 502),
+    "malformed": (malformed, 503),
+    "unexpected": (unexpected, 503),
+    "slow": (lambda: slow(5), 503),
+    "cut": (lambda: cut(after=2), 200),
+}
+
+
+async def failure_said(env: Env, model: str, stream: bool) -> tuple[int, str]:
+    """The status and the client-visible message of a call that fails (a stream's error
+    event when it fails after its first piece)."""
+    body = {"model": model, "messages": [{"role": "user", "content": "a b c"}], "stream": stream}
+    headers = {"authorization": f"Bearer {env.key}"}
+    async with httpx2.AsyncClient(transport=httpx2.ASGITransport(app=env.api)) as http:
+        r = await http.post("http://gateway/v1/chat/completions", json=body, headers=headers)
+    if r.status_code != 200:
+        return r.status_code, r.text
+    events = [json.loads(line[6:]) for line in r.text.splitlines() if line.startswith("data: {")]
+    errors = [e for e in events if "error" in e]
+    assert errors, r.text  # every behaviour here fails the call
+    return 200, json.dumps(errors[-1])
+
+
+#: Each failure plain and streamed; a cut is a stream's (plain: an answer), and the wire's
+#: malformed answers are JSON bodies, which a stream reads as no events.
+CASES = [
+    (failure, stream)
+    for failure in FAILURES
+    for stream in (False, True)
+    if not (failure == "cut" and not stream)
+    and not (failure in ("malformed", "unexpected") and stream)
+]
+
+
+@pytest.mark.parametrize(("failure", "stream"), CASES)
+async def test_no_error_tells_the_client_where_the_model_is_served(env, failure, stream):
+    # A provider's error names its endpoint (for the server's log): mid-stream it reached
+    # the client in the error event. No answer, status or event, names a URL or a host.
+    env.app.models.add_card(
+        {"id": "hasty", "provider": "openai", "provider_model": "gpt-wire",
+         "endpoint": env.wire.endpoint, "timeout": 0.5}
+    )  # fmt: skip
+    behaviour, expected = FAILURES[failure]
+    env.wire.always(behaviour())
+    status, said = await failure_said(env, "hasty", stream)
+    assert status == expected, said
+    host, port = env.wire.base_url.removeprefix("http://").rsplit(":", 1)
+    for leak in (env.wire.base_url, host, f":{port}", "://", "10.1.2.3", "Traceback"):
+        assert leak not in said, (failure, leak, said)
+    assert "hasty@1" in said  # which deployment failed is the caller's to know
+
+
+async def test_a_model_server_that_cannot_be_reached_is_not_named_either(env):
+    env.app.models.add_card(
+        {"id": "gone", "provider": "openai", "provider_model": "gpt-wire",
+         "endpoint": "http://127.0.0.1:9/v1"}
+    )  # fmt: skip
+    for stream in (False, True):
+        status, said = await failure_said(env, "gone", stream)
+        assert status == 503, said
+        for leak in ("127.0.0.1", ":9", "://", "Traceback"):
+            assert leak not in said, (leak, said)
+        assert "gone@1" in said
 
 
 # ---- streams over a real connection ---------------------------------------------------------

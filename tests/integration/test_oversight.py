@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from rich.console import Console
 from tests.integration.test_humans import Clock, audit_records, wait_task
@@ -187,6 +188,63 @@ async def test_a_high_risk_call_waits_for_a_partner_and_runs_once_approved(
         ("complete_task", "user:A/pat", "error:InvalidInput"),
         ("complete_task", "user:A/pat", "ok"),
     ]
+
+
+async def test_the_console_timeline_shows_who_approved_or_rejected_an_effect_and_when(
+    store_url: str, wait_status, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The run page's timeline has a row under each effect that waited for a policy's
+    approval: waiting for the role, then approved or rejected by whom, as what, when, with
+    the comment and the asking policy; another tenant's session does not find the run."""
+    from fastapi import FastAPI
+    from tests.integration.test_console import approval_row, login
+
+    from aiosys.ui import mount_console
+    from aiosys.ui._console import when
+
+    monkeypatch.setenv("AIOSYS_KEY_SECRET", "k" * 40)  # API keys of a PostgreSQL store
+    app = make_app(store_url)
+    api = FastAPI()
+    mount_console(api, app, secret="oversight-console-secret-0123456789")
+
+    def client() -> httpx.AsyncClient:
+        return httpx.AsyncClient(transport=httpx.ASGITransport(app=api), base_url="http://t")
+
+    async with app:
+        bob = (await app.identity.keys.create("B", "bob", roles=["admin"])).key
+        vera = (await app.identity.keys.create("A", "vera", roles=["viewer"])).key
+        approved = await start(app, "assess", text="the claim")
+        rejected = await start(app, "assess", text="the other claim")
+        for run in (approved, rejected):
+            await wait_status(app, run.id, "waiting")
+        ok_task, no_task = await wait_task(app, approved.id), await wait_task(app, rejected.id)
+        async with client() as c:  # a viewer of tenant A: reads the run, decides nothing
+            await login(c, vera)
+            page = (await c.get(f"/runs/{approved.id}")).text
+            row = approval_row(page, 1)
+            assert row.startswith("1 policy approval call:judge waiting"), row
+            assert "waiting for a decision by the role partner" in row
+            assert f"asked by {POLICY}" in row
+        async with app.as_principal(PAT):
+            await app.complete_task(ok_task.id, "approve", comment="checked")
+            await app.complete_task(no_task.id, "reject", comment="too risky")
+        await approved.result(timeout=10)
+        await wait_status(app, rejected.id, "dead")
+        decided = {t.id: t for t in await app.list_tasks(status="any")}
+        async with client() as c:
+            await login(c, vera)
+            row = approval_row((await c.get(f"/runs/{approved.id}")).text, 1)
+            at = when(decided[ok_task.id].decided_at)
+            assert row == (
+                f"1 policy approval call:judge approved approved by pat (partner) at {at} UTC "
+                f"“checked” asked by {POLICY}"
+            ), row
+            row = approval_row((await c.get(f"/runs/{rejected.id}")).text, 1)
+            assert f"rejected by pat (partner) at {when(decided[no_task.id].decided_at)}" in row
+            assert "“too risky”" in row
+        async with client() as c:
+            await login(c, bob)
+            assert (await c.get(f"/runs/{approved.id}")).status_code == 404
 
 
 async def test_a_high_risk_workflow_waits_and_an_ordinary_one_does_not(

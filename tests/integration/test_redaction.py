@@ -28,6 +28,7 @@ from pydantic import BaseModel
 from tests.wire.openai_server import OpenAIWire
 
 from aiosys import App, Context
+from aiosys.errors import InvalidInput
 from aiosys.governance.redaction import Redaction
 from aiosys.kernel import Principal
 from aiosys.models.contracts import RoutingPlan
@@ -338,3 +339,28 @@ async def test_a_pseudonym_is_kept_only_under_the_runs_current_claim_and_read_in
         await store.close()
     assert mine == [{"token": "<PERSON_1>", "entity": "PERSON", "value": NAME}]
     assert theirs == []
+
+
+async def test_an_unknown_classification_is_refused_before_any_call_without_policies(
+    store_url: str, openai_server: OpenAIWire, wait_status: Any
+) -> None:
+    """Without policies an unknown label was taken silently (and counted as strict by
+    redaction); it is the caller's error (``InvalidInput`` naming the labels), in a workflow
+    before any effect (the run fails with it) as outside one; nothing is sent."""
+    app = make_app(store_url, openai_server)
+
+    @app.workflow
+    async def typo(ctx: Context) -> Any:
+        return await ctx.models.run("summarize", {"text": TEXT}, classification="confidental")
+
+    async with app:
+        run = await app.start("typo")
+        row = await wait_status(app, run.id, "failed")
+        error = json.loads(row.error or "{}")
+        assert error["type"] == "aiosys.errors.InvalidInput", error
+        assert "unknown data classification 'confidental'" in error["message"]
+        assert "public, internal, confidential, restricted" in error["message"]
+        assert [e.kind for e in await app.effects(run.id)] == []
+        with pytest.raises(InvalidInput, match="unknown data classification 'secret'"):
+            await app.models.call("cloud", TEXT, classification="secret")
+    assert openai_server.requests == []

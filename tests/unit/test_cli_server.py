@@ -34,3 +34,11 @@ def test_a_kernel_app_is_refused(tmp_path: Path) -> None:
 def test_a_store_that_cannot_be_opened_is_one_error_line(tmp_path: Path) -> None:
     error = reported_error(aiosys("server", "--store", f"sqlite:///{tmp_path}/no/dir/a.db"))
     assert "does not exist" in error
+
+
+def test_a_body_cap_that_is_no_size_is_one_error_line(tmp_path: Path) -> None:
+    error = reported_error(aiosys("server", "--max-body-size", "lots"))
+    assert "max_body_size: 'lots' is not a number of bytes or a size" in error
+    (tmp_path / "aiosys.toml").write_text('[server]\nmax_body_size = "8 parsecs"\n')
+    error = reported_error(aiosys("server"))
+    assert "aiosys.toml [server] max_body_size: '8 parsecs'" in error

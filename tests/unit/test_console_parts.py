@@ -1,5 +1,6 @@
 """The console's pure parts: SVG charts (escaping, gaps, stacking), the waterfall's layout,
-where a login may send the visitor, the session's contents and the choice checks."""
+where a login may send the visitor, the session's contents, the choice checks and the
+timeline's approval rows."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from aiosys.kernel import Principal
 from aiosys.ui._charts import bar_chart, hbar_chart, line_chart, meter
 from aiosys.ui._console import Console, clip, one_of
 from aiosys.ui._login import safe_next
-from aiosys.ui._runs import waterfall
+from aiosys.ui._runs import approval_of, waterfall
 from aiosys.ui._session import Session, Sessions
 
 
@@ -116,3 +117,30 @@ def test_choices_are_checked() -> None:
 def test_a_long_value_is_clipped_saying_how_much_was_left_out() -> None:
     assert clip("abc", 5) == "abc"
     assert clip("x" * 12, 5) == "xxxxx\n… (7 more characters: aiosys runs show --json)"
+
+
+def effect(kind: str, status: str, output: object = None, meta: object = None) -> dict:
+    return {"kind": kind, "status": status, "output": output, "meta": meta or {}}
+
+
+def test_an_approval_row_is_made_only_for_an_effect_that_waited_for_a_person() -> None:
+    decided = {"action": "reject", "decided_by": "amy", "role": "r", "decided_at": 10}
+    row = approval_of(effect("human_task", "ok", {**decided, "task_id": "t", "comment": "no"}))
+    assert row is not None
+    assert (row["outcome"], row["by"], row["role"], row["at"], row["comment"]) == (
+        "rejected",
+        "amy",
+        "r",
+        10.0,
+        "no",
+    )
+    waiting = approval_of(effect("human_task", "pending", {"task_id": "t", "due_at": 5}))
+    assert waiting is not None and (waiting["outcome"], waiting["due_at"]) == ("waiting", 5.0)
+    # A failed human task (its row says why), a plain effect, a record without a task id.
+    assert approval_of(effect("human_task", "error", None, {"task_id": "t"})) is None
+    assert approval_of(effect("step", "ok", {"action": "approve"})) is None
+    assert approval_of(effect("model", "ok", None, {"approval": {"action": "approve"}})) is None
+    given = {"task_id": "t", "status": "open", "role": "partner", "policies": ["p"]}
+    asked = approval_of(effect("model", "pending", None, {"approval": given}))
+    assert asked is not None and (asked["outcome"], asked["kind"]) == ("waiting", "policy approval")
+    assert asked["policies"] == ["p"]

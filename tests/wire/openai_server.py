@@ -16,9 +16,10 @@ Deterministic answers, usage counted by the server (whitespace-separated words):
   ``asyncio.Event`` of the loop the server runs in: ``serve.serve_here``), awaited after the
   first word; ``cut(after=n)`` drops the connection after ``n`` words (a server that died);
   ``abandoned`` is set when a client went away before the end of a stream;
-- embeddings: a unit vector of ``dimensions`` (default ``OpenAIWire.dimensions`` = 8)
-  floats drawn from the SHA-256 of the text (``embedding_of``); ``encoding_format: base64``
-  is answered as the real API does (little-endian float32).
+- embeddings: a unit vector of the request's ``dimensions`` (else ``OpenAIWire.dimensions``
+  = 8; with ``honours_dimensions`` False, always that one, as a server that ignores the
+  field answers) floats drawn from the SHA-256 of the text (``embedding_of``);
+  ``encoding_format: base64`` is answered as the real API does (little-endian float32).
 
 It checks what the real API checks first (``Authorization: Bearer <require_api_key>`` when
 set: 401; a body that is not JSON, no ``model``, no ``messages`` / ``input``: 400), then
@@ -133,11 +134,14 @@ class OpenAIWire(WireControl):
         # a client went away before the end of a stream.
         self.stream_gate: Any = None
         self.abandoned = asyncio.Event()
+        # False: ``dimensions`` is ignored, as some copies of the API do (the model's own).
+        self.honours_dimensions = True
 
     def reset(self) -> None:
         super().reset()
         self.stream_gate = None
         self.abandoned = asyncio.Event()
+        self.honours_dimensions = True
 
     @property
     def endpoint(self) -> str:
@@ -234,7 +238,8 @@ class OpenAIWire(WireControl):
             return self._refuse(
                 entry, 400, "'$.input' is invalid. Please check the API reference.", "input"
             )
-        dimensions = body.get("dimensions") or self.dimensions
+        asked = body.get("dimensions") if self.honours_dimensions else None
+        dimensions = asked or self.dimensions
         as_base64 = body.get("encoding_format") == "base64"
 
         def answer() -> dict[str, Any]:

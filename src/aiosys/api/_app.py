@@ -11,12 +11,14 @@ from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp
 
 from ..app import App
 from ..errors import ConfigError
 from ..ui import mount_console
 from . import _probes, _reads, _runs, _tasks
 from ._auth import Caller
+from ._limits import DeclaredBodyLimit, resolve_max_body_size
 from ._problems import MEDIA_TYPE, Problems, on_http_error, on_invalid_request
 from .openai_compat import Gateway
 
@@ -25,7 +27,16 @@ The HTTP API of aiosys. Every request is a call of the same Python API (`aiosys.
 caller's principal: `Authorization: Bearer <key>` with an aiosys API key or an OIDC/JWT
 token (without identity configured, requests without it act as the local principal). Errors
 are RFC 9457 problem details (`application/problem+json`); another tenant's object is 404.
+A request body over the server's cap (8 MiB unless configured) is 413.
 """
+
+
+class _API(FastAPI):
+    """FastAPI, with a body's declared length checked against ``max_body_size`` before
+    anything else (``aiosys.api._limits``)."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return DeclaredBodyLimit(super().build_middleware_stack(), self)
 
 
 def _version() -> str:
@@ -35,20 +46,31 @@ def _version() -> str:
         return "0"
 
 
-def create_api(app: App, *, worker: bool = False, drain_grace: float = 30.0) -> FastAPI:
+def create_api(
+    app: App,
+    *,
+    worker: bool = False,
+    drain_grace: float = 30.0,
+    max_body_size: int | str | None = None,
+) -> FastAPI:
     """The HTTP API of ``app`` (an ``aiosys.App``) as an ASGI application.
 
     Its lifespan opens the app and closes it; with ``worker`` it runs the app's worker in
     this process as well (the embedded default: ``async with app.embedded(...)``), which on
     shutdown drains: runs in flight get ``drain_grace`` seconds to end or park, then are
     given back (``api.state.embedded.force()`` gives them back at once). Without the
-    lifespan (a test's ASGI transport), the app opens on first use. ``ConfigError`` for an
-    app that is not an ``aiosys.App`` (it has no identity to authenticate callers with)."""
+    lifespan (a test's ASGI transport), the app opens on first use. ``max_body_size``: the
+    cap on a request's body (bytes, or a text such as ``"16MiB"``; None:
+    ``AIOSYS_MAX_BODY_SIZE``, else ``[server] max_body_size`` in ./aiosys.toml, else 8 MiB),
+    over which a request is 413 before its body is read whole (``aiosys.api._limits``).
+    ``ConfigError`` for an app that is not an ``aiosys.App`` (it has no identity to
+    authenticate callers with), or a cap that is no size."""
     if not isinstance(app, App):
         raise ConfigError(
             f"the HTTP API serves an aiosys.App, not {type(app).__module__}."
             f"{type(app).__name__}: make the app with `from aiosys import App`"
         )
+    limit = resolve_max_body_size(max_body_size)
     embedded = app.embedded(drain_grace=drain_grace) if worker else None
     gateway = Gateway(app)
 
@@ -68,8 +90,9 @@ def create_api(app: App, *, worker: bool = False, drain_grace: float = 30.0) -> 
             await gateway.drain()
             await app.close()
 
-    api = FastAPI(
+    api = _API(
         title="aiosys",
+        max_body_size=limit,
         version=_version(),
         description=DESCRIPTION,
         lifespan=lifespan,

@@ -8,6 +8,7 @@ that is not UTF-8 is FastAPI's bare ``HTTPException`` ("There was an error parsi
 body"), and a JSON syntax error names only its offset. ``body_fault`` turns each into
 ``(status, message)``:
 
+- 413: the body is over the server's cap (``aiosys.api._limits``), which it names;
 - 415: the body was not sent as JSON (``Content-Type`` named, or its absence);
 - 400: the body is not UTF-8 (the byte and its offset), nests deeper than the parser can
   follow, or is not JSON (the parser's reason, its line, column and offset).
@@ -22,9 +23,10 @@ from typing import Any
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
+from starlette.middleware.body_limit import MAX_BODY_SIZE_SCOPE_KEY
 
 #: The statuses ``body_fault`` answers (every route that takes a body declares them).
-STATUSES = (400, 415)
+STATUSES = (400, 413, 415)
 
 
 def body_fault(request: Request, exc: BaseException) -> tuple[int, str] | None:
@@ -32,6 +34,8 @@ def body_fault(request: Request, exc: BaseException) -> tuple[int, str] | None:
     the body could not be read as JSON at all; None for any other error (a JSON body that
     does not validate is the caller's to answer)."""
     if isinstance(exc, HTTPException):
+        if exc.status_code == 413:  # FastAPI's count of a body with no declared length
+            return body_too_large(request)
         cause = exc.__cause__
         if exc.status_code != 400 or cause is None:
             return None
@@ -62,6 +66,29 @@ def body_fault(request: Request, exc: BaseException) -> tuple[int, str] | None:
     return None
 
 
+def too_large(limit: int | None) -> str:
+    """What a 413 says: the cap, in bytes and as people read it."""
+    if limit is None:
+        return "the request body is larger than the server accepts"
+    return (
+        f"the request body is larger than the server's limit of {limit} bytes "
+        f"({_human(limit)}); send a smaller body"
+    )
+
+
+def _human(size: int) -> str:
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if size >= scale:
+            return f"{size / scale:g} {unit}"
+    return f"{size} B"
+
+
+def body_too_large(request: Request) -> tuple[int, str]:
+    """``(413, message)`` for a body over the cap the request was served under."""
+    limit = request.scope.get(MAX_BODY_SIZE_SCOPE_KEY)
+    return 413, too_large(limit if isinstance(limit, int) else None)
+
+
 def _json_reason(error: dict[str, Any], doc: Any) -> str:
     reason = str((error.get("ctx") or {}).get("error") or error.get("msg") or "malformed")
     loc = tuple(error.get("loc", ()))
@@ -75,4 +102,4 @@ def _json_reason(error: dict[str, Any], doc: Any) -> str:
     return f"{reason} (offset {pos})"
 
 
-__all__ = ["STATUSES", "body_fault"]
+__all__ = ["STATUSES", "body_fault", "body_too_large", "too_large"]

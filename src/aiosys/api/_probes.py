@@ -1,10 +1,12 @@
 """``/healthz``, ``/readyz`` and ``/metrics``: what an orchestrator and Prometheus ask.
 
 ``/healthz`` says the process serves (no store read: a liveness probe must not fail for a
-store outage, or the orchestrator restarts every replica at once). ``/readyz`` says this
-process can serve requests now (``App.readiness``: the store answers and holds every
-migration of this code); 503 otherwise, the reason in the problem's ``detail`` (the store's
-own error is logged, not answered: it may name hosts). Neither needs a credential.
+store outage, or the orchestrator restarts every replica at once); ``aiosys server`` answers
+it as soon as it listens, before its models are loaded. ``/readyz`` says this process can
+serve requests now (``App.readiness``: the store answers and holds every migration of this
+code, and the app's warm-up has ended); 503 otherwise, the reason in the problem's
+``detail`` (``loading redaction models``, with ``Retry-After``, while the warm-up runs; the
+store's own error is logged, not answered: it may name hosts). Neither needs a credential.
 ``/metrics`` is ``App.metrics`` in Prometheus's text format, scoped like every read: the
 caller's tenant's series (every tenant's for the local principal).
 """
@@ -41,10 +43,19 @@ def router(app: App, caller: Caller) -> APIRouter:
 
     @r.get("/readyz", response_model=Ready, responses=problems(503))
     async def readyz(request: Request) -> Ready | JSONResponse:
-        """Ready to serve: the store answers and its schema is current; else 503."""
+        """Ready to serve: the store answers, its schema is current and the models are
+        loaded; else 503 saying which is not so."""
         readiness = await app.readiness()
         if readiness.ready:
             return Ready()
+        if readiness.loading:  # the warm-up: soon ready, nothing to log
+            return problem_response(
+                503,
+                request,
+                type="urn:aiosys:problem:not-ready",
+                detail=readiness.loading,
+                headers={"Retry-After": "1"},
+            )
         log.warning("not ready: %s", readiness.reason)
         detail = (
             f"the store's schema lacks migrations {', '.join(map(str, readiness.behind))}"

@@ -5,11 +5,13 @@ Every error the HTTP API answers is a ``Problem``: ``type`` (a URN naming the ai
 unknown path), ``title`` (the status's phrase), ``status``, ``detail`` (the error's message,
 which names no secret) and ``instance`` (the request's path), plus extension members where
 the error carries more: ``policies`` and ``policy_version`` of a ``PolicyDenied``, the
-``run_id`` an ``IdempotencyConflict`` names, the ``errors`` of a request that does not
+``run_id`` an ``IdempotencyConflict`` names, the ``task_status`` of an ``InvalidTaskState``
+(the task's status, e.g. ``completed``), the ``errors`` of a request that does not
 validate. The status comes from the exception's class (``STATUSES``, most specific first):
 
 ====  =========================================================================================
 400   a body that is not JSON (or not UTF-8)
+413   a body over the server's cap (``aiosys.api._limits``: 8 MiB unless configured)
 415   a body not sent as ``Content-Type: application/json``
 401   AuthenticationFailed (and a missing credential once identity is configured)
 403   PermissionDenied, PolicyDenied (names the policies)
@@ -46,6 +48,7 @@ from ..errors import (
     ConfigError,
     IdempotencyConflict,
     InvalidInput,
+    InvalidModelOutput,
     InvalidRunState,
     InvalidTaskState,
     ModelNotFound,
@@ -53,6 +56,7 @@ from ..errors import (
     NotSerializable,
     PermissionDenied,
     PolicyDenied,
+    ProviderRejected,
     ProviderUnavailable,
     RunNotFound,
     StoreRefused,
@@ -60,6 +64,7 @@ from ..errors import (
     UnknownQueue,
     UnknownWorkflow,
 )
+from ..redact import withhold_addresses
 from ..store import unavailable
 from ._body import body_fault
 
@@ -90,6 +95,10 @@ STATUSES: tuple[tuple[type[BaseException], int], ...] = (
 )
 
 
+#: Errors a model's server caused: their messages name its endpoint, host and port.
+_MODEL_SERVERS = (ProviderUnavailable, ProviderRejected, NoRouteAvailable, InvalidModelOutput)
+
+
 class Problem(BaseModel):
     """An error, as RFC 9457 problem details."""
 
@@ -107,6 +116,9 @@ class Problem(BaseModel):
         default=None, description="PolicyDenied: the policy set's hash."
     )
     run_id: str | None = Field(default=None, description="IdempotencyConflict: the key's run.")
+    task_status: str | None = Field(
+        default=None, description="InvalidTaskState: the task's status (completed, ...)."
+    )
     errors: list[dict[str, Any]] | None = Field(
         default=None, description="A request that does not validate: one entry per problem."
     )
@@ -168,12 +180,16 @@ def error_response(exc: BaseException, request: Request) -> JSONResponse:
         urn, detail = "store-unavailable", "the store cannot be reached now; try again later"
     else:
         urn, detail = _kebab(type(exc).__name__), str(exc)
+        if isinstance(exc, _MODEL_SERVERS):  # where a model runs is the log's, not told
+            detail = withhold_addresses(detail)
     extensions: dict[str, Any] = {}
     headers: dict[str, str] = {}
     if isinstance(exc, PolicyDenied):
         extensions = {"policies": list(exc.policies), "policy_version": exc.policy_version}
     elif isinstance(exc, IdempotencyConflict):
         extensions = {"run_id": exc.run_id}
+    elif isinstance(exc, InvalidTaskState) and exc.task_status is not None:
+        extensions = {"task_status": exc.task_status}
     elif isinstance(exc, AuthenticationFailed):
         headers["WWW-Authenticate"] = 'Bearer realm="aiosys"'
     elif isinstance(exc, ProviderUnavailable) and exc.retry_after is not None:
@@ -188,13 +204,18 @@ async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
     fault = body_fault(request, exc)
     if fault is not None:
-        return _body_problem(request, *fault)
+        return body_problem(request, *fault)
     detail = exc.detail if isinstance(exc.detail, str) else None
     return problem_response(exc.status_code, request, detail=detail, headers=exc.headers)
 
 
-def _body_problem(request: Request, status: int, detail: str) -> JSONResponse:
-    urn = "unsupported-media-type" if status == 415 else "malformed-body"
+#: The problem type of each status ``aiosys.api._body`` answers a body with.
+_BODY_URNS = {413: "content-too-large", 415: "unsupported-media-type"}
+
+
+def body_problem(request: Request, status: int, detail: str) -> JSONResponse:
+    """The problem of a body that could not be read (``aiosys.api._body.body_fault``)."""
+    urn = _BODY_URNS.get(status, "malformed-body")
     return problem_response(status, request, type=URN + urn, detail=detail)
 
 
@@ -205,7 +226,7 @@ async def on_invalid_request(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     fault = body_fault(request, exc)
     if fault is not None:
-        return _body_problem(request, *fault)
+        return body_problem(request, *fault)
     errors = [
         {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": str(e.get("type"))}
         for e in exc.errors()
@@ -262,6 +283,7 @@ __all__ = [
     "STATUSES",
     "Problem",
     "Problems",
+    "body_problem",
     "error_response",
     "on_http_error",
     "on_invalid_request",

@@ -47,19 +47,24 @@ def router(app: App, caller: Caller) -> APIRouter:
 
     @r.post("/tasks/{task_id}/claim", responses=problems(*COMMON, 404, 409))
     async def claim_task(task_id: TaskId, tenant: Tenant = None) -> Task:
-        """Claim a task: from then on only the caller may decide or release it."""
+        """Claim a task: from then on only the caller may decide or release it. 409 when
+        another principal holds it or it is decided or escalated already; 403 without its
+        role."""
         return Task.of(await app.claim_task(task_id, tenant=tenant))
 
     @r.post("/tasks/{task_id}/release", responses=problems(*COMMON, 404, 409))
     async def release_task(task_id: TaskId, tenant: Tenant = None) -> Task:
-        """Give a claimed task back to its role."""
+        """Give a claimed task back to its role. 409 when it is not claimed; 403 when
+        another principal holds it."""
         return Task.of(await app.release_task(task_id, tenant=tenant))
 
     @r.post("/tasks/{task_id}/complete", responses=problems(*COMMON, *BODY, 404, 409))
     async def complete_task(task_id: TaskId, body: CompleteTask, tenant: Tenant = None) -> Task:
         """Decide a task (``App.complete_task``): the run waiting for it resumes at once.
-        403 when it is decided already or not the caller's to decide; 422 for ``edit`` data
-        that does not fit the task's form."""
+        409 when its state forbids it (decided already, ended by its SLA, claimed by another
+        principal, its run ended: ``task_status`` says its status); 403 when it is not the
+        caller's to decide (a role it lacks, a policy); 404 when it is not in the caller's
+        tenant; 422 for ``edit`` data that does not fit the task's form."""
         row = await app.complete_task(
             task_id, body.action, data=body.data, comment=body.comment, tenant=tenant
         )

@@ -20,9 +20,11 @@ the cache, budgets, rate limits, redaction, policy, audit and traces like any mo
   ``x-aiosys-model`` (the deployment that served, ``id@version``), or for a stream an
   ``aiosys`` member of its last chunk (``cost``, ``currency``, ``deployment``, ``cached``);
 - the data's classification, which policies and redaction decide on, is the
-  ``X-Aiosys-Classification`` header (``confidential``, ...; none: unclassified);
+  ``X-Aiosys-Classification`` header (``confidential``, ...; none: unclassified; a label
+  that is not one is a 400 naming the header and the labels);
 - errors are OpenAI's (``openai_errors``): a policy denial is 403 naming the policy, an
-  exhausted budget 429, a missing model 404, a bad key 401, no model able to serve 502/503.
+  exhausted budget 429, a missing model 404, a bad key 401, no model able to serve 502/503,
+  a body over the server's cap 413 (``aiosys.api._limits``).
 
 ``mount_openai(api, app, principal)`` adds the routes to a FastAPI application; ``principal``
 is the FastAPI dependency that authenticates a request and returns its ``Principal`` (the
@@ -46,7 +48,8 @@ from pydantic import BaseModel, ValidationError
 from starlette.background import BackgroundTask
 
 from ..app import App
-from ..errors import ModelNotFound
+from ..errors import InvalidInput, ModelNotFound
+from ..governance.policy_entities import check_classification
 from ..kernel import Principal, bind_principal
 from ..models.catalog import ModelCard
 from ..models.plane import ModelPlane
@@ -56,7 +59,7 @@ from . import openai_schemas as schemas
 from .openai_errors import DIRECT, BadParam, OpenAIRoute, classify, responses
 
 CLASSIFICATION = "X-Aiosys-Classification"
-_ERRORS = responses(400, 401, 403, 404, 429, 500, 502, 503)
+_ERRORS = responses(400, 401, 403, 404, 413, 429, 500, 502, 503)
 _STREAM_DOC: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "The completion; with stream true, server-sent events of "
@@ -64,6 +67,23 @@ _STREAM_DOC: dict[int | str, dict[str, Any]] = {
         "content": {"text/event-stream": {"schema": {"type": "string"}}},
     }
 }
+
+
+def classification_header(
+    value: str | None = Header(
+        None,
+        alias=CLASSIFICATION,
+        max_length=64,
+        description="The data's classification (unclassified, public, internal, "
+        "confidential, restricted; none: unclassified): policies and redaction decide on it.",
+    ),
+) -> str | None:
+    """The ``X-Aiosys-Classification`` header's label; another value is a 400 naming the
+    header and the labels it may be (never a policy's 403: it is the request's fault)."""
+    try:
+        return check_classification(value, CLASSIFICATION)
+    except InvalidInput as exc:
+        raise BadParam(str(exc), CLASSIFICATION) from None
 
 
 class Gateway:
@@ -92,13 +112,7 @@ class Gateway:
         # Defaults, not ``Annotated`` aliases: the signatures are read from this module's
         # globals (postponed annotations), where names local to this method are not.
         caller = Depends(principal)
-        classified = Header(
-            None,
-            alias=CLASSIFICATION,
-            max_length=64,
-            description="The data's classification (public, internal, confidential, "
-            "restricted): policies and redaction decide on it.",
-        )
+        classified = Depends(classification_header)
 
         @r.post(
             "/chat/completions",
@@ -129,7 +143,8 @@ class Gateway:
             classification: str | None = classified,
         ) -> Response:
             """Embeddings of ``input`` from the model ``model`` names, through the gate;
-            ``encoding_format`` base64 gives little-endian float32, as OpenAI does."""
+            ``encoding_format`` base64 gives little-endian float32, as OpenAI does;
+            ``dimensions`` reaches the model, and vectors of another length are a 400."""
             return await self._embed(body, caller, classification)
 
         direct(embeddings, schemas.EmbeddingRequest, self._embed, principal)
@@ -200,7 +215,7 @@ class Gateway:
         )
         async with app.as_principal(caller):
             response = await plane.call(body.model, request, classification=classification)
-        body_out = schemas.embeddings(response, body.encoding_format)
+        body_out = schemas.embeddings(response, body.encoding_format, body.dimensions)
         return JSONResponse(body_out, headers=self._metered(response))
 
     # ---- answers ------------------------------------------------------------------------

@@ -12,6 +12,7 @@ would send; the official SDK picks its exception class by the status alone:
 403   ``PermissionDeniedError``  ``PolicyDenied`` (the message names the policies; ``policies``
                                  and ``policy_version`` beside it), ``PermissionDenied``
 404   ``NotFoundError``          ``ModelNotFound``: no card, alias or task of that name
+413   ``APIStatusError``         a body over the server's cap (``aiosys.api._limits``)
 415   ``APIStatusError``         a body not sent as ``Content-Type: application/json``
 429   ``RateLimitError``         ``BudgetExceeded`` (type ``insufficient_quota``, as OpenAI
                                  answers an exhausted quota; ``x-should-retry: false``)
@@ -19,11 +20,14 @@ would send; the official SDK picks its exception class by the status alone:
 502   ``InternalServerError``    ``NoRouteAvailable``, ``InvalidModelOutput``: no model could
                                  serve, for good
 503   ``InternalServerError``    ``ProviderUnavailable``: no model can serve now; ``Retry-After``
-                                 when it is known (the SDK waits that long before its retry)
+                                 when it is known (the SDK waits that long before its retry);
+                                 the store cannot be reached (``store_unavailable``)
 ====  =========================  ==================================================================
 
-Permanent errors carry ``x-should-retry: false``, which the official SDKs obey, so a denial is
-not sent three times. ``OpenAIRoute`` is the route class of the gateway's router: it turns
+No message says where a model's server or the store runs (``classify``): endpoints, hosts
+and ports are in the server's log only. Permanent errors carry ``x-should-retry: false``,
+which the official SDKs obey, so a denial is not sent three times. ``OpenAIRoute`` is the
+route class of the gateway's router: it turns
 what a route (or its dependencies: the caller's authentication, the body's validation)
 raises into these responses before any application-wide handler sees it, so the rest of
 the server may answer its own routes with another shape (RFC 9457 problem details).
@@ -33,7 +37,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, cast
 
 from fastapi import Request, Response
@@ -56,6 +60,8 @@ from ..errors import (
     ProviderRejected,
     ProviderUnavailable,
 )
+from ..redact import withhold_addresses
+from ..store import unavailable
 from ._body import body_fault
 
 log = logging.getLogger("aiosys.api")
@@ -110,7 +116,17 @@ def error_body(
 
 
 def classify(exc: BaseException) -> tuple[int, dict[str, Any], dict[str, str]]:
-    """The status, body and headers of an error raised while serving a request."""
+    """The status, body and headers of an error raised while serving a request (a plain
+    answer's, or a stream's error event). The message never says where a model or the
+    store runs: a provider's error names its endpoint, its transport's the host and port
+    (``redact.withhold_addresses`` leaves them out; the log has them whole), and the store's
+    driver its host and database (503, logged, not told)."""
+    if unavailable(exc):  # a StoreUnavailable (a ConfigError), or a driver's error
+        log.warning("OpenAI-compatible request: the store cannot answer: %s", exc)
+        body = error_body(
+            "the store cannot be reached now; try again later", "server_error", "store_unavailable"
+        )
+        return 503, body, {}
     found = next((e for e in ERRORS if isinstance(exc, e[0])), None)
     if found is None:
         log.error("OpenAI-compatible request failed: %s", type(exc).__name__, exc_info=exc)
@@ -128,7 +144,10 @@ def classify(exc: BaseException) -> tuple[int, dict[str, Any], dict[str, str]]:
         headers["retry-after"] = str(max(1, math.ceil(exc.retry_after)))
     if status in _NO_RETRY or 400 <= status < 500:
         headers["x-should-retry"] = "false"
-    return status, error_body(str(exc), type_, code, param, **extra), headers
+    message = withhold_addresses(str(exc))
+    if message != str(exc):
+        log.warning("OpenAI-compatible request failed (%s): %s", type(exc).__name__, exc)
+    return status, error_body(message, type_, code, param, **extra), headers
 
 
 def error_response(exc: BaseException) -> JSONResponse:
@@ -137,24 +156,52 @@ def error_response(exc: BaseException) -> JSONResponse:
 
 
 def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
-    """A body FastAPI could not validate: 400, ``param`` the first field at fault
-    (``messages.0.role``), every problem in the message; one not JSON at all (400) or not
-    sent as JSON (415) says so (``aiosys.api._body``), with no ``param``."""
+    """A body FastAPI could not validate: 400, ``param`` the field at fault (``stream``,
+    ``messages.0.role``, ``stop.1``: the deepest fault of the first field named), every
+    problem in the message; one not JSON at all (400) or not sent as JSON (415) says so
+    (``aiosys.api._body``), with no ``param``."""
     fault = body_fault(request, exc)
     if fault is not None:
-        return _body_error(*fault)
+        return body_error(*fault)
     errors = list(exc.errors())
-    where: list[str] = []
-    for e in errors:
-        loc = [str(p) for p in e.get("loc", ()) if p != "body"]
-        where.append(f"{'.'.join(loc) or 'body'}: {e.get('msg', '')}")
-    first = [str(p) for p in (errors[0].get("loc", ()) if errors else ()) if p != "body"]
-    message = "Invalid request: " + "; ".join(where)
+    paths = [field_path(e.get("loc", ()), exc.body) for e in errors]
+    where = [
+        f"{'.'.join(p) or 'body'}: {e.get('msg', '')}" for p, e in zip(paths, errors, strict=True)
+    ]
+    first = paths[0] if paths else []
+    if first:  # the deepest fault of the first field named: stop.1, not stop
+        first = max((p for p in paths if p[:1] == first[:1]), key=len)
+    message = "Invalid request: " + "; ".join(dict.fromkeys(where))
     body = error_body(message, "invalid_request_error", None, ".".join(first) or None)
     return JSONResponse(body, status_code=400, headers={"x-should-retry": "false"})
 
 
-def _body_error(status: int, message: str) -> JSONResponse:
+def field_path(loc: Sequence[Any], body: Any) -> list[str]:
+    """The request field a pydantic error's ``loc`` names, as the caller wrote it: ``body``
+    left out, and the names pydantic gives the members of a union (``str``,
+    ``list[str]``, a model's name) dropped, by following ``loc`` through ``body``, the
+    JSON sent: ``("body", "stop", "list[str]", 1)`` is ``stop.1``. A missing field (the last
+    part, absent from its object) is named; a header's ``loc`` is kept whole."""
+    if tuple(loc[:1]) != ("body",):  # a header's or the path's: as pydantic names it
+        return [str(part) for part in loc]
+    parts = list(loc[1:])
+    node, out = body, []
+    for i, part in enumerate(parts):
+        if isinstance(node, dict):
+            if part in node:
+                node = node[part]
+            elif i != len(parts) - 1:  # a union member's name
+                continue
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+        else:  # a scalar, or a list's union member name: the member's name
+            continue
+        out.append(str(part))
+    return out
+
+
+def body_error(status: int, message: str) -> JSONResponse:
+    """A body that could not be read (``aiosys.api._body.body_fault``) in OpenAI's shape."""
     body = error_body(message, "invalid_request_error", None, None)
     return JSONResponse(body, status_code=status, headers={"x-should-retry": "false"})
 
@@ -164,7 +211,7 @@ def http_error(request: Request, exc: HTTPException) -> JSONResponse:
     OpenAI's shape, with its status (a client error is ``invalid_request_error``)."""
     fault = body_fault(request, exc)
     if fault is not None:
-        return _body_error(*fault)
+        return body_error(*fault)
     status = exc.status_code
     kind = "invalid_request_error" if 400 <= status < 500 else "server_error"
     headers = dict(exc.headers or {}) | ({"x-should-retry": "false"} if status < 500 else {})
@@ -205,6 +252,7 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         401: "Bad or missing key",
         403: "Denied by a policy or a role",
         404: "No such model",
+        413: "Body over the server's cap",
         429: "Budget exhausted",
         500: "Internal error",
         502: "No model could serve",

@@ -1,10 +1,15 @@
 """OpenAI's request and response shapes, as the gateway reads and writes them.
 
 Requests are validated by the pydantic models below (unknown fields are kept: they reach the
-model's server as request params, as vLLM's ``top_k`` would); ``chat_messages`` and
+model's server as request params, as vLLM's ``top_k`` would), in pydantic's strict mode, as
+OpenAI validates them: a boolean is a JSON ``true``/``false`` (not ``"yes"`` or ``1``), a
+number is a JSON number (not ``"0.5"``), an integer has no fraction (``2``, not ``2.0``);
+a float field takes an integer (``"temperature": 1``). ``chat_messages`` and
 ``chat_params`` turn a chat request into the model plane's messages and params. What the
 plane cannot carry is refused with a 400 naming the field, never dropped: tool and function
-calling, ``n`` above 1, content parts other than text, token arrays as embedding input.
+calling, ``n`` above 1, content parts other than text, token arrays as embedding input;
+``dimensions`` goes to the model (an OpenAI-compatible server shortens its vectors), and
+vectors of another length than it asks are refused with a 400 naming it, never sent.
 
 Responses are built as plain dicts (``completion``, ``chunk``, ``embeddings``,
 ``model_list``): the models named ``...Doc`` only document them in the OpenAPI schema.
@@ -26,15 +31,19 @@ NAME = 256  # longest model name accepted
 MAX_INPUTS = 2048  # embedding inputs per request, as OpenAI allows
 
 
+#: The gateway's request models: unknown fields kept, every declared one of its JSON type.
+STRICT = ConfigDict(extra="allow", strict=True)
+
+
 class ContentPart(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = STRICT
 
     type: str
     text: str | None = None
 
 
 class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = STRICT
 
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[ContentPart] | None = None
@@ -42,7 +51,7 @@ class ChatMessage(BaseModel):
 
 
 class StreamOptions(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = STRICT
 
     include_usage: bool | None = None
 
@@ -51,7 +60,7 @@ class ChatCompletionRequest(BaseModel):
     """``POST /v1/chat/completions``. ``model``: a model card's id, ``id@version``, an alias
     (``chat-production``) or a task contract's name."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = STRICT
 
     model: str = Field(min_length=1, max_length=NAME)
     messages: list[ChatMessage] = Field(min_length=1)
@@ -68,12 +77,23 @@ class ChatCompletionRequest(BaseModel):
     seed: int | None = None
     user: str | None = None
     response_format: dict[str, Any] | None = None
+    # OpenAI's other fields, typed as OpenAI types them: the model's params (logprobs are
+    # refused unless false or 0: chat_params).
+    logprobs: bool | None = None
+    top_logprobs: int | None = Field(default=None, ge=0, le=20)
+    logit_bias: dict[str, int] | None = None
+    parallel_tool_calls: bool | None = None
+    store: bool | None = None
+    metadata: dict[str, str] | None = None
+    reasoning_effort: str | None = None
+    service_tier: str | None = None
 
 
 class EmbeddingRequest(BaseModel):
-    """``POST /v1/embeddings``. ``input``: a text or a list of texts."""
+    """``POST /v1/embeddings``. ``input``: a text or a list of texts; ``dimensions``: the
+    length of each vector asked for (a model that cannot give it is a 400 naming it)."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = STRICT
 
     model: str = Field(min_length=1, max_length=NAME)
     input: str | list[str] | list[int] | list[list[int]]
@@ -234,9 +254,23 @@ def delta(content: dict[str, Any], finish_reason: str | None = None) -> list[dic
     return [{"index": 0, "delta": content, "logprobs": None, "finish_reason": finish_reason}]
 
 
-def embeddings(response: ModelResponse, encoding_format: str | None) -> dict[str, Any]:
+def embeddings(
+    response: ModelResponse, encoding_format: str | None, dimensions: int | None = None
+) -> dict[str, Any]:
     """The vectors as floats, or as base64 of little-endian float32 (what the official SDK
-    asks for by default, and decodes)."""
+    asks for by default, and decodes). ``dimensions``: the length the caller asked for;
+    ``BadParam`` naming ``dimensions`` when the model gave vectors of another length (it
+    ignores the field, or cannot shorten its vectors), which are never sent."""
+    if dimensions is not None:
+        for vector in response.output:
+            if len(vector) != dimensions:
+                raise BadParam(
+                    f"model {response.model}@{response.version} gives vectors of "
+                    f"{len(vector)} dimensions, not the {dimensions} asked: it cannot honour "
+                    f"dimensions; leave it out (or ask for {len(vector)}), or use a model "
+                    "that can",
+                    "dimensions",
+                )
     data = []
     for i, vector in enumerate(response.output):
         value: Any = vector

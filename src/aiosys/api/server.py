@@ -81,15 +81,43 @@ async def serve(
     worker: bool = True,
     grace: float = 30.0,
     log_level: str = "info",
+    max_body_size: int | str | None = None,
 ) -> None:
     """Serve ``app``'s HTTP API on ``host``:``port`` until SIGTERM or SIGINT; with
     ``worker``, run its worker in this process (the embedded default). ``grace``: seconds
-    requests, then runs, in flight get to end at shutdown (see the module). ``OSError``
+    requests, then runs, in flight get to end at shutdown (see the module).
+    ``max_body_size``: the cap on a request's body (``create_api``). ``OSError``
     naming the address when it cannot be listened on (in use, a host that does not
     resolve), before the worker starts: uvicorn would start the app and its worker first,
-    then log the error and exit with its own status."""
+    then log the error and exit with its own status. The app is opened before it listens
+    (``App.open(background=True)``): its store's error is raised here; its models load while
+    it serves (``/healthz`` answers, ``/readyz`` is 503 saying what is loading)."""
     listener = _listen(host, port)
-    api = create_api(app, worker=worker, drain_grace=grace)
+    try:
+        # Opened here, its warm-up (providers, the redaction detector: seconds) left to run
+        # while it serves: the lifespan's open only counts, so /healthz answers at once and
+        # /readyz says what is loading until the warm-up ends.
+        await app.open(background=True)
+    except BaseException:
+        listener.close()
+        raise
+    try:
+        await _serve(app, listener, host, port, worker, grace, log_level, max_body_size)
+    finally:
+        await app.close()
+
+
+async def _serve(
+    app: App,
+    listener: socket.socket,
+    host: str,
+    port: int,
+    worker: bool,
+    grace: float,
+    log_level: str,
+    max_body_size: int | str | None,
+) -> None:
+    api = create_api(app, worker=worker, drain_grace=grace, max_body_size=max_body_size)
     config = uvicorn.Config(
         api,
         host=host,

@@ -18,7 +18,7 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from ..errors import ConfigError, PolicyDenied
+from ..errors import ConfigError, InvalidInput, PolicyDenied
 from ..governance.policy_files import SCHEMA_FILE, policies_dir
 from ..kernel.principal import LOCAL, PRINCIPAL_KINDS, Principal
 from .common import EXIT_USAGE, JsonFlag, console, echo_json, fail, parse_json
@@ -180,7 +180,7 @@ def check(
                 if isinstance(named, str):
                     values[key] = Ref(type_, named)
         frozen = attrs(values)
-    except (PolicyDenied, TypeError) as exc:
+    except (InvalidInput, PolicyDenied, TypeError) as exc:
         fail(f"--context: {exc}", EXIT_USAGE)
     request = PolicyRequest(principal_entity(who), action, target, frozen, tuple(entities))
     explained = engine.explain(request)

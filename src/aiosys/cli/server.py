@@ -80,6 +80,15 @@ def server(
             "before the runs are given back; a second signal gives them back at once.",
         ),
     ] = 30.0,
+    max_body_size: Annotated[
+        str | None,
+        typer.Option(
+            "--max-body-size",
+            help="The cap on a request's body (bytes, or 512KiB, 16MiB, ...): a larger one "
+            "is answered 413 before it is read whole. Default: $AIOSYS_MAX_BODY_SIZE, else "
+            "max_body_size under [server] in aiosys.toml, else 8MiB.",
+        ),
+    ] = None,
     app: AppOption = None,
     store: StoreOption = None,
     create: CreateFlag = False,
@@ -91,6 +100,7 @@ def server(
     beside `aiosys worker` processes sharing a PostgreSQL store. Callers authenticate
     with `Authorization: Bearer <API key or OIDC token>`; without identity configured,
     requests without it act as the local principal."""
+    from ..api._limits import resolve_max_body_size
     from ..app import App as PublicApp
     from ..observe.logs import configure_cli
     from ..redact import mask_url
@@ -113,17 +123,30 @@ def server(
             f"aiosys server serves an aiosys.App (it authenticates callers with its "
             f"identity), not {type(the_app).__module__}.{type(the_app).__name__}"
         )
+    try:  # a cap that is no size: one line now, not a traceback once serving
+        limit = resolve_max_body_size(max_body_size)
+    except AiosysError as exc:
+        fail(str(exc))
     configure_cli(logging.INFO)
 
     async def main() -> None:
         from ..api.server import serve
 
-        await the_app.open()  # a store that cannot be opened is one error line, here
+        # A store that cannot be opened is one error line, here; the models load while
+        # the server answers (/healthz at once, /readyz once loaded).
+        await the_app.open(background=True)
         try:
             where = mask_url(the_app.store.url)
             mode = "API only" if no_worker else "API and a worker"
             log.info("aiosys server on http://%s:%d (%s), store %s", host, port, mode, where)
-            await serve(the_app, host=host, port=port, worker=not no_worker, grace=grace)
+            await serve(
+                the_app,
+                host=host,
+                port=port,
+                worker=not no_worker,
+                grace=grace,
+                max_body_size=limit,
+            )
         finally:
             await the_app.close()
         log.info("aiosys server stopped")

@@ -26,7 +26,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import PolicyDenied
+from ..errors import InvalidInput
 from ..kernel.principal import Principal
 
 #: Data classifications, least to most sensitive (each is ``in`` the ones before it, except
@@ -160,14 +160,30 @@ def model_entity(card: Any) -> Entity:
 _LABELS = {name: Ref("Classification", name) for name in (UNCLASSIFIED, *CLASSIFICATIONS)}
 
 
+#: The labels a call may carry as its data's classification.
+LABELS = (UNCLASSIFIED, *CLASSIFICATIONS)
+
+
+def check_classification(label: object, what: str = "classification") -> str | None:
+    """``label`` if it is a data classification (``LABELS``) or None (unclassified);
+    else ``InvalidInput`` naming ``what`` (the argument, a header) and the labels it may
+    be: an unknown label is the caller's error, refused before anything is done (a typo
+    must not slip past a rule about its level, nor be taken for a level)."""
+    if label is None or (isinstance(label, str) and label in _LABELS):
+        return label
+    known = ", ".join(LABELS)
+    raise InvalidInput(
+        f"{what}: unknown data classification {label!r}; use one of: {known} "
+        "(or none: unclassified)"
+    )
+
+
 def classification(name: str | None, default: str = UNCLASSIFIED) -> Ref:
     """The ``Classification`` of a declared label (None: ``default``); an unknown label is
-    refused with ``PolicyDenied`` (a typo must not slip past a rule about its level)."""
-    found = _LABELS.get(default if name is None else name)
-    if found is None:
-        known = ", ".join(_LABELS)
-        raise PolicyDenied(f"unknown data classification {name!r} (known: {known})")
-    return found
+    ``InvalidInput`` (``check_classification``)."""
+    label = default if name is None else name
+    check_classification(label)
+    return _LABELS[label]
 
 
 def classification_entities() -> list[Entity]:

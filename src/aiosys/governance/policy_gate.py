@@ -35,7 +35,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from ..errors import PolicyDenied
+from ..errors import InvalidInput, PolicyDenied
 from ..kernel.gate import EffectCall, Next
 from ..kernel.principal import LOCAL, Principal, current_principal
 from .policy import CLIENT_ACTIONS, PolicyEngine
@@ -152,10 +152,11 @@ class Authorize:
         """Whether the effect's principal may do ``action`` on ``resource``, in the
         effect's context: decided, cached and heard (the audit log records it) like the
         effect's own decisions, but a denial is the answer False, not ``PolicyDenied``
-        (redaction asks ``read_data`` this way before restoring pseudonyms)."""
+        (redaction asks ``read_data`` this way before restoring pseudonyms); so is an
+        unknown classification label (``InvalidInput`` for the effect itself)."""
         try:
             self._authorize(call, [(action, resource)])
-        except PolicyDenied:
+        except (PolicyDenied, InvalidInput):
             return False
         return True
 
@@ -221,7 +222,7 @@ class Authorize:
     ) -> PolicyRequest:
         """The request of an effect: its context's pairs in name order (``attrs`` would sort
         them), and the high-risk ``Workflow`` entity when ``risky``. An unknown
-        classification label is refused (``PolicyDenied``)."""
+        classification label is refused (``InvalidInput``)."""
         # A client action asked at the gate (a child's start_workflow) has the context the
         # App's client checks give it (tenant only, and an approval), as the schema declares.
         pairs: list[tuple[str, Any]] = []

@@ -10,9 +10,12 @@ The local principal (the embedded default) may act on every task.
 
 Deciding (``complete``) records the decision, its audit record and the wake-up of the run in
 one transaction (``App.complete_wait``), so the run resumes at once and a decision is never
-without its record. A task decided already, or by someone without its role, is refused with
-``PolicyDenied`` (action ``complete_task``); an edit the task's form refuses with
-``InvalidInput`` (the task stays open). Claims, releases and refusals are audited too.
+without its record. An action the task's state forbids (deciding or claiming a task decided
+already, ended by its SLA or held by another principal; releasing one not claimed) is
+``InvalidTaskState`` (its ``task_status`` the task's status); one by someone without its
+role is ``PermissionDenied``, or ``PolicyDenied`` (action ``complete_task``) for a decision;
+an edit the task's form refuses is ``InvalidInput`` (the task stays open). Claims, releases
+and refusals are audited too.
 """
 
 from __future__ import annotations
@@ -44,6 +47,9 @@ log = logging.getLogger("aiosys.audit")
 #: How often a guarded change is tried again when the task changed meanwhile (escalated
 #: between the read and the write): then the rights are checked again on the new row.
 _TRIES = 3
+
+#: The statuses of a run whose tasks may still be claimed and decided.
+LIVE = ("pending", "running", "waiting")
 
 
 class Inbox:
@@ -110,7 +116,8 @@ class Inbox:
     async def claim(self, task_id: str, *, tenant: str | None = None) -> TaskRow:
         """Claim a task for the bound principal: from then on only it may decide or release
         it. Claiming one's own claim again changes nothing. ``PermissionDenied`` without the
-        task's role; ``InvalidTaskState`` for a task another principal holds or one decided."""
+        task's role; ``InvalidTaskState`` for a task another principal holds or one decided
+        or escalated already."""
         return await self._audited("claim_task", task_id, tenant, self._claim)
 
     async def release(self, task_id: str, *, tenant: str | None = None) -> TaskRow:
@@ -132,11 +139,12 @@ class Inbox:
         edited data, validated against the task's form); ``comment`` is kept with the
         decision. The run waiting for it resumes at once. Returns the task as decided.
 
-        ``PolicyDenied`` (``complete_task``) for a task decided already (or ended by its
-        SLA), one for a role the principal does not hold, one another principal claimed, or
-        one the Cedar policies deny; ``InvalidInput`` for a malformed decision or an edit
-        its form refuses (the task stays open); ``InvalidTaskState`` when its run has ended;
-        ``TaskNotFound`` for a task not in the caller's tenant."""
+        ``InvalidTaskState`` (its ``task_status`` the task's status) for a task decided
+        already or ended by its SLA, one another principal claimed, or one whose run has
+        ended; ``PolicyDenied`` (``complete_task``) for a task for a role the principal does
+        not hold or one the Cedar policies deny; ``InvalidInput`` for a malformed decision
+        or an edit its form refuses (the task stays open); ``TaskNotFound`` for a task not
+        in the caller's tenant."""
         if action not in ACTIONS:
             raise InvalidInput(
                 f"a decision's action is one of {', '.join(ACTIONS)}, not {action!r}"
@@ -159,7 +167,8 @@ class Inbox:
         self._may_act(principal, row, "claim")
         if row.status == CLAIMED and row.claimed_by != principal.id:
             raise InvalidTaskState(
-                f"task {row.id} is claimed by {row.claimed_by}; it must release it first"
+                f"task {row.id} is claimed by {row.claimed_by}; it must release it first",
+                task_status=row.status,
             )
         now = self.app.store.clock()
         params = {
@@ -175,7 +184,8 @@ class Inbox:
     async def _release(self, principal: Principal, row: TaskRow) -> TaskRow | None:
         if row.status != CLAIMED:
             raise InvalidTaskState(
-                f"task {row.id} is {row.status}, not claimed: nothing to release"
+                f"task {row.id} is {row.status}, not claimed: nothing to release",
+                task_status=row.status,
             )
         if not principal.local and row.claimed_by != principal.id:
             raise PermissionDenied(
@@ -198,17 +208,24 @@ class Inbox:
             done = row.decision
             by = f" by {done.decided_by}" if done is not None and done.decided_by else ""
             ended = "decided" if row.status == COMPLETED else "ended by its SLA (escalated)"
-            raise _denied(principal, row, f"the task was {ended}{by} already")
-        if row.run_status not in ("pending", "running", "waiting"):
+            raise InvalidTaskState(
+                f"task {row.id} is {row.status}: it was {ended}{by} already",
+                task_status=row.status,
+            )
+        if row.run_status not in LIVE:
             raise InvalidTaskState(
                 f"task {row.id} cannot be decided: its run {row.run_id} has ended "
-                f"({row.run_status or 'deleted'})"
+                f"({row.run_status or 'deleted'})",
+                task_status=row.status,
             )
         if not principal.local and row.role not in principal.roles:
             has = ", ".join(sorted(principal.roles)) or "none"
             raise _denied(principal, row, f"it is for the role {row.role} (roles: {has})")
         if row.status == CLAIMED and not principal.local and row.claimed_by != principal.id:
-            raise _denied(principal, row, f"it is claimed by {row.claimed_by}")
+            raise InvalidTaskState(
+                f"task {row.id} is claimed by {row.claimed_by}; it must release it first",
+                task_status=row.status,
+            )
         await self._authorize("complete_task", row)  # the Cedar policies, if any
         edited = forms.validate_edit(row.form, data, row.name) if action == "edit" else row.data
         now = self.app.store.clock()
@@ -277,7 +294,15 @@ class Inbox:
     @staticmethod
     def _may_act(principal: Principal, row: TaskRow, what: str) -> None:
         if not row.actionable:
-            raise InvalidTaskState(f"cannot {what} task {row.id}: it is {row.status}")
+            raise InvalidTaskState(
+                f"cannot {what} task {row.id}: it is {row.status}", task_status=row.status
+            )
+        if row.run_status not in LIVE:
+            raise InvalidTaskState(
+                f"cannot {what} task {row.id}: its run {row.run_id} has ended "
+                f"({row.run_status or 'deleted'})",
+                task_status=row.status,
+            )
         if not principal.local and row.role not in principal.roles:
             has = ", ".join(sorted(principal.roles)) or "none"
             raise PermissionDenied(

@@ -156,11 +156,14 @@ def _clip(text: str, limit: int = 80) -> str:
 @dataclass(frozen=True, slots=True)
 class Readiness:
     """``App.readiness``: ``ready``, else ``reason`` says why not; ``behind`` lists the
-    migrations the store lacks (a process newer than the schema: run one that migrates)."""
+    migrations the store lacks (a process newer than the schema: run one that migrates);
+    ``loading`` says what the process is still loading before it serves (``loading
+    redaction models``; the store is fine)."""
 
     ready: bool
     reason: str = ""
     behind: list[int] = field(default_factory=list)
+    loading: str = ""
 
 
 class Ended(NamedTuple):

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import pydantic
 
 from ..errors import InvalidInput
+from ..governance.policy_entities import check_classification
 from ..kernel import Context
 from ..kernel.retry import Retry
 from .contracts import TaskContract, describe
@@ -45,9 +46,13 @@ class BoundModels:
         retry: Retry | None = None,
     ) -> Any:
         """Run a task; its output (a model of the task's output schema), recorded. ``retry``
-        (else the task's, else ``MODEL_RETRY``) retries it when no model can serve now."""
+        (else the task's, else ``MODEL_RETRY``) retries it when no model can serve now.
+        ``InvalidInput`` before any effect for input the task refuses or an unknown
+        ``classification`` (the data's label: public, internal, confidential, restricted,
+        unclassified; None: unclassified)."""
+        check_classification(classification)  # before any effect: bad input is the caller's
         contract = self._plane.contract(task)
-        data = contract.validate_input(input)  # before any effect: bad input is the caller's
+        data = contract.validate_input(input)
         params = {"task": contract.name, "input": data, "classification": classification}
         policy = retry or contract.retry or MODEL_RETRY
         return await self._ctx.effect(
@@ -65,7 +70,9 @@ class BoundModels:
     ) -> ModelResponse:
         """Call one model (a card or alias; else a task's plan, as ``app.models.call``); its
         response, recorded. ``retry`` (else ``MODEL_RETRY``) retries it when the model
-        cannot serve now."""
+        cannot serve now. ``InvalidInput`` before any effect for an unknown
+        ``classification``."""
+        check_classification(classification)
         request = make_request(messages, params)
         effect_params = self._plane._call_params(model, request, classification)
         response: ModelResponse = await self._ctx.effect(

@@ -46,6 +46,7 @@ import pydantic
 
 from ..errors import ConfigError, InvalidInput, ModelNotFound
 from ..governance.lineage_hash import file_hash
+from ..governance.policy_entities import check_classification
 from ..governance.redaction_gate import REDACTOR
 from ..kernel import App, Context, EffectCall
 from ..kernel.retry import Retry
@@ -98,6 +99,10 @@ class ModelPlane:
         self._redis_url: str | None = os.environ.get("AIOSYS_REDIS_URL") or None
         self._windows: Windows | None = None
         self.router.record_shadow = self._record_shadow
+        #: The app's warm-up while it runs (``aiosys.App.open``): a model effect waits for
+        #: it before anything else, so a call never imports a provider on the event loop
+        #: while the warm-up imports it in a thread, nor loads the detector beside it.
+        self.warm_up: asyncio.Future[None] | None = None
         app.gate.register("model", self._execute)
 
     # ---- catalog --------------------------------------------------------------------------
@@ -138,15 +143,14 @@ class ModelPlane:
 
     async def preload(self) -> None:
         """Import, in a worker thread, what the first call would: the modules of the
-        providers the catalog names (their SDKs) and the cache link (numpy). ``App.open``
-        calls it once the catalog is loaded."""
-        names = {card.provider for card in self.cards.values()}
+        providers the catalog names (their SDKs) and the cache link (numpy)."""
+        await asyncio.to_thread(self.import_modules)
 
-        def imports() -> None:
-            self.providers.preload(names)
-            importlib.import_module("aiosys.models.links.cache")
-
-        await asyncio.to_thread(imports)
+    def import_modules(self) -> None:
+        """``preload``'s imports, blocking (run it off the event loop; ``App.open``'s
+        warm-up does, once the catalog is loaded)."""
+        self.providers.preload({card.provider for card in self.cards.values()})
+        importlib.import_module("aiosys.models.links.cache")
 
     async def save_to_store(self, source: str | None = None) -> None:
         """Keep this catalog's cards in the store, so other workers and the console see it."""
@@ -333,7 +337,10 @@ class ModelPlane:
         """Run a task outside any workflow: a direct effect through the gate (its
         interceptors apply; nothing is recorded). Its validated output. ``tenant``: whose
         call it is (None: the bound principal's, ``default`` for the local one; another is
-        ``PermissionDenied``)."""
+        ``PermissionDenied``). ``classification``: the data's label (``LABELS`` of
+        ``aiosys.governance.policy_entities``; None: unclassified), another is
+        ``InvalidInput``."""
+        check_classification(classification)
         tenant = await self._tenant("call_model", tenant, workflow)
         contract = self.contract(task)
         data = contract.validate_input(input)
@@ -354,7 +361,9 @@ class ModelPlane:
     ) -> ModelResponse:
         """Call one model (a card or alias; else a task's plan: see the module docstring)
         outside any workflow: a direct effect through the gate (its interceptors apply;
-        nothing is recorded). Its metered response. ``tenant`` as in ``run``."""
+        nothing is recorded). Its metered response. ``tenant`` and ``classification`` as
+        in ``run``."""
+        check_classification(classification)
         tenant = await self._tenant("call_model", tenant, workflow)
         request = make_request(messages, params)
         return await self._direct(model, request, tenant, classification, workflow)
@@ -377,7 +386,9 @@ class ModelPlane:
 
         Entering raises what ``call`` would before the first piece (``PermissionDenied``,
         ``PolicyDenied``, ``BudgetExceeded``, ``ModelNotFound``, ``ProviderUnavailable``, ...);
-        iterating raises a failure after it. ``InvalidInput`` at once for bad messages."""
+        iterating raises a failure after it. ``InvalidInput`` at once for bad messages or
+        an unknown ``classification``."""
+        check_classification(classification)
         request = make_request(messages, params)
 
         async def run(sink: StreamSink) -> ModelResponse:
@@ -426,6 +437,9 @@ class ModelPlane:
         committed with the effect's record (``EffectCall.also_write``): a crash keeps both
         or neither, and replay, which never calls the model again, never meters it again.
         A direct effect's rows are written behind the call (``links/metering.py``)."""
+        warm_up = self.warm_up
+        if warm_up is not None and not warm_up.done():
+            await asyncio.shield(warm_up)
         p, ex = call.params, call.run_execution
         run_id, seq = (None, None) if ex is None else (ex.run.id, call.seq)
         held: list[dict[str, Any]] | None = None if ex is None else []

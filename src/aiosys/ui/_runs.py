@@ -1,6 +1,6 @@
 """The runs pages: the list (filters, live status), a run's page (summary, cost, effect
-timeline with retries and tracebacks, trace waterfall, its human tasks; cancel, resume,
-signal) and the start form.
+timeline with retries, tracebacks and the human approvals and decisions its effects waited
+for, trace waterfall, its human tasks; cancel, resume, signal) and the start form.
 
 What a run shows is what ``aiosys runs show`` shows (``aiosys.observe.run_view``): records as
 stored, so a model's redacted request and answer keep their pseudonyms here.
@@ -81,23 +81,76 @@ def run_facts(row: RunRow) -> dict[str, Any]:
     }
 
 
+#: What an approval row says of a decision's action.
+OUTCOMES = {
+    "approve": "approved",
+    "reject": "rejected",
+    "edit": "edited",
+    "escalated": "escalated",
+}
+
+
+def approval_of(effect: dict[str, Any]) -> dict[str, Any] | None:
+    """The human decision an effect (``run_view.effect_dict``) waited for, as its approval
+    row shows it, or None: a ``human_task`` effect's (``ctx.human_task``; its output is the
+    decision) or a policy's approval of any effect (``meta["approval"]``, ``aiosys.humans.
+    approval``). Keys: ``task_id``, ``kind`` (``human task`` or ``policy approval``),
+    ``outcome`` (``approved``, ``rejected``, ``edited``, ``escalated``; ``waiting`` while no
+    one decided), ``by`` (the principal id; None when nobody decided), ``role``, ``at``
+    (seconds since the epoch), ``comment``, ``policies`` (the approval's) and ``due_at``.
+    Read from the run's own records, so whoever may read the run sees who decided and when,
+    and nobody else (the run's tenant)."""
+    meta = effect["meta"] if isinstance(effect["meta"], dict) else {}
+    output = effect["output"] if isinstance(effect["output"], dict) else {}
+    if effect["kind"] == "human_task":
+        kind, found, policies = "human task", output, []
+        if effect["status"] == "pending":
+            found = {"task_id": output.get("task_id") or meta.get("task_id")}
+            found["due_at"] = output.get("due_at")
+        elif "action" not in found:  # it failed: its own row says why
+            return None
+    elif isinstance(meta.get("approval"), dict):
+        kind, found = "policy approval", meta["approval"]
+        policies = [str(p) for p in found.get("policies") or ()]
+    else:
+        return None
+    task_id = found.get("task_id")
+    if not isinstance(task_id, str):
+        return None
+    action = found.get("action")
+    at = found.get("decided_at")
+    due = found.get("due_at")
+    return {
+        "task_id": task_id,
+        "kind": kind,
+        "outcome": OUTCOMES.get(action, "waiting") if isinstance(action, str) else "waiting",
+        "by": found.get("decided_by"),
+        "role": found.get("role"),
+        "at": float(at) if isinstance(at, int | float) else None,
+        "comment": found.get("comment"),
+        "policies": policies,
+        "due_at": float(due) if isinstance(due, int | float) else None,
+    }
+
+
 def timeline(effects: list[EffectRow]) -> list[dict[str, Any]]:
     """One entry per effect in call order: ``run_view.effect_dict``, its model columns,
-    error message, traceback and failed attempts (``retries``)."""
+    error message, traceback, failed attempts (``retries``) and the human decision it
+    waited for (``approval``: ``approval_of``, or None)."""
     out = []
     for e in effects:
         model, tokens, cost = run_view.model_columns(e.meta)
-        out.append(
-            {
-                **run_view.effect_dict(e),
-                "model": model,
-                "tokens": tokens,
-                "cost": cost,
-                "error_message": run_view.error_message(e.error),
-                "traceback": run_view.traceback_of(e.error),
-                "retries": run_view.retries_of(e.meta),
-            }
-        )
+        entry = {
+            **run_view.effect_dict(e),
+            "model": model,
+            "tokens": tokens,
+            "cost": cost,
+            "error_message": run_view.error_message(e.error),
+            "traceback": run_view.traceback_of(e.error),
+            "retries": run_view.retries_of(e.meta),
+        }
+        entry["approval"] = approval_of(entry)
+        out.append(entry)
     return out
 
 
@@ -236,4 +289,4 @@ def router(console: Console) -> APIRouter:
     return r
 
 
-__all__ = ["RunFilters", "router", "timeline", "waterfall"]
+__all__ = ["RunFilters", "approval_of", "router", "timeline", "waterfall"]
