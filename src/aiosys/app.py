@@ -34,6 +34,7 @@ from .humans.approval import Approvals
 from .kernel import EffectCall
 from .kernel.app import Readiness
 from .kernel.checks import ClientCall
+from .kernel.gcfreeze import freeze_again
 from .models.catalog import ModelCard
 from .models.catalog_files import load_card_files
 from .models.describe import describe
@@ -242,6 +243,7 @@ class App(kernel.App):
             )
         finally:
             self.warming = None
+        freeze_again()  # what it loaded stays: not the collector's either (kernel.gcfreeze)
 
     def _install_lineage(self) -> None:
         # Just inside the effect log and the audit (a replayed effect is not hashed again),

@@ -33,4 +33,16 @@ def freeze_once() -> bool:
     return True
 
 
+def freeze_again() -> bool:
+    """Freeze what a process that froze already (``freeze_once``) has loaded since to keep:
+    a server's models, loaded by its warm-up while it serves (``aiosys.App.open(background=
+    True)``): Presidio's and spaCy's few hundred thousand objects, left to the collector,
+    made each full collection pause the loop 100-170 ms here (bench/server.py's p99 at 16 in
+    flight). A process that never froze is left alone. Returns whether it froze now."""
+    if not _frozen:
+        return False
+    gc.freeze()
+    return True
+
+
 _OFF = {"0", "off", "false", "no"}
