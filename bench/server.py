@@ -92,6 +92,9 @@ PG_ADMIN = os.environ.get("AIOSYS_BENCH_PG", "postgresql://postgres@127.0.0.1:54
 TARGET_ADDED_RATIO = 0.1
 TARGET_RPS_RATIO = 8.0
 TARGET_CONCURRENCY = 16
+# A cell fails when more than this share of its requests fail (a few cut streams are
+# counted and reported, not a reason to lose the cell).
+MAX_FAILED = 0.01
 
 # The app `aiosys server --app` loads: one workflow, and (for the gateway) one card.
 APP_MODULE = f'''"""bench/server.py's app: one no-op workflow, one card pointing at the mock."""
@@ -319,8 +322,11 @@ async def drive(
     call: Callable[[], Awaitable[float]], n: int, concurrency: int, pids: dict[str, int]
 ) -> dict[str, Any]:
     """``n`` requests from ``concurrency`` loops (a closed loop: at most ``concurrency`` in
-    flight); ``call`` checks its answer and returns its latency sample (seconds)."""
-    samples = [0.0] * n
+    flight); ``call`` checks its answer and returns its latency sample (seconds). A request
+    that fails (an error status, a wrong answer, a stream cut short) is counted and left
+    out of the latencies; more than ``MAX_FAILED`` of them fail the cell."""
+    samples: list[float | None] = [None] * n
+    failures: list[str] = []
     taken = 0
 
     async def loop() -> None:
@@ -328,7 +334,10 @@ async def drive(
         while taken < n:
             i = taken
             taken += 1
-            samples[i] = await call()
+            try:
+                samples[i] = await call()
+            except Exception as exc:  # counted: a server that fails some requests
+                failures.append(f"{type(exc).__name__}: {exc}"[:300])
 
     busy0 = machine_busy()
     cpu0 = {k: tree_cpu(p) for k, p in pids.items()}
@@ -338,16 +347,20 @@ async def drive(
     client = time.process_time() - client0
     cpu = {k: tree_cpu(p) - cpu0[k] for k, p in pids.items()}
     other = (machine_busy() - busy0 - client - sum(cpu.values())) / wall
-    ms = sorted(1000 * x for x in samples)
+    if len(failures) > MAX_FAILED * n:
+        raise AssertionError(f"{len(failures)} of {n} requests failed; the first: {failures[0]}")
+    ms = sorted(1000 * x for x in samples if x is not None)
     return {
         "requests": n,
+        "failed_requests": len(failures),
+        "first_failure": failures[0] if failures else None,
         "concurrency": concurrency,
         "wall_s": wall,
         "rps": n / wall,
         "p50_ms": percentile(ms, 0.50),
         "p95_ms": percentile(ms, 0.95),
         "p99_ms": percentile(ms, 0.99),
-        "mean_ms": sum(ms) / n,
+        "mean_ms": sum(ms) / len(ms),
         "max_ms": ms[-1],
         "client_cpu_ms_per_request": 1000 * client / n,
         "cpu_ms_per_request": {k: 1000 * v / n for k, v in cpu.items()},
@@ -478,6 +491,8 @@ def summarize(reps: list[dict[str, Any]]) -> dict[str, Any]:
     out["repetitions"] = len(reps)
     out["rps_all"] = [round(r["rps"], 1) for r in reps]
     out["other_load_all"] = [round(r["other_load_cores"], 2) for r in reps]
+    out["failed_requests"] = sum(r.get("failed_requests", 0) for r in reps)
+    out["first_failure"] = next((r["first_failure"] for r in reps if r.get("first_failure")), None)
     return out
 
 
@@ -715,6 +730,14 @@ def print_tables(
                 )
             t.add_section()
         console.print(t)
+        for key, by in gw.items():
+            for path in PATHS:
+                r = summarize(by[path]) if path in by else {}
+                if r.get("failed_requests"):
+                    console.print(
+                        f"[yellow]{path} at {key}: {r['failed_requests']} request(s) failed "
+                        f"(left out of the latencies); the first: {r['first_failure']}[/]"
+                    )
 
     if verdicts:
         t = Table(title="aiosys against LiteLLM's proxy (targets from issue 13)")
