@@ -526,6 +526,7 @@ async def test_a_body_not_read_as_json_says_why_in_both_error_shapes(store_url):
                 ),
                 (b'{"a": 1', {"content-type": "application/json"}, 400, "line 1 column 8"),
                 (b'{"a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", json_type, 400, "deeper"),
+                (b'{"a": ' + b"9" * 5000 + b"}", json_type, 400, "more than 4300 digits"),
             )
             for content, headers, status, said in cases:
                 r = await client.post(path, content=content, headers=headers)
