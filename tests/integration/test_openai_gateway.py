@@ -553,7 +553,8 @@ async def test_text_that_is_not_unicode_is_a_bad_request_naming_where(env):
     chat = {"model": "chat", "messages": [{"role": "user", "content": "a\ud800"}]}
     cases = (
         ("/chat/completions", chat, "messages.0.content"),
-        ("/embeddings", {"model": "embedder", "input": ["ok", "\udfff"]}, "texts.1"),
+        ("/embeddings", {"model": "embedder", "input": ["ok", "\udfff"]}, "input.1"),
+        ("/embeddings", {"model": "embedder", "input": "\udfff"}, "input"),
     )
     async with httpx2.AsyncClient(transport=httpx2.ASGITransport(app=env.api)) as http:
         for path, payload, where in cases:
@@ -566,6 +567,7 @@ async def test_text_that_is_not_unicode_is_a_bad_request_naming_where(env):
             error = response.json()["error"]
             assert error["type"] == "invalid_request_error"
             assert f"{where} holds a lone surrogate" in error["message"], error
+            assert error["param"] == where, error  # the field as sent (it was null)
     assert env.wire.requests == []
     # The Python API refuses it the same way, before any effect.
     with pytest.raises(InvalidInput, match=r"messages\.0\.content holds a lone surrogate"):
