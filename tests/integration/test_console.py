@@ -470,6 +470,18 @@ async def test_a_json_field_the_parser_cannot_read_is_a_400_naming_it(
                 assert r.status_code == 400, (path, r.status_code)
                 assert said in r.text, (path, said)
         assert (await site.app.get_run(waiting)).status == "waiting"
+        # A field sent as a file was read as empty: the run started with its defaults.
+        before = len(await site.app.list_runs(workflow="waits"))
+        r = await c.post(
+            "/runs",
+            files={
+                "csrf_token": (None, token),
+                "workflow": (None, "waits"),
+                "input": ("input.json", b"{}"),
+            },
+        )
+        assert r.status_code == 400 and "&#39;input&#39; must be text, not a file" in r.text
+        assert len(await site.app.list_runs(workflow="waits")) == before
 
 
 async def test_a_viewer_reads_but_may_not_act(site: Site, wait_status: Any) -> None:

@@ -204,8 +204,12 @@ def parse_json_field(text: str, what: str) -> Any:
 
 
 def field(form: Any, name: str) -> str:
+    """A form's text field (absent: ""). ``InvalidInput`` naming it when it was sent as a
+    file (a multipart upload): it was read as empty, and a run started with its defaults."""
     value = form.get(name, "")
-    return value if isinstance(value, str) else ""
+    if not isinstance(value, str):
+        raise InvalidInput(f"the form field {name!r} must be text, not a file")
+    return value
 
 
 def router(console: Console) -> APIRouter:
