@@ -526,6 +526,7 @@ async def test_a_body_not_read_as_json_says_why_in_both_error_shapes(store_url):
                 ),
                 (b'{"a": 1', {"content-type": "application/json"}, 400, "line 1 column 8"),
                 (b'{"a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", json_type, 400, "deeper"),
+                (b'{"a": ' + b"9" * 5000 + b"}", json_type, 400, "more than 4300 digits"),
             )
             for content, headers, status, said in cases:
                 r = await client.post(path, content=content, headers=headers)
@@ -541,6 +542,25 @@ async def test_a_body_not_read_as_json_says_why_in_both_error_shapes(store_url):
                     assert error["param"] is None
                     message = error["message"]
                 assert said in message, (path, message)
+
+
+async def test_nan_or_an_infinity_in_a_signal_is_refused_naming_where(store_url, wait_status):
+    # The JSON parser takes NaN and Infinity; the store wrote them as null: the payload a
+    # run received was another value than sent (a run's input likewise: test_kernel_input).
+    app = make_app(store_url)
+    json_type = {"content-type": "application/json"}
+    async with serving(app) as client:
+        started = await client.post("/v1/workflows/waits/runs", json={})
+        run_id = started.json()["id"]
+        await wait_status(app, run_id, "waiting")
+        r = await client.post(
+            f"/v1/runs/{run_id}/signals/go",
+            content=b'{"payload": {"p": [1, -Infinity]}}',
+            headers=json_type,
+        )
+        detail = is_problem(r, 422)["detail"]
+        assert "-inf" in detail and "NaN and infinities are not JSON" in detail, detail
+        assert (await app.get_run(run_id)).status == "waiting"
 
 
 async def test_a_body_over_the_cap_is_413_before_it_is_read_in_both_error_shapes(store_url):

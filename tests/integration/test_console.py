@@ -450,6 +450,40 @@ async def test_start_cancel_resume_and_signal_from_the_run_pages(
         assert again.status_code == 409  # a cancelled run is not resumed
 
 
+async def test_a_json_field_the_parser_cannot_read_is_a_400_naming_it(
+    site: Site, wait_status: Any
+) -> None:
+    # Only a syntax error was caught: JSON nested past the parser's depth (RecursionError)
+    # or an integer over Python's 4300 digits (ValueError) in a form's JSON was a 500.
+    deep, big = "[" * 100_000 + "]" * 100_000, "9" * 5000
+    async with site.client() as c:
+        token = await login(c, site.keys["alice"])
+        r = await c.post("/runs", data={"csrf_token": token, "workflow": "waits"})
+        waiting = r.headers["location"].removeprefix("/runs/")
+        await wait_status(site.app, waiting, "waiting")
+        for path, name, extra in (
+            ("/runs", "input", {"workflow": "waits"}),
+            (f"/runs/{waiting}/signal", "payload", {"name": "go"}),
+        ):
+            for text, said in ((deep, "deeper than the parser"), (big, "more than 4300 digits")):
+                r = await c.post(path, data={"csrf_token": token, name: text, **extra})
+                assert r.status_code == 400, (path, r.status_code)
+                assert said in r.text, (path, said)
+        assert (await site.app.get_run(waiting)).status == "waiting"
+        # A field sent as a file was read as empty: the run started with its defaults.
+        before = len(await site.app.list_runs(workflow="waits"))
+        r = await c.post(
+            "/runs",
+            files={
+                "csrf_token": (None, token),
+                "workflow": (None, "waits"),
+                "input": ("input.json", b"{}"),
+            },
+        )
+        assert r.status_code == 400 and "&#39;input&#39; must be text, not a file" in r.text
+        assert len(await site.app.list_runs(workflow="waits")) == before
+
+
 async def test_a_viewer_reads_but_may_not_act(site: Site, wait_status: Any) -> None:
     run_id, task = await waiting_review(site, "alice", "x", wait_status)
     async with site.client() as c:

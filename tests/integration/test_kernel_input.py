@@ -3,9 +3,12 @@ every other run."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from aiosys import App, Context, InvalidInput, RunFailed, UnknownWorkflow
+from aiosys.errors import NotSerializable
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -101,3 +104,48 @@ async def test_step_output_that_is_not_json_makes_the_run_dead_naming_step_and_t
     assert "make_handle" in error["message"]
     assert "Opaque" in error["message"]
     assert [(e.seq, e.status) for e in effects] == [(1, "error")]
+
+
+async def test_nan_and_infinities_are_refused_naming_where_never_stored_as_null(
+    store_url, wait_status
+):
+    # A run's input, a signal's payload and a run's result were written with NaN as null
+    # (pydantic's default): a float parameter's run was accepted, then failed on its first
+    # execution (null is no float); the others silently became another value.
+    app = App(store=store_url)
+
+    @app.workflow
+    async def scaled(ctx: Context, x: float = 0.0, extra: Any = None) -> float:
+        return x
+
+    @app.workflow
+    async def waits(ctx: Context) -> Any:
+        return await ctx.wait_for("go", timeout=60)
+
+    @app.workflow
+    async def gives_nan(ctx: Context) -> Any:
+        return {"ratio": [1.0, float("nan")]}
+
+    async with app:
+        for value in (float("nan"), float("inf"), float("-inf")):
+            with pytest.raises(InvalidInput) as bad:
+                await app.start("scaled", {"x": value})
+            assert "x" in str(bad.value) and "finite" in str(bad.value), bad.value
+        with pytest.raises(InvalidInput) as nested:
+            await app.start("scaled", {"extra": {"w": [1, float("inf")]}})
+        assert "inf" in str(nested.value) and "'w'" in str(nested.value), nested.value
+        assert "NaN and infinities are not JSON" in str(nested.value)
+        assert [r for r in await app.list_runs(workflow="scaled") if r.workflow == "scaled"] == []
+
+        run = await app.start("waits")
+        await wait_status(app, run.id, "waiting")
+        with pytest.raises(NotSerializable) as payload:
+            await app.signal(run.id, "go", {"p": float("nan")})
+        assert "signal 'go'" in str(payload.value) and "nan" in str(payload.value)
+        await app.signal(run.id, "go", {"p": 0.5})
+        assert await run.result(timeout=30) == {"p": 0.5}
+
+        failed = await app.start("gives_nan")
+        await wait_status(app, failed.id, "failed")
+        error = (await failed.row()).error
+        assert "NaN and infinities are not JSON" in str(error), error

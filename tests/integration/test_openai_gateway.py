@@ -486,6 +486,44 @@ async def test_a_field_of_another_json_type_is_a_bad_request_naming_it(env, path
     assert env.wire.requests == []
 
 
+NON_FINITE = [
+    ("chat", b'"temperature": NaN', "temperature"),
+    ("chat", b'"top_p": Infinity', "top_p"),
+    ("chat", b'"frequency_penalty": -1e999', "frequency_penalty"),
+    ("chat", b'"top_k": NaN', "top_k"),  # an unknown field: the model's param
+    ("chat", b'"options": {"weights": [1, -Infinity]}', "options.weights.1"),
+    ("embed", b'"scale": 1e999', "scale"),
+]
+
+
+@pytest.mark.parametrize("classified", [False, True], ids=["direct", "full"])
+@pytest.mark.parametrize(("path", "field", "param"), NON_FINITE)
+async def test_a_number_json_cannot_carry_is_a_bad_request_naming_it(
+    env, path, field, param, classified
+):
+    # Python's and pydantic's JSON parsers take NaN, Infinity and 1e999 (inf); a declared
+    # field said only "less than or equal to 2", and an unknown one reached the provider:
+    # sent as the non-JSON ``NaN`` (chat), or a 503 blaming the model's server (embeddings).
+    base = (
+        b'{"model": "chat", "messages": [{"role": "user", "content": "x"}], '
+        if path == "chat"
+        else b'{"model": "embedder", "input": "x", '
+    )
+    headers = {"authorization": f"Bearer {env.key}", "content-type": "application/json"}
+    if classified:  # the full path (FastAPI's parser, then the same model)
+        headers["x-aiosys-classification"] = "internal"
+    route = "/chat/completions" if path == "chat" else "/embeddings"
+    async with httpx2.AsyncClient(transport=httpx2.ASGITransport(app=env.api)) as http:
+        response = await http.post(
+            f"http://gateway/v1{route}", content=base + field + b"}", headers=headers
+        )
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert (error["param"], error["type"]) == (param, "invalid_request_error"), error
+    assert "finite" in error["message"], error
+    assert env.wire.requests == []
+
+
 async def test_json_types_openai_takes_are_taken(env):
     # An integer where a number is asked (temperature 1), null for an optional field.
     client = env.client()
@@ -515,7 +553,8 @@ async def test_text_that_is_not_unicode_is_a_bad_request_naming_where(env):
     chat = {"model": "chat", "messages": [{"role": "user", "content": "a\ud800"}]}
     cases = (
         ("/chat/completions", chat, "messages.0.content"),
-        ("/embeddings", {"model": "embedder", "input": ["ok", "\udfff"]}, "texts.1"),
+        ("/embeddings", {"model": "embedder", "input": ["ok", "\udfff"]}, "input.1"),
+        ("/embeddings", {"model": "embedder", "input": "\udfff"}, "input"),
     )
     async with httpx2.AsyncClient(transport=httpx2.ASGITransport(app=env.api)) as http:
         for path, payload, where in cases:
@@ -528,6 +567,7 @@ async def test_text_that_is_not_unicode_is_a_bad_request_naming_where(env):
             error = response.json()["error"]
             assert error["type"] == "invalid_request_error"
             assert f"{where} holds a lone surrogate" in error["message"], error
+            assert error["param"] == where, error  # the field as sent (it was null)
     assert env.wire.requests == []
     # The Python API refuses it the same way, before any effect.
     with pytest.raises(InvalidInput, match=r"messages\.0\.content holds a lone surrogate"):

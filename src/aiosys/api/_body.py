@@ -11,7 +11,8 @@ body"), and a JSON syntax error names only its offset. ``body_fault`` turns each
 - 413: the body is over the server's cap (``aiosys.api._limits``), which it names;
 - 415: the body was not sent as JSON (``Content-Type`` named, or its absence);
 - 400: the body is not UTF-8 (the byte and its offset), nests deeper than the parser can
-  follow, or is not JSON (the parser's reason, its line, column and offset).
+  follow, holds an integer longer than Python converts (4300 digits), or is not JSON
+  (the parser's reason, its line, column and offset).
 """
 
 from __future__ import annotations
@@ -49,6 +50,11 @@ def body_fault(request: Request, exc: BaseException) -> tuple[int, str] | None:
             return 400, (
                 "the body's JSON nests arrays and objects deeper than the parser can follow "
                 f"(about {sys.getrecursionlimit()} levels)"
+            )
+        if isinstance(cause, ValueError) and "integer string conversion" in str(cause):
+            return 400, (
+                f"the body's JSON holds an integer of more than {sys.get_int_max_str_digits()} "
+                "digits; send it as a string"
             )
         return 400, f"the body could not be read as JSON: {type(cause).__name__}: {cause}"
     if not isinstance(exc, RequestValidationError):

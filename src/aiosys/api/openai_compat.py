@@ -188,8 +188,11 @@ class Gateway:
         app = self.app
         plane = app.models
         _check_kind(plane, body.model, "chat", "/v1/chat/completions")
-        request = ModelRequest(
-            kind="chat", messages=schemas.chat_messages(body), params=schemas.chat_params(body)
+        request = _model_request(
+            None,
+            kind="chat",
+            messages=schemas.chat_messages(body),
+            params=schemas.chat_params(body),
         )
         completion_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
         async with app.as_principal(caller):
@@ -208,7 +211,8 @@ class Gateway:
         app = self.app
         plane = app.models
         _check_kind(plane, body.model, "embed", "/v1/embeddings")
-        request = ModelRequest(
+        request = _model_request(
+            body.input,
             kind="embed",
             texts=schemas.embedding_texts(body),
             params=schemas.embedding_params(body),
@@ -340,6 +344,22 @@ def _json_type(content_type: str | None) -> bool:
     if content_type is None:
         return False
     return content_type.partition(";")[0].strip().lower() == "application/json"
+
+
+def _model_request(sent_input: object, **fields: Any) -> ModelRequest:
+    """The plane's request; text it refuses (a lone surrogate, ``InvalidInput`` naming
+    ``messages.0.content`` or ``texts.1``) is a 400 whose ``param`` is the field as sent
+    (``messages.0.content``; ``input.1``, or ``input`` for one text), never ``null``."""
+    try:
+        return ModelRequest(**fields)
+    except InvalidInput as exc:
+        message = str(exc)
+        where, _, rest = message.partition(" ")
+        if where.startswith("texts."):
+            where = "input" if isinstance(sent_input, str) else "input." + where[6:]
+        elif not where.startswith("messages."):
+            raise
+        raise BadParam(f"{where} {rest}", where) from None
 
 
 def _check_kind(plane: ModelPlane, model: str, kind: str, path: str) -> None:

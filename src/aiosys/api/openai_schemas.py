@@ -18,6 +18,7 @@ Responses are built as plain dicts (``completion``, ``chunk``, ``embeddings``,
 from __future__ import annotations
 
 import base64
+import math
 from typing import Any, Literal
 
 import numpy as np
@@ -31,8 +32,10 @@ NAME = 256  # longest model name accepted
 MAX_INPUTS = 2048  # embedding inputs per request, as OpenAI allows
 
 
-#: The gateway's request models: unknown fields kept, every declared one of its JSON type.
-STRICT = ConfigDict(extra="allow", strict=True)
+#: The gateway's request models: unknown fields kept, every declared one of its JSON type;
+#: a number is finite (JSON has no NaN or Infinity, which Python's and pydantic's parsers
+#: take: ``NaN``, ``Infinity``, ``1e999``).
+STRICT = ConfigDict(extra="allow", strict=True, allow_inf_nan=False)
 
 
 class ContentPart(BaseModel):
@@ -185,7 +188,29 @@ def _params(body: BaseModel, own: set[str]) -> dict[str, Any]:
     for name in _OPTIONS:
         if name in params:
             raise BadParam(f"{name} is not a field of this API", name)
+    if body.model_extra:  # declared numbers are checked finite by the model (STRICT)
+        for name, value in body.model_extra.items():
+            _check_finite(value, name)
     return params
+
+
+def _check_finite(value: Any, where: str) -> None:
+    """A 400 naming ``where`` (``top_k``, ``options.weights.1``) for a NaN or an infinity in
+    an unknown field's value: they reach the model's server as params, and JSON cannot
+    carry them (they were sent as ``NaN``, or failed as the server's fault, a 503). Walked
+    with a stack, not recursion: a value may nest as deep as the JSON parser allows."""
+    stack = [(value, where)]
+    while stack:
+        item, at = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            raise BadParam(
+                f"{at} is {item!r}: a JSON number must be finite (JSON has no NaN or Infinity)",
+                at,
+            )
+        if isinstance(item, dict):
+            stack.extend((v, f"{at}.{k}") for k, v in item.items())
+        elif isinstance(item, list):
+            stack.extend((v, f"{at}.{i}") for i, v in enumerate(item))
 
 
 # ---- responses -------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from ..errors import (
     ConfigError,
     IdempotencyConflict,
     InvalidInput,
+    NotSerializable,
     RunFailed,
     RunNotFound,
     UnknownQueue,
@@ -116,11 +117,16 @@ class WorkflowSpec:
         except pydantic.ValidationError as exc:
             raise InvalidInput(_describe(self.name, exc)) from None
         try:
-            return model.model_dump_json()
+            text = model.model_dump_json()  # NaN and infinities as constants: checked
         except pydantic_core.PydanticSerializationError as exc:  # e.g. a lone surrogate
             raise InvalidInput(
                 f"input of workflow {self.name!r} cannot be stored as JSON: {exc}"
             ) from None
+        try:
+            serde.check_finite(text, model.model_dump(), f"input of workflow {self.name!r}")
+        except NotSerializable as exc:
+            raise InvalidInput(str(exc)) from None
+        return text
 
     def decode_input(self, text: str) -> dict[str, Any]:
         model = self._input_model.model_validate_json(text)
@@ -145,7 +151,14 @@ def _input_model(name: str, fn: Callable[..., Any]) -> type[pydantic.BaseModel]:
             raise ConfigError(f"workflow {name!r}: parameter {p.name!r} must be a plain keyword")
         default = ... if p.default is inspect.Parameter.empty else p.default
         fields[p.name] = (hints.get(p.name, Any), default)
-    config = pydantic.ConfigDict(extra="forbid", arbitrary_types_allowed=False)
+    # NaN and infinities are not JSON: a float parameter refuses them by name (they were
+    # stored as null, and the run failed on its first execution); ``Any`` ones: serde.dumps.
+    config = pydantic.ConfigDict(
+        extra="forbid",
+        arbitrary_types_allowed=False,
+        allow_inf_nan=False,
+        ser_json_inf_nan="constants",
+    )
     return pydantic.create_model(f"{name}_input", __config__=config, **fields)
 
 

@@ -54,15 +54,29 @@ _SCALARS: frozenset[type] = frozenset({str, int, bool, float, type(None)})
 
 def dumps(value: Any, what: str) -> str:
     """JSON text of ``value`` (pydantic models, dataclasses, dates are understood).
-    ``what`` names the value in the error: "the output of step 'ocr'"."""
+    ``what`` names the value in the error: "the output of step 'ocr'". NaN and infinities
+    are refused (``NotSerializable`` naming where), never written as ``null``: a signal's
+    payload, a task's data or a run's result would otherwise be another value than sent."""
     try:
-        return pydantic_core.to_json(value).decode()
+        text = pydantic_core.to_json(value, inf_nan_mode="constants").decode()
     except pydantic_core.PydanticSerializationError as exc:
         raise NotSerializable(
             f"{what} is a {type(value).__name__}, which cannot be stored as JSON ({exc}); "
             "return JSON-compatible data (dict, list, str, numbers, bool, None) or a "
             "pydantic model"
         ) from None
+    check_finite(text, value, what)
+    return text
+
+
+def check_finite(text: str, value: Any, what: str) -> None:
+    """Raise ``NotSerializable`` naming where (``holds the float nan at x.0``) when ``text``,
+    the JSON of ``value`` written with NaN and infinities as constants, holds one."""
+    if ("NaN" in text or "Infinity" in text) and _has_non_finite(text):
+        where = _not_plain(value, "")
+        raise _non_finite(
+            what, where if where and where.startswith("holds") else "holds NaN or an infinity"
+        )
 
 
 def record(value: Any, annotation: Any, what: str) -> tuple[str, Any]:
@@ -272,7 +286,7 @@ def _has_non_finite(text: str) -> bool:
 def _non_finite(what: str, where: str) -> NotSerializable:
     return NotSerializable(
         f"{what} {where}: NaN and infinities are not JSON, so they cannot be recorded; "
-        "return None or a finite number (or a string) instead"
+        "use None (null) or a finite number (or a string) instead"
     )
 
 

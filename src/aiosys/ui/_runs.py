@@ -9,6 +9,7 @@ stored, so a model's redacted request and answer keep their pseudonyms here.
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -181,18 +182,34 @@ def waterfall(spans: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def parse_json_field(text: str, what: str) -> Any:
-    """The value of a JSON form field; empty is None. ``InvalidInput`` naming ``what``."""
+    """The value of a JSON form field; empty is None. ``InvalidInput`` naming ``what`` for
+    text that is not JSON, nests deeper than the parser follows, or holds an integer of
+    more digits than Python converts (each was a 500: only a syntax error was caught)."""
     if not text.strip():
         return None
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise InvalidInput(f"{what} is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise InvalidInput(
+            f"{what} nests arrays and objects deeper than the parser can follow "
+            f"(about {sys.getrecursionlimit()} levels)"
+        ) from None
+    except ValueError:  # an integer over Python's digit limit (sys.get_int_max_str_digits)
+        raise InvalidInput(
+            f"{what} holds an integer of more than {sys.get_int_max_str_digits()} digits; "
+            "send it as a string"
+        ) from None
 
 
 def field(form: Any, name: str) -> str:
+    """A form's text field (absent: ""). ``InvalidInput`` naming it when it was sent as a
+    file (a multipart upload): it was read as empty, and a run started with its defaults."""
     value = form.get(name, "")
-    return value if isinstance(value, str) else ""
+    if not isinstance(value, str):
+        raise InvalidInput(f"the form field {name!r} must be text, not a file")
+    return value
 
 
 def router(console: Console) -> APIRouter:
