@@ -25,7 +25,6 @@ ends with neither ``[DONE]`` nor a ``finish_reason`` fail the call as any failur
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 from collections.abc import AsyncGenerator, AsyncIterator
@@ -76,25 +75,24 @@ class OpenAIProvider:
     kinds: frozenset[Kind] = frozenset({"chat", "embed"})
 
     def __init__(self) -> None:
-        self._clients: ClientCache[openai.AsyncOpenAI] = ClientCache(_client)
-        self._wire = _WireCache()
+        self._clients: ClientCache[_Deployment] = ClientCache(_Deployment)
         install_classifier()
 
     async def invoke(self, card: ModelCard, request: ModelRequest) -> ProviderResult:
         key, hint = api_key(card)
-        client = self._clients.get(card, key)
-        endpoint = str(client.base_url).rstrip("/")
+        deployment = self._clients.get(card, key)
+        endpoint = deployment.wire.base
         if request.kind == "chat":
-            return await self._chat(client, card, request, endpoint, hint)
+            return await self._chat(deployment.wire, card, request, endpoint, hint)
         if request.kind == "embed":
-            return await self._embed(client, card, request, endpoint, hint)
+            return await self._embed(deployment.sdk, card, request, endpoint, hint)
         raise ProviderRejected(
             f"{card.key}: the openai provider serves chat and embed, not {request.kind}"
         )
 
     async def _chat(
         self,
-        client: openai.AsyncOpenAI,
+        wire: _Wire,
         card: ModelCard,
         request: ModelRequest,
         endpoint: str,
@@ -110,9 +108,7 @@ class OpenAIProvider:
         # statuses, the same messages); streams and embeddings keep the SDK's path.
         body, options = _chat_body(card, request)
         with sdk_errors(card, endpoint, hint):
-            data = await self._wire.get(client).post_json(
-                "/chat/completions", body, options, card.timeout
-            )
+            data = await wire.post_json("/chat/completions", body, options, card.timeout)
         try:
             choice = data["choices"][0]
             content = choice["message"]["content"]
@@ -132,8 +128,8 @@ class OpenAIProvider:
                 f"{card.key}: the openai provider streams chat, not {request.kind}"
             )
         key, hint = api_key(card)
-        client = self._clients.get(card, key)
-        endpoint = str(client.base_url).rstrip("/")
+        wire = self._clients.get(card, key).wire
+        endpoint = wire.base
         body, options = _chat_body(card, request)
         body["stream"] = True
         body["stream_options"] = {"include_usage": True}
@@ -143,7 +139,6 @@ class OpenAIProvider:
         provider_model: Any = None
         done = False
         # Straight over aiohttp, as a plain chat (``_chat``), the events read by ``sse_data``.
-        wire = self._wire.get(client)
         with sdk_errors(card, endpoint, hint):
             events = wire.events("/chat/completions", body, options, card.timeout)
             async with contextlib.aclosing(events):
@@ -220,8 +215,21 @@ class OpenAIProvider:
         )
 
     async def close(self) -> None:
-        await self._wire.close()
         await self._clients.close()
+
+
+class _Deployment:
+    """What calls one endpoint with one key (on one event loop: ``ClientCache``): the SDK's
+    client (embeddings, and the headers) and the wire built from it (chat, plain and
+    streamed)."""
+
+    def __init__(self, endpoint: str | None, key: str, timeout: float) -> None:
+        self.sdk = _client(endpoint, key, timeout)
+        self.wire = _Wire(self.sdk)
+
+    async def close(self) -> None:
+        await self.wire.close()
+        await self.sdk.close()
 
 
 class _Wire:
@@ -313,31 +321,6 @@ async def sse_data(lines: AsyncIterator[bytes]) -> AsyncIterator[str]:
         name, _, value = line.partition(":")
         if name == "data":
             data.append(value[1:] if value.startswith(" ") else value)
-
-
-class _WireCache:
-    """A ``_Wire`` per SDK client: per (event loop, endpoint, key), as ``ClientCache``."""
-
-    def __init__(self) -> None:
-        self._wires: dict[tuple[int, str, str], tuple[asyncio.AbstractEventLoop, _Wire]] = {}
-
-    def get(self, client: openai.AsyncOpenAI) -> _Wire:
-        loop = asyncio.get_running_loop()
-        slot = (id(loop), str(client.base_url), client.api_key)
-        entry = self._wires.get(slot)
-        if entry is not None and entry[0] is loop:
-            return entry[1]
-        self._wires = {k: v for k, v in self._wires.items() if not v[0].is_closed()}
-        wire = _Wire(client)
-        self._wires[slot] = (loop, wire)
-        return wire
-
-    async def close(self) -> None:
-        loop = asyncio.get_running_loop()
-        wires, self._wires = self._wires, {}
-        for owner, wire in wires.values():
-            if owner is loop:
-                await wire.close()
 
 
 def _chat_body(card: ModelCard, request: ModelRequest) -> tuple[dict[str, Any], dict[str, Any]]:
