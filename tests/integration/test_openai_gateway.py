@@ -39,7 +39,7 @@ from tests.wire.serve import serve_here
 
 from aiosys import App
 from aiosys.api._auth import Caller
-from aiosys.api.openai_compat import Gateway, mount_openai
+from aiosys.api.openai_compat import DirectPath, Gateway, mount_openai
 from aiosys.errors import AuthenticationFailed, InvalidInput
 from aiosys.kernel import Principal
 from aiosys.models.contracts import RoutingPlan
@@ -126,7 +126,7 @@ async def env(store_url, openai_server):
     async with app:
         new = await app.identity.keys.create("acme", "alice", roles=["runner"])
         api = FastAPI()
-        gateway = mount_openai(api, app, Caller(app))  # the server's: the direct path
+        gateway = mount_openai(api, app, Caller(app))  # the server's: DirectPath
         yield Env(app, api, gateway, new.key, openai_server)
 
 
@@ -697,7 +697,7 @@ async def live(store_url):
         async with app:
             new = await app.identity.keys.create("acme", "alice", roles=["runner"])
             api = FastAPI()
-            gateway = mount_openai(api, app, Caller(app))  # the server's: the direct path
+            gateway = mount_openai(api, app, Caller(app))  # the server's: DirectPath
             async with serve_here(api) as base_url:
                 yield Env(app, api, gateway, new.key, wire), base_url
 
@@ -795,3 +795,83 @@ async def test_personal_data_is_redacted_before_it_reaches_the_model_streamed_or
     # the stream's as its pieces arrive (tests/unit/test_redaction_rules.py: cut pieces).
     assert plain.choices[0].message.content == "echo: write to maria.garcia@example.com"
     assert streamed == "echo: write to maria.garcia@example.com"
+
+
+# ---- the direct path (DirectPath, before FastAPI's routing) ---------------------------
+
+
+class Inner:
+    """The ASGI app behind a ``DirectPath``: what reaches it, with the body it reads."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, bytes]] = []
+
+    async def __call__(self, scope, receive, send) -> None:
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body", False):
+                break
+        self.seen.append((scope["path"], body))
+        await send({"type": "http.response.start", "status": 299, "headers": []})
+        await send({"type": "http.response.body", "body": b"inner"})
+
+
+DIRECT_CASES = [  # (what differs from the common request, served directly?)
+    ({}, True),
+    ({"path": "/v1/embeddings", "body": b'{"model": "embedder", "input": "x"}'}, True),
+    ({"path": "/v1/models"}, False),  # another route
+    ({"method": "PUT"}, False),
+    ({"root_path": "/behind"}, False),  # mounted under a prefix: the router's business
+    ({"classification": b"internal"}, False),  # a label to check
+    ({"content_type": b"text/plain"}, False),
+    ({"content_type": None}, False),
+    ({"length": False}, False),  # chunked: counted against the cap by FastAPI's limit
+    ({"body": b'{"model": "chat", "messages": "x"}'}, False),  # does not validate
+    ({"body": b'{"model": "chat", "messages": [{"role": "user", "content": "x"}'}, False),
+]
+
+
+@pytest.mark.parametrize(("change", "direct"), DIRECT_CASES)
+async def test_the_direct_path_serves_only_the_common_request_and_hands_on_the_rest_whole(
+    env, change, direct
+):
+    body = change.get("body", b'{"model": "chat", "messages": [{"role": "user", "content": "x"}]}')
+    headers = [(b"authorization", f"Bearer {env.key}".encode())]
+    if change.get("content_type", b"application/json; charset=utf-8") is not None:
+        headers.append((b"content-type", change.get("content_type", b"application/json")))
+    if change.get("length", True):
+        headers.append((b"content-length", str(len(body)).encode()))
+    if "classification" in change:
+        headers.append((b"x-aiosys-classification", change["classification"]))
+    scope = {
+        "type": "http",
+        "method": change.get("method", "POST"),
+        "path": change.get("path", "/v1/chat/completions"),
+        "root_path": change.get("root_path", ""),
+        "headers": headers,
+        "query_string": b"",
+    }
+    pieces = [body[:7], body[7:]]  # the body in two messages, as a server may give it
+
+    async def receive():
+        if pieces:
+            return {"type": "http.request", "body": pieces.pop(0), "more_body": bool(pieces)}
+        return {"type": "http.disconnect"}
+
+    sent: list[dict] = []
+
+    async def send(message):
+        sent.append(message)
+
+    inner = Inner()
+    caller = Caller(env.app)
+    await DirectPath(inner, env.gateway, caller.principal)(scope, receive, send)
+    status = sent[0]["status"]
+    if direct:
+        assert (status, inner.seen) == (200, []), sent
+        assert len(env.wire.requests) == 1  # the model was called once, by the direct path
+    else:  # handed on, with every byte of the body the client sent
+        assert (status, inner.seen) == (299, [(scope["path"], body)])
+        assert env.wire.requests == []

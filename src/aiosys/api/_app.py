@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
@@ -20,7 +20,7 @@ from . import _probes, _reads, _runs, _tasks
 from ._auth import Caller
 from ._limits import DeclaredBodyLimit, resolve_max_body_size
 from ._problems import MEDIA_TYPE, Problems, on_http_error, on_invalid_request
-from .openai_compat import Gateway
+from .openai_compat import DirectPath, Gateway
 
 DESCRIPTION = """\
 The HTTP API of aiosys. Every request is a call of the same Python API (`aiosys.App`) as the
@@ -33,10 +33,16 @@ A request body over the server's cap (8 MiB unless configured) is 413.
 
 class _API(FastAPI):
     """FastAPI, with a body's declared length checked against ``max_body_size`` before
-    anything else (``aiosys.api._limits``)."""
+    anything else (``aiosys.api._limits``), then the gateway's common request served
+    (``direct``: ``openai_compat.DirectPath``) before FastAPI's own middleware."""
+
+    direct: Callable[[ASGIApp], ASGIApp] | None = None
 
     def build_middleware_stack(self) -> ASGIApp:
-        return DeclaredBodyLimit(super().build_middleware_stack(), self)
+        stack = super().build_middleware_stack()
+        if self.direct is not None:
+            stack = self.direct(stack)
+        return DeclaredBodyLimit(stack, self)
 
 
 def _version() -> str:
@@ -110,6 +116,8 @@ def create_api(
     # routes answer their own errors in OpenAI's error body, which the SDKs read. First:
     # routes are matched in order, and the gateway's are the ones called most.
     api.router.routes.extend(gateway.router(caller).routes)
+    # Outside FastAPI's middleware: the common gateway request skips it (``DirectPath``).
+    api.direct = lambda stack: DirectPath(stack, gateway, caller.principal)
     for module in (_runs, _tasks, _reads, _probes):
         # Each route made by its module's router (with its prefix and dependencies), put on
         # the application itself: ``api.routes`` lists every route (the tenant walk reads it).

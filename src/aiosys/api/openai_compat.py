@@ -42,10 +42,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import anyio
-from fastapi import APIRouter, Depends, FastAPI, Header, Path, Request
+from fastapi import APIRouter, Depends, FastAPI, Header, Path
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ValidationError
 from starlette.background import BackgroundTask
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..app import App
 from ..errors import InvalidInput, ModelNotFound
@@ -56,7 +57,7 @@ from ..models.plane import ModelPlane
 from ..models.streaming import ModelStream
 from ..models.types import ModelRequest, ModelResponse
 from . import openai_schemas as schemas
-from .openai_errors import DIRECT, BadParam, OpenAIRoute, classify, responses
+from .openai_errors import BadParam, OpenAIRoute, classify, error_response, responses
 
 CLASSIFICATION = "X-Aiosys-Classification"
 _ERRORS = responses(400, 401, 403, 404, 413, 429, 500, 502, 503)
@@ -129,8 +130,6 @@ class Gateway:
             the gate; ``stream`` true answers with server-sent events as it is written."""
             return await self._chat(body, caller, classification)
 
-        direct(chat_completions, schemas.ChatCompletionRequest, self._chat, principal)
-
         @r.post(
             "/embeddings",
             responses=_ERRORS,
@@ -146,8 +145,6 @@ class Gateway:
             ``encoding_format`` base64 gives little-endian float32, as OpenAI does;
             ``dimensions`` reaches the model, and vectors of another length are a 400."""
             return await self._embed(body, caller, classification)
-
-        direct(embeddings, schemas.EmbeddingRequest, self._embed, principal)
 
         @r.get(
             "/models",
@@ -300,43 +297,110 @@ def mount_openai(
     """Add the gateway's routes (``/v1/chat/completions``, ``/v1/embeddings``,
     ``/v1/models``, ``/v1/models/{model}``, under ``prefix``) to ``api``, serving ``app``;
     ``principal`` is the dependency that authenticates a request and returns its
-    ``Principal`` (an ``AuthenticationFailed`` it raises is answered 401)."""
+    ``Principal`` (an ``AuthenticationFailed`` it raises is answered 401). When it is the
+    server's ``Caller`` (it has ``principal(authorization)``), the common request is served
+    by a ``DirectPath`` middleware before FastAPI's routing, with the same answers."""
     gateway = Gateway(app)
     api.include_router(gateway.router(principal), prefix=prefix)
+    authenticate = getattr(principal, "principal", None)
+    if authenticate is not None:
+        api.add_middleware(DirectPath, gateway=gateway, authenticate=authenticate, prefix=prefix)
     return gateway
 
 
-def direct(
-    endpoint: Callable[..., Any],
-    model: type[BaseModel],
-    call: Callable[[Any, Principal, str | None], Awaitable[Response]],
-    principal: Callable[..., Any],
-) -> None:
-    """Give a gateway route a direct path for the common request, which ``OpenAIRoute``
-    tries first: a JSON body that validates as ``model`` (pydantic's JSON parser, in Rust)
-    and no classification header, from a caller ``principal`` (the server's ``Caller``)
-    authenticates, is served by ``call(body, caller, None)`` at once. Anything else (another
-    content type, a body that does not validate, a classification to check, a dependency
-    that is not a ``Caller``) takes FastAPI's full path, so each error is found and said in
-    one place. FastAPI's dependency solving and its two-step body parsing were a fifth of
-    the gateway's CPU per call (bench/server.py); the call itself is the same either way."""
-    authenticate = getattr(principal, "principal", None)
-    if authenticate is None:
-        return
+class DirectPath:
+    """ASGI, around FastAPI's middleware and routing: the gateway's common request served at
+    once. A ``POST`` to ``/v1/chat/completions`` or ``/v1/embeddings`` with a declared
+    ``Content-Length``, a JSON content type, no classification header and a body that
+    validates as the route's model (pydantic's JSON parser, in Rust) is answered by the
+    route's own call (``Gateway._chat``, ``_embed``) for the caller ``authenticate`` gives
+    (``Caller.principal``); its errors are the routes' own (``openai_errors.error_response``).
+    Anything else (another path or method, a chunked body, another content type, a body that
+    does not validate, a classification to check) goes on to ``app`` with the body as it was
+    sent, so each error is found and said in one place: the route's full path.
 
-    async def serve(request: Request) -> Response | None:
-        headers = request.headers
-        if CLASSIFICATION in headers or not _json_type(headers.get("content-type")):
-            return None
+    Why: FastAPI's middleware, routing, dependency solving and two-step body parsing were
+    more than a third of the gateway's CPU per call (py-spy over ``bench/server.py``'s
+    gateway cell), and the call itself is the same either way. A declared length over the
+    server's cap never reaches here (``aiosys.api._limits.DeclaredBodyLimit`` is outside).
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        gateway: Gateway,
+        authenticate: Callable[[str | None], Awaitable[Principal]],
+        prefix: str = "",
+    ) -> None:
+        self.app = app
+        self.authenticate = authenticate
+        self.routes: dict[str, tuple[type[BaseModel], _Call]] = {
+            f"{prefix}/v1/chat/completions": (schemas.ChatCompletionRequest, gateway._chat),
+            f"{prefix}/v1/embeddings": (schemas.EmbeddingRequest, gateway._embed),
+        }
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        route = None
+        if scope["type"] == "http" and scope["method"] == "POST" and not scope.get("root_path"):
+            route = self.routes.get(scope["path"])
+        if route is None:
+            await self.app(scope, receive, send)
+            return
+        model, call = route
+        authorization = content_type = None
+        declared = False
+        for name, value in scope["headers"]:  # lower-case names (ASGI); the first of each
+            if name == b"authorization":
+                authorization = authorization or value.decode("latin-1")
+            elif name == b"content-type":
+                content_type = content_type or value.decode("latin-1")
+            elif name == b"content-length":
+                declared = True
+            elif name == _CLASSIFICATION:
+                declared = False  # a label to check: the full path
+                break
+        if not declared or not _json_type(content_type):
+            await self.app(scope, receive, send)
+            return
+        chunks = []
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # the client left: nothing to answer
+                return
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
         try:
-            body = model.model_validate_json(await request.body())
-        except ValidationError:
-            return None
-        caller = await authenticate(headers.get("authorization"))
-        with bind_principal(caller):
-            return await call(body, caller, None)
+            request = model.model_validate_json(body)
+        except ValidationError:  # said by the full path, as it says it
+            await self.app(scope, _replay(body, receive), send)
+            return
+        try:
+            caller = await self.authenticate(authorization)
+            with bind_principal(caller):
+                response = await call(request, caller, None)
+        except Exception as exc:  # as OpenAIRoute answers it
+            response = error_response(exc)
+        await response(scope, receive, send)
 
-    setattr(endpoint, DIRECT, serve)  # read by OpenAIRoute
+
+_Call = Callable[[Any, Principal, str | None], Awaitable[Response]]
+_CLASSIFICATION = CLASSIFICATION.lower().encode()
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """``receive`` with the body already read given again first."""
+    given = False
+
+    async def again() -> Message:
+        nonlocal given
+        if given:
+            return await receive()
+        given = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return again
 
 
 def _json_type(content_type: str | None) -> bool:
@@ -378,4 +442,4 @@ def _sse(data: dict[str, Any]) -> bytes:
     return b"data: " + json.dumps(data, separators=(",", ":")).encode() + b"\n\n"
 
 
-__all__ = ["CLASSIFICATION", "Gateway", "mount_openai"]
+__all__ = ["CLASSIFICATION", "DirectPath", "Gateway", "mount_openai"]

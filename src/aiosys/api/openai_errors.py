@@ -38,7 +38,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Coroutine, Sequence
-from typing import Any, cast
+from typing import Any
 
 from fastapi import Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -80,8 +80,6 @@ ERRORS: tuple[tuple[type[BaseException], int, str, str | None], ...] = (
     (ProviderRejected, 400, "invalid_request_error", "rejected_by_model"),
     (ConfigError, 500, "server_error", "configuration_error"),
 )
-#: The attribute of a route's endpoint holding its direct path (``openai_compat.direct``).
-DIRECT = "__aiosys_direct__"
 #: Statuses an SDK would retry, but for which a retry cannot help.
 _NO_RETRY = {429, 500, 502}
 
@@ -224,16 +222,9 @@ class OpenAIRoute(APIRoute):
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
-        endpoint = self.endpoint
 
         async def route(request: Request) -> Response:
             try:
-                # Looked up per request: the route is built before its direct path is given.
-                direct = getattr(endpoint, DIRECT, None)
-                if direct is not None:  # the common request's path (openai_compat.direct)
-                    answer = await direct(request)
-                    if answer is not None:
-                        return cast(Response, answer)
                 return await handler(request)
             except RequestValidationError as exc:
                 return invalid_request(request, exc)
