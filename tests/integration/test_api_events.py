@@ -169,3 +169,17 @@ async def test_an_event_starts_runs_in_the_senders_tenant_only(store_url):
         b_runs = (await client.get("/v1/runs", headers=b)).json()["data"]
     assert [(r["id"], r["tenant"]) for r in a_runs] == [(mine["runs"][0]["run_id"], "A")]
     assert [(r["id"], r["tenant"]) for r in b_runs] == [(theirs["runs"][0]["run_id"], "B")]
+
+
+async def test_an_event_over_the_body_cap_is_413_and_starts_nothing(store_url):
+    app = make_app(store_url)
+    api = create_api(app, max_body_size="1KiB")
+    await app.open()
+    try:
+        async with client_of(api) as client:
+            big = {"data": {"name": "x" * 2000}}
+            too_large = is_problem(await client.post("/v1/events/greeting.sent", json=big), 413)
+            assert "1024 bytes" in too_large["detail"]
+            assert (await client.get("/v1/runs")).json()["data"] == []
+    finally:
+        await app.close()
