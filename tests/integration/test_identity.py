@@ -84,6 +84,7 @@ APP_EXEMPT = {
     "step": "registration",
     "workflow": "registration",
     "workflows": "registration",
+    "triggers": "registration (topic -> the workflows its events start: code, not tenant data)",
     "wf_keys": "registration",
     "use_store": "configuration, before opening",
     "models": "walked below (ModelPlane)",
@@ -220,6 +221,7 @@ async def test_tenant_walk_every_public_function_as_a_against_b(store_url: str) 
 
         app_walk = {
             "start": lambda: app.start("waits", tenant="B"),
+            "publish": lambda: app.publish("greeting.sent", {"name": "x"}, tenant="B"),
             "run": lambda: app.run("waits", tenant="B"),
             "get_run": lambda: app.get_run(waiting.id),
             "effects": lambda: app.effects(dead.id),

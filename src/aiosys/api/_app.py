@@ -16,7 +16,7 @@ from starlette.types import ASGIApp
 from ..app import App
 from ..errors import ConfigError
 from ..ui import mount_console
-from . import _probes, _reads, _runs, _tasks
+from . import _events, _probes, _reads, _runs, _tasks
 from ._auth import Caller
 from ._limits import DeclaredBodyLimit, resolve_max_body_size
 from ._problems import MEDIA_TYPE, Problems, on_http_error, on_invalid_request
@@ -118,7 +118,7 @@ def create_api(
     api.router.routes.extend(gateway.router(caller).routes)
     # Outside FastAPI's middleware: the common gateway request skips it (``DirectPath``).
     api.direct = lambda stack: DirectPath(stack, gateway, caller.principal)
-    for module in (_runs, _tasks, _reads, _probes):
+    for module in (_runs, _events, _tasks, _reads, _probes):
         # Each route made by its module's router (with its prefix and dependencies), put on
         # the application itself: ``api.routes`` lists every route (the tenant walk reads it).
         api.router.routes.extend(module.router(app, caller).routes)

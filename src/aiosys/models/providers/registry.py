@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import time
+from typing import TypeGuard
 
 from ...errors import ConfigError, ProviderRejected, ProviderUnavailable
 from ..chain import DeploymentCall
@@ -125,7 +126,7 @@ class Providers:
 _STREAMS: dict[type, bool] = {}
 
 
-def _streams(provider: Provider) -> bool:
+def _streams(provider: Provider) -> TypeGuard[StreamingProvider]:
     """Whether ``provider`` is a ``StreamingProvider``, once per class: a runtime
     protocol's ``isinstance`` looks up each member every time (tens of microseconds)."""
     kind = type(provider)
