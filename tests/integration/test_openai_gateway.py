@@ -496,7 +496,7 @@ NON_FINITE = [
 ]
 
 
-@pytest.mark.parametrize("classified", [False, True], ids=["direct", "full"])
+@pytest.mark.parametrize("classified", [False, True], ids=["unclassified", "classified"])
 @pytest.mark.parametrize(("path", "field", "param"), NON_FINITE)
 async def test_a_number_json_cannot_carry_is_a_bad_request_naming_it(
     env, path, field, param, classified
@@ -510,7 +510,7 @@ async def test_a_number_json_cannot_carry_is_a_bad_request_naming_it(
         else b'{"model": "embedder", "input": "x", '
     )
     headers = {"authorization": f"Bearer {env.key}", "content-type": "application/json"}
-    if classified:  # the full path (FastAPI's parser, then the same model)
+    if classified:  # served with a label: the same refusal
         headers["x-aiosys-classification"] = "internal"
     route = "/chat/completions" if path == "chat" else "/embeddings"
     async with httpx2.AsyncClient(transport=httpx2.ASGITransport(app=env.api)) as http:
@@ -824,7 +824,9 @@ DIRECT_CASES = [  # (what differs from the common request, served directly?)
     ({"path": "/v1/models"}, False),  # another route
     ({"method": "PUT"}, False),
     ({"root_path": "/behind"}, False),  # mounted under a prefix: the router's business
-    ({"classification": b"internal"}, False),  # a label to check
+    ({"classification": b"internal"}, True),  # a label: served with it
+    ({"classification": b"secret-ish"}, False),  # no label: the full path's 400 names it
+    ({"classification": b"internal", "twice": True}, False),
     ({"content_type": b"text/plain"}, False),
     ({"content_type": None}, False),
     ({"length": False}, False),  # chunked: counted against the cap by FastAPI's limit
@@ -845,6 +847,8 @@ async def test_the_direct_path_serves_only_the_common_request_and_hands_on_the_r
         headers.append((b"content-length", str(len(body)).encode()))
     if "classification" in change:
         headers.append((b"x-aiosys-classification", change["classification"]))
+        if change.get("twice"):
+            headers.append((b"x-aiosys-classification", b"public"))
     scope = {
         "type": "http",
         "method": change.get("method", "POST"),

@@ -348,13 +348,14 @@ def mount_openai(
 class DirectPath:
     """ASGI, around FastAPI's middleware and routing: the gateway's common request served at
     once. A ``POST`` to ``/v1/chat/completions`` or ``/v1/embeddings`` with a declared
-    ``Content-Length``, a JSON content type, no classification header and a body that
-    validates as the route's model (pydantic's JSON parser, in Rust) is answered by the
-    route's own call (``Gateway._chat``, ``_embed``) for the caller ``authenticate`` gives
-    (``Caller.principal``); its errors are the routes' own (``openai_errors.error_response``).
-    Anything else (another path or method, a chunked body, another content type, a body that
-    does not validate, a classification to check) goes on to ``app`` with the body as it was
-    sent, so each error is found and said in one place: the route's full path.
+    ``Content-Length``, a JSON content type, at most one classification header naming a
+    label, and a body that validates as the route's model (pydantic's JSON parser, in Rust)
+    is answered by the route's own call (``Gateway._chat``, ``_embed``) for the caller
+    ``authenticate`` gives (``Caller.principal``); its errors are the routes' own
+    (``openai_errors.error_response``). Anything else (another path or method, a chunked
+    body, another content type, a body that does not validate, a classification that is no
+    label) goes on to ``app`` with the body as it was sent, so each error is found and said
+    in one place: the route's full path.
 
     Why: FastAPI's middleware, routing, dependency solving and two-step body parsing were
     more than a third of the gateway's CPU per call (py-spy over ``bench/server.py``'s
@@ -384,8 +385,8 @@ class DirectPath:
             await self.app(scope, receive, send)
             return
         model, call = route
-        authorization = content_type = None
-        declared = False
+        authorization = content_type = label = None
+        declared, labels = False, 0
         for name, value in scope["headers"]:  # lower-case names (ASGI); the first of each
             if name == b"authorization":
                 authorization = authorization or value.decode("latin-1")
@@ -394,9 +395,8 @@ class DirectPath:
             elif name == b"content-length":
                 declared = True
             elif name == _CLASSIFICATION:
-                declared = False  # a label to check: the full path
-                break
-        if not declared or not _json_type(content_type):
+                label, labels = value.decode("latin-1"), labels + 1
+        if not declared or labels > 1 or not _json_type(content_type) or not _label(label):
             await self.app(scope, receive, send)
             return
         chunks = []
@@ -416,7 +416,7 @@ class DirectPath:
         try:
             caller = await self.authenticate(authorization)
             with bind_principal(caller):
-                response = await call(request, caller, None)
+                response = await call(request, caller, label)
         except Exception as exc:  # as OpenAIRoute answers it
             response = error_response(exc)
         await response(scope, receive, send)
@@ -424,6 +424,15 @@ class DirectPath:
 
 _Call = Callable[[Any, Principal, str | None], Awaitable[Response]]
 _CLASSIFICATION = CLASSIFICATION.lower().encode()
+
+
+def _label(value: str | None) -> bool:
+    """Whether a classification header's value is served directly: none, or a label."""
+    try:
+        check_classification(value)
+    except InvalidInput:
+        return False
+    return True
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:
