@@ -228,10 +228,14 @@ class SQLiteStore(CommonStore, OperatorViews):
         if self._pool is None:
             return
         conn, pool = self._conn, self._pool
+        # Closed first, for every statement asked from now on (``_run``: "not open"): one
+        # asked while the close below runs on the thread ran on the event loop's thread
+        # beside it, on a connection being freed, and crashed the process (a segfault in
+        # ``executemany``, a write-behind flush at shutdown).
+        self._conn = None
         if conn is not None:
             await asyncio.get_running_loop().run_in_executor(pool, conn.close)
         pool.shutdown(wait=True)
-        self._conn = None
         self._pool = None
 
     # ---- runs ---------------------------------------------------------------------------
