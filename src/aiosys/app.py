@@ -594,12 +594,11 @@ class App(kernel.App):
     # ---- run actions, audited -----------------------------------------------------------
 
     async def start(self, workflow: str, input: dict[str, Any] | None = None, **kw: Any) -> Any:
-        """``kernel.App.start``; ``traceparent`` (W3C text) is checked (``InvalidInput``), and
-        without one the run joins the current OpenTelemetry span's trace, if there is one
-        (a child: its parent's ``child_start`` span)."""
-        if kw.get("traceparent") is not None:
-            parse_traceparent(kw["traceparent"])
-        elif self.tracing.enabled:
+        """``kernel.App.start``; ``traceparent`` (W3C text) is checked (``InvalidInput``, after
+        the caller's rights: ``_check_traceparent``), and without one the run joins the
+        current OpenTelemetry span's trace, if there is one (a child: its parent's
+        ``child_start`` span)."""
+        if kw.get("traceparent") is None and self.tracing.enabled:
             kw["traceparent"] = self.tracing.current_traceparent()
         if not self.audit.enabled or kw.get("parent_id"):  # a child: its parent's effect
             return await super().start(workflow, input, **kw)
@@ -621,6 +620,11 @@ class App(kernel.App):
             return handle
         await self._audit("start_workflow", tenant, handle.id, False, detail, started.decisions)
         return handle
+
+    def _check_traceparent(self, traceparent: str) -> None:
+        """A start's ``traceparent`` is W3C's (``InvalidInput`` else), checked by the kernel's
+        ``start`` after the caller's rights."""
+        parse_traceparent(traceparent)
 
     async def signal(self, run_id: str, name: str, payload: Any = None, **kw: Any) -> None:
         try:

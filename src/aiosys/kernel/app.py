@@ -574,6 +574,11 @@ class App:
             await self.checks(ClientCall(action, principal, scope, workflow, input=input))
         return scope
 
+    def _check_traceparent(self, traceparent: str) -> None:
+        """Refuse (``InvalidInput``) a start's ``traceparent`` that is not one, after its
+        checks; opaque to the kernel, so nothing here: the layer that reads it
+        (``aiosys.App``, with ``aiosys.observe``) checks it."""
+
     async def _admit_run(
         self,
         action: str,
@@ -642,13 +647,21 @@ class App:
         The run is started as the bound principal (recorded in ``runs.principal``) in its
         tenant: ``tenant`` None means that one (``default`` for the local principal), and
         another is ``PermissionDenied``; the app's client checks (``start_workflow``) may
-        refuse it too."""
+        refuse it too. They are asked before anything else of the request is checked (the
+        idempotency key, queue, priority, ``traceparent`` and input): a caller without the
+        right learns that first."""
         spec = self.spec(workflow, version)
         principal = current_principal()
         tenant = scope_tenant(principal, tenant, "start_workflow")
         if tenant is None:
             tenant = "default"
         check_identifier("tenant", tenant)
+        if self.checks.wants(principal):  # the rights first: a caller without them learns
+            await self.checks(  # that, never what is wrong with the rest of its request
+                ClientCall(
+                    "start_workflow", principal, tenant, spec.name, input=input, parent_id=parent_id
+                )
+            )
         if idempotency_key is not None:
             check_identifier("idempotency key", idempotency_key)
         if queue is not None and queue not in self.queues:
@@ -666,12 +679,8 @@ class App:
                 f"priority must be an integer from {PRIORITY_MIN} to {PRIORITY_MAX}, "
                 f"not {priority!r}"
             )
-        if self.checks.wants(principal):
-            await self.checks(
-                ClientCall(
-                    "start_workflow", principal, tenant, spec.name, input=input, parent_id=parent_id
-                )
-            )
+        if traceparent is not None:
+            self._check_traceparent(traceparent)
         await self._ready()
         created_at = self.store.clock()
         new = NewRun(
@@ -785,10 +794,13 @@ class App:
     async def signal(
         self, run_id: str, name: str, payload: Any = None, *, tenant: str | None = None
     ) -> None:
-        """Send a signal; a run waiting for it wakes, a run not yet waiting keeps it."""
+        """Send a signal; a run waiting for it wakes, a run not yet waiting keeps it. The
+        caller's rights are checked before the payload: one who may not signal the run, or
+        cannot see it, learns that (``PermissionDenied``, ``RunNotFound``), never that its
+        payload cannot be stored (``NotSerializable``: NaN, text no store keeps)."""
         check_identifier("signal name", name)
-        text = serde.dumps(payload, f"signal {name!r}")
         tenant, _ = await self._admit_run("signal_run", run_id, tenant, signal=name, input=payload)
+        text = serde.dumps(payload, f"signal {name!r}")  # after the rights: they come first
         await self.store.send_signal(run_id, name, text, tenant=tenant)
         if self._worker is not None:
             self._worker.kick()
