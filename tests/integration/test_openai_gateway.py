@@ -206,6 +206,34 @@ async def test_a_streamed_chat_ends_with_the_usage_and_the_cost(env):
     assert metered["cost"] == pytest.approx(usage["cost"]) and metered["deployment"] == "chat@1"
 
 
+async def test_the_cost_is_its_exact_decimal_in_the_header_and_the_streams_last_chunk(env):
+    # Prices summed in floats gave 0.0070999999999999995 for 3 input tokens at 0.1 and 4
+    # output tokens at 1.7 per 1k: the header showed it as it is, the stream's JSON too.
+    env.app.models.add_card(
+        {"id": "odd", "provider": "openai", "endpoint": env.wire.endpoint,
+         "pricing": {"input_per_1k": 0.1, "output_per_1k": 1.7}}
+    )  # fmt: skip
+    client = env.client()
+    messages = [{"role": "user", "content": "stream this please"}]
+    raw = await client.chat.completions.with_raw_response.create(model="odd", messages=messages)
+    usage = raw.parse().usage
+    assert (usage.prompt_tokens, usage.completion_tokens) == (3, 4)
+    assert repr(3 / 1000 * 0.1 + 4 / 1000 * 1.7) == "0.0070999999999999995"  # the artifact
+    assert raw.headers["x-aiosys-cost"] == "0.0071"
+    stream = await client.chat.completions.create(
+        model="odd", messages=messages, stream=True, stream_options={"include_usage": True}
+    )
+    chunks = [chunk async for chunk in stream]
+    assert chunks[-1].model_extra["aiosys"]["cost"] == float(raw.headers["x-aiosys-cost"])
+    # A cost too small for plain repr is still a plain decimal in the header.
+    env.app.models.add_card(
+        {"id": "cheap", "provider": "openai", "endpoint": env.wire.endpoint,
+         "pricing": {"input_per_1k": 0.000003, "output_per_1k": 0.0}}
+    )  # fmt: skip
+    raw = await client.chat.completions.with_raw_response.create(model="cheap", messages=messages)
+    assert raw.headers["x-aiosys-cost"] == "0.000000009"
+
+
 async def test_embeddings_come_back_as_the_sdk_asks_for_them(env):
     client = env.client()
     texts = ["first text", "the second one"]
