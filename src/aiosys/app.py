@@ -574,6 +574,12 @@ class App(kernel.App):
         await self._ready()
         return await self._inbox.release(task_id, tenant=tenant)
 
+    async def admit_task(self, action: str, task_id: str, *, tenant: str | None = None) -> None:
+        """Ask the caller's rights for ``action`` on a task without doing it
+        (``Inbox.admit``)."""
+        await self._ready()
+        await self._inbox.admit(action, task_id, tenant=tenant)
+
     async def complete_task(
         self,
         task_id: str,

@@ -75,6 +75,15 @@ async def test_a_caller_without_the_right_learns_that_before_anything_about_its_
             (start, {"input": {"name": "x"}, "traceparent": "not-a-traceparent"}),
             (start, b'{"input": {"name": Infinity}}'),
             (f"/v1/runs/{run_id}/cancel", b'{"reason": "a\\u0000b"}'),
+            # ... and bodies the route's schema refuses (FastAPI's own validation).
+            (f"/v1/runs/{run_id}/signals/go", {"payload": 1, "unknown": 2}),
+            (f"/v1/runs/{run_id}/signals/go", b"not json"),
+            (f"/v1/tasks/{task_id}/complete", {"action": "bogus"}),
+            (f"/v1/tasks/{task_id}/complete", b'{"action": "approve", "comment": "\\ud800"}'),
+            (start, {"input": {"name": "x"}, "priority": "high"}),
+            (start, {"input": "not an object"}),
+            (f"/v1/runs/{run_id}/cancel", b'{"reason": "\\ud800"}'),
+            (f"/v1/runs/{run_id}/cancel", {"reason": "x" * 1001}),
         ]
         for path, body in bad:
             # A caller of the tenant without the right (a viewer): 403, naming no payload.
@@ -83,12 +92,18 @@ async def test_a_caller_without_the_right_learns_that_before_anything_about_its_
             if not path.startswith(start):
                 # Another tenant's caller, with every right in its own: the object is missing.
                 is_problem(await _send(client, stranger, path, body), 404)
-            if not path.endswith("/cancel"):  # (a cancel would end the run for the next ones)
-                # With the right: the payload's fault, as before.
-                is_problem(await _send(client, admin, path, body), 422)
+            if not path.endswith("/cancel") or not isinstance(body, bytes):  # (would end it)
+                # With the right: the payload's fault, as before (400: not JSON at all).
+                told = await _send(client, admin, path, body)
+                is_problem(told, 400 if body == b"not json" else 422)
         for path in (f"/v1/runs/{run_id}/resume",):  # no body: the rights alone
             is_problem(await client.post(path, headers=auth(viewer)), 403)
             is_problem(await client.post(path, headers=auth(stranger)), 404)
+        for path in (f"/v1/runs/{run_id}/resume", f"/v1/tasks/{task_id}/claim"):
+            # A query parameter that does not validate (a tenant name over its length).
+            params = {"tenant": "B" * 300}
+            is_problem(await client.post(path, params=params, headers=auth(viewer)), 403)
+            is_problem(await client.post(path, params=params, headers={}), 401)
         # Nothing was done: the run still waits, unsignalled, its task still open.
         assert (await app.get_run(run_id, tenant="B")).status == "waiting"
         assert await app.store.load_signals(run_id) == []

@@ -152,6 +152,23 @@ class Inbox:
 
         return await self._audited("complete_task", task_id, tenant, decide)
 
+    async def admit(self, action: str, task_id: str, *, tenant: str | None = None) -> None:
+        """Ask the caller's rights for ``action`` on a task without doing it: its tenant
+        (``TaskNotFound`` for another's task), the task's role (``PermissionDenied``; for a
+        decision ``PolicyDenied``), the app's client checks. For a surface that answers
+        rights before anything else of a request it could not read whole."""
+        principal = current_principal()
+        row = await self._read(task_id, scope_tenant(principal, tenant, action))
+        if not principal.local and row.role not in principal.roles:
+            has = ", ".join(sorted(principal.roles)) or "none"
+            if action == "complete_task":
+                raise _denied(principal, row, f"it is for the role {row.role} (roles: {has})")
+            raise PermissionDenied(
+                f"{principal.uid} (roles: {has}) may not act on task {row.id}: it is for the "
+                f"role {row.role}"
+            )
+        await self._authorize(action, row)
+
     # ---- the actions, one try each ------------------------------------------------------
 
     async def _claim(self, principal: Principal, row: TaskRow) -> TaskRow | None:

@@ -574,6 +574,13 @@ class App:
             await self.checks(ClientCall(action, principal, scope, workflow, input=input))
         return scope
 
+    async def admit_run(self, action: str, run_id: str, *, tenant: str | None = None) -> None:
+        """Ask the caller's rights for ``action`` on a run without doing it: its tenant
+        (``PermissionDenied`` naming another), the run in it (``RunNotFound``), the app's
+        client checks. For a surface that answers rights before anything else of a request
+        it could not read whole (the HTTP API's body validation)."""
+        await self._admit_run(action, run_id, tenant)
+
     def _check_traceparent(self, traceparent: str) -> None:
         """Refuse (``InvalidInput``) a start's ``traceparent`` that is not one, after its
         checks; opaque to the kernel, so nothing here: the layer that reads it
