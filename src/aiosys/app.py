@@ -577,6 +577,12 @@ class App(kernel.App):
         await self._ready()
         return await self._inbox.release(task_id, tenant=tenant)
 
+    async def admit_task(self, action: str, task_id: str, *, tenant: str | None = None) -> None:
+        """Ask the caller's rights for ``action`` on a task without doing it
+        (``Inbox.admit``)."""
+        await self._ready()
+        await self._inbox.admit(action, task_id, tenant=tenant)
+
     async def complete_task(
         self,
         task_id: str,
@@ -600,13 +606,11 @@ class App(kernel.App):
         self, workflow: str, input: dict[str, Any] | None = None, **kw: Any
     ) -> Admitted:
         """``kernel.App._admit_start``; ``traceparent`` (W3C text) is checked
-        (``InvalidInput``), and without one the run joins the current OpenTelemetry span's
-        trace, if there is one (a child: its parent's ``child_start`` span). The policy
-        decisions of the admission are collected for the start's audit record; a refusal is
-        recorded at once."""
-        if kw.get("traceparent") is not None:
-            parse_traceparent(kw["traceparent"])
-        elif self.tracing.enabled:
+        (``InvalidInput``, after the caller's rights: ``_check_traceparent``), and without one
+        the run joins the current OpenTelemetry span's trace, if there is one (a child: its
+        parent's ``child_start`` span). The policy decisions of the admission are collected
+        for the start's audit record; a refusal is recorded at once."""
+        if kw.get("traceparent") is None and self.tracing.enabled:
             kw["traceparent"] = self.tracing.current_traceparent()
         if not self.audit.enabled or kw.get("parent_id"):  # a child: its parent's effect
             return await super()._admit_start(workflow, input, **kw)
@@ -655,6 +659,11 @@ class App(kernel.App):
             await self._audit_refusal(
                 "start_workflow", tenant, None, why, detail, started.decisions
             )
+
+    def _check_traceparent(self, traceparent: str) -> None:
+        """A start's ``traceparent`` is W3C's (``InvalidInput`` else), checked by the kernel's
+        ``start`` after the caller's rights."""
+        parse_traceparent(traceparent)
 
     async def signal(self, run_id: str, name: str, payload: Any = None, **kw: Any) -> None:
         try:

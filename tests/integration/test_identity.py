@@ -240,6 +240,8 @@ async def test_tenant_walk_every_public_function_as_a_against_b(store_url: str) 
             "claim_task": lambda: app.claim_task(b_task.id),
             "release_task": lambda: app.release_task(b_task.id),
             "complete_task": lambda: app.complete_task(b_task.id, "approve"),
+            "admit_run": lambda: app.admit_run("signal_run", waiting.id),
+            "admit_task": lambda: app.admit_task("complete_task", b_task.id),
         }
         handle_walk = {
             "row": lambda h: h.row(),

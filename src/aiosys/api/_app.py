@@ -27,6 +27,8 @@ The HTTP API of aiosys. Every request is a call of the same Python API (`aiosys.
 caller's principal: `Authorization: Bearer <key>` with an aiosys API key or an OIDC/JWT
 token (without identity configured, requests without it act as the local principal). Errors
 are RFC 9457 problem details (`application/problem+json`); another tenant's object is 404.
+A caller's rights are asked before its request is validated: without them it gets 403 (or
+404), never a 422 about its body.
 A request body over the server's cap (8 MiB unless configured) is 413.
 """
 

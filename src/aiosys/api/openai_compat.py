@@ -15,10 +15,11 @@ the cache, budgets, rate limits, redaction, policy, audit and traces like any mo
   its status; an error after it is an ``error`` event, which the SDK raises as
   ``APIError``. A client that goes away cancels the call, which is metered as
   ``cancelled`` with what it had received (``aiosys.models.streaming``);
-- what aiosys metered comes back beside OpenAI's ``usage``: the ``x-aiosys-cost`` header (in
-  the card's currency, ``x-aiosys-currency``; 0 for an answer from aiosys's cache) and
-  ``x-aiosys-model`` (the deployment that served, ``id@version``), or for a stream an
-  ``aiosys`` member of its last chunk (``cost``, ``currency``, ``deployment``, ``cached``);
+- what aiosys metered comes back beside OpenAI's ``usage``: the ``x-aiosys-cost`` header (a
+  plain decimal, ``0.0055``: the exact price of the usage, in the card's currency,
+  ``x-aiosys-currency``; 0 for an answer from aiosys's cache) and ``x-aiosys-model`` (the
+  deployment that served, ``id@version``), or for a stream an ``aiosys`` member of its last
+  chunk (``cost``, ``currency``, ``deployment``, ``cached``);
 - the data's classification, which policies and redaction decide on, is the
   ``X-Aiosys-Classification`` header (``confidential``, ...; none: unclassified; a label
   that is not one is a 400 naming the header and the labels);
@@ -39,6 +40,7 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from decimal import Decimal
 from typing import Any
 
 import anyio
@@ -230,7 +232,7 @@ class Gateway:
     def _metered(self, response: ModelResponse) -> dict[str, str]:
         metered = schemas.cost(response, self._card(response))
         return {
-            "x-aiosys-cost": repr(float(metered["cost"])),
+            "x-aiosys-cost": decimal_text(metered["cost"]),
             "x-aiosys-currency": metered["currency"],
             "x-aiosys-model": metered["deployment"],
         }
@@ -482,6 +484,13 @@ def _check_kind(plane: ModelPlane, model: str, kind: str, path: str) -> None:
         raise BadParam(
             f"model {model!r} is of kind {card.kind}: {path} serves {kind} models", "model"
         )
+
+
+def decimal_text(cost: float) -> str:
+    """A cost as a plain decimal (``0.0055``, ``0.00001``): the float's shortest form, which
+    is the exact price (``ModelCard.cost`` rounds it once from decimal), never in exponent
+    notation; the same value as the JSON number of a stream's ``aiosys.cost``."""
+    return format(Decimal(repr(float(cost))), "f")
 
 
 def _sse(data: dict[str, Any]) -> bytes:

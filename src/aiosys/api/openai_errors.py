@@ -12,6 +12,8 @@ would send; the official SDK picks its exception class by the status alone:
 403   ``PermissionDeniedError``  ``PolicyDenied`` (the message names the policies; ``policies``
                                  and ``policy_version`` beside it), ``PermissionDenied``
 404   ``NotFoundError``          ``ModelNotFound``: no card, alias or task of that name
+405   ``APIStatusError``         a method the path does not take (``GET /v1/chat/completions``),
+                                 with ``Allow``
 413   ``APIStatusError``         a body over the server's cap (``aiosys.api._limits``)
 415   ``APIStatusError``         a body not sent as ``Content-Type: application/json``
 429   ``RateLimitError``         ``BudgetExceeded`` (type ``insufficient_quota``, as OpenAI
@@ -37,7 +39,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from typing import Any
 
 from fastapi import Request, Response
@@ -46,6 +48,7 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
+from starlette.types import Receive, Scope, Send
 
 from ..errors import (
     AuthenticationFailed,
@@ -217,8 +220,27 @@ def http_error(request: Request, exc: HTTPException) -> JSONResponse:
     return JSONResponse(body, status_code=status, headers=headers)
 
 
+def method_not_allowed(method: str, path: str, allowed: Iterable[str]) -> JSONResponse:
+    """405 as OpenAI answers a method its URL does not take ("Invalid method for URL (GET
+    /v1/chat/completions)"), ``Allow`` listing those it does."""
+    body = error_body(f"Invalid method for URL ({method} {path})", "invalid_request_error")
+    headers = {"allow": ", ".join(sorted(allowed)), "x-should-retry": "false"}
+    return JSONResponse(body, status_code=405, headers=headers)
+
+
 class OpenAIRoute(APIRoute):
-    """Routes whose errors (their own, their dependencies', their body's) are OpenAI's."""
+    """Routes whose errors (their own, their dependencies', their body's) are OpenAI's; a
+    method the route does not take too (``GET /v1/chat/completions``): 405 in OpenAI's
+    shape and words, with ``Allow``, where Starlette would raise it to the application's
+    handler (problem details)."""
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.methods and scope["method"] not in self.methods:
+            await method_not_allowed(scope["method"], scope["path"], self.methods)(
+                scope, receive, send
+            )
+            return
+        await super().handle(scope, receive, send)
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()

@@ -601,6 +601,18 @@ class App:
             await self.checks(ClientCall(action, principal, scope, workflow, input=input))
         return scope
 
+    async def admit_run(self, action: str, run_id: str, *, tenant: str | None = None) -> None:
+        """Ask the caller's rights for ``action`` on a run without doing it: its tenant
+        (``PermissionDenied`` naming another), the run in it (``RunNotFound``), the app's
+        client checks. For a surface that answers rights before anything else of a request
+        it could not read whole (the HTTP API's body validation)."""
+        await self._admit_run(action, run_id, tenant)
+
+    def _check_traceparent(self, traceparent: str) -> None:
+        """Refuse (``InvalidInput``) a start's ``traceparent`` that is not one, after its
+        checks; opaque to the kernel, so nothing here: the layer that reads it
+        (``aiosys.App``, with ``aiosys.observe``) checks it."""
+
     async def _admit_run(
         self,
         action: str,
@@ -669,7 +681,9 @@ class App:
         The run is started as the bound principal (recorded in ``runs.principal``) in its
         tenant: ``tenant`` None means that one (``default`` for the local principal), and
         another is ``PermissionDenied``; the app's client checks (``start_workflow``) may
-        refuse it too.
+        refuse it too. They are asked before anything else of the request is checked (the
+        idempotency key, queue, priority, ``traceparent`` and input): a caller without the
+        right learns that first.
 
         A start is two phases, ``_admit_start`` (scope, check, validate: nothing written)
         and ``_commit_start`` (the run's transaction), which layers above extend (the audit
@@ -710,6 +724,12 @@ class App:
         if tenant is None:
             tenant = "default"
         check_identifier("tenant", tenant)
+        if self.checks.wants(principal):  # the rights first: a caller without them learns
+            await self.checks(  # that, never what is wrong with the rest of its request
+                ClientCall(
+                    "start_workflow", principal, tenant, spec.name, input=input, parent_id=parent_id
+                )
+            )
         if idempotency_key is not None:
             check_identifier("idempotency key", idempotency_key)
         if queue is not None and queue not in self.queues:
@@ -727,12 +747,8 @@ class App:
                 f"priority must be an integer from {PRIORITY_MIN} to {PRIORITY_MAX}, "
                 f"not {priority!r}"
             )
-        if self.checks.wants(principal):
-            await self.checks(
-                ClientCall(
-                    "start_workflow", principal, tenant, spec.name, input=input, parent_id=parent_id
-                )
-            )
+        if traceparent is not None:
+            self._check_traceparent(traceparent)
         await self._ready()
         created_at = self.store.clock()
         new = NewRun(
@@ -917,10 +933,13 @@ class App:
     async def signal(
         self, run_id: str, name: str, payload: Any = None, *, tenant: str | None = None
     ) -> None:
-        """Send a signal; a run waiting for it wakes, a run not yet waiting keeps it."""
+        """Send a signal; a run waiting for it wakes, a run not yet waiting keeps it. The
+        caller's rights are checked before the payload: one who may not signal the run, or
+        cannot see it, learns that (``PermissionDenied``, ``RunNotFound``), never that its
+        payload cannot be stored (``NotSerializable``: NaN, text no store keeps)."""
         check_identifier("signal name", name)
-        text = serde.dumps(payload, f"signal {name!r}")
         tenant, _ = await self._admit_run("signal_run", run_id, tenant, signal=name, input=payload)
+        text = serde.dumps(payload, f"signal {name!r}")  # after the rights: they come first
         await self.store.send_signal(run_id, name, text, tenant=tenant)
         if self._worker is not None:
             self._worker.kick()
