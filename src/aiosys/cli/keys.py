@@ -30,6 +30,7 @@ from .common import (
     fail,
     run_async,
     store_app,
+    tenant_name,
     with_opened,
 )
 from .group import CommandGroup
@@ -133,7 +134,11 @@ def create(
 def list_keys(
     tenant: Annotated[
         str | None,
-        typer.Option("--tenant", help="Only this tenant's (default: all, or the API key's)."),
+        typer.Option(
+            "--tenant",
+            callback=tenant_name,
+            help="Only this tenant's (default: all, or the API key's).",
+        ),
     ] = None,
     json_: JsonFlag = False,
     app: AppOption = None,

@@ -39,6 +39,7 @@ from .common import (
     parse_json,
     run_async,
     set_credential,
+    tenant_name,
 )
 from .keys import keys
 from .lineage import lineage
@@ -90,6 +91,7 @@ TenantOption = Annotated[
     str | None,
     typer.Option(
         "--tenant",
+        callback=tenant_name,
         help="The tenant the run belongs to (default: the API key's, else 'default').",
     ),
 ]

@@ -27,6 +27,7 @@ from .common import (
     fail,
     run_async,
     store_app,
+    tenant_name,
     with_opened,
     with_store,
 )
@@ -42,7 +43,9 @@ if TYPE_CHECKING:
 TenantOption = Annotated[
     str | None,
     typer.Option(
-        "--tenant", help="Whose runs and calls (default: the API key's, else every tenant)."
+        "--tenant",
+        callback=tenant_name,
+        help="Whose runs and calls (default: the API key's, else every tenant).",
     ),
 ]
 

@@ -29,6 +29,7 @@ from .common import (
     parse_json,
     run_async,
     store_app,
+    tenant_name,
     with_opened,
 )
 from .group import CommandGroup
@@ -50,7 +51,11 @@ STATUSES = ("open", "claimed", "completed", "escalated", "any")
 TaskId = Annotated[str, typer.Argument(help="The task's id (aiosys tasks list).")]
 TenantOption = Annotated[
     str | None,
-    typer.Option("--tenant", help="Look only in this tenant (default: the API key's; local: any)."),
+    typer.Option(
+        "--tenant",
+        callback=tenant_name,
+        help="Look only in this tenant (default: the API key's; local: any).",
+    ),
 ]
 STATUS_STYLE = {"open": "yellow", "claimed": "cyan", "completed": "green", "escalated": "magenta"}
 TIMES = ("due_at", "claimed_at", "decided_at", "created_at", "updated_at")

@@ -54,6 +54,7 @@ from ..errors import ConfigError, PermissionDenied
 from ..kernel.gate import EffectCall, Next
 from ..kernel.principal import current_principal, principal_of_run
 from ..store import Store
+from ..store._text import check_identifier
 from ..store.base import NewRun
 from .audit_checkpoint import Checkpoint, Checkpointer
 from .audit_effects import KEPT, EffectRecords
@@ -646,6 +647,8 @@ class AuditLog:
         not the local one needs the role admin (``export_audit``) and exports only its own
         tenant's records (``PermissionDenied`` otherwise)."""
         principal = current_principal()
+        if tenant is not None:
+            check_identifier("tenant", tenant)
         if not principal.local:
             if not allows(principal.roles, "export_audit"):
                 has = ", ".join(sorted(principal.roles)) or "none"
