@@ -535,3 +535,23 @@ async def test_a_process_with_another_key_does_not_sign_the_log(store_url, key_p
         assert (await app.audit.checkpoint()) is not None
     report = await verify(store_url, key_path)
     assert report.problem is None and report.signed_to == RECORDS + 1
+
+
+async def test_an_export_whose_window_ends_before_it_starts_is_refused(store_url, key_path):
+    # It wrote an extract of nothing whose header's since was after its until (the CLI
+    # refused it on its own; GET /v1/audit and the Python API did not).
+    import datetime as dt
+
+    from aiosys.errors import InvalidInput
+
+    app = App(store=store_url, audit_key=key_path)
+    async with app:
+        later = dt.datetime(2026, 2, 1, tzinfo=dt.UTC)
+        for since, until in ((later, later - dt.timedelta(days=1)), (later, later)):
+            out = io.StringIO()
+            with pytest.raises(InvalidInput, match=r"must be before until \(2026-0"):
+                await app.audit.export(out, since=since, until=until)
+            assert out.getvalue() == ""
+        # A naive time (local) beside an aware one is compared, not a TypeError.
+        with pytest.raises(InvalidInput):
+            await app.audit.export(io.StringIO(), since=later, until=dt.datetime(2000, 1, 1))

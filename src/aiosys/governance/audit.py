@@ -50,7 +50,7 @@ from typing import IO, Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from ..errors import ConfigError, PermissionDenied
+from ..errors import ConfigError, InvalidInput, PermissionDenied
 from ..kernel.gate import EffectCall, Next
 from ..kernel.principal import current_principal, principal_of_run
 from ..store import Store
@@ -645,10 +645,17 @@ class AuditLog:
         """Write an extract (``audit_export``) to ``out``: the records from ``since`` to
         before ``until`` at positions up to ``upto`` (None: the head). A principal that is
         not the local one needs the role admin (``export_audit``) and exports only its own
-        tenant's records (``PermissionDenied`` otherwise)."""
+        tenant's records (``PermissionDenied`` otherwise). ``InvalidInput`` for a ``since``
+        not before ``until`` (an empty window: an extract of nothing)."""
         principal = current_principal()
         if tenant is not None:
             check_identifier("tenant", tenant)
+        # As timestamps, as the extract reads them (a naive time and an aware one compare).
+        if since is not None and until is not None and not since.timestamp() < until.timestamp():
+            raise InvalidInput(
+                f"since ({since.isoformat()}) must be before until ({until.isoformat()}): the "
+                "window [since, until) would be empty"
+            )
         if not principal.local:
             if not allows(principal.roles, "export_audit"):
                 has = ", ".join(sorted(principal.roles)) or "none"
