@@ -617,3 +617,33 @@ def test_the_body_cap_is_declared_on_every_route_that_takes_a_body():
         for method, operation in operations.items():
             if operation.get("requestBody"):
                 assert "413" in operation["responses"], (method, path)
+
+
+async def test_a_method_a_path_does_not_take_is_405_in_that_paths_error_shape(store_url):
+    # GET /v1/chat/completions (an SDK pointed at the wrong verb, a browser) was answered as
+    # RFC 9457 problem details: the gateway's paths answer every error in OpenAI's body,
+    # which the SDKs read. Each 405 names the method and what the path takes (Allow).
+    app = make_app(store_url)
+    async with serving(app) as client:
+        for method, path, allowed in (
+            ("GET", "/v1/chat/completions", "POST"),
+            ("PUT", "/v1/chat/completions", "POST"),
+            ("GET", "/v1/embeddings", "POST"),
+            ("DELETE", "/v1/embeddings", "POST"),
+            ("POST", "/v1/models", "GET"),
+            ("DELETE", "/v1/models/some-model", "GET"),
+        ):
+            r = await client.request(method, path)
+            assert r.status_code == 405, (method, path, r.text)
+            assert r.headers["content-type"] == "application/json", (method, path)
+            assert r.headers["allow"] == allowed
+            assert r.headers["x-should-retry"] == "false"
+            error = r.json()["error"]
+            assert error["type"] == "invalid_request_error", error
+            assert error["message"] == f"{method} is not allowed on {path}: it takes {allowed}"
+        r = await client.request("DELETE", "/v1/runs/r-1")
+        problem = is_problem(r, 405)
+        assert problem["detail"] == "DELETE is not allowed on /v1/runs/r-1: it takes GET"
+        assert r.headers["allow"] == "GET"
+        # An unknown path is the server's 404, as a problem (no gateway path names it).
+        is_problem(await client.get("/v1/nothing-here"), 404)

@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from starlette.exceptions import HTTPException
@@ -21,6 +21,7 @@ from ._auth import Caller
 from ._limits import DeclaredBodyLimit, resolve_max_body_size
 from ._problems import MEDIA_TYPE, Problems, on_http_error, on_invalid_request
 from .openai_compat import Gateway
+from .openai_errors import http_error as openai_http_error
 
 DESCRIPTION = """\
 The HTTP API of aiosys. Every request is a call of the same Python API (`aiosys.App`) as the
@@ -103,7 +104,15 @@ def create_api(
     api.state.embedded = embedded
     api.state.gateway = gateway
     api.add_middleware(Problems)
-    api.add_exception_handler(HTTPException, on_http_error)
+
+    async def on_router_error(request: Request, exc: Exception) -> Response:
+        # An error the router raised before any route ran (a method the path does not
+        # take): in OpenAI's body on the gateway's paths, a problem elsewhere.
+        if isinstance(exc, HTTPException) and gateway.owns(request.scope):
+            return openai_http_error(request, exc)
+        return await on_http_error(request, exc)
+
+    api.add_exception_handler(HTTPException, on_router_error)
     api.add_exception_handler(RequestValidationError, on_invalid_request)
     caller = Caller(app)
     # The OpenAI-compatible gateway (/v1/chat/completions, /v1/embeddings, /v1/models): its

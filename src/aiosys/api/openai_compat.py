@@ -46,6 +46,8 @@ from fastapi import APIRouter, Depends, FastAPI, Header, Path, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ValidationError
 from starlette.background import BackgroundTask
+from starlette.routing import BaseRoute, Match
+from starlette.types import Scope
 
 from ..app import App
 from ..errors import InvalidInput, ModelNotFound
@@ -92,6 +94,13 @@ class Gateway:
     def __init__(self, app: App) -> None:
         self.app = app
         self._open: dict[ModelStream, asyncio.Future[None]] = {}
+        self._routes: list[BaseRoute] = []
+
+    def owns(self, scope: Scope) -> bool:
+        """Whether a request's path is one of the gateway's (whatever its method), so that
+        an error raised before any route ran (a method the path does not take: 405) is
+        answered in OpenAI's body there too (``aiosys.api.create_api``)."""
+        return any(route.matches(scope)[0] != Match.NONE for route in self._routes)
 
     @property
     def streaming(self) -> int:
@@ -178,6 +187,7 @@ class Gateway:
             card = plane.card(model)  # id@version; else ModelNotFound: 404
             return JSONResponse(schemas.model_entries([card], [])[0] | {"id": model})
 
+        self._routes.extend(r.routes)
         return r
 
     # ---- calls --------------------------------------------------------------------------

@@ -12,6 +12,8 @@ would send; the official SDK picks its exception class by the status alone:
 403   ``PermissionDeniedError``  ``PolicyDenied`` (the message names the policies; ``policies``
                                  and ``policy_version`` beside it), ``PermissionDenied``
 404   ``NotFoundError``          ``ModelNotFound``: no card, alias or task of that name
+405   ``APIStatusError``         a method the path does not take (``Allow`` names the one it
+                                 does; ``aiosys.api.create_api`` answers it, ``Gateway.owns``)
 413   ``APIStatusError``         a body over the server's cap (``aiosys.api._limits``)
 415   ``APIStatusError``         a body not sent as ``Content-Type: application/json``
 429   ``RateLimitError``         ``BudgetExceeded`` (type ``insufficient_quota``, as OpenAI
@@ -62,7 +64,7 @@ from ..errors import (
 )
 from ..redact import withhold_addresses
 from ..store import unavailable
-from ._body import body_fault
+from ._body import body_fault, http_detail
 
 log = logging.getLogger("aiosys.api")
 
@@ -215,7 +217,7 @@ def http_error(request: Request, exc: HTTPException) -> JSONResponse:
     status = exc.status_code
     kind = "invalid_request_error" if 400 <= status < 500 else "server_error"
     headers = dict(exc.headers or {}) | ({"x-should-retry": "false"} if status < 500 else {})
-    body = error_body(f"{exc.detail}", kind, None, None)
+    body = error_body(http_detail(request, exc), kind, None, None)
     return JSONResponse(body, status_code=status, headers=headers)
 
 
