@@ -555,3 +555,41 @@ async def test_an_export_whose_window_ends_before_it_starts_is_refused(store_url
         # A naive time (local) beside an aware one is compared, not a TypeError.
         with pytest.raises(InvalidInput):
             await app.audit.export(io.StringIO(), since=later, until=dt.datetime(2000, 1, 1))
+
+
+async def test_a_new_log_with_no_key_yet_verifies_empty_and_exports_an_empty_extract(
+    store_url, tmp_path, monkeypatch
+):
+    # A fresh `aiosys server`: nothing audited yet, so no default key was generated, and
+    # GET /v1/audit/verify was a 500 ("no audit key to verify with"), the console's audit
+    # page an error, `aiosys audit verify` exit 1. An empty log is `empty`, and its extract
+    # verifies. A log with records whose key is gone is still refused (nothing to check its
+    # checkpoints with).
+    monkeypatch.chdir(tmp_path)  # the default key of a PostgreSQL store: ./.aiosys/
+    monkeypatch.delenv("AIOSYS_AUDIT_KEY")  # the embedded default: no key until needed
+    app = App(store=store_url)
+
+    @app.workflow
+    async def noop(ctx: Context) -> None:
+        return None
+
+    await app.open()
+    try:
+        assert not app.audit.key_path().exists()
+        report = await app.audit.verify()
+        assert (report.ok, report.status, report.records) == (True, "empty", 0)
+        out = io.StringIO()
+        await app.audit.export(out)
+        checked = verify_extract(out.getvalue().splitlines(), load_verify_key(app.audit.key_path()))
+        assert (checked.ok, checked.status) == (True, "empty"), checked
+        await app.start("noop")  # audited: the log holds a record now
+        await app.audit.checkpoint()
+        assert (await app.audit.verify()).status == "intact"
+        key = app.audit.key_path()
+    finally:
+        await app.close()
+    key.unlink()
+    again = App(store=store_url)
+    async with again:
+        with pytest.raises(ConfigError, match="no audit key to verify with"):
+            await again.audit.verify()
