@@ -245,10 +245,10 @@ def slo_check(
 ) -> None:
     """Check every SLO against the stats of its window; exit 1 when one is broken.
 
-    The SLOs are the \\[\\[slo]] tables of ./aiosys.toml and the app's app.slo(...). Each is
+    The SLOs are the [[slo]] tables of ./aiosys.toml and the app's app.slo(...). Each is
     printed with its measured value, target and burn (measured / target; for error_rate,
     the error budget's burn rate). Exit 0 when all hold or have no data in their window, 0
-    with a note when none is declared, 2 for a malformed \\[\\[slo]] table or one naming
+    with a note when none is declared, 2 for a malformed [[slo]] table or one naming
     a workflow or model the app does not know."""
     from ..errors import ConfigError, InvalidInput
 
