@@ -647,3 +647,43 @@ async def test_a_method_a_path_does_not_take_is_405_in_that_paths_error_shape(st
         assert r.headers["allow"] == "GET"
         # An unknown path is the server's 404, as a problem (no gateway path names it).
         is_problem(await client.get("/v1/nothing-here"), 404)
+
+
+async def test_a_compressed_body_is_415_naming_its_coding_in_both_error_shapes(store_url):
+    # Content-Encoding was ignored: a body labelled gzip but sent plain was read as JSON
+    # (a run started), and a gzipped one failed as "not UTF-8 text: byte 0x1f". Nothing here
+    # decodes a content coding: 415 naming it, before the body is read; identity is taken.
+    import gzip
+
+    app = make_app(store_url)
+    run = json.dumps({"input": {"name": "x"}}).encode()
+    chat = json.dumps({"model": "m", "messages": [{"role": "user", "content": "x"}]}).encode()
+    async with serving(app) as client:
+        for path, body, shape in (
+            ("/v1/workflows/hello/runs", run, "problem"),
+            ("/v1/chat/completions", chat, "openai"),
+            ("/v1/embeddings", chat, "openai"),
+        ):
+            for content, coding in ((gzip.compress(body), "gzip"), (body, "gzip"), (body, "br")):
+                headers = {"content-type": "application/json", "content-encoding": coding}
+                r = await client.post(path, content=content, headers=headers)
+                assert r.status_code == 415, (path, coding, r.text)
+                said = f"Content-Encoding {coding!r}"
+                if shape == "problem":
+                    problem = is_problem(r, 415)
+                    assert problem["type"] == "urn:aiosys:problem:unsupported-media-type"
+                    assert said in problem["detail"], problem
+                else:
+                    error = r.json()["error"]
+                    assert error["type"] == "invalid_request_error" and said in error["message"]
+        assert await app.list_runs() == []  # nothing was started
+        r = await client.post(
+            "/v1/workflows/hello/runs",
+            content=run,
+            headers={"content-type": "application/json", "content-encoding": "identity"},
+        )
+        assert r.status_code == 201, r.text
+        # A request with no body is not refused for the header.
+        assert (
+            await client.get("/v1/runs", headers={"content-encoding": "gzip"})
+        ).status_code == 200
