@@ -687,3 +687,28 @@ async def test_a_compressed_body_is_415_naming_its_coding_in_both_error_shapes(s
         assert (
             await client.get("/v1/runs", headers={"content-encoding": "gzip"})
         ).status_code == 200
+
+
+async def test_head_is_get_without_its_body_on_every_route_that_takes_get(store_url):
+    # `curl -I /healthz` (a load balancer's HEAD probe) was 405 on every route but
+    # /openapi.json: FastAPI's routes take only the methods they declare.
+    app = make_app(store_url)
+    async with serving(app) as client:
+        for path in ("/healthz", "/readyz", "/v1/runs", "/v1/models", "/metrics", "/runs"):
+            got = await client.get(path)
+            head = await client.head(path)
+            assert head.status_code == got.status_code, (path, head.status_code)
+            assert head.content == b"", path
+            assert head.headers["content-type"] == got.headers["content-type"], path
+            if "content-length" in got.headers and got.status_code == 200:
+                assert head.headers["content-length"] == str(len(got.content)) or path in (
+                    "/v1/runs",
+                    "/metrics",
+                    "/runs",  # (each answer differs a little between two requests)
+                ), path
+        missing = await client.head("/v1/runs/missing")
+        assert (missing.status_code, missing.content) == (404, b"")
+        assert missing.headers["content-type"] == "application/problem+json"
+        refused = await client.head("/v1/workflows/hello/runs")  # a path that takes POST
+        assert (refused.status_code, refused.headers["allow"]) == (405, "POST")
+        assert await app.list_runs() == []

@@ -18,6 +18,7 @@ from ..errors import ConfigError
 from ..ui import mount_console
 from . import _probes, _reads, _runs, _tasks
 from ._auth import Caller
+from ._head import HeadAsGet
 from ._limits import DeclaredBodyLimit, resolve_max_body_size
 from ._problems import MEDIA_TYPE, Problems, on_http_error, on_invalid_request
 from .openai_compat import Gateway
@@ -34,10 +35,10 @@ A request body over the server's cap (8 MiB unless configured) is 413.
 
 class _API(FastAPI):
     """FastAPI, with a body's declared length checked against ``max_body_size`` before
-    anything else (``aiosys.api._limits``)."""
+    anything else (``aiosys.api._limits``), and HEAD served as GET (``aiosys.api._head``)."""
 
     def build_middleware_stack(self) -> ASGIApp:
-        return DeclaredBodyLimit(super().build_middleware_stack(), self)
+        return HeadAsGet(DeclaredBodyLimit(super().build_middleware_stack(), self))
 
 
 def _version() -> str:
