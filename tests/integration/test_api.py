@@ -712,3 +712,19 @@ async def test_head_is_get_without_its_body_on_every_route_that_takes_get(store_
         refused = await client.head("/v1/workflows/hello/runs")  # a path that takes POST
         assert (refused.status_code, refused.headers["allow"]) == (405, "POST")
         assert await app.list_runs() == []
+
+
+async def test_an_empty_filter_is_a_422_naming_it_not_an_empty_page(store_url):
+    # `?workflow=$WF` with the variable unset listed the runs of a workflow named "": an
+    # empty page, 200, as if there were none.
+    app = make_app(store_url)
+    async with serving(app) as client:
+        await client.post("/v1/workflows/hello/runs", json={"input": {"name": "x"}})
+        for path, name in (
+            ("/v1/runs", "workflow"),
+            ("/v1/stats", "workflow"),
+            ("/v1/stats", "model"),
+            ("/v1/tasks", "run_id"),
+        ):
+            problem = is_problem(await client.get(path, params={name: ""}), 422)
+            assert problem["errors"][0]["loc"] == ["query", name], problem

@@ -391,3 +391,16 @@ def test_a_tenant_named_empty_is_a_usage_error_on_every_command(store: str) -> N
         for tenant in ("", "a\x00"):
             message = reported_error(aiosys(*args, "--tenant", tenant), 2)
             assert "--tenant" in message and "tenant " in message, (args, message)
+
+
+def test_an_empty_filter_is_a_usage_error_not_an_empty_listing(store: str) -> None:
+    # `--workflow "$WF"` with the variable unset listed nothing, exit 0.
+    for args, option in (
+        (("runs", "list"), "--workflow"),
+        (("runs", "list", "--stranded"), "--workflow"),
+        (("stats",), "--workflow"),
+        (("stats",), "--model"),
+        (("tasks", "list"), "--run"),
+    ):
+        message = reported_error(aiosys(*args, option, ""), 2)
+        assert option in message and "it is empty" in message, (args, message)

@@ -249,6 +249,14 @@ def tenant_name(value: str | None) -> str | None:
     return value
 
 
+def a_name(value: str | None) -> str | None:
+    """The callback of a filter naming a workflow, model or run (``--workflow``): an empty
+    one (an unset shell variable) is a usage error, not a filter that lists nothing."""
+    if value is not None and not value:
+        raise typer.BadParameter("it is empty: give a name, or leave the option out")
+    return value
+
+
 def parse_json(text: str | None, option: str) -> Any:
     """The value of a JSON option: the text itself, ``@path`` for a file's content, or ``-``
     for standard input; exit 2 naming the option (and the file) when it cannot be read or

@@ -17,6 +17,7 @@ from .common import (
     AppOption,
     JsonFlag,
     StoreOption,
+    a_name,
     bare_store,
     console,
     echo_json,
@@ -58,7 +59,9 @@ def list_runs(
     status: Annotated[
         str | None, typer.Option("--status", help=f"One of: {', '.join(STATUSES)}.")
     ] = None,
-    workflow: Annotated[str | None, typer.Option("--workflow", help="Workflow name.")] = None,
+    workflow: Annotated[
+        str | None, typer.Option("--workflow", callback=a_name, help="Workflow name.")
+    ] = None,
     tenant: Annotated[
         str | None, typer.Option("--tenant", callback=tenant_name, help="Tenant.")
     ] = None,

@@ -20,6 +20,7 @@ from .common import (
     AppOption,
     JsonFlag,
     StoreOption,
+    a_name,
     bare_store,
     console,
     echo_json,
@@ -75,9 +76,14 @@ def stats(
         ),
     ] = "24h",
     workflow: Annotated[
-        str | None, typer.Option("--workflow", help="Only this workflow (and its model calls).")
+        str | None,
+        typer.Option(
+            "--workflow", callback=a_name, help="Only this workflow (and its model calls)."
+        ),
     ] = None,
-    model: Annotated[str | None, typer.Option("--model", help="Only this model.")] = None,
+    model: Annotated[
+        str | None, typer.Option("--model", callback=a_name, help="Only this model.")
+    ] = None,
     tenant: TenantOption = None,
     json_: JsonFlag = False,
     app: AppOption = None,

@@ -23,6 +23,7 @@ from .common import (
     AppOption,
     JsonFlag,
     StoreOption,
+    a_name,
     console,
     echo_json,
     fail,
@@ -97,7 +98,9 @@ def list_tasks(
             "decide: open or claimed, their run live).",
         ),
     ] = None,
-    run_id: Annotated[str | None, typer.Option("--run", help="Only this run's tasks.")] = None,
+    run_id: Annotated[
+        str | None, typer.Option("--run", callback=a_name, help="Only this run's tasks.")
+    ] = None,
     tenant: TenantOption = None,
     limit: Annotated[
         int, typer.Option("--limit", min=1, max=1_000_000, help="At most this many tasks.")
