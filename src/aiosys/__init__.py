@@ -21,6 +21,7 @@ from .errors import (
     PermanentError,
     RunFailed,
     TransientError,
+    UnknownTopic,
     UnknownWorkflow,
     WaitTimeout,
 )
@@ -65,6 +66,7 @@ __all__ = [
     "RunFailed",
     "RunHandle",
     "TransientError",
+    "UnknownTopic",
     "UnknownWorkflow",
     "WaitTimeout",
     "current_step",

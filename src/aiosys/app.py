@@ -32,7 +32,7 @@ from .governance.roles import check_roles
 from .humans import HumanTasks, Inbox, TaskRow
 from .humans.approval import Approvals
 from .kernel import EffectCall
-from .kernel.app import Readiness
+from .kernel.app import Admitted, Readiness, RunHandle
 from .kernel.checks import ClientCall
 from .kernel.gcfreeze import freeze_again
 from .models.catalog import ModelCard
@@ -48,6 +48,9 @@ from .observe.tracing import Tracing
 from .store.base import RunRow
 
 log = logging.getLogger("aiosys.audit")
+
+#: ``Admitted.meta`` key: a start's audit ``Starting`` and tenant, from admission to commit.
+_AUDIT = "audit"
 
 if TYPE_CHECKING:  # imported when a policy directory is found (cedarpy takes ~0.15 s)
     from .governance.policy import PolicyEngine
@@ -574,6 +577,12 @@ class App(kernel.App):
         await self._ready()
         return await self._inbox.release(task_id, tenant=tenant)
 
+    async def admit_task(self, action: str, task_id: str, *, tenant: str | None = None) -> None:
+        """Ask the caller's rights for ``action`` on a task without doing it
+        (``Inbox.admit``)."""
+        await self._ready()
+        await self._inbox.admit(action, task_id, tenant=tenant)
+
     async def complete_task(
         self,
         task_id: str,
@@ -593,24 +602,42 @@ class App(kernel.App):
 
     # ---- run actions, audited -----------------------------------------------------------
 
-    async def start(self, workflow: str, input: dict[str, Any] | None = None, **kw: Any) -> Any:
-        """``kernel.App.start``; ``traceparent`` (W3C text) is checked (``InvalidInput``), and
-        without one the run joins the current OpenTelemetry span's trace, if there is one
-        (a child: its parent's ``child_start`` span)."""
-        if kw.get("traceparent") is not None:
-            parse_traceparent(kw["traceparent"])
-        elif self.tracing.enabled:
+    async def _admit_start(
+        self, workflow: str, input: dict[str, Any] | None = None, **kw: Any
+    ) -> Admitted:
+        """``kernel.App._admit_start``; ``traceparent`` (W3C text) is checked
+        (``InvalidInput``, after the caller's rights: ``_check_traceparent``), and without one
+        the run joins the current OpenTelemetry span's trace, if there is one (a child: its
+        parent's ``child_start`` span). The policy decisions of the admission are collected
+        for the start's audit record; a refusal is recorded at once."""
+        if kw.get("traceparent") is None and self.tracing.enabled:
             kw["traceparent"] = self.tracing.current_traceparent()
         if not self.audit.enabled or kw.get("parent_id"):  # a child: its parent's effect
-            return await super().start(workflow, input, **kw)
+            return await super()._admit_start(workflow, input, **kw)
         tenant = kw.get("tenant") or kernel.current_principal().tenant  # as start scopes it
-        detail: dict[str, Any] = {"workflow": workflow}
-        # The start's record, its policy decision folded in, commits with the new run
-        # (AuditLog.start_writes, a kernel start hook); an existing run or a refusal is
-        # appended after.
         with self.audit.starting() as started:
             try:
-                handle = await super().start(workflow, input, **kw)
+                admitted = await super()._admit_start(workflow, input, **kw)
+            except AiosysError as exc:
+                await self._audit_refusal(
+                    "start_workflow", tenant, None, exc, {"workflow": workflow}, started.decisions
+                )
+                raise
+        admitted.meta[_AUDIT] = (started, tenant)
+        return admitted
+
+    async def _commit_start(self, admitted: Admitted) -> RunHandle:
+        """``kernel.App._commit_start``, audited: the start's record, its policy decisions
+        folded in, commits with the new run (``AuditLog.start_writes``, a kernel start
+        hook); an existing run or a refusal is appended after."""
+        audited = admitted.meta.get(_AUDIT)
+        if audited is None:  # no audit, or a child's start (its parent's effect records it)
+            return await super()._commit_start(admitted)
+        started, tenant = audited
+        detail: dict[str, Any] = {"workflow": admitted.spec.name}
+        with self.audit.starting(started):
+            try:
+                handle = await super()._commit_start(admitted)
             except AiosysError as exc:
                 await self._audit_refusal(
                     "start_workflow", tenant, None, exc, detail, started.decisions
@@ -621,6 +648,22 @@ class App(kernel.App):
             return handle
         await self._audit("start_workflow", tenant, handle.id, False, detail, started.decisions)
         return handle
+
+    async def _abandon_start(self, admitted: Admitted, why: AiosysError) -> None:
+        """The audit record of an admitted start that is not made (another start of the
+        same publish was refused): its policy decisions, and the refusal that undid it."""
+        audited = admitted.meta.get(_AUDIT)
+        if audited is not None:
+            started, tenant = audited
+            detail = {"workflow": admitted.spec.name}
+            await self._audit_refusal(
+                "start_workflow", tenant, None, why, detail, started.decisions
+            )
+
+    def _check_traceparent(self, traceparent: str) -> None:
+        """A start's ``traceparent`` is W3C's (``InvalidInput`` else), checked by the kernel's
+        ``start`` after the caller's rights."""
+        parse_traceparent(traceparent)
 
     async def signal(self, run_id: str, name: str, payload: Any = None, **kw: Any) -> None:
         try:

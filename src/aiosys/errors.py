@@ -33,6 +33,7 @@
     │                                   revoked or does not verify
     ├── PermissionDenied                the principal may not do this (its roles or tenant)
     ├── UnknownWorkflow                 no workflow (or version) of that name is registered
+    ├── UnknownTopic                    an event was published on a topic no workflow is on
     ├── InvalidInput                    the input does not fit the workflow's type hints,
     │                                   or holds text no store can keep as it is
     ├── IdempotencyConflict             an idempotency key reused for another workflow or input
@@ -276,6 +277,11 @@ class UnknownWorkflow(AiosysError):
     """No workflow of that name (or version) is registered in this app."""
 
 
+class UnknownTopic(AiosysError):
+    """An event was published on a topic that no workflow of this app is triggered by
+    (``@app.workflow(on=...)``): nothing would keep it, so it is refused, not dropped."""
+
+
 class InvalidInput(AiosysError):
     """The input does not validate against the workflow's parameters."""
 
@@ -387,6 +393,7 @@ __all__ = [
     "TaskNotFound",
     "TransientError",
     "UnknownQueue",
+    "UnknownTopic",
     "UnknownWorkflow",
     "UnwindSwallowed",
     "WaitTimeout",

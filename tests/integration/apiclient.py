@@ -20,11 +20,11 @@ SECRET = "s" * 40
 
 def make_app(store_url: str, policies: Path | str = "") -> aiosys.App:
     """The app of the tenant walks (Python and HTTP): runs that wait for a signal, die,
-    start a child, ask a human task, or just answer; Cedar policies from ``policies``
-    (empty: none)."""
+    start a child, ask a human task, or just answer (``hello``, also on the topic
+    ``greeting.sent``); Cedar policies from ``policies`` (empty: none)."""
     app = aiosys.App(store_url, models_dir="", preload_models=False, policies_dir=policies)
 
-    @app.workflow
+    @app.workflow(on="greeting.sent")
     async def hello(ctx: Context, name: str) -> str:
         return f"hello {name}"
 

@@ -50,7 +50,7 @@ def stuck_sync(tag: str) -> str:  # a sync step on a pool thread, stuck until re
 async def wf_sync(ctx: Context, tag: str) -> str:
     return await stuck_sync(tag)
 
-@app.workflow
+@app.workflow(on="greeting.sent")
 async def hello(ctx: Context, name: str) -> str:
     return f"hello {name}"
 """

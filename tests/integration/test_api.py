@@ -640,7 +640,7 @@ async def test_a_method_a_path_does_not_take_is_405_in_that_paths_error_shape(st
             assert r.headers["x-should-retry"] == "false"
             error = r.json()["error"]
             assert error["type"] == "invalid_request_error", error
-            assert error["message"] == f"{method} is not allowed on {path}: it takes {allowed}"
+            assert error["message"] == f"Invalid method for URL ({method} {path})"  # OpenAI's
         r = await client.request("DELETE", "/v1/runs/r-1")
         problem = is_problem(r, 405)
         assert problem["detail"] == "DELETE is not allowed on /v1/runs/r-1: it takes GET"

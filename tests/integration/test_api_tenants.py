@@ -77,6 +77,10 @@ async def test_the_http_tenant_walk_every_route_as_a_against_b(store_url):
             ("GET", "/v1/runs/{run_id}"): [(f"/v1/runs/{r}", {}, None) for r in b_ids],
             ("POST", "/v1/runs/{run_id}/cancel"): [(f"/v1/runs/{waiting}/cancel", {}, None)],
             ("POST", "/v1/runs/{run_id}/resume"): [(f"/v1/runs/{dead}/resume", {}, None)],
+            # An event names no object of B's: publishing it in B (``?tenant=B``) is 403.
+            ("POST", "/v1/events/{topic}"): [
+                ("/v1/events/greeting.sent", {"tenant": "B"}, {"id": "b-1", "data": {"name": "x"}})
+            ],
             ("POST", "/v1/runs/{run_id}/signals/{name}"): [
                 (f"/v1/runs/{waiting}/signals/go", {}, {"payload": 1})
             ],
@@ -133,6 +137,16 @@ async def test_the_http_tenant_walk_every_route_as_a_against_b(store_url):
         again = (await client.get(f"/v1/tasks/{task['id']}", headers=b)).json()
         assert (again["status"], again["decision"], again["claimed_by"]) == ("open", None, None)
         assert await app.store.load_signals(waiting) == []
+
+        # The same event id in each tenant is each tenant's own event: B's does not return
+        # A's run, and A's lists only its own.
+        event = {"id": "evt-1", "data": {"name": "x"}}
+        b_sent = (await client.post("/v1/events/greeting.sent", json=event, headers=b)).json()
+        a_sent = (await client.post("/v1/events/greeting.sent", json=event, headers=a)).json()
+        assert b_sent["runs"][0]["created"] and a_sent["runs"][0]["created"]
+        assert b_sent["runs"][0]["run_id"] != a_sent["runs"][0]["run_id"]
+        a_runs = (await client.get("/v1/runs", headers=a)).json()["data"]
+        assert [r["id"] for r in a_runs] == [a_sent["runs"][0]["run_id"]]
 
 
 async def test_a_tenant_named_empty_or_unstorable_is_a_422_on_every_route(store_url):

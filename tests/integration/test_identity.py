@@ -84,6 +84,7 @@ APP_EXEMPT = {
     "step": "registration",
     "workflow": "registration",
     "workflows": "registration",
+    "triggers": "registration (topic -> the workflows its events start: code, not tenant data)",
     "wf_keys": "registration",
     "use_store": "configuration, before opening",
     "models": "walked below (ModelPlane)",
@@ -220,6 +221,7 @@ async def test_tenant_walk_every_public_function_as_a_against_b(store_url: str) 
 
         app_walk = {
             "start": lambda: app.start("waits", tenant="B"),
+            "publish": lambda: app.publish("greeting.sent", {"name": "x"}, tenant="B"),
             "run": lambda: app.run("waits", tenant="B"),
             "get_run": lambda: app.get_run(waiting.id),
             "effects": lambda: app.effects(dead.id),
@@ -238,6 +240,8 @@ async def test_tenant_walk_every_public_function_as_a_against_b(store_url: str) 
             "claim_task": lambda: app.claim_task(b_task.id),
             "release_task": lambda: app.release_task(b_task.id),
             "complete_task": lambda: app.complete_task(b_task.id, "approve"),
+            "admit_run": lambda: app.admit_run("signal_run", waiting.id),
+            "admit_task": lambda: app.admit_task("complete_task", b_task.id),
         }
         handle_walk = {
             "row": lambda h: h.row(),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pydantic
 import pytest
 
 from aiosys import App, Context, InvalidInput, RunFailed, UnknownWorkflow
@@ -149,3 +150,48 @@ async def test_nan_and_infinities_are_refused_naming_where_never_stored_as_null(
         await wait_status(app, failed.id, "failed")
         error = (await failed.row()).error
         assert "NaN and infinities are not JSON" in str(error), error
+
+
+class Reading(pydantic.BaseModel):
+    value: float | None = None
+
+
+async def test_nan_inside_a_model_is_refused_by_its_field_path_never_stored_as_null(
+    store_url, wait_status, error_of
+):
+    # pydantic writes a model's NaN by the model's config (null), whatever the encoder is
+    # told: a run's input, a signal's payload and a run's result holding a model with one were
+    # stored as null, and the run went on with None.
+    app = App(store=store_url)
+
+    @app.workflow
+    async def takes(ctx: Context, reading: Reading) -> Any:
+        return reading.value
+
+    @app.workflow
+    async def waits(ctx: Context) -> Any:
+        return await ctx.wait_for("go", timeout=60)
+
+    @app.workflow
+    async def gives(ctx: Context) -> Reading:
+        return Reading(value=float("inf"))
+
+    async with app:
+        for sent in (Reading(value=float("nan")), {"value": float("nan")}):
+            with pytest.raises(InvalidInput) as bad:
+                await app.start("takes", {"reading": sent})
+            assert "holds the float nan at ['reading']['value']" in str(bad.value), bad.value
+        assert await app.list_runs(workflow="takes") == []
+
+        run = await app.start("waits")
+        await wait_status(app, run.id, "waiting")
+        with pytest.raises(NotSerializable) as payload:
+            await app.signal(run.id, "go", {"r": [Reading(value=float("-inf"))]})
+        assert "signal 'go' holds the float -inf at ['r'][0]['value']" in str(payload.value)
+        await app.signal(run.id, "go", Reading(value=0.5))
+        assert await run.result(timeout=30) == {"value": 0.5}
+
+        failed = await app.start("gives")
+        row = await wait_status(app, failed.id, "failed")
+        message = error_of(row)["message"]
+        assert "the result of workflow 'gives' holds the float inf at ['value']" in message

@@ -481,6 +481,12 @@ async def test_a_soft_budget_lets_the_call_through_with_a_warning(
         await chain(call)
     assert provider.calls == 1
     assert "soft month budget of workflow 'intake'" in call.meta["budget_warning"]
+    # What it estimated, and how: the request sets no max_tokens, so the default output.
+    assert (
+        "estimated 0.02062 for gpt-test@1 (14 input tokens counted from the request at 0.01 "
+        "per 1k, 1024 output tokens at 0.02 per 1k as the default max_tokens: the request "
+        "sets none) > limit 0.001 USD"
+    ) in call.meta["budget_warning"]
     assert "over budget" in caplog.text
 
 

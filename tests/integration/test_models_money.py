@@ -148,14 +148,25 @@ async def test_a_call_without_max_tokens_is_sent_one_that_fits_what_is_left(
         # A request that sets max_tokens keeps it (and is refused if it does not fit).
         await app.models.call("gpt", "one two", tenant="acme", max_tokens=5)
         assert openai_server.requests[-1].body["max_tokens"] == 5
-        with pytest.raises(BudgetExceeded, match="not sent"):
+        with pytest.raises(BudgetExceeded, match="not sent") as capped:
             await app.models.call("gpt", "one two", tenant="acme", max_tokens=1000)
-        # Nothing left for even one token: refused, never sent.
+        # What was estimated, and how: "one two" is 2 tokens and 7 of chat framing.
+        assert (
+            "estimated 1 for gpt@1 (9 input tokens counted from the request at 0 per 1k, "
+            "1000 output tokens at 1 per 1k as its max_tokens) > limit 0.5 USD"
+        ) in str(capped.value)
+        # Nothing left for even one token: refused, never sent; the estimate said is the one
+        # with 1 output token (it said "the least output" of the default 1024 tokens' 1.024).
         already = await spent(app.store, "acme")
         app.models.budgets.add(Budget("tenant", "acme", already, period="total"))
         before = len(openai_server.requests)
-        with pytest.raises(BudgetExceeded, match="with the least output"):
+        with pytest.raises(BudgetExceeded) as denied:
             await app.models.call("gpt", "one two three", tenant="acme")
+        assert (
+            "estimated 0.001 for gpt@1 (10 input tokens counted from the request at 0 per 1k, "
+            "1 output token at 1 per 1k as the least output: the request sets no max_tokens "
+            "and not even 1 token fits) > limit"
+        ) in str(denied.value)
         assert len(openai_server.requests) == before
         assert await spent(app.store, "acme") <= 0.5
 

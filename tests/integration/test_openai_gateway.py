@@ -38,8 +38,9 @@ from tests.wire.openai_server import OpenAIWire, embedding_of
 from tests.wire.serve import serve_here
 
 from aiosys import App
+from aiosys.api import create_api
 from aiosys.api._auth import Caller
-from aiosys.api.openai_compat import Gateway, mount_openai
+from aiosys.api.openai_compat import DirectPath, Gateway, mount_openai
 from aiosys.errors import AuthenticationFailed, InvalidInput
 from aiosys.kernel import Principal
 from aiosys.models.contracts import RoutingPlan
@@ -126,7 +127,7 @@ async def env(store_url, openai_server):
     async with app:
         new = await app.identity.keys.create("acme", "alice", roles=["runner"])
         api = FastAPI()
-        gateway = mount_openai(api, app, Caller(app))  # the server's: the direct path
+        gateway = mount_openai(api, app, Caller(app))  # the server's: DirectPath
         yield Env(app, api, gateway, new.key, openai_server)
 
 
@@ -204,6 +205,34 @@ async def test_a_streamed_chat_ends_with_the_usage_and_the_cost(env):
     usage = (await usage_of(env.app))["chat"]
     assert (usage["ok"], usage["input_tokens"], usage["output_tokens"]) == (1, 3, 4)
     assert metered["cost"] == pytest.approx(usage["cost"]) and metered["deployment"] == "chat@1"
+
+
+async def test_the_cost_is_its_exact_decimal_in_the_header_and_the_streams_last_chunk(env):
+    # Prices summed in floats gave 0.0070999999999999995 for 3 input tokens at 0.1 and 4
+    # output tokens at 1.7 per 1k: the header showed it as it is, the stream's JSON too.
+    env.app.models.add_card(
+        {"id": "odd", "provider": "openai", "endpoint": env.wire.endpoint,
+         "pricing": {"input_per_1k": 0.1, "output_per_1k": 1.7}}
+    )  # fmt: skip
+    client = env.client()
+    messages = [{"role": "user", "content": "stream this please"}]
+    raw = await client.chat.completions.with_raw_response.create(model="odd", messages=messages)
+    usage = raw.parse().usage
+    assert (usage.prompt_tokens, usage.completion_tokens) == (3, 4)
+    assert repr(3 / 1000 * 0.1 + 4 / 1000 * 1.7) == "0.0070999999999999995"  # the artifact
+    assert raw.headers["x-aiosys-cost"] == "0.0071"
+    stream = await client.chat.completions.create(
+        model="odd", messages=messages, stream=True, stream_options={"include_usage": True}
+    )
+    chunks = [chunk async for chunk in stream]
+    assert chunks[-1].model_extra["aiosys"]["cost"] == float(raw.headers["x-aiosys-cost"])
+    # A cost too small for plain repr is still a plain decimal in the header.
+    env.app.models.add_card(
+        {"id": "cheap", "provider": "openai", "endpoint": env.wire.endpoint,
+         "pricing": {"input_per_1k": 0.000003, "output_per_1k": 0.0}}
+    )  # fmt: skip
+    raw = await client.chat.completions.with_raw_response.create(model="cheap", messages=messages)
+    assert raw.headers["x-aiosys-cost"] == "0.000000009"
 
 
 async def test_embeddings_come_back_as_the_sdk_asks_for_them(env):
@@ -496,7 +525,7 @@ NON_FINITE = [
 ]
 
 
-@pytest.mark.parametrize("classified", [False, True], ids=["direct", "full"])
+@pytest.mark.parametrize("classified", [False, True], ids=["unclassified", "classified"])
 @pytest.mark.parametrize(("path", "field", "param"), NON_FINITE)
 async def test_a_number_json_cannot_carry_is_a_bad_request_naming_it(
     env, path, field, param, classified
@@ -510,7 +539,7 @@ async def test_a_number_json_cannot_carry_is_a_bad_request_naming_it(
         else b'{"model": "embedder", "input": "x", '
     )
     headers = {"authorization": f"Bearer {env.key}", "content-type": "application/json"}
-    if classified:  # the full path (FastAPI's parser, then the same model)
+    if classified:  # served with a label: the same refusal
         headers["x-aiosys-classification"] = "internal"
     route = "/chat/completions" if path == "chat" else "/embeddings"
     async with httpx2.AsyncClient(transport=httpx2.ASGITransport(app=env.api)) as http:
@@ -522,6 +551,79 @@ async def test_a_number_json_cannot_carry_is_a_bad_request_naming_it(
     assert (error["param"], error["type"]) == (param, "invalid_request_error"), error
     assert "finite" in error["message"], error
     assert env.wire.requests == []
+
+
+@pytest.mark.parametrize("classified", [False, True], ids=["direct", "full"])
+@pytest.mark.parametrize("stream", [None, False])
+async def test_stream_options_without_stream_is_a_bad_request_naming_it(env, stream, classified):
+    # It was dropped silently (the gateway's own field): the answer came without the usage
+    # chunk it asked for. OpenAI answers a 400 in these words.
+    body = {"model": "chat", "messages": HI, "stream_options": {"include_usage": True}}
+    if stream is not None:
+        body["stream"] = stream
+    headers = {"authorization": f"Bearer {env.key}"}
+    if classified:  # the full path (FastAPI's parser, then the same model)
+        headers["x-aiosys-classification"] = "internal"
+    async with httpx2.AsyncClient(transport=httpx2.ASGITransport(app=env.api)) as http:
+        response = await http.post("http://gateway/v1/chat/completions", json=body, headers=headers)
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error == {
+        "message": "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
+        "type": "invalid_request_error",
+        "param": "stream_options",
+        "code": None,
+    }
+    assert env.wire.requests == []
+    # null is no stream_options; stop and response_format are taken as they are.
+    body = {"model": "chat", "messages": HI, "stream_options": None, "stop": ["zzz"]}
+    body["response_format"] = {"type": "text"}
+    answer = await env.client().post("/chat/completions", cast_to=object, body=body)
+    assert answer["choices"][0]["message"]["content"] == "echo: x"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [
+        ("GET", "/v1/chat/completions", "POST"),
+        ("PUT", "/v1/chat/completions", "POST"),
+        ("GET", "/v1/embeddings", "POST"),
+        ("POST", "/v1/models", "GET"),
+        ("DELETE", "/v1/models/chat", "GET"),
+    ],
+)
+async def test_a_method_the_gateway_path_does_not_take_is_405_in_openais_shape(
+    env, method, path, allow
+):
+    # It was a problem details body (the rest of the server's shape), which the SDKs do not
+    # read; OpenAI answers 405 in its own error body.
+    headers = {"authorization": f"Bearer {env.key}"}
+    async with httpx2.AsyncClient(transport=httpx2.ASGITransport(app=env.api)) as http:
+        response = await http.request(method, f"http://gateway{path}", headers=headers)
+    assert response.status_code == 405, response.text
+    assert response.headers["content-type"] == "application/json"
+    assert response.headers["allow"] == allow
+    assert response.json() == {
+        "error": {
+            "message": f"Invalid method for URL ({method} {path})",
+            "type": "invalid_request_error",
+            "param": None,
+            "code": None,
+        }
+    }
+
+
+async def test_the_server_answers_a_wrong_method_on_the_gateway_as_openai_else_as_a_problem(env):
+    api = create_api(env.app)
+    headers = {"authorization": f"Bearer {env.key}"}
+    async with httpx2.AsyncClient(transport=httpx2.ASGITransport(app=api)) as http:
+        gateway = await http.get("http://server/v1/chat/completions", headers=headers)
+        runs = await http.delete("http://server/v1/runs", headers=headers)
+    assert gateway.status_code == 405 and gateway.headers["allow"] == "POST"
+    assert gateway.json()["error"]["message"] == "Invalid method for URL (GET /v1/chat/completions)"
+    assert runs.status_code == 405 and runs.headers["allow"] == "GET"
+    assert runs.headers["content-type"] == "application/problem+json"
+    assert runs.json()["title"] == "Method Not Allowed"
 
 
 async def test_json_types_openai_takes_are_taken(env):
@@ -697,7 +799,7 @@ async def live(store_url):
         async with app:
             new = await app.identity.keys.create("acme", "alice", roles=["runner"])
             api = FastAPI()
-            gateway = mount_openai(api, app, Caller(app))  # the server's: the direct path
+            gateway = mount_openai(api, app, Caller(app))  # the server's: DirectPath
             async with serve_here(api) as base_url:
                 yield Env(app, api, gateway, new.key, wire), base_url
 
@@ -795,3 +897,87 @@ async def test_personal_data_is_redacted_before_it_reaches_the_model_streamed_or
     # the stream's as its pieces arrive (tests/unit/test_redaction_rules.py: cut pieces).
     assert plain.choices[0].message.content == "echo: write to maria.garcia@example.com"
     assert streamed == "echo: write to maria.garcia@example.com"
+
+
+# ---- the direct path (DirectPath, before FastAPI's routing) ---------------------------
+
+
+class Inner:
+    """The ASGI app behind a ``DirectPath``: what reaches it, with the body it reads."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, bytes]] = []
+
+    async def __call__(self, scope, receive, send) -> None:
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body", False):
+                break
+        self.seen.append((scope["path"], body))
+        await send({"type": "http.response.start", "status": 299, "headers": []})
+        await send({"type": "http.response.body", "body": b"inner"})
+
+
+DIRECT_CASES = [  # (what differs from the common request, served directly?)
+    ({}, True),
+    ({"path": "/v1/embeddings", "body": b'{"model": "embedder", "input": "x"}'}, True),
+    ({"path": "/v1/models"}, False),  # another route
+    ({"method": "PUT"}, False),
+    ({"root_path": "/behind"}, False),  # mounted under a prefix: the router's business
+    ({"classification": b"internal"}, True),  # a label: served with it
+    ({"classification": b"secret-ish"}, False),  # no label: the full path's 400 names it
+    ({"classification": b"internal", "twice": True}, False),
+    ({"content_type": b"text/plain"}, False),
+    ({"content_type": None}, False),
+    ({"length": False}, False),  # chunked: counted against the cap by FastAPI's limit
+    ({"body": b'{"model": "chat", "messages": "x"}'}, False),  # does not validate
+    ({"body": b'{"model": "chat", "messages": [{"role": "user", "content": "x"}'}, False),
+]
+
+
+@pytest.mark.parametrize(("change", "direct"), DIRECT_CASES)
+async def test_the_direct_path_serves_only_the_common_request_and_hands_on_the_rest_whole(
+    env, change, direct
+):
+    body = change.get("body", b'{"model": "chat", "messages": [{"role": "user", "content": "x"}]}')
+    headers = [(b"authorization", f"Bearer {env.key}".encode())]
+    if change.get("content_type", b"application/json; charset=utf-8") is not None:
+        headers.append((b"content-type", change.get("content_type", b"application/json")))
+    if change.get("length", True):
+        headers.append((b"content-length", str(len(body)).encode()))
+    if "classification" in change:
+        headers.append((b"x-aiosys-classification", change["classification"]))
+        if change.get("twice"):
+            headers.append((b"x-aiosys-classification", b"public"))
+    scope = {
+        "type": "http",
+        "method": change.get("method", "POST"),
+        "path": change.get("path", "/v1/chat/completions"),
+        "root_path": change.get("root_path", ""),
+        "headers": headers,
+        "query_string": b"",
+    }
+    pieces = [body[:7], body[7:]]  # the body in two messages, as a server may give it
+
+    async def receive():
+        if pieces:
+            return {"type": "http.request", "body": pieces.pop(0), "more_body": bool(pieces)}
+        return {"type": "http.disconnect"}
+
+    sent: list[dict] = []
+
+    async def send(message):
+        sent.append(message)
+
+    inner = Inner()
+    caller = Caller(env.app)
+    await DirectPath(inner, env.gateway, caller.principal)(scope, receive, send)
+    status = sent[0]["status"]
+    if direct:
+        assert (status, inner.seen) == (200, []), sent
+        assert len(env.wire.requests) == 1  # the model was called once, by the direct path
+    else:  # handed on, with every byte of the body the client sent
+        assert (status, inner.seen) == (299, [(scope["path"], body)])
+        assert env.wire.requests == []

@@ -494,3 +494,38 @@ async def test_anthropic_refuses_tool_messages_before_sending(anthropic_server, 
     with pytest.raises(ProviderRejected, match="no 'tool' role"):
         await anthropic_provider.invoke(anthropic_card(anthropic_server), chat(("tool", "42")))
     assert anthropic_server.requests == []
+
+
+# --- every HTTP provider: params JSON cannot carry --------------------------------------
+
+
+async def test_a_non_finite_param_is_refused_naming_it_before_any_provider_sends_it(
+    store_url, openai_server, anthropic_server
+):
+    # The OpenAI wire wrote a Python caller's NaN as `NaN` (json.dumps), which the server
+    # read as a number; every HTTP provider's params are JSON, which has none: refused as bad
+    # input (InvalidInput, as the plane refuses text it cannot send), naming the param, before
+    # any effect and for every provider, a request passed whole with params added too.
+    from aiosys import App
+    from aiosys.errors import InvalidInput
+
+    app = App(store=store_url)
+    app.models.add_card(openai_card(openai_server, id="gpt").model_dump())
+    app.models.add_card(openai_card(openai_server, id="vectors", kind="embed").model_dump())
+    app.models.add_card(anthropic_card(anthropic_server, id="claude").model_dump())
+    calls = [
+        ("gpt", "hi", {"temperature": float("nan")}, "params.temperature is nan"),
+        ("claude", "hi", {"top_p": float("inf")}, "params.top_p is inf"),
+        ("gpt", "hi", {"extra_body": {"w": [1.0, -float("inf")]}}, "params.extra_body.w.1"),
+        ("gpt", chat(("user", "hi"), seed=1), {"temperature": float("nan")}, "params.temperature"),
+    ]
+    async with app:
+        for model, messages, params, where in calls:
+            with pytest.raises(InvalidInput, match=where) as refused:
+                await app.models.call(model, messages, **params)
+            assert "sent as JSON, which has no NaN or infinity" in str(refused.value)
+        with pytest.raises(InvalidInput, match=r"params\.dimensions is nan"):
+            ModelRequest(kind="embed", texts=["x"], params={"dimensions": float("nan")})
+        assert openai_server.requests == [] and anthropic_server.requests == []
+        fine = await app.models.call("gpt", "hi", temperature=0.5)
+        assert fine.output == "echo: hi" and openai_server.requests[-1].body["temperature"] == 0.5

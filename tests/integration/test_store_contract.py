@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from aiosys.errors import InvalidRunState, RunNotFound
+from aiosys.errors import ConfigError, InvalidRunState, RunNotFound
 from aiosys.store import Store, open_store
 from aiosys.store.base import (
     Claim,
@@ -765,3 +765,17 @@ async def test_a_change_writes_what_goes_with_it_and_wakes_its_run_only_if_it_ch
     assert (await store.fetch("audit_head", {}))[0]["seq"] == head["seq"] + 1
     got, _ = await store.claim(claim_for("w2"))
     assert ids(got) == {run.id}
+
+
+async def test_a_statement_asked_while_the_store_closes_is_refused_not_run_beside_the_close(
+    store_url: str,
+) -> None:
+    # SQLite ran it on the event loop's thread while the close ran on the store's thread,
+    # on the connection being freed: a segfault at shutdown (a write-behind flush).
+    s = open_store(store_url)
+    await s.open()
+    closing = asyncio.create_task(s.close())
+    await asyncio.sleep(0)  # the close is under way: it awaits its thread or its pool
+    with pytest.raises(ConfigError, match="not open"):
+        await s.get_run("never-made")
+    await closing

@@ -34,6 +34,22 @@ def test_an_edit_is_validated_and_dumped_by_the_form() -> None:
         forms.validate_edit(None, {"x": object()}, "t")
 
 
+class Measure(pydantic.BaseModel):
+    value: float | None = None
+
+
+def test_an_edit_holding_nan_is_refused_by_its_path_never_stored_as_null() -> None:
+    # The form's model (and any JSON without a form) wrote NaN as null: another value.
+    form = forms.describe(Measure)
+    with pytest.raises(InvalidInput, match=r"task 't' holds the float nan at \['value'\]"):
+        forms.validate_edit(form, {"value": float("nan")}, "t")
+    with pytest.raises(InvalidInput, match=r"task 't' holds the float inf at \['w'\]\[1\]"):
+        forms.validate_edit(None, {"w": [1.0, float("inf")]}, "t")
+    with pytest.raises(InvalidInput, match=r"holds the float -inf at \['m'\]\['value'\]"):
+        forms.validate_edit(None, {"m": Measure(value=float("-inf"))}, "t")
+    assert forms.validate_edit(form, {"value": None}, "t") == {"value": None}
+
+
 def test_a_form_of_a_module_not_loaded_is_not_imported() -> None:
     ref = {"ref": "not_imported_anywhere_xyz:Form", "schema": {}}
     with pytest.raises(ConfigError, match="not loaded in this process"):

@@ -91,3 +91,12 @@ def test_cost_estimate_prices_input_and_output_allowance() -> None:
         messages=[Message(role="user", content="Hello, world!")], params={"max_tokens": 100}
     )
     assert estimate_cost(card, request) == pytest.approx(11 / 1000 * 1.0 + 0.2 + 0.5)
+
+
+def test_a_cost_is_its_exact_decimal_rounded_once_not_a_float_sum() -> None:
+    # Summed in floats: 0.0070999999999999995; and 3 tokens read from Anthropic's cache at its
+    # 0.1 ratio of 0.3 per 1k were 8.999999999999999e-05.
+    pricing = Pricing(input_per_1k=0.1, output_per_1k=1.7)
+    assert repr(pricing.cost(3, 4)) == "0.0071"
+    cached = Pricing(input_per_1k=0.3)
+    assert repr(cached.cost(3, 0, cache_read_tokens=3, provider="anthropic")) == "9e-05"

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from starlette.exceptions import HTTPException
@@ -16,29 +16,37 @@ from starlette.types import ASGIApp
 from ..app import App
 from ..errors import ConfigError
 from ..ui import mount_console
-from . import _probes, _reads, _runs, _tasks
+from . import _events, _probes, _reads, _runs, _tasks
 from ._auth import Caller
 from ._head import HeadAsGet
 from ._limits import DeclaredBodyLimit, resolve_max_body_size
 from ._problems import MEDIA_TYPE, Problems, on_http_error, on_invalid_request
-from .openai_compat import Gateway
-from .openai_errors import http_error as openai_http_error
+from .openai_compat import DirectPath, Gateway
 
 DESCRIPTION = """\
 The HTTP API of aiosys. Every request is a call of the same Python API (`aiosys.App`) as the
 caller's principal: `Authorization: Bearer <key>` with an aiosys API key or an OIDC/JWT
 token (without identity configured, requests without it act as the local principal). Errors
 are RFC 9457 problem details (`application/problem+json`); another tenant's object is 404.
+A caller's rights are asked before its request is validated: without them it gets 403 (or
+404), never a 422 about its body.
 A request body over the server's cap (8 MiB unless configured) is 413.
 """
 
 
 class _API(FastAPI):
     """FastAPI, with a body's declared length checked against ``max_body_size`` before
-    anything else (``aiosys.api._limits``), and HEAD served as GET (``aiosys.api._head``)."""
+    anything else (``aiosys.api._limits``), then the gateway's common request served
+    (``direct``: ``openai_compat.DirectPath``) before FastAPI's own middleware; HEAD is
+    served as GET (``aiosys.api._head``)."""
+
+    direct: Callable[[ASGIApp], ASGIApp] | None = None
 
     def build_middleware_stack(self) -> ASGIApp:
-        return HeadAsGet(DeclaredBodyLimit(super().build_middleware_stack(), self))
+        stack = super().build_middleware_stack()
+        if self.direct is not None:
+            stack = self.direct(stack)
+        return HeadAsGet(DeclaredBodyLimit(stack, self))
 
 
 def _version() -> str:
@@ -105,22 +113,16 @@ def create_api(
     api.state.embedded = embedded
     api.state.gateway = gateway
     api.add_middleware(Problems)
-
-    async def on_router_error(request: Request, exc: Exception) -> Response:
-        # An error the router raised before any route ran (a method the path does not
-        # take): in OpenAI's body on the gateway's paths, a problem elsewhere.
-        if isinstance(exc, HTTPException) and gateway.owns(request.scope):
-            return openai_http_error(request, exc)
-        return await on_http_error(request, exc)
-
-    api.add_exception_handler(HTTPException, on_router_error)
+    api.add_exception_handler(HTTPException, on_http_error)
     api.add_exception_handler(RequestValidationError, on_invalid_request)
     caller = Caller(app)
     # The OpenAI-compatible gateway (/v1/chat/completions, /v1/embeddings, /v1/models): its
     # routes answer their own errors in OpenAI's error body, which the SDKs read. First:
     # routes are matched in order, and the gateway's are the ones called most.
     api.router.routes.extend(gateway.router(caller).routes)
-    for module in (_runs, _tasks, _reads, _probes):
+    # Outside FastAPI's middleware: the common gateway request skips it (``DirectPath``).
+    api.direct = lambda stack: DirectPath(stack, gateway, caller.principal)
+    for module in (_runs, _events, _tasks, _reads, _probes):
         # Each route made by its module's router (with its prefix and dependencies), put on
         # the application itself: ``api.routes`` lists every route (the tenant walk reads it).
         api.router.routes.extend(module.router(app, caller).routes)

@@ -6,14 +6,19 @@ OIDC/JWT token; ``app.identity.authenticate`` verifies either and gives the prin
 embedded default's local principal, with every right, as long as no identity is configured
 (no API key in the store, no JWT settings), as the CLI is; once one is, a request without a
 credential is ``401``. A malformed header is ``401`` whatever is configured.
+
+Rights come before the rest of a request: the Python API asks them before it checks what it
+was given, and a /v1 route whose request FastAPI could not validate asks them first too
+(``RightsFirst``), so a caller without them learns that, never what is wrong with its body.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Annotated
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from typing import Annotated, Any, TypeVar
 
-from fastapi import Request, Security
+from fastapi import Request, Response, Security
+from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
@@ -68,4 +73,53 @@ class Caller:
             yield principal
 
 
-__all__ = ["Caller", "bearer", "operation_id"]
+#: The attribute of a /v1 endpoint holding its admission (``rights_first``).
+ADMIT = "__aiosys_admit__"
+#: What a route asks before anything else: ``admission(path_params, tenant)`` raises when the
+#: bound caller may not do what the route does (``tenant``: the ``tenant`` query parameter).
+Admission = Callable[[dict[str, Any], str | None], Awaitable[None]]
+Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
+
+
+def rights_first(caller: Caller, admission: Admission) -> Callable[[Endpoint], Endpoint]:
+    """Give a /v1 route (of a ``RightsFirst`` router) its admission: what the route's call
+    of the Python API asks first (``App.admit_run``, ``App.admit_task``, ...), without doing
+    it, as the caller of the request (authenticated again: FastAPI ended the request's
+    dependencies with its validation error)."""
+
+    def give(endpoint: Endpoint) -> Endpoint:
+        async def admit(request: Request) -> None:
+            principal = await caller.principal(request.headers.get("authorization"))
+            with bind_principal(principal):
+                await admission(dict(request.path_params), request.query_params.get("tenant"))
+
+        setattr(endpoint, ADMIT, admit)
+        return endpoint
+
+    return give
+
+
+class RightsFirst(APIRoute):
+    """A /v1 route whose request FastAPI cannot validate (a body of another shape, text
+    pydantic refuses, a query parameter) asks the caller's rights first (``rights_first``):
+    a caller without them learns that (401, 403, or 404 for another tenant's object), never
+    what is wrong with the rest of its request; one with them gets the 422 (or 400, 415) it
+    would have got. A request that validates asks them in the Python API's call, once."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+        endpoint = self.endpoint
+
+        async def route(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except RequestValidationError:
+                admit = getattr(endpoint, ADMIT, None)
+                if admit is not None:
+                    await admit(request)
+                raise
+
+        return route
+
+
+__all__ = ["ADMIT", "Caller", "Endpoint", "RightsFirst", "bearer", "operation_id", "rights_first"]

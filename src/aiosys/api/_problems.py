@@ -15,7 +15,8 @@ validate. The status comes from the exception's class (``STATUSES``, most specif
 415   a body not sent as ``Content-Type: application/json``
 401   AuthenticationFailed (and a missing credential once identity is configured)
 403   PermissionDenied, PolicyDenied (names the policies)
-404   RunNotFound, TaskNotFound, UnknownWorkflow, ModelNotFound (another tenant's object too)
+404   RunNotFound, TaskNotFound, UnknownWorkflow, UnknownTopic, ModelNotFound (another tenant's
+      object too)
 409   IdempotencyConflict, InvalidRunState, InvalidTaskState
 422   InvalidInput, UnknownQueue, NotSerializable, StoreRefused, a request that does not validate
 429   BudgetExceeded; ProviderUnavailable with a retry time (``Retry-After``)
@@ -62,6 +63,7 @@ from ..errors import (
     StoreRefused,
     TaskNotFound,
     UnknownQueue,
+    UnknownTopic,
     UnknownWorkflow,
 )
 from ..redact import withhold_addresses
@@ -81,6 +83,7 @@ STATUSES: tuple[tuple[type[BaseException], int], ...] = (
     (RunNotFound, 404),
     (TaskNotFound, 404),
     (UnknownWorkflow, 404),
+    (UnknownTopic, 404),
     (ModelNotFound, 404),
     (IdempotencyConflict, 409),
     (InvalidRunState, 409),

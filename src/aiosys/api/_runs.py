@@ -4,13 +4,14 @@ signal runs; each a call of ``App`` under the caller's principal (``_auth.Caller
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Header, Path, Query, Response
 
 from ..app import App
 from ..kernel.cursor import run_cursor
-from ._auth import Caller, operation_id
+from ._auth import Caller, Endpoint, RightsFirst, operation_id, rights_first
 from ._body import STATUSES as BODY
 from ._problems import problems
 from ._schemas import (
@@ -58,7 +59,21 @@ def router(app: App, caller: Caller) -> APIRouter:
         dependencies=[Depends(caller)],
         tags=["runs"],
         generate_unique_id_function=operation_id,
+        route_class=RightsFirst,  # a request that does not validate: the rights first
     )
+
+    def on_run(action: str) -> Callable[[Endpoint], Endpoint]:
+        """The admission of an action on the route's run (``App.admit_run``)."""
+
+        async def admission(path: dict[str, Any], tenant: str | None) -> None:
+            await app.admit_run(action, path["run_id"], tenant=tenant)
+
+        return rights_first(caller, admission)
+
+    async def starting(path: dict[str, Any], tenant: str | None) -> None:
+        # As ``App.start`` asks first: the workflow, then the caller's rights in its tenant
+        # (the body, which may name another, did not validate).
+        await app.authorize("start_workflow", workflow=app.spec(path["name"]).name)
 
     # What a started run's id leads to (OpenAPI links: clients and test generators follow them).
     links = {
@@ -79,6 +94,7 @@ def router(app: App, caller: Caller) -> APIRouter:
             **problems(*COMMON, *BODY, 404, 409),
         },
     )
+    @rights_first(caller, starting)
     async def start_run(
         name: Annotated[str, Path(max_length=NAME, description="The workflow's name.")],
         response: Response,
@@ -139,6 +155,7 @@ def router(app: App, caller: Caller) -> APIRouter:
         return Run.of(await app.get_run(run_id, tenant=tenant))
 
     @r.post("/runs/{run_id}/cancel", responses=problems(*COMMON, *BODY, 404, 409))
+    @on_run("cancel_run")
     async def cancel_run(
         run_id: RunId, body: Annotated[CancelRun | None, Body()] = None, tenant: Tenant = None
     ) -> Run:
@@ -148,6 +165,7 @@ def router(app: App, caller: Caller) -> APIRouter:
         return Run.of(await app.cancel(run_id, reason, tenant=tenant))
 
     @r.post("/runs/{run_id}/resume", responses=problems(*COMMON, 404, 409))
+    @on_run("resume_run")
     async def resume_run(run_id: RunId, tenant: Tenant = None) -> Run:
         """Put a ``dead`` or ``failed`` run back in the queue from the effect that failed
         (``App.resume``); 409 for a run in another status."""
@@ -158,6 +176,7 @@ def router(app: App, caller: Caller) -> APIRouter:
         status_code=202,
         responses=problems(*COMMON, *BODY, 404, 409),
     )
+    @on_run("signal_run")
     async def send_signal(
         run_id: RunId,
         name: Annotated[str, Path(max_length=NAME, description="The signal's name.")],

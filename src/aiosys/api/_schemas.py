@@ -120,6 +120,59 @@ class SignalSent(BaseModel):
     signal: str
 
 
+class PublishEvent(BaseModel):
+    """What ``POST /v1/events/{topic}`` takes (``App.publish``'s arguments, in CloudEvents'
+    words). A CloudEvents structured-mode body (``application/cloudevents+json``) is one
+    too: its ``specversion`` must be ``1.0`` and its ``type``, if given, the topic."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    data: dict[str, Any] | None = Field(
+        default=None, description="The input of each run the event starts (its parameters)."
+    )
+    id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=NAME,
+        description="The event's id (default: a new UUID): publishing the same id (and "
+        "source) again starts nothing new and returns the same runs.",
+    )
+    source: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=NAME,
+        description="Who produced the event (a URI reference); ids are unique per source.",
+    )
+    specversion: Literal["1.0"] | None = Field(
+        default=None, description="CloudEvents structured mode: the spec's version."
+    )
+    type: str | None = Field(
+        default=None, max_length=NAME, description="CloudEvents structured mode: the topic."
+    )
+    datacontenttype: Literal["application/json"] | None = Field(
+        default=None, description="CloudEvents structured mode: data is JSON."
+    )
+
+
+class TriggeredRun(BaseModel):
+    """A run an event started; ``created`` is False when the event was published before
+    and this is the run it started then."""
+
+    workflow: str
+    run_id: str
+    created: bool
+
+
+class EventAccepted(BaseModel):
+    """A published event (``id``, ``type`` = the topic, ``source``) and the run of each
+    workflow triggered by its topic."""
+
+    id: str
+    type: str
+    source: str | None = None
+    runs: list[TriggeredRun]
+
+
 class Decision(BaseModel):
     """How a task was decided (``aiosys.humans.Decision``)."""
 
@@ -216,7 +269,9 @@ __all__ = [
     "AuditVerification",
     "CancelRun",
     "CompleteTask",
+    "EventAccepted",
     "Health",
+    "PublishEvent",
     "Ready",
     "Run",
     "RunPage",
@@ -228,4 +283,5 @@ __all__ = [
     "Task",
     "TaskList",
     "TaskStatus",
+    "TriggeredRun",
 ]

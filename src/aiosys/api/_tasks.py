@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query
 
 from ..app import App
-from ._auth import Caller, operation_id
+from ._auth import Caller, Endpoint, RightsFirst, operation_id, rights_first
 from ._body import STATUSES as BODY
 from ._problems import problems
 from ._runs import COMMON, Tenant
@@ -23,7 +24,16 @@ def router(app: App, caller: Caller) -> APIRouter:
         dependencies=[Depends(caller)],
         tags=["tasks"],
         generate_unique_id_function=operation_id,
+        route_class=RightsFirst,  # a request that does not validate: the rights first
     )
+
+    def on_task(action: str) -> Callable[[Endpoint], Endpoint]:
+        """The admission of an action on the route's task (``App.admit_task``)."""
+
+        async def admission(path: dict[str, Any], tenant: str | None) -> None:
+            await app.admit_task(action, path["task_id"], tenant=tenant)
+
+        return rights_first(caller, admission)
 
     @r.get("/tasks", responses=problems(*COMMON))
     async def list_tasks(
@@ -46,6 +56,7 @@ def router(app: App, caller: Caller) -> APIRouter:
         return Task.of(await app.get_task(task_id, tenant=tenant))
 
     @r.post("/tasks/{task_id}/claim", responses=problems(*COMMON, 404, 409))
+    @on_task("claim_task")
     async def claim_task(task_id: TaskId, tenant: Tenant = None) -> Task:
         """Claim a task: from then on only the caller may decide or release it. 409 when
         another principal holds it or it is decided or escalated already; 403 without its
@@ -53,12 +64,14 @@ def router(app: App, caller: Caller) -> APIRouter:
         return Task.of(await app.claim_task(task_id, tenant=tenant))
 
     @r.post("/tasks/{task_id}/release", responses=problems(*COMMON, 404, 409))
+    @on_task("release_task")
     async def release_task(task_id: TaskId, tenant: Tenant = None) -> Task:
         """Give a claimed task back to its role. 409 when it is not claimed; 403 when
         another principal holds it."""
         return Task.of(await app.release_task(task_id, tenant=tenant))
 
     @r.post("/tasks/{task_id}/complete", responses=problems(*COMMON, *BODY, 404, 409))
+    @on_task("complete_task")
     async def complete_task(task_id: TaskId, body: CompleteTask, tenant: Tenant = None) -> Task:
         """Decide a task (``App.complete_task``): the run waiting for it resumes at once.
         409 when its state forbids it (decided already, ended by its SLA, claimed by another

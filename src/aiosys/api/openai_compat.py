@@ -15,10 +15,11 @@ the cache, budgets, rate limits, redaction, policy, audit and traces like any mo
   its status; an error after it is an ``error`` event, which the SDK raises as
   ``APIError``. A client that goes away cancels the call, which is metered as
   ``cancelled`` with what it had received (``aiosys.models.streaming``);
-- what aiosys metered comes back beside OpenAI's ``usage``: the ``x-aiosys-cost`` header (in
-  the card's currency, ``x-aiosys-currency``; 0 for an answer from aiosys's cache) and
-  ``x-aiosys-model`` (the deployment that served, ``id@version``), or for a stream an
-  ``aiosys`` member of its last chunk (``cost``, ``currency``, ``deployment``, ``cached``);
+- what aiosys metered comes back beside OpenAI's ``usage``: the ``x-aiosys-cost`` header (a
+  plain decimal, ``0.0055``: the exact price of the usage, in the card's currency,
+  ``x-aiosys-currency``; 0 for an answer from aiosys's cache) and ``x-aiosys-model`` (the
+  deployment that served, ``id@version``), or for a stream an ``aiosys`` member of its last
+  chunk (``cost``, ``currency``, ``deployment``, ``cached``);
 - the data's classification, which policies and redaction decide on, is the
   ``X-Aiosys-Classification`` header (``confidential``, ...; none: unclassified; a label
   that is not one is a 400 naming the header and the labels);
@@ -39,15 +40,15 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from decimal import Decimal
 from typing import Any
 
 import anyio
-from fastapi import APIRouter, Depends, FastAPI, Header, Path, Request
+from fastapi import APIRouter, Depends, FastAPI, Header, Path
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ValidationError
 from starlette.background import BackgroundTask
-from starlette.routing import BaseRoute, Match
-from starlette.types import Scope
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..app import App
 from ..errors import InvalidInput, ModelNotFound
@@ -58,7 +59,7 @@ from ..models.plane import ModelPlane
 from ..models.streaming import ModelStream
 from ..models.types import ModelRequest, ModelResponse
 from . import openai_schemas as schemas
-from .openai_errors import DIRECT, BadParam, OpenAIRoute, classify, responses
+from .openai_errors import BadParam, OpenAIRoute, classify, error_response, responses
 
 CLASSIFICATION = "X-Aiosys-Classification"
 _ERRORS = responses(400, 401, 403, 404, 413, 429, 500, 502, 503)
@@ -94,13 +95,6 @@ class Gateway:
     def __init__(self, app: App) -> None:
         self.app = app
         self._open: dict[ModelStream, asyncio.Future[None]] = {}
-        self._routes: list[BaseRoute] = []
-
-    def owns(self, scope: Scope) -> bool:
-        """Whether a request's path is one of the gateway's (whatever its method), so that
-        an error raised before any route ran (a method the path does not take: 405) is
-        answered in OpenAI's body there too (``aiosys.api.create_api``)."""
-        return any(route.matches(scope)[0] != Match.NONE for route in self._routes)
 
     @property
     def streaming(self) -> int:
@@ -138,8 +132,6 @@ class Gateway:
             the gate; ``stream`` true answers with server-sent events as it is written."""
             return await self._chat(body, caller, classification)
 
-        direct(chat_completions, schemas.ChatCompletionRequest, self._chat, principal)
-
         @r.post(
             "/embeddings",
             responses=_ERRORS,
@@ -155,8 +147,6 @@ class Gateway:
             ``encoding_format`` base64 gives little-endian float32, as OpenAI does;
             ``dimensions`` reaches the model, and vectors of another length are a 400."""
             return await self._embed(body, caller, classification)
-
-        direct(embeddings, schemas.EmbeddingRequest, self._embed, principal)
 
         @r.get(
             "/models",
@@ -187,7 +177,6 @@ class Gateway:
             card = plane.card(model)  # id@version; else ModelNotFound: 404
             return JSONResponse(schemas.model_entries([card], [])[0] | {"id": model})
 
-        self._routes.extend(r.routes)
         return r
 
     # ---- calls --------------------------------------------------------------------------
@@ -243,7 +232,7 @@ class Gateway:
     def _metered(self, response: ModelResponse) -> dict[str, str]:
         metered = schemas.cost(response, self._card(response))
         return {
-            "x-aiosys-cost": repr(float(metered["cost"])),
+            "x-aiosys-cost": decimal_text(metered["cost"]),
             "x-aiosys-currency": metered["currency"],
             "x-aiosys-model": metered["deployment"],
         }
@@ -256,7 +245,7 @@ class Gateway:
         card = stream.sink.card
         if card is not None and stream.sink.started:
             headers["x-aiosys-model"] = card.key
-        return StreamingResponse(
+        return EventStream(
             self._events(stream, usage, completion_id, created),
             media_type="text/event-stream",
             headers=headers,
@@ -304,49 +293,162 @@ class Gateway:
             done.set_result(None)
 
 
+class EventStream(StreamingResponse):
+    """A ``StreamingResponse`` whose client leaving cancels the stream, with one asyncio
+    task watching for the ``http.disconnect`` in place of Starlette's anyio task group
+    (whose cancel scope formats a task's ``repr`` each time: a few percent of a streamed
+    call's CPU, measured with py-spy over ``bench/server.py``). A server of ASGI spec 2.4
+    tells of a client gone by raising from ``send``: Starlette's way is kept there."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        spec = scope.get("asgi", {}).get("spec_version", "2.0")
+        if scope["type"] != "http" or tuple(map(int, spec.split("."))) >= (2, 4):
+            await super().__call__(scope, receive, send)
+            return
+        streaming = asyncio.current_task()
+        assert streaming is not None
+        left = False
+
+        async def watch() -> None:
+            nonlocal left
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            left = True
+            streaming.cancel()  # the stream stops at the await it is in
+
+        watcher = asyncio.create_task(watch())
+        try:
+            await self.stream_response(send)
+        except asyncio.CancelledError:
+            # watch() runs only while the stream awaits: a cancel it made lands in there.
+            if not left:
+                raise
+            streaming.uncancel()
+        finally:
+            watcher.cancel()
+        if self.background is not None:
+            await self.background()
+
+
 def mount_openai(
     api: FastAPI, app: App, principal: Callable[..., Any], *, prefix: str = ""
 ) -> Gateway:
     """Add the gateway's routes (``/v1/chat/completions``, ``/v1/embeddings``,
     ``/v1/models``, ``/v1/models/{model}``, under ``prefix``) to ``api``, serving ``app``;
     ``principal`` is the dependency that authenticates a request and returns its
-    ``Principal`` (an ``AuthenticationFailed`` it raises is answered 401)."""
+    ``Principal`` (an ``AuthenticationFailed`` it raises is answered 401). When it is the
+    server's ``Caller`` (it has ``principal(authorization)``), the common request is served
+    by a ``DirectPath`` middleware before FastAPI's routing, with the same answers."""
     gateway = Gateway(app)
     api.include_router(gateway.router(principal), prefix=prefix)
+    authenticate = getattr(principal, "principal", None)
+    if authenticate is not None:
+        api.add_middleware(DirectPath, gateway=gateway, authenticate=authenticate, prefix=prefix)
     return gateway
 
 
-def direct(
-    endpoint: Callable[..., Any],
-    model: type[BaseModel],
-    call: Callable[[Any, Principal, str | None], Awaitable[Response]],
-    principal: Callable[..., Any],
-) -> None:
-    """Give a gateway route a direct path for the common request, which ``OpenAIRoute``
-    tries first: a JSON body that validates as ``model`` (pydantic's JSON parser, in Rust)
-    and no classification header, from a caller ``principal`` (the server's ``Caller``)
-    authenticates, is served by ``call(body, caller, None)`` at once. Anything else (another
-    content type, a body that does not validate, a classification to check, a dependency
-    that is not a ``Caller``) takes FastAPI's full path, so each error is found and said in
-    one place. FastAPI's dependency solving and its two-step body parsing were a fifth of
-    the gateway's CPU per call (bench/server.py); the call itself is the same either way."""
-    authenticate = getattr(principal, "principal", None)
-    if authenticate is None:
-        return
+class DirectPath:
+    """ASGI, around FastAPI's middleware and routing: the gateway's common request served at
+    once. A ``POST`` to ``/v1/chat/completions`` or ``/v1/embeddings`` with a declared
+    ``Content-Length``, a JSON content type, at most one classification header naming a
+    label, and a body that validates as the route's model (pydantic's JSON parser, in Rust)
+    is answered by the route's own call (``Gateway._chat``, ``_embed``) for the caller
+    ``authenticate`` gives (``Caller.principal``); its errors are the routes' own
+    (``openai_errors.error_response``). Anything else (another path or method, a chunked
+    body, another content type, a body that does not validate, a classification that is no
+    label) goes on to ``app`` with the body as it was sent, so each error is found and said
+    in one place: the route's full path.
 
-    async def serve(request: Request) -> Response | None:
-        headers = request.headers
-        if CLASSIFICATION in headers or not _json_type(headers.get("content-type")):
-            return None
+    Why: FastAPI's middleware, routing, dependency solving and two-step body parsing were
+    more than a third of the gateway's CPU per call (py-spy over ``bench/server.py``'s
+    gateway cell), and the call itself is the same either way. A declared length over the
+    server's cap never reaches here (``aiosys.api._limits.DeclaredBodyLimit`` is outside).
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        gateway: Gateway,
+        authenticate: Callable[[str | None], Awaitable[Principal]],
+        prefix: str = "",
+    ) -> None:
+        self.app = app
+        self.authenticate = authenticate
+        self.routes: dict[str, tuple[type[BaseModel], _Call]] = {
+            f"{prefix}/v1/chat/completions": (schemas.ChatCompletionRequest, gateway._chat),
+            f"{prefix}/v1/embeddings": (schemas.EmbeddingRequest, gateway._embed),
+        }
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        route = None
+        if scope["type"] == "http" and scope["method"] == "POST" and not scope.get("root_path"):
+            route = self.routes.get(scope["path"])
+        if route is None:
+            await self.app(scope, receive, send)
+            return
+        model, call = route
+        authorization = content_type = label = None
+        declared, labels = False, 0
+        for name, value in scope["headers"]:  # lower-case names (ASGI); the first of each
+            if name == b"authorization":
+                authorization = authorization or value.decode("latin-1")
+            elif name == b"content-type":
+                content_type = content_type or value.decode("latin-1")
+            elif name == b"content-length":
+                declared = True
+            elif name == _CLASSIFICATION:
+                label, labels = value.decode("latin-1"), labels + 1
+        if not declared or labels > 1 or not _json_type(content_type) or not _label(label):
+            await self.app(scope, receive, send)
+            return
+        chunks = []
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # the client left: nothing to answer
+                return
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
         try:
-            body = model.model_validate_json(await request.body())
-        except ValidationError:
-            return None
-        caller = await authenticate(headers.get("authorization"))
-        with bind_principal(caller):
-            return await call(body, caller, None)
+            request = model.model_validate_json(body)
+        except ValidationError:  # said by the full path, as it says it
+            await self.app(scope, _replay(body, receive), send)
+            return
+        try:
+            caller = await self.authenticate(authorization)
+            with bind_principal(caller):
+                response = await call(request, caller, label)
+        except Exception as exc:  # as OpenAIRoute answers it
+            response = error_response(exc)
+        await response(scope, receive, send)
 
-    setattr(endpoint, DIRECT, serve)  # read by OpenAIRoute
+
+_Call = Callable[[Any, Principal, str | None], Awaitable[Response]]
+_CLASSIFICATION = CLASSIFICATION.lower().encode()
+
+
+def _label(value: str | None) -> bool:
+    """Whether a classification header's value is served directly: none, or a label."""
+    try:
+        check_classification(value)
+    except InvalidInput:
+        return False
+    return True
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """``receive`` with the body already read given again first."""
+    given = False
+
+    async def again() -> Message:
+        nonlocal given
+        if given:
+            return await receive()
+        given = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return again
 
 
 def _json_type(content_type: str | None) -> bool:
@@ -384,8 +486,15 @@ def _check_kind(plane: ModelPlane, model: str, kind: str, path: str) -> None:
         )
 
 
+def decimal_text(cost: float) -> str:
+    """A cost as a plain decimal (``0.0055``, ``0.00001``): the float's shortest form, which
+    is the exact price (``ModelCard.cost`` rounds it once from decimal), never in exponent
+    notation; the same value as the JSON number of a stream's ``aiosys.cost``."""
+    return format(Decimal(repr(float(cost))), "f")
+
+
 def _sse(data: dict[str, Any]) -> bytes:
     return b"data: " + json.dumps(data, separators=(",", ":")).encode() + b"\n\n"
 
 
-__all__ = ["CLASSIFICATION", "Gateway", "mount_openai"]
+__all__ = ["CLASSIFICATION", "DirectPath", "EventStream", "Gateway", "mount_openai"]

@@ -12,8 +12,8 @@ would send; the official SDK picks its exception class by the status alone:
 403   ``PermissionDeniedError``  ``PolicyDenied`` (the message names the policies; ``policies``
                                  and ``policy_version`` beside it), ``PermissionDenied``
 404   ``NotFoundError``          ``ModelNotFound``: no card, alias or task of that name
-405   ``APIStatusError``         a method the path does not take (``Allow`` names the one it
-                                 does; ``aiosys.api.create_api`` answers it, ``Gateway.owns``)
+405   ``APIStatusError``         a method the path does not take (``GET /v1/chat/completions``),
+                                 with ``Allow``
 413   ``APIStatusError``         a body over the server's cap (``aiosys.api._limits``)
 415   ``APIStatusError``         a body not sent as ``Content-Type: application/json``
 429   ``RateLimitError``         ``BudgetExceeded`` (type ``insufficient_quota``, as OpenAI
@@ -39,8 +39,8 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Coroutine, Sequence
-from typing import Any, cast
+from collections.abc import Callable, Coroutine, Iterable, Sequence
+from typing import Any
 
 from fastapi import Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -48,6 +48,7 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
+from starlette.types import Receive, Scope, Send
 
 from ..errors import (
     AuthenticationFailed,
@@ -64,7 +65,7 @@ from ..errors import (
 )
 from ..redact import withhold_addresses
 from ..store import unavailable
-from ._body import body_fault, http_detail
+from ._body import body_fault
 
 log = logging.getLogger("aiosys.api")
 
@@ -82,8 +83,6 @@ ERRORS: tuple[tuple[type[BaseException], int, str, str | None], ...] = (
     (ProviderRejected, 400, "invalid_request_error", "rejected_by_model"),
     (ConfigError, 500, "server_error", "configuration_error"),
 )
-#: The attribute of a route's endpoint holding its direct path (``openai_compat.direct``).
-DIRECT = "__aiosys_direct__"
 #: Statuses an SDK would retry, but for which a retry cannot help.
 _NO_RETRY = {429, 500, 502}
 
@@ -217,25 +216,37 @@ def http_error(request: Request, exc: HTTPException) -> JSONResponse:
     status = exc.status_code
     kind = "invalid_request_error" if 400 <= status < 500 else "server_error"
     headers = dict(exc.headers or {}) | ({"x-should-retry": "false"} if status < 500 else {})
-    body = error_body(http_detail(request, exc), kind, None, None)
+    body = error_body(f"{exc.detail}", kind, None, None)
     return JSONResponse(body, status_code=status, headers=headers)
 
 
+def method_not_allowed(method: str, path: str, allowed: Iterable[str]) -> JSONResponse:
+    """405 as OpenAI answers a method its URL does not take ("Invalid method for URL (GET
+    /v1/chat/completions)"), ``Allow`` listing those it does."""
+    body = error_body(f"Invalid method for URL ({method} {path})", "invalid_request_error")
+    headers = {"allow": ", ".join(sorted(allowed)), "x-should-retry": "false"}
+    return JSONResponse(body, status_code=405, headers=headers)
+
+
 class OpenAIRoute(APIRoute):
-    """Routes whose errors (their own, their dependencies', their body's) are OpenAI's."""
+    """Routes whose errors (their own, their dependencies', their body's) are OpenAI's; a
+    method the route does not take too (``GET /v1/chat/completions``): 405 in OpenAI's
+    shape and words, with ``Allow``, where Starlette would raise it to the application's
+    handler (problem details)."""
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.methods and scope["method"] not in self.methods:
+            await method_not_allowed(scope["method"], scope["path"], self.methods)(
+                scope, receive, send
+            )
+            return
+        await super().handle(scope, receive, send)
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
-        endpoint = self.endpoint
 
         async def route(request: Request) -> Response:
             try:
-                # Looked up per request: the route is built before its direct path is given.
-                direct = getattr(endpoint, DIRECT, None)
-                if direct is not None:  # the common request's path (openai_compat.direct)
-                    answer = await direct(request)
-                    if answer is not None:
-                        return cast(Response, answer)
                 return await handler(request)
             except RequestValidationError as exc:
                 return invalid_request(request, exc)

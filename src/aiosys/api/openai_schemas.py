@@ -154,7 +154,14 @@ def chat_messages(body: ChatCompletionRequest) -> list[Message]:
 
 
 def chat_params(body: ChatCompletionRequest) -> dict[str, Any]:
-    """The request's params for the model: every field it set but the gateway's own."""
+    """The request's params for the model: every field it set but the gateway's own.
+    ``stream_options`` without ``stream: true`` is a 400 naming it, in OpenAI's words
+    (it is the gateway's own field: dropped silently, its ``include_usage`` would be lost)."""
+    if body.stream_options is not None and not body.stream:
+        raise BadParam(
+            "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
+            "stream_options",
+        )
     if body.n is not None and body.n > 1:
         raise BadParam("n above 1 is not supported by this gateway: make n requests", "n")
     params = _params(body, _OWN)

@@ -372,12 +372,13 @@ class AuditLog:
         )
 
     @contextmanager
-    def starting(self) -> Iterator[Starting]:
+    def starting(self, start: Starting | None = None) -> Iterator[Starting]:
         """Around an App's start: the client policy decisions made for it in this task are
         collected (not appended on their own) and folded into the start's record, which
         ``start_writes`` commits with the run (or the caller appends with ``run_action``: an
-        existing run, a refusal)."""
-        start = Starting()
+        existing run, a refusal). ``start``: the ``Starting`` of the same start's admission,
+        entered again around its commit (a start in two phases: ``App.publish``)."""
+        start = Starting() if start is None else start
         token = _STARTING.set(start)
         try:
             yield start

@@ -20,7 +20,8 @@ from typing import Any
 import pydantic
 import pydantic_core
 
-from ..errors import ConfigError, InvalidInput
+from ..errors import ConfigError, InvalidInput, NotSerializable
+from ..kernel import serde
 
 _seen: dict[str, type[pydantic.BaseModel]] = {}
 
@@ -65,18 +66,24 @@ def _resolve(ref: str) -> type[pydantic.BaseModel] | None:
 def validate_edit(form: dict[str, Any] | None, data: Any, task: str) -> Any:
     """The edited ``data`` of task ``task`` as it is stored: validated by the form's model
     and dumped to JSON values; as its JSON gives it back when the task has no form.
-    ``InvalidInput`` naming each problem for data the form refuses (or that is not JSON);
+    ``InvalidInput`` naming each problem for data the form refuses (or that is not JSON:
+    a NaN or an infinity too, named by its field path, never stored as ``null``);
     ``ConfigError`` when the form's class is not loaded in this process (complete the task
     where the app's module is imported)."""
     if form is not None and form.get("edit") is False:
         raise InvalidInput(
             f"task {task!r} takes no edit: approve or reject it (it asks for an approval)"
         )
+    what = f"the edit of task {task!r}"
     if form is None:  # any JSON: kept as it comes back from its JSON text
         try:
-            return json.loads(pydantic_core.to_json(data))
+            text = pydantic_core.to_json(data, inf_nan_mode="constants").decode()
+            serde.check_finite(text, data, what)
+            return json.loads(text)
+        except NotSerializable as exc:
+            raise InvalidInput(str(exc)) from None
         except (pydantic_core.PydanticSerializationError, ValueError) as exc:
-            raise InvalidInput(f"the edit of task {task!r} is not JSON data: {exc}") from None
+            raise InvalidInput(f"{what} is not JSON data: {exc}") from None
     ref = str(form.get("ref", ""))
     model = _resolve(ref)
     if model is None:
@@ -86,7 +93,11 @@ def validate_edit(form: dict[str, Any] | None, data: Any, task: str) -> Any:
             "--app module:app, or the app's own process)"
         )
     try:
-        return model.model_validate(data).model_dump(mode="json")
+        edited = model.model_validate(data)
+        serde.check_finite(edited.model_dump_json(), edited, what)  # NaN: null otherwise
+        return edited.model_dump(mode="json")
+    except NotSerializable as exc:
+        raise InvalidInput(str(exc)) from None
     except pydantic.ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc']) or 'data'}: {e['msg']}" for e in exc.errors()

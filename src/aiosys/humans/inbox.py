@@ -144,22 +144,30 @@ class Inbox:
         ended; ``PolicyDenied`` (``complete_task``) for a task for a role the principal does
         not hold or one the Cedar policies deny; ``InvalidInput`` for a malformed decision
         or an edit its form refuses (the task stays open); ``TaskNotFound`` for a task not
-        in the caller's tenant."""
-        if action not in ACTIONS:
-            raise InvalidInput(
-                f"a decision's action is one of {', '.join(ACTIONS)}, not {action!r}"
-            )
-        if action == "edit" and data is None:
-            raise InvalidInput("an edit carries the edited data")
-        if action != "edit" and data is not None:
-            raise InvalidInput(f"only an edit carries data; {action} takes none")
-        if comment is not None and not isinstance(comment, str):
-            raise InvalidInput(f"a decision's comment is text, not {type(comment).__name__}")
+        in the caller's tenant. The decision itself is checked after the caller's rights
+        (``_decision``): one who may not decide the task learns that first."""
 
         async def decide(principal: Principal, row: TaskRow) -> TaskRow | None:
             return await self._complete(principal, row, action, data, comment)
 
         return await self._audited("complete_task", task_id, tenant, decide)
+
+    async def admit(self, action: str, task_id: str, *, tenant: str | None = None) -> None:
+        """Ask the caller's rights for ``action`` on a task without doing it: its tenant
+        (``TaskNotFound`` for another's task), the task's role (``PermissionDenied``; for a
+        decision ``PolicyDenied``), the app's client checks. For a surface that answers
+        rights before anything else of a request it could not read whole."""
+        principal = current_principal()
+        row = await self._read(task_id, scope_tenant(principal, tenant, action))
+        if not principal.local and row.role not in principal.roles:
+            has = ", ".join(sorted(principal.roles)) or "none"
+            if action == "complete_task":
+                raise _denied(principal, row, f"it is for the role {row.role} (roles: {has})")
+            raise PermissionDenied(
+                f"{principal.uid} (roles: {has}) may not act on task {row.id}: it is for the "
+                f"role {row.role}"
+            )
+        await self._authorize(action, row)
 
     # ---- the actions, one try each ------------------------------------------------------
 
@@ -227,6 +235,7 @@ class Inbox:
                 task_status=row.status,
             )
         await self._authorize("complete_task", row)  # the Cedar policies, if any
+        _decision(action, data, comment)  # after the rights, never before
         edited = forms.validate_edit(row.form, data, row.name) if action == "edit" else row.data
         now = self.app.store.clock()
         decision = Decision(
@@ -358,6 +367,19 @@ class Inbox:
             await self.app.audit.append(record)
         except Exception as failure:  # never raised over the refusal the caller must see
             log.error("audit: the refused %s could not be recorded: %s", action, failure)
+
+
+def _decision(action: str, data: Any, comment: Any) -> None:
+    """``InvalidInput`` for a malformed decision: an unknown action, an edit without data,
+    data with another action, a comment that is not text."""
+    if action not in ACTIONS:
+        raise InvalidInput(f"a decision's action is one of {', '.join(ACTIONS)}, not {action!r}")
+    if action == "edit" and data is None:
+        raise InvalidInput("an edit carries the edited data")
+    if action != "edit" and data is not None:
+        raise InvalidInput(f"only an edit carries data; {action} takes none")
+    if comment is not None and not isinstance(comment, str):
+        raise InvalidInput(f"a decision's comment is text, not {type(comment).__name__}")
 
 
 def task_attrs(row: TaskRow) -> dict[str, Any]:

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from .checks import ACTIONS, Check, Checks, ClientCall, scope_tenant
     from .context import ChildHandle, Context
     from .effects import StepInfo, current_step
+    from .events import Published, Triggered
     from .gate import EffectCall, Gate, Interceptor, Next
     from .principal import (
         LOCAL,
@@ -42,6 +43,8 @@ _LAZY = {
     "Context": ".context",
     "StepInfo": ".effects",
     "current_step": ".effects",
+    "Published": ".events",
+    "Triggered": ".events",
     "EffectCall": ".gate",
     "Gate": ".gate",
     "Interceptor": ".gate",
@@ -84,10 +87,12 @@ __all__ = [
     "Interceptor",
     "Next",
     "Principal",
+    "Published",
     "QueueSpec",
     "Retry",
     "RunHandle",
     "StepInfo",
+    "Triggered",
     "Worker",
     "WorkflowSpec",
     "bind_principal",

@@ -26,6 +26,7 @@ from ..errors import (
     RunFailed,
     RunNotFound,
     UnknownQueue,
+    UnknownTopic,
     UnknownWorkflow,
 )
 from ..store import Store, open_store, unavailable
@@ -43,6 +44,7 @@ from . import serde
 from .checks import Check, Checks, ClientCall, scope_tenant
 from .cursor import parse_run_cursor
 from .effects import register_kernel_effects
+from .events import Published, Triggered, Triggers, check_topic, event_key
 from .gate import Gate
 from .interceptors import EffectLog, Retrying
 from .principal import Principal, bind_principal, current_principal, principal_json
@@ -179,6 +181,18 @@ class Readiness:
     loading: str = ""
 
 
+@dataclass(slots=True)
+class Admitted:
+    """A start admitted by ``App._admit_start`` (scoped, checked, validated) and not yet
+    written: the run ``new`` to insert as ``principal``. ``meta``: what a layer above
+    carries from its admission to its commit (the audit's decisions)."""
+
+    spec: WorkflowSpec
+    principal: Principal
+    new: NewRun
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
 class Ended(NamedTuple):
     """How a run ended, as its waiters learn it."""
 
@@ -290,6 +304,8 @@ class App:
         # whose exception classes a recorded error may be rebuilt from (error_records).
         self.safe_modules: set[str] = set()
         self.queues: dict[str, QueueSpec] = {"default": QueueSpec("default")}
+        # Topic -> the workflows its events start (``@app.workflow(on=...)``, ``publish``).
+        self.triggers = Triggers()
         self.gate = Gate()
         # What governance asks before a client call reads or changes runs (checks.py).
         self.checks = Checks()
@@ -321,6 +337,7 @@ class App:
         timeout: float | None = None,
         max_recoveries: int | None = 10,
         high_risk: bool = False,
+        on: str | Sequence[str] | None = None,
     ) -> Any:
         """Register a workflow: ``async def wf(ctx: Context, **params) -> result``.
         Usable bare (``@app.workflow``) or with options; returns the function unchanged.
@@ -332,7 +349,12 @@ class App:
         before it ends ``dead`` with ``MaxRecoveriesExceeded`` (None: no limit).
         ``high_risk``: the workflow is a high-risk AI system (EU AI Act, Article 14): the
         Cedar policies see it as the ``Workflow``'s ``high_risk`` attribute, and may make
-        its effects wait for a person's approval (see the README, "Human oversight")."""
+        its effects wait for a person's approval (see the README, "Human oversight").
+        ``on``: a topic, or several, whose events start a run of this workflow with the
+        event's data as its input (``app.publish``, ``aiosys.kernel.events``): dot-separated
+        words of letters, digits, ``_`` and ``-`` (``invoice.received``), else
+        ``ConfigError``. The trigger is the workflow's, by name: its run starts the latest
+        version, as ``start`` does."""
 
         def register(fn: F) -> F:
             if not inspect.iscoroutinefunction(fn):
@@ -348,9 +370,12 @@ class App:
                 raise ConfigError(
                     f"workflow {wf_name!r}: high_risk must be True or False, not {high_risk!r}"
                 )
-            versions = self.workflows.setdefault(wf_name, {})
+            versions = self.workflows.get(wf_name, {})
             if version in versions:
                 raise ConfigError(f"workflow {wf_name!r} version {version!r} is registered twice")
+            if on is not None:  # checked before anything is registered
+                self.triggers.check(on, wf_name)
+            versions = self.workflows.setdefault(wf_name, {})
             hints = typing.get_type_hints(fn)
             self._trust_module_of(fn)
             versions[version] = WorkflowSpec(
@@ -366,6 +391,8 @@ class App:
                 high_risk=high_risk,
             )
             self.queues.setdefault(queue, QueueSpec(queue))
+            if on is not None:
+                self.triggers.add(on, wf_name)
             return fn
 
         return register(fn) if fn is not None else register
@@ -574,6 +601,18 @@ class App:
             await self.checks(ClientCall(action, principal, scope, workflow, input=input))
         return scope
 
+    async def admit_run(self, action: str, run_id: str, *, tenant: str | None = None) -> None:
+        """Ask the caller's rights for ``action`` on a run without doing it: its tenant
+        (``PermissionDenied`` naming another), the run in it (``RunNotFound``), the app's
+        client checks. For a surface that answers rights before anything else of a request
+        it could not read whole (the HTTP API's body validation)."""
+        await self._admit_run(action, run_id, tenant)
+
+    def _check_traceparent(self, traceparent: str) -> None:
+        """Refuse (``InvalidInput``) a start's ``traceparent`` that is not one, after its
+        checks; opaque to the kernel, so nothing here: the layer that reads it
+        (``aiosys.App``, with ``aiosys.observe``) checks it."""
+
     async def _admit_run(
         self,
         action: str,
@@ -642,13 +681,55 @@ class App:
         The run is started as the bound principal (recorded in ``runs.principal``) in its
         tenant: ``tenant`` None means that one (``default`` for the local principal), and
         another is ``PermissionDenied``; the app's client checks (``start_workflow``) may
-        refuse it too."""
+        refuse it too. They are asked before anything else of the request is checked (the
+        idempotency key, queue, priority, ``traceparent`` and input): a caller without the
+        right learns that first.
+
+        A start is two phases, ``_admit_start`` (scope, check, validate: nothing written)
+        and ``_commit_start`` (the run's transaction), which layers above extend (the audit
+        record of the start) and ``publish`` uses to admit every start before writing any."""
+        admitted = await self._admit_start(
+            workflow,
+            input,
+            idempotency_key=idempotency_key,
+            tenant=tenant,
+            queue=queue,
+            priority=priority,
+            version=version,
+            parent_id=parent_id,
+            detached=detached,
+            traceparent=traceparent,
+        )
+        return await self._commit_start(admitted)
+
+    async def _admit_start(
+        self,
+        workflow: str,
+        input: dict[str, Any] | None = None,
+        *,
+        idempotency_key: str | None = None,
+        tenant: str | None = None,
+        queue: str | None = None,
+        priority: int | None = None,
+        version: str | None = None,
+        parent_id: str | None = None,
+        detached: bool = False,
+        traceparent: str | None = None,
+    ) -> Admitted:
+        """The first phase of ``start``: the run it would create, scoped, checked and
+        validated; nothing is written. Raises what ``start`` raises before writing."""
         spec = self.spec(workflow, version)
         principal = current_principal()
         tenant = scope_tenant(principal, tenant, "start_workflow")
         if tenant is None:
             tenant = "default"
         check_identifier("tenant", tenant)
+        if self.checks.wants(principal):  # the rights first: a caller without them learns
+            await self.checks(  # that, never what is wrong with the rest of its request
+                ClientCall(
+                    "start_workflow", principal, tenant, spec.name, input=input, parent_id=parent_id
+                )
+            )
         if idempotency_key is not None:
             check_identifier("idempotency key", idempotency_key)
         if queue is not None and queue not in self.queues:
@@ -666,12 +747,8 @@ class App:
                 f"priority must be an integer from {PRIORITY_MIN} to {PRIORITY_MAX}, "
                 f"not {priority!r}"
             )
-        if self.checks.wants(principal):
-            await self.checks(
-                ClientCall(
-                    "start_workflow", principal, tenant, spec.name, input=input, parent_id=parent_id
-                )
-            )
+        if traceparent is not None:
+            self._check_traceparent(traceparent)
         await self._ready()
         created_at = self.store.clock()
         new = NewRun(
@@ -690,6 +767,12 @@ class App:
             principal=principal_json(principal),
             traceparent=traceparent,
         )
+        return Admitted(spec, principal, new)
+
+    async def _commit_start(self, admitted: Admitted) -> RunHandle:
+        """The second phase of ``start``: create the admitted run (or find the one its
+        idempotency key started: ``IdempotencyConflict`` for another workflow or input)."""
+        spec, principal, new = admitted.spec, admitted.principal, admitted.new
         also = [w for hook in self._start_writes for w in hook(new)]
         worker = self._worker
         if worker is not None and worker.can_take(new.queue):
@@ -706,15 +789,80 @@ class App:
             worker.include(row.id)  # its idempotency key returned)
         if not created and (row.workflow != new.workflow or row.input != new.input):
             raise IdempotencyConflict(
-                f"idempotency key {idempotency_key!r} already started run {row.id} "
+                f"idempotency key {new.idempotency_key!r} already started run {row.id} "
                 f"(workflow {row.workflow!r}, input {_clip(row.input)}); it cannot start "
                 f"workflow {new.workflow!r} with input {_clip(new.input)}: use a new key, "
                 "or the same workflow and input to get that run back",
                 run_id=row.id,
             )
-        handle = RunHandle(self, row.id, created, tenant=tenant)
+        handle = RunHandle(self, row.id, created, tenant=new.tenant)
         handle._started = (principal, row)
         return handle
+
+    async def _abandon_start(self, admitted: Admitted, why: AiosysError) -> None:
+        """An admitted start that will not be committed, because of ``why`` (another start
+        of the same publish was refused). The kernel wrote nothing for it; a layer above
+        that noted its admission says it ended (the audit: its decisions, and why)."""
+
+    async def publish(
+        self,
+        topic: str,
+        data: dict[str, Any] | None = None,
+        *,
+        id: str | None = None,
+        source: str | None = None,
+        tenant: str | None = None,
+    ) -> Published:
+        """Publish an event (CloudEvents' words: ``id``, ``source``, ``type`` = ``topic``,
+        ``data``): start one run of each workflow triggered by ``topic``
+        (``@app.workflow(on=topic)``), in declaration order, with ``data`` as its input.
+        Opens the app if it is not open. See ``aiosys.kernel.events``.
+
+        Each start is ``start(workflow, data, idempotency_key=event_key(workflow, source,
+        id), tenant=tenant)``, as the bound principal: the same event (``source`` and ``id``)
+        published again starts nothing and returns the same runs (``created`` False); the
+        same id with other data is ``IdempotencyConflict``. ``id`` None: a new UUID.
+
+        All or nothing, as far as refusals go: every start is admitted (tenant scoping, the
+        client checks such as the ``start_workflow`` policy of each workflow, input
+        validation) before any run is written, so a refusal of one (``PermissionDenied``,
+        ``PolicyDenied``, ``InvalidInput``) starts none. The runs are then written one
+        transaction each; a crash between two leaves some written, and publishing the event
+        again with its id writes the rest.
+
+        A topic no workflow is triggered by is refused with ``UnknownTopic`` naming the
+        topics there are: the event is not stored anywhere but in the runs it starts, so
+        accepting it would drop it silently, and a topic is declared in code, so an unknown
+        one is a typo or a publisher ahead of its subscriber, both better told at once.
+        ``InvalidInput`` for a topic that breaks ``TOPIC_RULE``, or an empty ``id`` or
+        ``source``, or text a store cannot keep."""
+        check_topic(topic)
+        event_id = str(uuid.uuid4()) if id is None else id
+        check_identifier("event id", event_id)
+        if source is not None:
+            check_identifier("event source", source)
+        workflows = self.triggers.workflows(topic)
+        if not workflows:
+            known = ", ".join(self.triggers.topics) or "none"
+            raise UnknownTopic(
+                f"no workflow is triggered by topic {topic!r} (topics: {known}); declare "
+                f"one with @app.workflow(on={topic!r})"
+            )
+        admitted: list[Admitted] = []
+        try:
+            for workflow in workflows:
+                key = event_key(workflow, source, event_id)
+                admitted.append(
+                    await self._admit_start(workflow, data, idempotency_key=key, tenant=tenant)
+                )
+        except AiosysError as exc:
+            for each in admitted:  # admitted, and now not started: said so
+                await self._abandon_start(each, exc)
+            raise
+        runs = []
+        for each in admitted:
+            runs.append(Triggered(each.spec.name, await self._commit_start(each)))
+        return Published(event_id, topic, source, tuple(runs))
 
     def as_principal(self, principal: Principal) -> bind_principal:
         """Bind ``principal`` around the calls made in the block: ``async with
@@ -785,10 +933,13 @@ class App:
     async def signal(
         self, run_id: str, name: str, payload: Any = None, *, tenant: str | None = None
     ) -> None:
-        """Send a signal; a run waiting for it wakes, a run not yet waiting keeps it."""
+        """Send a signal; a run waiting for it wakes, a run not yet waiting keeps it. The
+        caller's rights are checked before the payload: one who may not signal the run, or
+        cannot see it, learns that (``PermissionDenied``, ``RunNotFound``), never that its
+        payload cannot be stored (``NotSerializable``: NaN, text no store keeps)."""
         check_identifier("signal name", name)
-        text = serde.dumps(payload, f"signal {name!r}")
         tenant, _ = await self._admit_run("signal_run", run_id, tenant, signal=name, input=payload)
+        text = serde.dumps(payload, f"signal {name!r}")  # after the rights: they come first
         await self.store.send_signal(run_id, name, text, tenant=tenant)
         if self._worker is not None:
             self._worker.kick()

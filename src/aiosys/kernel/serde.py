@@ -16,11 +16,14 @@ execution as on replay: ``record`` turns an effect's live output into the JSON t
   differ (a tuple, a set, ``Decimal``, ``datetime``/``date``/``UUID``/``bytes``, a pydantic
   model or dataclass, an enum, a ``str``/``int``/``dict`` subclass, non-``str`` dict keys) is
   refused when recorded, naming where it is and how to annotate it.
-- Never NaN or infinities (not JSON: other readers of the store choke on them), annotated or not.
+- Never NaN or infinities (not JSON: other readers of the store choke on them), annotated or
+  not, at any depth: in a pydantic model or dataclass too, which pydantic would write as
+  ``null`` (another value) by the model's own config. Refused naming the field path.
 
 Cost: one encode per effect. A plain scalar (or a value of exactly its scalar annotation) is
 handed back as it is; a plain container is decoded from the text just encoded (C ``json``);
-an annotated value is validated from that text.
+an annotated value is validated from that text. A value that is not plain JSON and whose
+text holds ``null``, ``NaN`` or ``Infinity`` is walked once for NaN (``check_finite``).
 
 Errors are recorded by ``error_records`` (re-exported here).
 """
@@ -55,28 +58,28 @@ _SCALARS: frozenset[type] = frozenset({str, int, bool, float, type(None)})
 def dumps(value: Any, what: str) -> str:
     """JSON text of ``value`` (pydantic models, dataclasses, dates are understood).
     ``what`` names the value in the error: "the output of step 'ocr'". NaN and infinities
-    are refused (``NotSerializable`` naming where), never written as ``null``: a signal's
+    are refused (``NotSerializable`` naming where: ``holds the float nan at ['p']['x']``) at
+    any depth, in a pydantic model or dataclass too, never written as ``null``: a signal's
     payload, a task's data or a run's result would otherwise be another value than sent."""
-    try:
-        text = pydantic_core.to_json(value, inf_nan_mode="constants").decode()
-    except pydantic_core.PydanticSerializationError as exc:
-        raise NotSerializable(
-            f"{what} is a {type(value).__name__}, which cannot be stored as JSON ({exc}); "
-            "return JSON-compatible data (dict, list, str, numbers, bool, None) or a "
-            "pydantic model"
-        ) from None
+    text = _encode(value, what)
     check_finite(text, value, what)
     return text
 
 
 def check_finite(text: str, value: Any, what: str) -> None:
-    """Raise ``NotSerializable`` naming where (``holds the float nan at x.0``) when ``text``,
-    the JSON of ``value`` written with NaN and infinities as constants, holds one."""
-    if ("NaN" in text or "Infinity" in text) and _has_non_finite(text):
-        where = _not_plain(value, "")
-        raise _non_finite(
-            what, where if where and where.startswith("holds") else "holds NaN or an infinity"
-        )
+    """Raise ``NotSerializable`` naming where (``holds the float nan at ['p']['x']``) when
+    ``value``, whose JSON is ``text``, holds NaN or an infinity at any depth. Encoded with
+    ``inf_nan_mode="constants"``, a plain value shows them as ``NaN``/``Infinity``; but a
+    pydantic model or dataclass writes its floats by its own config whatever the encoder is
+    told (``ser_json_inf_nan``: ``null`` by default, or strings), so a text holding any of
+    those words, of a value that is not plain JSON, has the value walked (``_non_finite_at``).
+    A text without them (the common case) holds no such float: nothing is walked."""
+    if ("NaN" in text or "Infinity" in text or "null" in text) and not _plain(value):
+        where = _non_finite_at(value)
+        if where is None and _has_non_finite(text):  # a custom serializer wrote one
+            where = "holds NaN or an infinity"
+        if where is not None:
+            raise _non_finite(what, where)
 
 
 def record(value: Any, annotation: Any, what: str) -> tuple[str, Any]:
@@ -90,12 +93,11 @@ def record(value: Any, annotation: Any, what: str) -> tuple[str, Any]:
         return dumps(value, what), value
     adapter = _adapter(annotation)
     if adapter is None:
-        text = dumps(value, what)  # first: it refuses cycles and unknown objects
-        if _plain(value):
+        text = _encode(value, what)  # first: it refuses cycles and unknown objects
+        if _plain(value):  # so it holds no NaN or infinity
             return text, json.loads(text)
+        check_finite(text, value, what)
         where = _not_plain(value, "") or "is not plain JSON"
-        if where.startswith("holds"):
-            raise _non_finite(what, where)
         raise NotSerializable(
             f"{what} {where}, which does not come back the same from the JSON record "
             "(a workflow would see another value after a replay); return plain JSON "
@@ -104,11 +106,12 @@ def record(value: Any, annotation: Any, what: str) -> tuple[str, Any]:
             "`-> MyModel`) so the record is decoded to it"
         )
     try:
-        text = pydantic_core.to_json(value, bytes_mode=_bytes_mode(adapter)).decode()
+        text = pydantic_core.to_json(
+            value, bytes_mode=_bytes_mode(adapter), inf_nan_mode="constants"
+        ).decode()
     except pydantic_core.PydanticSerializationError as exc:
         raise NotSerializable(_unserializable(what, value, annotation, exc)) from None
-    if ("NaN" in text or "Infinity" in text) and _has_non_finite(text):
-        raise _non_finite(what, "holds NaN or an infinity")
+    check_finite(text, value, what)
     try:
         return text, adapter.validate_json(text)
     except pydantic.ValidationError as exc:
@@ -146,6 +149,44 @@ def returns_of(fn: Callable[..., Any], name: str) -> Any:
 
 
 # ---- helpers ------------------------------------------------------------------------------
+
+
+def _encode(value: Any, what: str) -> str:
+    """JSON text of ``value``, NaN and infinities as constants where the encoder decides
+    (``check_finite`` finds them, and those a model or dataclass wrote its own way)."""
+    try:
+        return pydantic_core.to_json(value, inf_nan_mode="constants").decode()
+    except pydantic_core.PydanticSerializationError as exc:
+        raise NotSerializable(
+            f"{what} is a {type(value).__name__}, which cannot be stored as JSON ({exc}); "
+            "return JSON-compatible data (dict, list, str, numbers, bool, None) or a "
+            "pydantic model"
+        ) from None
+
+
+_ANY: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(Any)
+
+
+def _non_finite_at(value: Any) -> str | None:
+    """Where ``value`` holds a NaN or an infinity, as ``_not_plain`` says it (``holds the
+    float nan at ['p']['x']``), found in its Python-mode dump (pydantic's: models and
+    dataclasses as dicts of their fields by name; tuples, sets and dicts kept); None if
+    nowhere. Walked with a stack, first in document order."""
+    try:
+        tree = _ANY.dump_python(value)
+    except pydantic_core.PydanticSerializationError:  # encoded already: not expected
+        tree = value
+    stack: list[tuple[Any, str]] = [(tree, "")]
+    while stack:
+        v, at = stack.pop()
+        if isinstance(v, float):
+            if not math.isfinite(v):
+                return f"holds the float {v!r} at {at or 'top level'}"
+        elif isinstance(v, dict):
+            stack.extend((x, f"{at}[{k!r}]") for k, x in reversed(list(v.items())))
+        elif isinstance(v, list | tuple | set | frozenset):
+            stack.extend((x, f"{at}[{i}]") for i, x in reversed(list(enumerate(v))))
+    return None
 
 
 @lru_cache(maxsize=1024)

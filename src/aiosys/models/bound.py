@@ -18,7 +18,7 @@ from ..governance.policy_entities import check_classification
 from ..kernel import Context
 from ..kernel.retry import Retry
 from .contracts import TaskContract, describe
-from .types import Message, ModelRequest, ModelResponse
+from .types import Message, ModelRequest, ModelResponse, check_params
 
 if TYPE_CHECKING:
     from .plane import ModelPlane
@@ -89,7 +89,9 @@ def make_request(messages: Messages, params: dict[str, Any]) -> ModelRequest:
     """A chat request from a string (one user message), messages or a request."""
     if isinstance(messages, ModelRequest):
         if params:
-            return messages.model_copy(update={"params": {**messages.params, **params}})
+            merged = {**messages.params, **params}
+            check_params(merged)  # as ModelRequest's validator would: a copy skips it
+            return messages.model_copy(update={"params": merged})
         return messages
     if isinstance(messages, str):
         messages = [Message(role="user", content=messages)]

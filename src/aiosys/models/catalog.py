@@ -6,6 +6,7 @@ code) and kept in the store, so every worker and the console see the same catalo
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
@@ -53,23 +54,39 @@ class Pricing(BaseModel):
     ) -> float:
         """The price of a call: ``input_tokens`` counts every input token, the cache's
         included (``cache_read_tokens`` and ``cache_write_tokens`` are parts of it, priced
-        at the cache prices; ``provider`` picks the default ratios)."""
+        at the cache prices; ``provider`` picks the default ratios); ``seconds`` of
+        processing at ``per_second``.
+
+        Worked in decimal from the prices as written (each float's shortest form: ``0.1``,
+        not its binary value) and rounded to a float once at the end, so a cost is the float
+        nearest the exact price and shows as it (``0.0055``): summing the products in floats
+        gave ``0.0055000000000000005``, which a cost header or listing showed as it is."""
         read_ratio, write_ratio = CACHE_PRICE_RATIOS.get(provider or "", (1.0, 1.0))
-        read_price = self.cache_read_per_1k
-        if read_price is None:
-            read_price = self.input_per_1k * read_ratio
-        write_price = self.cache_write_per_1k
-        if write_price is None:
-            write_price = self.input_per_1k * write_ratio
+        read_price = _decimal(self.input_per_1k) * _decimal(read_ratio)
+        if self.cache_read_per_1k is not None:
+            read_price = _decimal(self.cache_read_per_1k)
+        write_price = _decimal(self.input_per_1k) * _decimal(write_ratio)
+        if self.cache_write_per_1k is not None:
+            write_price = _decimal(self.cache_write_per_1k)
         plain = max(0, input_tokens - cache_read_tokens - cache_write_tokens)
-        return (
-            plain / 1000 * self.input_per_1k
-            + cache_read_tokens / 1000 * read_price
-            + cache_write_tokens / 1000 * write_price
-            + output_tokens / 1000 * self.output_per_1k
-            + self.per_call
-            + seconds * self.per_second
+        per_1k = (
+            _decimal(plain) * _decimal(self.input_per_1k)
+            + _decimal(cache_read_tokens) * read_price
+            + _decimal(cache_write_tokens) * write_price
+            + _decimal(output_tokens) * _decimal(self.output_per_1k)
         )
+        exact = (
+            per_1k.scaleb(-3)
+            + _decimal(self.per_call)
+            + _decimal(seconds) * _decimal(self.per_second)
+        )
+        return float(exact)
+
+
+def _decimal(number: float) -> Decimal:
+    """``number`` as the decimal it was written as: an integer exactly, a float by its
+    shortest round-tripping form (``0.1``)."""
+    return Decimal(number) if isinstance(number, int) else Decimal(repr(float(number)))
 
 
 class Limits(BaseModel):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from typing import Any, Literal
 
@@ -27,7 +28,8 @@ class ModelRequest(BaseModel):
     an image or PDF, or base64 bytes in ``data``); ``summarize`` uses ``text``.
     ``params`` are passed to the provider as they are (temperature, max_tokens, ...).
     Text that is not valid Unicode (a lone surrogate, which JSON's ``\\ud800`` can carry)
-    can be neither counted, redacted nor sent: ``InvalidInput`` naming where.
+    can be neither counted, redacted nor sent, and a param holding a NaN or an infinity
+    cannot be sent as JSON (``check_params``): ``InvalidInput`` naming where.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -53,6 +55,11 @@ class ModelRequest(BaseModel):
                     ) from None
         return self
 
+    @model_validator(mode="after")
+    def _finite(self) -> ModelRequest:
+        check_params(self.params)
+        return self
+
     def _texts(self) -> Iterator[tuple[str, str]]:
         for i, m in enumerate(self.messages):
             yield f"messages.{i}.content", m.content
@@ -60,6 +67,28 @@ class ModelRequest(BaseModel):
             yield f"texts.{i}", t
         if self.text is not None:
             yield "text", self.text
+
+
+def check_params(params: dict[str, Any]) -> None:
+    """``InvalidInput`` naming the param (``params.temperature``, ``params.extra_body.w.1``)
+    that holds a NaN or an infinity, at any depth: every HTTP provider sends its params as
+    JSON, which has neither (``json.dumps`` wrote ``NaN``, which a server refuses as the
+    request's fault or misreads; an SDK's encoder fails as its own error). The gateway
+    refuses them in its own words before (a 400 naming the field); this is for Python
+    callers (``app.models.call(..., temperature=float("nan"))``). Walked with a stack."""
+    stack: list[tuple[Any, str]] = [(v, f"params.{k}") for k, v in params.items()]
+    while stack:
+        value, where = stack.pop()
+        if isinstance(value, float):
+            if not math.isfinite(value):
+                raise InvalidInput(
+                    f"{where} is {value!r}: a model's params are sent as JSON, which has no "
+                    "NaN or infinity; send a finite number"
+                )
+        elif isinstance(value, dict):
+            stack.extend((v, f"{where}.{k}") for k, v in value.items())
+        elif isinstance(value, list | tuple):
+            stack.extend((v, f"{where}.{i}") for i, v in enumerate(value))
 
 
 class Usage(BaseModel):

@@ -114,6 +114,7 @@ class SQLiteStore(CommonStore, OperatorViews):
         self._pool: ThreadPoolExecutor | None = None
         self._conn: sqlite3.Connection | None = None
         self._handed_off = 0  # statements waiting on the thread for another process's lock
+        self._seen_version: int | None = None  # PRAGMA data_version (wait_for_work)
 
     # ---- plumbing ---------------------------------------------------------------------
 
@@ -227,10 +228,14 @@ class SQLiteStore(CommonStore, OperatorViews):
         if self._pool is None:
             return
         conn, pool = self._conn, self._pool
+        # Closed first, for every statement asked from now on (``_run``: "not open"): one
+        # asked while the close below runs on the thread ran on the event loop's thread
+        # beside it, on a connection being freed, and crashed the process (a segfault in
+        # ``executemany``, a write-behind flush at shutdown).
+        self._conn = None
         if conn is not None:
             await asyncio.get_running_loop().run_in_executor(pool, conn.close)
         pool.shutdown(wait=True)
-        self._conn = None
         self._pool = None
 
     # ---- runs ---------------------------------------------------------------------------
@@ -568,9 +573,25 @@ class SQLiteStore(CommonStore, OperatorViews):
         return await self._run(body)
 
     async def wait_for_work(self, timeout: float) -> None:
-        # SQLite has no notifications across processes: poll. Work started in this process
-        # wakes the worker at once through the worker's own event, not through here.
-        await asyncio.sleep(max(0.0, min(timeout, self.poll_interval)))
+        """Return when another connection (another process) has committed since the last
+        return, or after ``timeout`` seconds. SQLite has no notifications across processes:
+        ``PRAGMA data_version``, which changes exactly when another connection commits, is
+        read every ``poll_interval`` seconds (a few microseconds). Work started in this
+        process wakes the worker at once through the worker's own event, and a timer or a
+        lease coming due through the claim loop's own deadline (``next_available``), not
+        through here. So an idle server claims once per ``timeout`` (the worker's idle
+        poll), not at every ``poll_interval``: each claim is a transaction of several
+        statements on the event loop's thread, which a request waits behind."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(0.0, timeout)
+        if self._seen_version is None:
+            self._seen_version = await self._run(_data_version)
+        while (left := deadline - loop.time()) > 0:
+            await asyncio.sleep(min(left, self.poll_interval))
+            version = await self._run(_data_version)
+            if version != self._seen_version:
+                self._seen_version = version
+                return
 
 
 #: Statements that append audit records: chained in Python in a batch (``_append_audit``).
@@ -587,6 +608,10 @@ def _unsynced(c: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T
         return fn(c)
     finally:
         c.execute("PRAGMA synchronous = FULL")
+
+
+def _data_version(c: sqlite3.Connection) -> int:
+    return int(c.execute("PRAGMA data_version").fetchone()[0])
 
 
 def _sha256_hex(text: str) -> str:

@@ -6,7 +6,10 @@ keeps beside them, plus this process's rows not yet written) plus the most this 
 (``tokens.estimate_cost``: estimated input, ``max_tokens`` of output) with its limit. Over
 the limit, a hard budget raises ``BudgetExceeded`` (permanent: retrying cannot help until
 the period turns) and the call is not sent; a soft one lets it through with a warning in
-``call.meta["budget_warning"]`` and the log.
+``call.meta["budget_warning"]`` and the log. Either says what it estimated and how, with the
+figures (``estimate``): the input tokens counted, the output tokens assumed and why (the
+request's ``max_tokens``, the default, the most that fits, or the least output: 1 token),
+and the card's prices.
 
 Hard budgets reserve. A call under a hard budget first *reserves* its worst-case cost: one
 row in ``model_reservations``, inserted only if spend + the live reservations of every
@@ -22,7 +25,8 @@ record), so the common path costs one small write before the call and nothing af
 The worst case is bounded. A chat request under a hard budget that sets no ``max_tokens``
 (nor ``max_completion_tokens``) on a card that prices output is sent with ``max_tokens``:
 ``DEFAULT_OUTPUT_TOKENS``, or, when that does not fit, the most output that fits what is
-left; when not even one token fits the call is refused. So a long answer cannot overspend.
+left; when not even one token fits the call is refused, its estimate the one with 1 output
+token. So a long answer cannot overspend.
 
 What a crash leaves behind: the reservations of the calls the dead process had in flight.
 Each expires ``timeout + RESERVATION_GRACE`` seconds after it was made (the card's timeout
@@ -57,9 +61,15 @@ from typing import Literal, get_args
 
 from ...errors import BudgetExceeded, ConfigError
 from ...store.base import Store
+from ..catalog import ModelCard
 from ..chain import DeploymentCall, NextLink
 from ..streaming import streamed
-from ..tokens import DEFAULT_OUTPUT_TOKENS, estimate_cost, estimate_request_tokens
+from ..tokens import (
+    DEFAULT_OUTPUT_TOKENS,
+    estimate_cost,
+    estimate_output_tokens,
+    estimate_request_tokens,
+)
 from ..types import ModelRequest, ModelResponse
 from .metering import DAY, spent, usage_log
 
@@ -191,14 +201,15 @@ class BudgetLink:
             if budget.hard:
                 continue
             workflow = call.workflow if budget.scope == "workflow" else None
-            estimate = estimate_cost(call.card, call.request)
+            cost = estimate_cost(call.card, call.request)
             used = await spent(self.store, call.tenant, workflow, since=budget.since(now))
-            if used + estimate <= budget.limit:
+            if used + cost <= budget.limit:
                 continue
             currency = call.card.pricing.currency
             warnings.append(
-                f"{budget.label}: spent {used:.6g} + estimated {estimate:.6g} for "
-                f"{call.card.key} > limit {budget.limit:.6g} {currency}"
+                f"{budget.label}: spent {used:.6g} + estimated {cost:.6g} for "
+                f"{call.card.key} ({estimate(call.card, call.request)}) > limit "
+                f"{budget.limit:.6g} {currency}"
             )
         if warnings:
             call.meta["budget_warning"] = "; ".join(warnings)
@@ -226,8 +237,10 @@ class BudgetLink:
             await self.store.execute("purge_reservations", {"now": now})
         card, request = call.card, call.request
         bound = _unbounded(call)
+        why: str | None = None  # how the output was estimated: as the request says
         if bound:
             request = _with_max_tokens(request, DEFAULT_OUTPUT_TOKENS)
+            why = _DEFAULT
         amount = estimate_cost(card, request)
         reservation = await self._try(call, hard, amount, now)
         if reservation is None and self.log.writing:
@@ -241,12 +254,16 @@ class BudgetLink:
             left = min(limit for limit in await self._left(call, hard, now))
             input_cost = card.pricing.cost(estimate_request_tokens(request), 0)
             fit = math.floor((left - input_cost) / card.pricing.output_per_1k * 1000)
+            # Not even one token fits: refused with the least output's estimate.
+            request = _with_max_tokens(request, min(max(fit, 1), DEFAULT_OUTPUT_TOKENS))
+            amount = estimate_cost(card, request)
             if fit >= 1:
-                request = _with_max_tokens(request, min(fit, DEFAULT_OUTPUT_TOKENS))
-                amount = estimate_cost(card, request)
+                why = "the most output that fits what is left"
                 reservation = await self._try(call, hard, amount, now)
+            else:
+                why = "the least output: the request sets no max_tokens and not even 1 token fits"
         if reservation is None:
-            raise BudgetExceeded(await self._denial(call, hard, amount, now, bound))
+            raise BudgetExceeded(await self._denial(call, hard, request, amount, now, why))
         call.meta["reservation"] = reservation
         if request is not call.request:
             call = replace(call, request=request)
@@ -316,9 +333,17 @@ class BudgetLink:
         return left
 
     async def _denial(
-        self, call: DeploymentCall, hard: list[Budget], amount: float, now: float, bound: bool
+        self,
+        call: DeploymentCall,
+        hard: list[Budget],
+        request: ModelRequest,
+        amount: float,
+        now: float,
+        why: str | None,
     ) -> str:
-        """Why the call does not fit: the first hard budget it passes, with its numbers."""
+        """Why the call does not fit: the first hard budget it passes, with its numbers, and
+        how ``amount`` was estimated for ``request`` (``estimate``; ``why``: the output's
+        basis when the budget chose it)."""
         currency = call.card.pricing.currency
         found = hard[0], 0.0, 0.0
         for budget in hard:
@@ -327,10 +352,10 @@ class BudgetLink:
                 found = budget, used, reserved
                 break
         budget, used, reserved = found
-        worst = "estimated" if not bound else "estimated (with the least output)"
         return (
             f"{budget.label}: spent {used:.6g} + reserved {reserved:.6g} by calls in flight "
-            f"+ {worst} {amount:.6g} for {call.card.key} > limit {budget.limit:.6g} "
+            f"+ estimated {amount:.6g} for {call.card.key} "
+            f"({estimate(call.card, request, why)}) > limit {budget.limit:.6g} "
             f"{currency}; the call was not sent"
         )
 
@@ -350,6 +375,36 @@ def _released(tasks: set[asyncio.Task[int]]) -> Callable[[asyncio.Task[int]], No
             log.info("releasing a budget reservation failed: %s", task.exception())
 
     return done
+
+
+_DEFAULT = "the default max_tokens: the request sets none"
+
+
+def estimate(card: ModelCard, request: ModelRequest, why: str | None = None) -> str:
+    """How ``tokens.estimate_cost`` priced ``request`` on ``card``, with the figures:
+    ``12 input tokens counted from the request at 0.5 per 1k, 1024 output tokens at 1.5 per
+    1k as the default max_tokens: the request sets none``, and a per-call price. ``why``:
+    the output's basis when the budget chose it (the default, the most that fits what is
+    left, or the least output); else the request's own (its ``max_tokens`` or
+    ``max_completion_tokens``, or the default). Embeddings: input only."""
+    pricing = card.pricing
+    tokens = estimate_request_tokens(request)
+    parts = [
+        f"{_count(tokens, 'input')} counted from the request at {pricing.input_per_1k:.6g} per 1k"
+    ]
+    if request.kind != "embed":
+        if why is None:
+            asked = [n for n in ("max_tokens", "max_completion_tokens") if n in request.params]
+            why = f"its {asked[0]}" if asked else _DEFAULT
+        output = estimate_output_tokens(request)
+        parts.append(f"{_count(output, 'output')} at {pricing.output_per_1k:.6g} per 1k as {why}")
+    if pricing.per_call:
+        parts.append(f"{pricing.per_call:.6g} per call")
+    return ", ".join(parts)
+
+
+def _count(n: int, what: str) -> str:
+    return f"{n} {what} token{'' if n == 1 else 's'}"
 
 
 def _unbounded(call: DeploymentCall) -> bool:

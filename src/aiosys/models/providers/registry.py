@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import time
+from typing import TypeGuard
 
 from ...errors import ConfigError, ProviderRejected, ProviderUnavailable
 from ..chain import DeploymentCall
@@ -84,11 +85,7 @@ class Providers:
         started = time.perf_counter()
         try:
             async with asyncio.timeout(card.timeout) as deadline:
-                if (
-                    sink is not None
-                    and request.kind == "chat"
-                    and isinstance(provider, StreamingProvider)
-                ):
+                if sink is not None and request.kind == "chat" and _streams(provider):
                     loop = asyncio.get_running_loop()
                     sink.begin(card, request)
 
@@ -124,3 +121,16 @@ class Providers:
             if name in self._created:
                 del self.active[name]
                 self._created.discard(name)
+
+
+_STREAMS: dict[type, bool] = {}
+
+
+def _streams(provider: Provider) -> TypeGuard[StreamingProvider]:
+    """Whether ``provider`` is a ``StreamingProvider``, once per class: a runtime
+    protocol's ``isinstance`` looks up each member every time (tens of microseconds)."""
+    kind = type(provider)
+    known = _STREAMS.get(kind)
+    if known is None:
+        known = _STREAMS[kind] = isinstance(provider, StreamingProvider)
+    return known
