@@ -12,3 +12,18 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
                  ELSE regexp_replace(doc, '(?<!\\)((?:\\\\)*)\\u0000', '\1\\ufffd', 'g')
             END)::json
 $$;
+
+-- The deployment lineage reads from a model call's record (0022) likewise: a record holding
+-- an escaped NUL (a failed attempt's error, before the deployment that served) read as
+-- NULL, so the call was missing from its model's recall list and from the index, which
+-- is built again with the function.
+CREATE OR REPLACE FUNCTION aiosys_meta_text(meta TEXT, key TEXT) RETURNS TEXT
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
+BEGIN
+    RETURN aiosys_json(meta) ->> key;
+EXCEPTION WHEN others THEN
+    RETURN NULL;
+END
+$$;
+
+REINDEX INDEX effects_model_deployment;
