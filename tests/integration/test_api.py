@@ -379,9 +379,10 @@ async def test_models_stats_metrics_and_the_audit_log_over_http(store_url):
         assert "endpoint" not in card["card"] and "options" not in card["card"]
         stats = (await client.get("/v1/stats", params={"since": "1h"}, headers=a)).json()
         assert stats["tenant"] == "A"
-        # An empty window is a 422 naming both ends (the runs' was a silent empty page).
+        # An empty window is a 422 naming both ends (the runs' was a silent empty page, the
+        # audit's an empty extract whose since was after its until).
         empty = {"since": "2026-02-01", "until": "2026-01-01"}
-        for path in ("/v1/runs", "/v1/stats"):
+        for path in ("/v1/runs", "/v1/stats", "/v1/audit"):
             refused = is_problem(await client.get(path, params=empty, headers=a), 422)
             assert "must be before until (2026-01-01" in refused["detail"], refused
         assert [(w["workflow"], w["runs"], w["succeeded"]) for w in stats["workflows"]] == [
@@ -616,3 +617,114 @@ def test_the_body_cap_is_declared_on_every_route_that_takes_a_body():
         for method, operation in operations.items():
             if operation.get("requestBody"):
                 assert "413" in operation["responses"], (method, path)
+
+
+async def test_a_method_a_path_does_not_take_is_405_in_that_paths_error_shape(store_url):
+    # GET /v1/chat/completions (an SDK pointed at the wrong verb, a browser) was answered as
+    # RFC 9457 problem details: the gateway's paths answer every error in OpenAI's body,
+    # which the SDKs read. Each 405 names the method and what the path takes (Allow).
+    app = make_app(store_url)
+    async with serving(app) as client:
+        for method, path, allowed in (
+            ("GET", "/v1/chat/completions", "POST"),
+            ("PUT", "/v1/chat/completions", "POST"),
+            ("GET", "/v1/embeddings", "POST"),
+            ("DELETE", "/v1/embeddings", "POST"),
+            ("POST", "/v1/models", "GET"),
+            ("DELETE", "/v1/models/some-model", "GET"),
+        ):
+            r = await client.request(method, path)
+            assert r.status_code == 405, (method, path, r.text)
+            assert r.headers["content-type"] == "application/json", (method, path)
+            assert r.headers["allow"] == allowed
+            assert r.headers["x-should-retry"] == "false"
+            error = r.json()["error"]
+            assert error["type"] == "invalid_request_error", error
+            assert error["message"] == f"Invalid method for URL ({method} {path})"  # OpenAI's
+        r = await client.request("DELETE", "/v1/runs/r-1")
+        problem = is_problem(r, 405)
+        assert problem["detail"] == "DELETE is not allowed on /v1/runs/r-1: it takes GET"
+        assert r.headers["allow"] == "GET"
+        # An unknown path is the server's 404, as a problem (no gateway path names it).
+        is_problem(await client.get("/v1/nothing-here"), 404)
+
+
+async def test_a_compressed_body_is_415_naming_its_coding_in_both_error_shapes(store_url):
+    # Content-Encoding was ignored: a body labelled gzip but sent plain was read as JSON
+    # (a run started), and a gzipped one failed as "not UTF-8 text: byte 0x1f". Nothing here
+    # decodes a content coding: 415 naming it, before the body is read; identity is taken.
+    import gzip
+
+    app = make_app(store_url)
+    run = json.dumps({"input": {"name": "x"}}).encode()
+    chat = json.dumps({"model": "m", "messages": [{"role": "user", "content": "x"}]}).encode()
+    async with serving(app) as client:
+        for path, body, shape in (
+            ("/v1/workflows/hello/runs", run, "problem"),
+            ("/v1/chat/completions", chat, "openai"),
+            ("/v1/embeddings", chat, "openai"),
+        ):
+            for content, coding in ((gzip.compress(body), "gzip"), (body, "gzip"), (body, "br")):
+                headers = {"content-type": "application/json", "content-encoding": coding}
+                r = await client.post(path, content=content, headers=headers)
+                assert r.status_code == 415, (path, coding, r.text)
+                said = f"Content-Encoding {coding!r}"
+                if shape == "problem":
+                    problem = is_problem(r, 415)
+                    assert problem["type"] == "urn:aiosys:problem:unsupported-media-type"
+                    assert said in problem["detail"], problem
+                else:
+                    error = r.json()["error"]
+                    assert error["type"] == "invalid_request_error" and said in error["message"]
+        assert await app.list_runs() == []  # nothing was started
+        r = await client.post(
+            "/v1/workflows/hello/runs",
+            content=run,
+            headers={"content-type": "application/json", "content-encoding": "identity"},
+        )
+        assert r.status_code == 201, r.text
+        # A request with no body is not refused for the header.
+        assert (
+            await client.get("/v1/runs", headers={"content-encoding": "gzip"})
+        ).status_code == 200
+
+
+async def test_head_is_get_without_its_body_on_every_route_that_takes_get(store_url):
+    # `curl -I /healthz` (a load balancer's HEAD probe) was 405 on every route but
+    # /openapi.json: FastAPI's routes take only the methods they declare.
+    app = make_app(store_url)
+    async with serving(app) as client:
+        for path in ("/healthz", "/readyz", "/v1/runs", "/v1/models", "/metrics", "/runs"):
+            got = await client.get(path)
+            head = await client.head(path)
+            assert head.status_code == got.status_code, (path, head.status_code)
+            assert head.content == b"", path
+            assert head.headers["content-type"] == got.headers["content-type"], path
+            if "content-length" in got.headers and got.status_code == 200:
+                assert head.headers["content-length"] == str(len(got.content)) or path in (
+                    "/v1/runs",
+                    "/metrics",
+                    "/runs",  # (each answer differs a little between two requests)
+                ), path
+        missing = await client.head("/v1/runs/missing")
+        assert (missing.status_code, missing.content) == (404, b"")
+        assert missing.headers["content-type"] == "application/problem+json"
+        refused = await client.head("/v1/workflows/hello/runs")  # a path that takes POST
+        assert (refused.status_code, refused.headers["allow"]) == (405, "POST")
+        assert await app.list_runs() == []
+
+
+async def test_an_empty_filter_is_a_422_naming_it_not_an_empty_page(store_url):
+    # `?workflow=$WF` with the variable unset listed the runs of a workflow named "": an
+    # empty page, 200, as if there were none.
+    app = make_app(store_url)
+    async with serving(app) as client:
+        await client.post("/v1/workflows/hello/runs", json={"input": {"name": "x"}})
+        for path, name in (
+            ("/v1/runs", "workflow"),
+            ("/v1/stats", "workflow"),
+            ("/v1/stats", "model"),
+            ("/v1/tasks", "run_id"),
+        ):
+            problem = is_problem(await client.get(path, params={name: ""}), 422)
+            assert problem["errors"][0]["loc"] == ["query", name], problem

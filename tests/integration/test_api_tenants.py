@@ -5,6 +5,7 @@ routes: a new route that neither the walk nor ``EXEMPT`` names fails the test.""
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -146,3 +147,66 @@ async def test_the_http_tenant_walk_every_route_as_a_against_b(store_url):
         assert b_sent["runs"][0]["run_id"] != a_sent["runs"][0]["run_id"]
         a_runs = (await client.get("/v1/runs", headers=a)).json()["data"]
         assert [r["id"] for r in a_runs] == [a_sent["runs"][0]["run_id"]]
+
+
+async def test_a_tenant_named_empty_or_unstorable_is_a_422_on_every_route(store_url):
+    # `?tenant=` (an unset shell variable) was read as a tenant named "": the local
+    # principal's listings answered empty pages (a silent nothing), a key's answered 403
+    # "may not list runs in tenant ''", and `/v1/audit` exported an empty extract. A tenant
+    # that is empty, or holds a NUL or a lone surrogate, is the request's fault, refused
+    # where a call is scoped to its tenant (``scope_tenant``), as `start` refused it.
+    app = make_app(store_url)
+    api = create_api(app)
+    async with app, client_of(api) as client:
+        key = auth(await new_key(app, "A", "alice", "admin"))
+        run_id = (await client.post("/v1/workflows/waits/runs", headers=key)).json()["id"]
+        calls = [
+            ("GET", "/v1/runs", None),
+            ("GET", f"/v1/runs/{run_id}", None),
+            ("POST", f"/v1/runs/{run_id}/signals/go", {"payload": 1}),
+            ("POST", f"/v1/runs/{run_id}/cancel", None),
+            ("POST", f"/v1/runs/{run_id}/resume", None),
+            ("GET", "/v1/tasks", None),
+            ("GET", "/v1/tasks/t-1", None),
+            ("POST", "/v1/tasks/t-1/claim", None),
+            ("GET", "/v1/stats", None),
+            ("GET", "/v1/audit", None),
+            ("GET", "/metrics", None),
+        ]
+        for tenant in ("", "A\x00"):
+            for headers in (key, {}):  # a key's principal, and (no key) a 401 first
+                for method, path, body in calls:
+                    r = await client.request(
+                        method, path, params={"tenant": tenant}, json=body, headers=headers
+                    )
+                    if not headers:
+                        assert r.status_code == 401, (path, r.text)
+                        continue
+                    assert r.status_code == 422, (method, path, tenant, r.text)
+                    problem = r.json()
+                    assert problem["type"] == "urn:aiosys:problem:invalid-input", problem
+                    assert problem["detail"].startswith("tenant "), problem
+            r = await client.post("/v1/workflows/waits/runs", json={"tenant": tenant}, headers=key)
+            assert r.status_code == 422, r.text
+        assert (await app.get_run(run_id)).status == "waiting"  # nothing was done to it
+
+
+async def test_the_local_principal_naming_an_empty_tenant_is_refused_not_shown_nothing(
+    store_url,
+):
+    from aiosys.errors import InvalidInput
+
+    app = make_app(store_url)
+    async with app:
+        await app.start("hello", {"name": "x"}, tenant="A")
+        for tenant in ("", "A\x00"):
+            with pytest.raises(InvalidInput, match=r"^tenant "):
+                await app.list_runs(tenant=tenant)
+            with pytest.raises(InvalidInput, match=r"^tenant "):
+                await app.list_tasks(tenant=tenant)
+            with pytest.raises(InvalidInput, match=r"^tenant "):
+                await app.stats(tenant=tenant)
+            with pytest.raises(InvalidInput, match=r"^tenant "):
+                await app.audit.export(io.StringIO(), tenant=tenant)
+            with pytest.raises(InvalidInput, match=r"^tenant "):
+                await app.identity.keys.list(tenant)

@@ -535,3 +535,61 @@ async def test_a_process_with_another_key_does_not_sign_the_log(store_url, key_p
         assert (await app.audit.checkpoint()) is not None
     report = await verify(store_url, key_path)
     assert report.problem is None and report.signed_to == RECORDS + 1
+
+
+async def test_an_export_whose_window_ends_before_it_starts_is_refused(store_url, key_path):
+    # It wrote an extract of nothing whose header's since was after its until (the CLI
+    # refused it on its own; GET /v1/audit and the Python API did not).
+    import datetime as dt
+
+    from aiosys.errors import InvalidInput
+
+    app = App(store=store_url, audit_key=key_path)
+    async with app:
+        later = dt.datetime(2026, 2, 1, tzinfo=dt.UTC)
+        for since, until in ((later, later - dt.timedelta(days=1)), (later, later)):
+            out = io.StringIO()
+            with pytest.raises(InvalidInput, match=r"must be before until \(2026-0"):
+                await app.audit.export(out, since=since, until=until)
+            assert out.getvalue() == ""
+        # A naive time (local) beside an aware one is compared, not a TypeError.
+        with pytest.raises(InvalidInput):
+            await app.audit.export(io.StringIO(), since=later, until=dt.datetime(2000, 1, 1))
+
+
+async def test_a_new_log_with_no_key_yet_verifies_empty_and_exports_an_empty_extract(
+    store_url, tmp_path, monkeypatch
+):
+    # A fresh `aiosys server`: nothing audited yet, so no default key was generated, and
+    # GET /v1/audit/verify was a 500 ("no audit key to verify with"), the console's audit
+    # page an error, `aiosys audit verify` exit 1. An empty log is `empty`, and its extract
+    # verifies. A log with records whose key is gone is still refused (nothing to check its
+    # checkpoints with).
+    monkeypatch.chdir(tmp_path)  # the default key of a PostgreSQL store: ./.aiosys/
+    monkeypatch.delenv("AIOSYS_AUDIT_KEY")  # the embedded default: no key until needed
+    app = App(store=store_url)
+
+    @app.workflow
+    async def noop(ctx: Context) -> None:
+        return None
+
+    await app.open()
+    try:
+        assert not app.audit.key_path().exists()
+        report = await app.audit.verify()
+        assert (report.ok, report.status, report.records) == (True, "empty", 0)
+        out = io.StringIO()
+        await app.audit.export(out)
+        checked = verify_extract(out.getvalue().splitlines(), load_verify_key(app.audit.key_path()))
+        assert (checked.ok, checked.status) == (True, "empty"), checked
+        await app.start("noop")  # audited: the log holds a record now
+        await app.audit.checkpoint()
+        assert (await app.audit.verify()).status == "intact"
+        key = app.audit.key_path()
+    finally:
+        await app.close()
+    key.unlink()
+    again = App(store=store_url)
+    async with again:
+        with pytest.raises(ConfigError, match="no audit key to verify with"):
+            await again.audit.verify()

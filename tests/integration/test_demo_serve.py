@@ -4,6 +4,7 @@ API are served on the demo's store, at the address it prints, until SIGTERM (exi
 from __future__ import annotations
 
 import asyncio
+import re
 import signal
 import socket
 import sys
@@ -65,6 +66,14 @@ async def test_the_demo_then_serves_the_console_on_its_store(tmp_path):
             assert {r["status"] for r in runs["data"]} == {"succeeded"}
             console_runs = await client.get("/runs")
             assert console_runs.status_code == 200 and runs["data"][0]["id"] in console_runs.text
+            # What the demo says the console shows is what its pages are (it named lineage,
+            # which has no page): each named, a link of the console's navigation.
+            line = next(line for line in out if "the console (" in line)
+            named = line.split("the console (", 1)[1].split(")", 1)[0].split(", ")
+            for name in named:
+                label = name.removeprefix("the ").capitalize()
+                link = "/tasks" if label == "Inbox" else f"/{label.lower()}"
+                assert re.search(f'href="{link}"[^>]*>{label}<', console_runs.text), (name, line)
         proc.send_signal(signal.SIGTERM)
         assert await server.exit_code() == 0, server.text
     finally:

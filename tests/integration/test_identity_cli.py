@@ -229,7 +229,12 @@ def test_keys_create_list_revoke_and_refused_keys(store_url: str) -> None:
     assert row["tenant"] == "A"
     error = reported_error(aiosys("--api-key", key, "runs", "cancel", started, *s))
     assert "roles: runner" in error and "cancel run" in error
-    ok(aiosys("keys", "revoke", info["id"], *s))
+    said = ok(aiosys("keys", "revoke", info["id"], *s)).stdout
+    assert said.strip() == f"key {info['id']} of tenant 'A' revoked", said
+    # Again: it was revoked already, at the first time, which is kept (it said "revoked"
+    # as if it were revoked now).
+    again = ok(aiosys("keys", "revoke", info["id"], *s)).stdout
+    assert f"key {info['id']} of tenant 'A' was revoked already, at " in again, again
     error = reported_error(aiosys("--api-key", key, "runs", "list", *s))
     assert f"API key {info['id']} was revoked" in error and key not in error
     error = reported_error(

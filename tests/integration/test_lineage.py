@@ -498,3 +498,47 @@ async def test_the_model_queries_read_the_deployment_index(
             cur = await conn.execute(f"EXPLAIN {sql}", params)
             plan = " | ".join(r[0] for r in await cur.fetchall())
     assert "effects_model_deployment" in plan, plan
+
+
+async def test_a_call_whose_record_holds_a_nul_is_found_by_the_model_that_served(
+    store_url: str,
+) -> None:
+    # The primary failed with a message holding a NUL; the backup served. The effect's
+    # record keeps the primary's error (with the JSON escape \u0000), and on PostgreSQL the
+    # deployment read from it was NULL (its JSON parser refuses that escape as text): the
+    # run was missing from the backup's recall list, silently.
+    from aiosys.errors import ProviderUnavailable
+
+    def down(messages: Any) -> str:
+        raise ProviderUnavailable("primary said \x00 and left")
+
+    register_callable("lineage-nul-down", down)
+    register_callable("lineage-nul-up", lambda messages: "fine")
+    try:
+        app = App(store=store_url, models_dir="", preload_models=False)
+        for card, fn in (("nul-primary", "lineage-nul-down"), ("nul-backup", "lineage-nul-up")):
+            app.models.add_card(
+                {"id": card, "version": "1", "provider": "local", "options": {"callable": fn}}
+            )
+        app.models.task(
+            "ask_nul",
+            input=SumIn,
+            output=SumOut,
+            build=lambda d: ModelRequest(messages=[Message(role="user", content=d.text)]),
+            parse=lambda r: {"summary": r.output},
+            plan=RoutingPlan(["nul-primary", "nul-backup"]),
+        )
+
+        @app.workflow
+        async def asks_nul(ctx: Context) -> Any:
+            return (await ctx.models.run("ask_nul", {"text": "hi"})).summary
+
+        async with app:
+            run = await app.start("asks_nul")
+            await wait_status(app, run.id, "succeeded")
+            found = await app.lineage.runs("nul-backup@1")
+            assert [r["run_id"] for r in found] == [run.id], found
+            assert [r["run_id"] for r in await app.lineage.runs("nul-backup")] == [run.id]
+    finally:
+        unregister_callable("lineage-nul-down")
+        unregister_callable("lineage-nul-up")

@@ -348,3 +348,44 @@ async def test_without_human_edit_is_the_share_of_reviews_approved_as_they_were(
     assert every.without_human_edit == pytest.approx(3 / 5)
     (older,) = long.workflows
     assert older.human_reviews == 5 and older.without_human_edit == pytest.approx(2 / 5)
+
+
+async def test_stats_and_metrics_read_records_whose_text_holds_a_nul(
+    store_url: str, wait_status: Any
+) -> None:
+    # A decision's data and an effect's error holding a NUL character are stored with the
+    # JSON escape \u0000 (both stores keep it); PostgreSQL's JSON parser refuses to turn that
+    # escape into text, so the stats' and metrics' queries that read a field of such a
+    # record failed: GET /v1/stats, the console's stats page and /metrics answered 500 from
+    # then on, for every caller of the tenant.
+    app = app_on(store_url)
+
+    @app.step(retry=Retry(attempts=2, backoff=0.01))
+    def flaky(n: int) -> str:
+        raise TransientError("upstream said \x00 then hung up")
+
+    @app.workflow
+    async def asks(ctx: Context, doc: str) -> Any:
+        decision = await ctx.human_task("review", role="admin", data={"doc": doc})
+        return decision.action
+
+    @app.workflow
+    async def fails(ctx: Context) -> Any:
+        return await flaky(1)
+
+    async with app:
+        run = await app.start("asks", {"doc": "a\x00b"})
+        await wait_status(app, run.id, "waiting")
+        (task,) = await app.list_tasks()
+        await app.complete_task(task.id, "approve", comment="ok\x00")
+        await wait_status(app, run.id, "succeeded")
+        failed = await app.start("fails")
+        await wait_status(app, failed.id, "dead", "failed")
+        stats = await app.stats(since="1h")
+        by_workflow = {w.workflow: w for w in stats.workflows}
+        assert by_workflow["asks"].human_reviews == 1, by_workflow["asks"]
+        assert by_workflow["asks"].without_human_edit == 1.0, by_workflow["asks"]
+        fails = by_workflow["fails"]
+        assert (fails.transient_failures > 0, fails.permanent_failures) == (True, 0), fails
+        text = await app.metrics()
+        assert 'aiosys_runs_created_total{tenant="default",workflow="fails"} 1.0' in text

@@ -353,3 +353,54 @@ def test_an_app_module_that_fails_to_import_is_reported_in_one_line(
     assert "it raised RuntimeError: no config found" in message
     message = reported_error(aiosys("run", "x", "--app", "no_app:nosuch", "--store", store))
     assert "module 'no_app' has no attribute 'nosuch'" in message
+
+
+def test_a_tenant_named_empty_is_a_usage_error_on_every_command(store: str) -> None:
+    # `--tenant "$TENANT"` with the variable unset listed nothing (`runs list` read the store
+    # alone, as tenant ""), exit 0: a silent nothing. Every --tenant is checked as App does.
+    import typer.main
+
+    from aiosys.cli.common import tenant_name
+    from aiosys.cli.main import cli
+
+    def commands(group: Any, path: tuple[str, ...] = ()) -> Any:
+        for name, command in getattr(group, "commands", {}).items():
+            yield from commands(command, (*path, name))
+        if not getattr(group, "commands", None):
+            yield path, group
+
+    checked = []
+    for path, command in commands(typer.main.get_command(cli)):
+        for param in command.params:
+            if "--tenant" in getattr(param, "opts", ()) and path != ("keys", "create"):
+                assert param.callback is not None, path  # keys create: a usage error itself
+                checked.append(path)
+    assert ("runs", "list") in checked and ("audit", "export") in checked
+    assert len(checked) >= 12, checked
+    with pytest.raises(typer.BadParameter, match="tenant is empty"):
+        tenant_name("")
+    for args in (
+        ("runs", "list"),
+        ("runs", "show", "r-1"),
+        ("tasks", "list"),
+        ("stats",),
+        ("audit", "export"),
+        ("keys", "list"),
+        ("runs", "prune", "--before", "1d"),
+    ):
+        for tenant in ("", "a\x00"):
+            message = reported_error(aiosys(*args, "--tenant", tenant), 2)
+            assert "--tenant" in message and "tenant " in message, (args, message)
+
+
+def test_an_empty_filter_is_a_usage_error_not_an_empty_listing(store: str) -> None:
+    # `--workflow "$WF"` with the variable unset listed nothing, exit 0.
+    for args, option in (
+        (("runs", "list"), "--workflow"),
+        (("runs", "list", "--stranded"), "--workflow"),
+        (("stats",), "--workflow"),
+        (("stats",), "--model"),
+        (("tasks", "list"), "--run"),
+    ):
+        message = reported_error(aiosys(*args, option, ""), 2)
+        assert option in message and "it is empty" in message, (args, message)

@@ -110,3 +110,23 @@ def test_reflow_keeps_paragraphs_and_unwrapped_blocks() -> None:
     \f
     hidden"""
     assert reflow(text) == "First line goes on.\n\nSecond paragraph.\n\n\b\nkept\nas is\n\f\nhidden"
+
+
+def test_text_in_square_brackets_is_shown_not_read_as_markup() -> None:
+    # `aiosys server --help` said "max_body_size under in aiosys.toml": rich read
+    # "[server]" as a style tag and dropped it. Every bracketed word a help text holds
+    # reaches the page.
+    import re
+
+    checked = 0
+    for path, command in commands(root()):
+        texts = [command.help or ""] + [getattr(p, "help", None) or "" for p in command.params]
+        # As written (the help may be prepared already: escaped for rich).
+        wanted = {m for t in texts for m in re.findall(r"\[[^\]\s]+\]", t.replace("\\", ""))}
+        if not wanted:
+            continue
+        page = " ".join(help_page(*path).replace("│", " ").split())
+        for token in wanted:
+            assert token in page, (path, token)
+            checked += 1
+    assert checked, "no help text holds square brackets: the test checks nothing"

@@ -144,3 +144,26 @@ def test_an_approval_row_is_made_only_for_an_effect_that_waited_for_a_person() -
     asked = approval_of(effect("model", "pending", None, {"approval": given}))
     assert asked is not None and (asked["outcome"], asked["kind"]) == ("waiting", "policy approval")
     assert asked["policies"] == ["p"]
+
+
+def test_a_cards_page_names_no_endpoint_nor_key_variable() -> None:
+    # The console's model page (every tenant's users read it) showed the card's endpoint
+    # (a host and port inside the network) and its key's variable, which GET /v1/models
+    # does not serve ("the operator's") and no error message names.
+    from aiosys.models.card_markdown import card_to_markdown
+    from aiosys.models.catalog import ModelCard
+    from aiosys.ui._catalog import card_html
+
+    card = ModelCard(
+        id="chat",
+        provider="openai",
+        endpoint="http://10.1.2.3:8001/v1",
+        api_key_env="VLLM_KEY",
+        description="A chat model.",
+    )
+    page = str(card_html(card))
+    assert "10.1.2.3" not in page and "VLLM_KEY" not in page, page
+    assert "A chat model." in page and "openai" in page
+    # The operator's document (aiosys models show --markdown) keeps them.
+    whole = card_to_markdown(card)
+    assert "http://10.1.2.3:8001/v1" in whole and "VLLM_KEY" in whole

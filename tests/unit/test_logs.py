@@ -68,6 +68,20 @@ def test_fields_a_record_carries_are_kept_and_an_effect_field_is_its_seq() -> No
     assert (about_run["run_id"], about_run["seq"]) == ("r-2", None)
 
 
+def test_uvicorns_coloured_copy_of_its_message_is_not_a_field() -> None:
+    # `aiosys server`'s "Uvicorn running on ..." lines carried a `color_message` field: the
+    # message again, with terminal colour codes, in every JSON line uvicorn writes.
+    logger, out = json_logger("test.logs.uvicorn")
+    logger.info(
+        "Uvicorn running on %s",
+        "http://127.0.0.1:8000",
+        extra={"color_message": "Uvicorn running on \x1b[1m%s\x1b[0m"},
+    )
+    (line,) = lines(out)
+    assert line["message"] == "Uvicorn running on http://127.0.0.1:8000"
+    assert "color_message" not in line
+
+
 def test_an_exception_is_one_json_line_with_its_traceback() -> None:
     logger, out = json_logger("test.logs.exc")
     try:

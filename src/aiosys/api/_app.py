@@ -18,6 +18,7 @@ from ..errors import ConfigError
 from ..ui import mount_console
 from . import _events, _probes, _reads, _runs, _tasks
 from ._auth import Caller
+from ._head import HeadAsGet
 from ._limits import DeclaredBodyLimit, resolve_max_body_size
 from ._problems import MEDIA_TYPE, Problems, on_http_error, on_invalid_request
 from .openai_compat import DirectPath, Gateway
@@ -36,7 +37,8 @@ A request body over the server's cap (8 MiB unless configured) is 413.
 class _API(FastAPI):
     """FastAPI, with a body's declared length checked against ``max_body_size`` before
     anything else (``aiosys.api._limits``), then the gateway's common request served
-    (``direct``: ``openai_compat.DirectPath``) before FastAPI's own middleware."""
+    (``direct``: ``openai_compat.DirectPath``) before FastAPI's own middleware; HEAD is
+    served as GET (``aiosys.api._head``)."""
 
     direct: Callable[[ASGIApp], ASGIApp] | None = None
 
@@ -44,7 +46,7 @@ class _API(FastAPI):
         stack = super().build_middleware_stack()
         if self.direct is not None:
             stack = self.direct(stack)
-        return DeclaredBodyLimit(stack, self)
+        return HeadAsGet(DeclaredBodyLimit(stack, self))
 
 
 def _version() -> str:

@@ -72,6 +72,16 @@ def body_fault(request: Request, exc: BaseException) -> tuple[int, str] | None:
     return None
 
 
+def http_detail(request: Request, exc: HTTPException) -> str:
+    """What an ``HTTPException`` the router raised says, in either error shape: a method
+    the path does not take names both (``GET is not allowed on /v1/chat/completions: it
+    takes POST``; Starlette's detail is the status's phrase alone), else its detail."""
+    allow = (exc.headers or {}).get("Allow") or (exc.headers or {}).get("allow")
+    if exc.status_code == 405 and allow:
+        return f"{request.method} is not allowed on {request.url.path}: it takes {allow}"
+    return str(exc.detail)
+
+
 def too_large(limit: int | None) -> str:
     """What a 413 says: the cap, in bytes and as people read it."""
     if limit is None:
@@ -108,4 +118,4 @@ def _json_reason(error: dict[str, Any], doc: Any) -> str:
     return f"{reason} (offset {pos})"
 
 
-__all__ = ["STATUSES", "body_fault", "body_too_large", "too_large"]
+__all__ = ["STATUSES", "body_fault", "body_too_large", "http_detail", "too_large"]

@@ -99,6 +99,20 @@ def _toml_server() -> dict[str, Any]:
     return table
 
 
+def content_coding(scope: Scope) -> str | None:
+    """The request's ``Content-Encoding`` when it has a body and names a coding other than
+    ``identity`` (``gzip``, ``br``), else None."""
+    coding, has_body = None, False
+    for name, value in scope.get("headers", ()):
+        if name == b"content-encoding":
+            coding = value.decode("latin-1").strip()
+        elif name == b"transfer-encoding" or (name == b"content-length" and value.strip() != b"0"):
+            has_body = True
+    if not has_body or coding is None or coding.lower() in ("", "identity"):
+        return None
+    return str(coding)
+
+
 def declared_length(scope: Scope) -> int | None:
     """The request's ``Content-Length``, None without one (or one that is no number)."""
     for name, value in scope.get("headers", ()):
@@ -112,26 +126,38 @@ def declared_length(scope: Scope) -> int | None:
 
 class DeclaredBodyLimit:
     """ASGI: a request whose ``Content-Length`` is over ``api.max_body_size`` is answered
-    413, nothing of its body read, in its route's error shape; any other goes on to
-    ``app`` (``api``'s middleware stack, which counts a body of no declared length)."""
+    413, nothing of its body read, and one whose body is sent compressed
+    (``Content-Encoding: gzip``, which nothing here decodes: it was read as if it were
+    plain JSON, or failed as "not UTF-8 text") 415 naming the coding, each in its route's
+    error shape; any other goes on to ``app`` (``api``'s middleware stack, which counts a
+    body of no declared length)."""
 
     def __init__(self, app: ASGIApp, api: FastAPI) -> None:
         self.app = app
         self.api = api
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        limit = self.api.max_body_size
-        if scope["type"] == "http" and limit is not None:
+        if scope["type"] == "http":
+            limit = self.api.max_body_size
             length = declared_length(scope)
-            if length is not None and length > limit:
-                response = self.refusal({**scope, MAX_BODY_SIZE_SCOPE_KEY: limit})
+            coding = content_coding(scope)
+            response = None
+            if limit is not None and length is not None and length > limit:
+                limited = {**scope, MAX_BODY_SIZE_SCOPE_KEY: limit}
+                response = self.refusal(limited, *body_too_large(Request(limited)))
+            elif coding is not None:
+                message = (
+                    f"the body is sent with Content-Encoding {coding!r}, which this server "
+                    "does not decode: send it uncompressed (identity)"
+                )
+                response = self.refusal(scope, 415, message)
+            if response is not None:
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
 
-    def refusal(self, scope: Scope) -> JSONResponse:
+    def refusal(self, scope: Scope, status: int, message: str) -> JSONResponse:
         request = Request(scope)
-        status, message = body_too_large(request)
         for route in self.api.router.routes:
             if isinstance(route, OpenAIRoute) and route.matches(scope)[0] is Match.FULL:
                 return body_error(status, message)

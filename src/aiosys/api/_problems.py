@@ -68,7 +68,7 @@ from ..errors import (
 )
 from ..redact import withhold_addresses
 from ..store import unavailable
-from ._body import body_fault
+from ._body import body_fault, http_detail
 
 log = logging.getLogger("aiosys.api")
 
@@ -208,8 +208,9 @@ async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
     fault = body_fault(request, exc)
     if fault is not None:
         return body_problem(request, *fault)
-    detail = exc.detail if isinstance(exc.detail, str) else None
-    return problem_response(exc.status_code, request, detail=detail, headers=exc.headers)
+    return problem_response(
+        exc.status_code, request, detail=http_detail(request, exc), headers=exc.headers
+    )
 
 
 #: The problem type of each status ``aiosys.api._body`` answers a body with.

@@ -45,8 +45,8 @@ def router(app: App, caller: Caller) -> APIRouter:
             ),
         ] = "24h",
         until: Annotated[dt.datetime | None, Query(description="Default: now.")] = None,
-        workflow: Annotated[str | None, Query(max_length=NAME)] = None,
-        model: Annotated[str | None, Query(max_length=NAME)] = None,
+        workflow: Annotated[str | None, Query(min_length=1, max_length=NAME)] = None,
+        model: Annotated[str | None, Query(min_length=1, max_length=NAME)] = None,
         tenant: Tenant = None,
     ) -> Stats:
         """Per workflow and per model stats over ``[since, until)`` (``App.stats``):

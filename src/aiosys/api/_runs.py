@@ -121,7 +121,7 @@ def router(app: App, caller: Caller) -> APIRouter:
 
     @r.get("/runs", responses=problems(*COMMON))
     async def list_runs(
-        workflow: Annotated[str | None, Query(max_length=NAME)] = None,
+        workflow: Annotated[str | None, Query(min_length=1, max_length=NAME)] = None,
         status: RunStatus | None = None,
         tenant: Tenant = None,
         since: Annotated[

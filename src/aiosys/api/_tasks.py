@@ -41,7 +41,7 @@ def router(app: App, caller: Caller) -> APIRouter:
             TaskStatus | Literal["any"] | None,
             Query(description="Default: still to decide (open or claimed, their run live)."),
         ] = None,
-        run_id: Annotated[str | None, Query(max_length=NAME)] = None,
+        run_id: Annotated[str | None, Query(min_length=1, max_length=NAME)] = None,
         tenant: Tenant = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     ) -> TaskList:

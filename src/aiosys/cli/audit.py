@@ -32,6 +32,7 @@ from .common import (
     fail,
     run_async,
     store_app,
+    tenant_name,
     with_opened,
 )
 from .group import CommandGroup
@@ -137,7 +138,9 @@ def export(
     to: Annotated[
         str | None, typer.Option("--to", help="Records before this time (ISO 8601).")
     ] = None,
-    tenant: Annotated[str | None, typer.Option("--tenant", help="Only this tenant's.")] = None,
+    tenant: Annotated[
+        str | None, typer.Option("--tenant", callback=tenant_name, help="Only this tenant's.")
+    ] = None,
     output: Annotated[
         Path | None,
         typer.Option(

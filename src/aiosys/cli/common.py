@@ -20,7 +20,8 @@ from rich.console import Console
 from rich.markup import escape
 from typer._click import exceptions as usage  # typer 0.29 carries its own click
 
-from ..errors import AiosysError, RunNotFound
+from ..errors import AiosysError, InvalidInput, RunNotFound
+from ..store._text import check_identifier
 from .group import CommandGroup
 
 if TYPE_CHECKING:
@@ -234,6 +235,26 @@ class OneLineErrors(CommandGroup):
             say("aborted")
             sys.exit(EXIT_ERROR)
         sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def tenant_name(value: str | None) -> str | None:
+    """The callback of every ``--tenant``: a tenant named empty (an unset shell variable),
+    or holding a NUL or a lone surrogate, is a usage error (exit 2), as ``App`` refuses it;
+    the local user's reads go to the store alone, where it would list nothing."""
+    if value is not None:
+        try:
+            check_identifier("tenant", value)
+        except InvalidInput as exc:
+            raise typer.BadParameter(str(exc)) from None
+    return value
+
+
+def a_name(value: str | None) -> str | None:
+    """The callback of a filter naming a workflow, model or run (``--workflow``): an empty
+    one (an unset shell variable) is a usage error, not a filter that lists nothing."""
+    if value is not None and not value:
+        raise typer.BadParameter("it is empty: give a name, or leave the option out")
+    return value
 
 
 def parse_json(text: str | None, option: str) -> Any:

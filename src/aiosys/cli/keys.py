@@ -30,6 +30,7 @@ from .common import (
     fail,
     run_async,
     store_app,
+    tenant_name,
     with_opened,
 )
 from .group import CommandGroup
@@ -133,7 +134,11 @@ def create(
 def list_keys(
     tenant: Annotated[
         str | None,
-        typer.Option("--tenant", help="Only this tenant's (default: all, or the API key's)."),
+        typer.Option(
+            "--tenant",
+            callback=tenant_name,
+            help="Only this tenant's (default: all, or the API key's).",
+        ),
     ] = None,
     json_: JsonFlag = False,
     app: AppOption = None,
@@ -176,13 +181,20 @@ def revoke(
 ) -> None:
     """Revoke an API key: it is refused from now on."""
 
-    async def body(a: App) -> tuple[KeyInfo, float]:
+    async def body(a: App) -> tuple[KeyInfo, float, bool]:
         whose = await a.authorize("manage_keys")
         ids = Identity(a.store, jwt=False, audit=audit_log(a).key_action)
-        return await ids.keys.revoke(key_id, tenant=whose), ids.keys.clock()
+        before = await ids.keys.get(key_id)
+        already = before is not None and before.revoked_at is not None
+        return await ids.keys.revoke(key_id, tenant=whose), ids.keys.clock(), already
 
-    info, now = run_async(lambda: with_opened(store_app(app, store), body))
+    info, now, already = run_async(lambda: with_opened(store_app(app, store), body))
     if json_:
         echo_json(_info_dict(info, now))
         return
-    console().print(f"key {info.id} of tenant {info.tenant!r} revoked", markup=False)
+    if already and info.revoked_at is not None:  # revoking again keeps the first time
+        when = dt.datetime.fromtimestamp(info.revoked_at, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+        said = f"key {info.id} of tenant {info.tenant!r} was revoked already, at {when}"
+    else:
+        said = f"key {info.id} of tenant {info.tenant!r} revoked"
+    console().print(said, markup=False)

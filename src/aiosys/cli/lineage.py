@@ -31,6 +31,7 @@ from .common import (
     fail,
     run_async,
     store_app,
+    tenant_name,
     with_opened,
 )
 from .group import CommandGroup
@@ -50,7 +51,11 @@ lineage = typer.Typer(
 RunId = Annotated[str, typer.Argument(help="The run's id.")]
 TenantOption = Annotated[
     str | None,
-    typer.Option("--tenant", help="Look only in this tenant (default: the caller's, or any)."),
+    typer.Option(
+        "--tenant",
+        callback=tenant_name,
+        help="Look only in this tenant (default: the caller's, or any).",
+    ),
 ]
 
 

@@ -39,6 +39,7 @@ from .common import (
     parse_json,
     run_async,
     set_credential,
+    tenant_name,
 )
 from .keys import keys
 from .lineage import lineage
@@ -53,6 +54,10 @@ from .stats import slo, stats
 from .tasks import tasks
 
 log = logging.getLogger("aiosys.worker")
+
+#: The console's pages, as the demo names them (its nav links, tests/integration/
+#: test_demo_serve.py); lineage is not one of them (``aiosys lineage show``, printed above).
+CONSOLE_PAGES = "runs, the inbox, models, audit, stats, budgets"
 
 _LOCAL_ONLY = "{what}: run it without an API key (unset AIOSYS_API_KEY, drop --api-key)"
 
@@ -90,6 +95,7 @@ TenantOption = Annotated[
     str | None,
     typer.Option(
         "--tenant",
+        callback=tenant_name,
         help="The tenant the run belongs to (default: the API key's, else 'default').",
     ),
 ]
@@ -263,7 +269,7 @@ def demo(
 
         where = f"http://{host}:{port}/"
         out.print(
-            f"\nthe console (runs, the inbox, lineage, audit, stats) on the demo's store: {where}"
+            f"\nthe console ({CONSOLE_PAGES}) on the demo's store: {where}"
             "\n(the HTTP API beside it: /v1/..., /openapi.json; Ctrl-C stops it)",
             markup=False,
             highlight=False,

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from .common import AppOption, StoreOption, run_async, store_app, with_opened
+from .common import AppOption, StoreOption, run_async, store_app, tenant_name, with_opened
 
 if TYPE_CHECKING:
     from ..kernel import App
@@ -21,6 +21,7 @@ def metrics(
         str | None,
         typer.Option(
             "--tenant",
+            callback=tenant_name,
             help="Only this tenant's series (default: the API key's tenant, else every tenant).",
         ),
     ] = None,

@@ -32,6 +32,7 @@ from .common import (
     progress_bar,
     run_async,
     store_app,
+    tenant_name,
     with_opened,
 )
 from .group import CommandGroup
@@ -240,7 +241,11 @@ def delete(
 def usage(
     tenant: Annotated[
         str | None,
-        typer.Option("--tenant", help="Whose calls (default: the API key's, else 'default')."),
+        typer.Option(
+            "--tenant",
+            callback=tenant_name,
+            help="Whose calls (default: the API key's, else 'default').",
+        ),
     ] = None,
     since: Annotated[
         str | None,
@@ -284,7 +289,11 @@ def shadows(
     task: Annotated[str | None, typer.Argument(help="Only this task's (default: all).")] = None,
     tenant: Annotated[
         str | None,
-        typer.Option("--tenant", help="Whose calls (default: the API key's, else 'default')."),
+        typer.Option(
+            "--tenant",
+            callback=tenant_name,
+            help="Whose calls (default: the API key's, else 'default').",
+        ),
     ] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many.")] = 50,
     json_: JsonFlag = False,

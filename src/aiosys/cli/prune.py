@@ -21,6 +21,7 @@ from .common import (
     progress_bar,
     run_async,
     store_app,
+    tenant_name,
     with_opened,
 )
 from .runs import runs
@@ -55,7 +56,10 @@ def prune(
         ),
     ],
     tenant: Annotated[
-        str | None, typer.Option("--tenant", help="Only this tenant's runs; default: every tenant.")
+        str | None,
+        typer.Option(
+            "--tenant", callback=tenant_name, help="Only this tenant's runs; default: every tenant."
+        ),
     ] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Count what would be deleted; delete nothing.")

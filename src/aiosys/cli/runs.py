@@ -17,6 +17,7 @@ from .common import (
     AppOption,
     JsonFlag,
     StoreOption,
+    a_name,
     bare_store,
     console,
     echo_json,
@@ -26,6 +27,7 @@ from .common import (
     run_and_effects,
     run_async,
     store_app,
+    tenant_name,
     with_opened,
     with_store,
 )
@@ -45,7 +47,9 @@ RunId = Annotated[str, typer.Argument(help="The run's id.")]
 TenantOption = Annotated[
     str | None,
     typer.Option(
-        "--tenant", help="Look only in this tenant (a run of another is not found); default: any."
+        "--tenant",
+        callback=tenant_name,
+        help="Look only in this tenant (a run of another is not found); default: any.",
     ),
 ]
 
@@ -55,8 +59,12 @@ def list_runs(
     status: Annotated[
         str | None, typer.Option("--status", help=f"One of: {', '.join(STATUSES)}.")
     ] = None,
-    workflow: Annotated[str | None, typer.Option("--workflow", help="Workflow name.")] = None,
-    tenant: Annotated[str | None, typer.Option("--tenant", help="Tenant.")] = None,
+    workflow: Annotated[
+        str | None, typer.Option("--workflow", callback=a_name, help="Workflow name.")
+    ] = None,
+    tenant: Annotated[
+        str | None, typer.Option("--tenant", callback=tenant_name, help="Tenant.")
+    ] = None,
     limit: Annotated[
         int, typer.Option("--limit", min=1, max=1_000_000, help="At most this many runs.")
     ] = 50,

@@ -20,6 +20,7 @@ from .common import (
     AppOption,
     JsonFlag,
     StoreOption,
+    a_name,
     bare_store,
     console,
     echo_json,
@@ -27,6 +28,7 @@ from .common import (
     fail,
     run_async,
     store_app,
+    tenant_name,
     with_opened,
     with_store,
 )
@@ -42,7 +44,9 @@ if TYPE_CHECKING:
 TenantOption = Annotated[
     str | None,
     typer.Option(
-        "--tenant", help="Whose runs and calls (default: the API key's, else every tenant)."
+        "--tenant",
+        callback=tenant_name,
+        help="Whose runs and calls (default: the API key's, else every tenant).",
     ),
 ]
 
@@ -72,9 +76,14 @@ def stats(
         ),
     ] = "24h",
     workflow: Annotated[
-        str | None, typer.Option("--workflow", help="Only this workflow (and its model calls).")
+        str | None,
+        typer.Option(
+            "--workflow", callback=a_name, help="Only this workflow (and its model calls)."
+        ),
     ] = None,
-    model: Annotated[str | None, typer.Option("--model", help="Only this model.")] = None,
+    model: Annotated[
+        str | None, typer.Option("--model", callback=a_name, help="Only this model.")
+    ] = None,
     tenant: TenantOption = None,
     json_: JsonFlag = False,
     app: AppOption = None,
@@ -242,10 +251,10 @@ def slo_check(
 ) -> None:
     """Check every SLO against the stats of its window; exit 1 when one is broken.
 
-    The SLOs are the \\[\\[slo]] tables of ./aiosys.toml and the app's app.slo(...). Each is
+    The SLOs are the [[slo]] tables of ./aiosys.toml and the app's app.slo(...). Each is
     printed with its measured value, target and burn (measured / target; for error_rate,
     the error budget's burn rate). Exit 0 when all hold or have no data in their window, 0
-    with a note when none is declared, 2 for a malformed \\[\\[slo]] table or one naming
+    with a note when none is declared, 2 for a malformed [[slo]] table or one naming
     a workflow or model the app does not know."""
     from ..errors import ConfigError, InvalidInput
 

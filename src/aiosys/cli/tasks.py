@@ -23,12 +23,14 @@ from .common import (
     AppOption,
     JsonFlag,
     StoreOption,
+    a_name,
     console,
     echo_json,
     fail,
     parse_json,
     run_async,
     store_app,
+    tenant_name,
     with_opened,
 )
 from .group import CommandGroup
@@ -50,7 +52,11 @@ STATUSES = ("open", "claimed", "completed", "escalated", "any")
 TaskId = Annotated[str, typer.Argument(help="The task's id (aiosys tasks list).")]
 TenantOption = Annotated[
     str | None,
-    typer.Option("--tenant", help="Look only in this tenant (default: the API key's; local: any)."),
+    typer.Option(
+        "--tenant",
+        callback=tenant_name,
+        help="Look only in this tenant (default: the API key's; local: any).",
+    ),
 ]
 STATUS_STYLE = {"open": "yellow", "claimed": "cyan", "completed": "green", "escalated": "magenta"}
 TIMES = ("due_at", "claimed_at", "decided_at", "created_at", "updated_at")
@@ -92,7 +98,9 @@ def list_tasks(
             "decide: open or claimed, their run live).",
         ),
     ] = None,
-    run_id: Annotated[str | None, typer.Option("--run", help="Only this run's tasks.")] = None,
+    run_id: Annotated[
+        str | None, typer.Option("--run", callback=a_name, help="Only this run's tasks.")
+    ] = None,
     tenant: TenantOption = None,
     limit: Annotated[
         int, typer.Option("--limit", min=1, max=1_000_000, help="At most this many tasks.")

@@ -50,10 +50,11 @@ from typing import IO, Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from ..errors import ConfigError, PermissionDenied
+from ..errors import ConfigError, InvalidInput, PermissionDenied
 from ..kernel.gate import EffectCall, Next
 from ..kernel.principal import current_principal, principal_of_run
 from ..store import Store
+from ..store._text import check_identifier
 from ..store.base import NewRun
 from .audit_checkpoint import Checkpoint, Checkpointer
 from .audit_effects import KEPT, EffectRecords
@@ -239,6 +240,18 @@ class AuditLog:
                 "--public-key or configure audit_key"
             )
         return self.signing_key().public_key()
+
+    async def _read_key(self, path: str | Path | None) -> Ed25519PublicKey:
+        """The key ``verify`` and ``export`` check checkpoints with (``verify_key``). A new
+        log (no record, no checkpoint) of the embedded default has no key yet, as none was
+        needed: it is made now, as the first record would make it, so that an empty log
+        verifies ``empty`` and exports an extract that verifies. A log with records whose
+        key is gone stays a ``ConfigError``: a new key would check nothing."""
+        if path is None and not self.settings.key and not self.key_path().exists():
+            heads = await self._store().fetch("audit_head_counted", {})
+            if heads and int(heads[0]["seq"]) == 0 and int(heads[0]["checkpoints"]) == 0:
+                return self.signing_key().public_key()
+        return self.verify_key(path)
 
     # ---- writing ----------------------------------------------------------------------
 
@@ -628,8 +641,8 @@ class AuditLog:
                 "verifying the whole audit log spans every tenant; export your tenant's "
                 "records (aiosys audit export) and verify the extract"
             )
-        key = self.verify_key(public_key)
-        await self._seal()
+        await self._seal()  # first: records waiting to be chained count (PostgreSQL)
+        key = await self._read_key(public_key)
         return await verify_store(self._store(), key)
 
     async def export(
@@ -645,8 +658,17 @@ class AuditLog:
         """Write an extract (``audit_export``) to ``out``: the records from ``since`` to
         before ``until`` at positions up to ``upto`` (None: the head). A principal that is
         not the local one needs the role admin (``export_audit``) and exports only its own
-        tenant's records (``PermissionDenied`` otherwise)."""
+        tenant's records (``PermissionDenied`` otherwise). ``InvalidInput`` for a ``since``
+        not before ``until`` (an empty window: an extract of nothing)."""
         principal = current_principal()
+        if tenant is not None:
+            check_identifier("tenant", tenant)
+        # As timestamps, as the extract reads them (a naive time and an aware one compare).
+        if since is not None and until is not None and not since.timestamp() < until.timestamp():
+            raise InvalidInput(
+                f"since ({since.isoformat()}) must be before until ({until.isoformat()}): the "
+                "window [since, until) would be empty"
+            )
         if not principal.local:
             if not allows(principal.roles, "export_audit"):
                 has = ", ".join(sorted(principal.roles)) or "none"
@@ -657,8 +679,8 @@ class AuditLog:
             if tenant is not None and tenant != principal.tenant:
                 raise PermissionDenied(f"cannot export the audit records of tenant {tenant!r}")
             tenant = principal.tenant
-        key = self.verify_key(public_key)
-        await self._seal()
+        await self._seal()  # first: records waiting to be chained count (PostgreSQL)
+        key = await self._read_key(public_key)
         return await _export(
             self._store(),
             key,

@@ -155,7 +155,10 @@ class ApiKeys:
         return tuple(r["role"] for r in rows)
 
     async def list(self, tenant: str | None = None) -> list[KeyInfo]:
-        """The keys of ``tenant`` (None: every tenant), oldest first, without secrets."""
+        """The keys of ``tenant`` (None: every tenant), oldest first, without secrets.
+        ``InvalidInput`` for a tenant named empty (or unstorable), which no key can be of."""
+        if tenant is not None:
+            check_identifier("tenant", tenant)
         rows = await self.store.fetch("list_api_keys", {"tenant": tenant})
         roles: dict[tuple[str, str], tuple[str, ...]] = {}
         out = []

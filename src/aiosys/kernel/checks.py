@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, PermissionDenied
+from ..store._text import check_identifier
 from .principal import Principal
 
 if TYPE_CHECKING:
@@ -129,7 +130,11 @@ def scope_tenant(principal: Principal, tenant: str | None, action: str) -> str |
 
     The local principal acts where it says (None: every tenant, for reads). Any other acts
     in its own tenant: None means that one, and another is ``PermissionDenied`` (naming
-    both tenants, not whether anything exists there)."""
+    both tenants, not whether anything exists there). A tenant named empty, or holding a
+    NUL or a lone surrogate, is ``InvalidInput`` whoever asks (an unset variable, not a
+    tenant: it would list nothing, or be refused as another tenant's)."""
+    if tenant is not None:
+        check_identifier("tenant", tenant)
     if principal.local:
         return tenant
     if tenant is not None and tenant != principal.tenant:

@@ -19,12 +19,14 @@ RISK_NOTE = {
 }
 
 
-def card_to_markdown(card: ModelCard) -> str:
-    """The card as one Markdown document, ending with a newline."""
+def card_to_markdown(card: ModelCard, *, deployment: bool = True) -> str:
+    """The card as one Markdown document, ending with a newline. ``deployment`` False
+    leaves out where and how it is deployed (its endpoint and its key's variable: the
+    operator's, as ``GET /v1/models`` leaves them out), for a page every tenant reads."""
     blocks = [f"# Model card: {card.id} (version {card.version})"]
     if card.description.strip():
         blocks.append(card.description.strip())
-    blocks.append(_section("Model details", _bullets(_details(card))))
+    blocks.append(_section("Model details", _bullets(_details(card, deployment))))
     for title, items in (
         ("Intended use", card.intended_use),
         ("Out-of-scope use", card.out_of_scope_use),
@@ -48,15 +50,15 @@ def card_to_markdown(card: ModelCard) -> str:
     return "\n\n".join(blocks) + "\n"
 
 
-def _details(card: ModelCard) -> list[str]:
+def _details(card: ModelCard, deployment: bool) -> list[str]:
     external = "yes: requests leave the premises" if card.external else "no: runs on the premises"
     lines = [
         f"**Provider:** {card.provider}",
         f"**Provider model:** `{card.upstream_model}`",
     ]
-    if card.endpoint:
+    if card.endpoint and deployment:
         lines.append(f"**Endpoint:** <{card.endpoint}>")
-    if card.api_key_env:
+    if card.api_key_env and deployment:
         lines.append(f"**API key from:** environment variable `{card.api_key_env}`")
     lines += [
         f"**Owner:** {card.owner}",

@@ -46,7 +46,13 @@ from .traceids import run_trace
 CONTEXT_FIELDS = ("run_id", "seq", "trace_id", "span_id")
 
 # Attributes every LogRecord has: not ``extra`` fields.
-_RECORD_ATTRS = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+# uvicorn's ``color_message`` is its message again with terminal colour codes: not a field.
+_RECORD_ATTRS = frozenset(vars(logging.makeLogRecord({}))) | {
+    "message",
+    "asctime",
+    "taskName",
+    "color_message",
+}
 
 
 def context() -> dict[str, Any]:

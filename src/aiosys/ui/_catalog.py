@@ -1,7 +1,8 @@
 """The model catalog and its model cards (``app.models.cards``: one catalog every tenant
 shares). A card's page is its Markdown document (``aiosys.models.card_markdown``, as
 ``aiosys models show --markdown`` prints it) rendered by markdown-it-py with raw HTML off,
-so nothing a card file says can put markup or script in the page."""
+so nothing a card file says can put markup or script in the page; where the model is
+deployed (its endpoint, its key's variable) is left out, as ``GET /v1/models`` leaves it."""
 
 from __future__ import annotations
 
@@ -20,8 +21,10 @@ _MD = MarkdownIt("commonmark", {"html": False}).enable("table")
 
 def card_html(card: ModelCard) -> Markup:
     """The card's Markdown document as HTML (raw HTML in it is escaped, unsafe links
-    dropped by markdown-it's ``validateLink``)."""
-    return Markup(_MD.render(card_to_markdown(card)))  # markdown-it escaped it
+    dropped by markdown-it's ``validateLink``), without its endpoint and key variable:
+    every tenant's users read the page, and where a model runs is the operator's (as
+    ``GET /v1/models`` and every error message keep it)."""
+    return Markup(_MD.render(card_to_markdown(card, deployment=False)))  # markdown-it escaped it
 
 
 def router(console: Console) -> APIRouter:

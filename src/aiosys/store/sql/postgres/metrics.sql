@@ -25,9 +25,9 @@ SELECT kind, name, status,
        sum(CASE WHEN d <= 86400 THEN 1 ELSE 0 END) AS le_17,
        count(*) AS n, sum(d) AS total, sum(transient) AS transient, sum(retries) AS retries
 FROM (SELECT kind, name, status, finished_at - started_at AS d,
-             CASE WHEN status = 'error' AND (error::json ->> 'transient') = 'true'
+             CASE WHEN status = 'error' AND (aiosys_json(error) ->> 'transient') = 'true'
                   THEN 1 ELSE 0 END AS transient,
-             CASE WHEN meta IS NOT NULL THEN coalesce(json_array_length(meta::json -> 'retries'), 0)
+             CASE WHEN meta IS NOT NULL THEN coalesce(json_array_length(aiosys_json(meta) -> 'retries'), 0)
                   ELSE 0 END AS retries
       FROM effects
       WHERE status IN ('ok', 'error')

@@ -40,9 +40,9 @@ GROUP BY model
 SELECT r.workflow AS workflow,
        SUM(e.attempt - 1) AS retries,
        COUNT(*) FILTER (WHERE e.status = 'error'
-                        AND (e.error::json ->> 'transient') = 'true') AS transient_errors,
+                        AND (aiosys_json(e.error) ->> 'transient') = 'true') AS transient_errors,
        COUNT(*) FILTER (WHERE e.status = 'error'
-                        AND COALESCE(e.error::json ->> 'transient', 'false') <> 'true')
+                        AND COALESCE(aiosys_json(e.error) ->> 'transient', 'false') <> 'true')
            AS permanent_errors
 FROM effects e JOIN runs r ON r.id = e.run_id
 WHERE (e.attempt > 1 OR e.status = 'error')
@@ -69,7 +69,7 @@ GROUP BY model, workflow, status, split_part(COALESCE(error, ''), ':', 1)
 -- how many, and how many were approved as they were (neither edited nor rejected). An
 -- escalated task that ended with nobody deciding has no decided_by and is not counted.
 SELECT workflow, COUNT(*) AS reviews,
-       COUNT(*) FILTER (WHERE decision::json ->> 'action' = 'approve') AS approved
+       COUNT(*) FILTER (WHERE aiosys_json(decision) ->> 'action' = 'approve') AS approved
 FROM human_tasks
 WHERE decided_by IS NOT NULL AND decided_at >= :since AND decided_at < :until
   AND (CAST(:tenant AS TEXT) IS NULL OR tenant = :tenant)
