@@ -27,6 +27,8 @@ from tests.integration.apiclient import (
 from tests.integration.conftest import HOLD_POLICY, forget_migration, shipped_policies
 
 from aiosys.api import create_api
+from aiosys.governance import audit_export
+from aiosys.governance.audit_export import verify_extract
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -414,6 +416,42 @@ async def test_the_local_principal_verifies_the_whole_audit_log(store_url):
         body = verified.json()
         assert (body["ok"], body["status"], body["problem"]) == (True, "intact", None)
         assert body["records"] >= 1 and body["signed_to"] == body["records"]
+
+
+async def test_the_audit_extract_is_streamed_a_page_at_a_time_and_verifies(store_url, monkeypatch):
+    # It was built whole in memory before the first byte was sent: an extract of a busy
+    # gateway's log (a record per call) held the server's memory for its whole size.
+    monkeypatch.setattr(audit_export, "PAGE", 3)
+    app = make_app(store_url)  # no identity configured: requests are the local principal's
+    api = create_api(app)
+    async with app:
+        async with client_of(api) as client:
+            for name in ("a", "b", "c", "d"):
+                body = {"input": {"name": name}}
+                run = await client.post("/v1/workflows/hello/runs", json=body)
+                await status_of(client, run.json()["id"], "local", "succeeded")
+        await app.audit.checkpoint()
+        sent: list[dict[str, Any]] = []
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        scope = {"type": "http", "method": "GET", "path": "/v1/audit", "root_path": ""}
+        scope |= {"headers": [], "query_string": b"", "asgi": {"spec_version": "2.4"}}
+        await api(scope, receive, send)  # ASGI itself: a test client joins the pieces
+    assert sent[0]["status"] == 200
+    pieces = [m["body"] for m in sent[1:] if m["body"]]
+    text = b"".join(pieces).decode()
+    lines = text.splitlines()
+    positions = len(lines) - 1 - sum(json.loads(line)["type"] == "checkpoint" for line in lines)
+    assert positions >= 4  # a start record per run at the least
+    # The header and checkpoints, then one piece per page of 3 positions.
+    assert len(pieces) == 1 + -(-positions // 3), (len(pieces), positions)
+    report = verify_extract(lines, app.audit.verify_key())
+    assert report.ok, report
 
 
 async def test_healthz_and_readyz(store_url):

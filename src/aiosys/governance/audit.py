@@ -40,7 +40,7 @@ import datetime as dt
 import logging
 import os
 import tomllib
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -58,7 +58,7 @@ from ..store._text import check_identifier
 from ..store.base import NewRun
 from .audit_checkpoint import Checkpoint, Checkpointer
 from .audit_effects import KEPT, EffectRecords
-from .audit_export import export as _export
+from .audit_export import extract as _extract
 from .audit_keys import DEFAULT_KEY, default_signing_key, load_signing_key, load_verify_key
 from .audit_record import AuditRecord, Scalar, micros
 from .audit_verify import Report, verify_store
@@ -659,7 +659,31 @@ class AuditLog:
         before ``until`` at positions up to ``upto`` (None: the head). A principal that is
         not the local one needs the role admin (``export_audit``) and exports only its own
         tenant's records (``PermissionDenied`` otherwise). ``InvalidInput`` for a ``since``
-        not before ``until`` (an empty window: an extract of nothing)."""
+        not before ``until`` (an empty window: an extract of nothing). The counts of
+        records, stubs and checkpoints written."""
+        counts: dict[str, int] = {}
+        lines = await self.extract(
+            since=since, until=until, tenant=tenant, public_key=public_key, upto=upto, counts=counts
+        )
+        async for text in lines:
+            out.write(text)
+        return counts
+
+    async def extract(
+        self,
+        *,
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
+        tenant: str | None = None,
+        public_key: str | Path | None = None,
+        upto: int | None = None,
+        counts: dict[str, int] | None = None,
+    ) -> AsyncIterator[str]:
+        """``export``'s extract as text read a page of the log at a time (the HTTP API
+        streams it: an extract of any size is never held whole). The caller's rights and
+        the window are checked now, raising as ``export`` does; the first piece (header and
+        checkpoints) raises what refuses the extract itself (``ConfigError`` for a key that
+        does not sign the log)."""
         principal = current_principal()
         if tenant is not None:
             check_identifier("tenant", tenant)
@@ -681,14 +705,14 @@ class AuditLog:
             tenant = principal.tenant
         await self._seal()  # first: records waiting to be chained count (PostgreSQL)
         key = await self._read_key(public_key)
-        return await _export(
+        return _extract(
             self._store(),
             key,
-            out,
             since=None if since is None else micros(since.timestamp()),
             until=None if until is None else micros(until.timestamp()),
             tenant=tenant,
             upto=upto,
+            counts=counts,
         )
 
 

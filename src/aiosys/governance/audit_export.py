@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import IO, Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -60,6 +60,29 @@ async def export(
     None: unbounded) of ``tenant`` (None: every tenant) to ``out``, those at positions up to
     ``upto`` only (None: up to the head; the AI Act evidence stops at the checkpoint it
     cites). Returns the counts of records, stubs and checkpoints written."""
+    counts: dict[str, int] = {}
+    async for text in extract(
+        store, key, since=since, until=until, tenant=tenant, upto=upto, counts=counts
+    ):
+        out.write(text)
+    return counts
+
+
+async def extract(
+    store: Store,
+    key: Ed25519PublicKey,
+    *,
+    since: int | None = None,
+    until: int | None = None,
+    tenant: str | None = None,
+    upto: int | None = None,
+    counts: dict[str, int] | None = None,
+) -> AsyncIterator[str]:
+    """``export``'s extract as it is read: the header and the checkpoints first (what can
+    refuse the extract is found before it: ``AiosysError``, ``ConfigError``), then the
+    lines of one page of the log (``PAGE`` positions) at a time, so an extract of any size
+    is sent without being held whole. ``counts``, when given, gets the counts of records,
+    stubs and checkpoints as they are written."""
     heads = await store.fetch("audit_head", {})
     if not heads:
         raise AiosysError("the audit log's head row is missing (deleted): see audit verify")
@@ -109,18 +132,22 @@ async def export(
         "public_key": public_pem(key),
         "exported_at": round(time.time() * 1_000_000),
     }
-    counts = {"records": 0, "stubs": 0, "checkpoints": len(needed)}
-    write = out.write
-    write(json.dumps(header) + "\n")
+    if counts is None:
+        counts = {}
+    counts.update(records=0, stubs=0, checkpoints=len(needed))
+    lines = [json.dumps(header)]
     for cp in needed:
-        write(json.dumps({"type": "checkpoint", "payload": cp.payload, "signature": cp.signature}))
-        write("\n")
+        lines.append(
+            json.dumps({"type": "checkpoint", "payload": cp.payload, "signature": cp.signature})
+        )
+    yield "\n".join(lines) + "\n"
     after_seq = start - 1
     while after_seq < end:
         params = {"after": after_seq, "upto": end, "limit": PAGE}
         rows = await store.fetch("audit_page", params)
         if not rows:
             break
+        page: list[str] = []
         for r in rows:
             seq = int(r["seq"])
             full = (
@@ -138,9 +165,9 @@ async def export(
             if full:
                 line.update(tenant=r["tenant"], at=int(r["at"]), body=r["body"])
             counts["records" if full else "stubs"] += 1
-            write(json.dumps(line, ensure_ascii=False) + "\n")
+            page.append(json.dumps(line, ensure_ascii=False))
+        yield "\n".join(page) + "\n"
         after_seq = int(rows[-1]["seq"])
-    return counts
 
 
 def verify_extract(lines: Iterable[str], key: Ed25519PublicKey | None) -> Report:
