@@ -141,6 +141,11 @@ class UsageLog:
             self._timer = loop.call_at(due, self._start_write)
 
     @property
+    def writing(self) -> bool:
+        """Rows are being written now (handed to the store, not yet committed)."""
+        return bool(self._writing)
+
+    @property
     def unwritten(self) -> bool:
         """Rows are waiting to be written, or being written (not yet committed)."""
         return bool(self._pending or self._writing)
