@@ -104,7 +104,7 @@ APP_EXEMPT = {
     "warming": "what the warm-up is loading (lifecycle, no tenant data)",
     "warmed": "lifecycle: waits for the warm-up (no tenant data)",
 }
-AUDIT_WALK = ("export", "verify", "checkpoint")
+AUDIT_WALK = ("export", "extract", "verify", "checkpoint")
 AUDIT_EXEMPT = {
     "append": "appends a record (the app's own writes), reads nothing",
     "admin_action": "appends a record of the caller's own action in its own tenant",
@@ -287,6 +287,8 @@ async def test_tenant_walk_every_public_function_as_a_against_b(store_url: str) 
             assert public(app.audit) == set(AUDIT_WALK) | set(AUDIT_EXEMPT)
             with pytest.raises(PermissionDenied):
                 await app.audit.export(io.StringIO(), tenant="B")
+            with pytest.raises(PermissionDenied):  # refused before anything is read
+                await app.audit.extract(tenant="B")
             with pytest.raises(PermissionDenied):
                 await app.audit.verify()
             with pytest.raises(PermissionDenied):
@@ -297,6 +299,8 @@ async def test_tenant_walk_every_public_function_as_a_against_b(store_url: str) 
             assert lines[0]["tenant"] == "A"
             assert all(e.get("tenant") in (None, "A") for e in lines[1:])
             assert not any(r in out.getvalue() for r in b_runs)
+            streamed = "".join([text async for text in await app.audit.extract()])
+            assert streamed.splitlines()[1:] == out.getvalue().splitlines()[1:]  # the same
             # Lineage: B's runs neither shown nor exported, B's model uses not listed.
             assert public(app.lineage) == set(LINEAGE_WALK) | set(LINEAGE_EXEMPT)
             for run_id in b_runs:
